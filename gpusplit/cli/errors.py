@@ -1,0 +1,75 @@
+"""Known failures become one line on stderr with a hint and an exit code; GPUSPLIT_DEBUG=1
+shows the traceback instead."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from . import output
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_DOES_NOT_FIT = 3
+
+
+class CLIError(Exception):
+    """An error the CLI reports as one line: message, optional hint, exit code."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("GPUSPLIT_DEBUG", "") not in ("", "0")
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code for an exception, or raise it again when unknown."""
+    from ..gguf.errors import GGUFError
+
+    if isinstance(exc, CLIError):
+        return _with_hint(exc.message, exc.hint), exc.exit_code
+    if isinstance(exc, GGUFError):
+        return _with_hint(output.sanitize(exc.message, 400), exc.hint), EXIT_USAGE
+    if isinstance(exc, MemoryError):
+        return "out of memory", EXIT_RUNTIME
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), EXIT_RUNTIME
+    raise exc
+
+
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message} ({hint})" if hint else message
+
+
+def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Run func; map a known failure to one stderr line and an exit code."""
+    try:
+        result = func(*args, **kwargs)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # stdout went away (`| head`): nothing to report, and no traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+        if debug_enabled():
+            raise
+        try:
+            line, code = describe(exc)
+        except Exception:  # noqa: BLE001 - unknown: one line, still no traceback
+            line, code = f"internal error: {type(exc).__name__}: {exc} (set GPUSPLIT_DEBUG=1 for the traceback)", EXIT_RUNTIME
+        output.error(line)
+        return code
+    return int(result or 0)

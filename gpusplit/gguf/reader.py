@@ -1,0 +1,646 @@
+"""A bounded GGUF header reader: metadata and tensor infos, never the tensor data.
+
+Every count read from the file is checked against the bytes that can remain before anything is
+allocated or looped over, so a hostile header costs at most `Limits.max_header_bytes` of reading
+and linear time in it. Big arrays (tokens, merges, scores) are counted and skipped; small ones
+(per-layer hyperparameters) are read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import GGUFError
+from .types import GGML_TYPES, REMOVED_TYPE_IDS, GGMLType
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings that bound a parse whatever the file declares (documented in docs/limits.md)."""
+
+    max_header_bytes: int = 256 * 1024 * 1024  # metadata + tensor infos of one shard
+    max_kv: int = 65_536
+    max_tensors: int = 262_144
+    max_string_bytes: int = 64 * 1024 * 1024  # one string value (chat templates are KBs)
+    max_key_bytes: int = 65_535
+    max_array_depth: int = 2  # an array of arrays; deeper nesting is refused
+    max_alignment: int = 1024 * 1024
+    max_shards: int = 1024
+    max_seconds: float = 30.0  # wall-clock budget for one parse
+    # Arrays up to these lengths are read; longer ones are counted and skipped.
+    small_array: int = 4096
+    small_string_array: int = 64
+
+
+DEFAULT_LIMITS = Limits()
+
+# GGUF value types: id -> (name, struct format, size)
+VT_UINT8, VT_INT8, VT_UINT16, VT_INT16, VT_UINT32, VT_INT32, VT_FLOAT32, VT_BOOL = range(8)
+VT_STRING, VT_ARRAY, VT_UINT64, VT_INT64, VT_FLOAT64 = 8, 9, 10, 11, 12
+
+_SCALARS: dict[int, tuple[str, str, int]] = {
+    VT_UINT8: ("u8", "B", 1),
+    VT_INT8: ("i8", "b", 1),
+    VT_UINT16: ("u16", "H", 2),
+    VT_INT16: ("i16", "h", 2),
+    VT_UINT32: ("u32", "I", 4),
+    VT_INT32: ("i32", "i", 4),
+    VT_FLOAT32: ("f32", "f", 4),
+    VT_BOOL: ("bool", "?", 1),
+    VT_UINT64: ("u64", "Q", 8),
+    VT_INT64: ("i64", "q", 8),
+    VT_FLOAT64: ("f64", "d", 8),
+}
+VALUE_TYPE_NAMES = {**{k: v[0] for k, v in _SCALARS.items()}, VT_STRING: "string", VT_ARRAY: "array"}
+_SCALAR_STRUCTS = {k: struct.Struct("<" + v[1]) for k, v in _SCALARS.items()}
+# Smallest encoding of one array element, to bound a declared count by the bytes that remain.
+_MIN_ELEMENT_BYTES = {**{k: v[2] for k, v in _SCALARS.items()}, VT_STRING: 8, VT_ARRAY: 12}
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_HEADER = struct.Struct("<4sIQQ")
+
+# Smallest possible kv pair (8-byte key length, 1-byte key, 4-byte type, 1-byte value) and tensor
+# info (8-byte name length, 1-byte name, n_dims, one ne, type, offset).
+_MIN_KV_BYTES = 14
+_MIN_TENSOR_INFO_BYTES = 33
+# ggml's GGML_MAX_NAME (64, with the terminating NUL): llama.cpp refuses longer tensor names.
+_MAX_TENSOR_NAME = 63
+_MAX_DIMS = 4
+
+SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Byte sources
+
+
+class ByteSource(Protocol):
+    """Random access to the bytes of one file (local, or remote by HTTP range requests)."""
+
+    name: str
+    size: int
+    bytes_read: int
+
+    def read(self, offset: int, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """A local file read with bounded `pread` calls; counts the bytes it reads."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.name = str(path)
+        try:
+            if os.path.isdir(path):
+                raise GGUFError(self.name, None, "file", "is a directory, not a GGUF file")
+            self._fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise GGUFError(self.name, None, "file", "no such file") from None
+        except PermissionError:
+            raise GGUFError(self.name, None, "file", "permission denied") from None
+        except OSError as exc:
+            raise GGUFError(self.name, None, "file", f"cannot open: {exc.strerror or exc}") from None
+        self.size = os.fstat(self._fd).st_size
+        self.bytes_read = 0
+
+    def read(self, offset: int, size: int) -> bytes:
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise GGUFError(self.name, offset, "file", f"read failed: {exc.strerror or exc}") from None
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """A metadata array too big to be worth materialising: its element type and count only."""
+
+    element_type: str
+    count: int
+    nbytes: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # ggml order: ne0 (the row length) first
+    ggml_type: GGMLType
+    offset: int  # relative to its shard's data section, as stored
+    data_offset: int  # absolute offset in its shard file
+    n_elements: int
+    n_bytes: int
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: str
+    file_size: int
+    header_bytes: int  # magic to the end of the tensor infos
+    data_offset: int  # start of the tensor data section
+    data_bytes: int  # bytes the tensor data needs (end of the last tensor)
+    tensor_count: int
+    bytes_read: int
+
+    @property
+    def missing_bytes(self) -> int:
+        return max(0, self.data_offset + self.data_bytes - self.file_size)
+
+
+@dataclass
+class GGUFFile:
+    path: str
+    version: int
+    metadata: dict[str, Any]
+    value_types: dict[str, str]  # key -> GGUF value type name ("u32", "string", "array[string]")
+    key_offsets: dict[str, int]  # key -> offset of its value in the first shard
+    tensors: list[TensorInfo]
+    shards: list[ShardInfo]
+    alignment: int = DEFAULT_ALIGNMENT
+    tensor_index: dict[str, TensorInfo] = field(default_factory=dict, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """False for header-only or truncated files: some tensor data lies past the end."""
+        return self.missing_bytes == 0
+
+    @property
+    def missing_bytes(self) -> int:
+        return sum(s.missing_bytes for s in self.shards)
+
+    @property
+    def header_bytes(self) -> int:
+        return sum(s.header_bytes for s in self.shards)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.bytes_read for s in self.shards)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(t.n_bytes for t in self.tensors)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(key, default)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser
+
+
+class _HeaderParser:
+    """Walks one shard's header over a growing in-memory prefix of the file."""
+
+    def __init__(self, source: ByteSource, limits: Limits, deadline: float) -> None:
+        self.src = source
+        self.limits = limits
+        self.deadline = deadline
+        self.buf = bytearray()
+        self.pos = 0
+        self.ceiling = min(source.size, limits.max_header_bytes)
+
+    # -- low-level reads -----------------------------------------------------------------------
+
+    def fail(self, offset: int | None, field_name: str, reason: str, hint: str = "") -> GGUFError:
+        return GGUFError(self.src.name, offset, field_name, reason, hint)
+
+    def ensure(self, n: int, field_name: str) -> None:
+        """Make buf hold `n` bytes from pos, reading more of the file in growing chunks."""
+        end = self.pos + n
+        if end <= len(self.buf):
+            return
+        if end > self.src.size:
+            raise self.fail(
+                self.pos, field_name, f"truncated: needs {n} bytes, the file ends after {self.src.size - self.pos}"
+            )
+        if end > self.limits.max_header_bytes:
+            raise self.fail(
+                self.pos,
+                field_name,
+                f"header larger than the {self.limits.max_header_bytes} byte limit",
+                "raise Limits.max_header_bytes if this model is genuine",
+            )
+        # Grow by at least half of what we hold so a big header costs few reads and < 1.5x bytes.
+        want = max(end - len(self.buf), 256 * 1024, len(self.buf) // 2)
+        want = min(want, self.ceiling - len(self.buf))
+        data = self.src.read(len(self.buf), want)
+        if len(data) < min(want, end - len(self.buf)):
+            raise self.fail(self.pos, field_name, "truncated: the file ended while reading")
+        self.buf += data
+        if time.monotonic() > self.deadline:
+            raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+
+    def remaining(self) -> int:
+        return self.src.size - self.pos
+
+    def u32(self, field_name: str) -> int:
+        self.ensure(4, field_name)
+        (value,) = _U32.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return value
+
+    def u64(self, field_name: str) -> int:
+        self.ensure(8, field_name)
+        (value,) = _U64.unpack_from(self.buf, self.pos)
+        self.pos += 8
+        return value
+
+    def raw_string(self, field_name: str, cap: int) -> bytes:
+        start = self.pos
+        length = self.u64(field_name + ".length")
+        if length > cap:
+            raise self.fail(start, field_name, f"string length {length} exceeds the {cap} byte limit")
+        if length > self.remaining():
+            raise self.fail(start, field_name, f"string length {length} runs past the end of the file")
+        self.ensure(length, field_name)
+        data = bytes(self.buf[self.pos : self.pos + length])
+        self.pos += length
+        return data
+
+    def string(self, field_name: str, cap: int) -> str:
+        start = self.pos
+        data = self.raw_string(field_name, cap)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(start, field_name, f"invalid UTF-8 at byte {exc.start} of the string") from None
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def value(self, vtype: int, field_name: str, depth: int = 0) -> Any:
+        scalar = _SCALAR_STRUCTS.get(vtype)
+        if scalar is not None:
+            self.ensure(scalar.size, field_name)
+            (value,) = scalar.unpack_from(self.buf, self.pos)
+            self.pos += scalar.size
+            return value
+        if vtype == VT_STRING:
+            return self.string(field_name, self.limits.max_string_bytes)
+        if vtype == VT_ARRAY:
+            return self.array(field_name, depth + 1)
+        raise self.fail(self.pos - 4, field_name, f"unknown value type {vtype}")
+
+    def array(self, field_name: str, depth: int) -> Any:
+        start = self.pos
+        if depth > self.limits.max_array_depth:
+            raise self.fail(start, field_name, f"arrays nested deeper than {self.limits.max_array_depth} levels")
+        etype = self.u32(field_name + ".type")
+        if etype not in _MIN_ELEMENT_BYTES:
+            raise self.fail(start, field_name, f"unknown array element type {etype}")
+        count = self.u64(field_name + ".count")
+        min_bytes = _MIN_ELEMENT_BYTES[etype]
+        if count > self.remaining() // min_bytes:
+            raise self.fail(
+                start,
+                field_name,
+                f"array of {count} {VALUE_TYPE_NAMES[etype]} needs at least {count * min_bytes} bytes, "
+                f"only {self.remaining()} remain",
+            )
+        body = self.pos
+        scalar = _SCALARS.get(etype)
+        if scalar is not None:
+            nbytes = count * scalar[2]
+            self.ensure(nbytes, field_name)
+            if count <= self.limits.small_array:
+                values = struct.unpack_from(f"<{count}{scalar[1]}", self.buf, self.pos)
+                self.pos += nbytes
+                return values
+            self.pos += nbytes
+            return ArrayInfo(scalar[0], count, nbytes)
+        if etype == VT_STRING:
+            if count <= self.limits.small_string_array:
+                return tuple(self.string(f"{field_name}[{i}]", self.limits.max_string_bytes) for i in range(count))
+            self.skip_strings(count, field_name)
+            return ArrayInfo("string", count, self.pos - body)
+        # Nested arrays: walk them for their size, keep only the count.
+        for i in range(count):
+            self.array(f"{field_name}[{i}]", depth + 1)
+            if i % 4096 == 0 and time.monotonic() > self.deadline:
+                raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+        return ArrayInfo("array", count, self.pos - body)
+
+    def skip_strings(self, count: int, field_name: str) -> None:
+        """Step over `count` strings without decoding them: the hot loop for vocabularies."""
+        unpack = _U64.unpack_from
+        cap = self.limits.max_string_bytes
+        done = 0
+        while done < count:
+            buf = self.buf
+            end = len(buf)
+            pos = self.pos
+            while done < count and pos + 8 <= end:
+                nxt = pos + 8 + unpack(buf, pos)[0]
+                if nxt > end:
+                    break
+                pos = nxt
+                done += 1
+            self.pos = pos
+            if done == count:
+                break
+            # The next string is not wholly in the buffer: check its length, then read more.
+            self.ensure(8, f"{field_name}[{done}]")
+            (length,) = unpack(self.buf, self.pos)
+            if length > cap:
+                raise self.fail(self.pos, f"{field_name}[{done}]", f"string length {length} exceeds the {cap} byte limit")
+            if length > self.remaining() - 8:
+                raise self.fail(self.pos, f"{field_name}[{done}]", f"string length {length} runs past the end of the file")
+            self.ensure(8 + length, f"{field_name}[{done}]")
+            if time.monotonic() > self.deadline:
+                raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+
+    # -- the header ------------------------------------------------------------------------------
+
+    def parse(self) -> tuple[int, dict[str, Any], dict[str, str], dict[str, int], list[TensorInfo], ShardInfo, int]:
+        name = self.src.name
+        self.ensure(min(_HEADER.size, self.src.size), "magic")
+        if self.src.size < 4 or bytes(self.buf[:4]) != GGUF_MAGIC:
+            head = bytes(self.buf[:4])
+            raise self.fail(0, "magic", f"not a GGUF file (starts with {head!r}, expected b'GGUF')")
+        version = self.u32_at(4, "version")
+        if int.from_bytes(version.to_bytes(4, "little"), "big") in (1, 2, 3):
+            raise self.fail(4, "version", "byte-swapped (big-endian) GGUF file; gpusplit reads little-endian files only")
+        if version == 1:
+            raise self.fail(4, "version", "GGUF version 1 is not supported; re-convert the model with a current llama.cpp")
+        if version not in (2, 3):
+            raise self.fail(4, "version", f"unsupported GGUF version {version} (supported: 2, 3)")
+        self.pos = 8
+        tensor_count = self.u64("tensor_count")
+        kv_count = self.u64("kv_count")
+        if kv_count > self.limits.max_kv:
+            raise self.fail(16, "kv_count", f"{kv_count} key/value pairs exceed the {self.limits.max_kv} limit")
+        if kv_count > self.remaining() // _MIN_KV_BYTES:
+            raise self.fail(16, "kv_count", f"{kv_count} key/value pairs cannot fit in the {self.remaining()} bytes left")
+        if tensor_count > self.limits.max_tensors:
+            raise self.fail(8, "tensor_count", f"{tensor_count} tensors exceed the {self.limits.max_tensors} limit")
+        if tensor_count > self.remaining() // _MIN_TENSOR_INFO_BYTES:
+            raise self.fail(8, "tensor_count", f"{tensor_count} tensors cannot fit in the {self.remaining()} bytes left")
+
+        metadata: dict[str, Any] = {}
+        value_types: dict[str, str] = {}
+        key_offsets: dict[str, int] = {}
+        for i in range(kv_count):
+            key_at = self.pos
+            key_bytes = self.raw_string(f"kv[{i}].key", self.limits.max_key_bytes)
+            if not key_bytes:
+                raise self.fail(key_at, f"kv[{i}].key", "empty key")
+            try:
+                key = key_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.fail(key_at, f"kv[{i}].key", "key is not valid UTF-8") from None
+            if key in metadata:
+                raise self.fail(key_at, key, "duplicate key")
+            vtype = self.u32(f"{key}.type")
+            if vtype not in VALUE_TYPE_NAMES:
+                raise self.fail(self.pos - 4, key, f"unknown value type {vtype}")
+            value_at = self.pos
+            value = self.value(vtype, key)
+            if vtype == VT_ARRAY:
+                etype = value.element_type if isinstance(value, ArrayInfo) else VALUE_TYPE_NAMES[
+                    _U32.unpack_from(self.buf, value_at)[0]
+                ]
+                value_types[key] = f"array[{etype}]"
+            else:
+                value_types[key] = VALUE_TYPE_NAMES[vtype]
+            metadata[key] = value
+            key_offsets[key] = value_at
+            if i % 256 == 0 and time.monotonic() > self.deadline:
+                raise self.fail(self.pos, key, f"parse took longer than {self.limits.max_seconds:g} s")
+
+        alignment = self.alignment(metadata, value_types, key_offsets)
+
+        infos: list[tuple[str, tuple[int, ...], GGMLType, int, int, int, int]] = []
+        seen: set[str] = set()
+        for i in range(tensor_count):
+            info_at = self.pos
+            tname = self.string(f"tensor[{i}].name", self.limits.max_key_bytes)
+            label = f"tensor[{i}] {tname!r}" if len(tname) <= 80 else f"tensor[{i}]"
+            if not tname:
+                raise self.fail(info_at, f"tensor[{i}].name", "empty tensor name")
+            if len(tname.encode()) > _MAX_TENSOR_NAME:
+                raise self.fail(info_at, f"tensor[{i}].name", f"name longer than {_MAX_TENSOR_NAME} bytes")
+            if tname in seen:
+                raise self.fail(info_at, label, "duplicate tensor name")
+            seen.add(tname)
+            n_dims_at = self.pos
+            n_dims = self.u32(f"{label}.n_dims")
+            if not 1 <= n_dims <= _MAX_DIMS:
+                raise self.fail(n_dims_at, f"{label}.n_dims", f"{n_dims} dimensions (1 to {_MAX_DIMS} allowed)")
+            shape = []
+            for d in range(n_dims):
+                ne_at = self.pos
+                ne = self.u64(f"{label}.ne[{d}]")
+                if ne > INT64_MAX:
+                    raise self.fail(ne_at, f"{label}.ne[{d}]", f"dimension {ne} overflows int64")
+                shape.append(ne)
+            type_at = self.pos
+            type_id = self.u32(f"{label}.type")
+            gtype = GGML_TYPES.get(type_id)
+            if gtype is None:
+                if type_id in REMOVED_TYPE_IDS:
+                    raise self.fail(
+                        type_at, f"{label}.type", f"ggml type {type_id} was removed from llama.cpp; requantize the model"
+                    )
+                raise self.fail(type_at, f"{label}.type", f"unknown ggml type {type_id}")
+            n_elements = 1
+            for ne in shape:
+                n_elements *= ne
+            if n_elements > INT64_MAX:
+                raise self.fail(n_dims_at, f"{label}.ne", f"element count {n_elements} overflows int64")
+            if shape[0] % gtype.block_size:
+                raise self.fail(
+                    n_dims_at,
+                    f"{label}.ne[0]",
+                    f"row length {shape[0]} is not a multiple of the {gtype.name} block size {gtype.block_size}",
+                )
+            n_bytes = gtype.type_size * (n_elements // gtype.block_size) if shape[0] else 0
+            if n_bytes > INT64_MAX:
+                raise self.fail(n_dims_at, f"{label}.ne", f"byte size {n_bytes} overflows int64")
+            offset_at = self.pos
+            offset = self.u64(f"{label}.offset")
+            infos.append((tname, tuple(shape), gtype, offset, n_elements, n_bytes, offset_at))
+            if i % 1024 == 0 and time.monotonic() > self.deadline:
+                raise self.fail(self.pos, label, f"parse took longer than {self.limits.max_seconds:g} s")
+
+        header_bytes = self.pos
+        data_offset = -(-header_bytes // alignment) * alignment
+        tensors = []
+        prev_offset, prev_end, prev_name = -1, 0, ""
+        for tname, shape, gtype, offset, n_elements, n_bytes, offset_at in infos:
+            field_name = f"tensor {tname!r}.offset"
+            if offset % alignment:
+                raise self.fail(offset_at, field_name, f"offset {offset} is not a multiple of the alignment {alignment}")
+            if offset < prev_offset:
+                raise self.fail(offset_at, field_name, f"offset {offset} is out of order (before {prev_name!r})")
+            if offset < prev_end:
+                raise self.fail(offset_at, field_name, f"data overlaps tensor {prev_name!r}")
+            end = offset + n_bytes
+            if data_offset + end > INT64_MAX:
+                raise self.fail(offset_at, field_name, f"offset {offset} lies beyond any possible file")
+            tensors.append(TensorInfo(tname, shape, gtype, offset, data_offset + offset, n_elements, n_bytes))
+            prev_offset, prev_end, prev_name = offset, end, tname
+        shard = ShardInfo(
+            path=name,
+            file_size=self.src.size,
+            header_bytes=header_bytes,
+            data_offset=data_offset,
+            data_bytes=prev_end,
+            tensor_count=len(tensors),
+            bytes_read=self.src.bytes_read,
+        )
+        return version, metadata, value_types, key_offsets, tensors, shard, alignment
+
+    def u32_at(self, offset: int, field_name: str) -> int:
+        if offset + 4 > len(self.buf):
+            raise self.fail(offset, field_name, "truncated: the file ends inside the header")
+        return _U32.unpack_from(self.buf, offset)[0]
+
+    def alignment(self, metadata: dict[str, Any], value_types: dict[str, str], key_offsets: dict[str, int]) -> int:
+        key = "general.alignment"
+        if key not in metadata:
+            return DEFAULT_ALIGNMENT
+        value = metadata[key]
+        at = key_offsets[key]
+        if value_types[key] != "u32":
+            raise self.fail(at, key, f"must be a u32, not {value_types[key]}")
+        if value == 0 or value & (value - 1):
+            raise self.fail(at, key, f"{value} is not a power of two")
+        if value > self.limits.max_alignment:
+            raise self.fail(at, key, f"{value} exceeds the {self.limits.max_alignment} byte limit")
+        return value
+
+
+def parse_source(
+    source: ByteSource, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None
+) -> GGUFFile:
+    """Parse one GGUF file (one shard) from a byte source."""
+    if deadline is None:
+        deadline = time.monotonic() + limits.max_seconds
+    parser = _HeaderParser(source, limits, deadline)
+    version, metadata, value_types, key_offsets, tensors, shard, alignment = parser.parse()
+    return GGUFFile(
+        path=source.name,
+        version=version,
+        metadata=metadata,
+        value_types=value_types,
+        key_offsets=key_offsets,
+        tensors=tensors,
+        shards=[shard],
+        alignment=alignment,
+        tensor_index={t.name: t for t in tensors},
+    )
+
+
+def read_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> GGUFFile:
+    """Read one GGUF file without looking for split siblings."""
+    with FileSource(path) as source:
+        return parse_source(source, limits)
+
+
+def read_gguf(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> GGUFFile:
+    """Read a model: a single GGUF file, or the first shard of a split set and all its siblings."""
+    path = Path(path)
+    match = SHARD_RE.match(path.name)
+    if match and int(match["no"]) != 1:
+        first = f"{match['prefix']}-00001-of-{match['count']}.gguf"
+        raise GGUFError(
+            str(path), None, "split", f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first}"
+        )
+    deadline = time.monotonic() + limits.max_seconds
+    with FileSource(path) as source:
+        first = parse_source(source, limits, deadline)
+    count = _split_key(first, "split.count")
+    if count is None:
+        if match and int(match["count"]) > 1:
+            raise GGUFError(str(path), None, "split.count", "the file is named as a shard but has no split.* keys")
+        return first
+    if _split_key(first, "split.no") not in (0, None):
+        raise GGUFError(
+            str(path), first.key_offsets.get("split.no"), "split.no", f"is {first.metadata['split.no']}, the first shard has 0"
+        )
+    if count < 1 or count > limits.max_shards:
+        raise GGUFError(str(path), first.key_offsets["split.count"], "split.count", f"{count} shards is not a valid count")
+    if count == 1:
+        return first
+    if not match:
+        raise GGUFError(
+            str(path),
+            first.key_offsets["split.count"],
+            "split.count",
+            f"the model has {count} shards but the file name does not follow NAME-00001-of-{count:05d}.gguf, "
+            "so its siblings cannot be found",
+        )
+    if int(match["count"]) != count:
+        raise GGUFError(
+            str(path), first.key_offsets["split.count"], "split.count", f"is {count} but the file name says {int(match['count'])}"
+        )
+    merged = first
+    for no in range(2, count + 1):
+        shard_path = path.with_name(f"{match['prefix']}-{no:05d}-of-{count:05d}.gguf")
+        if not shard_path.exists():
+            raise GGUFError(str(shard_path), None, "split", f"shard {no} of {count} is missing", "download every shard")
+        with FileSource(shard_path) as source:
+            shard = parse_source(source, limits, deadline)
+        shard_no = _split_key(shard, "split.no")
+        if shard_no != no - 1:
+            raise GGUFError(str(shard_path), shard.key_offsets.get("split.no"), "split.no", f"is {shard_no}, expected {no - 1}")
+        if _split_key(shard, "split.count") != count:
+            raise GGUFError(
+                str(shard_path),
+                shard.key_offsets.get("split.count"),
+                "split.count",
+                f"is {shard.metadata.get('split.count')}, the first shard says {count}",
+            )
+        for t in shard.tensors:
+            if t.name in merged.tensor_index:
+                raise GGUFError(str(shard_path), None, f"tensor {t.name!r}", "appears in more than one shard")
+            moved = TensorInfo(t.name, t.shape, t.ggml_type, t.offset, t.data_offset, t.n_elements, t.n_bytes, no - 1)
+            merged.tensors.append(moved)
+            merged.tensor_index[t.name] = moved
+        merged.shards.append(shard.shards[0])
+    expected = _split_key(first, "split.tensors.count")
+    if expected is not None and expected != len(merged.tensors):
+        raise GGUFError(
+            str(path),
+            first.key_offsets.get("split.tensors.count"),
+            "split.tensors.count",
+            f"says {expected} tensors, the shards hold {len(merged.tensors)}",
+        )
+    return merged
+
+
+def _split_key(f: GGUFFile, key: str) -> int | None:
+    value = f.metadata.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GGUFError(f.path, f.key_offsets.get(key), key, f"must be an integer, not {f.value_types[key]}")
+    return value
