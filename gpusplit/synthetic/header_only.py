@@ -1,0 +1,496 @@
+"""Header-only GGUF files with the real shapes of published models (no tensor data).
+
+Each file holds the GGUF header, the metadata (hyperparameters from the model's published
+``config.json``, a tokenizer with the real token and merge *counts* but made-up strings) and the
+tensor infos with the types llama.cpp's quantizer picks for Q4_K_M. The tensor data is absent:
+the file ends right after the tensor infos, so every tensor lies past the end of the file. With
+``sparse=True`` the file is extended with a hole to its full size, so tools that check that the
+data lies inside the file accept it (the bytes read back as zeros).
+
+These files are for planning and for testing readers: no engine can run them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, _temp_path
+from gpusplit.synthetic.vocab import CONTROL, USER_DEFINED, Vocab, large_bpe_vocab, spm_vocab, write_vocab
+
+
+@dataclass(frozen=True)
+class HeaderOnlySpec:
+    name: str
+    display_name: str
+    source: str  # where the hyperparameters come from
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    n_vocab: int
+    n_ctx_train: int
+    rope_theta: float
+    rms_eps: float
+    tokenizer: str  # "llama3", "qwen2", "mistral" (SentencePiece), "gemma3" (SentencePiece)
+    n_merges: int = 0
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0  # qwen3moe expert_feed_forward_length
+    sliding_window: int = 0
+    rope_scaling_linear: float = 0.0  # linear rope scaling factor (gemma3 27B: 8)
+    tied: bool = False
+    rope_freqs: bool = False  # Llama 3.1's rope_freqs.weight (llama3 rope scaling), f32 [head_dim/2]
+    write_key_length: bool = False  # attention.key_length / value_length keys
+
+    @property
+    def is_llama_70b(self) -> bool:
+        """llama.cpp's LLM_TYPE_70B (it gives attn_v more bits for this model type)."""
+        return self.arch == "llama" and self.n_expert == 0 and self.n_layer == 80 and self.n_head != self.n_head_kv
+
+
+HEADER_ONLY_MODELS: dict[str, HeaderOnlySpec] = {
+    # https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/blob/main/config.json
+    # hidden_size 4096, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads 8,
+    # head_dim 128, intermediate_size 14336, vocab_size 128256, rope_theta 500000,
+    # max_position_embeddings 131072, rms_norm_eps 1e-5, rope_scaling llama3 (factor 8),
+    # tie_word_embeddings false; tokenizer: 128,000 BPE tokens + 256 special, 280,147 merges.
+    "llama-3.1-8b": HeaderOnlySpec(
+        name="llama-3.1-8b",
+        display_name="Meta Llama 3.1 8B Instruct",
+        source="https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/blob/main/config.json",
+        arch="llama",
+        n_layer=32,
+        n_embd=4096,
+        n_head=32,
+        n_head_kv=8,
+        head_dim=128,
+        n_ff=14336,
+        n_vocab=128256,
+        n_ctx_train=131072,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        tokenizer="llama3",
+        n_merges=280147,
+        rope_freqs=True,
+    ),
+    # https://huggingface.co/meta-llama/Llama-3.1-70B-Instruct/blob/main/config.json
+    # hidden_size 8192, num_hidden_layers 80, num_attention_heads 64, num_key_value_heads 8,
+    # head_dim 128, intermediate_size 28672, vocab_size 128256, rope_theta 500000,
+    # max_position_embeddings 131072, rms_norm_eps 1e-5, rope_scaling llama3 (factor 8).
+    "llama-3.1-70b": HeaderOnlySpec(
+        name="llama-3.1-70b",
+        display_name="Meta Llama 3.1 70B Instruct",
+        source="https://huggingface.co/meta-llama/Llama-3.1-70B-Instruct/blob/main/config.json",
+        arch="llama",
+        n_layer=80,
+        n_embd=8192,
+        n_head=64,
+        n_head_kv=8,
+        head_dim=128,
+        n_ff=28672,
+        n_vocab=128256,
+        n_ctx_train=131072,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        tokenizer="llama3",
+        n_merges=280147,
+        rope_freqs=True,
+    ),
+    # https://huggingface.co/mistralai/Mixtral-8x7B-Instruct-v0.1/blob/main/config.json
+    # hidden_size 4096, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads 8,
+    # head_dim 128 (4096/32), intermediate_size 14336 (per expert), vocab_size 32000,
+    # rope_theta 1e6, max_position_embeddings 32768, rms_norm_eps 1e-5, num_local_experts 8,
+    # num_experts_per_tok 2, sliding_window null; SentencePiece tokenizer (no merges).
+    "mixtral-8x7b": HeaderOnlySpec(
+        name="mixtral-8x7b",
+        display_name="Mixtral 8x7B Instruct v0.1",
+        source="https://huggingface.co/mistralai/Mixtral-8x7B-Instruct-v0.1/blob/main/config.json",
+        arch="llama",
+        n_layer=32,
+        n_embd=4096,
+        n_head=32,
+        n_head_kv=8,
+        head_dim=128,
+        n_ff=14336,
+        n_vocab=32000,
+        n_ctx_train=32768,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-5,
+        tokenizer="mistral",
+        n_expert=8,
+        n_expert_used=2,
+    ),
+    # https://huggingface.co/google/gemma-3-27b-it/blob/main/config.json (text_config)
+    # hidden_size 5376, num_hidden_layers 62, num_attention_heads 32, num_key_value_heads 16,
+    # head_dim 128, intermediate_size 21504, rope_theta 1e6 (global layers; rope_local_base_freq
+    # 10000), max_position_embeddings 131072, rms_norm_eps 1e-6, sliding_window 1024,
+    # sliding_window_pattern 6, rope_scaling linear factor 8, tied embeddings.
+    # vocab_size there is 262208 (with image tokens); the tokenizer and the GGUF token_embd hold
+    # 262,144 tokens, which is what llama.cpp sees.
+    "gemma-3-27b": HeaderOnlySpec(
+        name="gemma-3-27b",
+        display_name="Gemma 3 27B It",
+        source="https://huggingface.co/google/gemma-3-27b-it/blob/main/config.json",
+        arch="gemma3",
+        n_layer=62,
+        n_embd=5376,
+        n_head=32,
+        n_head_kv=16,
+        head_dim=128,
+        n_ff=21504,
+        n_vocab=262144,
+        n_ctx_train=131072,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="gemma3",
+        sliding_window=1024,
+        rope_scaling_linear=8.0,
+        tied=True,
+        write_key_length=True,
+    ),
+    # https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json
+    # hidden_size 2048, num_hidden_layers 48, num_attention_heads 32, num_key_value_heads 4,
+    # head_dim 128, intermediate_size 6144, moe_intermediate_size 768, num_experts 128,
+    # num_experts_per_tok 8, vocab_size 151936, rope_theta 1e6, max_position_embeddings 40960,
+    # rms_norm_eps 1e-6, tie_word_embeddings false, use_sliding_window false;
+    # tokenizer: 151,643 BPE tokens + 26 added tokens (padded to 151,936), 151,387 merges.
+    "qwen3-30b-a3b": HeaderOnlySpec(
+        name="qwen3-30b-a3b",
+        display_name="Qwen3 30B A3B",
+        source="https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json",
+        arch="qwen3moe",
+        n_layer=48,
+        n_embd=2048,
+        n_head=32,
+        n_head_kv=4,
+        head_dim=128,
+        n_ff=6144,
+        n_vocab=151936,
+        n_ctx_train=40960,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="qwen2",
+        n_merges=151387,
+        n_expert=128,
+        n_expert_used=8,
+        n_ff_exp=768,
+        write_key_length=True,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# tensors and Q4_K_M types
+# --------------------------------------------------------------------------------------------
+
+
+def _shapes(spec: HeaderOnlySpec) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, numpy-order shape) of every tensor, in the order convert_hf_to_gguf.py writes them."""
+    E, hd = spec.n_embd, spec.head_dim
+    q_dim, kv_dim = spec.n_head * hd, spec.n_head_kv * hd
+    out: list[tuple[str, tuple[int, ...]]] = []
+    if spec.rope_freqs:
+        out.append(("rope_freqs.weight", (hd // 2,)))
+    out.append(("token_embd.weight", (spec.n_vocab, E)))
+    for i in range(spec.n_layer):
+        b = f"blk.{i}."
+        out.append((b + "attn_norm.weight", (E,)))
+        out.append((b + "attn_q.weight", (q_dim, E)))
+        out.append((b + "attn_k.weight", (kv_dim, E)))
+        out.append((b + "attn_v.weight", (kv_dim, E)))
+        out.append((b + "attn_output.weight", (E, q_dim)))
+        if spec.arch in ("gemma3", "qwen3moe"):
+            out.append((b + "attn_q_norm.weight", (hd,)))
+            out.append((b + "attn_k_norm.weight", (hd,)))
+        if spec.arch == "gemma3":
+            out.append((b + "post_attention_norm.weight", (E,)))
+        out.append((b + "ffn_norm.weight", (E,)))
+        if spec.n_expert:
+            X = spec.n_expert
+            ff = spec.n_ff_exp or spec.n_ff
+            out.append((b + "ffn_gate_inp.weight", (X, E)))
+            out.append((b + "ffn_gate_exps.weight", (X, ff, E)))
+            out.append((b + "ffn_up_exps.weight", (X, ff, E)))
+            out.append((b + "ffn_down_exps.weight", (X, E, ff)))
+        else:
+            out.append((b + "ffn_gate.weight", (spec.n_ff, E)))
+            out.append((b + "ffn_up.weight", (spec.n_ff, E)))
+            out.append((b + "ffn_down.weight", (E, spec.n_ff)))
+        if spec.arch == "gemma3":
+            out.append((b + "post_ffw_norm.weight", (E,)))
+    out.append(("output_norm.weight", (E,)))
+    if not spec.tied:
+        out.append(("output.weight", (spec.n_vocab, E)))
+    return out
+
+
+def _use_more_bits(i_layer: int, n_layers: int) -> bool:
+    # llama-quant.cpp, llama_tensor_get_type_impl
+    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
+
+
+_FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+
+
+def q4_k_m_types(spec: HeaderOnlySpec, tensors: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    """The ggml type llama.cpp's quantizer (llama-quant.cpp) gives each tensor for Q4_K_M.
+
+    Mirrors tensor_allows_quantization, tensor_get_category and llama_tensor_get_type_impl for
+    the categories these models have: 1-D tensors, norms and ffn_gate_inp are not quantized
+    (F32); output (and token_embd when the embeddings are tied) Q6_K; attn_v Q6_K where
+    use_more_bits(i, n_attn_v) (else Q4_K, or Q5_K for LLM_TYPE_70B), Q8_0 for 8-expert models;
+    attn_k Q8_0 for 8-expert models; attn_output Q5_K for 8-expert models; ffn_down (dense or
+    experts) Q6_K where use_more_bits(layer, n_layer); everything else Q4_K. A row length that is not
+    a multiple of 256 falls back as llama.cpp does (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0).
+    """
+    n_attn_v = sum(1 for name, _ in tensors if "attn_v.weight" in name)
+    i_attn_v = 0
+    i_ffn_down = 0
+    out: list[str] = []
+    for name, shape in tensors:
+        quantizable = (
+            len(shape) >= 2
+            and name.endswith("weight")
+            and "_norm.weight" not in name
+            and "ffn_gate_inp.weight" not in name
+        )
+        if not quantizable:
+            out.append("F32")
+            continue
+        t = "Q4_K"
+        if name == "output.weight" or (spec.tied and name == "token_embd.weight"):
+            t = "Q6_K"
+        elif name == "token_embd.weight":
+            t = "Q4_K"
+        elif "attn_v.weight" in name:
+            if _use_more_bits(i_attn_v, n_attn_v):
+                t = "Q6_K"
+            if spec.is_llama_70b and t == "Q4_K":
+                t = "Q5_K"
+            if spec.n_expert == 8:
+                t = "Q8_0"
+            i_attn_v += 1
+        elif "attn_k.weight" in name:
+            if spec.n_expert == 8:
+                t = "Q8_0"
+        elif "attn_output.weight" in name:
+            if spec.n_expert == 8:
+                t = "Q5_K"
+        elif "ffn_down" in name:
+            i_layer = int(name.split(".")[1]) if spec.n_expert > 1 else i_ffn_down
+            if _use_more_bits(i_layer, spec.n_layer):
+                t = "Q6_K"
+            i_ffn_down += 1
+        if shape[-1] % 256 and t in _FALLBACK:
+            t = _FALLBACK[t]
+        out.append(t)
+    return out
+
+
+def header_only_tensor_plan(name_or_spec: str | HeaderOnlySpec) -> list[TensorPlan]:
+    """Name, shape (numpy order), Q4_K_M type and kind of every tensor of a header-only model."""
+    spec = _resolve(name_or_spec)
+    shapes = _shapes(spec)
+    types = q4_k_m_types(spec, shapes)
+    return [
+        TensorPlan(n, s, t, "norm" if len(s) == 1 else "weight") for (n, s), t in zip(shapes, types)
+    ]
+
+
+def header_only_data_size(name_or_spec: str | HeaderOnlySpec, alignment: int = 32) -> int:
+    """Bytes of tensor data the full model holds (each tensor padded to the alignment)."""
+    return sum(-(-_nbytes(t.shape, t.ggml_type) // alignment) * alignment for t in header_only_tensor_plan(name_or_spec))
+
+
+# --------------------------------------------------------------------------------------------
+# tokenizers
+# --------------------------------------------------------------------------------------------
+
+
+def _llama3_specials() -> list[tuple[str, int]]:
+    named = {
+        0: "<|begin_of_text|>",
+        1: "<|end_of_text|>",
+        4: "<|finetune_right_pad_id|>",
+        6: "<|start_header_id|>",
+        7: "<|end_header_id|>",
+        8: "<|eom_id|>",
+        9: "<|eot_id|>",
+        10: "<|python_tag|>",
+    }
+    out = []
+    reserved = 0
+    for i in range(256):
+        if i in named:
+            out.append((named[i], CONTROL))
+        else:
+            out.append((f"<|reserved_special_token_{reserved}|>", CONTROL))
+            reserved += 1
+    return out
+
+
+_QWEN_SPECIALS = [
+    ("<|endoftext|>", CONTROL),
+    ("<|im_start|>", CONTROL),
+    ("<|im_end|>", CONTROL),
+    ("<|object_ref_start|>", CONTROL),
+    ("<|object_ref_end|>", CONTROL),
+    ("<|box_start|>", CONTROL),
+    ("<|box_end|>", CONTROL),
+    ("<|quad_start|>", CONTROL),
+    ("<|quad_end|>", CONTROL),
+    ("<|vision_start|>", CONTROL),
+    ("<|vision_end|>", CONTROL),
+    ("<|vision_pad|>", CONTROL),
+    ("<|image_pad|>", CONTROL),
+    ("<|video_pad|>", CONTROL),
+    ("<tool_call>", USER_DEFINED),
+    ("</tool_call>", USER_DEFINED),
+    ("<|fim_prefix|>", USER_DEFINED),
+    ("<|fim_middle|>", USER_DEFINED),
+    ("<|fim_suffix|>", USER_DEFINED),
+    ("<|fim_pad|>", USER_DEFINED),
+    ("<|repo_name|>", USER_DEFINED),
+    ("<|file_sep|>", USER_DEFINED),
+    ("<tool_response>", USER_DEFINED),
+    ("</tool_response>", USER_DEFINED),
+    ("<think>", USER_DEFINED),
+    ("</think>", USER_DEFINED),
+]
+
+
+def header_only_vocab(spec: HeaderOnlySpec) -> Vocab:
+    if spec.tokenizer == "llama3":
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="llama-bpe",
+            n_normal=128000,
+            specials=_llama3_specials(),
+            special_ids={"bos": 128000, "eos": 128009},
+            add_bos=True,
+        )
+    if spec.tokenizer == "qwen2":
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="qwen2",
+            n_normal=151643,
+            specials=_QWEN_SPECIALS,
+            special_ids={"bos": 151643, "eos": 151645, "pad": 151643},
+            add_bos=False,
+        )
+    if spec.tokenizer == "mistral":
+        return spm_vocab(spec.n_vocab, style="llama")
+    if spec.tokenizer == "gemma3":
+        return spm_vocab(spec.n_vocab, style="gemma")
+    raise ValueError(f"unknown tokenizer {spec.tokenizer!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve(name_or_spec: str | HeaderOnlySpec) -> HeaderOnlySpec:
+    if isinstance(name_or_spec, HeaderOnlySpec):
+        return name_or_spec
+    try:
+        return HEADER_ONLY_MODELS[name_or_spec]
+    except KeyError:
+        raise KeyError(
+            f"unknown header-only model {name_or_spec!r}; known: {', '.join(HEADER_ONLY_MODELS)}"
+        ) from None
+
+
+def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
+    a = spec.arch
+    w.add_uint32(f"{a}.context_length", spec.n_ctx_train)
+    w.add_uint32(f"{a}.embedding_length", spec.n_embd)
+    w.add_uint32(f"{a}.block_count", spec.n_layer)
+    w.add_uint32(f"{a}.feed_forward_length", spec.n_ff)
+    w.add_uint32(f"{a}.attention.head_count", spec.n_head)
+    w.add_uint32(f"{a}.attention.head_count_kv", spec.n_head_kv)
+    if spec.write_key_length:
+        w.add_uint32(f"{a}.attention.key_length", spec.head_dim)
+        w.add_uint32(f"{a}.attention.value_length", spec.head_dim)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", spec.rms_eps)
+    w.add_float32(f"{a}.rope.freq_base", spec.rope_theta)
+    if a == "llama":
+        w.add_uint32(f"{a}.rope.dimension_count", spec.head_dim)
+        w.add_uint32(f"{a}.vocab_size", spec.n_vocab)
+    if spec.rope_scaling_linear:
+        w.add_string(f"{a}.rope.scaling.type", "linear")
+        w.add_float32(f"{a}.rope.scaling.factor", spec.rope_scaling_linear)
+    if spec.n_expert:
+        w.add_uint32(f"{a}.expert_count", spec.n_expert)
+        w.add_uint32(f"{a}.expert_used_count", spec.n_expert_used)
+    if spec.n_ff_exp:
+        w.add_uint32(f"{a}.expert_feed_forward_length", spec.n_ff_exp)
+    if spec.sliding_window:
+        w.add_uint32(f"{a}.attention.sliding_window", spec.sliding_window)
+
+
+def header_only_full_size(name_or_spec: str | HeaderOnlySpec, header_size: int, alignment: int = 32) -> int:
+    """The size of the complete file, given the bytes up to the end of the tensor infos."""
+    data_start = -(-header_size // alignment) * alignment
+    return data_start + header_only_data_size(name_or_spec, alignment)
+
+
+def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, sparse: bool = False) -> Path:
+    """Write the header-only GGUF file of `name` (a HEADER_ONLY_MODELS key) to `path`.
+
+    The file ends right after the tensor infos (the tensor data would lie past its end). With
+    `sparse` it is extended by a hole (``os.truncate``) to the size the complete model has.
+    Deterministic; written to a temporary file and renamed into place. Returns the path.
+    """
+    import gguf
+    import numpy as np
+
+    spec = _resolve(name)
+    path = Path(path)
+    plan = header_only_tensor_plan(spec)
+    vocab = header_only_vocab(spec)
+    assert len(vocab) == spec.n_vocab
+
+    tmp = _temp_path(path)
+    w = None
+    try:
+        w = gguf.GGUFWriter(tmp, spec.arch)
+        w.add_name(spec.display_name)
+        w.add_description(
+            "synthetic header-only GGUF written by gpusplit: real shapes and Q4_K_M types, "
+            "made-up token strings, no tensor data"
+        )
+        w.add_file_type(FTYPE_MOSTLY_Q4_K_M)
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        w.add_custom_alignment(gguf.GGUF_DEFAULT_ALIGNMENT)
+        w.add_string("general.source.url", spec.source)
+        _add_hparams(w, spec)
+        write_vocab(w, vocab)
+        for t in plan:
+            qt = gguf.GGMLQuantizationType[t.ggml_type]
+            w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.ggml_type), raw_dtype=qt)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        w.close()
+        if sparse:
+            header_size = tmp.stat().st_size
+            os.truncate(tmp, header_only_full_size(spec, header_size, gguf.GGUF_DEFAULT_ALIGNMENT))
+        os.replace(tmp, path)
+    except BaseException:
+        if w is not None:
+            w.close()
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
