@@ -34,3 +34,37 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CLIResult(code, out, err)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder the session's generated models go into (each written once, on first use)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir: Path):
+    """tiny_model("dense-f16") -> path of that small real model, written once per session."""
+    from gpusplit.synthetic import write_tiny_model
+
+    def get(name: str) -> Path:
+        path = model_dir / f"{name}.gguf"
+        if not path.exists():
+            write_tiny_model(path, name)
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def header_only_model(model_dir: Path):
+    """header_only_model("llama-3.1-70b") -> path of that header-only file, written once per session."""
+    from gpusplit.synthetic import write_header_only
+
+    def get(name: str) -> Path:
+        path = model_dir / f"{name}.header.gguf"
+        if not path.exists():
+            write_header_only(path, name)
+        return path
+
+    return get

@@ -1,0 +1,67 @@
+"""Project contracts: the README's commands, CI, start-up cost, the engine boundary."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block, "README starts with a bash block of set-up commands"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_starts_with_two_setup_commands_and_ci_runs_the_test_one():
+    commands = _readme_commands()
+    assert len(commands) == 2
+    install, test = commands
+    assert 'CMAKE_ARGS="-DGGML_RPC=ON"' in install and install.rstrip().endswith("gpusplit inspect")
+    assert test.rstrip().endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci, ".ci/run must run the README's test command verbatim"
+
+
+def _run(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_help_and_inspect_never_import_the_engine(tmp_path):
+    code = (
+        "import sys\n"
+        "from gpusplit.cli.app import run\n"
+        "for argv in (['--help'], ['inspect', '--help'], ['inspect', '--json']):\n"
+        "    try:\n"
+        "        run(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('ENGINE' if 'llama_cpp' in sys.modules else 'CLEAN', file=sys.stderr)\n"
+    )
+    result = _run(code, {"GPUSPLIT_CACHE_DIR": str(tmp_path)})
+    assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "gpusplit", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("gpusplit ")
+
+
+def test_debug_env_shows_the_traceback(tmp_path):
+    missing = str(tmp_path / "absent.gguf")
+    quiet = subprocess.run([sys.executable, "-m", "gpusplit", "inspect", missing], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-m", "gpusplit", "inspect", missing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GPUSPLIT_DEBUG": "1"},
+    )
+    assert "Traceback" in loud.stderr and "GGUFError" in loud.stderr
