@@ -68,3 +68,51 @@ def header_only_model(model_dir: Path):
         return path
 
     return get
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_worker(port: int, *extra: str):
+    """A real `gpusplit worker` process on 127.0.0.1:port, returned once it answers RPC."""
+    import subprocess
+    import time
+
+    from gpusplit.devices.rpc import RPCError, probe
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpusplit", "worker", "--port", str(port), "--threads", "1", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker on port {port} exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            probe(f"127.0.0.1:{port}", timeout=1.0)
+            return proc
+        except RPCError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def two_workers():
+    """Two loopback RPC workers (real ggml devices): yields their endpoints, stops them after."""
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    ports = [free_port(), free_port()]
+    procs = [start_worker(p) for p in ports]
+    yield [f"127.0.0.1:{p}" for p in ports]
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=10)

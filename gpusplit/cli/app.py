@@ -33,9 +33,13 @@ def _root(
 
 
 def _register() -> None:
+    from . import devices as devices_cmd
     from . import inspect as inspect_cmd
+    from . import worker as worker_cmd
 
+    app.command("devices")(devices_cmd.devices)
     app.command("inspect")(inspect_cmd.inspect)
+    app.command("worker")(worker_cmd.worker)
 
 
 _register()

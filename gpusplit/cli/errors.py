@@ -38,6 +38,20 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return _with_hint(exc.message, exc.hint), exc.exit_code
     if isinstance(exc, GGUFError):
         return _with_hint(output.sanitize(exc.message, 400), exc.hint), EXIT_USAGE
+    from ..devices.rpc import EndpointError, RPCError
+    from ..engine import EngineError
+
+    if isinstance(exc, EngineError):
+        return _with_hint(exc.message, exc.hint), exc.exit_code
+    from ..devices.catalog import UnknownCardError
+    from ..devices.hypothetical import DeviceSpecError
+
+    if isinstance(exc, (UnknownCardError, DeviceSpecError)):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, EndpointError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, RPCError):
+        return output.sanitize(str(exc), 400), EXIT_RUNTIME
     if isinstance(exc, MemoryError):
         return "out of memory", EXIT_RUNTIME
     if isinstance(exc, OSError):

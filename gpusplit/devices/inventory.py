@@ -1,0 +1,248 @@
+"""Every device llama.cpp would use, in llama.cpp's order, enriched from NVML, plus the host row.
+
+Sources, best first: llama.cpp's own ggml registry (when the engine is installed), NVML (NVIDIA
+details, matched by PCI bus id), RPC workers (probed from Python first), and the host's RAM.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
+from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
+from .rpc import WorkerInfo, probe
+
+
+@dataclass(frozen=True)
+class RegistryDevice:
+    """The engine-independent view of one ggml registry entry (see engine.registry.RawDevice)."""
+
+    name: str
+    description: str
+    backend: str
+    type: int
+    free_bytes: int
+    total_bytes: int
+    device_id: str | None = None
+    supports_split_buffer: bool = False
+
+
+@dataclass
+class Inventory:
+    devices: list[Device]  # llama.cpp's model device list, index = position
+    host: Device
+    engine: dict[str, Any] = field(default_factory=dict)
+    nvml: NvmlReport | None = None
+    workers: list[WorkerInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best_gpu(self) -> Device | None:
+        return next((d for d in self.devices if d.best), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        nvml = None
+        if self.nvml is not None:
+            nvml = {
+                "available": self.nvml.available,
+                "reason": self.nvml.reason,
+                "driver_version": self.nvml.driver_version,
+                "cuda_driver_version": self.nvml.cuda_driver_version,
+                "gpus": len(self.nvml.gpus),
+            }
+        best = self.best_gpu
+        return {
+            "schema": "gpusplit.devices/1",
+            "devices": [d.as_dict() for d in self.devices],
+            "host": self.host.as_dict(),
+            "best_gpu": best.index if best else None,
+            "engine": self.engine,
+            "nvml": nvml,
+            "notes": self.notes,
+        }
+
+
+def order_like_llama(registry: list[RegistryDevice]) -> list[RegistryDevice]:
+    """llama.cpp's default model device list (llama_prepare_model_devices): RPC devices first,
+    then discrete GPUs deduplicated by device id, integrated GPUs only when there is no discrete
+    GPU; CPU and ACCEL devices never."""
+    rpc = [d for d in registry if d.type == 1 and d.backend == "RPC"]
+    gpus: list[RegistryDevice] = []
+    for d in registry:
+        if d.type == 1 and d.backend != "RPC":
+            if d.device_id and any(g.device_id == d.device_id for g in gpus):
+                continue
+            gpus.append(d)
+    igpus: list[RegistryDevice] = []
+    for d in registry:
+        if d.type == 2 and (not igpus or igpus[-1].backend == d.backend):
+            igpus.append(d)
+    return rpc + gpus + ([] if gpus else igpus)
+
+
+def host_memory() -> tuple[int, int]:
+    """(total, available) RAM in bytes from /proc/meminfo; (0, 0) where it cannot be read."""
+    values: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts and parts[0].isdigit():
+                    values[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    total = values.get("MemTotal", 0)
+    return total, values.get("MemAvailable", values.get("MemFree", 0))
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU"
+
+
+def host_device() -> Device:
+    total, available = host_memory()
+    return Device(
+        name="CPU",
+        description=f"{_cpu_name()}, {os.cpu_count() or 1} threads",
+        backend="CPU",
+        type="cpu",
+        total_bytes=total,
+        free_bytes=available,
+        source="host",
+    )
+
+
+def _nvml_fields(info: NvmlInfo | None) -> dict[str, Any]:
+    if info is None:
+        return {}
+    return {
+        "nvml": info,
+        "pci_bus_id": normalise_pci_bus_id(info.pci_bus_id),
+        "bandwidth_bytes_per_s": info.bandwidth_bytes_per_s,
+        "link_bytes_per_s": pcie_bytes_per_s(info.pcie_gen, info.pcie_width),
+    }
+
+
+# PCIe per-lane payload rates, bytes/s, one direction (after 8b/10b or 128b/130b encoding).
+_PCIE_LANE = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
+
+
+def pcie_bytes_per_s(gen: int | None, width: int | None) -> float | None:
+    if not gen or not width or gen not in _PCIE_LANE:
+        return None
+    return _PCIE_LANE[gen] * width
+
+
+def from_registry(
+    registry: list[RegistryDevice], nvml: NvmlReport | None, workers: list[WorkerInfo]
+) -> list[Device]:
+    """Devices in llama.cpp's order, with NVML details matched by PCI bus id."""
+    devices = []
+    for index, d in enumerate(order_like_llama(registry)):
+        info = match_by_pci(nvml, d.device_id) if nvml is not None and d.device_id else None
+        endpoint = d.description if d.backend == "RPC" else None
+        devices.append(
+            Device(
+                name=d.name,
+                description=d.description,
+                backend=d.backend,
+                type=DEV_TYPE_NAMES.get(d.type, str(d.type)),
+                total_bytes=d.total_bytes,
+                free_bytes=d.free_bytes,
+                index=index,
+                source="rpc" if d.backend == "RPC" else "ggml",
+                supports_row_split=d.supports_split_buffer,
+                endpoint=endpoint,
+                **{"pci_bus_id": normalise_pci_bus_id(d.device_id), **_nvml_fields(info)},
+            )
+        )
+    return devices
+
+
+def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], env: Any = None) -> tuple[list[Device], list[str]]:
+    """Without the engine: RPC workers first (as llama.cpp will order them), then CUDA's GPUs."""
+    devices: list[Device] = []
+    for worker in workers:
+        for remote in worker.devices:
+            devices.append(
+                Device(
+                    name=f"RPC{len(devices)}",
+                    description=f"{worker.endpoint}" + (f" device {remote.device}" if len(worker.devices) > 1 else ""),
+                    backend="RPC",
+                    type="gpu",
+                    total_bytes=remote.total_bytes,
+                    free_bytes=remote.free_bytes,
+                    index=len(devices),
+                    source="rpc",
+                    endpoint=worker.endpoint,
+                )
+            )
+    notes: list[str] = []
+    if nvml is not None and nvml.available:
+        visible, notes = resolve_cuda_visible(nvml, env)
+        for cuda_index, info in enumerate(visible):
+            devices.append(
+                Device(
+                    name=f"CUDA{cuda_index}",
+                    description=info.name,
+                    backend="CUDA",
+                    type="gpu",
+                    total_bytes=info.total_bytes or 0,
+                    free_bytes=info.free_bytes or 0,
+                    index=len(devices),
+                    source="nvml",
+                    **_nvml_fields(info),
+                )
+            )
+    return devices, notes
+
+
+def detect(
+    rpc: list[str] | None = None,
+    rpc_timeout: float = 3.0,
+    use_engine: bool = True,
+    nvml_module: Any = None,
+    env: Any = None,
+) -> Inventory:
+    """The devices llama.cpp would use on this machine (plus RPC workers), and the host row."""
+    from ..engine import engine_available
+
+    endpoints = list(rpc or [])
+    workers = [probe(endpoint, rpc_timeout) for endpoint in endpoints]  # raises RPCError, names the worker
+    nvml = query_nvml(nvml_module)
+    notes: list[str] = []
+    engine: dict[str, Any] = {"installed": False}
+    if use_engine and engine_available():
+        from ..engine import registry
+
+        for endpoint in endpoints:
+            registry.add_rpc_server(endpoint)
+        raw = registry.list_devices()
+        engine = {"installed": True, "rpc": registry.supports_rpc(), "backends": sorted({d.backend for d in raw})}
+        devices = from_registry([RegistryDevice(**_registry_fields(d)) for d in raw], nvml, workers)
+        if nvml.available and not any(d.backend == "CUDA" for d in devices):
+            notes.append("NVML sees NVIDIA GPUs but this llama-cpp-python has no CUDA backend (rebuild with -DGGML_CUDA=ON)")
+    else:
+        devices, notes = from_nvml_and_workers(nvml, workers, env)
+        if not use_engine or not engine_available():
+            notes.append("the llama.cpp engine is not installed: devices come from NVML and RPC workers only")
+    if not any(d.is_gpu for d in devices):
+        notes.append("no GPU found: llama.cpp will run on the CPU; plan for other hardware with --gpu 24GiB")
+    best = pick_best_gpu(devices)
+    if best is not None:
+        devices = [d.with_(best=True) if d is best else d for d in devices]
+    return Inventory(devices=devices, host=host_device(), engine=engine, nvml=nvml, workers=workers, notes=notes)
+
+
+def _registry_fields(raw: Any) -> dict[str, Any]:
+    return {f: getattr(raw, f) for f in RegistryDevice.__dataclass_fields__}

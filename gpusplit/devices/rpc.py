@@ -1,0 +1,161 @@
+"""Talking to llama.cpp RPC workers from Python, before ggml does.
+
+ggml aborts the whole process when an RPC endpoint does not answer (llama-cpp-facts.md), so every
+endpoint is first checked here: a TCP connect and the protocol's HELLO, DEVICE_COUNT and
+GET_DEVICE_MEMORY commands, each under a timeout. That also gives the workers' live memory without
+the engine installed.
+
+Wire format (ggml-rpc.cpp, protocol 7.x): request = cmd (u8) | size (u64) | data; response =
+size (u64) | data.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+RPC_PROTO_MAJOR = 7
+CMD_GET_DEVICE_MEMORY = 11
+CMD_HELLO = 14
+CMD_DEVICE_COUNT = 15
+CONN_CAPS_SIZE = 24
+DEFAULT_PORT = 50052
+MAX_REMOTE_DEVICES = 16
+
+_ENDPOINT_RE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
+
+
+class EndpointError(ValueError):
+    """An endpoint that is not host:port."""
+
+
+class RPCError(RuntimeError):
+    """A worker that could not be reached or did not speak llama.cpp's RPC protocol."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"RPC worker {endpoint}: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    endpoint: str
+    device: int  # index on that worker
+    free_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    endpoint: str
+    version: str
+    devices: tuple[RemoteDevice, ...]
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    match = _ENDPOINT_RE.match(text.strip())
+    if not match:
+        raise EndpointError(f"RPC endpoint {text!r} is not host:port (for example 127.0.0.1:{DEFAULT_PORT})")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise EndpointError(f"RPC endpoint {text!r}: port {port} is not in 1-65535")
+    return match["host"], port
+
+
+def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:
+    """`--rpc a:1,b:2 --rpc c:3` -> ['a:1', 'b:2', 'c:3'], validated, duplicates refused."""
+    endpoints: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            host, port = parse_endpoint(part)
+            endpoint = f"{host}:{port}"
+            if endpoint in endpoints:
+                raise EndpointError(f"RPC endpoint {endpoint} is given twice")
+            endpoints.append(endpoint)
+    return endpoints
+
+
+class _Conn:
+    def __init__(self, endpoint: str, deadline: float) -> None:
+        self.endpoint = endpoint
+        self.deadline = deadline
+        host, port = parse_endpoint(endpoint)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=self._left())
+        except socket.timeout:
+            raise RPCError(endpoint, "no answer within the timeout (is the worker running and reachable?)") from None
+        except ConnectionRefusedError:
+            raise RPCError(endpoint, "connection refused (no worker listening there; start one with `gpusplit worker`)") from None
+        except OSError as exc:
+            raise RPCError(endpoint, f"cannot connect: {exc.strerror or exc}") from None
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RPCError(self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)")
+        return left
+
+    def _recv_exact(self, n: int) -> bytes:
+        data = bytearray()
+        while len(data) < n:
+            self.sock.settimeout(self._left())
+            try:
+                chunk = self.sock.recv(n - len(data))
+            except socket.timeout:
+                raise RPCError(
+                    self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)"
+                ) from None
+            except OSError as exc:
+                raise RPCError(self.endpoint, f"connection failed: {exc.strerror or exc}") from None
+            if not chunk:
+                raise RPCError(self.endpoint, "closed the connection (not a llama.cpp RPC worker, or a different version)")
+            data += chunk
+        return bytes(data)
+
+    def call(self, cmd: int, payload: bytes, response_size: int) -> bytes:
+        self.sock.settimeout(self._left())
+        try:
+            self.sock.sendall(struct.pack("<BQ", cmd, len(payload)) + payload)
+        except OSError as exc:
+            raise RPCError(self.endpoint, f"send failed: {exc.strerror or exc}") from None
+        (size,) = struct.unpack("<Q", self._recv_exact(8))
+        if size != response_size:
+            raise RPCError(self.endpoint, f"unexpected reply of {size} bytes to command {cmd} (not a compatible RPC worker)")
+        return self._recv_exact(size)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def probe(endpoint: str, timeout: float = 3.0) -> WorkerInfo:
+    """Handshake with a worker and read its devices' live memory, all within `timeout` seconds."""
+    conn = _Conn(endpoint, time.monotonic() + timeout)
+    try:
+        hello = conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
+        major, minor, patch = hello[0], hello[1], hello[2]
+        if major != RPC_PROTO_MAJOR:
+            raise RPCError(
+                endpoint,
+                f"speaks RPC protocol {major}.{minor}.{patch}, this llama.cpp needs {RPC_PROTO_MAJOR}.x "
+                "(run the same llama-cpp-python version on both sides)",
+            )
+        (count,) = struct.unpack("<I", conn.call(CMD_DEVICE_COUNT, b"", 4))
+        if count > MAX_REMOTE_DEVICES:
+            raise RPCError(endpoint, f"claims {count} devices (more than {MAX_REMOTE_DEVICES})")
+        devices = []
+        for device in range(count):
+            free, total = struct.unpack("<QQ", conn.call(CMD_GET_DEVICE_MEMORY, struct.pack("<I", device), 16))
+            devices.append(RemoteDevice(endpoint, device, free, total))
+        return WorkerInfo(endpoint, f"{major}.{minor}.{patch}", tuple(devices))
+    finally:
+        conn.close()

@@ -1,0 +1,43 @@
+"""The engine layer: the only code that touches llama.cpp (llama-cpp-python and its libggml).
+
+Nothing here is imported at CLI start-up; commands import the submodule they need.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+REINSTALL_HINT = 'install the engine: CMAKE_ARGS="-DGGML_RPC=ON" pip install "llama-cpp-python==0.3.36"'
+REINSTALL_RPC_HINT = (
+    'reinstall the engine with RPC: CMAKE_ARGS="-DGGML_RPC=ON" pip install --force-reinstall --no-cache-dir '
+    '"llama-cpp-python==0.3.36"'
+)
+
+
+class EngineError(RuntimeError):
+    """The engine is missing, lacks a feature, or failed; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+
+def engine_lib_dir() -> str | None:
+    """Where llama-cpp-python keeps its shared libraries, without importing it (cheap)."""
+    if os.environ.get("GPUSPLIT_NO_ENGINE"):
+        return None  # lets tests and users see the engine-less behaviour on a machine that has it
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    return lib_dir if os.path.isfile(os.path.join(lib_dir, "libggml.so.0")) else None
+
+
+def engine_available() -> bool:
+    return engine_lib_dir() is not None

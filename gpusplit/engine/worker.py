@@ -1,0 +1,103 @@
+"""`gpusplit worker`: serve this machine's ggml devices over llama.cpp's RPC protocol.
+
+The server loop (`ggml_backend_rpc_start_server`) blocks in C and has no stop call, so it runs in a
+daemon thread while the main thread waits for SIGINT/SIGTERM and then ends the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import EngineError
+from .registry import RawDevice, ggml, list_devices, rpc_library
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    endpoint: str
+    devices: tuple[RawDevice, ...]
+    threads: int
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_devices(names: list[str]) -> tuple[RawDevice, ...]:
+    """The named devices, or (like llama.cpp's rpc-server) every GPU, else the CPU."""
+    available = [d for d in list_devices() if d.backend != "RPC"]
+    if names:
+        by_name = {d.name.lower(): d for d in available}
+        chosen = []
+        for name in names:
+            dev = by_name.get(name.strip().lower())
+            if dev is None:
+                listing = ", ".join(d.name for d in available)
+                raise EngineError(f"no local device named {name!r} (available: {listing})", exit_code=2)
+            chosen.append(dev)
+        return tuple(chosen)
+    gpus = [d for d in available if d.type not in (0, 3)]
+    if gpus:
+        return tuple(gpus)
+    return tuple(d for d in available if d.type == 0)[:1]
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one clear line when the address is taken, before the C server tries."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise EngineError(f"port {port} on {host} is already in use", "pick another with --port", exit_code=2) from None
+            raise EngineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", exit_code=2) from None
+
+
+def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (exit 0) or until the server loop fails (exit 1)."""
+    ggml()
+    rpc = rpc_library()
+    start = rpc.ggml_backend_rpc_start_server
+    start.restype = None
+    start.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+    lib = ggml()
+    handles = (ctypes.c_void_p * len(plan.devices))(*(lib.ggml_backend_dev_by_name(d.name.encode()) for d in plan.devices))
+
+    stopped = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run_server() -> None:
+        start(plan.endpoint.encode(), None, plan.threads, len(plan.devices), handles)
+        stopped.set()  # the loop only returns on failure
+
+    thread = threading.Thread(target=run_server, name="rpc-server", daemon=True)
+    thread.start()
+    if on_started is not None:
+        on_started()
+    try:
+        while not stopped.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if received else 1
