@@ -74,6 +74,7 @@ def main() -> None:
         sparse = write_header_only(Path(tmp) / "llama-3.1-70b-sparse.gguf", "llama-3.1-70b", sparse=True)
         inspect_times = wall([*gpusplit, "inspect", "--json", str(header_only)], args.repeat)
         help_times = wall([*gpusplit, "--help"], args.repeat)
+        plan_times = wall([*gpusplit, "plan", "--json", str(header_only), "--gpu", "RTX 4090", "--gpu", "RTX 3090"], args.repeat)
         readers = [child(CHILD_READER, header_only) for _ in range(args.repeat)]
         reader_s = statistics.median(r["seconds"] for r in readers)
         ref_s = None
@@ -83,6 +84,7 @@ def main() -> None:
         rows = [
             ("gpusplit inspect --json (wall, median)", f"{statistics.median(inspect_times):.3f} s", "< 0.5 s"),
             ("gpusplit --help (wall, median)", f"{statistics.median(help_times):.3f} s", "< 0.3 s"),
+            ("gpusplit plan --json, 2 GPUs (wall, median)", f"{statistics.median(plan_times):.3f} s", "< 0.5 s"),
             ("reader alone: parse + describe (median)", f"{reader_s:.3f} s", ""),
             ("gguf.GGUFReader on the same header", f"{ref_s:.2f} s" if ref_s else "skipped", ""),
             ("speed-up over gguf.GGUFReader", f"{ref_s / reader_s:.0f}x" if ref_s else "skipped", ">= 50x"),

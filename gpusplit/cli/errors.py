@@ -46,7 +46,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from ..devices.catalog import UnknownCardError
     from ..devices.hypothetical import DeviceSpecError
 
-    if isinstance(exc, (UnknownCardError, DeviceSpecError)):
+    from ..planner import PlanError
+
+    if isinstance(exc, (UnknownCardError, DeviceSpecError, PlanError)):
         return str(exc), EXIT_USAGE
     if isinstance(exc, EndpointError):
         return str(exc), EXIT_USAGE

@@ -110,7 +110,7 @@ def format_count(n: int) -> str:
     return str(n)
 
 
-def print_fields(title: str, fields: Iterable[tuple[str, str]]) -> None:
+def print_fields(title: str, fields: Iterable[tuple[str, str]], max_chars: int = 2000) -> None:
     """A two-column 'name  value' table to stdout."""
     from rich.table import Table
     from rich.text import Text
@@ -119,7 +119,7 @@ def print_fields(title: str, fields: Iterable[tuple[str, str]]) -> None:
     table.add_column(style="bold")
     table.add_column()
     for name, value in fields:
-        table.add_row(Text(name), Text(sanitize(value)))
+        table.add_row(Text(name), Text(sanitize(value, max_chars)))
     stdout_console().print(table)
 
 

@@ -1,0 +1,169 @@
+"""Engine work in a child process, so a llama.cpp abort (a dead RPC worker, a failed GGML_ASSERT)
+is reported by the CLI instead of killing it.
+
+Protocol: the parent writes one JSON request to the child's stdin; the child writes JSON lines to
+stdout (`{"event": ...}` while it works, then one `{"result": ...}` or `{"error": ...}`) and
+llama.cpp's log lines to stderr, which the parent keeps (the last ones explain a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import EngineError
+
+LOG_TAIL = 12
+
+
+class EngineCrash(EngineError):
+    """The child died (abort, signal) before giving a result."""
+
+    def __init__(self, message: str, log_tail: list[str], returncode: int) -> None:
+        hint = "last llama.cpp log lines: " + " | ".join(line.strip() for line in log_tail[-4:]) if log_tail else ""
+        super().__init__(message, hint, exit_code=1)
+        self.log_tail = log_tail
+        self.returncode = returncode
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return {"SIGABRT": "llama.cpp aborted", "SIGKILL": "it was killed (out of memory?)", "SIGSEGV": "it crashed"}.get(
+            name, f"it died with {name}"
+        )
+    return f"it exited with code {code}"
+
+
+def run_task(
+    task: str,
+    request: dict[str, Any],
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Run one engine task in a child; returns (result, every log line)."""
+    env = {**os.environ, "GGML_NO_BACKTRACE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpusplit.engine.child", task],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    log: list[str] = []
+    tail: deque[str] = deque(maxlen=LOG_TAIL)
+
+    def read_log() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            log.append(line)
+            tail.append(line)
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer:
+        timer.start()
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        for raw in proc.stdout:
+            try:
+                message = json.loads(raw)
+            except json.JSONDecodeError:
+                continue  # stray output from the C side
+            if "event" in message and on_event is not None:
+                on_event(message)
+            elif "result" in message:
+                result = message["result"]
+            elif "error" in message:
+                error = message["error"]
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        reader.join(timeout=5)
+    if error is not None:
+        raise EngineError(error.get("message", "the engine failed"), error.get("hint", ""), int(error.get("exit_code", 1)))
+    if result is None:
+        reason = _describe_exit(proc.returncode)
+        if timer is not None and proc.returncode == -signal.SIGKILL and timeout:
+            reason = f"it took longer than {timeout:g} s and was stopped"
+        raise EngineCrash(f"the llama.cpp engine process failed: {reason}", list(tail), proc.returncode)
+    return result, log
+
+
+# ---------------------------------------------------------------------------------------------
+# The child side
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _install_log_capture() -> Any:
+    """Send every llama.cpp log line to stderr, decoded safely (lines may split UTF-8)."""
+    import ctypes
+
+    import llama_cpp
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+    def callback(level: int, text: bytes | None, _user: Any) -> None:
+        if text:
+            try:
+                os.write(2, text)
+            except OSError:
+                pass
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback  # keep a reference: ctypes callbacks die with their Python object
+
+
+def main(argv: list[str]) -> int:
+    task = argv[0] if argv else ""
+    request = json.loads(sys.stdin.read() or "{}")
+    from . import tasks
+
+    handler = getattr(tasks, f"task_{task}", None)
+    if handler is None:
+        emit({"error": {"message": f"unknown engine task {task!r}", "exit_code": 2}})
+        return 2
+    keep = _install_log_capture()
+    try:
+        result = handler(request, emit)
+    except EngineError as exc:
+        emit({"error": {"message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}})
+        return 1
+    except ValueError as exc:
+        # llama-cpp-python's way of saying llama.cpp refused the model or the context.
+        emit({"error": {"message": f"llama.cpp refused the load: {exc}", "exit_code": 1}})
+        return 1
+    emit({"result": result})
+    del keep  # only now: llama.cpp may log until the result is out
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,64 @@
+"""What llama.cpp's log says it allocated, per device and component (model, KV, compute, output).
+
+Lines look like `load_tensors:   CPU_Mapped model buffer size =     0.25 MiB`,
+`llama_kv_cache: RPC0[127.0.0.1:50052] KV buffer size = 0.31 MiB`,
+`sched_reserve:       CUDA0 compute buffer size =    88.02 MiB`,
+`llama_context:        CPU  output buffer size =     0.49 MiB`.
+llama.cpp prints two decimals of MiB, so each figure is exact to +-0.005 MiB.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+_LINE = re.compile(
+    r"(?P<phase>load_tensors|llama_kv_cache|llama_kv_cache_iswa|sched_reserve|llama_context|llama_memory_recurrent):\s+"
+    r"(?P<buffer>.+?)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size =\s*(?P<mib>[\d.]+) MiB"
+)
+_RPC_BUFFER = re.compile(r"^RPC(?P<dev>\d+)\[(?P<endpoint>[^\]]+)\]$")
+
+
+@dataclass
+class BufferReport:
+    """Bytes per device name per component, as llama.cpp logged them."""
+
+    by_device: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, device: str, component: str, nbytes: int) -> None:
+        slot = self.by_device.setdefault(device, {})
+        slot[component] = slot.get(component, 0) + nbytes
+
+    def total(self, device: str) -> int:
+        return sum(self.by_device.get(device, {}).values())
+
+
+def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str:
+    """Map a buffer name to the device that holds it: CPU_Mapped/CPU_REPACK -> CPU,
+    RPC0[host:port] -> that worker's device name (RPCn in the model's order)."""
+    buffer = buffer.strip()
+    match = _RPC_BUFFER.match(buffer)
+    if match:
+        key = f"{match['endpoint']}#{match['dev']}"
+        if rpc_devices and key in rpc_devices:
+            return rpc_devices[key]
+        return f"RPC[{match['endpoint']}]#{match['dev']}"
+    if buffer.startswith("CPU"):
+        return "CPU"
+    # CUDA0_Split, CUDA_Host -> the device (pinned host memory is host RAM)
+    if buffer.endswith("_Host"):
+        return "CPU"
+    return buffer.split("_")[0]
+
+
+def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -> BufferReport:
+    report = BufferReport()
+    for line in lines:
+        match = _LINE.search(line)
+        if not match:
+            continue
+        component = {"model": "weights", "KV": "kv", "RS": "kv", "compute": "compute", "output": "output"}[match["kind"]]
+        device = buffer_device(match["buffer"], rpc_devices)
+        report.add(device, component, round(float(match["mib"]) * MIB))
+    return report

@@ -1,0 +1,101 @@
+"""The exact llama.cpp parameters of one load, as plain data: the same object drives the dry run,
+the real run and the flags printed for llama-server, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
+LLAMA_MAX_DEVICES = 16
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    model_path: str
+    rpc: tuple[str, ...] = ()
+    n_gpu_layers: int = 0
+    split_mode: str = "layer"  # none, layer, row, tensor
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_seq_max: int = 1
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = False
+    swa_full: bool = True
+    offload_kqv: bool = True
+    use_mmap: bool = True
+    n_threads: int | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["rpc"] = list(self.rpc)
+        doc["tensor_split"] = list(self.tensor_split)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EngineParams:
+        data = dict(doc)
+        data["rpc"] = tuple(data.get("rpc") or ())
+        data["tensor_split"] = tuple(data.get("tensor_split") or ())
+        return cls(**data)
+
+    def llama_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `llama_cpp.Llama(...)` (what `plan` prints for Python users)."""
+        kwargs: dict[str, Any] = {
+            "model_path": self.model_path,
+            "n_gpu_layers": self.n_gpu_layers,
+            "split_mode": SPLIT_MODES[self.split_mode],
+            "main_gpu": self.main_gpu,
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_ubatch": self.n_ubatch,
+            "flash_attn": self.flash_attn,
+            "swa_full": self.swa_full,
+            "offload_kqv": self.offload_kqv,
+            "use_mmap": self.use_mmap,
+            "seed": self.seed,
+        }
+        if self.tensor_split:
+            kwargs["tensor_split"] = list(self.tensor_split)
+        if self.type_k != "f16":
+            kwargs["type_k"] = ggml_type_id(self.type_k)
+        if self.type_v != "f16":
+            kwargs["type_v"] = ggml_type_id(self.type_v)
+        if self.n_threads:
+            kwargs["n_threads"] = self.n_threads
+            kwargs["n_threads_batch"] = self.n_threads
+        return kwargs
+
+    def cli_flags(self) -> list[str]:
+        """llama-server / llama-cli flags for the same load."""
+        flags = ["-m", self.model_path, "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
+        if self.split_mode in ("none", "row"):
+            flags += ["-mg", str(self.main_gpu)]
+        if self.tensor_split:
+            flags += ["-ts", ",".join(_short(x) for x in self.tensor_split)]
+        flags += ["-c", str(self.n_ctx), "-b", str(self.n_batch), "-ub", str(self.n_ubatch)]
+        if self.n_seq_max > 1:
+            flags += ["-np", str(self.n_seq_max)]
+        flags += ["-ctk", self.type_k, "-ctv", self.type_v, "-fa", "on" if self.flash_attn else "off"]
+        if self.swa_full:
+            flags += ["--swa-full"]
+        if self.rpc:
+            flags += ["--rpc", ",".join(self.rpc)]
+        return flags
+
+
+def _short(value: float) -> str:
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def ggml_type_id(name: str) -> int:
+    from ..gguf.types import type_by_name
+
+    return type_by_name(name).id

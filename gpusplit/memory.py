@@ -1,0 +1,418 @@
+"""Bytes per device for a model, a placement and context settings: pure functions, no I/O.
+
+Weights and KV cache follow llama.cpp 0.3.36 exactly (src/llama-model.cpp `load_tensors`,
+src/llama-kv-cache.cpp, src/llama-context.cpp). Compute buffers are an estimate that follows how
+llama.cpp reserves them (the worst-case prompt batch of n_ubatch tokens against the full KV
+cache, the attention mask, the scheduler's input copies with pipeline parallelism); its per-token
+coefficients were calibrated against llama.cpp's own dry run on the fixture models
+(benchmarks/accuracy.py) and `plan --measure` replaces them with a real dry run.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+from .gguf.model import ModelInfo
+from .gguf.reader import TensorInfo
+from .gguf.types import type_by_name
+
+MIB = 1024 * 1024
+CTX_PAD = 256  # llama.cpp pads n_ctx (and n_ctx_seq) to a multiple of 256
+PIPELINE_COPIES = 4  # GGML_SCHED_MAX_COPIES: input copies kept with pipeline parallelism
+CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads quantized rows to this many elements
+SPLIT_MODES = ("none", "layer", "row", "tensor")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Context settings, with llama-cpp-python's `Llama()` defaults where the user says nothing."""
+
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_parallel: int = 1  # sequences (n_seq_max)
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = False
+    swa_full: bool = True  # llama.cpp's default: sliding-window layers keep a full-size cache
+    offload_kqv: bool = True
+
+    @property
+    def n_ctx_padded(self) -> int:
+        return pad(self.n_ctx, CTX_PAD)
+
+    @property
+    def n_ctx_seq(self) -> int:
+        """Cells per sequence stream (kv_unified is off): pad(n_ctx / n_seq, 256)."""
+        return pad(self.n_ctx_padded // self.n_parallel, CTX_PAD)
+
+    @property
+    def n_ctx_total(self) -> int:
+        return self.n_ctx_seq * self.n_parallel
+
+
+@dataclass(frozen=True)
+class Placement:
+    split_mode: str = "layer"  # none | layer | row | tensor
+    n_gpu_layers: int = -1  # counts the output layer; -1 (or anything above n_layer) = all
+    tensor_split: tuple[float, ...] = ()  # empty: llama.cpp's default, by free memory
+    main_gpu: int = 0
+    n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (-ot / --n-cpu-moe)
+
+
+@dataclass
+class DeviceMemory:
+    """What one device (or the host) holds."""
+
+    name: str
+    index: int | None  # position in llama.cpp's device list; None for the host
+    layers: list[int] = field(default_factory=list)  # block indices; n_layer stands for the output layer
+    weights_bytes: int = 0
+    kv_bytes: int = 0
+    compute_bytes: int = 0
+    output_bytes: int = 0  # logits buffer (host)
+
+    @property
+    def planned_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.output_bytes
+
+
+@dataclass
+class MemoryPlan:
+    devices: list[DeviceMemory]
+    host: DeviceMemory
+    layer_device: list[int | None]  # per block, then the output layer: device index or None (CPU)
+    kv_cells: int  # KV cells per layer (all streams) of the full-attention layers
+    kv_cells_swa: int
+    pipeline_parallel: bool
+    split_shares: dict[int, float] = field(default_factory=dict)  # row/tensor modes: device -> share
+    notes: list[str] = field(default_factory=list)
+
+
+def pad(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def f32(value: float) -> float:
+    """Round to IEEE single precision, as llama.cpp's float arithmetic does."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer placement
+
+
+def offloaded_layers(model: ModelInfo, n_gpu_layers: int) -> tuple[int, int]:
+    """(i_gpu_start, act_gpu_layers) as llama.cpp computes them; n_gpu_layers < 0 means all."""
+    n_layer = model.n_layer
+    ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
+    return max(n_layer + 1 - ngl, 0), min(ngl, n_layer + 1)
+
+
+def split_points(split: Sequence[float]) -> list[float]:
+    """Cumulative, normalised split points in float32, exactly as load_tensors builds them."""
+    points = []
+    total = f32(0.0)
+    for value in split:
+        total = f32(total + f32(value))
+        points.append(total)
+    return [f32(p / total) for p in points]
+
+
+def assign_layers(model: ModelInfo, placement: Placement, n_devices: int, split: Sequence[float]) -> list[int | None]:
+    """Device index per block and for the output layer (last), None = CPU.
+
+    `split` is the effective tensor split over the n_devices of llama.cpp's device list; with
+    split_mode none every offloaded layer goes to main_gpu; with row/tensor modes layers are
+    spread over all devices and the index returned is main_gpu (see weights_on_device).
+    """
+    i_start, act = offloaded_layers(model, placement.n_gpu_layers)
+    out: list[int | None] = []
+    if n_devices == 0:
+        return [None] * (model.n_layer + 1)
+    points = split_points(split) if placement.split_mode == "layer" else []
+    for il in range(model.n_layer + 1):
+        if il < i_start or il - i_start >= act:
+            out.append(None)
+        elif placement.split_mode != "layer":
+            out.append(placement.main_gpu)
+        else:
+            position = f32(f32(float(il - i_start)) / f32(float(act)))
+            out.append(min(bisect_right(points, position), n_devices - 1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def tensor_bytes_on(t: TensorInfo, backend: str) -> int:
+    """Bytes a tensor takes in a device buffer (CUDA pads quantized rows, others store it as is)."""
+    size = t.n_bytes
+    if backend in ("CUDA", "ROCm") and t.ggml_type.is_quantized and t.shape[0] % CUDA_ROW_PADDING:
+        size += t.ggml_type.row_bytes(CUDA_ROW_PADDING - t.shape[0] % CUDA_ROW_PADDING)
+    return size
+
+
+def _is_expert(t: TensorInfo) -> bool:
+    return "_exps" in t.name
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+
+
+def kv_cells(model: ModelInfo, settings: Settings) -> tuple[int, int]:
+    """(cells of a full-attention layer, cells of a sliding-window layer), all streams together."""
+    base = settings.n_ctx_seq
+    if settings.swa_full or not model.sliding_window:
+        swa = base
+    else:
+        swa = min(base, pad(model.sliding_window + settings.n_ubatch, CTX_PAD))
+    return base * settings.n_parallel, swa * settings.n_parallel
+
+
+def layer_kv_bytes(model: ModelInfo, settings: Settings, il: int) -> int:
+    """K and V cache bytes of layer il: row_size(type, n_embd_gqa) x cells x streams."""
+    kv_heads = model.n_head_kv[il]
+    if kv_heads == 0:
+        return 0  # recurrent layer: no KV cache
+    base, swa = kv_cells(model, settings)
+    cells = swa if model.swa_layers[il] else base
+    type_k, type_v = type_by_name(settings.type_k), type_by_name(settings.type_v)
+    n_embd_k = model.head_dim_k * kv_heads
+    # Without flash attention V is stored transposed and padded to the widest layer.
+    n_embd_v = model.head_dim_v * (kv_heads if settings.flash_attn else max(model.n_head_kv))
+    return type_k.row_bytes(n_embd_k) * cells + type_v.row_bytes(n_embd_v) * cells
+
+
+# ---------------------------------------------------------------------------------------------
+# Compute buffers
+
+
+@dataclass(frozen=True)
+class _Shape:
+    tokens: int  # worst-case ubatch
+    cells: int
+    cells_swa: int
+    n_masks: int
+    e: int
+    hhd: int
+    hkv: int
+    f_eff: int
+    n_head: int
+    n_vocab: int
+
+
+def _shape(model: ModelInfo, settings: Settings) -> _Shape:
+    base, swa = kv_cells(model, settings)
+    f_eff = max(model.n_ff) if model.n_ff else 0
+    if model.n_expert:
+        expert_ff = _expert_ff(model)
+        f_eff = expert_ff * max(model.n_expert_used, 1)
+    return _Shape(
+        tokens=min(settings.n_ubatch, settings.n_ctx_total),
+        cells=base,
+        cells_swa=swa,
+        n_masks=2 if any(model.swa_layers) and not all(model.swa_layers) else 1,
+        e=model.n_embd,
+        hhd=max(model.n_head) * model.head_dim_k,
+        hkv=max(model.n_head_kv) * model.head_dim_k,
+        f_eff=f_eff,
+        n_head=max(model.n_head),
+        n_vocab=model.n_vocab,
+    )
+
+
+def _expert_ff(model: ModelInfo) -> int:
+    for block in model.blocks:
+        for t in block.tensors:
+            if "ffn_up_exps" in t.name or "ffn_gate_exps" in t.name:
+                return t.shape[1]
+    return max(model.n_ff) if model.n_ff else 0
+
+
+def _mask_bytes(s: _Shape, settings: Settings) -> int:
+    width = 2 if settings.flash_attn else 4
+    cells = s.cells + (s.cells_swa if s.n_masks == 2 else 0)
+    return cells * s.tokens * width
+
+
+def _layers_compute(s: _Shape, settings: Settings) -> int:
+    """One device running transformer blocks for a ubatch (peak of the allocator, per token)."""
+    if settings.flash_attn:
+        rest = 3.3 * s.e + 3.2 * s.f_eff
+        attention = 0
+    else:
+        rest = 2.5 * s.e + 1.25 * s.hhd + 6 * s.hkv
+        attention = s.n_head * max(s.cells, s.cells_swa) * s.tokens * 4  # KQ, soft-maxed in place
+    return int(attention + _mask_bytes(s, settings) + rest * s.tokens * 4)
+
+
+def _output_compute(s: _Shape) -> int:
+    """The output layer: final norm and the logits of every token of the ubatch."""
+    return (s.e + s.n_vocab) * s.tokens * 4
+
+
+def _copy_bytes(s: _Shape, settings: Settings) -> int:
+    """What each extra pipeline copy holds: one attention mask and the activations a device
+    receives (measured: models with a second, sliding-window mask do not copy it whole)."""
+    per_token = s.e + (s.hkv if settings.flash_attn else 2 * s.hkv)
+    return s.cells * s.tokens * (2 if settings.flash_attn else 4) + per_token * s.tokens * 4
+
+
+def _host_inputs(s: _Shape, settings: Settings) -> int:
+    """The CPU's share when it runs no block: token embeddings and the graph inputs."""
+    per_token = 2 * s.e + 5 + (0 if settings.flash_attn else 2 * s.hkv)
+    return _mask_bytes(s, settings) + per_token * s.tokens * 4
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole plan
+
+
+def effective_split(placement: Placement, free_bytes: Sequence[int]) -> list[float]:
+    """The split llama.cpp will use: the given one, or (all zero) proportional to free memory."""
+    split = list(placement.tensor_split) + [0.0] * (len(free_bytes) - len(placement.tensor_split))
+    split = split[: len(free_bytes)]
+    if not any(split):
+        split = [float(b) for b in free_bytes]
+    return split
+
+
+def plan_memory(
+    model: ModelInfo,
+    device_names: Sequence[str],
+    device_backends: Sequence[str],
+    free_bytes: Sequence[int],
+    settings: Settings,
+    placement: Placement,
+) -> MemoryPlan:
+    """Bytes per device and for the host for one load."""
+    n = len(device_names)
+    if placement.split_mode == "none":
+        active = [placement.main_gpu] if n else []
+    else:
+        active = list(range(n))
+    split = effective_split(placement, free_bytes) if n else []
+    layer_device = assign_layers(model, placement, n, split)
+    devices = [DeviceMemory(device_names[i], i) for i in range(n)]
+    host = DeviceMemory("CPU", None)
+    share = _shares(split, active) if placement.split_mode in ("row", "tensor") else {}
+
+    # Weights: input layer on the CPU, each block and the output layer where assigned.
+    host.weights_bytes += model.input.n_bytes + model.other.n_bytes
+    for il in range(model.n_layer + 1):
+        group = model.output if il == model.n_layer else model.blocks[il]
+        dev = layer_device[il]
+        for t in group.tensors:
+            on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
+            if on_cpu:
+                host.weights_bytes += t.n_bytes
+            elif share:
+                _spread_tensor(t, devices, share, device_backends)
+            else:
+                devices[dev].weights_bytes += tensor_bytes_on(t, device_backends[dev])
+        if il == model.n_layer and dev is not None and not any(t.name == "output.weight" for t in group.tensors):
+            # Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device.
+            for t in model.input.tensors:
+                if t.name == "token_embd.weight":
+                    for i in share or [dev]:
+                        devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
+        if dev is not None:
+            for i in share or [dev]:
+                if il not in devices[i].layers:
+                    devices[i].layers.append(il)
+        else:
+            host.layers.append(il)
+
+    # KV cache: with the layer's device (or the CPU when KV offload is off).
+    for il in range(model.n_layer):
+        nbytes = layer_kv_bytes(model, settings, il)
+        dev = layer_device[il]
+        if dev is None or not settings.offload_kqv:
+            host.kv_bytes += nbytes
+        elif share:
+            for i, fraction in share.items():
+                devices[i].kv_bytes += int(nbytes * fraction)
+        else:
+            devices[dev].kv_bytes += nbytes
+
+    # Logits buffer on the host: n_vocab floats per sequence.
+    host.output_bytes = model.n_vocab * 4 * settings.n_parallel
+
+    # Compute buffers.
+    s = _shape(model, settings)
+    out_dev = layer_device[model.n_layer]
+    all_offloaded = all(d is not None for d in layer_device)
+    pipeline = (
+        placement.split_mode == "layer"
+        and len({d for d in layer_device if d is not None}) > 1
+        and all_offloaded
+        and settings.offload_kqv
+        and placement.n_cpu_moe == 0
+    )
+    copies = PIPELINE_COPIES if pipeline else 1
+    blocks_on = {i: [il for il in devices[i].layers if il < model.n_layer] for i in range(n)}
+    for i, dev_mem in enumerate(devices):
+        if not dev_mem.layers:
+            continue
+        compute = 0
+        if blocks_on[i]:
+            compute = _layers_compute(s, settings) - s.e * s.tokens * 4
+            if out_dev == i or share:
+                compute = max(compute, _output_compute(s))
+            compute += (copies - 1) * _copy_bytes(s, settings)
+        elif out_dev == i:
+            compute = _output_compute(s)
+        dev_mem.compute_bytes = compute
+    if host.layers and any(il < model.n_layer for il in host.layers):
+        host.compute_bytes = _layers_compute(s, settings)
+        if out_dev is None:
+            host.compute_bytes = max(host.compute_bytes, _output_compute(s) + _mask_bytes(s, settings))
+    elif out_dev is None and n:
+        host.compute_bytes = _host_inputs(s, settings) + _output_compute(s)
+    else:
+        # The host feeds every device: with pipeline parallelism it keeps each copy of all masks.
+        extra = _mask_bytes(s, settings) + (s.e + (s.hkv if settings.flash_attn else 2 * s.hkv)) * s.tokens * 4
+        host.compute_bytes = _host_inputs(s, settings) + (copies - 1) * extra
+
+    notes = []
+    if pipeline:
+        notes.append(f"pipeline parallelism: llama.cpp keeps {PIPELINE_COPIES} copies of each device's inputs")
+    return MemoryPlan(
+        devices=devices,
+        host=host,
+        layer_device=layer_device,
+        kv_cells=s.cells,
+        kv_cells_swa=s.cells_swa,
+        pipeline_parallel=pipeline,
+        split_shares=share,
+        notes=notes,
+    )
+
+
+def _shares(split: Sequence[float], active: Sequence[int]) -> dict[int, float]:
+    total = sum(split[i] for i in active) or 1.0
+    return {i: split[i] / total for i in active if split[i] > 0}
+
+
+def _spread_tensor(t: TensorInfo, devices: list[DeviceMemory], share: dict[int, float], backends: Sequence[str]) -> None:
+    """Row/tensor parallelism: matrices are cut by rows in proportion; vectors are replicated."""
+    if len(t.shape) < 2:
+        for i in share:
+            devices[i].weights_bytes += t.n_bytes
+        return
+    rows = t.n_bytes // t.shape[1] if len(t.shape) == 2 else 0
+    for i, fraction in share.items():
+        if rows:
+            devices[i].weights_bytes += rows * round(t.shape[1] * fraction)
+        else:
+            devices[i].weights_bytes += int(t.n_bytes * fraction)
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,392 @@
+"""Choosing a split: strategies, even-headroom proportions, best context, fit score, ranking.
+
+Pure functions over (ModelInfo, devices, settings): no I/O, nothing printed.
+
+Strategies follow the seed's table (LM-Kit's distributed-inference guide) and are ranked by
+predicted speed where bandwidths are known:
+fits the best GPU -> one GPU; needs more -> a layer split over several GPUs, proportioned so every
+device ends with the same headroom; alike GPUs on a fast link (or on request) -> row/tensor
+parallelism; all GPUs together too small -> the largest n_gpu_layers that fits (partial CPU
+offload), or for MoE models the experts of the first blocks on the CPU; no GPU -> CPU only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .devices.device import Device
+from .gguf.model import ModelInfo
+from .memory import CTX_PAD, MIB, MemoryPlan, Placement, Settings, plan_memory
+from .roofline import DEFAULT_CPU_BANDWIDTH, Prediction, predict
+
+DEFAULT_RESERVE = 512 * MIB
+FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
+STRATEGY_ORDER = ("single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given")
+
+
+class PlanError(ValueError):
+    """A request that cannot be planned (bad split, main GPU out of range, ...)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    settings: Settings = Settings()
+    mode: str | None = None  # none | layer | row | tensor; None: choose
+    split: tuple[float, ...] | None = None
+    n_gpu_layers: int | None = None
+    main_gpu: int | None = None
+    n_cpu_moe: int | None = None
+    spread: bool = False  # the seed's FavorDistributedInference: use every GPU
+    reserve: int | None = None  # per-device margin; None: 512 MiB for real devices, 0 for hypothetical
+    cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH
+    ctx_given: bool = True
+
+    @property
+    def as_given(self) -> bool:
+        return self.split is not None or self.n_gpu_layers is not None or self.n_cpu_moe is not None
+
+
+@dataclass
+class Candidate:
+    strategy: str
+    placement: Placement
+    memory: MemoryPlan
+    fits: bool
+    headroom: list[int]  # per device: usable - planned (negative: does not fit)
+    host_headroom: int
+    prediction: Prediction
+    settings: Settings  # as evaluated (tensor parallelism may turn flash attention on)
+    reasons: list[str] = field(default_factory=list)
+    llama_mode: str = "layer"  # the split mode llama.cpp runs: none, layer, row, tensor
+
+    @property
+    def all_on_gpu(self) -> bool:
+        return all(d is not None for d in self.memory.layer_device)
+
+
+@dataclass
+class Plan:
+    model: ModelInfo
+    devices: list[Device]
+    host: Device
+    settings: Settings
+    best: Candidate
+    alternatives: list[Candidate]
+    best_ctx: int
+    score: float
+    reserves: list[int]
+    reasons: list[str]
+
+
+def reserves_for(devices: list[Device], reserve: int | None) -> list[int]:
+    if reserve is not None:
+        return [reserve] * len(devices)
+    return [0 if d.source in ("size", "catalog", "file") else DEFAULT_RESERVE for d in devices]
+
+
+def evaluate(
+    model: ModelInfo,
+    devices: list[Device],
+    host: Device,
+    request: Request,
+    placement: Placement,
+    strategy: str,
+    settings: Settings | None = None,
+) -> Candidate:
+    settings = settings or request.settings
+    reserves = reserves_for(devices, request.reserve)
+    memory = plan_memory(
+        model,
+        [d.name for d in devices],
+        [d.backend for d in devices],
+        [max(d.free_bytes - r, 0) for d, r in zip(devices, reserves)],
+        settings,
+        placement,
+    )
+    headroom = [d.free_bytes - r - m.planned_bytes for d, r, m in zip(devices, reserves, memory.devices)]
+    used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
+    host_headroom = host.free_bytes - memory.host.planned_bytes
+    fits = all(headroom[i] >= 0 for i in used) and host_headroom >= 0
+    prediction = predict(
+        model,
+        memory,
+        settings,
+        [d.bandwidth_bytes_per_s for d in devices],
+        [d.link_bytes_per_s for d in devices],
+        [d.endpoint for d in devices],
+        request.cpu_bandwidth,
+    )
+    llama_mode = placement.split_mode
+    if placement.split_mode == "row" and not all(devices[i].supports_row_split for i in used or range(len(devices))):
+        llama_mode = "tensor"
+    return Candidate(strategy, placement, memory, fits, headroom, host_headroom, prediction, settings, llama_mode=llama_mode)
+
+
+def even_headroom_split(
+    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], n_gpu_layers: int = -1
+) -> tuple[float, ...]:
+    """Proportions that leave every used device the same headroom after its fixed costs.
+
+    llama.cpp's default (all-zero split) is proportional to raw free memory, which leaves the
+    device with the larger compute buffer (the output layer's) short; here each device's usable
+    memory is what remains after its reserve and compute buffer, and layers are water-filled.
+    """
+    reserves = reserves_for(devices, request.reserve)
+    # First pass: compute buffers of an equal split tell each device's fixed cost.
+    trial = tuple(1.0 if i in gpus else 0.0 for i in range(len(devices)))
+    probe = plan_memory(
+        model,
+        [d.name for d in devices],
+        [d.backend for d in devices],
+        [d.free_bytes for d in devices],
+        request.settings,
+        Placement("layer", n_gpu_layers, trial, 0, request.n_cpu_moe or 0),
+    )
+    usable = {i: devices[i].free_bytes - reserves[i] - probe.devices[i].compute_bytes for i in gpus}
+    layer_bytes = sum(m.weights_bytes + m.kv_bytes for m in probe.devices)
+    active = [i for i in gpus if usable[i] > 0]
+    while active:
+        level = (sum(usable[i] for i in active) - layer_bytes) / len(active)
+        share = {i: usable[i] - level for i in active}
+        negative = [i for i in active if share[i] <= 0]
+        if not negative:
+            break
+        active = [i for i in active if i not in negative]
+    if not active:
+        return trial
+    total = sum(share[i] for i in active)
+    return tuple(round(share[i] / total, 4) if i in active else 0.0 for i in range(len(devices)))
+
+
+def _largest(fits, low: int, high: int) -> int | None:
+    """The largest value in [low, high] for which fits(value) holds (fits is monotone)."""
+    if not fits(low):
+        return None
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def candidates(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> list[Candidate]:
+    gpus = [i for i, d in enumerate(devices) if d.is_gpu]
+    out: list[Candidate] = []
+    if request.as_given or (request.mode and request.mode != "auto" and len(gpus) <= 1 and request.main_gpu is not None):
+        return [_as_given(model, devices, host, request, gpus)]
+    if not gpus:
+        c = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
+        c.reasons.append("no GPU: everything runs on the CPU (n_gpu_layers 0)")
+        return [c]
+    best_gpu = request.main_gpu if request.main_gpu is not None else _best(devices, gpus)
+    mode = request.mode
+    if mode in (None, "none") and not request.spread:
+        c = evaluate(model, devices, host, request, Placement("none", -1, (), best_gpu), "single-gpu")
+        c.reasons.append(f"the whole model on the best GPU, {devices[best_gpu].name} (no inter-GPU traffic)")
+        out.append(c)
+    if len(gpus) > 1 and mode in (None, "layer"):
+        split = even_headroom_split(model, devices, host, request, gpus)
+        c = evaluate(model, devices, host, request, Placement("layer", -1, split, best_gpu), "layer-split")
+        c.reasons.append("layers split over the GPUs in proportion to their usable memory, for even headroom")
+        out.append(c)
+    if len(gpus) > 1 and (mode in ("row", "tensor") or (mode is None and _alike_and_linked(devices, gpus))):
+        split = tuple(1.0 if i in gpus else 0.0 for i in range(len(devices)))
+        wanted = mode or "row"
+        settings = request.settings
+        notes = []
+        c = evaluate(model, devices, host, request, Placement(wanted, -1, split, best_gpu), "tensor-split", settings)
+        if c.llama_mode == "tensor":
+            # llama.cpp's tensor parallelism needs flash attention and an unquantized KV cache.
+            settings = replace(settings, flash_attn=True)
+            if settings.type_k not in ("f16", "f32", "bf16") or settings.type_v not in ("f16", "f32", "bf16"):
+                notes.append("tensor parallelism needs an unquantized KV cache: KV set to f16")
+                settings = replace(settings, type_k="f16", type_v="f16")
+            c = evaluate(model, devices, host, request, Placement("tensor", -1, split, best_gpu), "tensor-split", settings)
+            notes.insert(0, "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers); it turns flash attention on")
+        c.reasons.append("every layer split across the GPUs by rows (alike GPUs on a fast link)")
+        c.reasons.extend(notes)
+        out.append(c)
+    if not any(c.fits for c in out):
+        out.extend(_offload_candidates(model, devices, host, request, gpus, best_gpu))
+    cpu = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
+    cpu.reasons.append("everything on the CPU")
+    out.append(cpu)
+    return out
+
+
+def _offload_candidates(
+    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], best_gpu: int
+) -> list[Candidate]:
+    out = []
+    split = even_headroom_split(model, devices, host, request, gpus) if len(gpus) > 1 else ()
+    mode = "layer" if len(gpus) > 1 else "none"
+    if model.n_expert:
+        def fits_moe(n_cpu: int) -> bool:
+            return evaluate(model, devices, host, request, Placement(mode, -1, split, best_gpu, n_cpu), "expert-offload").fits
+
+        # Fewer blocks with CPU experts is better: find the smallest count that fits.
+        n = next((k for k in _ascending(model.n_layer) if fits_moe(k)), None)
+        if n is not None:
+            c = evaluate(model, devices, host, request, Placement(mode, -1, split, best_gpu, n), "expert-offload")
+            c.reasons.append(
+                f"the experts of the first {n} blocks stay on the CPU (llama.cpp --n-cpu-moe {n}); "
+                "attention and shared weights stay on the GPU"
+            )
+            out.append(c)
+
+    def gpus_fit(ngl: int) -> bool:
+        # Monotone in ngl (the host's share shrinks as the GPUs' grows, so only the GPUs are searched).
+        c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
+        return all(h >= 0 for h, m in zip(c.headroom, c.memory.devices) if m.planned_bytes)
+
+    ngl = _largest(gpus_fit, 0, model.n_layer)
+    if ngl:
+        c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
+        c.reasons.append(
+            f"the GPUs hold {ngl} of {model.n_layer + 1} layers (n_gpu_layers {ngl}, counting the output layer); "
+            "the rest run on the CPU"
+        )
+        out.append(c)
+    return out
+
+
+def _ascending(n_layer: int) -> list[int]:
+    # A coarse-to-fine scan keeps this cheap for 100+ layer models.
+    coarse = list(range(0, n_layer + 1, 4))
+    return sorted(set(coarse + list(range(n_layer + 1))))
+
+
+def _best(devices: list[Device], gpus: list[int]) -> int:
+    return max(gpus, key=lambda i: (devices[i].free_bytes, devices[i].bandwidth_bytes_per_s or 0.0, -i))
+
+
+def _alike_and_linked(devices: list[Device], gpus: list[int]) -> bool:
+    first = devices[gpus[0]]
+    alike = all(
+        devices[i].backend == first.backend and abs(devices[i].total_bytes - first.total_bytes) <= 0.05 * first.total_bytes
+        for i in gpus
+    )
+    linked = all((devices[i].link_bytes_per_s or 0) >= FAST_LINK for i in gpus)
+    return alike and linked
+
+
+def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int]) -> Candidate:
+    mode = request.mode or ("layer" if len(gpus) != 1 else "none")
+    main = request.main_gpu if request.main_gpu is not None else (_best(devices, gpus) if gpus else 0)
+    split = request.split or ()
+    ngl = -1 if request.n_gpu_layers is None else request.n_gpu_layers
+    if not gpus:
+        ngl = 0
+    c = evaluate(model, devices, host, request, Placement(mode, ngl, split, main, request.n_cpu_moe or 0), "as-given")
+    c.reasons.append("evaluated exactly as given (--split / --ngl / --n-cpu-moe are never changed)")
+    return c
+
+
+SIMPLER_WITHIN = 0.95  # a single GPU wins unless a split is predicted more than 5 % faster
+
+
+def rank(cands: list[Candidate]) -> list[Candidate]:
+    """Fitting plans first; then the fastest predicted generation; then the seed's preference
+    (one GPU, no inter-GPU traffic, unless a split is clearly faster)."""
+
+    # Speeds only compare when every fitting candidate has one (all bandwidths known).
+    speeds_known = all(c.prediction.tg_tokens_per_s for c in cands if c.fits)
+
+    def key(c: Candidate) -> tuple:
+        speed = (c.prediction.tg_tokens_per_s or 0.0) if speeds_known else 0.0
+        return (not c.fits, -round(speed, 1), -round(_gpu_share(c), 3), STRATEGY_ORDER.index(c.strategy))
+
+    ranked = sorted(cands, key=key)
+    top = ranked[0]
+    single = next((c for c in ranked if c.strategy == "single-gpu" and c.fits), None)
+    if single is not None and top is not single and top.fits:
+        top_speed = top.prediction.tg_tokens_per_s or 0.0
+        single_speed = single.prediction.tg_tokens_per_s or 0.0
+        if single_speed >= SIMPLER_WITHIN * top_speed:
+            ranked.remove(single)
+            ranked.insert(0, single)
+    return ranked
+
+
+def _gpu_share(c: Candidate) -> float:
+    on_gpu = sum(m.weights_bytes + m.kv_bytes for m in c.memory.devices)
+    total = on_gpu + c.memory.host.weights_bytes + c.memory.host.kv_bytes
+    return on_gpu / total if total else 0.0
+
+
+def best_context(
+    model: ModelInfo, devices: list[Device], host: Device, request: Request, candidate: Candidate, limit: int
+) -> int:
+    """The largest n_ctx (a multiple of 256, up to `limit`) at which this placement still fits."""
+
+    def fits(steps: int) -> bool:
+        settings = replace(candidate.settings, n_ctx=steps * CTX_PAD)
+        return evaluate(model, devices, host, request, candidate.placement, candidate.strategy, settings).fits
+
+    steps = _largest(fits, 1, max(limit // CTX_PAD, 1))
+    return (steps or 0) * CTX_PAD
+
+
+def fit_score(best: Candidate, ideal_tps: float | None) -> float:
+    """0-1, how well the model fits (the seed's GetPerformanceScore), documented in docs/plan.md:
+    the predicted generation speed over the speed of the same model held wholly by the fastest GPU
+    when bandwidths are known, else the share of weights and KV cache on GPUs; x0.9 when some
+    device is left under 5 % headroom; 0.1 for a CPU-only plan that fits in RAM; 0 when nothing fits."""
+    if not best.fits:
+        return 0.0
+    if best.strategy == "cpu-only":
+        return 0.1
+    tps = best.prediction.tg_tokens_per_s
+    score = min(tps / ideal_tps, 1.0) if tps and ideal_tps else _gpu_share(best)
+    tight = any(0 <= h < 0.05 * max(m.planned_bytes, 1) for h, m in zip(best.headroom, best.memory.devices) if m.planned_bytes)
+    if tight:
+        score *= 0.9
+    return round(max(0.0, min(score, 1.0)), 3)
+
+
+def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> Plan:
+    validate(model, devices, request)
+    cands = rank(candidates(model, devices, host, request))
+    best = cands[0]
+    limit = model.context_length or request.settings.n_ctx
+    best_ctx = best_context(model, devices, host, request, best, max(limit, CTX_PAD))
+    ideal = _ideal_tps(model, devices, host, request)
+    score = fit_score(best, ideal)
+    reasons = list(best.reasons)
+    if not best.fits:
+        reasons.append("nothing fits at this context size: lower --ctx, quantize the KV cache (--kv-type q8_0), or add devices")
+    return Plan(model, devices, host, request.settings, best, cands[1:], best_ctx, score, reserves_for(devices, request.reserve), reasons)
+
+
+def _ideal_tps(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> float | None:
+    gpus = [d for d in devices if d.is_gpu and d.bandwidth_bytes_per_s]
+    if not gpus:
+        return None
+    fastest = max(gpus, key=lambda d: d.bandwidth_bytes_per_s or 0)
+    unlimited = fastest.with_(free_bytes=2**62, total_bytes=2**62, index=0)
+    c = evaluate(model, [unlimited], host.with_(free_bytes=2**62), request, Placement("none", -1, (), 0), "single-gpu")
+    return c.prediction.tg_tokens_per_s
+
+
+def validate(model: ModelInfo, devices: list[Device], request: Request) -> None:
+    n = len(devices)
+    s = request.settings
+    if request.split is not None:
+        if any(x != x or x < 0 for x in request.split):
+            raise PlanError("--split entries must be non-negative numbers")
+        if len(request.split) > n:
+            raise PlanError(f"--split has {len(request.split)} entries but there are {n} devices")
+        if not any(request.split):
+            raise PlanError("--split is all zeros: give each device a share, e.g. --split 0.75,0.25")
+    if request.main_gpu is not None and not 0 <= request.main_gpu < max(n, 1):
+        raise PlanError(f"--main-gpu {request.main_gpu} is out of range: there are {n} devices")
+    if request.n_gpu_layers is not None and request.n_gpu_layers < -1:
+        raise PlanError("--ngl must be -1 (all) or a count of layers")
+    if s.n_ctx <= 0:
+        raise PlanError("--ctx must be positive")
+    if s.n_ubatch <= 0 or s.n_batch <= 0 or s.n_ubatch > s.n_batch:
+        raise PlanError("--ubatch must be positive and at most --batch")
+    if s.n_parallel < 1:
+        raise PlanError("--parallel must be at least 1")

@@ -1,0 +1,118 @@
+"""`gpusplit plan`: the JSON contract, exit codes, and every way of naming devices."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpusplit.synthetic import HEADER_ONLY_MODELS, SMALL_TINY_MODELS
+
+KEYS = {
+    "schema", "model", "settings", "strategy", "split_mode", "tensor_split", "n_gpu_layers", "main_gpu", "fits",
+    "best_ctx", "score", "devices", "host", "llama_args", "reasons",
+}  # fmt: skip
+DEVICE_KEYS = {"name", "kind", "total_bytes", "free_bytes", "layers", "weights_bytes", "kv_bytes", "compute_bytes", "planned_bytes"}
+
+
+def plan_json(cli, *args):
+    result = cli("plan", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_plan_document_contract(cli, header_only_model):
+    doc = plan_json(cli, str(header_only_model("llama-3.1-70b")), "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ctx", "8192")
+    assert KEYS <= set(doc)
+    assert doc["schema"] == "gpusplit.plan/1"
+    assert set(doc["settings"]) >= {"n_ctx", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn"}
+    for d in [*doc["devices"], doc["host"]]:
+        assert DEVICE_KEYS <= set(d)
+        assert d["planned_bytes"] == d["weights_bytes"] + d["kv_bytes"] + d["compute_bytes"] + d["output_bytes"]
+    assert doc["strategy"] == "layer-split" and doc["fits"] is True
+    assert doc["n_gpu_layers"] == 81 and doc["split_mode"] == "layer"
+    assert doc["llama_args"][doc["llama_args"].index("-ts") + 1] == ",".join(f"{x:g}" for x in doc["tensor_split"])
+    assert doc["llama_cpp_python"]["tensor_split"] == doc["tensor_split"]
+    assert 0 < doc["score"] <= 1 and doc["best_ctx"] >= 8192
+    assert doc["predicted"]["tg_tokens_per_s"] > 0
+
+
+def test_plan_human_output(cli, header_only_model):
+    result = cli("plan", str(header_only_model("llama-3.1-8b")), "--gpu", "RTX 4090")
+    assert result.exit_code == 0
+    assert "single-gpu" in result.stdout and "llama-server" in result.stdout and "llama_cpp.Llama(" in result.stdout
+    assert "-ngl 33" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(HEADER_ONLY_MODELS))
+def test_plan_every_header_only_model(cli, header_only_model, name):
+    doc = plan_json(cli, str(header_only_model(name)), "--gpu", "A100-80GB", "--gpu", "A100-80GB")
+    assert doc["fits"]
+    assert doc["model"]["complete"] is False
+
+
+@pytest.mark.parametrize("name", SMALL_TINY_MODELS)
+def test_plan_every_tiny_model_on_this_machine(cli, tiny_model, name):
+    doc = plan_json(cli, str(tiny_model(name)))
+    assert doc["fits"]
+    host = doc["host"]
+    assert host["weights_bytes"] + sum(d["weights_bytes"] for d in doc["devices"]) >= doc["model"]["total_bytes"]
+
+
+def test_check_exit_codes(cli, header_only_model):
+    path = str(header_only_model("llama-3.1-70b"))
+    assert cli("plan", "--check", path, "--gpu", "A100-80GB").exit_code == 0
+    partial = cli("plan", "--check", path, "--gpu", "RTX 4090", "--ram", "256GiB")
+    assert partial.exit_code == 3
+    assert "does not fit wholly on the GPUs" in partial.stderr
+    as_json = cli("plan", "--check", "--json", path, "--gpu", "RTX 4090")
+    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["fits"] in (True, False)
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--split", "-1,2"], "--split"),
+        (["--split", "nan,1"], "--split"),
+        (["--split", "0,0"], "all zeros"),
+        (["--split", "1,1,1"], "3 entries but there are 2 devices"),
+        (["--main-gpu", "5"], "--main-gpu 5 is out of range"),
+        (["--ctx", "0"], "--ctx 0"),
+        (["--ctx", "999999999"], "above the model's context length"),
+        (["--kv-type", "q8_0"], "needs flash attention"),
+        (["--kv-type", "q3_k"], "not a KV cache type"),
+        (["--mode", "diagonal"], "not a split mode"),
+        (["--gpu", "RTX 4900"], "RTX 4090"),
+        (["--reserve", "lots"], "--reserve"),
+        (["--ngl", "-5"], "--ngl"),
+    ],
+)
+def test_impossible_requests_exit_2_in_one_line(cli, header_only_model, args, phrase):
+    base = ["plan", str(header_only_model("llama-3.1-8b"))]
+    if "--gpu" not in args:
+        base += ["--gpu", "24GiB", "--gpu", "8GiB"]
+    result = cli(*base, *args)
+    assert result.exit_code == 2, result.stdout
+    assert phrase in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctx_overflow_is_allowed_on_request(cli, tiny_model):
+    assert plan_json(cli, str(tiny_model("dense-f16")), "--ctx", "8192", "--allow-ctx-overflow")["settings"]["n_ctx"] == 8192
+
+
+def test_devices_file_plans_like_the_same_hypothetical_devices(cli, tmp_path, header_only_model):
+    inventory = cli("devices", "--json", "--gpu", "RTX 4090", "--gpu", "RTX 3090")
+    path = tmp_path / "server.json"
+    path.write_text(inventory.stdout)
+    model = str(header_only_model("llama-3.1-70b"))
+    from_file = plan_json(cli, model, "--devices-file", str(path), "--ram", "64GiB")
+    direct = plan_json(cli, model, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ram", "64GiB")
+    assert from_file["tensor_split"] == direct["tensor_split"]
+    assert [d["planned_bytes"] for d in from_file["devices"]] == [d["planned_bytes"] for d in direct["devices"]]
+
+
+def test_user_split_and_ngl_are_kept(cli, header_only_model):
+    doc = plan_json(cli, str(header_only_model("llama-3.1-70b")), "--gpu", "24GiB", "--gpu", "24GiB", "--split", "3,1", "--ngl", "40")
+    assert doc["tensor_split"] == [3.0, 1.0] and doc["n_gpu_layers"] == 40
+    assert doc["strategy"] == "as-given"

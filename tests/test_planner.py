@@ -1,0 +1,160 @@
+"""The planner on the real shapes of big models and hypothetical hardware (pure, no engine)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gpusplit.devices.device import Device
+from gpusplit.devices.hypothetical import hypothetical_devices
+from gpusplit.gguf import read_model
+from gpusplit.memory import CTX_PAD, Settings
+from gpusplit.planner import PlanError, Request, evaluate, make_plan
+
+GIB = 2**30
+HOST = Device("CPU", "test host", "CPU", "cpu", 128 * GIB, 128 * GIB, source="host")
+
+
+@pytest.fixture(scope="module")
+def llama70b(header_only_model):
+    return read_model(header_only_model("llama-3.1-70b"))
+
+
+@pytest.fixture(scope="module")
+def llama8b(header_only_model):
+    return read_model(header_only_model("llama-3.1-8b"))
+
+
+@pytest.fixture(scope="module")
+def mixtral(header_only_model):
+    return read_model(header_only_model("mixtral-8x7b"))
+
+
+def test_one_gpu_when_the_model_fits_the_best_gpu(llama8b):
+    devices = hypothetical_devices(["8GiB", "RTX 4090"])
+    plan = make_plan(llama8b, devices, HOST, Request(settings=Settings(n_ctx=8192)))
+    assert plan.best.strategy == "single-gpu"
+    assert plan.best.llama_mode == "none"
+    assert plan.best.placement.main_gpu == 1  # the 24 GiB card, not index 0
+    assert plan.best.fits and plan.best.all_on_gpu
+    assert plan.best.memory.devices[0].planned_bytes == 0
+
+
+def test_layer_split_leaves_even_headroom(llama70b):
+    devices = hypothetical_devices(["RTX 4090", "RTX 3090"])
+    plan = make_plan(llama70b, devices, HOST, Request(settings=Settings(n_ctx=8192)))
+    best = plan.best
+    assert best.strategy == "layer-split" and best.fits and best.all_on_gpu
+    h0, h1 = best.headroom
+    # Within one layer's bytes of each other (layers are indivisible).
+    layer = llama70b.blocks[0].n_bytes + best.memory.devices[0].kv_bytes // len(best.memory.devices[0].layers)
+    assert abs(h0 - h1) <= layer
+
+
+def test_even_headroom_beats_free_memory_proportions(llama70b):
+    # 24 GiB + 20 GiB for a ~41 GiB load: llama.cpp's default split by free memory (24:20) leaves
+    # the larger card nearly full because it also carries the bigger compute buffer.
+    devices = hypothetical_devices(["24GiB@1000GB/s", "20GiB@1000GB/s"])
+    ours = make_plan(llama70b, devices, HOST, Request(settings=Settings(n_ctx=4096))).best
+    default = evaluate(
+        llama70b, devices, HOST, Request(settings=Settings(n_ctx=4096)), replace(ours.placement, tensor_split=(24.0, 20.0)), "x"
+    )
+    assert min(ours.headroom) >= min(default.headroom)
+
+
+def test_partial_offload_is_the_largest_ngl_that_fits(llama70b):
+    devices = hypothetical_devices(["RTX 4090"])
+    request = Request(settings=Settings(n_ctx=4096))
+    plan = make_plan(llama70b, devices, HOST, request)
+    best = plan.best
+    assert best.strategy == "partial-offload" and best.fits and not best.all_on_gpu
+    ngl = best.placement.n_gpu_layers
+    assert 0 < ngl < llama70b.n_layer + 1
+    more = evaluate(llama70b, devices, HOST, request, replace(best.placement, n_gpu_layers=ngl + 1), "x")
+    assert more.headroom[0] < 0
+
+
+def test_moe_experts_go_to_the_cpu_first(mixtral):
+    devices = hypothetical_devices(["RTX 4090"])
+    plan = make_plan(mixtral, devices, HOST, Request(settings=Settings(n_ctx=4096)))
+    strategies = [plan.best.strategy] + [c.strategy for c in plan.alternatives]
+    assert "expert-offload" in strategies
+    moe = next(c for c in [plan.best, *plan.alternatives] if c.strategy == "expert-offload")
+    assert moe.fits and 0 < moe.placement.n_cpu_moe < mixtral.n_layer
+    # Every block's attention stays on the GPU; only expert tensors moved.
+    assert all(d is not None for d in moe.memory.layer_device)
+    fewer = evaluate(mixtral, devices, HOST, Request(settings=Settings(n_ctx=4096)), replace(moe.placement, n_cpu_moe=moe.placement.n_cpu_moe - 1), "x")
+    assert not fewer.fits
+
+
+def test_alike_gpus_on_nvlink_get_tensor_parallelism(llama70b):
+    devices = hypothetical_devices(["2xH100 SXM"])
+    plan = make_plan(llama70b, devices, HOST, Request(settings=Settings(n_ctx=8192), spread=True))
+    tensor = next(c for c in [plan.best, *plan.alternatives] if c.strategy == "tensor-split")
+    # No backend here has split buffers: row mode runs as llama.cpp's tensor mode, with flash attention.
+    assert tensor.llama_mode == "tensor"
+    assert tensor.settings.flash_attn
+    shares = [m.weights_bytes for m in tensor.memory.devices]
+    assert shares[0] == pytest.approx(shares[1], rel=0.01)
+
+
+def test_no_gpu_means_cpu_only(llama8b):
+    plan = make_plan(llama8b, [], HOST, Request(settings=Settings(n_ctx=4096)))
+    assert plan.best.strategy == "cpu-only"
+    assert plan.best.placement.n_gpu_layers == 0
+    assert plan.best.memory.host.weights_bytes == llama8b.total_bytes
+
+
+def test_a_given_split_is_evaluated_as_given(llama70b):
+    devices = hypothetical_devices(["RTX 4090", "RTX 3090"])
+    plan = make_plan(llama70b, devices, HOST, Request(settings=Settings(n_ctx=4096), split=(0.9, 0.1)))
+    assert plan.best.strategy == "as-given"
+    assert plan.best.placement.tensor_split == (0.9, 0.1)
+    assert not plan.best.fits  # 90 % of a 40 GiB model does not fit a 24 GiB card, and it is not changed
+
+
+def test_best_context_is_the_largest_that_fits(llama70b):
+    devices = hypothetical_devices(["A100-80GB"])
+    request = Request(settings=Settings(n_ctx=4096))
+    plan = make_plan(llama70b, devices, HOST, request)
+    ctx = plan.best_ctx
+    assert ctx % CTX_PAD == 0 and ctx > 4096
+    at = evaluate(llama70b, devices, HOST, request, plan.best.placement, "x", replace(request.settings, n_ctx=ctx))
+    above = evaluate(llama70b, devices, HOST, request, plan.best.placement, "x", replace(request.settings, n_ctx=ctx + CTX_PAD))
+    assert at.fits and not above.fits
+
+
+def test_score_is_zero_when_nothing_fits_and_higher_for_better_fits(llama70b):
+    tiny = make_plan(llama70b, hypothetical_devices(["1GiB"]), HOST.with_(free_bytes=GIB), Request(settings=Settings(n_ctx=4096)))
+    assert tiny.score == 0.0 and not tiny.best.fits
+    big = make_plan(llama70b, hypothetical_devices(["A100-80GB"]), HOST, Request(settings=Settings(n_ctx=4096)))
+    partial = make_plan(llama70b, hypothetical_devices(["RTX 4090"]), HOST, Request(settings=Settings(n_ctx=4096)))
+    assert 0 < partial.score < big.score <= 1
+
+
+def test_predicted_speed_is_bandwidth_bound(llama8b):
+    fast = make_plan(llama8b, hypothetical_devices(["24GiB@2000GB/s"]), HOST, Request(settings=Settings(n_ctx=4096)))
+    slow = make_plan(llama8b, hypothetical_devices(["24GiB@1000GB/s"]), HOST, Request(settings=Settings(n_ctx=4096)))
+    assert fast.best.prediction.tg_tokens_per_s == pytest.approx(2 * slow.best.prediction.tg_tokens_per_s, rel=0.05)
+    # Reads per token: about the weights (minus the input layer) plus half the KV cache.
+    weights = llama8b.total_bytes - llama8b.input.n_bytes
+    assert weights < fast.best.prediction.bytes_per_token < weights * 1.1
+    unknown = make_plan(llama8b, hypothetical_devices(["24GiB"]), HOST, Request(settings=Settings(n_ctx=4096)))
+    assert unknown.best.prediction.tg_tokens_per_s is None
+
+
+@pytest.mark.parametrize(
+    ("request_", "phrase"),
+    [
+        (Request(split=(1.0, 2.0, 3.0)), "3 entries but there are 2 devices"),
+        (Request(split=(0.0, 0.0)), "all zeros"),
+        (Request(split=(-1.0, 2.0)), "non-negative"),
+        (Request(main_gpu=5), "out of range"),
+        (Request(settings=Settings(n_ctx=0)), "--ctx"),
+        (Request(settings=Settings(n_ubatch=1024, n_batch=512)), "--ubatch"),
+    ],
+)
+def test_impossible_requests(llama8b, request_, phrase):
+    with pytest.raises(PlanError, match=phrase):
+        make_plan(llama8b, hypothetical_devices(["24GiB", "8GiB"]), HOST, request_)
