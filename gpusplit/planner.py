@@ -21,6 +21,13 @@ from .roofline import DEFAULT_CPU_BANDWIDTH, Prediction, predict
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
+# llama.cpp 0.3.36's llm_arch_supports_sm_tensor: architectures its tensor parallelism refuses.
+TENSOR_UNSUPPORTED = frozenset(
+    "grok mpt plamo2 minicpm3 gemma3n mamba mamba2 jamba falcon-h1 olmo2 olmoe deepseek2 deepseek32 hy_v4 dots3note "
+    "glm-dsa bitnet t5 nemotron_h nemotron_h_moe granitehybrid minimax-01 minimax-m2 minimax-m3 mistral4 kimi-linear "
+    "bailingmoe3 kimi-k3 glm5-next qwen3tts qwen4exp".split()
+)
+UNQUANTIZED_KV = ("f16", "f32", "bf16")
 STRATEGY_ORDER = ("single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given")
 
 
@@ -174,7 +181,7 @@ def _largest(fits, low: int, high: int) -> int | None:
 def candidates(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> list[Candidate]:
     gpus = [i for i, d in enumerate(devices) if d.is_gpu]
     out: list[Candidate] = []
-    if request.as_given or (request.mode and request.mode != "auto" and len(gpus) <= 1 and request.main_gpu is not None):
+    if request.as_given or (request.mode and len(gpus) <= 1 and request.main_gpu is not None):
         return [_as_given(model, devices, host, request, gpus)]
     if not gpus:
         c = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
@@ -191,7 +198,8 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
         c = evaluate(model, devices, host, request, Placement("layer", -1, split, best_gpu), "layer-split")
         c.reasons.append("layers split over the GPUs in proportion to their usable memory, for even headroom")
         out.append(c)
-    if len(gpus) > 1 and (mode in ("row", "tensor") or (mode is None and _alike_and_linked(devices, gpus))):
+    tensor_ok = model.architecture not in TENSOR_UNSUPPORTED
+    if len(gpus) > 1 and tensor_ok and (mode in ("row", "tensor") or (mode is None and _alike_and_linked(devices, gpus))):
         split = tuple(1.0 if i in gpus else 0.0 for i in range(len(devices)))
         wanted = mode or "row"
         settings = request.settings
@@ -200,7 +208,7 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
         if c.llama_mode == "tensor":
             # llama.cpp's tensor parallelism needs flash attention and an unquantized KV cache.
             settings = replace(settings, flash_attn=True)
-            if settings.type_k not in ("f16", "f32", "bf16") or settings.type_v not in ("f16", "f32", "bf16"):
+            if settings.type_k not in UNQUANTIZED_KV or settings.type_v not in UNQUANTIZED_KV:
                 notes.append("tensor parallelism needs an unquantized KV cache: KV set to f16")
                 settings = replace(settings, type_k="f16", type_v="f16")
             c = evaluate(model, devices, host, request, Placement("tensor", -1, split, best_gpu), "tensor-split", settings)
@@ -279,8 +287,24 @@ def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Re
     ngl = -1 if request.n_gpu_layers is None else request.n_gpu_layers
     if not gpus:
         ngl = 0
-    c = evaluate(model, devices, host, request, Placement(mode, ngl, split, main, request.n_cpu_moe or 0), "as-given")
+    placement = Placement(mode, ngl, split, main, request.n_cpu_moe or 0)
+    c = evaluate(model, devices, host, request, placement, "as-given")
+    notes = []
+    if c.llama_mode == "tensor":
+        if model.architecture in TENSOR_UNSUPPORTED:
+            raise PlanError(
+                f"llama.cpp 0.3.36 has no tensor parallelism for the {model.architecture} architecture; use --mode layer"
+            )
+        s = request.settings
+        if s.type_k not in UNQUANTIZED_KV or s.type_v not in UNQUANTIZED_KV:
+            raise PlanError(f"tensor parallelism needs an unquantized KV cache, not {s.type_k}/{s.type_v}; use --kv-type f16")
+        if mode == "row":
+            notes.append("row split runs as llama.cpp's tensor parallelism (these backends have no split buffers)")
+        if not s.flash_attn:
+            notes.append("tensor parallelism needs flash attention: turned on")
+            c = evaluate(model, devices, host, request, placement, "as-given", replace(s, flash_attn=True))
     c.reasons.append("evaluated exactly as given (--split / --ngl / --n-cpu-moe are never changed)")
+    c.reasons.extend(notes)
     return c
 
 

@@ -113,6 +113,8 @@ def plan_document(plan: Plan, measured: bool = False) -> dict[str, Any]:
         doc["backend"] = d.backend
         doc["description"] = d.description
         doc["bandwidth_bytes_per_s"] = d.bandwidth_bytes_per_s
+        doc["endpoint"] = d.endpoint
+        doc["pci_bus_id"] = d.pci_bus_id
         devices.append(doc)
     host = _device_doc(best.memory.host, model, "host", plan.host.total_bytes, plan.host.free_bytes, 0)
     prediction = best.prediction

@@ -36,11 +36,13 @@ def _register() -> None:
     from . import devices as devices_cmd
     from . import inspect as inspect_cmd
     from . import plan as plan_cmd
+    from . import run as run_cmd
     from . import worker as worker_cmd
 
     app.command("devices")(devices_cmd.devices)
     app.command("inspect")(inspect_cmd.inspect)
     app.command("plan")(plan_cmd.plan)
+    app.command("run")(run_cmd.run)
     app.command("worker")(worker_cmd.worker)
 
 

@@ -29,6 +29,14 @@ def sanitize(text: str, max_chars: int = 200) -> str:
     return text
 
 
+_STREAM_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def sanitize_stream(text: str) -> str:
+    """Generated text for a terminal: escapes and controls removed, newlines and tabs kept."""
+    return _STREAM_CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
 def _sanitize_doc(value: Any) -> Any:
     if isinstance(value, str):
         return sanitize(value, max_chars=4096)

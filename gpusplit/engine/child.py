@@ -50,6 +50,7 @@ def run_task(
     request: dict[str, Any],
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run one engine task in a child; returns (result, every log line)."""
     env = {**os.environ, "GGML_NO_BACKTRACE": "1", "PYTHONUNBUFFERED": "1"}
@@ -69,6 +70,8 @@ def run_task(
             line = raw.decode("utf-8", "replace").rstrip("\n")
             log.append(line)
             tail.append(line)
+            if on_log is not None:
+                on_log(line)
 
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()

@@ -20,7 +20,7 @@ Emit = Callable[[dict[str, Any]], None]
 class Loaded:
     """A model and context loaded from EngineParams; frees both on close."""
 
-    def __init__(self, params: EngineParams, dry_run: bool = False) -> None:
+    def __init__(self, params: EngineParams, dry_run: bool = False, on_progress: Callable[[float], None] | None = None) -> None:
         import llama_cpp
 
         from .registry import add_rpc_server
@@ -39,6 +39,14 @@ class Loaded:
         # A dry run simulates allocation without reading tensor data; mmap would assert there.
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE if dry_run or not params.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MMAP
         mp.no_alloc = dry_run
+        if on_progress is not None:
+            @llama_cpp.llama_progress_callback
+            def progress(value: float, _user: Any) -> bool:
+                on_progress(float(value))
+                return True
+
+            self._progress = progress  # keep the callback alive while llama.cpp holds it
+            mp.progress_callback = progress
         started = time.perf_counter()
         self.model = llama_cpp.llama_model_load_from_file(params.model_path.encode(), mp)
         if not self.model:
@@ -53,6 +61,7 @@ class Loaded:
         cp.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if params.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.swa_full = params.swa_full
         cp.offload_kqv = params.offload_kqv
+        cp.no_perf = False  # keep llama.cpp's timings (llama_perf_context)
         if params.n_threads:
             cp.n_threads = cp.n_threads_batch = params.n_threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
@@ -78,5 +87,101 @@ def task_load(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """Really load (allocating every buffer), then free: the log holds the actual sizes."""
     loaded = Loaded(EngineParams.from_dict(request["params"]))
     result = {"load_ms": loaded.load_ms}
+    loaded.close()
+    return result
+
+
+def _tokenize(lib: Any, vocab: Any, text: str) -> list[int]:
+    data = text.encode("utf-8")
+    n_max = len(data) + 16
+    tokens = (lib.llama_token * n_max)()
+    n = lib.llama_tokenize(vocab, data, len(data), tokens, n_max, True, False)
+    if n < 0:
+        tokens = (lib.llama_token * -n)()
+        n = lib.llama_tokenize(vocab, data, len(data), tokens, -n, True, False)
+    return list(tokens[:n])
+
+
+def _sampler(lib: Any, temperature: float, seed: int) -> Any:
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    if temperature <= 0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+    else:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(temperature))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+    return chain
+
+
+def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """Load with the plan's parameters, generate, stream pieces as events, report timings."""
+    import codecs
+
+    params = EngineParams.from_dict(request["params"])
+    prompt = request.get("prompt", "")
+    n_predict = int(request.get("n_predict", 64))
+    temperature = float(request.get("temperature", 0.0))
+    emit({"event": "progress", "value": 0.0})
+    loaded = Loaded(params, on_progress=lambda v: emit({"event": "progress", "value": v}))
+    emit({"event": "loaded", "load_ms": loaded.load_ms})
+    lib = loaded.lib
+    vocab = lib.llama_model_get_vocab(loaded.model)
+    tokens = _tokenize(lib, vocab, prompt)
+    if not tokens:
+        raise EngineError("the prompt tokenized to nothing", exit_code=2)
+    if len(tokens) + n_predict > params.n_ctx:
+        raise EngineError(
+            f"prompt ({len(tokens)} tokens) plus -n {n_predict} exceeds the context ({params.n_ctx})", "raise --ctx or lower -n", 2
+        )
+    sampler = _sampler(lib, temperature, int(params.seed))
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    buf = ctypes.create_string_buffer(256)
+    pieces: list[str] = []
+    started = time.perf_counter()
+    ttft_ms = None
+    batch_size = params.n_batch
+    for start in range(0, len(tokens), batch_size):
+        chunk = tokens[start : start + batch_size]
+        arr = (lib.llama_token * len(chunk))(*chunk)
+        if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
+            raise EngineError("llama.cpp failed to decode the prompt")
+    generated = 0
+    one = (lib.llama_token * 1)()
+    for _ in range(n_predict):
+        token = lib.llama_sampler_sample(sampler, loaded.ctx, -1)
+        if ttft_ms is None:
+            ttft_ms = (time.perf_counter() - started) * 1000
+        if lib.llama_vocab_is_eog(vocab, token):
+            break
+        n = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        text = decoder.decode(buf.raw[: max(n, 0)])
+        generated += 1
+        if text:
+            pieces.append(text)
+            emit({"event": "token", "text": text})
+        one[0] = token
+        if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(one, 1)) != 0:
+            raise EngineError("llama.cpp failed to decode a generated token")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        pieces.append(tail)
+        emit({"event": "token", "text": tail})
+    wall_ms = (time.perf_counter() - started) * 1000
+    perf = lib.llama_perf_context(loaded.ctx)
+    lib.llama_sampler_free(sampler)
+    result = {
+        "text": "".join(pieces),
+        "prompt_tokens": len(tokens),
+        "gen_tokens": generated,
+        "load_ms": loaded.load_ms,
+        "ttft_ms": ttft_ms,
+        "wall_ms": wall_ms,
+        "perf": {
+            "t_load_ms": perf.t_load_ms,
+            "t_p_eval_ms": perf.t_p_eval_ms,
+            "t_eval_ms": perf.t_eval_ms,
+            "n_p_eval": perf.n_p_eval,
+            "n_eval": perf.n_eval,
+        },
+    }
     loaded.close()
     return result

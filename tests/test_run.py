@@ -1,0 +1,154 @@
+"""`gpusplit run`: real generation on the CPU and over loopback workers, and every failure's line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import free_port, start_worker
+
+pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+
+MIB = 1024 * 1024
+
+
+def run_json(cli, *args):
+    result = cli("run", "--json", "-n", "12", *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _check_memory(doc):
+    for d in doc["devices"]:
+        planned, actual = d["planned"], d["actual"]
+        if d["name"] != "Meta()":
+            # Sliding-window models print two KV lines, each rounded to 0.01 MiB.
+            assert abs(planned["weights"] - actual["weights"]) <= 0.006 * MIB, d
+            assert abs(planned["kv"] - actual["kv"]) <= 0.011 * MIB, d
+        assert abs(d["planned_bytes"] - d["actual_bytes"]) <= max(0.02 * d["actual_bytes"], 4 * MIB), d
+        assert d["diff_bytes"] == d["planned_bytes"] - d["actual_bytes"]
+
+
+@pytest.mark.parametrize("name", ["dense-f16", "tied-q8_0", "moe-f16", "gemma3-f16", "qwen3-f16"])
+def test_run_on_the_cpu(cli, tiny_model, name):
+    doc = run_json(cli, str(tiny_model(name)))
+    assert doc["schema"] == "gpusplit.run/1"
+    t = doc["timings"]
+    assert t["gen_tokens"] > 0 and t["prompt_tokens"] > 0
+    assert t["load_ms"] > 0 and t["prompt_tps"] > 0 and t["gen_tps"] > 0 and t["ttft_ms"] > 0
+    assert doc["plan"]["schema"] == "gpusplit.plan/1"
+    _check_memory(doc)
+
+
+def test_splits_over_workers_give_the_single_device_text(cli, tiny_model, two_workers):
+    path = str(tiny_model("dense-f16"))
+    rpc = ",".join(two_workers)
+    single = run_json(cli, path)
+    layer = run_json(cli, path, "--rpc", rpc, "--mode", "layer", "--split", "0.6,0.4")
+    tensor = run_json(cli, path, "--rpc", rpc, "--mode", "row")
+    assert single["text"] == layer["text"] == tensor["text"]
+    assert layer["split_mode"] == "layer" and tensor["split_mode"] == "tensor"
+    assert any("tensor parallelism" in r for r in tensor["plan"]["reasons"])
+    assert {d["name"] for d in layer["devices"]} == {"RPC0", "RPC1", "CPU"}
+    _check_memory(layer)
+    _check_memory(tensor)
+
+
+def test_human_output_streams_text_then_tables(cli, tiny_model):
+    path = str(tiny_model("dense-f16"))
+    human = cli("run", "-n", "12", path)
+    assert human.exit_code == 0, human.stderr
+    doc = run_json(cli, path)
+    first_line = human.stdout.splitlines()[0]
+    assert first_line == doc["text"].replace("\ufffd", "\ufffd")
+    assert "timings" in human.stdout and "memory: planned / actual" in human.stdout
+    assert f"{doc['timings']['gen_tokens']}" in human.stdout
+
+
+def test_saved_plan_runs(cli, tiny_model, tmp_path):
+    path = str(tiny_model("dense-q8_0"))
+    plan = cli("plan", "--json", path, "--ctx", "1024")
+    saved = tmp_path / "plan.json"
+    saved.write_text(plan.stdout)
+    doc = run_json(cli, "--plan", str(saved))
+    assert doc["plan"]["settings"]["n_ctx"] == 1024
+    assert doc["text"] == run_json(cli, path, "--ctx", "1024")["text"]
+
+
+def test_header_only_file_is_refused(cli, header_only_model):
+    result = cli("run", str(header_only_model("llama-3.1-8b")), "--ram", "64GiB")
+    assert result.exit_code == 2
+    assert "holds only a header" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_plan_that_does_not_fit_is_refused(cli, tiny_model):
+    result = cli("run", str(tiny_model("dense-f16")), "--ram", "1MiB")
+    assert result.exit_code == 1
+    assert "does not fit" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_engine_says_how_to_install(cli, tiny_model, monkeypatch):
+    monkeypatch.setenv("GPUSPLIT_NO_ENGINE", "1")
+    result = cli("run", str(tiny_model("dense-f16")))
+    assert result.exit_code == 1
+    assert 'CMAKE_ARGS="-DGGML_RPC=ON" pip install' in result.stderr
+
+
+def test_tensor_mode_with_quantized_kv_is_caught_before_loading(cli, tiny_model, two_workers):
+    result = cli("run", str(tiny_model("dense-f16")), "--rpc", ",".join(two_workers), "--mode", "tensor", "--split", "1,1",
+                 "--kv-type", "q8_0", "--flash-attn")  # fmt: skip
+    assert result.exit_code == 2
+    assert "unquantized KV cache" in result.stderr
+
+
+def test_llama_cpp_refusing_the_file_is_one_line(cli, tmp_path):
+    from ggufpack import STRING, U32, Packed, llama_header
+
+    # A well-formed GGUF file of an architecture llama.cpp does not know.
+    p = Packed()
+    p.add("general.architecture", STRING, "notanarch")
+    for key, value in (("block_count", 2), ("embedding_length", 64), ("attention.head_count", 4)):
+        p.add(f"notanarch.{key}", U32, value)
+    p.tensors = llama_header().tensors
+    path = tmp_path / "alien.gguf"
+    path.write_bytes(p.build())
+    result = cli("run", str(path))
+    assert result.exit_code == 1, result.stderr
+    assert "llama.cpp could not load" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dead_worker_in_a_saved_plan_fails_cleanly(cli, tiny_model, tmp_path):
+    port = free_port()
+    worker = start_worker(port)
+    plan = cli("plan", "--json", str(tiny_model("dense-f16")), "--rpc", f"127.0.0.1:{port}", "--ngl", "-1")
+    worker.terminate()
+    worker.wait(timeout=10)
+    saved = tmp_path / "plan.json"
+    saved.write_text(plan.stdout)
+    result = cli("run", "--plan", str(saved))
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_worker_killed_during_generation(tiny_model, tmp_path):
+    port = free_port()
+    worker = start_worker(port)
+    model = str(tiny_model("dense-large-f16"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpusplit", "run", model, "--rpc", f"127.0.0.1:{port}", "--ngl", "-1", "-n", "2000",
+         "--ctx", "2048", "--mode", "none", "--main-gpu", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    worker.kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "engine process failed" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
