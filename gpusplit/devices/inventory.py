@@ -169,8 +169,8 @@ def from_registry(
     return devices
 
 
-def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], env: Any = None) -> tuple[list[Device], list[str]]:
-    """Without the engine: RPC workers first (as llama.cpp will order them), then CUDA's GPUs."""
+def rpc_devices(workers: list[WorkerInfo]) -> list[Device]:
+    """RPC workers' devices as llama.cpp names and orders them: RPC0, RPC1, ... first in the list."""
     devices: list[Device] = []
     for worker in workers:
         for remote in worker.devices:
@@ -187,24 +187,36 @@ def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], en
                     endpoint=worker.endpoint,
                 )
             )
-    notes: list[str] = []
-    if nvml is not None and nvml.available:
-        visible, notes = resolve_cuda_visible(nvml, env)
-        for cuda_index, info in enumerate(visible):
-            devices.append(
-                Device(
-                    name=f"CUDA{cuda_index}",
-                    description=info.name,
-                    backend="CUDA",
-                    type="gpu",
-                    total_bytes=info.total_bytes or 0,
-                    free_bytes=info.free_bytes or 0,
-                    index=len(devices),
-                    source="nvml",
-                    **_nvml_fields(info),
-                )
-            )
+    return devices
+
+
+def nvml_devices(nvml: NvmlReport | None, first_index: int, env: Any = None) -> tuple[list[Device], list[str]]:
+    """Without the engine: the GPUs CUDA will see, from NVML."""
+    if nvml is None or not nvml.available:
+        return [], []
+    visible, notes = resolve_cuda_visible(nvml, env)
+    devices = [
+        Device(
+            name=f"CUDA{cuda_index}",
+            description=info.name,
+            backend="CUDA",
+            type="gpu",
+            total_bytes=info.total_bytes or 0,
+            free_bytes=info.free_bytes or 0,
+            index=first_index + cuda_index,
+            source="nvml",
+            **_nvml_fields(info),
+        )
+        for cuda_index, info in enumerate(visible)
+    ]
     return devices, notes
+
+
+def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], env: Any = None) -> tuple[list[Device], list[str]]:
+    """Without the engine: RPC workers first (as llama.cpp will order them), then CUDA's GPUs."""
+    remote = rpc_devices(workers)
+    local, notes = nvml_devices(nvml, len(remote), env)
+    return remote + local, notes
 
 
 def detect(
@@ -225,11 +237,13 @@ def detect(
     if use_engine and engine_available():
         from ..engine import registry
 
-        for endpoint in endpoints:
-            registry.add_rpc_server(endpoint)
-        raw = registry.list_devices()
+        # RPC workers come from the Python probe, not from registering them in this process's
+        # registry: a registered worker that later dies aborts any ggml call in this process.
+        raw = [d for d in registry.list_devices() if d.backend != "RPC"]
         engine = {"installed": True, "rpc": registry.supports_rpc(), "backends": sorted({d.backend for d in raw})}
-        devices = from_registry([RegistryDevice(**_registry_fields(d)) for d in raw], nvml, workers)
+        remote = rpc_devices(workers)
+        local = from_registry([RegistryDevice(**_registry_fields(d)) for d in raw], nvml, [])
+        devices = remote + [d.with_(index=len(remote) + i) for i, d in enumerate(local)]
         if nvml.available and not any(d.backend == "CUDA" for d in devices):
             notes.append("NVML sees NVIDIA GPUs but this llama-cpp-python has no CUDA backend (rebuild with -DGGML_CUDA=ON)")
     else:
