@@ -11,14 +11,9 @@ from .planner import Plan
 
 def rpc_buffer_names(plan: Plan) -> dict[str, str]:
     """'host:port#k' (the k-th device of that worker) -> the model's device name (RPCn)."""
-    names: dict[str, str] = {}
-    per_endpoint: dict[str, int] = {}
-    for d in plan.devices:
-        if d.endpoint:
-            k = per_endpoint.get(d.endpoint, 0)
-            names[f"{d.endpoint}#{k}"] = d.name
-            per_endpoint[d.endpoint] = k + 1
-    return names
+    from .engine.logparse import rpc_buffer_map
+
+    return rpc_buffer_map([(d.name, d.endpoint) for d in plan.devices])
 
 
 def measure_compute(plan: Plan, timeout: float = 300.0) -> dict[str, int]:

@@ -33,6 +33,7 @@ def _root(
 
 
 def _register() -> None:
+    from . import bench as bench_cmd
     from . import devices as devices_cmd
     from . import inspect as inspect_cmd
     from . import plan as plan_cmd
@@ -43,6 +44,7 @@ def _register() -> None:
     app.command("inspect")(inspect_cmd.inspect)
     app.command("plan")(plan_cmd.plan)
     app.command("run")(run_cmd.run)
+    app.command("bench")(bench_cmd.bench)
     app.command("worker")(worker_cmd.worker)
 
 

@@ -104,7 +104,7 @@ def run(
             text,
             n_predict,
             temp,
-            rpc_names=_rpc_names(doc),
+            rpc_names=rpc_names(doc),
             nvidia_devices={d["name"]: d["pci_bus_id"] for d in doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"},
             on_token=on_token,
             on_progress=progress.update if progress is not None else None,
@@ -183,16 +183,10 @@ def _check_runnable(doc: dict[str, Any]) -> None:
         )
 
 
-def _rpc_names(doc: dict[str, Any]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    per_endpoint: dict[str, int] = {}
-    for d in doc["devices"]:
-        endpoint = d.get("endpoint")
-        if endpoint:
-            k = per_endpoint.get(endpoint, 0)
-            names[f"{endpoint}#{k}"] = d["name"]
-            per_endpoint[endpoint] = k + 1
-    return names
+def rpc_names(doc: dict[str, Any]) -> dict[str, str]:
+    from ..engine.logparse import rpc_buffer_map
+
+    return rpc_buffer_map([(d["name"], d.get("endpoint")) for d in doc["devices"]])
 
 
 def run_document(plan_doc: dict[str, Any], outcome: Any) -> dict[str, Any]:

@@ -34,6 +34,19 @@ class BufferReport:
         return sum(self.by_device.get(device, {}).values())
 
 
+def rpc_buffer_map(devices: list[tuple[str, str | None]]) -> dict[str, str]:
+    """(device name, endpoint) pairs in llama.cpp's order -> {'host:port#k': name}, k counting
+    the devices of one worker (its buffers are named RPC<k>[host:port])."""
+    names: dict[str, str] = {}
+    per_endpoint: dict[str, int] = {}
+    for name, endpoint in devices:
+        if endpoint:
+            k = per_endpoint.get(endpoint, 0)
+            names[f"{endpoint}#{k}"] = name
+            per_endpoint[endpoint] = k + 1
+    return names
+
+
 def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str:
     """Map a buffer name to the device that holds it: CPU_Mapped/CPU_REPACK -> CPU,
     RPC0[host:port] -> that worker's device name (RPCn in the model's order)."""

@@ -185,3 +185,55 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     }
     loaded.close()
     return result
+
+
+def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """llama-bench's tests on one loaded configuration: pp (a batch of random tokens) and tg
+    (one token at a time, after `depth` tokens of context), each repeated after one warm-up."""
+    import random
+
+    import llama_cpp
+
+    params = EngineParams.from_dict(request["params"])
+    tests = request["tests"]  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
+    reps = int(request.get("repetitions", 5))
+    loaded = Loaded(params)
+    lib = loaded.lib
+    vocab = lib.llama_model_get_vocab(loaded.model)
+    n_vocab = lib.llama_vocab_n_tokens(vocab)
+    rng = random.Random(0)
+    memory = lib.llama_get_memory(loaded.ctx)
+
+    def decode(tokens: list[int]) -> None:
+        for start in range(0, len(tokens), params.n_batch):
+            chunk = tokens[start : start + params.n_batch]
+            arr = (lib.llama_token * len(chunk))(*chunk)
+            if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
+                raise EngineError("llama.cpp failed to decode a batch (context too small for the test?)")
+
+    def one_run(test: dict[str, Any]) -> float:
+        lib.llama_memory_clear(memory, True)
+        if test.get("depth"):
+            decode([rng.randrange(n_vocab) for _ in range(int(test["depth"]))])
+        lib.llama_synchronize(loaded.ctx)
+        tokens = [rng.randrange(n_vocab) for _ in range(int(test["n"]))]
+        started = time.perf_counter()
+        if test["kind"] == "pp":
+            decode(tokens)
+        else:
+            for token in tokens:
+                decode([token])
+        lib.llama_synchronize(loaded.ctx)
+        return int(test["n"]) / (time.perf_counter() - started)
+
+    results = []
+    for test in tests:
+        one_run(test)  # warm-up
+        samples = []
+        for rep in range(reps):
+            samples.append(one_run(test))
+            emit({"event": "rep", "test": test["name"], "rep": rep + 1})
+        results.append({"test": test["name"], "samples_ts": samples})
+    info = {"llama_cpp_python": getattr(llama_cpp, "__version__", "?"), "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
+    loaded.close()
+    return {"results": results, "load_ms": loaded.load_ms, "build": info}

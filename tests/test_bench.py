@@ -1,0 +1,122 @@
+"""`gpusplit bench`: every row present, failures kept as rows, nothing lost to a kill, formats agree."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gpusplit.bench import read_records
+
+pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+
+FAST = ["-r", "2", "-p", "32", "-n", "4"]
+
+
+def test_matrix_over_cpu_and_workers(cli, tiny_model, two_workers, tmp_path):
+    out = tmp_path / "results.jsonl"
+    result = cli(
+        "bench", str(tiny_model("dense-f16")), "--rpc", ",".join(two_workers), "--mode", "layer", "--mode", "tensor",
+        "--split", "0.5,0.5", "--split", "0.7,0.3", "--mode", "none", *FAST, "--output", str(out), "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    records = json.loads(result.stdout)
+    # layer x 2 splits, tensor x 2 splits, none (split ignored) = 5 configurations x 2 tests.
+    assert len(records) == 10
+    assert {(r["config"]["mode"], r["test"]) for r in records} >= {("layer", "pp32"), ("tensor", "tg4"), ("none", "pp32")}
+    for r in records:
+        assert r["status"] == "ok"
+        assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0 and r["stddev_ts"] >= 0
+        assert r["avg_ts"] == pytest.approx(sum(r["samples_ts"]) / 2, rel=1e-3)
+        assert r["build"]["llama_cpp_python"] == "0.3.36"
+        assert r["inventory"] and r["gpusplit_version"]
+    assert read_records(out) == records
+    layer = next(r for r in records if r["config"]["mode"] == "layer")
+    assert {d["name"] for d in layer["devices"]} == {"RPC0", "RPC1", "CPU"}
+    assert all(d["actual_bytes"] for d in layer["devices"])
+
+
+def test_failed_configurations_become_rows_and_the_rest_completes(cli, tiny_model, two_workers):
+    result = cli(
+        "bench", str(tiny_model("dense-f16")), "--rpc", ",".join(two_workers), "--mode", "tensor", "--mode", "layer",
+        "--split", "1,1", "--kv-type", "q8_0", "--flash-attn", "1", *FAST, "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    records = json.loads(result.stdout)
+    failed = [r for r in records if r["status"] == "failed"]
+    ok = [r for r in records if r["status"] == "ok"]
+    assert failed and ok
+    assert all(r["config"]["mode"] == "tensor" for r in failed)
+    assert "unquantized KV cache" in failed[0]["error"]
+    assert all(r["config"]["mode"] == "layer" for r in ok)
+
+
+def test_engine_failure_keeps_the_log_tail(cli, tiny_model):
+    # A context of 256 tokens cannot take a 512-token prompt test: llama.cpp refuses the batch.
+    result = cli("bench", str(tiny_model("dense-f16")), "--ctx", "256", "--ctx", "1024", "-p", "512", "-n", "2", "-r", "1", "-o", "json")
+    records = json.loads(result.stdout)
+    bad = [r for r in records if r["config"]["ctx"] == 256]
+    good = [r for r in records if r["config"]["ctx"] == 1024]
+    assert result.exit_code == 1
+    assert all(r["status"] == "failed" for r in bad) and all(r["status"] == "ok" for r in good)
+    assert bad[0]["error"]
+
+
+def test_sigkill_keeps_finished_rows_and_resume_finishes(tiny_model, tmp_path):
+    out = tmp_path / "killed.jsonl"
+    args = [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-f16")), "-p", "16", "-n", "200", "-r", "3",
+            "--ctx", "512", "--ctx", "768", "--ctx", "1024", "--ctx", "1280"]  # fmt: skip
+    proc = subprocess.Popen([*args, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_records(out)) < 4:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = read_records(out)
+    assert 4 <= len(kept) < 8  # two configurations x two tests, the last two not reached
+    finished = {r["config_key"] for r in kept}
+    resumed = subprocess.run([*args, "--resume", str(out), "-o", "jsonl"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = read_records(out)
+    assert len(final) == 8
+    assert len({(r["config_key"], r["test"]) for r in final}) == 8  # nothing run twice
+    assert finished < {r["config_key"] for r in final}
+
+
+def test_formats_parse_and_agree(cli, tiny_model, tmp_path):
+    out = tmp_path / "r.jsonl"
+    first = cli("bench", str(tiny_model("dense-f16")), *FAST, "--ctx", "512", "--output", str(out), "-o", "jsonl")
+    assert first.exit_code == 0
+    # --resume on a finished file runs nothing and prints the same records in any format.
+    docs = {fmt: cli("bench", str(tiny_model("dense-f16")), *FAST, "--ctx", "512", "--resume", str(out), "-o", fmt).stdout
+            for fmt in ("md", "csv", "json", "jsonl")}  # fmt: skip
+    as_json = json.loads(docs["json"])
+    as_jsonl = [json.loads(line) for line in docs["jsonl"].splitlines()]
+    as_csv = list(csv.DictReader(io.StringIO(docs["csv"])))
+    md_rows = [line for line in docs["md"].splitlines() if line.startswith("| gpusplit synthetic")]
+    assert as_json == as_jsonl == read_records(out)
+    assert [float(row["avg_ts"]) for row in as_csv] == [r["avg_ts"] for r in as_json]
+    assert len(md_rows) == len(as_json) == 2
+    for row, r in zip(md_rows, as_json):
+        assert f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}" in row and r["test"] in row
+
+
+def test_compare_two_files(cli, tiny_model, tmp_path):
+    out = tmp_path / "a.jsonl"
+    cli("bench", str(tiny_model("dense-f16")), *FAST, "--ctx", "512", "--output", str(out))
+    result = cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)["rows"]
+    assert len(rows) == 2 and all(r["ratio"] == 1.0 for r in rows)
+
+
+def test_unwritable_output_is_refused_before_running(cli, tiny_model, tmp_path):
+    result = cli("bench", str(tiny_model("dense-f16")), "--output", str(tmp_path), *FAST)
+    assert result.exit_code == 2 and "is a directory" in result.stderr
