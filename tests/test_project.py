@@ -22,7 +22,7 @@ def test_readme_starts_with_two_setup_commands_and_ci_runs_the_test_one():
     commands = _readme_commands()
     assert len(commands) == 2
     install, test = commands
-    assert 'CMAKE_ARGS="-DGGML_RPC=ON"' in install and install.rstrip().endswith("gpusplit inspect")
+    assert 'CMAKE_ARGS="-DGGML_RPC=ON"' in install and install.rstrip().endswith("gpusplit plan && gpusplit run")
     assert test.rstrip().endswith("python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test in ci, ".ci/run must run the README's test command verbatim"
@@ -36,7 +36,8 @@ def test_help_and_inspect_never_import_the_engine(tmp_path):
     code = (
         "import sys\n"
         "from gpusplit.cli.app import run\n"
-        "for argv in (['--help'], ['inspect', '--help'], ['inspect', '--json']):\n"
+        "for argv in (['--help'], ['inspect', '--help'], ['inspect', '--json'], ['plan', '--json', '--gpu', '24GiB'],\n"
+        "             ['plan', '--gpu', 'RTX 4090', '--gpu', '8GiB'], ['devices', '--gpu', '24GiB']):\n"
         "    try:\n"
         "        run(argv)\n"
         "    except SystemExit:\n"
