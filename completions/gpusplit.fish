@@ -1,0 +1,1 @@
+complete --command gpusplit --no-files --arguments "(env _GPUSPLIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) gpusplit)" --condition "env _GPUSPLIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) gpusplit"
