@@ -79,6 +79,9 @@ def bench(
     from .models import resolve_model
 
     model_path = resolve_model(model)
+    from .models import require_local
+
+    require_local(model_path, "bench")
     from ..gguf.model import read_model
 
     info = read_model(model_path)

@@ -7,20 +7,20 @@ from typing import Optional
 import typer
 
 from . import output
-from .models import resolve_model
+from .models import read_model_reporting, resolve_model
 
 
 def inspect(
     model: Optional[str] = typer.Argument(
-        None, help="GGUF file (the first shard of a split model). Default: the built-in demo model.", show_default=False
+        None, help="GGUF file or http(s) URL (the first shard of a split model). Default: the demo model.", show_default=False
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.inspect/1)."),
     tensors: bool = typer.Option(False, "--tensors", help="Also list every tensor (name, shape, type, bytes)."),
 ) -> int:
     """Describe a model from its GGUF header: hyperparameters and bytes per layer."""
-    from ..gguf.model import read_model, summarize
+    from ..gguf.model import summarize
 
-    info = read_model(resolve_model(model))
+    info = read_model_reporting(resolve_model(model))
     doc = summarize(info, tensors=tensors)
     if json_output:
         output.emit_json({"schema": "gpusplit.inspect/1", "model": doc})

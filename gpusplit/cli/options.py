@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-Model = Annotated[Optional[str], typer.Argument(help="GGUF file (first shard of a split model). Default: the demo model.", show_default=False)]
+Model = Annotated[Optional[str], typer.Argument(help="GGUF file or http(s) URL (first shard of a split model). Default: the demo model.", show_default=False)]
 Gpu = Annotated[Optional[List[str]], typer.Option("--gpu", envvar="GPUSPLIT_GPU", help='Plan for hypothetical GPUs: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).')]
 DevicesFile = Annotated[Optional[str], typer.Option("--devices-file", help="Plan for the devices in a `gpusplit devices --json` file.")]
 Rpc = Annotated[Optional[List[str]], typer.Option("--rpc", envvar="GPUSPLIT_RPC", help="RPC workers host:port[,host:port].")]

@@ -6,7 +6,7 @@ import math
 from typing import List, Optional
 
 from .errors import CLIError
-from .models import resolve_model
+from .models import read_model_reporting, resolve_model
 
 DEFAULT_CTX = 4096
 
@@ -89,7 +89,6 @@ def build_plan(
 ):
     """Read the model, find the devices, plan: shared by plan, run and bench."""
     from ..devices.inventory import detect, host_device
-    from ..gguf.model import read_model
     from ..memory import Settings
     from ..planner import Request, make_plan
     from ..roofline import DEFAULT_CPU_BANDWIDTH
@@ -97,7 +96,7 @@ def build_plan(
     if mode is not None and mode not in ("auto", "none", "layer", "row", "tensor"):
         raise CLIError(f"--mode {mode!r} is not a split mode", "use auto, none, layer, row or tensor")
     path = resolve_model(model)
-    info = read_model(path)
+    info = read_model_reporting(path)
     if gpu and devices_file:
         raise CLIError("--gpu and --devices-file both describe the devices", "give one of them")
     host = host_device()

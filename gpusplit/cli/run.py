@@ -63,6 +63,10 @@ def run(
     from ..engine.params import EngineParams
 
     text = _prompt(prompt, prompt_file)
+    if model:
+        from .models import require_local
+
+        require_local(model, "run")
     if plan_file:
         doc = _load_plan(plan_file, model)
     else:

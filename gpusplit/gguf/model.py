@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,9 +130,9 @@ class ModelInfo:
         return tuple(self.head_dim_v * kv for kv in self.n_head_kv)
 
 
-def read_model(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> ModelInfo:
-    """Read a GGUF model's header (all shards) and describe it; raises GGUFError."""
-    return describe(read_gguf(path, limits))
+def read_model(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None) -> ModelInfo:
+    """Read a GGUF model's header (all shards, local or http(s)) and describe it; raises GGUFError."""
+    return describe(read_gguf(path, limits, on_fetch))
 
 
 class _Keys:

@@ -14,6 +14,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import GGUFError
@@ -565,34 +566,70 @@ def read_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
         return parse_source(source, limits)
 
 
-def read_gguf(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> GGUFFile:
-    """Read a model: a single GGUF file, or the first shard of a split set and all its siblings."""
-    path = Path(path)
-    match = SHARD_RE.match(path.name)
+def _open(location: str, on_fetch: Callable[[int], None] | None) -> ByteSource:
+    from .remote import HTTPSource, is_url
+
+    return HTTPSource(location, on_fetch=on_fetch) if is_url(location) else FileSource(location)
+
+
+def _file_name(location: str) -> str:
+    from .remote import is_url, split_url
+
+    return split_url(location)[1] if is_url(location) else Path(location).name
+
+
+def _sibling(location: str, name: str) -> str:
+    """The location of another file in the same folder (or URL folder, keeping the query)."""
+    from .remote import is_url, split_url
+
+    if is_url(location):
+        prefix, _, query = split_url(location)
+        return prefix + name + query
+    return str(Path(location).with_name(name))
+
+
+def _exists(location: str) -> bool:
+    from .remote import is_url
+
+    return is_url(location) or Path(location).exists()
+
+
+def read_gguf(
+    path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None
+) -> GGUFFile:
+    """Read a model: a single GGUF file, or the first shard of a split set and all its siblings.
+
+    `path` may be an http(s) URL: only the header is fetched, by range requests.
+    """
+    location = os.fspath(path)
+    match = SHARD_RE.match(_file_name(location))
     if match and int(match["no"]) != 1:
         first = f"{match['prefix']}-00001-of-{match['count']}.gguf"
         raise GGUFError(
-            str(path), None, "split", f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first}"
+            location, None, "split", f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first}"
         )
     deadline = time.monotonic() + limits.max_seconds
-    with FileSource(path) as source:
+    source = _open(location, on_fetch)
+    try:
         first = parse_source(source, limits, deadline)
+    finally:
+        source.close()
     count = _split_key(first, "split.count")
     if count is None:
         if match and int(match["count"]) > 1:
-            raise GGUFError(str(path), None, "split.count", "the file is named as a shard but has no split.* keys")
+            raise GGUFError(location, None, "split.count", "the file is named as a shard but has no split.* keys")
         return first
     if _split_key(first, "split.no") not in (0, None):
         raise GGUFError(
-            str(path), first.key_offsets.get("split.no"), "split.no", f"is {first.metadata['split.no']}, the first shard has 0"
+            location, first.key_offsets.get("split.no"), "split.no", f"is {first.metadata['split.no']}, the first shard has 0"
         )
     if count < 1 or count > limits.max_shards:
-        raise GGUFError(str(path), first.key_offsets["split.count"], "split.count", f"{count} shards is not a valid count")
+        raise GGUFError(location, first.key_offsets["split.count"], "split.count", f"{count} shards is not a valid count")
     if count == 1:
         return first
     if not match:
         raise GGUFError(
-            str(path),
+            location,
             first.key_offsets["split.count"],
             "split.count",
             f"the model has {count} shards but the file name does not follow NAME-00001-of-{count:05d}.gguf, "
@@ -600,28 +637,31 @@ def read_gguf(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
         )
     if int(match["count"]) != count:
         raise GGUFError(
-            str(path), first.key_offsets["split.count"], "split.count", f"is {count} but the file name says {int(match['count'])}"
+            location, first.key_offsets["split.count"], "split.count", f"is {count} but the file name says {int(match['count'])}"
         )
     merged = first
     for no in range(2, count + 1):
-        shard_path = path.with_name(f"{match['prefix']}-{no:05d}-of-{count:05d}.gguf")
-        if not shard_path.exists():
-            raise GGUFError(str(shard_path), None, "split", f"shard {no} of {count} is missing", "download every shard")
-        with FileSource(shard_path) as source:
+        shard_location = _sibling(location, f"{match['prefix']}-{no:05d}-of-{count:05d}.gguf")
+        if not _exists(shard_location):
+            raise GGUFError(shard_location, None, "split", f"shard {no} of {count} is missing", "download every shard")
+        source = _open(shard_location, on_fetch)
+        try:
             shard = parse_source(source, limits, deadline)
+        finally:
+            source.close()
         shard_no = _split_key(shard, "split.no")
         if shard_no != no - 1:
-            raise GGUFError(str(shard_path), shard.key_offsets.get("split.no"), "split.no", f"is {shard_no}, expected {no - 1}")
+            raise GGUFError(shard_location, shard.key_offsets.get("split.no"), "split.no", f"is {shard_no}, expected {no - 1}")
         if _split_key(shard, "split.count") != count:
             raise GGUFError(
-                str(shard_path),
+                shard_location,
                 shard.key_offsets.get("split.count"),
                 "split.count",
                 f"is {shard.metadata.get('split.count')}, the first shard says {count}",
             )
         for t in shard.tensors:
             if t.name in merged.tensor_index:
-                raise GGUFError(str(shard_path), None, f"tensor {t.name!r}", "appears in more than one shard")
+                raise GGUFError(shard_location, None, f"tensor {t.name!r}", "appears in more than one shard")
             moved = TensorInfo(t.name, t.shape, t.ggml_type, t.offset, t.data_offset, t.n_elements, t.n_bytes, no - 1)
             merged.tensors.append(moved)
             merged.tensor_index[t.name] = moved
@@ -629,7 +669,7 @@ def read_gguf(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
     expected = _split_key(first, "split.tensors.count")
     if expected is not None and expected != len(merged.tensors):
         raise GGUFError(
-            str(path),
+            location,
             first.key_offsets.get("split.tensors.count"),
             "split.tensors.count",
             f"says {expected} tensors, the shards hold {len(merged.tensors)}",

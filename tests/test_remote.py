@@ -1,0 +1,123 @@
+"""Remote headers over HTTP range requests, against local servers the tests start (no internet)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from gpusplit.gguf import GGUFError, read_gguf
+from gpusplit.gguf.remote import HTTPSource
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Serves files with `Range: bytes=a-b` support, counting the bytes it sends."""
+
+    sent = 0
+    ranges = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = Path(self.translate_path(self.path.split("?")[0]))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        match = re.match(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        if not (match and type(self).ranges):
+            body = data
+            self.send_response(200)
+        else:
+            start, end = int(match[1]), min(int(match[2]), len(data) - 1)
+            body = data[start : end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).sent += len(body)
+
+
+@pytest.fixture
+def server(tmp_path):
+    def start(ranges: bool = True):
+        handler = type("Handler", (RangeHandler,), {"ranges": ranges, "sent": 0})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(tmp_path)))
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}", handler
+
+    servers: list[ThreadingHTTPServer] = []
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+
+
+def test_remote_70b_header_matches_local_and_fetches_little(cli, server, tmp_path, header_only_model):
+    local = header_only_model("llama-3.1-70b")
+    (tmp_path / "model.gguf").write_bytes(local.read_bytes())
+    base, handler = server()
+    remote = cli("inspect", "--json", f"{base}/model.gguf?download=true")
+    assert remote.exit_code == 0, remote.stderr
+    here = json.loads(cli("inspect", "--json", str(local)).stdout)["model"]
+    there = json.loads(remote.stdout)["model"]
+    for key in ("n_layer", "n_vocab", "n_merges", "total_bytes", "params", "layers"):
+        assert there[key] == here[key]
+    header = here["header_bytes"]
+    assert handler.sent < 2 * header
+    assert "fetched" in remote.stderr
+
+
+def test_remote_split_model_reads_every_shard(server, tmp_path):
+    w = gguf.GGUFWriter(str(tmp_path / "sp.gguf"), "llama", split_max_tensors=1)
+    w.add_block_count(1)
+    w.add_embedding_length(32)
+    w.add_head_count(2)
+    for name in ("token_embd.weight", "blk.0.attn_q.weight", "output.weight"):
+        w.add_tensor(name, np.ones((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    base, _ = server()
+    f = read_gguf(f"{base}/sp-00001-of-00003.gguf")
+    assert [t.name for t in f.tensors] == ["token_embd.weight", "blk.0.attn_q.weight", "output.weight"]
+    assert len(f.shards) == 3
+    (tmp_path / "sp-00003-of-00003.gguf").unlink()
+    with pytest.raises(GGUFError, match="HTTP 404"):
+        read_gguf(f"{base}/sp-00001-of-00003.gguf")
+
+
+def test_server_without_range_support_is_refused(cli, server, tmp_path, tiny_model):
+    (tmp_path / "m.gguf").write_bytes(tiny_model("dense-f16").read_bytes())
+    base, handler = server(ranges=False)
+    result = cli("inspect", f"{base}/m.gguf")
+    assert result.exit_code == 2
+    assert "ignored the range request" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_plan_reads_a_url_and_run_refuses_one(cli, server, tmp_path, header_only_model, tiny_model):
+    (tmp_path / "m.gguf").write_bytes(header_only_model("llama-3.1-8b").read_bytes())
+    base, _ = server()
+    plan = cli("plan", "--json", f"{base}/m.gguf", "--gpu", "RTX 4090")
+    assert plan.exit_code == 0 and json.loads(plan.stdout)["strategy"] == "single-gpu"
+    run = cli("run", f"{base}/m.gguf")
+    assert run.exit_code == 2 and "needs a local model file" in run.stderr
+
+
+def test_missing_url_and_unreachable_host(server):
+    base, _ = server()
+    with pytest.raises(GGUFError, match="HTTP 404"):
+        HTTPSource(f"{base}/absent.gguf")
+    with pytest.raises(GGUFError, match="cannot fetch"):
+        HTTPSource("http://127.0.0.1:9/model.gguf", timeout=2)
