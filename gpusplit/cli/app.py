@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -76,4 +77,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    if os.environ.get("NO_COLOR"):
+        # NO_COLOR means plain text: no colour and no bold either. rich (ours and typer's help)
+        # drops every escape code on a dumb terminal.
+        os.environ["TERM"] = "dumb"
     sys.exit(run())

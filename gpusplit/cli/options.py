@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 import typer
 
 Model = Annotated[Optional[str], typer.Argument(help="GGUF file or http(s) URL (first shard of a split model). Default: the demo model.", show_default=False)]
-Gpu = Annotated[Optional[List[str]], typer.Option("--gpu", envvar="GPUSPLIT_GPU", help='Plan for hypothetical GPUs: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).')]
+Gpu = Annotated[Optional[List[str]], typer.Option("--gpu", help='Plan for hypothetical GPUs: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable; or GPUSPLIT_GPU, comma-separated).')]
 DevicesFile = Annotated[Optional[str], typer.Option("--devices-file", help="Plan for the devices in a `gpusplit devices --json` file.")]
 Rpc = Annotated[Optional[List[str]], typer.Option("--rpc", envvar="GPUSPLIT_RPC", help="RPC workers host:port[,host:port].")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, max=600, help="Seconds to wait for each RPC worker.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import List, Optional
 
 from .errors import CLIError
@@ -97,6 +98,9 @@ def build_plan(
         raise CLIError(f"--mode {mode!r} is not a split mode", "use auto, none, layer, row or tensor")
     path = resolve_model(model)
     info = read_model_reporting(path)
+    if not gpu and not devices_file and os.environ.get("GPUSPLIT_GPU"):
+        # Comma-separated, since card names contain spaces: GPUSPLIT_GPU="RTX 4090,8GiB".
+        gpu = [g.strip() for g in os.environ["GPUSPLIT_GPU"].split(",") if g.strip()]
     if gpu and devices_file:
         raise CLIError("--gpu and --devices-file both describe the devices", "give one of them")
     host = host_device()
