@@ -101,7 +101,13 @@ def generate(
         elif kind == "loaded":
             after.update(_nvml_used(nvidia_devices or {}))
 
-    request = {"params": params.as_dict(), "prompt": prompt, "n_predict": n_predict, "temperature": temperature}
+    request = {
+        "params": params.as_dict(),
+        "prompt": prompt,
+        "n_predict": n_predict,
+        "temperature": temperature,
+        "stream": on_token is not None,
+    }
     result, log = run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
     actual = parse_buffers(log, rpc_names or {}).by_device
     delta = {name: after[name] - before[name] for name in after if name in before}

@@ -110,7 +110,7 @@ def run(
             temp,
             rpc_names=rpc_names(doc),
             nvidia_devices={d["name"]: d["pci_bus_id"] for d in doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"},
-            on_token=on_token,
+            on_token=on_token if stream else None,
             on_progress=progress.update if progress is not None else None,
             on_log=(lambda line: sys.stderr.write(line + "\n")) if verbose else None,
             timeout=run_timeout,

@@ -1,0 +1,37 @@
+"""The CI recipe in examples/ works as documented."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _smoke(args, tmp_path, **env):
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", str(ROOT / "examples" / "ci-smoke.sh"), *args], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_ci_smoke_passes_when_the_model_fits(tmp_path, header_only_model):
+    result = _smoke([str(header_only_model("llama-3.1-70b"))], tmp_path, CTX="4096")
+    assert result.returncode == 0, result.stderr
+    assert "fits:" in result.stdout
+    assert json.loads((tmp_path / "plan.json").read_text())["fits"] is True
+
+
+def test_ci_smoke_fails_with_3_when_it_stops_fitting(tmp_path, header_only_model):
+    result = _smoke([str(header_only_model("llama-3.1-70b"))], tmp_path, CTX="131072")
+    assert result.returncode == 3
+    assert "no longer fits" in result.stderr
+
+
+def test_ci_smoke_with_a_saved_inventory(tmp_path, header_only_model, cli):
+    inventory = tmp_path / "server.json"
+    inventory.write_text(cli("devices", "--json", "--gpu", "A100-80GB").stdout)
+    result = _smoke([str(header_only_model("llama-3.1-70b")), str(inventory)], tmp_path, CTX="8192")
+    assert result.returncode == 0, result.stderr
