@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prepare, on the CPU build machine, everything benchmarks/gpu/validate.sh needs on a GPU machine
+# that reaches no network. Writes scratch/gpu/ (ignored by git; carry it with the device tool):
+#   scratch/gpu/llama_cpp_cuda.tar.xz  llama_cpp with libraries built for CUDA sm_90 + RPC, one copy each
+#   scratch/gpu/wheels/                pure-Python wheels of gpusplit's dependencies
+# Takes about 30 minutes (the CUDA build is ~27 minutes on 2 cores; see ../shared/notes/llama-cpp-facts.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=scratch/gpu
+mkdir -p "$out/wheels" "$out/build"
+
+# 1. Dependencies for the GPU machine (Python 3.12 there; these are all pure-Python wheels).
+pip download --only-binary :all: --python-version 3.12 --dest "$out/wheels" \
+  "typer>=0.29,<0.30" "rich>=13.7" "gguf>=0.17,<0.20" "nvidia-ml-py>=12.535" pyyaml tqdm sentencepiece >/dev/null \
+  || pip download --dest "$out/wheels" "typer>=0.29,<0.30" "rich>=13.7" "gguf>=0.17,<0.20" "nvidia-ml-py>=12.535"
+
+# 2. cuBLAS headers and libraries (the build machine has nvcc and cudart but no cuBLAS).
+cublas="$out/build/cublas"
+if [[ ! -d "$cublas" ]]; then
+  pip download --no-deps nvidia-cublas -d "$out/build/dl" >/dev/null
+  mkdir -p "$cublas" && (cd "$cublas" && unzip -q -o ../dl/nvidia_cublas*.whl)
+fi
+cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
+inc=$(find "$cublas" -path '*include' -type d | head -1)
+lib=$(find "$cublas" -name 'libcublas.so.*' -printf '%h\n' | head -1)
+for so in "$lib"/libcublas*.so.*; do ln -sf "$(basename "$so")" "${so%%.so.*}.so"; done
+
+# 3. The CUDA + RPC build of llama-cpp-python 0.3.36, CPU part portable (GGML_NATIVE=OFF).
+CPATH="$inc:${CPATH:-}" LIBRARY_PATH="$lib:${LIBRARY_PATH:-}" LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}" \
+CUDAToolkit_ROOT="$cuda_root" \
+CMAKE_ARGS="-DGGML_CUDA=ON -DGGML_RPC=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_NO_VMM=ON -DGGML_NATIVE=OFF -DCUDA_cublas_LIBRARY=$lib/libcublas.so -DCUDA_cublasLt_LIBRARY=$lib/libcublasLt.so" \
+CMAKE_BUILD_PARALLEL_LEVEL=2 pip wheel --no-deps --no-cache-dir "llama-cpp-python==0.3.36" -w "$out/build/wheel"
+
+# 4. One copy of each library, the .so names llama_cpp loads kept as links, packed small.
+rm -rf "$out/build/pkg" && mkdir -p "$out/build/pkg"
+(cd "$out/build/pkg" && unzip -q ../wheel/llama_cpp_python-*.whl 'llama_cpp/*')
+(cd "$out/build/pkg/llama_cpp/lib" && for f in *.so.*.*; do base=${f%%.so.*}; ln -sf "$f" "$base.so"; ln -sf "$f" "$base.so.0"; done)
+tar cJf "$out/llama_cpp_cuda.tar.xz" -C "$out/build/pkg" llama_cpp
+du -sh "$out/llama_cpp_cuda.tar.xz" "$out/wheels"
