@@ -26,22 +26,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 SLOW_SECONDS = 1.0
 
 
-class BytesSource:
-    def __init__(self, data: bytes) -> None:
-        self.name = "<fuzz>"
-        self.data = data
-        self.size = len(data)
-        self.bytes_read = 0
-
-    def read(self, offset: int, size: int) -> bytes:
-        chunk = self.data[offset : offset + size]
-        self.bytes_read += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        pass
-
-
 def seeds() -> list[bytes]:
     from hostile import CASES
     from ggufpack import llama_header
@@ -63,7 +47,7 @@ STATS = {"execs": 0, "slow": 0, "slowest": 0.0}
 def target(data: bytes) -> None:
     from gpusplit.gguf import GGUFError
     from gpusplit.gguf.model import describe
-    from gpusplit.gguf.reader import parse_source
+    from gpusplit.gguf.reader import BytesSource, parse_source
 
     started = time.monotonic()
     try:

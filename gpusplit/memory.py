@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .gguf.model import ModelInfo
@@ -413,6 +413,3 @@ def _spread_tensor(t: TensorInfo, devices: list[DeviceMemory], share: dict[int, 
         else:
             devices[i].weights_bytes += int(t.n_bytes * fraction)
 
-
-def with_settings(settings: Settings, **changes: object) -> Settings:
-    return replace(settings, **changes)

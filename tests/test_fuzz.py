@@ -13,27 +13,9 @@ from hypothesis import strategies as st
 
 from gpusplit.gguf import GGUFError
 from gpusplit.gguf.model import describe
-from gpusplit.gguf.reader import parse_source
+from gpusplit.gguf.reader import BytesSource, parse_source
 
 from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
-
-
-class BytesSource:
-    """An in-memory byte source, so each example costs no file I/O."""
-
-    def __init__(self, data: bytes) -> None:
-        self.name = "<fuzz>"
-        self.data = data
-        self.size = len(data)
-        self.bytes_read = 0
-
-    def read(self, offset: int, size: int) -> bytes:
-        chunk = self.data[offset : offset + size]
-        self.bytes_read += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        pass
 
 
 def _bases() -> list[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -95,30 +94,39 @@ def bench(
     inventory_doc = [d.as_dict() for d in inventory.devices]
     needed = max(t.n + t.depth for t in tests)
 
-    _install_sigterm()
-    records: list[dict[str, Any]] = [r for r in previous]
-    failed = 0
+    records: list[dict[str, Any]] = list(previous)
     started = time.monotonic()
     total = len(configs)
-    for k, config in enumerate(configs, 1):
-        pending = [t for t in tests if (config.key(), t.name) not in skip]
-        if not pending:
-            continue
-        eta = ""
-        if k > 1:
-            per = (time.monotonic() - started) / (k - 1)
-            eta = f", ETA {per * (total - k + 1):.0f} s"
-        output.message(f"bench: configuration {k} of {total}: {config.key()}{eta}")
-        new = _run_config(
-            config, pending, model_path, endpoints, timeout, needed, repetitions, threads, config_timeout, model_doc, inventory_doc,
-        )  # fmt: skip
-        for r in new:
+    try:
+        for k, config in enumerate(configs, 1):
+            pending = [t for t in tests if (config.key(), t.name) not in skip]
+            if not pending:
+                continue
+            eta = ""
+            if k > 1:
+                per = (time.monotonic() - started) / (k - 1)
+                eta = f", ETA {per * (total - k + 1):.0f} s"
+            output.message(f"bench: configuration {k} of {total}: {config.key()}{eta}")
+            new = _run_config(
+                config, pending, model_path, endpoints, timeout, needed, repetitions, threads, config_timeout, model_doc, inventory_doc,
+            )  # fmt: skip
+            records.extend(new)
             if target is not None:
-                append_record(target, r)
-            records.append(r)
-            failed += r["status"] != "ok"
+                try:
+                    for r in new:
+                        append_record(target, r)
+                except OSError as exc:
+                    _emit(records, output_format)
+                    raise CLIError(
+                        f"cannot write results to {target}: {exc.strerror or exc}; stopped after {k} of {total} configurations",
+                        "every finished row is printed above; free space and use --resume",
+                        EXIT_RUNTIME,
+                    ) from None
+    except KeyboardInterrupt:
+        _emit(records, output_format)  # what finished is on stdout too, not only in the file
+        raise
     _emit(records, output_format)
-    return EXIT_RUNTIME if failed or any(r["status"] != "ok" for r in records) else 0
+    return EXIT_RUNTIME if any(r["status"] != "ok" for r in records) else 0
 
 
 def _run_config(config, tests, model_path, endpoints, timeout, needed, repetitions, threads, config_timeout, model_doc, inventory_doc):  # noqa: ANN001, ANN202
@@ -183,15 +191,6 @@ def _check_writable(path: Path) -> None:
             pass
     except OSError as exc:
         raise CLIError(f"cannot write results to {path}: {exc.strerror or exc}", "choose a writable --output") from None
-
-
-def _install_sigterm() -> None:
-    """SIGTERM ends a bench like Ctrl-C: the running child is stopped, finished rows are kept."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _emit(records: list[dict[str, Any]], fmt: str) -> None:

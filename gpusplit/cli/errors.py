@@ -67,9 +67,25 @@ def _with_hint(message: str, hint: str) -> str:
 
 def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Run func; map a known failure to one stderr line and an exit code."""
+    import signal
+
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # SIGTERM unwinds like Ctrl-C, so engine children are stopped and finished work is kept.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = None
     try:
         result = func(*args, **kwargs)
     except KeyboardInterrupt:
+        if terminated:
+            output.error("terminated (SIGTERM)")
+            return 143
         output.error("interrupted")
         return 130
     except BrokenPipeError:
@@ -88,4 +104,7 @@ def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
             line, code = f"internal error: {type(exc).__name__}: {exc} (set GPUSPLIT_DEBUG=1 for the traceback)", EXIT_RUNTIME
         output.error(line)
         return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)

@@ -124,6 +124,8 @@ def build_plan(
         host = inventory.host
         inventory_rpc = [d.endpoint for d in devices if d.endpoint]
     ram_bytes = _size(ram, "--ram")
+    if ram_bytes == 0:
+        raise CLIError("--ram 0 leaves the host no memory", "give the host's RAM, for example --ram 64GiB")
     if ram_bytes:
         host = host.with_(total_bytes=ram_bytes, free_bytes=ram_bytes)
 

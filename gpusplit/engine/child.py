@@ -60,6 +60,8 @@ def run_task(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        # Its own session: a Ctrl-C at the terminal reaches the CLI, which stops the child itself.
+        start_new_session=True,
     )
     log: list[str] = []
     tail: deque[str] = deque(maxlen=LOG_TAIL)
@@ -99,7 +101,8 @@ def run_task(
             elif "error" in message:
                 error = message["error"]
         proc.wait()
-    except KeyboardInterrupt:
+    except BaseException:
+        # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI) or any error: no orphan child.
         proc.kill()
         proc.wait()
         raise
@@ -144,7 +147,21 @@ def _install_log_capture() -> Any:
     return callback  # keep a reference: ctypes callbacks die with their Python object
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this child when the CLI dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     task = argv[0] if argv else ""
     request = json.loads(sys.stdin.read() or "{}")
     from . import tasks

@@ -27,7 +27,7 @@ INT64_MAX = 2**63 - 1
 
 @dataclass(frozen=True)
 class Limits:
-    """Ceilings that bound a parse whatever the file declares (documented in docs/limits.md)."""
+    """Ceilings that bound a parse whatever the file declares (documented in the README)."""
 
     max_header_bytes: int = 256 * 1024 * 1024  # metadata + tensor infos of one shard
     max_kv: int = 65_536
@@ -132,6 +132,24 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BytesSource:
+    """Bytes already in memory (tests, fuzzing, embedded headers)."""
+
+    def __init__(self, data: bytes, name: str = "<bytes>") -> None:
+        self.name = name
+        self.data = data
+        self.size = len(data)
+        self.bytes_read = 0
+
+    def read(self, offset: int, size: int) -> bytes:
+        chunk = self.data[offset : offset + size]
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
