@@ -235,19 +235,29 @@ def test_worker_killed_during_bench_gives_failed_rows(tiny_model):
     worker = start_worker(port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-large-f16")), "--rpc", f"127.0.0.1:{port}",
-         "--ngl", "-1", "--ngl", "0", "-p", "16", "-n", "2000", "-r", "1", "--ctx", "2048", "-o", "json"],
+         "--ngl", "0", "--ngl", "-1", "--ctx", "2048", "--ctx", "1792", "-p", "16", "-n", "400", "-r", "1", "-o", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)
+    # Kill the worker while the first configuration that uses it (3 of 4) is generating.
+    progress = []
+    for line in proc.stderr:
+        progress.append(line)
+        if "configuration 3 of 4" in line:
+            break
+    time.sleep(2)
     worker.kill()
-    stdout, err = proc.communicate(timeout=300)
+    stdout, _ = proc.communicate(timeout=300)
     records = json.loads(stdout)
     assert proc.returncode == 1
-    on_worker = [r for r in records if r["config"]["ngl"] == -1]
-    on_cpu = [r for r in records if r["config"]["ngl"] == 0]
-    assert on_worker and all(r["status"] == "failed" for r in on_worker)
-    assert "engine process failed" in on_worker[0]["error"] and on_worker[0]["log_tail"]
-    assert on_cpu and all(r["status"] == "ok" for r in on_cpu)
+    by_config = {}
+    for r in records:
+        by_config.setdefault(r["config_key"], []).append(r)
+    statuses = {key: {r["status"] for r in rows} for key, rows in by_config.items()}
+    assert len(statuses) == 4
+    failed = [r for r in records if r["status"] == "failed"]
+    assert any("engine process failed" in r["error"] and r["log_tail"] for r in failed)
+    assert any("refused" in r["error"] for r in failed)  # configurations planned after the worker died
+    assert any(r["status"] == "ok" for r in records)
 
 
 def test_worker_survives_a_client_that_disconnects_mid_transfer():
@@ -268,3 +278,33 @@ def test_worker_survives_a_client_that_disconnects_mid_transfer():
     finally:
         worker.terminate()
         worker.wait(timeout=10)
+
+
+def test_output_turning_read_only_during_bench(tiny_model, tmp_path):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.bench import read_records
+
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = mount_point / "r.jsonl"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-f16")), "-p", "16", "-n", "300", "-r", "2",
+             "--ctx", "512", "--ctx", "768", "--ctx", "1024", "--output", str(out), "-o", "jsonl"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(read_records(out)) < 2:
+            time.sleep(0.02)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        stdout, err = proc.communicate(timeout=180)
+        assert proc.returncode == 1, err
+        assert "Read-only file system" in err and "--resume" in err
+        kept = read_records(out)
+        printed = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+        assert len(kept) == 2 and len(printed) >= 4  # the file kept what it could; stdout has the rest
+        assert printed[:2] == kept
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)

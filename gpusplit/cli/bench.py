@@ -12,7 +12,7 @@ import typer
 
 from .. import __version__
 from . import output
-from .errors import EXIT_RUNTIME, CLIError
+from .errors import EXIT_RUNTIME, CLIError, Interrupted
 from .options import Model, Rpc, Timeout
 
 FORMATS = ("md", "csv", "json", "jsonl")
@@ -122,7 +122,7 @@ def bench(
                         "every finished row is printed above; free space and use --resume",
                         EXIT_RUNTIME,
                     ) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         _emit(records, output_format)  # what finished is on stdout too, not only in the file
         raise
     _emit(records, output_format)
@@ -134,6 +134,7 @@ def _run_config(config, tests, model_path, endpoints, timeout, needed, repetitio
     from ..bench import record
     from ..engine import EngineError
     from ..engine.child import EngineCrash, run_task
+    from ..devices.rpc import RPCError
     from ..engine.logparse import parse_buffers
     from ..gguf.errors import GGUFError
     from ..planner import PlanError
@@ -156,7 +157,7 @@ def _run_config(config, tests, model_path, endpoints, timeout, needed, repetitio
             allow_ctx_overflow=True,
         )
         doc = plan_document(plan)
-    except (CLIError, PlanError, GGUFError, EngineError, ValueError) as exc:
+    except (CLIError, PlanError, GGUFError, EngineError, RPCError, ValueError) as exc:
         message = getattr(exc, "message", str(exc))
         return [record(test=t, samples=None, error=f"plan: {message}", **common) for t in tests]
     if not doc["fits"]:

@@ -26,6 +26,17 @@ class CLIError(Exception):
         self.exit_code = exit_code
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the program is: it unwinds (engine children stopped,
+    finished work kept) and exits 130 or 143. A BaseException of our own, so that nothing on
+    the way (typer turns KeyboardInterrupt into a bare exit code) swallows it."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
 def debug_enabled() -> bool:
     return os.environ.get("GPUSPLIT_DEBUG", "") not in ("", "0")
 
@@ -69,23 +80,23 @@ def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Run func; map a known failure to one stderr line and an exit code."""
     import signal
 
-    terminated: list[int] = []
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM:
+            raise Interrupted("terminated (SIGTERM)", 143)
+        raise Interrupted("interrupted", 130)
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        # SIGTERM unwinds like Ctrl-C, so engine children are stopped and finished work is kept.
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
     except ValueError:  # not the main thread (embedded use): leave signals alone
-        previous = None
+        previous = {}
     try:
         result = func(*args, **kwargs)
+    except Interrupted as exc:
+        output.error(exc.message)
+        return exc.exit_code
     except KeyboardInterrupt:
-        if terminated:
-            output.error("terminated (SIGTERM)")
-            return 143
         output.error("interrupted")
         return 130
     except BrokenPipeError:
@@ -105,6 +116,6 @@ def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         output.error(line)
         return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return int(result or 0)

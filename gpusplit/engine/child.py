@@ -102,7 +102,7 @@ def run_task(
                 error = message["error"]
         proc.wait()
     except BaseException:
-        # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI) or any error: no orphan child.
+        # Ctrl-C, SIGTERM (raised by the CLI as Interrupted) or any error: no orphan child.
         proc.kill()
         proc.wait()
         raise
