@@ -48,6 +48,22 @@ def test_help_and_inspect_never_import_the_engine(tmp_path):
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
 
 
+def test_tab_completion_imports_neither_engine_nor_nvml():
+    code = (
+        "import sys\n"
+        "from gpusplit.cli.app import run\n"
+        "try:\n"
+        "    run([])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('llama_cpp', 'pynvml', 'numpy', 'gguf') if m in sys.modules]\n"
+        "print('HEAVY ' + ','.join(heavy) if heavy else 'CLEAN', file=sys.stderr)\n"
+    )
+    result = _run(code, {"_GPUSPLIT_COMPLETE": "complete_bash", "COMP_WORDS": "gpusplit plan --sp", "COMP_CWORD": "2"})
+    assert "--split" in result.stdout
+    assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
 def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "gpusplit", "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
