@@ -62,6 +62,7 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, model_path: st
         flash_attn=settings.flash_attn,
         swa_full=settings.swa_full,
         offload_kqv=settings.offload_kqv,
+        n_cpu_moe=p.n_cpu_moe,
     )
 
 
@@ -165,6 +166,12 @@ def plan_document(plan: Plan, measured: bool = False) -> dict[str, Any]:
         "llama_args": params.cli_flags(),
         "llama_cpp_python": params.llama_kwargs(),
         "engine_params": params.as_dict(),
-        "reasons": plan.reasons + best.memory.notes,
+        "reasons": plan.reasons
+        + best.memory.notes
+        + (
+            ["llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides"]
+            if best.placement.n_cpu_moe
+            else []
+        ),
         "alternatives": [candidate_summary(c) for c in plan.alternatives],
     }

@@ -151,3 +151,19 @@ def test_worker_killed_during_generation(tiny_model, tmp_path):
     assert proc.returncode == 1, err
     assert "engine process failed" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
+
+
+def test_expert_offload_runs_with_llama_cpp_overrides(cli, tiny_model, two_workers):
+    path = str(tiny_model("moe-f16"))
+    rpc = ",".join(two_workers)
+    base = run_json(cli, path, "--rpc", rpc, "--mode", "layer", "--split", "0.5,0.5")
+    moe = run_json(cli, path, "--rpc", rpc, "--mode", "layer", "--split", "0.5,0.5", "--n-cpu-moe", "2")
+    assert moe["plan"]["n_cpu_moe"] == 2 and moe["plan"]["llama_args"][-4:-2] == ["--n-cpu-moe", "2"]
+    dev = {d["name"]: d for d in moe["devices"]}
+    before = {d["name"]: d for d in base["devices"]}
+    # The experts of blocks 0 and 1 left RPC0 for the CPU, exactly as planned.
+    assert abs(dev["RPC0"]["planned"]["weights"] - dev["RPC0"]["actual"]["weights"]) <= 0.006 * MIB
+    assert dev["RPC0"]["actual"]["weights"] < before["RPC0"]["actual"]["weights"]
+    # With mmap llama.cpp maps the file span holding the CPU tensors, interleaved GPU tensors included.
+    assert dev["CPU"]["actual"]["weights"] >= dev["CPU"]["planned"]["weights"]
+    assert moe["text"] == base["text"]

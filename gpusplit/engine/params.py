@@ -29,6 +29,7 @@ class EngineParams:
     offload_kqv: bool = True
     use_mmap: bool = True
     n_threads: int | None = None
+    n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +86,8 @@ class EngineParams:
         flags += ["-ctk", self.type_k, "-ctv", self.type_v, "-fa", "on" if self.flash_attn else "off"]
         if self.swa_full:
             flags += ["--swa-full"]
+        if self.n_cpu_moe:
+            flags += ["--n-cpu-moe", str(self.n_cpu_moe)]
         if self.rpc:
             flags += ["--rpc", ",".join(self.rpc)]
         return flags

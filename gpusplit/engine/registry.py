@@ -165,3 +165,15 @@ def rpc_library() -> ctypes.CDLL:
     if not os.path.exists(path):
         raise EngineError("the installed llama-cpp-python was built without RPC", REINSTALL_RPC_HINT)
     return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def cpu_buffer_type() -> int:
+    """ggml_backend_cpu_buffer_type() of the CPU backend libllama uses (for tensor overrides)."""
+    ggml()
+    lib_dir = engine_lib_dir()
+    assert lib_dir is not None
+    cpu = ctypes.CDLL(os.path.join(lib_dir, "libggml-cpu.so.0"), mode=ctypes.RTLD_GLOBAL)
+    fn = cpu.ggml_backend_cpu_buffer_type
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = []
+    return int(fn())

@@ -17,6 +17,15 @@ from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
 Emit = Callable[[dict[str, Any]], None]
 
 
+class _BuftOverride(ctypes.Structure):
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def expert_overrides(n_cpu_moe: int) -> list[bytes]:
+    """llama.cpp's --n-cpu-moe patterns (common/arg.cpp): the expert tensors of blocks 0..N-1."""
+    return [f"blk\\.{il}\\.ffn_(up|down|gate|gate_up)_(ch|)exps".encode() for il in range(n_cpu_moe)]
+
+
 class Loaded:
     """A model and context loaded from EngineParams; frees both on close."""
 
@@ -39,6 +48,13 @@ class Loaded:
         # A dry run simulates allocation without reading tensor data; mmap would assert there.
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE if dry_run or not params.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MMAP
         mp.no_alloc = dry_run
+        if params.n_cpu_moe:
+            from .registry import cpu_buffer_type
+
+            patterns = expert_overrides(params.n_cpu_moe)
+            cpu = cpu_buffer_type()
+            self._overrides = (_BuftOverride * (len(patterns) + 1))(*[(p, cpu) for p in patterns], (None, None))
+            mp.tensor_buft_overrides = ctypes.cast(self._overrides, ctypes.c_void_p)
         if on_progress is not None:
             @llama_cpp.llama_progress_callback
             def progress(value: float, _user: Any) -> bool:
