@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, _temp_path
+from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, add_infos_and_header, gguf_file
 from gpusplit.synthetic.vocab import CONTROL, USER_DEFINED, Vocab, large_bpe_vocab, spm_vocab, write_vocab
 
 
@@ -451,7 +451,6 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
     Deterministic; written to a temporary file and renamed into place. Returns the path.
     """
     import gguf
-    import numpy as np
 
     spec = _resolve(name)
     path = Path(path)
@@ -459,10 +458,7 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
     vocab = header_only_vocab(spec)
     assert len(vocab) == spec.n_vocab
 
-    tmp = _temp_path(path)
-    w = None
-    try:
-        w = gguf.GGUFWriter(tmp, spec.arch)
+    with gguf_file(path, spec.arch) as (w, tmp):
         w.add_name(spec.display_name)
         w.add_description(
             "synthetic header-only GGUF written by gpusplit: real shapes and Q4_K_M types, "
@@ -474,23 +470,9 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
         w.add_string("general.source.url", spec.source)
         _add_hparams(w, spec)
         write_vocab(w, vocab)
-        for t in plan:
-            qt = gguf.GGMLQuantizationType[t.ggml_type]
-            w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.ggml_type), raw_dtype=qt)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        w.close()
+        add_infos_and_header(w, plan)
+        w.close()  # no tensor data: the file ends after the tensor infos
         if sparse:
             header_size = tmp.stat().st_size
             os.truncate(tmp, header_only_full_size(spec, header_size, gguf.GGUF_DEFAULT_ALIGNMENT))
-        os.replace(tmp, path)
-    except BaseException:
-        if w is not None:
-            w.close()
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

@@ -10,8 +10,10 @@ Everything is deterministic given the spec and the seed: the same bytes on every
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -185,6 +187,42 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
+@contextlib.contextmanager
+def gguf_file(path: Path, arch: str) -> Iterator[tuple[Any, Path]]:
+    """A GGUFWriter on a temporary file beside `path`, renamed into place only on success and
+    removed on failure, so a reader never sees half a model. Yields (writer, temporary path)."""
+    import gguf
+
+    tmp = _temp_path(path)
+    w = None
+    try:
+        w = gguf.GGUFWriter(tmp, arch)
+        yield w, tmp
+        w.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if w is not None:
+            w.close()
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def add_infos_and_header(w: Any, plan: list[TensorPlan]) -> None:
+    """Declare every tensor of `plan`, then write the header, the metadata and the tensor infos."""
+    import gguf
+    import numpy as np
+
+    for t in plan:
+        qt = gguf.GGMLQuantizationType[t.ggml_type]
+        w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.ggml_type), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+
+
 def resolve_spec(spec_or_name: TinySpec | str) -> TinySpec:
     if isinstance(spec_or_name, TinySpec):
         return spec_or_name
@@ -210,10 +248,7 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
     vocab = tiny_vocab(spec)
     assert len(vocab) == spec.n_vocab
 
-    tmp = _temp_path(path)
-    w = None
-    try:
-        w = gguf.GGUFWriter(tmp, spec.arch)
+    with gguf_file(path, spec.arch) as (w, _):
         w.add_name(f"gpusplit synthetic {spec.name}")
         w.add_description(
             f"synthetic model with random weights (seed {seed}) written by gpusplit; not a trained model"
@@ -224,12 +259,7 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
         w.add_custom_alignment(gguf.GGUF_DEFAULT_ALIGNMENT)
         _add_hparams(w, spec)
         write_vocab(w, vocab)
-        for t in plan:
-            qt = gguf.GGMLQuantizationType[t.ggml_type]
-            w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.ggml_type), raw_dtype=qt)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
+        add_infos_and_header(w, plan)
         rng = np.random.default_rng(seed)
         for t in plan:
             if t.kind == "norm":
@@ -241,16 +271,6 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
             elif t.ggml_type == "Q8_0":
                 arr = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
             w.write_tensor_data(arr)
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if w is not None:
-            w.close()
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 
