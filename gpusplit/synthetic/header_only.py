@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, add_infos_and_header, gguf_file
+from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, add_infos_and_header, gguf_file, write_hparams
 from gpusplit.synthetic.vocab import CONTROL, USER_DEFINED, Vocab, large_bpe_vocab, spm_vocab, write_vocab
 
 
@@ -410,31 +410,26 @@ def _resolve(name_or_spec: str | HeaderOnlySpec) -> HeaderOnlySpec:
 
 
 def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
-    a = spec.arch
-    w.add_uint32(f"{a}.context_length", spec.n_ctx_train)
-    w.add_uint32(f"{a}.embedding_length", spec.n_embd)
-    w.add_uint32(f"{a}.block_count", spec.n_layer)
-    w.add_uint32(f"{a}.feed_forward_length", spec.n_ff)
-    w.add_uint32(f"{a}.attention.head_count", spec.n_head)
-    w.add_uint32(f"{a}.attention.head_count_kv", spec.n_head_kv)
-    if spec.write_key_length:
-        w.add_uint32(f"{a}.attention.key_length", spec.head_dim)
-        w.add_uint32(f"{a}.attention.value_length", spec.head_dim)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", spec.rms_eps)
-    w.add_float32(f"{a}.rope.freq_base", spec.rope_theta)
-    if a == "llama":
-        w.add_uint32(f"{a}.rope.dimension_count", spec.head_dim)
-        w.add_uint32(f"{a}.vocab_size", spec.n_vocab)
-    if spec.rope_scaling_linear:
-        w.add_string(f"{a}.rope.scaling.type", "linear")
-        w.add_float32(f"{a}.rope.scaling.factor", spec.rope_scaling_linear)
-    if spec.n_expert:
-        w.add_uint32(f"{a}.expert_count", spec.n_expert)
-        w.add_uint32(f"{a}.expert_used_count", spec.n_expert_used)
-    if spec.n_ff_exp:
-        w.add_uint32(f"{a}.expert_feed_forward_length", spec.n_ff_exp)
-    if spec.sliding_window:
-        w.add_uint32(f"{a}.attention.sliding_window", spec.sliding_window)
+    write_hparams(
+        w,
+        spec.arch,
+        n_ctx_train=spec.n_ctx_train,
+        n_embd=spec.n_embd,
+        n_layer=spec.n_layer,
+        n_ff=spec.n_ff,
+        n_head=spec.n_head,
+        n_head_kv=spec.n_head_kv,
+        head_dim=spec.head_dim,
+        n_vocab=spec.n_vocab,
+        rms_eps=spec.rms_eps,
+        rope_theta=spec.rope_theta,
+        key_length=spec.write_key_length,
+        rope_scaling_linear=spec.rope_scaling_linear,
+        n_expert=spec.n_expert,
+        n_expert_used=spec.n_expert_used,
+        n_ff_exp=spec.n_ff_exp,
+        sliding_window=spec.sliding_window,
+    )
 
 
 def header_only_full_size(name_or_spec: str | HeaderOnlySpec, header_size: int, alignment: int = 32) -> int:

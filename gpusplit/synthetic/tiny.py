@@ -155,29 +155,75 @@ def tiny_vocab(spec: TinySpec) -> Vocab:
     return spm_vocab(spec.n_vocab, style="gemma" if spec.tokenizer == "gemma" else "llama")
 
 
-def _add_hparams(w: Any, spec: TinySpec) -> None:
-    a = spec.arch
-    w.add_uint32(f"{a}.context_length", spec.n_ctx_train)
-    w.add_uint32(f"{a}.embedding_length", spec.n_embd)
-    w.add_uint32(f"{a}.block_count", spec.n_layer)
-    w.add_uint32(f"{a}.feed_forward_length", spec.n_ff)
-    w.add_uint32(f"{a}.attention.head_count", spec.n_head)
-    w.add_uint32(f"{a}.attention.head_count_kv", spec.n_head_kv)
-    if spec.head_dim is not None or a != "llama":
-        w.add_uint32(f"{a}.attention.key_length", spec.hd)
-        w.add_uint32(f"{a}.attention.value_length", spec.hd)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", spec.rms_eps)
-    w.add_float32(f"{a}.rope.freq_base", spec.rope_theta)
+def write_hparams(
+    w: Any,
+    arch: str,
+    *,
+    n_ctx_train: int,
+    n_embd: int,
+    n_layer: int,
+    n_ff: int,
+    n_head: int,
+    n_head_kv: int,
+    head_dim: int,
+    n_vocab: int,
+    rms_eps: float,
+    rope_theta: float,
+    key_length: bool,
+    rope_scaling_linear: float = 0.0,
+    n_expert: int = 0,
+    n_expert_used: int = 0,
+    n_ff_exp: int = 0,
+    sliding_window: int = 0,
+) -> None:
+    """The `<arch>.*` hyperparameters of a generated model; zero/False means the key is left out."""
+    a = arch
+    w.add_uint32(f"{a}.context_length", n_ctx_train)
+    w.add_uint32(f"{a}.embedding_length", n_embd)
+    w.add_uint32(f"{a}.block_count", n_layer)
+    w.add_uint32(f"{a}.feed_forward_length", n_ff)
+    w.add_uint32(f"{a}.attention.head_count", n_head)
+    w.add_uint32(f"{a}.attention.head_count_kv", n_head_kv)
+    if key_length:
+        w.add_uint32(f"{a}.attention.key_length", head_dim)
+        w.add_uint32(f"{a}.attention.value_length", head_dim)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", rms_eps)
+    w.add_float32(f"{a}.rope.freq_base", rope_theta)
     if a == "llama":
-        w.add_uint32(f"{a}.rope.dimension_count", spec.hd)
-        w.add_uint32(f"{a}.vocab_size", spec.n_vocab)
-    if spec.is_moe:
-        w.add_uint32(f"{a}.expert_count", spec.n_expert)
-        w.add_uint32(f"{a}.expert_used_count", spec.n_expert_used)
-    if a == "qwen3moe":
-        w.add_uint32(f"{a}.expert_feed_forward_length", spec.n_ff_exp)
-    if a == "gemma3" and spec.sliding_window:
-        w.add_uint32(f"{a}.attention.sliding_window", spec.sliding_window)
+        w.add_uint32(f"{a}.rope.dimension_count", head_dim)
+        w.add_uint32(f"{a}.vocab_size", n_vocab)
+    if rope_scaling_linear:
+        w.add_string(f"{a}.rope.scaling.type", "linear")
+        w.add_float32(f"{a}.rope.scaling.factor", rope_scaling_linear)
+    if n_expert:
+        w.add_uint32(f"{a}.expert_count", n_expert)
+        w.add_uint32(f"{a}.expert_used_count", n_expert_used)
+    if n_ff_exp:
+        w.add_uint32(f"{a}.expert_feed_forward_length", n_ff_exp)
+    if sliding_window:
+        w.add_uint32(f"{a}.attention.sliding_window", sliding_window)
+
+
+def _add_hparams(w: Any, spec: TinySpec) -> None:
+    write_hparams(
+        w,
+        spec.arch,
+        n_ctx_train=spec.n_ctx_train,
+        n_embd=spec.n_embd,
+        n_layer=spec.n_layer,
+        n_ff=spec.n_ff,
+        n_head=spec.n_head,
+        n_head_kv=spec.n_head_kv,
+        head_dim=spec.hd,
+        n_vocab=spec.n_vocab,
+        rms_eps=spec.rms_eps,
+        rope_theta=spec.rope_theta,
+        key_length=spec.head_dim is not None or spec.arch != "llama",
+        n_expert=spec.n_expert if spec.is_moe else 0,
+        n_expert_used=spec.n_expert_used if spec.is_moe else 0,
+        n_ff_exp=spec.n_ff_exp if spec.arch == "qwen3moe" else 0,
+        sliding_window=spec.sliding_window if spec.arch == "gemma3" else 0,
+    )
 
 
 def _temp_path(path: Path) -> Path:
