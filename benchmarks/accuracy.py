@@ -93,7 +93,10 @@ def main() -> int:
                 settings = Settings(n_ctx=n_ctx, type_k=kv, type_v=kv, flash_attn=fa)
                 placements = {
                     "cpu": ([], Request(settings=settings, n_gpu_layers=0)),
-                    "layer 0.6/0.4": (inventory.devices, Request(settings=settings, mode="layer", split=(0.6, 0.4), n_gpu_layers=-1)),
+                    "layer 0.6/0.4": (
+                        inventory.devices,
+                        Request(settings=settings, mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
+                    ),
                     "partial": (
                         inventory.devices,
                         Request(settings=settings, mode="layer", split=(0.6, 0.4), n_gpu_layers=model.n_layer // 2),
@@ -163,7 +166,13 @@ def write_report(rows: list[dict], out: Path) -> None:
     worst_compute = (0.0, None)
     worst_total = (0.0, None)
     for r in rows:
-        (pw, aw), (pk, ak), (pc, ac), (mc, _), (po, ao) = r["weights"], r["kv_bytes"], r["compute_est"], r["compute_meas"], r["output"]
+        (pw, aw), (pk, ak), (pc, ac), (mc, _), (po, ao) = (
+            r["weights"],
+            r["kv_bytes"],
+            r["compute_est"],
+            r["compute_meas"],
+            r["output"],
+        )
         weights_exact += abs(pw - aw) <= PRINT_TOLERANCE
         # Sliding-window models print two KV lines (two caches), each rounded.
         kv_exact += abs(pk - ak) <= 2 * PRINT_TOLERANCE

@@ -27,8 +27,8 @@ SLOW_SECONDS = 1.0
 
 
 def seeds() -> list[bytes]:
-    from hostile import CASES
     from ggufpack import llama_header
+    from hostile import CASES
 
     out = [build() for _, build, _, _ in CASES]
     out.append(llama_header(n_layer=3, n_vocab=64).build())
@@ -83,7 +83,7 @@ def main() -> int:
     import atheris
 
     with atheris.instrument_imports():
-        import gpusplit.gguf.model  # noqa: F401
+        import gpusplit.gguf.model
         import gpusplit.gguf.reader  # noqa: F401
 
     corpus = Path(args.corpus or tempfile.mkdtemp(prefix="gguf-corpus-"))

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import start_workers  # noqa: E402
+from accuracy import start_workers
 
 BARE = r"""
 import json, sys
@@ -40,7 +40,21 @@ PROMPT = "The history of the world is a long story of " * 8
 
 def gpusplit_run(model: str, args: list[str], n: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "gpusplit", "run", model, "--json", "-n", str(n), "-p", PROMPT, "--threads", str(os.cpu_count()), *args],
+        [
+            sys.executable,
+            "-m",
+            "gpusplit",
+            "run",
+            model,
+            "--json",
+            "-n",
+            str(n),
+            "-p",
+            PROMPT,
+            "--threads",
+            str(os.cpu_count()),
+            *args,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -52,7 +66,9 @@ def bare_run(doc: dict, n: int) -> dict:
     kwargs = dict(doc["plan"]["llama_cpp_python"])
     kwargs["rpc"] = doc["plan"]["engine_params"]["rpc"]
     kwargs["n_threads"] = kwargs["n_threads_batch"] = os.cpu_count()
-    out = subprocess.run([sys.executable, "-c", BARE, json.dumps(kwargs), PROMPT, str(n)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", BARE, json.dumps(kwargs), PROMPT, str(n)], check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -70,7 +86,16 @@ def main() -> int:
             model = str(write_tiny_model(Path(tmp) / f"{args.model}.gguf", args.model))
             setups = {
                 "CPU": [],
-                "two workers, layer split": ["--rpc", ",".join(endpoints), "--mode", "layer", "--split", "0.5,0.5", "--ngl", "-1"],
+                "two workers, layer split": [
+                    "--rpc",
+                    ",".join(endpoints),
+                    "--mode",
+                    "layer",
+                    "--split",
+                    "0.5,0.5",
+                    "--ngl",
+                    "-1",
+                ],
             }
             print(f"model {args.model}, -n {args.n}, {os.cpu_count()} threads, {args.repeat} interleaved runs each\n")
             print("| setup | measure | gpusplit run (median t/s) | bare Llama (median t/s) | ratio | target |")

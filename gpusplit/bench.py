@@ -60,7 +60,9 @@ def tests_for(n_prompt: list[int], n_gen: list[int], depths: list[int]) -> list[
     return tests
 
 
-def matrix(modes: list[str], splits: list[str], ngls: list[int | None], ctxs: list[int | None], kvs: list[str], fas: list[bool]) -> list[Config]:
+def matrix(
+    modes: list[str], splits: list[str], ngls: list[int | None], ctxs: list[int | None], kvs: list[str], fas: list[bool]
+) -> list[Config]:
     """Every combination; a split only matters for the modes that use one."""
     configs: list[Config] = []
     seen = set()
@@ -150,7 +152,9 @@ def record(
         for d in [*plan["devices"], plan["host"]]:
             real = (actual or {}).get(d["name"], {})
             if d["planned_bytes"] or real:
-                devices.append({"name": d["name"], "planned_bytes": d["planned_bytes"], "actual_bytes": sum(real.values()) if real else None})
+                devices.append(
+                    {"name": d["name"], "planned_bytes": d["planned_bytes"], "actual_bytes": sum(real.values()) if real else None}
+                )
     ok = error is None and samples is not None
     return {
         "schema": BENCH_SCHEMA,
@@ -209,7 +213,19 @@ def _memory(r: dict[str, Any]) -> str:
 
 def table_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     varying = _varying(records)
-    header = ["model", "size", "params", "backend", "ngl", *varying, "test", "t/s", "predicted t/s", "roofline", "memory MiB planned/actual"]
+    header = [
+        "model",
+        "size",
+        "params",
+        "backend",
+        "ngl",
+        *varying,
+        "test",
+        "t/s",
+        "predicted t/s",
+        "roofline",
+        "memory MiB planned/actual",
+    ]
     rows = []
     for r in records:
         m = r["model"]
@@ -221,13 +237,30 @@ def table_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         share = "-" if r["roofline_share"] is None else f"{100 * r['roofline_share']:.0f}%"
         ngl = "-" if r["n_gpu_layers"] is None else str(r["n_gpu_layers"])
         settings = [str(r["config"][k]) if k != "fa" else str(int(r["config"][k])) for k in varying]
-        rows.append([m["name"], _size(m["total_bytes"]), _params(m["params"]), r["backend"], ngl, *settings, r["test"], ts, pred, share, _memory(r)])
+        rows.append(
+            [
+                m["name"],
+                _size(m["total_bytes"]),
+                _params(m["params"]),
+                r["backend"],
+                ngl,
+                *settings,
+                r["test"],
+                ts,
+                pred,
+                share,
+                _memory(r),
+            ]
+        )
     return header, rows
 
 
 def render_md(records: list[dict[str, Any]]) -> str:
     header, rows = table_rows(records)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if h in ("t/s", "predicted t/s", "roofline") else "---" for h in header) + " |"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" if h in ("t/s", "predicted t/s", "roofline") else "---" for h in header) + " |",
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 

@@ -412,4 +412,3 @@ def _spread_tensor(t: TensorInfo, devices: list[DeviceMemory], share: dict[int, 
             devices[i].weights_bytes += rows * round(t.shape[1] * fraction)
         else:
             devices[i].weights_bytes += int(t.n_bytes * fraction)
-

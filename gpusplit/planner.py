@@ -23,9 +23,39 @@ DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
 # llama.cpp 0.3.36's llm_arch_supports_sm_tensor: architectures its tensor parallelism refuses.
 TENSOR_UNSUPPORTED = frozenset(
-    "grok mpt plamo2 minicpm3 gemma3n mamba mamba2 jamba falcon-h1 olmo2 olmoe deepseek2 deepseek32 hy_v4 dots3note "
-    "glm-dsa bitnet t5 nemotron_h nemotron_h_moe granitehybrid minimax-01 minimax-m2 minimax-m3 mistral4 kimi-linear "
-    "bailingmoe3 kimi-k3 glm5-next qwen3tts qwen4exp".split()
+    [
+        "grok",
+        "mpt",
+        "plamo2",
+        "minicpm3",
+        "gemma3n",
+        "mamba",
+        "mamba2",
+        "jamba",
+        "falcon-h1",
+        "olmo2",
+        "olmoe",
+        "deepseek2",
+        "deepseek32",
+        "hy_v4",
+        "dots3note",
+        "glm-dsa",
+        "bitnet",
+        "t5",
+        "nemotron_h",
+        "nemotron_h_moe",
+        "granitehybrid",
+        "minimax-01",
+        "minimax-m2",
+        "minimax-m3",
+        "mistral4",
+        "kimi-linear",
+        "bailingmoe3",
+        "kimi-k3",
+        "glm5-next",
+        "qwen3tts",
+        "qwen4exp",
+    ]
 )
 UNQUANTIZED_KV = ("f16", "f32", "bf16")
 STRATEGY_ORDER = ("single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given")
@@ -37,7 +67,7 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Request:
-    settings: Settings = Settings()
+    settings: Settings = field(default_factory=Settings)
     mode: str | None = None  # none | layer | row | tensor; None: choose
     split: tuple[float, ...] | None = None
     n_gpu_layers: int | None = None
@@ -212,7 +242,10 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
                 notes.append("tensor parallelism needs an unquantized KV cache: KV set to f16")
                 settings = replace(settings, type_k="f16", type_v="f16")
             c = evaluate(model, devices, host, request, Placement("tensor", -1, split, best_gpu), "tensor-split", settings)
-            notes.insert(0, "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers); it turns flash attention on")
+            notes.insert(
+                0,
+                "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers); it turns flash attention on",
+            )
         c.reasons.append("every layer split across the GPUs by rows (alike GPUs on a fast link)")
         c.reasons.extend(notes)
         out.append(c)
@@ -231,6 +264,7 @@ def _offload_candidates(
     split = even_headroom_split(model, devices, host, request, gpus) if len(gpus) > 1 else ()
     mode = "layer" if len(gpus) > 1 else "none"
     if model.n_expert:
+
         def fits_moe(n_cpu: int) -> bool:
             return evaluate(model, devices, host, request, Placement(mode, -1, split, best_gpu, n_cpu), "expert-offload").fits
 
@@ -381,7 +415,9 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     reasons = list(best.reasons)
     if not best.fits:
         reasons.append("nothing fits at this context size: lower --ctx, quantize the KV cache (--kv-type q8_0), or add devices")
-    return Plan(model, devices, host, request.settings, best, cands[1:], best_ctx, score, reserves_for(devices, request.reserve), reasons)
+    return Plan(
+        model, devices, host, request.settings, best, cands[1:], best_ctx, score, reserves_for(devices, request.reserve), reasons
+    )
 
 
 def _ideal_tps(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> float | None:

@@ -35,7 +35,9 @@ def layer_ranges(layers: list[int], n_layer: int) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def engine_params(plan: Plan, candidate: Candidate | None = None, model_path: str | None = None, n_ctx: int | None = None) -> EngineParams:
+def engine_params(
+    plan: Plan, candidate: Candidate | None = None, model_path: str | None = None, n_ctx: int | None = None
+) -> EngineParams:
     """The llama.cpp parameters of a candidate (the best one by default)."""
     c = candidate or plan.best
     model = plan.model
@@ -110,7 +112,9 @@ def plan_document(plan: Plan, measured: bool = False) -> dict[str, Any]:
     s = best.settings
     devices = []
     for d, mem, reserve in zip(plan.devices, best.memory.devices, plan.reserves):
-        doc = _device_doc(mem, model, d.source if d.source in ("size", "catalog", "file") else d.backend, d.total_bytes, d.free_bytes, reserve)
+        doc = _device_doc(
+            mem, model, d.source if d.source in ("size", "catalog", "file") else d.backend, d.total_bytes, d.free_bytes, reserve
+        )
         doc["backend"] = d.backend
         doc["description"] = d.description
         doc["bandwidth_bytes_per_s"] = d.bandwidth_bytes_per_s

@@ -75,7 +75,9 @@ def predict(
         else:
             bw = bandwidths[dev] if dev < len(bandwidths) else None
         if bw is None or bw <= 0:
-            return Prediction(None, None, int(sum(per_device_bytes.values())), None, "", ("a device's memory bandwidth is unknown",))
+            return Prediction(
+                None, None, int(sum(per_device_bytes.values())), None, "", ("a device's memory bandwidth is unknown",)
+            )
         t = nbytes / bw
         seconds += t
         if t > slowest_s:

@@ -47,7 +47,8 @@ def main() -> int:
                 "inspect": sh(["inspect", big], env),
                 "plan_two": sh(["plan", big, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ctx", "8192", "--ram", "64GiB"], env),
                 "plan_moe": sh(["plan", mixtral, "--gpu", "RTX 4090", "--ram", "64GiB"], env),
-                "plan_check": sh(["plan", big, "--gpu", "RTX 4090", "--check", "--json", "--ram", "64GiB"], env).split("\n")[0] + "\n...",
+                "plan_check": sh(["plan", big, "--gpu", "RTX 4090", "--check", "--json", "--ram", "64GiB"], env).split("\n")[0]
+                + "\n...",
                 "run": sh(["run", small, "-n", "24"], env),
                 "bench": sh(["bench", small, "-p", "128", "-n", "32", "-r", "3"], env),
                 "workers": f"$ gpusplit worker --port {endpoints[0].split(':')[1]} &   # on machine A\n"
@@ -55,8 +56,29 @@ def main() -> int:
                 "devices_rpc": sh(["devices", "--rpc", rpc], env),
                 "plan_rpc": sh(["plan", small, "--rpc", rpc, "--spread"], env),
                 "run_rpc": sh(["run", small, "--rpc", rpc, "--spread", "-n", "24"], env),
-                "bench_rpc": sh(["bench", small, "--rpc", rpc, "--mode", "layer", "--mode", "tensor", "--split", "0.5,0.5",
-                                 "--split", "0.7,0.3", "-p", "64", "-n", "8", "-r", "2"], env),  # fmt: skip
+                "bench_rpc": sh(
+                    [
+                        "bench",
+                        small,
+                        "--rpc",
+                        rpc,
+                        "--mode",
+                        "layer",
+                        "--mode",
+                        "tensor",
+                        "--split",
+                        "0.5,0.5",
+                        "--split",
+                        "0.7,0.3",
+                        "-p",
+                        "64",
+                        "-n",
+                        "8",
+                        "-r",
+                        "2",
+                    ],
+                    env,
+                ),
             }
     finally:
         for p in procs:

@@ -47,7 +47,7 @@ def gpusplit(*args: str) -> str:
     return subprocess.run([sys.executable, "-m", "gpusplit", *args], check=True, capture_output=True, text=True).stdout
 
 
-def shorten(value, depth=0):  # noqa: ANN001, ANN201
+def shorten(value, depth=0):
     if isinstance(value, list):
         items = [shorten(v, depth + 1) for v in value[:3]]
         return items + (["..."] if len(value) > 3 else [])
@@ -67,7 +67,9 @@ def fields(schema: dict) -> list[str]:
             kind = " / ".join(str(v) for v in spec["enum"])
         if "const" in spec:
             kind = f'"{spec["const"]}"'
-        rows.append(f"| `{name}` | {kind if isinstance(kind, str) else ' or '.join(kind)} | {'yes' if name in required else 'no'} |")
+        rows.append(
+            f"| `{name}` | {kind if isinstance(kind, str) else ' or '.join(kind)} | {'yes' if name in required else 'no'} |"
+        )
     return rows
 
 
@@ -80,15 +82,32 @@ def main() -> int:
         examples = {
             "gpusplit.inspect/1": json.loads(gpusplit("inspect", "--json")),
             "gpusplit.devices/1": json.loads(gpusplit("devices", "--json", "--gpu", "RTX 4090", "--gpu", "RTX 3090")),
-            "gpusplit.plan/1": json.loads(gpusplit("plan", "--json", big, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ram", "64GiB")),
+            "gpusplit.plan/1": json.loads(
+                gpusplit("plan", "--json", big, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ram", "64GiB")
+            ),
             "gpusplit.run/1": json.loads(gpusplit("run", "--json", "-n", "8")),
-            "gpusplit.bench/1": json.loads(gpusplit("bench", "-p", "32", "-n", "8", "-r", "2", "--ctx", "256", "-o", "json", "--output", str(results)))[0],
+            "gpusplit.bench/1": json.loads(
+                gpusplit("bench", "-p", "32", "-n", "8", "-r", "2", "--ctx", "256", "-o", "json", "--output", str(results))
+            )[0],
             "gpusplit.catalog/1": json.loads(gpusplit("devices", "--catalog", "--json")),
-            "gpusplit.bench-compare/1": json.loads(gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")),
+            "gpusplit.bench-compare/1": json.loads(
+                gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
+            ),
         }
     lines = [INTRO]
     for name, schema in SCHEMAS.items():
-        lines += [f"## `{name}`", "", DESCRIPTIONS[name], "", *fields(schema), "", "```json", json.dumps(shorten(examples[name]), indent=2), "```", ""]
+        lines += [
+            f"## `{name}`",
+            "",
+            DESCRIPTIONS[name],
+            "",
+            *fields(schema),
+            "",
+            "```json",
+            json.dumps(shorten(examples[name]), indent=2),
+            "```",
+            "",
+        ]
     (ROOT / "docs" / "json.md").write_text("\n".join(lines))
     return 0
 

@@ -63,8 +63,13 @@ ERRORS = {
         NVMLError_LibRmVersionMismatch,
     )
 }
-CONSTANTS = {"NVML_FEATURE_DISABLED": 0, "NVML_FEATURE_ENABLED": 1, "NVML_CLOCK_MEM": 2,
-             "NVML_NVLINK_MAX_LINKS": 36, "nvmlMemory_v2": 0x2000028}
+CONSTANTS = {
+    "NVML_FEATURE_DISABLED": 0,
+    "NVML_FEATURE_ENABLED": 1,
+    "NVML_CLOCK_MEM": 2,
+    "NVML_NVLINK_MAX_LINKS": 36,
+    "nvmlMemory_v2": 0x2000028,
+}
 
 
 def _mem(total: int, reserved: int, used: int) -> dict[str, Any]:
@@ -82,7 +87,10 @@ H100_SXM = {
     "uuid": "GPU-5e1c3a9e-7d2b-4f4e-9c1a-2b8f6d0e4a11",
     "busId": b"00000000:18:00.0",
     **_mem(81559 * MiB, 528 * MiB, 1 * MiB),
-    "curr_gen": 5, "curr_width": 16, "max_gen": 5, "max_width": 16,
+    "curr_gen": 5,
+    "curr_width": 16,
+    "max_gen": 5,
+    "max_width": 16,
     "nvlink": [1] * 18,  # 18 NVLink 4 links, all up; link 18 and above: InvalidArgument
     "cc": (9, 0),
     "bus_width": 5120,
@@ -95,7 +103,10 @@ RTX3060 = {
     "uuid": "GPU-8f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
     "busId": b"00000000:21:00.0",
     **_mem(12288 * MiB, 261 * MiB, 12 * MiB),
-    "curr_gen": 1, "curr_width": 8, "max_gen": 4, "max_width": 8,
+    "curr_gen": 1,
+    "curr_width": 8,
+    "max_gen": 4,
+    "max_width": 8,
     "nvlink": NVMLError_NotSupported,
     "cc": (8, 6),
     "bus_width": 192,
@@ -106,7 +117,10 @@ RTX4090 = {
     "uuid": "GPU-8f3ab0c1-d2e3-f405-1627-38495a6b7c8d",
     "busId": b"00000000:41:00.0",
     **_mem(24564 * MiB, 309 * MiB, 427 * MiB),
-    "curr_gen": 4, "curr_width": 16, "max_gen": 4, "max_width": 16,
+    "curr_gen": 4,
+    "curr_width": 16,
+    "max_gen": 4,
+    "max_width": 16,
     "nvlink": NVMLError_NotSupported,
     "cc": (8, 9),
     "bus_width": 384,
@@ -117,9 +131,14 @@ RTX4090 = {
 class FakePynvml:
     """Module-like: pass an instance as `query_nvml(pynvml_module=...)`. `calls` records the calls."""
 
-    def __init__(self, gpus: list[dict[str, Any]], driver: str = "550.54.15", cuda: int = 12040,
-                 init_error: BaseException | type[BaseException] | None = None,
-                 missing: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        gpus: list[dict[str, Any]],
+        driver: str = "550.54.15",
+        cuda: int = 12040,
+        init_error: BaseException | type[BaseException] | None = None,
+        missing: tuple[str, ...] = (),
+    ) -> None:
         self._gpus = gpus
         self._driver = driver
         self._cuda = cuda
@@ -218,7 +237,7 @@ class FakePynvml:
     def nvmlDeviceGetMemoryBusWidth(self, device: Any) -> int:
         return self._answer("nvmlDeviceGetMemoryBusWidth", device, "bus_width")
 
-    def nvmlDeviceGetMaxClockInfo(self, handle: Any, type: int) -> int:  # noqa: A002 - pynvml's name
+    def nvmlDeviceGetMaxClockInfo(self, handle: Any, type: int) -> int:
         if type != CONSTANTS["NVML_CLOCK_MEM"]:
             raise NVMLError_InvalidArgument()  # only the memory clock is recorded
         return self._answer("nvmlDeviceGetMaxClockInfo", handle, "clock_mem")

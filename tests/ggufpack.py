@@ -34,7 +34,12 @@ def kv(key: str | bytes, vtype: int, v: Any) -> bytes:
 
 
 def tensor_info(name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> bytes:
-    return s(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape) + struct.pack("<IQ", ggml_type, offset)
+    return (
+        s(name)
+        + struct.pack("<I", len(shape))
+        + b"".join(struct.pack("<Q", d) for d in shape)
+        + struct.pack("<IQ", ggml_type, offset)
+    )
 
 
 # Bytes per block / block size for the few types these tests use.

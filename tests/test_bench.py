@@ -60,7 +60,9 @@ def test_failed_configurations_become_rows_and_the_rest_completes(cli, tiny_mode
 
 def test_engine_failure_keeps_the_log_tail(cli, tiny_model):
     # A context of 256 tokens cannot take a 512-token prompt test: llama.cpp refuses the batch.
-    result = cli("bench", str(tiny_model("dense-f16")), "--ctx", "256", "--ctx", "1024", "-p", "512", "-n", "2", "-r", "1", "-o", "json")
+    result = cli(
+        "bench", str(tiny_model("dense-f16")), "--ctx", "256", "--ctx", "1024", "-p", "512", "-n", "2", "-r", "1", "-o", "json"
+    )
     records = json.loads(result.stdout)
     bad = [r for r in records if r["config"]["ctx"] == 256]
     good = [r for r in records if r["config"]["ctx"] == 1024]
@@ -73,7 +75,9 @@ def test_sigkill_keeps_finished_rows_and_resume_finishes(tiny_model, tmp_path):
     out = tmp_path / "killed.jsonl"
     args = [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-f16")), "-p", "16", "-n", "200", "-r", "3",
             "--ctx", "512", "--ctx", "768", "--ctx", "1024", "--ctx", "1280"]  # fmt: skip
-    proc = subprocess.Popen([*args, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*args, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(read_records(out)) < 4:
         time.sleep(0.05)

@@ -66,9 +66,7 @@ def test_names_and_aliases_unique_after_normalisation():
         for spelling in (e.name, *e.aliases):
             key = normalise(spelling)
             assert key, spelling
-            assert owner.setdefault(key, e.name) == e.name, (
-                f"{spelling!r} resolves to both {owner[key]!r} and {e.name!r}"
-            )
+            assert owner.setdefault(key, e.name) == e.name, f"{spelling!r} resolves to both {owner[key]!r} and {e.name!r}"
     names = [e.name for e in CATALOG]
     assert len(set(names)) == len(names)
 

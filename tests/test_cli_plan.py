@@ -12,7 +12,17 @@ KEYS = {
     "schema", "model", "settings", "strategy", "split_mode", "tensor_split", "n_gpu_layers", "main_gpu", "fits",
     "best_ctx", "score", "devices", "host", "llama_args", "reasons",
 }  # fmt: skip
-DEVICE_KEYS = {"name", "kind", "total_bytes", "free_bytes", "layers", "weights_bytes", "kv_bytes", "compute_bytes", "planned_bytes"}
+DEVICE_KEYS = {
+    "name",
+    "kind",
+    "total_bytes",
+    "free_bytes",
+    "layers",
+    "weights_bytes",
+    "kv_bytes",
+    "compute_bytes",
+    "planned_bytes",
+}
 
 
 def plan_json(cli, *args):
@@ -113,6 +123,8 @@ def test_devices_file_plans_like_the_same_hypothetical_devices(cli, tmp_path, he
 
 
 def test_user_split_and_ngl_are_kept(cli, header_only_model):
-    doc = plan_json(cli, str(header_only_model("llama-3.1-70b")), "--gpu", "24GiB", "--gpu", "24GiB", "--split", "3,1", "--ngl", "40")
+    doc = plan_json(
+        cli, str(header_only_model("llama-3.1-70b")), "--gpu", "24GiB", "--gpu", "24GiB", "--split", "3,1", "--ngl", "40"
+    )
     assert doc["tensor_split"] == [3.0, 1.0] and doc["n_gpu_layers"] == 40
     assert doc["strategy"] == "as-given"

@@ -36,7 +36,9 @@ def test_run_and_bench_validate(cli, tiny_model, tmp_path):
     path = str(tiny_model("dense-f16"))
     valid(json.loads(cli("run", "--json", "-n", "4", path).stdout), SCHEMAS["gpusplit.run/1"])
     out = tmp_path / "b.jsonl"
-    records = json.loads(cli("bench", path, "-p", "16", "-n", "2", "-r", "1", "--ctx", "256", "-o", "json", "--output", str(out)).stdout)
+    records = json.loads(
+        cli("bench", path, "-p", "16", "-n", "2", "-r", "1", "--ctx", "256", "-o", "json", "--output", str(out)).stdout
+    )
     valid(records, BENCH)
     compare = json.loads(cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json").stdout)
     valid(compare, SCHEMAS["gpusplit.bench-compare/1"])
@@ -54,7 +56,11 @@ def test_docs_describe_every_schema_and_its_fields():
 def test_plain_text_in_a_terminal_when_asked(env, header_only_model):
     pexpect = pytest.importorskip("pexpect", reason="pexpect (test extra) is not installed")
     full_env = {**os.environ, "NO_COLOR": "", **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for args in (["--help"], ["devices", "--gpu", "24GiB"], ["plan", str(header_only_model("llama-3.1-8b")), "--gpu", "RTX 4090"]):
+    for args in (
+        ["--help"],
+        ["devices", "--gpu", "24GiB"],
+        ["plan", str(header_only_model("llama-3.1-8b")), "--gpu", "RTX 4090"],
+    ):
         child = pexpect.spawn("gpusplit", args, env=full_env, encoding="utf-8", timeout=60)
         child.expect(pexpect.EOF)
         assert "\x1b" not in child.before, args

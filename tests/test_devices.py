@@ -6,6 +6,7 @@ import json
 import socket
 import time
 
+import fake_pynvml
 import pytest
 
 from gpusplit.devices.device import Device, pick_best_gpu
@@ -13,8 +14,6 @@ from gpusplit.devices.hypothetical import DeviceSpecError, hypothetical_devices,
 from gpusplit.devices.inventory import RegistryDevice, detect, from_nvml_and_workers, from_registry, order_like_llama
 from gpusplit.devices.nvml import query_nvml
 from gpusplit.devices.rpc import EndpointError, RPCError, parse_endpoints, probe
-
-import fake_pynvml
 
 GIB = 2**30
 
@@ -125,7 +124,11 @@ def test_devices_file_round_trip(tmp_path, cli):
 
 @pytest.mark.parametrize(
     ("content", "phrase"),
-    [("not json", "not JSON"), ('{"devices": []}', "no schema"), ('{"schema": "gpusplit.devices/1", "devices": [{"name": "x"}]}', "no 'total_bytes'")],
+    [
+        ("not json", "not JSON"),
+        ('{"devices": []}', "no schema"),
+        ('{"schema": "gpusplit.devices/1", "devices": [{"name": "x"}]}', "no 'total_bytes'"),
+    ],
 )
 def test_bad_devices_files(tmp_path, content, phrase):
     path = tmp_path / "bad.json"

@@ -8,14 +8,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpusplit.gguf import GGUFError
 from gpusplit.gguf.model import describe
 from gpusplit.gguf.reader import BytesSource, parse_source
-
-from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
 
 
 def _bases() -> list[bytes]:

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port, start_worker
 
 from gpusplit.gguf import GGUFError
 from gpusplit.gguf.reader import Limits, read_gguf
-
-from conftest import free_port, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,7 +148,24 @@ def test_disk_full_during_bench_output(cli, model_file):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    result = cli("bench", model_file, "-p", "16", "-n", "2", "-r", "1", "--ctx", "256", "--ctx", "512", "--output", "/dev/full", "-o", "json")
+    result = cli(
+        "bench",
+        model_file,
+        "-p",
+        "16",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--ctx",
+        "256",
+        "--ctx",
+        "512",
+        "--output",
+        "/dev/full",
+        "-o",
+        "json",
+    )
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr and "--resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # the progress line, then the error
@@ -184,7 +200,10 @@ def _children_of(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize(("sig", "code", "phase"), [(signal.SIGINT, 130, "generation"), (signal.SIGTERM, 143, "generation"), (signal.SIGTERM, 143, "load")])
+@pytest.mark.parametrize(
+    ("sig", "code", "phase"),
+    [(signal.SIGINT, 130, "generation"), (signal.SIGTERM, 143, "generation"), (signal.SIGTERM, 143, "load")],
+)
 def test_signals_during_run_leave_no_child(tiny_model, sig, code, phase):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     model = str(tiny_model("dense-large-f16"))

@@ -7,12 +7,11 @@ import time
 import tracemalloc
 
 import pytest
+from ggufpack import ARRAY, U8, llama_header, s
+from hostile import CASES
 
 from gpusplit.gguf import GGUFError, read_gguf, read_model
 from gpusplit.gguf.reader import Limits
-
-from ggufpack import ARRAY, U8, llama_header, s
-from hostile import CASES
 
 IDS = [c[0] for c in CASES]
 

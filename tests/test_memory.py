@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
 
 from gpusplit.gguf import read_model
 from gpusplit.memory import Placement, Settings, assign_layers, kv_cells, layer_kv_bytes, plan_memory, split_points
-
-from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
 
 
 def _model(tmp_path, name="m", **kwargs):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import sys
 
+import fake_pynvml as fk
 import pytest
 
-import fake_pynvml as fk
 from gpusplit.devices.device import normalise_pci_bus_id
 from gpusplit.devices.nvml import NvmlReport, cuda_visible, match_by_pci, query_nvml, resolve_cuda_visible
 
@@ -70,8 +70,10 @@ def test_pynvml_not_installed(monkeypatch):
         (fk.NVMLError_DriverNotLoaded(), "NVIDIA driver not loaded"),
         (fk.NVMLError_LibRmVersionMismatch, "NVML failed to initialise: RM has detected an NVML/RM version mismatch."),
         (fk.NVMLError(999), "NVML failed to initialise: NVML Error with code 999"),
-        (OSError("libnvidia-ml.so.1: cannot open shared object file"),
-         "NVML could not be loaded: libnvidia-ml.so.1: cannot open shared object file"),
+        (
+            OSError("libnvidia-ml.so.1: cannot open shared object file"),
+            "NVML could not be loaded: libnvidia-ml.so.1: cannot open shared object file",
+        ),
     ],
 )
 def test_init_failures(error, reason):
@@ -252,7 +254,7 @@ def test_cuda_visible_notes(mixed):
     gpus, notes = resolve_cuda_visible(mixed, {"CUDA_VISIBLE_DEVICES": "MIG-abc"})
     assert gpus == [] and "MIG" in notes[0]
     assert resolve_cuda_visible(mixed, {"CUDA_VISIBLE_DEVICES": ""}) == ([], [])
-    assert resolve_cuda_visible(mixed, {}) [1] == []
+    assert resolve_cuda_visible(mixed, {})[1] == []
 
 
 def test_cuda_visible_reads_os_environ_by_default(mixed, monkeypatch):

@@ -9,14 +9,14 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
 
-from gpusplit.devices.inventory import detect  # noqa: E402
-from gpusplit.engine.child import run_task  # noqa: E402
-from gpusplit.engine.logparse import parse_buffers  # noqa: E402
-from gpusplit.gguf import read_model  # noqa: E402
-from gpusplit.measure import rpc_buffer_names  # noqa: E402
-from gpusplit.memory import Settings  # noqa: E402
-from gpusplit.planner import Request, make_plan  # noqa: E402
-from gpusplit.report import engine_params  # noqa: E402
+from gpusplit.devices.inventory import detect
+from gpusplit.engine.child import run_task
+from gpusplit.engine.logparse import parse_buffers
+from gpusplit.gguf import read_model
+from gpusplit.measure import rpc_buffer_names
+from gpusplit.memory import Settings
+from gpusplit.planner import Request, make_plan
+from gpusplit.report import engine_params
 
 ASSIGNED = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+),")
 MIB = 1024 * 1024
@@ -29,7 +29,12 @@ MIB = 1024 * 1024
 def test_layer_placement_matches_llama_cpp(tiny_model, two_workers, split, ngl):
     model = read_model(tiny_model("dense-f16"))
     inventory = detect(two_workers)
-    plan = make_plan(model, inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256), mode="layer", split=split, n_gpu_layers=ngl))
+    plan = make_plan(
+        model,
+        inventory.devices,
+        inventory.host,
+        Request(settings=Settings(n_ctx=256), mode="layer", split=split, n_gpu_layers=ngl),
+    )
     _, log = run_task("dryrun", {"params": engine_params(plan).as_dict()})
     actual = {int(il): dev for il, dev in ASSIGNED.findall("\n".join(log))}
     names = [d.name for d in inventory.devices]
@@ -40,7 +45,12 @@ def test_layer_placement_matches_llama_cpp(tiny_model, two_workers, split, ngl):
 def test_planned_bytes_match_a_real_load(tiny_model, two_workers):
     model = read_model(tiny_model("dense-f16"))
     inventory = detect(two_workers)
-    plan = make_plan(model, inventory.devices, inventory.host, Request(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1))
+    plan = make_plan(
+        model,
+        inventory.devices,
+        inventory.host,
+        Request(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
+    )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})
     actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     for mem in plan.best.memory.devices + [plan.best.memory.host]:

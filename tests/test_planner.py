@@ -84,7 +84,14 @@ def test_moe_experts_go_to_the_cpu_first(mixtral):
     assert moe.fits and 0 < moe.placement.n_cpu_moe < mixtral.n_layer
     # Every block's attention stays on the GPU; only expert tensors moved.
     assert all(d is not None for d in moe.memory.layer_device)
-    fewer = evaluate(mixtral, devices, HOST, Request(settings=Settings(n_ctx=4096)), replace(moe.placement, n_cpu_moe=moe.placement.n_cpu_moe - 1), "x")
+    fewer = evaluate(
+        mixtral,
+        devices,
+        HOST,
+        Request(settings=Settings(n_ctx=4096)),
+        replace(moe.placement, n_cpu_moe=moe.placement.n_cpu_moe - 1),
+        "x",
+    )
     assert not fewer.fits
 
 

@@ -29,7 +29,9 @@ def test_readme_starts_with_two_setup_commands_and_ci_runs_the_test_one():
 
 
 def _run(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60
+    )
 
 
 def test_help_and_inspect_never_import_the_engine(tmp_path):

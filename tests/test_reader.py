@@ -7,12 +7,11 @@ import struct
 import gguf
 import numpy as np
 import pytest
+from ggufpack import llama_header
 
 from gpusplit.gguf import GGUFError, read_gguf, read_model
 from gpusplit.gguf.reader import ArrayInfo, FileSource, Limits, parse_source
 from gpusplit.gguf.types import GGML_TYPES
-
-from ggufpack import llama_header
 
 
 def _write(path, tensors, kvs=(), arch="llama", split_max_tensors=0):

@@ -26,7 +26,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         path = Path(self.translate_path(self.path.split("?")[0]))
         if not path.is_file():
             self.send_error(404)
@@ -101,7 +101,7 @@ def test_remote_split_model_reads_every_shard(server, tmp_path):
 
 def test_server_without_range_support_is_refused(cli, server, tmp_path, tiny_model):
     (tmp_path / "m.gguf").write_bytes(tiny_model("dense-f16").read_bytes())
-    base, handler = server(ranges=False)
+    base, _handler = server(ranges=False)
     result = cli("inspect", f"{base}/m.gguf")
     assert result.exit_code == 2
     assert "ignored the range request" in result.stderr and len(result.stderr.strip().splitlines()) == 1

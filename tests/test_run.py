@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import free_port, start_worker
 
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
@@ -147,7 +146,7 @@ def test_worker_killed_during_generation(tiny_model, tmp_path):
     )  # fmt: skip
     time.sleep(3)
     worker.kill()
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "engine process failed" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2

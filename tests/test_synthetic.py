@@ -132,8 +132,18 @@ def header_dir(tmp_path_factory) -> Path:
 
 
 def test_registry_names():
-    for name in ("dense-f32", "dense-f16", "dense-q8_0", "tied-f16", "moe-f16", "moe-q8_0",
-                 "gemma3-f16", "qwen3-f16", "qwen3moe-f16", "dense-large-f16"):
+    for name in (
+        "dense-f32",
+        "dense-f16",
+        "dense-q8_0",
+        "tied-f16",
+        "moe-f16",
+        "moe-q8_0",
+        "gemma3-f16",
+        "qwen3-f16",
+        "qwen3moe-f16",
+        "dense-large-f16",
+    ):
         assert name in TINY_MODELS
     assert "dense-large-f16" not in SMALL_TINY_MODELS
     for name, spec in TINY_MODELS.items():

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import free_port, start_worker
 
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")

@@ -10,7 +10,7 @@ from pathlib import Path
 MIB = 2**20
 
 
-def load(path: Path):  # noqa: ANN201
+def load(path: Path):
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

@@ -22,22 +22,51 @@ def bench(
     model: Model = None,
     rpc: Rpc = None,
     timeout: Timeout = 3.0,
-    mode: Annotated[Optional[List[str]], typer.Option("--mode", "-sm", help="Split modes to try (repeatable): auto, none, layer, row, tensor.")] = None,
-    split: Annotated[Optional[List[str]], typer.Option("--split", "-ts", help="Splits to try (repeatable): auto (the plan's) or 0.7,0.3.")] = None,
-    ngl: Annotated[Optional[List[int]], typer.Option("--ngl", "-ngl", help="n_gpu_layers values to try (repeatable; default: the plan's).")] = None,
-    ctx: Annotated[Optional[List[int]], typer.Option("--ctx", "-c", help="Context sizes to try (default: enough for the tests).")] = None,
+    mode: Annotated[
+        Optional[List[str]],
+        typer.Option("--mode", "-sm", help="Split modes to try (repeatable): auto, none, layer, row, tensor."),
+    ] = None,
+    split: Annotated[
+        Optional[List[str]], typer.Option("--split", "-ts", help="Splits to try (repeatable): auto (the plan's) or 0.7,0.3.")
+    ] = None,
+    ngl: Annotated[
+        Optional[List[int]], typer.Option("--ngl", "-ngl", help="n_gpu_layers values to try (repeatable; default: the plan's).")
+    ] = None,
+    ctx: Annotated[
+        Optional[List[int]], typer.Option("--ctx", "-c", help="Context sizes to try (default: enough for the tests).")
+    ] = None,
     kv_type: Annotated[Optional[List[str]], typer.Option("--kv-type", help="KV cache types to try (repeatable).")] = None,
-    flash_attn: Annotated[Optional[List[int]], typer.Option("--flash-attn", "-fa", help="Flash attention values to try: 0, 1 (repeatable).")] = None,
-    n_prompt: Annotated[Optional[List[int]], typer.Option("--n-prompt", "-p", help="Prompt tests: tokens per batch (default 512).")] = None,
+    flash_attn: Annotated[
+        Optional[List[int]], typer.Option("--flash-attn", "-fa", help="Flash attention values to try: 0, 1 (repeatable).")
+    ] = None,
+    n_prompt: Annotated[
+        Optional[List[int]], typer.Option("--n-prompt", "-p", help="Prompt tests: tokens per batch (default 512).")
+    ] = None,
     n_gen: Annotated[Optional[List[int]], typer.Option("--n-gen", "-n", help="Generation tests: tokens (default 128).")] = None,
-    depth: Annotated[Optional[List[int]], typer.Option("--depth", "-d", help="Run the tests after this many tokens of context (default 0).")] = None,
-    repetitions: Annotated[int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")] = 5,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")] = None,
-    output_format: Annotated[str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")] = "md",
-    output_file: Annotated[Optional[str], typer.Option("--output", help="Append every result to this JSONL file as it finishes.")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Skip the configurations already in this JSONL file, append the rest to it.")] = None,
-    compare_files: Annotated[Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")] = None,
-    config_timeout: Annotated[float, typer.Option("--config-timeout", min=1, help="Seconds before a configuration is stopped and marked failed.")] = 1800,
+    depth: Annotated[
+        Optional[List[int]], typer.Option("--depth", "-d", help="Run the tests after this many tokens of context (default 0).")
+    ] = None,
+    repetitions: Annotated[
+        int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
+    ] = 5,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
+    ] = "md",
+    output_file: Annotated[
+        Optional[str], typer.Option("--output", help="Append every result to this JSONL file as it finishes.")
+    ] = None,
+    resume: Annotated[
+        Optional[str], typer.Option("--resume", help="Skip the configurations already in this JSONL file, append the rest to it.")
+    ] = None,
+    compare_files: Annotated[
+        Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
+    ] = None,
+    config_timeout: Annotated[
+        float, typer.Option("--config-timeout", min=1, help="Seconds before a configuration is stopped and marked failed.")
+    ] = 1800,
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""
     if output_format not in FORMATS:
@@ -129,19 +158,27 @@ def bench(
     return EXIT_RUNTIME if any(r["status"] != "ok" for r in records) else 0
 
 
-def _run_config(config, tests, model_path, endpoints, timeout, needed, repetitions, threads, config_timeout, model_doc, inventory_doc):  # noqa: ANN001, ANN202
+def _run_config(
+    config, tests, model_path, endpoints, timeout, needed, repetitions, threads, config_timeout, model_doc, inventory_doc
+):
     """One configuration in its own engine child; a failure becomes failed records."""
     from ..bench import record
+    from ..devices.rpc import RPCError
     from ..engine import EngineError
     from ..engine.child import EngineCrash, run_task
-    from ..devices.rpc import RPCError
     from ..engine.logparse import parse_buffers
     from ..gguf.errors import GGUFError
     from ..planner import PlanError
     from ..report import plan_document
     from .planning import build_plan
 
-    common = {"model": model_doc, "config": config, "version": __version__, "inventory": inventory_doc, "repetitions": repetitions}
+    common = {
+        "model": model_doc,
+        "config": config,
+        "version": __version__,
+        "inventory": inventory_doc,
+        "repetitions": repetitions,
+    }
     try:
         ctx = config.ctx or max(256, -(-needed // 256) * 256)
         plan, _ = build_plan(
@@ -225,8 +262,10 @@ def _compare(files: list[str], fmt: str) -> int:
     output.print_table(
         f"{files[1]} vs {files[0]}",
         ["configuration", "test", "a t/s", "b t/s", "b / a"],
-        ((r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}") for r in rows),
+        (
+            (r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}")
+            for r in rows
+        ),
         right=("a t/s", "b t/s", "b / a"),
     )
     return 0
-

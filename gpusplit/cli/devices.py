@@ -50,7 +50,7 @@ def _rate(value: float | None) -> str:
     return f"{value / 1e12:.2f} TB/s" if value >= 1e12 else f"{value / 1e9:.0f} GB/s"
 
 
-def _link(device) -> str:  # noqa: ANN001 - Device
+def _link(device) -> str:
     info = device.nvml
     if info is not None and info.pcie_gen:
         text = f"PCIe {info.pcie_gen} x{info.pcie_width}"
@@ -64,7 +64,7 @@ def _link(device) -> str:  # noqa: ANN001 - Device
     return _rate(device.link_bytes_per_s)
 
 
-def _print_inventory(inventory) -> None:  # noqa: ANN001 - Inventory
+def _print_inventory(inventory) -> None:
     fb = output.format_bytes
     rows = []
     for d in inventory.devices:
@@ -105,7 +105,15 @@ def _print_catalog(json_output: bool) -> int:
         "built-in GPU catalog (use with --gpu NAME)",
         ["name", "vendor", "backend", "memory", "bandwidth", "link", "aliases"],
         (
-            (e.name, e.vendor, e.backend, output.format_bytes(e.memory_bytes), _rate(e.bandwidth_bytes_per_s), e.interconnect, ", ".join(e.aliases[:3]))
+            (
+                e.name,
+                e.vendor,
+                e.backend,
+                output.format_bytes(e.memory_bytes),
+                _rate(e.bandwidth_bytes_per_s),
+                e.interconnect,
+                ", ".join(e.aliases[:3]),
+            )
             for e in CATALOG
         ),
         right=("memory", "bandwidth"),

@@ -56,7 +56,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return _with_hint(exc.message, exc.hint), exc.exit_code
     from ..devices.catalog import UnknownCardError
     from ..devices.hypothetical import DeviceSpecError
-
     from ..planner import PlanError
 
     if isinstance(exc, (UnknownCardError, DeviceSpecError, PlanError)):
@@ -106,12 +105,12 @@ def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         except OSError:
             pass
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - mapped or re-raised below
+    except Exception as exc:
         if debug_enabled():
             raise
         try:
             line, code = describe(exc)
-        except Exception:  # noqa: BLE001 - unknown: one line, still no traceback
+        except Exception:
             line, code = f"internal error: {type(exc).__name__}: {exc} (set GPUSPLIT_DEBUG=1 for the traceback)", EXIT_RUNTIME
         output.error(line)
         return code

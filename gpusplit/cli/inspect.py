@@ -38,7 +38,7 @@ def _type_mix(types: dict[str, int]) -> str:
     return ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in types.items())
 
 
-def _print_human(info, doc: dict, tensors: bool) -> None:  # noqa: ANN001 - ModelInfo, imported lazily
+def _print_human(info, doc: dict, tensors: bool) -> None:
     fb = output.format_bytes
     status = "complete" if info.complete else f"header only / truncated: {fb(info.missing_bytes)} of tensor data missing"
     fields = [

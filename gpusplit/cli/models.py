@@ -19,7 +19,7 @@ def resolve_model(model: str | None) -> str:
     return str(path)
 
 
-def read_model_reporting(location: str):  # noqa: ANN201 - ModelInfo, imported lazily
+def read_model_reporting(location: str):
     """read_model, with a progress line on stderr while a remote header downloads."""
     from ..gguf.model import read_model
     from ..gguf.remote import is_url

@@ -9,8 +9,31 @@ import typer
 from . import output
 from .errors import EXIT_DOES_NOT_FIT, CLIError
 from .options import (
-    PLAN_OPTIONS, AllowCtxOverflow, Batch, CpuBandwidth, Ctx, DevicesFile, FlashAttn, Gpu, KvType, KvTypeK, KvTypeV,
-    MainGpu, Mode, Model, NCpuMoe, Ngl, Parallel, Ram, Reserve, Rpc, Split, Spread, SwaFull, Timeout, Ubatch,
+    PLAN_OPTIONS,
+    AllowCtxOverflow,
+    Batch,
+    CpuBandwidth,
+    Ctx,
+    DevicesFile,
+    FlashAttn,
+    Gpu,
+    KvType,
+    KvTypeK,
+    KvTypeV,
+    MainGpu,
+    Mode,
+    Model,
+    NCpuMoe,
+    Ngl,
+    Parallel,
+    Ram,
+    Reserve,
+    Rpc,
+    Split,
+    Spread,
+    SwaFull,
+    Timeout,
+    Ubatch,
 )  # fmt: skip
 from .planning import build_plan
 
@@ -40,7 +63,9 @@ def plan(
     ram: Ram = None,
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
-    measure: Annotated[bool, typer.Option("--measure", help="Take compute buffers from a llama.cpp dry run (needs the engine and real devices).")] = False,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="Take compute buffers from a llama.cpp dry run (needs the engine and real devices).")
+    ] = False,
     check: Annotated[bool, typer.Option("--check", help="Exit 3 when the model does not fit wholly on the GPUs.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.plan/1).")] = False,
 ) -> int:
@@ -106,8 +131,12 @@ def print_plan(doc: dict) -> None:
         speed += " (roofline estimate)"
     split = ",".join(f"{x:g}" for x in doc["tensor_split"]) or "-"
     fields = [
-        ("strategy", f"{doc['strategy']} (llama.cpp split mode {doc['split_mode']}, n_gpu_layers {doc['n_gpu_layers']}, split {split}"
-         + (f", main GPU {doc['main_gpu']}" if doc["split_mode"] == "none" else "") + ")"),
+        (
+            "strategy",
+            f"{doc['strategy']} (llama.cpp split mode {doc['split_mode']}, n_gpu_layers {doc['n_gpu_layers']}, split {split}"
+            + (f", main GPU {doc['main_gpu']}" if doc["split_mode"] == "none" else "")
+            + ")",
+        ),
         ("fits", _fits_text(doc)),
         ("best context", f"{doc['best_ctx']:,} tokens"),
         ("fit score", f"{doc['score']:.2f}"),
@@ -146,4 +175,3 @@ def _fits_text(doc: dict) -> str:
 
 def _quote(arg: str) -> str:
     return f"'{arg}'" if any(c in arg for c in " \t'\"$") else arg
-

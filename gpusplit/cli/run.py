@@ -13,8 +13,31 @@ import typer
 from . import output
 from .errors import EXIT_RUNTIME, CLIError
 from .options import (
-    PLAN_OPTIONS, AllowCtxOverflow, Batch, CpuBandwidth, Ctx, DevicesFile, FlashAttn, Gpu, KvType, KvTypeK, KvTypeV,
-    MainGpu, Mode, Model, NCpuMoe, Ngl, Parallel, Ram, Reserve, Rpc, Split, Spread, SwaFull, Timeout, Ubatch,
+    PLAN_OPTIONS,
+    AllowCtxOverflow,
+    Batch,
+    CpuBandwidth,
+    Ctx,
+    DevicesFile,
+    FlashAttn,
+    Gpu,
+    KvType,
+    KvTypeK,
+    KvTypeV,
+    MainGpu,
+    Mode,
+    Model,
+    NCpuMoe,
+    Ngl,
+    Parallel,
+    Ram,
+    Reserve,
+    Rpc,
+    Split,
+    Spread,
+    SwaFull,
+    Timeout,
+    Ubatch,
 )  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -47,16 +70,28 @@ def run(
     ram: Ram = None,
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
-    plan_file: Annotated[Optional[str], typer.Option("--plan", help="Run the plan saved by `gpusplit plan --json` instead of planning.")] = None,
+    plan_file: Annotated[
+        Optional[str], typer.Option("--plan", help="Run the plan saved by `gpusplit plan --json` instead of planning.")
+    ] = None,
     prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help=f"Prompt text (default {DEFAULT_PROMPT!r}).")] = None,
-    prompt_file: Annotated[Optional[str], typer.Option("--prompt-file", help="Read the prompt from a file (at most 1 MiB).")] = None,
+    prompt_file: Annotated[
+        Optional[str], typer.Option("--prompt-file", help="Read the prompt from a file (at most 1 MiB).")
+    ] = None,
     n_predict: Annotated[int, typer.Option("--n-predict", "-n", min=1, max=1 << 20, help="Tokens to generate.")] = 64,
-    temp: Annotated[float, typer.Option("--temp", min=0.0, max=100.0, help="Temperature; 0 (the default) is greedy and reproducible.")] = 0.0,
+    temp: Annotated[
+        float, typer.Option("--temp", min=0.0, max=100.0, help="Temperature; 0 (the default) is greedy and reproducible.")
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Sampling seed (with --temp > 0).")] = 0,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")] = None,
-    run_timeout: Annotated[Optional[float], typer.Option("--run-timeout", min=1, help="Stop the engine after this many seconds.")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")
+    ] = None,
+    run_timeout: Annotated[
+        Optional[float], typer.Option("--run-timeout", min=1, help="Stop the engine after this many seconds.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's log on stderr.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.run/1) at the end.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.run/1) at the end.")
+    ] = False,
 ) -> int:
     """Load the model with the planned split, generate, then show timings and planned vs actual memory."""
     from ..engine import REINSTALL_HINT, EngineError, engine_available
@@ -109,7 +144,9 @@ def run(
             n_predict,
             temp,
             rpc_names=rpc_names(doc),
-            nvidia_devices={d["name"]: d["pci_bus_id"] for d in doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"},
+            nvidia_devices={
+                d["name"]: d["pci_bus_id"] for d in doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"
+            },
             on_token=on_token if stream else None,
             on_progress=progress.update if progress is not None else None,
             on_log=(lambda line: sys.stderr.write(line + "\n")) if verbose else None,
@@ -274,7 +311,13 @@ class _Progress:
     def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn
 
-        self._bar = Progress(TextColumn("loading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), console=output.stderr_console(), transient=True)
+        self._bar = Progress(
+            TextColumn("loading"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            console=output.stderr_console(),
+            transient=True,
+        )
         self._task = self._bar.add_task("load", total=1.0)
         self._bar.start()
         self._open = True

@@ -60,7 +60,7 @@ def parse_gpu_spec(spec: str) -> list[Device]:
     """One --gpu value -> one or more hypothetical devices (not yet numbered)."""
     text = spec.strip()
     if not text:
-        raise DeviceSpecError("--gpu needs a value: a size (24GiB), a card name (\"RTX 4090\") or SIZE@RATE")
+        raise DeviceSpecError('--gpu needs a value: a size (24GiB), a card name ("RTX 4090") or SIZE@RATE')
     count = 1
     match = _COUNT_RE.match(text)
     if match and not _SIZE_RE.match(text):

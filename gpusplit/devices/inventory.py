@@ -143,9 +143,7 @@ def pcie_bytes_per_s(gen: int | None, width: int | None) -> float | None:
     return _PCIE_LANE[gen] * width
 
 
-def from_registry(
-    registry: list[RegistryDevice], nvml: NvmlReport | None, workers: list[WorkerInfo]
-) -> list[Device]:
+def from_registry(registry: list[RegistryDevice], nvml: NvmlReport | None, workers: list[WorkerInfo]) -> list[Device]:
     """Devices in llama.cpp's order, with NVML details matched by PCI bus id."""
     devices = []
     for index, d in enumerate(order_like_llama(registry)):

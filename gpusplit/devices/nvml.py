@@ -161,9 +161,7 @@ def cuda_visible(report: NvmlReport, env: Mapping[str, str] | None = None) -> li
     return resolve_cuda_visible(report, env)[0]
 
 
-def resolve_cuda_visible(
-    report: NvmlReport, env: Mapping[str, str] | None = None
-) -> tuple[list[NvmlInfo], list[str]]:
+def resolve_cuda_visible(report: NvmlReport, env: Mapping[str, str] | None = None) -> tuple[list[NvmlInfo], list[str]]:
     """Apply CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER; returns (GPUs in CUDA's order, notes).
 
     Entries are integers (positions in CUDA's order), `GPU-<uuid>` (a unique prefix is enough) or

@@ -89,7 +89,7 @@ class _Conn:
         host, port = parse_endpoint(endpoint)
         try:
             self.sock = socket.create_connection((host, port), timeout=self._left())
-        except socket.timeout:
+        except TimeoutError:
             raise RPCError(endpoint, "no answer within the timeout (is the worker running and reachable?)") from None
         except ConnectionRefusedError:
             raise RPCError(endpoint, "connection refused (no worker listening there; start one with `gpusplit worker`)") from None
@@ -108,7 +108,7 @@ class _Conn:
             self.sock.settimeout(self._left())
             try:
                 chunk = self.sock.recv(n - len(data))
-            except socket.timeout:
+            except TimeoutError:
                 raise RPCError(
                     self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)"
                 ) from None

@@ -56,6 +56,7 @@ class Loaded:
             self._overrides = (_BuftOverride * (len(patterns) + 1))(*[(p, cpu) for p in patterns], (None, None))
             mp.tensor_buft_overrides = ctypes.cast(self._overrides, ctypes.c_void_p)
         if on_progress is not None:
+
             @llama_cpp.llama_progress_callback
             def progress(value: float, _user: Any) -> bool:
                 on_progress(float(value))
@@ -74,7 +75,9 @@ class Loaded:
         cp.n_seq_max = params.n_seq_max
         cp.type_k = ggml_type_id(params.type_k)
         cp.type_v = ggml_type_id(params.type_v)
-        cp.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if params.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if params.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         cp.swa_full = params.swa_full
         cp.offload_kqv = params.offload_kqv
         cp.no_perf = False  # keep llama.cpp's timings (llama_perf_context)
@@ -146,7 +149,9 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         raise EngineError("the prompt tokenized to nothing", exit_code=2)
     if len(tokens) + n_predict > params.n_ctx:
         raise EngineError(
-            f"prompt ({len(tokens)} tokens) plus -n {n_predict} exceeds the context ({params.n_ctx})", "raise --ctx or lower -n", 2
+            f"prompt ({len(tokens)} tokens) plus -n {n_predict} exceeds the context ({params.n_ctx})",
+            "raise --ctx or lower -n",
+            2,
         )
     sampler = _sampler(lib, temperature, int(params.seed))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -263,6 +268,9 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
             samples.append(one_run(test))
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         results.append({"test": test["name"], "samples_ts": samples})
-    info = {"llama_cpp_python": getattr(llama_cpp, "__version__", "?"), "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
+    info = {
+        "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    }
     loaded.close()
     return {"results": results, "load_ms": loaded.load_ms, "build": info}

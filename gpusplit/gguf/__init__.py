@@ -6,9 +6,9 @@ from .reader import ArrayInfo, GGUFFile, Limits, TensorInfo, read_gguf
 from .types import GGML_TYPES, GGMLType
 
 __all__ = [
+    "GGML_TYPES",
     "ArrayInfo",
     "GGMLType",
-    "GGML_TYPES",
     "GGUFError",
     "GGUFFile",
     "Limits",

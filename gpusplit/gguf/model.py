@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import GGUFError
-from .reader import ArrayInfo, GGUFFile, Limits, DEFAULT_LIMITS, TensorInfo, read_gguf
+from .reader import DEFAULT_LIMITS, ArrayInfo, GGUFFile, Limits, TensorInfo, read_gguf
 from .types import FILE_TYPES
 
 MAX_BLOCK_COUNT = 512
@@ -130,7 +130,9 @@ class ModelInfo:
         return tuple(self.head_dim_v * kv for kv in self.n_head_kv)
 
 
-def read_model(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None) -> ModelInfo:
+def read_model(
+    path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None
+) -> ModelInfo:
     """Read a GGUF model's header (all shards, local or http(s)) and describe it; raises GGUFError."""
     return describe(read_gguf(path, limits, on_fetch))
 
@@ -273,9 +275,7 @@ def _swa_layers(f: GGUFFile, keys: _Keys, arch: str, n_layer: int, sliding_windo
     return tuple(n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer))
 
 
-def _group_tensors(
-    f: GGUFFile, n_layer: int
-) -> tuple[TensorGroup, tuple[TensorGroup, ...], TensorGroup, TensorGroup]:
+def _group_tensors(f: GGUFFile, n_layer: int) -> tuple[TensorGroup, tuple[TensorGroup, ...], TensorGroup, TensorGroup]:
     inputs: list[TensorInfo] = []
     outputs: list[TensorInfo] = []
     others: list[TensorInfo] = []

@@ -12,9 +12,9 @@ import os
 import re
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import GGUFError
@@ -258,9 +258,7 @@ class _HeaderParser:
         if end <= len(self.buf):
             return
         if end > self.src.size:
-            raise self.fail(
-                self.pos, field_name, f"truncated: needs {n} bytes, the file ends after {self.src.size - self.pos}"
-            )
+            raise self.fail(self.pos, field_name, f"truncated: needs {n} bytes, the file ends after {self.src.size - self.pos}")
         if end > self.limits.max_header_bytes:
             raise self.fail(
                 self.pos,
@@ -443,9 +441,11 @@ class _HeaderParser:
             value_at = self.pos
             value = self.value(vtype, key)
             if vtype == VT_ARRAY:
-                etype = value.element_type if isinstance(value, ArrayInfo) else VALUE_TYPE_NAMES[
-                    _U32.unpack_from(self.buf, value_at)[0]
-                ]
+                etype = (
+                    value.element_type
+                    if isinstance(value, ArrayInfo)
+                    else VALUE_TYPE_NAMES[_U32.unpack_from(self.buf, value_at)[0]]
+                )
                 value_types[key] = f"array[{etype}]"
             else:
                 value_types[key] = VALUE_TYPE_NAMES[vtype]
@@ -557,9 +557,7 @@ class _HeaderParser:
         return value
 
 
-def parse_source(
-    source: ByteSource, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None
-) -> GGUFFile:
+def parse_source(source: ByteSource, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> GGUFFile:
     """Parse one GGUF file (one shard) from a byte source."""
     if deadline is None:
         deadline = time.monotonic() + limits.max_seconds

@@ -255,10 +255,7 @@ def q4_k_m_types(spec: HeaderOnlySpec, tensors: list[tuple[str, tuple[int, ...]]
     out: list[str] = []
     for name, shape in tensors:
         quantizable = (
-            len(shape) >= 2
-            and name.endswith("weight")
-            and "_norm.weight" not in name
-            and "ffn_gate_inp.weight" not in name
+            len(shape) >= 2 and name.endswith("weight") and "_norm.weight" not in name and "ffn_gate_inp.weight" not in name
         )
         if not quantizable:
             out.append("F32")
@@ -298,9 +295,7 @@ def header_only_tensor_plan(name_or_spec: str | HeaderOnlySpec) -> list[TensorPl
     spec = _resolve(name_or_spec)
     shapes = _shapes(spec)
     types = q4_k_m_types(spec, shapes)
-    return [
-        TensorPlan(n, s, t, "norm" if len(s) == 1 else "weight") for (n, s), t in zip(shapes, types)
-    ]
+    return [TensorPlan(n, s, t, "norm" if len(s) == 1 else "weight") for (n, s), t in zip(shapes, types)]
 
 
 def header_only_data_size(name_or_spec: str | HeaderOnlySpec, alignment: int = 32) -> int:
@@ -404,9 +399,7 @@ def _resolve(name_or_spec: str | HeaderOnlySpec) -> HeaderOnlySpec:
     try:
         return HEADER_ONLY_MODELS[name_or_spec]
     except KeyError:
-        raise KeyError(
-            f"unknown header-only model {name_or_spec!r}; known: {', '.join(HEADER_ONLY_MODELS)}"
-        ) from None
+        raise KeyError(f"unknown header-only model {name_or_spec!r}; known: {', '.join(HEADER_ONLY_MODELS)}") from None
 
 
 def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
@@ -456,8 +449,7 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
     with gguf_file(path, spec.arch) as (w, tmp):
         w.add_name(spec.display_name)
         w.add_description(
-            "synthetic header-only GGUF written by gpusplit: real shapes and Q4_K_M types, "
-            "made-up token strings, no tensor data"
+            "synthetic header-only GGUF written by gpusplit: real shapes and Q4_K_M types, made-up token strings, no tensor data"
         )
         w.add_file_type(FTYPE_MOSTLY_Q4_K_M)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)

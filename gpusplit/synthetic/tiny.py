@@ -296,9 +296,7 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
 
     with gguf_file(path, spec.arch) as (w, _):
         w.add_name(f"gpusplit synthetic {spec.name}")
-        w.add_description(
-            f"synthetic model with random weights (seed {seed}) written by gpusplit; not a trained model"
-        )
+        w.add_description(f"synthetic model with random weights (seed {seed}) written by gpusplit; not a trained model")
         w.add_file_type(spec.file_type)
         if spec.dtype == "q8_0":
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
