@@ -67,14 +67,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one model and context, for a smoke run")
     args = parser.parse_args()
 
-    from gpusplit.devices.inventory import detect
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.gguf import read_model
-    from gpusplit.measure import measure_compute, rpc_buffer_names
-    from gpusplit.memory import Settings
-    from gpusplit.planner import Request, make_plan
-    from gpusplit.report import engine_params
+    from gpusplit.params import engine_params
+    from gpusplit.runner import rpc_buffer_names
     from gpusplit.synthetic import write_tiny_model
 
     models = ["dense-f16", "dense-q8_0", "tied-f16", "tied-q8_0", "moe-f16", "moe-q8_0", "gemma3-f16", "gemma3-q8_0"]
@@ -85,31 +83,26 @@ def main() -> int:
     procs, endpoints = start_workers(2)
     rows = []
     try:
-        inventory = detect(endpoints)
+        inventory = gpusplit.detect_devices(rpc=endpoints)
+        cpu_only = Inventory(devices=[], host=inventory.host)
         with tempfile.TemporaryDirectory() as tmp:
             for name, n_ctx, (kv, fa) in itertools.product(models, contexts, kvs):
                 path = write_tiny_model(Path(tmp) / f"{name}.gguf", name)
-                model = read_model(path)
-                settings = Settings(n_ctx=n_ctx, type_k=kv, type_v=kv, flash_attn=fa)
+                model = gpusplit.read_model(path)
+                settings = {"ctx": n_ctx, "kv_type": kv, "flash_attn": fa}
                 placements = {
-                    "cpu": ([], Request(settings=settings, n_gpu_layers=0)),
-                    "layer 0.6/0.4": (
-                        inventory.devices,
-                        Request(settings=settings, mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
-                    ),
-                    "partial": (
-                        inventory.devices,
-                        Request(settings=settings, mode="layer", split=(0.6, 0.4), n_gpu_layers=model.n_layer // 2),
-                    ),
-                    "single": (inventory.devices, Request(settings=settings, mode="none", main_gpu=0, n_gpu_layers=-1)),
+                    "cpu": (cpu_only, {"ngl": 0}),
+                    "layer 0.6/0.4": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}),
+                    "partial": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": model.n_layer // 2}),
+                    "single": (inventory, {"mode": "none", "main_gpu": 0, "ngl": -1}),
                 }
-                for label, (devices, request) in placements.items():
-                    plan = make_plan(model, devices, inventory.host, request)
+                for label, (devices, placement) in placements.items():
+                    plan = gpusplit.plan(model, devices, **settings, **placement)
                     params = engine_params(plan)
                     _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
-                    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
+                    actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
                     estimated = {m.name: m.compute_bytes for m in plan.best.memory.devices + [plan.best.memory.host]}
-                    measure_compute(plan)
+                    plan = gpusplit.plan(model, devices, **settings, **placement, measure=True)
                     for mem in plan.best.memory.devices + [plan.best.memory.host]:
                         real = actual.get(mem.name, {})
                         if not mem.planned_bytes and not real:

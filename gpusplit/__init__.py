@@ -1,11 +1,75 @@
-"""gpusplit: plan and run split inference of GGUF models across GPUs and machines."""
+"""gpusplit: plan and run split inference of GGUF models across GPUs and machines (llama.cpp).
+
+The library the `gpusplit` command stands on (see docs/api.md):
+
+    import gpusplit
+
+    plan = gpusplit.plan("model.gguf", gpusplit.detect_devices(gpus=["24GiB", "8GiB"]))
+    print(plan.best.strategy, plan.to_dict()["llama_args"])
+
+Names are imported on first use, so `import gpusplit` stays cheap for the CLI and its tab completion.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .gguf.errors import GGUFError
-from .gguf.model import ModelInfo, read_model
-from .gguf.reader import read_gguf
+# public name -> the module that defines it
+_EXPORTS = {
+    "read_model": "gpusplit.api",
+    "detect_devices": "gpusplit.api",
+    "plan": "gpusplit.api",
+    "run": "gpusplit.api",
+    "bench": "gpusplit.api",
+    "demo_model_path": "gpusplit.api",
+    "load_plan_document": "gpusplit.api",
+    "GpusplitError": "gpusplit.errors",
+    "InputError": "gpusplit.errors",
+    "GGUFError": "gpusplit.gguf.errors",
+    "ModelInfo": "gpusplit.gguf.model",
+    "Device": "gpusplit.devices.device",
+    "Inventory": "gpusplit.devices.inventory",
+    "Plan": "gpusplit.planner",
+    "RunResult": "gpusplit.runner",
+}
 
-__all__ = ["GGUFError", "ModelInfo", "__version__", "read_gguf", "read_model"]
+__all__ = [
+    "Device",
+    "GGUFError",
+    "GpusplitError",
+    "InputError",
+    "Inventory",
+    "ModelInfo",
+    "Plan",
+    "RunResult",
+    "__version__",
+    "bench",
+    "demo_model_path",
+    "detect_devices",
+    "load_plan_document",
+    "plan",
+    "read_model",
+    "run",
+]
+
+if TYPE_CHECKING:
+    from .api import bench, demo_model_path, detect_devices, load_plan_document, plan, read_model, run
+    from .devices.device import Device
+    from .devices.inventory import Inventory
+    from .errors import GpusplitError, InputError
+    from .gguf.errors import GGUFError
+    from .gguf.model import ModelInfo
+    from .planner import Plan
+    from .runner import RunResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gpusplit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -90,6 +90,12 @@ class MemoryPlan:
     pipeline_parallel: bool
     split_shares: dict[int, float] = field(default_factory=dict)  # row/tensor modes: device -> share
     notes: list[str] = field(default_factory=list)
+    host_layer_weights_bytes: int = 0  # weights of blocks or the output layer left on the CPU (offload, --n-cpu-moe)
+
+    @property
+    def all_on_gpu(self) -> bool:
+        """Every block and the output layer on a device, with none of their weights left on the CPU."""
+        return all(d is not None for d in self.layer_device) and self.host_layer_weights_bytes == 0
 
 
 def pad(value: int, multiple: int) -> int:
@@ -305,6 +311,7 @@ def plan_memory(
 
     # Weights: input layer on the CPU, each block and the output layer where assigned.
     host.weights_bytes += model.input.n_bytes + model.other.n_bytes
+    host_layer_weights = 0
     for il in range(model.n_layer + 1):
         group = model.output if il == model.n_layer else model.blocks[il]
         dev = layer_device[il]
@@ -312,6 +319,7 @@ def plan_memory(
             on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
             if on_cpu:
                 host.weights_bytes += t.n_bytes
+                host_layer_weights += t.n_bytes
             elif share:
                 _spread_tensor(t, devices, share, device_backends)
             else:
@@ -329,17 +337,9 @@ def plan_memory(
         else:
             host.layers.append(il)
 
-    # KV cache: with the layer's device (or the CPU when KV offload is off).
-    for il in range(model.n_layer):
-        nbytes = layer_kv_bytes(model, settings, il)
-        dev = layer_device[il]
-        if dev is None or not settings.offload_kqv:
-            host.kv_bytes += nbytes
-        elif share:
-            for i, fraction in share.items():
-                devices[i].kv_bytes += int(nbytes * fraction)
-        else:
-            devices[dev].kv_bytes += nbytes
+    device_kv, host.kv_bytes = kv_by_device(model, settings, layer_device, share, n)
+    for dev_mem, nbytes in zip(devices, device_kv):
+        dev_mem.kv_bytes = nbytes
 
     # Logits buffer on the host: n_vocab floats per sequence.
     host.output_bytes = model.n_vocab * 4 * settings.n_parallel
@@ -392,7 +392,28 @@ def plan_memory(
         pipeline_parallel=pipeline,
         split_shares=share,
         notes=notes,
+        host_layer_weights_bytes=host_layer_weights,
     )
+
+
+def kv_by_device(
+    model: ModelInfo, settings: Settings, layer_device: Sequence[int | None], share: dict[int, float], n_devices: int
+) -> tuple[list[int], int]:
+    """KV cache bytes per device and on the host: each layer's cache lives with the layer (on the
+    CPU when KV offload is off); row/tensor modes cut every layer's cache in the devices' shares."""
+    devices = [0] * n_devices
+    host = 0
+    for il in range(model.n_layer):
+        nbytes = layer_kv_bytes(model, settings, il)
+        dev = layer_device[il]
+        if dev is None or not settings.offload_kqv:
+            host += nbytes
+        elif share:
+            for i, fraction in share.items():
+                devices[i] += int(nbytes * fraction)
+        else:
+            devices[dev] += nbytes
+    return devices, host
 
 
 def _shares(split: Sequence[float], active: Sequence[int]) -> dict[int, float]:

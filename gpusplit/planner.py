@@ -15,9 +15,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .devices.device import Device
+from .errors import InputError
 from .gguf.model import ModelInfo
-from .memory import CTX_PAD, MIB, MemoryPlan, Placement, Settings, plan_memory
+from .memory import (
+    CTX_PAD,
+    MIB,
+    MemoryPlan,
+    Placement,
+    Settings,
+    assign_layers,
+    effective_split,
+    kv_by_device,
+    offloaded_layers,
+    plan_memory,
+)
 from .roofline import DEFAULT_CPU_BANDWIDTH, Prediction, predict
+from .units import format_bytes
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
@@ -61,7 +74,7 @@ UNQUANTIZED_KV = ("f16", "f32", "bf16")
 STRATEGY_ORDER = ("single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given")
 
 
-class PlanError(ValueError):
+class PlanError(InputError, ValueError):
     """A request that cannot be planned (bad split, main GPU out of range, ...)."""
 
 
@@ -98,7 +111,13 @@ class Candidate:
 
     @property
     def all_on_gpu(self) -> bool:
-        return all(d is not None for d in self.memory.layer_device)
+        return self.memory.all_on_gpu
+
+    @property
+    def blocks_per_device(self) -> list[int]:
+        """Repeating layers (blocks) each device holds; the output layer is not counted."""
+        n_layer = len(self.memory.layer_device) - 1
+        return [sum(1 for il in m.layers if il < n_layer) for m in self.memory.devices]
 
 
 @dataclass
@@ -113,6 +132,16 @@ class Plan:
     score: float
     reserves: list[int]
     reasons: list[str]
+    request: Request = field(default_factory=Request)
+    # Where the compute buffers, and so fits, headroom, best_ctx and score, come from.
+    compute_source: str = "estimate"  # or "measured" (llama.cpp's dry run)
+    warnings: list[str] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
+
+    def to_dict(self) -> dict:
+        """The `gpusplit.plan/1` document (what `gpusplit plan --json` prints)."""
+        from .documents import plan_document
+
+        return plan_document(self)
 
 
 def reserves_for(devices: list[Device], reserve: int | None) -> list[int]:
@@ -140,10 +169,8 @@ def evaluate(
         settings,
         placement,
     )
-    headroom = [d.free_bytes - r - m.planned_bytes for d, r, m in zip(devices, reserves, memory.devices)]
+    headroom, host_headroom, fits = _fit(devices, host, reserves, memory)
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
-    host_headroom = host.free_bytes - memory.host.planned_bytes
-    fits = all(headroom[i] >= 0 for i in used) and host_headroom >= 0
     prediction = predict(
         model,
         memory,
@@ -159,14 +186,31 @@ def evaluate(
     return Candidate(strategy, placement, memory, fits, headroom, host_headroom, prediction, settings, llama_mode=llama_mode)
 
 
+def _fit(devices: list[Device], host: Device, reserves: list[int], memory: MemoryPlan) -> tuple[list[int], int, bool]:
+    """(headroom per device, host headroom, fits): every device that holds something, and the host,
+    keeps its reserve free."""
+    headroom = [d.free_bytes - r - m.planned_bytes for d, r, m in zip(devices, reserves, memory.devices)]
+    host_headroom = host.free_bytes - memory.host.planned_bytes
+    fits = all(h >= 0 for h, m in zip(headroom, memory.devices) if m.planned_bytes) and host_headroom >= 0
+    return headroom, host_headroom, fits
+
+
 def even_headroom_split(
-    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], n_gpu_layers: int = -1
+    model: ModelInfo,
+    devices: list[Device],
+    host: Device,
+    request: Request,
+    gpus: list[int],
+    n_gpu_layers: int = -1,
+    every_device: bool = False,
 ) -> tuple[float, ...]:
     """Proportions that leave every used device the same headroom after its fixed costs.
 
     llama.cpp's default (all-zero split) is proportional to raw free memory, which leaves the
     device with the larger compute buffer (the output layer's) short; here each device's usable
     memory is what remains after its reserve and compute buffer, and layers are water-filled.
+    A device whose fixed costs leave it nothing gets no layers, unless `every_device` (--spread)
+    asks for at least one block on each GPU.
     """
     reserves = reserves_for(devices, request.reserve)
     # First pass: compute buffers of an equal split tell each device's fixed cost.
@@ -190,9 +234,44 @@ def even_headroom_split(
             break
         active = [i for i in active if i not in negative]
     if not active:
-        return trial
-    total = sum(share[i] for i in active)
-    return tuple(round(share[i] / total, 4) if i in active else 0.0 for i in range(len(devices)))
+        split = trial
+    else:
+        total = sum(share[i] for i in active)
+        split = tuple(round(share[i] / total, 4) if i in active else 0.0 for i in range(len(devices)))
+    if every_device:
+        split = at_least_one_block(model, split, gpus, len(devices), n_gpu_layers)
+    return split
+
+
+def at_least_one_block(
+    model: ModelInfo, split: tuple[float, ...], gpus: list[int], n_devices: int, n_gpu_layers: int = -1
+) -> tuple[float, ...]:
+    """The split itself when every GPU already holds a block; else whole layer counts (which
+    llama.cpp's float32 upper_bound honours exactly) closest to it with one block or more each.
+    Returns the split unchanged when there are fewer offloaded blocks than GPUs."""
+    placement = Placement("layer", n_gpu_layers, split)
+    layer_device = assign_layers(model, placement, n_devices, effective_split(placement, [1] * n_devices))
+    if all(any(d == i for d in layer_device[: model.n_layer]) for i in gpus):
+        return split
+    _, act = offloaded_layers(model, n_gpu_layers)
+    output_offloaded = act == model.n_layer + 1
+    # The last GPU's range ends with the output layer: it needs two to hold a block as well.
+    minimum = {i: 2 if output_offloaded and i == gpus[-1] else 1 for i in gpus}
+    if act < sum(minimum.values()):
+        return split
+    weights = {i: split[i] if i < len(split) else 0.0 for i in gpus}
+    total = sum(weights.values()) or 1.0
+    counts = {i: minimum[i] for i in gpus}
+    spare = act - sum(counts.values())
+    wanted = {i: max(weights[i] / total * act - minimum[i], 0.0) for i in gpus}
+    wanted_total = sum(wanted.values())
+    ideal = {i: (wanted[i] / wanted_total * spare if wanted_total else spare / len(gpus)) for i in gpus}
+    for i in gpus:
+        counts[i] += int(ideal[i])
+    # Largest remainders take the layers that flooring left over.
+    for i in sorted(gpus, key=lambda i: ideal[i] - int(ideal[i]), reverse=True)[: act - sum(counts.values())]:
+        counts[i] += 1
+    return tuple(float(counts.get(i, 0)) for i in range(n_devices))
 
 
 def _largest(fits, low: int, high: int) -> int | None:
@@ -224,9 +303,9 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
         c.reasons.append(f"the whole model on the best GPU, {devices[best_gpu].name} (no inter-GPU traffic)")
         out.append(c)
     if len(gpus) > 1 and mode in (None, "layer"):
-        split = even_headroom_split(model, devices, host, request, gpus)
+        split = even_headroom_split(model, devices, host, request, gpus, every_device=request.spread)
         c = evaluate(model, devices, host, request, Placement("layer", -1, split, best_gpu), "layer-split")
-        c.reasons.append("layers split over the GPUs in proportion to their usable memory, for even headroom")
+        c.reasons.append(layer_split_reason(model, devices, c, gpus, request.spread))
         out.append(c)
     tensor_ok = model.architecture not in TENSOR_UNSUPPORTED
     if len(gpus) > 1 and tensor_ok and (mode in ("row", "tensor") or (mode is None and _alike_and_linked(devices, gpus))):
@@ -261,7 +340,7 @@ def _offload_candidates(
     model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], best_gpu: int
 ) -> list[Candidate]:
     out = []
-    split = even_headroom_split(model, devices, host, request, gpus) if len(gpus) > 1 else ()
+    split = even_headroom_split(model, devices, host, request, gpus, every_device=request.spread) if len(gpus) > 1 else ()
     mode = "layer" if len(gpus) > 1 else "none"
     if model.n_expert:
 
@@ -292,6 +371,29 @@ def _offload_candidates(
         )
         out.append(c)
     return out
+
+
+def layer_split_reason(model: ModelInfo, devices: list[Device], c: Candidate, gpus: list[int], spread: bool) -> str:
+    """What the layer split really does: layers per GPU, and why a GPU got none."""
+    blocks = c.blocks_per_device
+    out_dev = c.memory.layer_device[model.n_layer]
+    parts = [
+        f"{devices[i].name} {blocks[i]} layer{'s' if blocks[i] != 1 else ''}" + (" + output" if out_dev == i else "")
+        for i in gpus
+    ]
+    text = "layers split for even headroom after each GPU's compute buffer: " + ", ".join(parts)
+    idle = [i for i in gpus if blocks[i] == 0]
+    if not idle:
+        return text
+    names = ", ".join(devices[i].name for i in idle)
+    if spread:
+        return text + f"; --spread cannot give {names} a layer: the model has {model.n_layer} blocks for {len(gpus)} GPUs"
+    heaviest = max(c.memory.devices[i].compute_bytes for i in gpus)
+    layers = sum(m.weights_bytes + m.kv_bytes for m in c.memory.devices)
+    return (
+        text + f"; {names} gets no layers: the compute buffers ({heaviest / MIB:.0f} MiB on the output layer's GPU) "
+        f"outweigh the layers themselves ({layers / MIB:.0f} MiB), so even headroom leaves it idle (--spread gives it work)"
+    )
 
 
 def _ascending(n_layer: int) -> list[int]:
@@ -412,11 +514,90 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     best_ctx = best_context(model, devices, host, request, best, max(limit, CTX_PAD))
     ideal = _ideal_tps(model, devices, host, request)
     score = fit_score(best, ideal)
+    warnings = []
+    if not model.complete:
+        warnings.append(
+            f"{model.path} is incomplete: {format_bytes(model.missing_bytes)} of its tensor data is missing "
+            "(a truncated download, or a header-only file); this plan reads only the header, and `gpusplit run` will refuse the file"
+        )
+    return Plan(
+        model,
+        devices,
+        host,
+        request.settings,
+        best,
+        cands[1:],
+        best_ctx,
+        score,
+        reserves_for(devices, request.reserve),
+        _plan_reasons(best),
+        request=request,
+        warnings=warnings,
+    )
+
+
+def _plan_reasons(best: Candidate) -> list[str]:
     reasons = list(best.reasons)
     if not best.fits:
         reasons.append("nothing fits at this context size: lower --ctx, quantize the KV cache (--kv-type q8_0), or add devices")
-    return Plan(
-        model, devices, host, request.settings, best, cands[1:], best_ctx, score, reserves_for(devices, request.reserve), reasons
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured plans (`plan --measure`): the same decisions, on compute buffers from llama.cpp's dry run
+
+
+def apply_measured_compute(plan: Plan, candidate: Candidate, compute: dict[str, int]) -> None:
+    """Replace a candidate's estimated compute buffers with measured ones (device name -> bytes,
+    "CPU" for the host) and redo its fit."""
+    memory = candidate.memory
+    for mem in memory.devices:
+        mem.compute_bytes = compute.get(mem.name, 0) if mem.layers else 0
+    memory.host.compute_bytes = compute.get("CPU", 0)
+    candidate.headroom, candidate.host_headroom, candidate.fits = _fit(plan.devices, plan.host, plan.reserves, memory)
+
+
+def context_budgets(plan: Plan, candidate: Candidate) -> tuple[list[int], list[dict[str, int]]]:
+    """The contexts best_ctx searches (multiples of 256 up to the model's limit) and, at each, the
+    bytes every used device and the host have left for compute buffers after weights, KV cache and
+    outputs (the only part that grows with the context is the KV cache)."""
+    model = plan.model
+    limit = max(model.context_length or plan.request.settings.n_ctx, CTX_PAD)
+    contexts = [steps * CTX_PAD for steps in range(1, max(limit // CTX_PAD, 1) + 1)]
+    memory = candidate.memory
+    used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
+    budgets = []
+    for n_ctx in contexts:
+        settings = replace(candidate.settings, n_ctx=n_ctx)
+        kv, host_kv = kv_by_device(model, settings, memory.layer_device, memory.split_shares, len(memory.devices))
+        budget = {
+            memory.devices[i].name: plan.devices[i].free_bytes
+            - plan.reserves[i]
+            - memory.devices[i].weights_bytes
+            - memory.devices[i].output_bytes
+            - kv[i]
+            for i in used
+        }
+        budget["CPU"] = plan.host.free_bytes - memory.host.weights_bytes - memory.host.output_bytes - host_kv
+        budgets.append(budget)
+    return contexts, budgets
+
+
+def finish_measured(plan: Plan, cands: list[Candidate], best_ctx: int | None) -> Plan:
+    """The plan re-ranked on measured candidates, with the measured best context and the score
+    and reasons that follow from them."""
+    ranked = rank(cands)
+    best = ranked[0]
+    request = plan.request
+    score = fit_score(best, _ideal_tps(plan.model, plan.devices, plan.host, request))
+    return replace(
+        plan,
+        best=best,
+        alternatives=ranked[1:],
+        best_ctx=plan.best_ctx if best_ctx is None else best_ctx,
+        score=score,
+        reasons=_plan_reasons(best),
+        compute_source="measured",
     )
 
 

@@ -1,16 +1,20 @@
-"""Running a plan: the engine child generates, and what llama.cpp really allocated comes back.
+"""Plans through the engine: generate (`run`), one bench configuration (`bench`), and llama.cpp's
+dry run (`plan --measure`). Every engine task runs in a child process (engine/child.py), so a
+llama.cpp abort or a dead RPC worker becomes an error here instead of killing the caller.
 
-Library code under `gpusplit run` and `gpusplit bench`: no printing; callbacks carry progress and
-tokens to whoever displays them.
+Library code: no printing; callbacks carry tokens, progress and log lines to whoever shows them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine.params import EngineParams
+from .params import EngineParams
+
+if TYPE_CHECKING:
+    from .planner import Plan
 
 
 @dataclass
@@ -22,24 +26,32 @@ class Timings:
     gen_tps: float | None
     ttft_ms: float | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "load_ms": round(self.load_ms, 2),
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_tps": None if self.prompt_tps is None else round(self.prompt_tps, 2),
-            "gen_tokens": self.gen_tokens,
-            "gen_tps": None if self.gen_tps is None else round(self.gen_tps, 2),
-            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
-        }
-
 
 @dataclass
 class RunResult:
+    """What one `run` did: the plan it ran, the text, timings and what llama.cpp allocated."""
+
+    plan: dict[str, Any]  # the gpusplit.plan/1 document that ran
     text: str
     timings: Timings
     actual: dict[str, dict[str, int]]  # device name -> component -> bytes, from llama.cpp's log
     nvml_used_delta: dict[str, int] = field(default_factory=dict)  # device name -> bytes
     log: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `gpusplit.run/1` document (what `gpusplit run --json` prints)."""
+        from .documents import run_document
+
+        return run_document(self)
+
+
+@dataclass
+class BenchOutcome:
+    """One bench configuration: tokens/s samples per test, the buffers, llama.cpp's build."""
+
+    samples: dict[str, list[float]]
+    actual: dict[str, dict[str, int]]
+    build: dict[str, Any]
 
 
 def timings_from(result: dict[str, Any]) -> Timings:
@@ -54,6 +66,17 @@ def timings_from(result: dict[str, Any]) -> Timings:
         gen_tps=n_e / e_ms * 1000 if e_ms > 0 and n_e else None,
         ttft_ms=result.get("ttft_ms"),
     )
+
+
+def rpc_buffer_names(plan_doc: Mapping[str, Any]) -> dict[str, str]:
+    """'host:port#k' (the k-th device of that worker, as llama.cpp names its buffers) -> RPCn."""
+    from .engine.logparse import rpc_buffer_map
+
+    return rpc_buffer_map([(d["name"], d.get("endpoint")) for d in plan_doc["devices"]])
+
+
+def _nvidia_devices(plan_doc: Mapping[str, Any]) -> dict[str, str]:
+    return {d["name"]: d["pci_bus_id"] for d in plan_doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"}
 
 
 def _nvml_used(pci_ids: dict[str, str]) -> dict[str, int]:
@@ -74,22 +97,22 @@ def _nvml_used(pci_ids: dict[str, str]) -> dict[str, int]:
 
 
 def generate(
+    plan_doc: dict[str, Any],
     params: EngineParams,
     prompt: str,
     n_predict: int,
     temperature: float = 0.0,
-    rpc_names: dict[str, str] | None = None,
-    nvidia_devices: dict[str, str] | None = None,
     on_token: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
     on_log: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> RunResult:
-    """Load and generate in an engine child; `nvidia_devices` maps device names to PCI bus ids."""
+    """Load with `params` (the plan's, plus seed and threads) and generate in an engine child."""
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
-    before = _nvml_used(nvidia_devices or {})
+    nvidia = _nvidia_devices(plan_doc)
+    before = _nvml_used(nvidia)
     after: dict[str, int] = {}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -99,7 +122,7 @@ def generate(
         elif kind == "progress" and on_progress is not None:
             on_progress(float(event.get("value", 0.0)))
         elif kind == "loaded":
-            after.update(_nvml_used(nvidia_devices or {}))
+            after.update(_nvml_used(nvidia))
 
     request = {
         "params": params.as_dict(),
@@ -109,6 +132,57 @@ def generate(
         "stream": on_token is not None,
     }
     result, log = run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
-    actual = parse_buffers(log, rpc_names or {}).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device
     delta = {name: after[name] - before[name] for name in after if name in before}
-    return RunResult(result["text"], timings_from(result), actual, delta, log)
+    return RunResult(plan_doc, result["text"], timings_from(result), actual, delta, log)
+
+
+def bench_config(
+    plan_doc: dict[str, Any], params: EngineParams, tests: list[dict[str, Any]], repetitions: int, timeout: float | None = None
+) -> BenchOutcome:
+    """llama-bench's tests on one loaded configuration, in its own engine child."""
+    from .engine.child import run_task
+    from .engine.logparse import parse_buffers
+
+    request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions}
+    result, log = run_task("bench", request, timeout=timeout)
+    samples = {r["test"]: r["samples_ts"] for r in result["results"]}
+    return BenchOutcome(samples, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device, result.get("build") or {})
+
+
+def measure(plan: Plan, timeout: float = 300.0) -> Plan:
+    """`plan --measure`: every candidate's compute buffers from llama.cpp's dry run, the ranking
+    redone on them, and the best context found by dry runs too, so that fits, headroom, best_ctx
+    and score all come from the measurement. Two engine children: the candidates, then the search."""
+    from .engine.child import run_task
+    from .params import engine_params
+    from .planner import apply_measured_compute, context_budgets, finish_measured
+
+    names = rpc_buffer_names(plan.to_dict())
+    candidates = [plan.best, *plan.alternatives]
+    loads = []
+    for c in candidates:
+        params = engine_params(plan, c)
+        loads.append({"params": params.as_dict(), "contexts": [params.n_ctx], "group": _group(plan, c)})
+    result, _ = run_task("measure", {"loads": loads, "rpc_names": names}, timeout=timeout)
+    for c, load in zip(candidates, result["loads"]):
+        apply_measured_compute(plan, c, load["measured"][str(engine_params(plan, c).n_ctx)])
+    plan = finish_measured(plan, candidates, best_ctx=None)
+    best = plan.best
+    contexts, budgets = context_budgets(plan, best)
+    search = {
+        "params": engine_params(plan, best).as_dict(),
+        "contexts": contexts,
+        "budgets": budgets,
+        "group": _group(plan, best),
+    }
+    result, _ = run_task("measure", {"loads": [search], "rpc_names": names}, timeout=timeout)
+    index = result["loads"][0]["best_index"]
+    return finish_measured(plan, [plan.best, *plan.alternatives], best_ctx=0 if index is None else contexts[index])
+
+
+def _group(plan: Plan, candidate: Any) -> list[str]:
+    """The devices llama.cpp's tensor parallelism reports together as `Meta()`."""
+    if candidate.llama_mode != "tensor":
+        return []
+    return [plan.devices[i].name for i in candidate.memory.split_shares]

@@ -1,5 +1,9 @@
-"""JSON Schemas of every `--json` document (docs/json.md documents them; tests validate real
-outputs against them). Versioned by the `schema` field: a breaking change bumps the number."""
+"""JSON Schemas of every `--json` document (built in documents.py; docs/json.md documents them).
+
+Every object is closed (`additionalProperties: false`) and tests validate real outputs against
+these, so a field added to a document and not here, or here and not there, fails. Versioned by
+the `schema` field: a breaking change bumps the number.
+"""
 
 from __future__ import annotations
 
@@ -12,112 +16,222 @@ BOOL = {"type": "boolean"}
 NULLABLE_INT = {"type": ["integer", "null"]}
 NULLABLE_NUM = {"type": ["number", "null"]}
 NULLABLE_STR = {"type": ["string", "null"]}
+INTS = {"type": "array", "items": INT}
+NUMS = {"type": "array", "items": NUM}
+STRS = {"type": "array", "items": STR}
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"type": "object", "required": sorted(required), "properties": {**required, **(optional or {})}}
+    """A closed object: these properties, the first group required, nothing else."""
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
 
 
 def _const(name: str) -> dict[str, Any]:
     return {"const": name}
 
 
-LAYER = _object({"name": STR, "tensors": INT, "params": INT, "bytes": INT, "types": {"type": "object"}})
+# --------------------------------------------------------------------------------------------- inspect
+
+LAYER = _object(
+    {"name": STR, "tensors": INT, "params": INT, "bytes": INT, "types": {"type": "object", "additionalProperties": INT}}
+)
+TENSOR = _object({"name": STR, "shape": INTS, "type": STR, "bytes": INT, "shard": INT, "data_offset": INT})
 
 MODEL = _object(
     {
         "path": STR, "name": STR, "architecture": STR, "file_type": NULLABLE_STR, "gguf_version": INT, "shards": INT,
         "complete": BOOL, "missing_bytes": INT, "header_bytes": INT, "file_bytes": INT, "params": INT, "total_bytes": INT,
-        "n_layer": INT, "n_embd": INT, "n_head": {"type": "array", "items": INT}, "n_head_kv": {"type": "array", "items": INT},
-        "head_dim_k": INT, "head_dim_v": INT, "n_ff": {"type": "array", "items": INT}, "context_length": NULLABLE_INT,
-        "n_vocab": INT, "n_merges": INT, "n_expert": INT, "n_expert_used": INT, "sliding_window": INT,
-        "swa_layers": {"type": "array", "items": INT}, "tokenizer_model": NULLABLE_STR, "chat_template_chars": NULLABLE_INT,
-        "layers": {"type": "array", "items": LAYER},
+        "n_layer": INT, "n_embd": INT, "n_head": INTS, "n_head_kv": INTS, "head_dim_k": INT, "head_dim_v": INT, "n_ff": INTS,
+        "context_length": NULLABLE_INT, "n_vocab": INT, "n_merges": INT, "n_expert": INT, "n_expert_used": INT,
+        "sliding_window": INT, "swa_layers": INTS, "tokenizer_model": NULLABLE_STR, "chat_template_chars": NULLABLE_INT,
+        "layers": _array(LAYER),
     },
-    {"tensors": {"type": "array"}},
+    {"tensors": _array(TENSOR)},
 )  # fmt: skip
 
 INSPECT = _object({"schema": _const("gpusplit.inspect/1"), "model": MODEL})
+
+# --------------------------------------------------------------------------------------------- devices
+
+NVML_INFO = _object(
+    {
+        "index": INT, "uuid": STR, "name": STR, "pci_bus_id": STR, "total_bytes": NULLABLE_INT, "free_bytes": NULLABLE_INT,
+        "used_bytes": NULLABLE_INT, "reserved_bytes": NULLABLE_INT, "pcie_gen": NULLABLE_INT, "pcie_width": NULLABLE_INT,
+        "pcie_gen_max": NULLABLE_INT, "pcie_width_max": NULLABLE_INT, "nvlink_links_up": NULLABLE_INT,
+        "compute_capability": NULLABLE_STR, "memory_bus_width_bits": NULLABLE_INT, "memory_clock_max_mhz": NULLABLE_INT,
+        "bandwidth_bytes_per_s": NULLABLE_NUM, "driver_version": NULLABLE_STR, "cuda_driver_version": NULLABLE_STR,
+    }
+)  # fmt: skip
 
 DEVICE = _object(
     {
         "name": STR, "description": STR, "backend": STR, "type": STR, "total_bytes": INT, "free_bytes": INT, "index": NULLABLE_INT,
         "source": STR, "bandwidth_bytes_per_s": NULLABLE_NUM, "link_bytes_per_s": NULLABLE_NUM, "pci_bus_id": NULLABLE_STR,
-        "supports_row_split": BOOL, "endpoint": NULLABLE_STR, "nvml": {"type": ["object", "null"]}, "best": BOOL,
-        "notes": {"type": "array", "items": STR},
+        "supports_row_split": BOOL, "endpoint": NULLABLE_STR, "nvml": _nullable(NVML_INFO), "best": BOOL, "notes": STRS,
     }
 )  # fmt: skip
+
+ENGINE = _object({"installed": BOOL}, {"rpc": BOOL, "backends": STRS})
+NVML_SUMMARY = _object(
+    {"available": BOOL, "reason": NULLABLE_STR, "driver_version": NULLABLE_STR, "cuda_driver_version": NULLABLE_STR, "gpus": INT}
+)
 
 DEVICES = _object(
     {
-        "schema": _const("gpusplit.devices/1"), "devices": {"type": "array", "items": DEVICE}, "host": DEVICE,
-        "best_gpu": NULLABLE_INT, "engine": {"type": "object"}, "nvml": {"type": ["object", "null"]},
-        "notes": {"type": "array", "items": STR},
+        "schema": _const("gpusplit.devices/1"), "devices": _array(DEVICE), "host": DEVICE, "best_gpu": NULLABLE_INT,
+        "engine": _nullable(ENGINE), "nvml": _nullable(NVML_SUMMARY), "notes": STRS,
     }
 )  # fmt: skip
 
+CATALOG_CARD = _object(
+    {
+        "name": STR, "vendor": STR, "backend": STR, "memory_bytes": INT, "bandwidth_bytes_per_s": NUM, "memory_type": STR,
+        "interconnect": STR, "link_bytes_per_s": NULLABLE_NUM, "pcie": STR, "aliases": STRS, "source": STR,
+        "unified_memory": BOOL, "logical_devices": INT, "notes": STR,
+    }
+)  # fmt: skip
+
+CATALOG = _object({"schema": _const("gpusplit.catalog/1"), "cards": _array(CATALOG_CARD)})
+
+# --------------------------------------------------------------------------------------------- plan
+
+_PLAN_HOST_FIELDS = {
+    "name": STR, "index": NULLABLE_INT, "kind": STR, "total_bytes": INT, "free_bytes": INT, "reserve_bytes": INT,
+    "layers": STR, "n_layers": INT, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "output_bytes": INT,
+    "planned_bytes": INT, "headroom_bytes": INT,
+}  # fmt: skip
+PLAN_HOST = _object(_PLAN_HOST_FIELDS)
 PLAN_DEVICE = _object(
     {
-        "name": STR, "index": NULLABLE_INT, "kind": STR, "total_bytes": INT, "free_bytes": INT, "reserve_bytes": INT,
-        "layers": STR, "n_layers": INT, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "output_bytes": INT,
-        "planned_bytes": INT, "headroom_bytes": INT,
+        **_PLAN_HOST_FIELDS, "backend": STR, "description": STR, "bandwidth_bytes_per_s": NULLABLE_NUM,
+        "endpoint": NULLABLE_STR, "pci_bus_id": NULLABLE_STR,
+    }
+)  # fmt: skip
+
+STRATEGY = {"enum": ["single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given"]}
+SPLIT_MODE = {"enum": ["none", "layer", "row", "tensor"]}
+
+ENGINE_PARAMS = _object(
+    {
+        "model_path": STR, "rpc": STRS, "n_gpu_layers": INT, "split_mode": SPLIT_MODE, "main_gpu": INT, "tensor_split": NUMS,
+        "n_ctx": INT, "n_batch": INT, "n_ubatch": INT, "n_seq_max": INT, "type_k": STR, "type_v": STR, "flash_attn": BOOL,
+        "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "n_threads": NULLABLE_INT, "n_cpu_moe": INT, "seed": INT,
+        "extra": {"type": "object"},
+    }
+)  # fmt: skip
+
+LLAMA_CPP_PYTHON = _object(
+    {
+        "model_path": STR, "n_gpu_layers": INT, "split_mode": INT, "main_gpu": INT, "n_ctx": INT, "n_batch": INT,
+        "n_ubatch": INT, "flash_attn": BOOL, "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "seed": INT,
+    },
+    {"tensor_split": NUMS, "type_k": INT, "type_v": INT, "n_threads": INT, "n_threads_batch": INT},
+)  # fmt: skip
+
+ALTERNATIVE = _object(
+    {
+        "strategy": STRATEGY, "split_mode": SPLIT_MODE, "n_gpu_layers": INT, "tensor_split": NUMS, "n_cpu_moe": INT,
+        "fits": BOOL, "all_on_gpu": BOOL, "predicted_tg_tps": NULLABLE_NUM, "predicted_pp_tps": NULLABLE_NUM,
+        "reasons": STRS,
     }
 )  # fmt: skip
 
 PLAN = _object(
     {
         "schema": _const("gpusplit.plan/1"),
-        "model": _object({"path": STR, "name": STR, "architecture": STR, "params": INT, "total_bytes": INT, "n_layer": INT, "complete": BOOL}),
-        "settings": _object({"n_ctx": INT, "n_batch": INT, "n_ubatch": INT, "n_parallel": INT, "type_k": STR, "type_v": STR, "flash_attn": BOOL, "swa_full": BOOL}),
-        "strategy": {"enum": ["single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given"]},
-        "split_mode": {"enum": ["none", "layer", "row", "tensor"]},
-        "tensor_split": {"type": "array", "items": NUM},
+        "model": _object(
+            {
+                "path": STR, "name": STR, "architecture": STR, "file_type": NULLABLE_STR, "params": INT, "total_bytes": INT,
+                "n_layer": INT, "n_expert": INT, "context_length": NULLABLE_INT, "complete": BOOL, "missing_bytes": INT,
+            }
+        ),
+        "settings": _object(
+            {
+                "n_ctx": INT, "n_batch": INT, "n_ubatch": INT, "n_parallel": INT, "type_k": STR, "type_v": STR,
+                "flash_attn": BOOL, "swa_full": BOOL,
+            }
+        ),
+        "strategy": STRATEGY,
+        "split_mode": SPLIT_MODE,
+        "tensor_split": NUMS,
         "n_gpu_layers": INT, "n_cpu_moe": INT, "main_gpu": INT, "fits": BOOL, "all_on_gpu": BOOL, "best_ctx": INT,
         "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "compute_source": STR, "pipeline_parallel": BOOL,
-        "predicted": _object({"tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "bytes_per_token": INT,
-                              "limited_by": STR, "assumptions": {"type": "array", "items": STR}}),
-        "devices": {"type": "array", "items": PLAN_DEVICE},
-        "host": PLAN_DEVICE,
-        "llama_args": {"type": "array", "items": STR},
-        "llama_cpp_python": {"type": "object"},
-        "engine_params": {"type": "object"},
-        "reasons": {"type": "array", "items": STR},
-        "alternatives": {"type": "array"},
+        "compute_source": {"enum": ["estimate", "measured"]},
+        "pipeline_parallel": BOOL,
+        "predicted": _object(
+            {
+                "tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "bytes_per_token": INT, "limited_by": STR,
+                "assumptions": STRS,
+            }
+        ),
+        "devices": _array(PLAN_DEVICE),
+        "host": PLAN_HOST,
+        "llama_args": STRS,
+        "llama_cpp_python": LLAMA_CPP_PYTHON,
+        "engine_params": ENGINE_PARAMS,
+        "reasons": STRS,
+        "warnings": STRS,
+        "alternatives": _array(ALTERNATIVE),
     }
 )  # fmt: skip
 
+# --------------------------------------------------------------------------------------------- run
+
 COMPONENTS = _object({"weights": INT, "kv": INT, "compute": INT, "output": INT})
+ACTUAL_SOURCE = {"enum": ["device", "group"]}
 
 RUN = _object(
     {
-        "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": STR, "text": STR,
+        "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
         "timings": _object({"load_ms": NUM, "prompt_tokens": INT, "prompt_tps": NULLABLE_NUM, "gen_tokens": INT,
                             "gen_tps": NULLABLE_NUM, "ttft_ms": NULLABLE_NUM}),
-        "devices": {"type": "array", "items": _object({"name": STR, "planned": COMPONENTS, "actual": COMPONENTS,
-                                                       "planned_bytes": INT, "actual_bytes": INT, "diff_bytes": INT,
-                                                       "nvml_used_delta_bytes": NULLABLE_INT})},
+        "devices": _array(_object({"name": STR, "index": NULLABLE_INT, "planned": COMPONENTS, "actual": COMPONENTS,
+                                   "planned_bytes": INT, "actual_bytes": INT, "diff_bytes": INT,
+                                   "actual_source": ACTUAL_SOURCE, "nvml_used_delta_bytes": NULLABLE_INT})),
     }
 )  # fmt: skip
+
+# --------------------------------------------------------------------------------------------- bench
 
 BENCH_RECORD = _object(
     {
-        "schema": _const("gpusplit.bench/1"), "status": {"enum": ["ok", "failed"]}, "model": {"type": "object"},
+        "schema": _const("gpusplit.bench/1"), "status": {"enum": ["ok", "failed"]},
+        "model": _object({"name": STR, "path": STR, "architecture": STR, "file_type": NULLABLE_STR, "total_bytes": INT,
+                          "params": INT}),
         "config": _object({"mode": STR, "split": STR, "ngl": NULLABLE_INT, "ctx": NULLABLE_INT, "kv": STR, "fa": BOOL}),
-        "config_key": STR, "split_mode": NULLABLE_STR, "n_gpu_layers": NULLABLE_INT, "backend": STR, "test": STR,
+        "config_key": STR, "split_mode": _nullable(SPLIT_MODE), "n_gpu_layers": NULLABLE_INT, "backend": STR, "test": STR,
         "test_kind": {"enum": ["pp", "tg"]}, "n_tokens": INT, "depth": INT, "repetitions": INT,
-        "samples_ts": {"type": "array", "items": NUM}, "avg_ts": NULLABLE_NUM, "stddev_ts": NULLABLE_NUM,
-        "predicted_ts": NULLABLE_NUM, "roofline_share": NULLABLE_NUM, "devices": {"type": "array"}, "error": NULLABLE_STR,
-        "log_tail": {"type": "array", "items": STR}, "build": {"type": "object"}, "inventory": {"type": "array"},
-        "gpusplit_version": STR, "timestamp": STR, "engine_params": {"type": ["object", "null"]},
+        "samples_ts": NUMS, "avg_ts": NULLABLE_NUM, "stddev_ts": NULLABLE_NUM,
+        "predicted_ts": NULLABLE_NUM, "roofline_share": NULLABLE_NUM,
+        "devices": _array(_object({"name": STR, "planned_bytes": INT, "actual_bytes": NULLABLE_INT, "actual_source": ACTUAL_SOURCE})),
+        "error": NULLABLE_STR, "log_tail": STRS,
+        "build": _object({}, {"llama_cpp_python": STR, "system_info": STR}),
+        "inventory": _array(DEVICE),
+        "gpusplit_version": STR, "timestamp": STR, "engine_params": _nullable(ENGINE_PARAMS),
     }
 )  # fmt: skip
 
-BENCH = {"type": "array", "items": BENCH_RECORD}
+BENCH = _array(BENCH_RECORD)
 
-CATALOG = _object({"schema": _const("gpusplit.catalog/1"), "cards": {"type": "array", "items": {"type": "object"}}})
-
-COMPARE = _object({"schema": _const("gpusplit.bench-compare/1"), "a": STR, "b": STR, "rows": {"type": "array"}})
+COMPARE = _object(
+    {
+        "schema": _const("gpusplit.bench-compare/1"), "a": STR, "b": STR,
+        "rows": _array(_object({"config": STR, "test": STR, "a_ts": NUM, "b_ts": NUM, "ratio": NULLABLE_NUM})),
+    }
+)  # fmt: skip
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "gpusplit.inspect/1": INSPECT,

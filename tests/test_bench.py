@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gpusplit.bench import read_records
+from gpusplit.bench_matrix import read_records
 
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
 

@@ -13,10 +13,10 @@ from gpusplit.devices.inventory import detect
 from gpusplit.engine.child import run_task
 from gpusplit.engine.logparse import parse_buffers
 from gpusplit.gguf import read_model
-from gpusplit.measure import rpc_buffer_names
+from gpusplit.runner import rpc_buffer_names
 from gpusplit.memory import Settings
 from gpusplit.planner import Request, make_plan
-from gpusplit.report import engine_params
+from gpusplit.params import engine_params
 
 ASSIGNED = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+),")
 MIB = 1024 * 1024
@@ -28,7 +28,7 @@ MIB = 1024 * 1024
 )
 def test_layer_placement_matches_llama_cpp(tiny_model, two_workers, split, ngl):
     model = read_model(tiny_model("dense-f16"))
-    inventory = detect(two_workers)
+    inventory = detect(two_workers, registry=[])
     plan = make_plan(
         model,
         inventory.devices,
@@ -44,7 +44,7 @@ def test_layer_placement_matches_llama_cpp(tiny_model, two_workers, split, ngl):
 
 def test_planned_bytes_match_a_real_load(tiny_model, two_workers):
     model = read_model(tiny_model("dense-f16"))
-    inventory = detect(two_workers)
+    inventory = detect(two_workers, registry=[])
     plan = make_plan(
         model,
         inventory.devices,
@@ -52,7 +52,7 @@ def test_planned_bytes_match_a_real_load(tiny_model, two_workers):
         Request(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
     )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})
-    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
     for mem in plan.best.memory.devices + [plan.best.memory.host]:
         real = actual[mem.name]
         assert abs(mem.weights_bytes - real.get("weights", 0)) <= 0.006 * MIB

@@ -289,6 +289,7 @@ EXPECTED_TENSORS = {
     "llama-3.1-70b": 724,
     "mixtral-8x7b": 323,
     "gemma-3-27b": 808,
+    "gemma-3-270m": 236,  # 18 blocks x 13 tensors, token_embd, output_norm (tied)
     "qwen3-30b-a3b": 579,
 }
 EXPECTED_VOCAB = {  # (tokens, merges)
@@ -296,6 +297,7 @@ EXPECTED_VOCAB = {  # (tokens, merges)
     "llama-3.1-70b": (128256, 280147),
     "mixtral-8x7b": (32000, 0),
     "gemma-3-27b": (262144, 0),
+    "gemma-3-270m": (262144, 0),
     "qwen3-30b-a3b": (151936, 151387),
 }
 # approximate sizes of published Q4_K_M files (bartowski / ggml-org / Qwen), bytes

@@ -16,13 +16,16 @@ app = typer.Typer(
     help="Plan and run split inference of GGUF models across GPUs and machines (llama.cpp).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: it wraps to the terminal's width (rich's option panels squeeze the help text
+    # into a narrow column at 80 columns) and prints without importing rich.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        print(f"gpusplit {__version__}")
+        output.line(f"gpusplit {__version__}")
         raise typer.Exit()
 
 

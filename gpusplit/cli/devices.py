@@ -14,7 +14,7 @@ def devices(
         None, "--rpc", envvar="GPUSPLIT_RPC", help="RPC workers host:port[,host:port] (repeatable); their live memory is shown."
     ),
     gpu: Optional[List[str]] = typer.Option(
-        None, "--gpu", help='Show hypothetical GPUs instead: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).'
+        None, "--gpu", help='Show GPUs you do not have instead: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).'
     ),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=600, help="Seconds to wait for each RPC worker."),
     catalog: bool = typer.Option(False, "--catalog", help="List the built-in GPU catalog that --gpu NAME draws on."),
@@ -23,31 +23,14 @@ def devices(
     """List the devices llama.cpp would use (RPC workers, GPUs, then the CPU host row)."""
     if catalog:
         return _print_catalog(json_output)
-    from ..devices.inventory import Inventory, detect, host_device
-    from ..devices.rpc import parse_endpoints
+    from .. import api
 
-    endpoints = parse_endpoints(rpc or [])
-    if gpu:
-        from ..devices.device import pick_best_gpu
-        from ..devices.hypothetical import hypothetical_devices
-
-        found = hypothetical_devices(list(gpu))
-        best = pick_best_gpu(found)
-        found = [d.with_(best=True) if d is best else d for d in found]
-        inventory = Inventory(devices=found, host=host_device(), notes=["hypothetical devices from --gpu"])
-    else:
-        inventory = detect(endpoints, rpc_timeout=timeout)
+    inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout)
     if json_output:
-        output.emit_json(inventory.as_dict())
+        output.emit_json(inventory.to_dict())
         return 0
     _print_inventory(inventory)
     return 0
-
-
-def _rate(value: float | None) -> str:
-    if not value:
-        return "-"
-    return f"{value / 1e12:.2f} TB/s" if value >= 1e12 else f"{value / 1e9:.0f} GB/s"
 
 
 def _link(device) -> str:
@@ -61,7 +44,7 @@ def _link(device) -> str:
         return text
     if device.endpoint:
         return "network"
-    return _rate(device.link_bytes_per_s)
+    return output.format_rate(device.link_bytes_per_s)
 
 
 def _print_inventory(inventory) -> None:
@@ -77,7 +60,7 @@ def _print_inventory(inventory) -> None:
                 d.backend,
                 fb(d.total_bytes),
                 fb(d.free_bytes),
-                _rate(d.bandwidth_bytes_per_s),
+                output.format_rate(d.bandwidth_bytes_per_s),
                 _link(d),
             )
         )
@@ -99,7 +82,9 @@ def _print_catalog(json_output: bool) -> int:
     from ..devices.catalog import CATALOG
 
     if json_output:
-        output.emit_json({"schema": "gpusplit.catalog/1", "cards": [e.as_dict() for e in CATALOG]})
+        from ..documents import catalog_document
+
+        output.emit_json(catalog_document(CATALOG))
         return 0
     output.print_table(
         "built-in GPU catalog (use with --gpu NAME)",
@@ -110,7 +95,7 @@ def _print_catalog(json_output: bool) -> int:
                 e.vendor,
                 e.backend,
                 output.format_bytes(e.memory_bytes),
-                _rate(e.bandwidth_bytes_per_s),
+                output.format_rate(e.bandwidth_bytes_per_s),
                 e.interconnect,
                 ", ".join(e.aliases[:3]),
             )

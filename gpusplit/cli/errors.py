@@ -8,22 +8,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GpusplitError, InputError
 from . import output
 
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
-EXIT_DOES_NOT_FIT = 3
+__all__ = ["EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "CLIError", "Interrupted", "describe", "run_guarded"]
 
-
-class CLIError(Exception):
-    """An error the CLI reports as one line: message, optional hint, exit code."""
-
-    def __init__(self, message: str, hint: str = "", exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.exit_code = exit_code
+# The CLI's own usage errors are the library's input errors (exit code 2 unless told otherwise).
+CLIError = InputError
 
 
 class Interrupted(BaseException):
@@ -43,36 +34,13 @@ def debug_enabled() -> bool:
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one line and exit code for an exception, or raise it again when unknown."""
-    from ..gguf.errors import GGUFError
-
-    if isinstance(exc, CLIError):
-        return _with_hint(exc.message, exc.hint), exc.exit_code
-    if isinstance(exc, GGUFError):
-        return _with_hint(output.sanitize(exc.message, 400), exc.hint), EXIT_USAGE
-    from ..devices.rpc import EndpointError, RPCError
-    from ..engine import EngineError
-
-    if isinstance(exc, EngineError):
-        return _with_hint(exc.message, exc.hint), exc.exit_code
-    from ..devices.catalog import UnknownCardError
-    from ..devices.hypothetical import DeviceSpecError
-    from ..planner import PlanError
-
-    if isinstance(exc, (UnknownCardError, DeviceSpecError, PlanError)):
-        return str(exc), EXIT_USAGE
-    if isinstance(exc, EndpointError):
-        return str(exc), EXIT_USAGE
-    if isinstance(exc, RPCError):
-        return output.sanitize(str(exc), 400), EXIT_RUNTIME
+    if isinstance(exc, GpusplitError):
+        return str(exc), exc.exit_code
     if isinstance(exc, MemoryError):
         return "out of memory", EXIT_RUNTIME
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), EXIT_RUNTIME
     raise exc
-
-
-def _with_hint(message: str, hint: str) -> str:
-    return f"{message} ({hint})" if hint else message
 
 
 def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from . import output
-from .models import read_model_reporting, resolve_model
+from .options import read_model, resolve_model
 
 
 def inspect(
@@ -18,14 +18,14 @@ def inspect(
     tensors: bool = typer.Option(False, "--tensors", help="Also list every tensor (name, shape, type, bytes)."),
 ) -> int:
     """Describe a model from its GGUF header: hyperparameters and bytes per layer."""
-    from ..gguf.model import summarize
+    from ..documents import inspect_document
 
-    info = read_model_reporting(resolve_model(model))
-    doc = summarize(info, tensors=tensors)
+    info = read_model(resolve_model(model))
+    doc = inspect_document(info, tensors=tensors)
     if json_output:
-        output.emit_json({"schema": "gpusplit.inspect/1", "model": doc})
+        output.emit_json(doc)
         return 0
-    _print_human(info, doc, tensors)
+    _print_human(info, doc["model"], tensors)
     return 0
 
 
@@ -63,7 +63,7 @@ def _print_human(info, doc: dict, tensors: bool) -> None:
         fields.append(("sliding window", f"{info.sliding_window} tokens on {len(doc['swa_layers'])} of {info.n_layer} layers"))
     if info.chat_template_chars is not None:
         fields.append(("chat template", f"{info.chat_template_chars:,} characters (not rendered)"))
-    output.print_fields(f"{output.sanitize(info.path)}", fields)
+    output.print_fields(info.path, fields)
     rows = [
         (layer["name"], str(layer["tensors"]), fb(layer["bytes"]), f"{layer['bytes']:,}", _type_mix(layer["types"]))
         for layer in doc["layers"]

@@ -1,10 +1,19 @@
-"""Options that plan, run and bench share: declared once, so their help cannot drift."""
+"""Options that plan, run and bench share (declared once, so their help cannot drift), and the
+one path from those options to a Plan through the library."""
 
 from __future__ import annotations
 
-from typing import Annotated, List, Optional
+import os
+from typing import TYPE_CHECKING, Annotated, Any, List, Optional
 
 import typer
+
+from . import output
+
+if TYPE_CHECKING:
+    from ..devices.inventory import Inventory
+    from ..gguf.model import ModelInfo
+    from ..planner import Plan
 
 Model = Annotated[
     Optional[str],
@@ -14,7 +23,7 @@ Gpu = Annotated[
     Optional[List[str]],
     typer.Option(
         "--gpu",
-        help='Plan for hypothetical GPUs: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable; or GPUSPLIT_GPU, comma-separated).',
+        help='Plan for GPUs you do not have: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable; or GPUSPLIT_GPU, comma-separated).',
     ),
 ]
 DevicesFile = Annotated[
@@ -34,7 +43,7 @@ KvTypeV = Annotated[
     Optional[str], typer.Option("--kv-type-v", help="V cache type (overrides --kv-type; quantized needs --flash-attn).")
 ]
 FlashAttn = Annotated[
-    bool, typer.Option("--flash-attn/--no-flash-attn", "-fa", help="Flash attention (llama-cpp-python's default: off).")
+    bool, typer.Option("--flash-attn/--no-flash-attn", "-fa", help="Flash attention (default off, as in llama-cpp-python).")
 ]
 SwaFull = Annotated[
     bool, typer.Option("--swa-full/--no-swa-full", help="Full-size cache for sliding-window layers (llama.cpp's default).")
@@ -51,12 +60,12 @@ MainGpu = Annotated[
     Optional[int], typer.Option("--main-gpu", "-mg", help="Device index for single-GPU mode (default: the best GPU).")
 ]
 NCpuMoe = Annotated[Optional[int], typer.Option("--n-cpu-moe", help="Keep the experts of the first N blocks on the CPU (MoE).")]
-Spread = Annotated[bool, typer.Option("--spread", help="Use every GPU even when one would do (FavorDistributedInference).")]
+Spread = Annotated[
+    bool, typer.Option("--spread", help="Give every GPU at least one layer, even when one GPU would hold the model.")
+]
 Reserve = Annotated[
     Optional[str],
-    typer.Option(
-        "--reserve", envvar="GPUSPLIT_RESERVE", help="Margin kept free per device (default 512MiB; 0 for hypothetical devices)."
-    ),
+    typer.Option("--reserve", envvar="GPUSPLIT_RESERVE", help="Memory kept free per device (default 512MiB; 0 for --gpu)."),
 ]
 Ram = Annotated[Optional[str], typer.Option("--ram", help="Host memory to plan with instead of this machine's free RAM.")]
 CpuBandwidth = Annotated[
@@ -64,10 +73,83 @@ CpuBandwidth = Annotated[
 ]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
-
-# The parameter names build_plan takes, in the order commands declare them.
-PLAN_OPTIONS = (
-    "model", "gpu", "devices_file", "rpc", "timeout", "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k",
-    "kv_type_v", "flash_attn", "swa_full", "ngl", "mode", "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "ram",
-    "cpu_bandwidth", "allow_ctx_overflow",
+# The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
+DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram")
+PLAN_SETTINGS = (
+    "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
+    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow",
 )  # fmt: skip
+PLAN_OPTIONS = ("model", *DEVICE_OPTIONS, *PLAN_SETTINGS)
+
+
+def resolve_model(model: str | None) -> str:
+    """The location to read; with no MODEL, the demo model (generated on first use) and a note."""
+    if model:
+        return model
+    from .. import api
+
+    path = api.demo_model_path()
+    output.message(f"no MODEL given: using the built-in demo model {path}")
+    return path
+
+
+def read_model(location: str) -> ModelInfo:
+    """The library's read_model, with a progress line on stderr while a remote header downloads."""
+    from .. import api
+    from ..gguf.remote import is_url
+
+    if not is_url(location):
+        return api.read_model(location)
+    fetched = [0]
+
+    def on_fetch(total: int) -> None:
+        fetched[0] = total
+        output.fetch_progress(total)
+
+    info = api.read_model(location, on_fetch=on_fetch)
+    output.end_progress_line()
+    output.message(f"read the remote header: {output.format_bytes(fetched[0])} fetched ({fetched[0]:,} bytes)")
+    return info
+
+
+def require_local(location: str, command: str) -> None:
+    from ..errors import InputError
+    from ..gguf.remote import is_url
+
+    if is_url(location):
+        raise InputError(f"{command} needs a local model file, not a URL", "download it first; plan and inspect read URLs")
+
+
+def devices_from(options: dict[str, Any]) -> Inventory:
+    """The devices the options describe (GPUSPLIT_GPU, comma-separated since card names hold spaces)."""
+    from .. import api
+
+    gpu = options.get("gpu")
+    if not gpu and not options.get("devices_file") and os.environ.get("GPUSPLIT_GPU"):
+        gpu = [g.strip() for g in os.environ["GPUSPLIT_GPU"].split(",") if g.strip()]
+    return api.detect_devices(
+        rpc=options.get("rpc"),
+        gpus=gpu,
+        devices_file=options.get("devices_file"),
+        timeout=options.get("timeout", 3.0),
+        ram=options.get("ram"),
+    )
+
+
+def plan_from(options: dict[str, Any], measure: bool = False, runnable: str | None = None) -> Plan:
+    """A command's plan options -> gpusplit.plan(): the model, the devices, the settings.
+    `runnable` names a command that must load the weights: an incomplete file stops here."""
+    from .. import api
+
+    # Cheap checks first: a bad value is reported before any worker is probed or file read.
+    api.check_mode(options.get("mode"))
+    for name in ("kv_type", "kv_type_k", "kv_type_v"):
+        api.check_kv_type(options.get(name), "--" + name.replace("_", "-"))
+    api.parse_split(options.get("split"))
+    api.parse_size(options.get("reserve"), "--reserve")
+    api.parse_rate(options.get("cpu_bandwidth"), "--cpu-bandwidth")
+    info = read_model(resolve_model(options.get("model")))
+    if runnable:
+        api.require_complete(info, runnable)
+    settings = {name: options[name] for name in PLAN_SETTINGS if name in options}
+    return api.plan(info, devices_from(options), measure=measure, **settings)

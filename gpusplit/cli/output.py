@@ -1,63 +1,115 @@
-"""The one place that writes: human tables to stdout, one JSON document to stdout, and warnings,
-progress and errors to stderr. Every string from a model file passes through `sanitize` first.
+"""The only writer: tables, text and JSON to stdout, notes, warnings, progress and errors to stderr.
 
-rich is imported only when a table is printed, so `--json` and errors stay cheap.
+Every string that reaches either stream passes through here and is made safe for a terminal:
+escape sequences (CSI, OSC, DCS, ...) are removed whole, and C0 controls (but newline and tab
+where text keeps its lines), DEL, C1 controls and bidi overrides are removed or replaced. Model
+files, RPC workers and llama.cpp's log are untrusted; so, for simplicity, is everything else.
+NO_COLOR (and a pipe) means no escape codes of our own either. rich is imported only when a
+table is printed, so `--json` and errors stay cheap.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..units import format_bytes, format_count, format_rate
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-# ANSI/VT escape sequences (CSI, OSC, and two-byte ESC forms) are removed whole, then every
-# remaining control or format character (C0, DEL, C1, bidi overrides) becomes '?'.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+__all__ = ["format_bytes", "format_count", "format_rate"]  # re-exported for the command modules
+
+# Escape sequences go whole: CSI (ESC [ or 8-bit CSI), OSC / DCS / SOS / PM / APC strings up to
+# their terminator (BEL or ST), and the two-byte ESC forms.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]"
+)
+# What is left: C0, DEL, C1, zero-width and bidi controls. Lines of text keep \n and \t.
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROLS_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def sanitize(text: str, max_chars: int = 200) -> str:
-    """Make untrusted text safe for a terminal: no escapes, no controls, bounded length."""
-    text = _CONTROLS.sub("?", _ESCAPES.sub("", text))
+    """One safe line: no escapes, every control shown as '?', at most max_chars."""
+    text = _CONTROLS.sub("?", _ESCAPES.sub("", str(text)))
     if len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     return text
 
 
-_STREAM_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def sanitize_stream(text: str) -> str:
-    """Generated text for a terminal: escapes and controls removed, newlines and tabs kept."""
-    return _STREAM_CONTROLS.sub("", _ESCAPES.sub("", text))
+def sanitize_text(text: str) -> str:
+    """Safe text that keeps its lines and tabs (generated text, JSON strings)."""
+    return _CONTROLS_IN_TEXT.sub("", _ESCAPES.sub("", str(text)))
 
 
 def _sanitize_doc(value: Any) -> Any:
     if isinstance(value, str):
-        return sanitize(value, max_chars=4096)
+        return sanitize_text(value)
     if isinstance(value, dict):
-        return {sanitize(str(k), 4096): _sanitize_doc(v) for k, v in value.items()}
+        return {sanitize_text(str(k)): _sanitize_doc(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_sanitize_doc(v) for v in value]
     return value
 
 
+def _write(stream: Any, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# stdout
+
+
 def emit_json(doc: Any) -> None:
-    """Print exactly one JSON document to stdout."""
-    sys.stdout.write(json.dumps(_sanitize_doc(doc), indent=2, ensure_ascii=False, allow_nan=False))
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    """Exactly one JSON document to stdout."""
+    _write(sys.stdout, json.dumps(_sanitize_doc(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def emit_jsonl(record: Any) -> None:
-    """Print one JSON line to stdout and flush it, so a stream survives an interruption."""
-    sys.stdout.write(json.dumps(_sanitize_doc(record), ensure_ascii=False, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    """One JSON line to stdout, flushed, so a stream survives an interruption."""
+    _write(sys.stdout, json.dumps(_sanitize_doc(record), ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def stream_text(text: str) -> None:
+    """Generated text as it arrives: lines and tabs kept, escapes and controls removed."""
+    _write(sys.stdout, sanitize_text(text))
+
+
+def line(text: str = "") -> None:
+    """One plain line of our own to stdout (a version, a command line)."""
+    _write(sys.stdout, sanitize(text, max_chars=100_000) + "\n")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[str] = ()) -> None:
+    """A GitHub/llama-bench markdown table to stdout; cells are sanitized and '|' escaped."""
+
+    def cell(value: Any) -> str:
+        return sanitize("" if value is None else str(value), max_chars=500).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |"]
+    lines.append("| " + " | ".join("---:" if h in right else "---" for h in header) + " |")
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    _write(sys.stdout, "\n".join(lines) + "\n")
+
+
+def csv_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """RFC 4180 CSV to stdout; text cells are sanitized (numbers and empty cells stay as they are)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([sanitize(h, 500) for h in header])
+    for row in rows:
+        writer.writerow(["" if c is None else sanitize(c, 2000) if isinstance(c, str) else c for c in row])
+    _write(sys.stdout, buf.getvalue())
 
 
 def _make_console(stream: Any) -> Console:
@@ -74,71 +126,92 @@ def _make_console(stream: Any) -> Console:
     )
 
 
-def stdout_console() -> Console:
-    return _make_console(sys.stdout)
-
-
-def stderr_console() -> Console:
-    return _make_console(sys.stderr)
-
-
-def message(text: str) -> None:
-    """A note for the person at the terminal (stderr, plain)."""
-    sys.stderr.write(f"gpusplit: {text}\n")
-    sys.stderr.flush()
-
-
-def warn(text: str) -> None:
-    sys.stderr.write(f"gpusplit: warning: {text}\n")
-    sys.stderr.flush()
-
-
-def error(text: str) -> None:
-    sys.stderr.write(f"gpusplit: error: {text}\n")
-    sys.stderr.flush()
-
-
-def format_bytes(n: int | float | None) -> str:
-    """Bytes in binary units, as llama.cpp and nvidia-smi show them."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_count(n: int) -> str:
-    """Parameter counts the way model cards say them: 8.03 B, 135 M."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return str(n)
-
-
 def print_fields(title: str, fields: Iterable[tuple[str, str]], max_chars: int = 2000) -> None:
     """A two-column 'name  value' table to stdout."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, show_header=False, box=None, title_justify="left", pad_edge=False)
+    table = Table(title=Text(sanitize(title, 500)), show_header=False, box=None, title_justify="left", pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in fields:
-        table.add_row(Text(name), Text(sanitize(value, max_chars)))
-    stdout_console().print(table)
+        table.add_row(Text(sanitize(name)), Text(sanitize(value, max_chars)))
+    _make_console(sys.stdout).print(table)
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[str] = ()) -> None:
-    """A table to stdout; cells are plain text (never rich markup)."""
+    """A table to stdout; cells are plain sanitized text (never rich markup)."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    # Text, never str: rich would read "[link=...]" in a model's name as markup.
+    table = Table(title=None if title is None else Text(sanitize(title, 500)), title_justify="left")
     for col in columns:
-        table.add_column(col, justify="right" if col in right else "left")
+        table.add_column(Text(sanitize(col)), justify="right" if col in right else "left")
     for row in rows:
         table.add_row(*(Text(sanitize(cell)) for cell in row))
-    stdout_console().print(table)
+    _make_console(sys.stdout).print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# stderr
+
+
+def message(text: str) -> None:
+    """A note for the person at the terminal."""
+    _write(sys.stderr, f"gpusplit: {sanitize(text, max_chars=4000)}\n")
+
+
+def warn(text: str) -> None:
+    _write(sys.stderr, f"gpusplit: warning: {sanitize(text, max_chars=4000)}\n")
+
+
+def error(text: str) -> None:
+    _write(sys.stderr, f"gpusplit: error: {sanitize(text, max_chars=4000)}\n")
+
+
+def log_line(text: str) -> None:
+    """One line of llama.cpp's log (run --verbose)."""
+    _write(sys.stderr, sanitize(text, max_chars=4000) + "\n")
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def fetch_progress(total: int) -> None:
+    """Bytes of a remote header fetched so far, on one terminal line (terminals only)."""
+    if sys.stderr.isatty():
+        _write(sys.stderr, f"\rgpusplit: fetched {format_bytes(total)} of the header")
+
+
+def end_progress_line() -> None:
+    if sys.stderr.isatty():
+        _write(sys.stderr, "\n")
+
+
+class LoadProgress:
+    """A load progress bar on stderr (terminals only), closed at the first token."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self._bar = Progress(
+            TextColumn("loading"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            console=_make_console(sys.stderr),
+            transient=True,
+        )
+        self._task = self._bar.add_task("load", total=1.0)
+        self._bar.start()
+        self._open = True
+
+    def update(self, value: float) -> None:
+        if self._open:
+            self._bar.update(self._task, completed=value)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._bar.stop()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
 
 from . import output
-from .errors import EXIT_DOES_NOT_FIT, CLIError
+from .errors import EXIT_DOES_NOT_FIT
 from .options import (
     PLAN_OPTIONS,
     AllowCtxOverflow,
@@ -34,8 +35,8 @@ from .options import (
     SwaFull,
     Timeout,
     Ubatch,
+    plan_from,
 )  # fmt: skip
-from .planning import build_plan
 
 
 def plan(
@@ -64,30 +65,24 @@ def plan(
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
     measure: Annotated[
-        bool, typer.Option("--measure", help="Take compute buffers from a llama.cpp dry run (needs the engine and real devices).")
+        bool,
+        typer.Option("--measure", help="Size compute buffers, fit and best context with llama.cpp's dry run (needs the engine)."),
     ] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 3 when the model does not fit wholly on the GPUs.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 unless the model fits wholly on the GPUs.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.plan/1).")] = False,
 ) -> int:
     """Plan how to split a model over the devices: memory per device, strategy, context, flags."""
     options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-    result, _ = build_plan(**options)
-    if measure:
-        if gpu or devices_file:
-            raise CLIError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
-        from ..measure import measure_compute
-
-        measure_compute(result)
-    from ..report import plan_document
-
-    doc = plan_document(result, measured=measure)
+    doc = plan_from(options, measure=measure).to_dict()
+    for warning in doc["warnings"]:
+        output.warn(warning)
     if json_output:
         output.emit_json(doc)
     else:
         print_plan(doc)
     if check and not (doc["fits"] and doc["all_on_gpu"]):
         if not json_output:
-            output.message("--check: the model does not fit wholly on the GPUs")
+            output.message(f"--check: the model does not fit wholly on the GPUs ({_fits_text(doc)})")
         return EXIT_DOES_NOT_FIT
     return 0
 
@@ -112,7 +107,7 @@ def print_plan(doc: dict) -> None:
     model = doc["model"]
     s = doc["settings"]
     title = (
-        f"{output.sanitize(model['name'])}: {output.format_count(model['params'])} params, {fb(model['total_bytes'])}; "
+        f"{model['name']}: {output.format_count(model['params'])} params, {fb(model['total_bytes'])}; "
         f"ctx {s['n_ctx']}, batch {s['n_batch']}/{s['n_ubatch']}, KV {s['type_k']}/{s['type_v']}, "
         f"flash attention {'on' if s['flash_attn'] else 'off'}"
     )
@@ -130,29 +125,26 @@ def print_plan(doc: dict) -> None:
             speed += f", prompt up to {pred['pp_tokens_per_s']:.0f} tokens/s"
         speed += " (roofline estimate)"
     split = ",".join(f"{x:g}" for x in doc["tensor_split"]) or "-"
+    measured = doc["compute_source"] == "measured"
+    source = " (llama.cpp's dry run)" if measured else " (estimate)"
+    strategy = f"{doc['strategy']} (llama.cpp split mode {doc['split_mode']}, n_gpu_layers {doc['n_gpu_layers']}, split {split}"
+    strategy += (f", main GPU {doc['main_gpu']}" if doc["split_mode"] == "none" else "") + ")"
     fields = [
-        (
-            "strategy",
-            f"{doc['strategy']} (llama.cpp split mode {doc['split_mode']}, n_gpu_layers {doc['n_gpu_layers']}, split {split}"
-            + (f", main GPU {doc['main_gpu']}" if doc["split_mode"] == "none" else "")
-            + ")",
-        ),
-        ("fits", _fits_text(doc)),
-        ("best context", f"{doc['best_ctx']:,} tokens"),
-        ("fit score", f"{doc['score']:.2f}"),
+        ("strategy", strategy),
+        ("fits", _fits_text(doc) + source),
+        ("best context", f"{doc['best_ctx']:,} tokens" + source),
+        ("fit score", f"{doc['score']:.2f}" + source),
         ("predicted", speed),
-        ("compute", doc["compute_source"]),
+        ("compute", "measured by llama.cpp's dry run" if measured else "estimated (--measure runs llama.cpp's dry run)"),
     ]
     for reason in doc["reasons"]:
         fields.append(("why", reason))
     output.print_fields("plan", fields)
-    output.print_fields(
-        "run it",
-        [
-            ("llama-server", "llama-server " + " ".join(_quote(a) for a in doc["llama_args"])),
-            ("python", "llama_cpp.Llama(" + ", ".join(f"{k}={v!r}" for k, v in doc["llama_cpp_python"].items()) + ")"),
-        ],
-    )
+    # Whole lines, never wrapped by a table, so that they can be copied and pasted.
+    output.line("run it with llama-server:")
+    output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))
+    output.line("or from Python (llama-cpp-python):")
+    output.line("  llama_cpp.Llama(" + ", ".join(f"{k}={v!r}" for k, v in doc["llama_cpp_python"].items()) + ")")
     if doc["alternatives"]:
         output.print_table(
             "alternatives",
@@ -167,11 +159,13 @@ def print_plan(doc: dict) -> None:
 
 def _fits_text(doc: dict) -> str:
     if not doc["fits"]:
-        return "NO"
+        return "does not fit these devices"
     if doc["all_on_gpu"]:
         return "yes, wholly on the GPUs"
-    return "yes, on the CPU" if doc["strategy"] == "cpu-only" else "yes, with part of the model on the CPU"
-
-
-def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " \t'\"$") else arg
+    if doc["strategy"] == "cpu-only":
+        return "yes, on the CPU"
+    if doc["n_cpu_moe"] and doc["model"]["n_expert"]:
+        n = doc["n_cpu_moe"]
+        blocks = "block 0" if n == 1 else f"blocks 0-{n - 1}"
+        return f"yes, with the experts of {blocks} on the CPU (--n-cpu-moe {n}); not wholly on the GPUs"
+    return "yes, with part of the model on the CPU; not wholly on the GPUs"

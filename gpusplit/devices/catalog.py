@@ -43,6 +43,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 __all__ = [
     "BACKENDS",
     "CATALOG",
@@ -129,7 +131,7 @@ class CatalogEntry:
         }
 
 
-class UnknownCardError(ValueError):
+class UnknownCardError(InputError, ValueError):
     """The name matches no catalog row (or several: see AmbiguousCardError)."""
 
     def __init__(self, name: str, suggestions: list[str] | None = None, message: str | None = None):

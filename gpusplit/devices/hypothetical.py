@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .device import Device
 
 _UNITS = {
@@ -28,7 +29,7 @@ _COUNT_RE = re.compile(r"^\s*(?P<count>\d+)\s*[x×]\s*(?P<rest>\S.*)$", re.IGNOR
 MAX_HYPOTHETICAL = 64
 
 
-class DeviceSpecError(ValueError):
+class DeviceSpecError(InputError, ValueError):
     """A --gpu or --devices-file value that cannot be understood; the message says how to fix it."""
 
 

@@ -1,7 +1,8 @@
 """Every device llama.cpp would use, in llama.cpp's order, enriched from NVML, plus the host row.
 
-Sources, best first: llama.cpp's own ggml registry (when the engine is installed), NVML (NVIDIA
-details, matched by PCI bus id), RPC workers (probed from Python first), and the host's RAM.
+Sources, best first: llama.cpp's own ggml registry (handed in by the engine layer when it is
+installed: this module never reaches into the engine), NVML (NVIDIA details, matched by PCI bus
+id), RPC workers (probed from Python), and the host's RAM (psutil, on every OS).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class RegistryDevice:
 class Inventory:
     devices: list[Device]  # llama.cpp's model device list, index = position
     host: Device
-    engine: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] | None = None  # what detection found of the engine; None: not consulted (--gpu, a file)
     nvml: NvmlReport | None = None
     workers: list[WorkerInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -42,26 +43,11 @@ class Inventory:
     def best_gpu(self) -> Device | None:
         return next((d for d in self.devices if d.best), None)
 
-    def as_dict(self) -> dict[str, Any]:
-        nvml = None
-        if self.nvml is not None:
-            nvml = {
-                "available": self.nvml.available,
-                "reason": self.nvml.reason,
-                "driver_version": self.nvml.driver_version,
-                "cuda_driver_version": self.nvml.cuda_driver_version,
-                "gpus": len(self.nvml.gpus),
-            }
-        best = self.best_gpu
-        return {
-            "schema": "gpusplit.devices/1",
-            "devices": [d.as_dict() for d in self.devices],
-            "host": self.host.as_dict(),
-            "best_gpu": best.index if best else None,
-            "engine": self.engine,
-            "nvml": nvml,
-            "notes": self.notes,
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """The `gpusplit.devices/1` document (what `gpusplit devices --json` prints)."""
+        from ..documents import devices_document
+
+        return devices_document(self)
 
 
 def order_like_llama(registry: list[RegistryDevice]) -> list[RegistryDevice]:
@@ -83,19 +69,11 @@ def order_like_llama(registry: list[RegistryDevice]) -> list[RegistryDevice]:
 
 
 def host_memory() -> tuple[int, int]:
-    """(total, available) RAM in bytes from /proc/meminfo; (0, 0) where it cannot be read."""
-    values: dict[str, int] = {}
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                parts = rest.split()
-                if parts and parts[0].isdigit():
-                    values[key] = int(parts[0]) * 1024
-    except OSError:
-        pass
-    total = values.get("MemTotal", 0)
-    return total, values.get("MemAvailable", values.get("MemFree", 0))
+    """(total, available) RAM in bytes, on Linux, macOS and Windows alike (psutil)."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return int(memory.total), int(memory.available)
 
 
 def _cpu_name() -> str:
@@ -106,7 +84,9 @@ def _cpu_name() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "CPU"
+    import platform
+
+    return platform.processor() or "CPU"
 
 
 def host_device() -> Device:
@@ -220,41 +200,35 @@ def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], en
 def detect(
     rpc: list[str] | None = None,
     rpc_timeout: float = 3.0,
-    use_engine: bool = True,
+    registry: list[RegistryDevice] | None = None,
+    engine: dict[str, Any] | None = None,
     nvml_module: Any = None,
     env: Any = None,
 ) -> Inventory:
-    """The devices llama.cpp would use on this machine (plus RPC workers), and the host row."""
-    from ..engine import engine_available
+    """The devices llama.cpp would use on this machine (plus RPC workers), and the host row.
 
+    `registry` is ggml's device list as the engine layer reads it (None: no engine installed);
+    `engine` describes that engine for the document.
+    """
     endpoints = list(rpc or [])
     workers = [probe(endpoint, rpc_timeout) for endpoint in endpoints]  # raises RPCError, names the worker
     nvml = query_nvml(nvml_module)
     notes: list[str] = []
-    engine: dict[str, Any] = {"installed": False}
-    if use_engine and engine_available():
-        from ..engine import registry
-
+    if registry is not None:
         # RPC workers come from the Python probe, not from registering them in this process's
         # registry: a registered worker that later dies aborts any ggml call in this process.
-        raw = [d for d in registry.list_devices() if d.backend != "RPC"]
-        engine = {"installed": True, "rpc": registry.supports_rpc(), "backends": sorted({d.backend for d in raw})}
         remote = rpc_devices(workers)
-        local = from_registry([RegistryDevice(**_registry_fields(d)) for d in raw], nvml, [])
+        local = from_registry([d for d in registry if d.backend != "RPC"], nvml, [])
         devices = remote + [d.with_(index=len(remote) + i) for i, d in enumerate(local)]
         if nvml.available and not any(d.backend == "CUDA" for d in devices):
             notes.append("NVML sees NVIDIA GPUs but this llama-cpp-python has no CUDA backend (rebuild with -DGGML_CUDA=ON)")
     else:
         devices, notes = from_nvml_and_workers(nvml, workers, env)
-        if not use_engine or not engine_available():
-            notes.append("the llama.cpp engine is not installed: devices come from NVML and RPC workers only")
+        notes.append("the llama.cpp engine is not installed: devices come from NVML and RPC workers only")
     if not any(d.is_gpu for d in devices):
         notes.append("no GPU found: llama.cpp will run on the CPU; plan for other hardware with --gpu 24GiB")
     best = pick_best_gpu(devices)
     if best is not None:
         devices = [d.with_(best=True) if d is best else d for d in devices]
-    return Inventory(devices=devices, host=host_device(), engine=engine, nvml=nvml, workers=workers, notes=notes)
-
-
-def _registry_fields(raw: Any) -> dict[str, Any]:
-    return {f: getattr(raw, f) for f in RegistryDevice.__dataclass_fields__}
+    engine_doc = dict(engine) if engine is not None else {"installed": False}
+    return Inventory(devices=devices, host=host_device(), engine=engine_doc, nvml=nvml, workers=workers, notes=notes)

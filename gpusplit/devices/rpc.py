@@ -17,6 +17,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from ..errors import GpusplitError, InputError
+
 RPC_PROTO_MAJOR = 7
 CMD_GET_DEVICE_MEMORY = 11
 CMD_HELLO = 14
@@ -28,11 +30,11 @@ MAX_REMOTE_DEVICES = 16
 _ENDPOINT_RE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
 
 
-class EndpointError(ValueError):
+class EndpointError(InputError, ValueError):
     """An endpoint that is not host:port."""
 
 
-class RPCError(RuntimeError):
+class RPCError(GpusplitError, RuntimeError):
     """A worker that could not be reached or did not speak llama.cpp's RPC protocol."""
 
     def __init__(self, endpoint: str, reason: str) -> None:

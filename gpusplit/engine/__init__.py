@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from ..errors import GpusplitError
+
 REINSTALL_HINT = 'install the engine: CMAKE_ARGS="-DGGML_RPC=ON" pip install "llama-cpp-python==0.3.36"'
 REINSTALL_RPC_HINT = (
     'reinstall the engine with RPC: CMAKE_ARGS="-DGGML_RPC=ON" pip install --force-reinstall --no-cache-dir '
@@ -15,14 +17,8 @@ REINSTALL_RPC_HINT = (
 )
 
 
-class EngineError(RuntimeError):
-    """The engine is missing, lacks a feature, or failed; `hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.exit_code = exit_code
+class EngineError(GpusplitError):
+    """The engine is missing, lacks a feature, or failed; `hint` says what to do (exit code 1)."""
 
 
 def engine_lib_dir() -> str | None:

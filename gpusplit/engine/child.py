@@ -130,14 +130,17 @@ def emit(message: dict[str, Any]) -> None:
 
 
 def _install_log_capture() -> Any:
-    """Send every llama.cpp log line to stderr, decoded safely (lines may split UTF-8)."""
+    """Send every llama.cpp log line to stderr (the parent keeps them) and keep a copy here."""
     import ctypes
 
     import llama_cpp
 
+    from .tasks import keep_log
+
     @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
     def callback(level: int, text: bytes | None, _user: Any) -> None:
         if text:
+            keep_log(text)
             try:
                 os.write(2, text)
             except OSError:

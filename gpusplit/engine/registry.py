@@ -12,8 +12,12 @@ import ctypes
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import REINSTALL_HINT, REINSTALL_RPC_HINT, EngineError, engine_lib_dir
+
+if TYPE_CHECKING:
+    from ..devices.inventory import RegistryDevice
 
 
 class _Caps(ctypes.Structure):
@@ -125,6 +129,19 @@ def list_devices() -> list[RawDevice]:
             )
         )
     return devices
+
+
+def registry_devices() -> list[RegistryDevice]:
+    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out."""
+    from ..devices.inventory import RegistryDevice
+
+    fields = RegistryDevice.__dataclass_fields__
+    return [RegistryDevice(**{f: getattr(d, f) for f in fields}) for d in list_devices() if d.backend != "RPC"]
+
+
+def engine_summary(devices: list[RegistryDevice]) -> dict[str, object]:
+    """What the devices document says of the engine: installed, RPC support, backends."""
+    return {"installed": True, "rpc": supports_rpc(), "backends": sorted({d.backend for d in devices})}
 
 
 def supports_rpc() -> bool:

@@ -11,10 +11,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
 from . import EngineError
-from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
 
 Emit = Callable[[dict[str, Any]], None]
+
+# The child's own copy of llama.cpp's log, as whole lines (a task that reads it clears it first).
+# It lives here, not in child.py: the child runs as __main__, a second copy of that module.
+LOG_LINES: list[str] = []
+_partial = bytearray()
+
+
+def keep_log(text: bytes) -> None:
+    _partial.extend(text)
+    while b"\n" in _partial:
+        line, _, rest = bytes(_partial).partition(b"\n")
+        if len(LOG_LINES) < 200_000:  # bounded: a long run must not grow without end
+            LOG_LINES.append(line.decode("utf-8", "replace"))
+        _partial[:] = rest
 
 
 class _BuftOverride(ctypes.Structure):
@@ -68,27 +82,36 @@ class Loaded:
         self.model = llama_cpp.llama_model_load_from_file(params.model_path.encode(), mp)
         if not self.model:
             raise EngineError(f"llama.cpp could not load {params.model_path} (see the log with --verbose)")
+        self.params = params
+        try:
+            self.ctx = self.new_context(params.n_ctx)
+        except EngineError:
+            llama_cpp.llama_model_free(self.model)
+            raise
+        self.load_ms = (time.perf_counter() - started) * 1000
+
+    def new_context(self, n_ctx: int) -> Any:
+        """A context with the plan's settings at n_ctx (on a dry-run model: only sized, in ~ms)."""
+        llama_cpp = self.lib
+        params = self.params
         cp = llama_cpp.llama_context_default_params()
-        cp.n_ctx = params.n_ctx
+        cp.n_ctx = n_ctx
         cp.n_batch = params.n_batch
         cp.n_ubatch = params.n_ubatch
         cp.n_seq_max = params.n_seq_max
         cp.type_k = ggml_type_id(params.type_k)
         cp.type_v = ggml_type_id(params.type_v)
-        cp.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if params.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        enabled, disabled = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.flash_attn_type = enabled if params.flash_attn else disabled
         cp.swa_full = params.swa_full
         cp.offload_kqv = params.offload_kqv
         cp.no_perf = False  # keep llama.cpp's timings (llama_perf_context)
         if params.n_threads:
             cp.n_threads = cp.n_threads_batch = params.n_threads
-        self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            llama_cpp.llama_model_free(self.model)
+        ctx = llama_cpp.llama_init_from_model(self.model, cp)
+        if not ctx:
             raise EngineError("llama.cpp could not create the context (see the log with --verbose)")
-        self.load_ms = (time.perf_counter() - started) * 1000
-        self.params = params
+        return ctx
 
     def close(self) -> None:
         self.lib.llama_free(self.ctx)
@@ -100,6 +123,60 @@ def task_dryrun(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     loaded = Loaded(EngineParams.from_dict(request["params"]), dry_run=True)
     loaded.close()
     return {"ok": True}
+
+
+def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """`plan --measure`: llama.cpp's dry run of each load, compute buffers per device.
+
+    Each load is `{"params", "contexts", "budgets"?, "group"?}`. Without budgets every context is
+    measured; with them (one per context: device name -> bytes left for compute) a binary search
+    finds the largest context whose compute fits every budget. A dry-run model sizes a context in
+    milliseconds, so the search costs little more than the model load.
+    """
+    from .logparse import parse_buffers, spread_group
+
+    rpc_names = request.get("rpc_names") or {}
+    results = []
+    for load in request["loads"]:
+        params = EngineParams.from_dict(load["params"])
+        contexts = [int(n) for n in load["contexts"]]
+        budgets = load.get("budgets")
+        group = load.get("group") or []
+        loaded = Loaded(params.with_(n_ctx=contexts[0]), dry_run=True)
+        loaded.lib.llama_free(loaded.ctx)
+        measured: dict[str, dict[str, int]] = {}
+
+        def compute_at(n_ctx: int, loaded: Loaded = loaded, measured: dict = measured, group: list = group) -> dict[str, int]:
+            key = str(n_ctx)
+            if key not in measured:
+                del LOG_LINES[:]
+                loaded.lib.llama_free(loaded.new_context(n_ctx))
+                by_device = spread_group(parse_buffers(LOG_LINES, rpc_names).by_device, group)
+                measured[key] = {name: parts.get("compute", 0) for name, parts in by_device.items()}
+            return measured[key]
+
+        best = None
+        if budgets is None:
+            for n_ctx in contexts:
+                compute_at(n_ctx)
+        else:
+
+            def fits(i: int, compute_at: Any = compute_at, budgets: list = budgets, contexts: list = contexts) -> bool:
+                compute = compute_at(contexts[i])
+                return all(compute.get(name, 0) <= left for name, left in budgets[i].items())
+
+            if fits(0):
+                low, high = 0, len(contexts) - 1
+                while low < high:
+                    mid = (low + high + 1) // 2
+                    if fits(mid):
+                        low = mid
+                    else:
+                        high = mid - 1
+                best = low
+        loaded.lib.llama_model_free(loaded.model)
+        results.append({"measured": measured, "best_index": best})
+    return {"loads": results}
 
 
 def task_load(request: dict[str, Any], emit: Emit) -> dict[str, Any]:

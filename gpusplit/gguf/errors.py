@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 
-class GGUFError(Exception):
+
+class GGUFError(InputError):
     """A model file that cannot be read as a GGUF model.
 
     `offset` is the byte offset in `path` where the offending field starts (None when the problem
@@ -16,10 +18,5 @@ class GGUFError(Exception):
         self.offset = offset
         self.field = field
         self.reason = reason
-        self.hint = hint
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        where = f" at offset {self.offset}" if self.offset is not None else ""
-        return f"{self.path}{where}: {self.field}: {self.reason}"
+        where = f" at offset {offset}" if offset is not None else ""
+        super().__init__(f"{self.path}{where}: {field}: {reason}", hint)

@@ -154,6 +154,32 @@ HEADER_ONLY_MODELS: dict[str, HeaderOnlySpec] = {
         tied=True,
         write_key_length=True,
     ),
+    # https://huggingface.co/google/gemma-3-270m/blob/main/config.json
+    # hidden_size 640, num_hidden_layers 18, num_attention_heads 4, num_key_value_heads 1,
+    # head_dim 256, intermediate_size 2048, vocab_size 262144, rope_theta 1e6 (global layers),
+    # max_position_embeddings 32768, rms_norm_eps 1e-6, sliding_window 512, tied embeddings.
+    # A small model with a huge vocabulary: the logits compute buffer (~512 MiB at n_ubatch 512)
+    # outweighs all of its layers, which is what splitting decisions must survive.
+    "gemma-3-270m": HeaderOnlySpec(
+        name="gemma-3-270m",
+        display_name="Gemma 3 270M",
+        source="https://huggingface.co/google/gemma-3-270m/blob/main/config.json",
+        arch="gemma3",
+        n_layer=18,
+        n_embd=640,
+        n_head=4,
+        n_head_kv=1,
+        head_dim=256,
+        n_ff=2048,
+        n_vocab=262144,
+        n_ctx_train=32768,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="gemma3",
+        sliding_window=512,
+        tied=True,
+        write_key_length=True,
+    ),
     # https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json
     # hidden_size 2048, num_hidden_layers 48, num_attention_heads 32, num_key_value_heads 4,
     # head_dim 128, intermediate_size 6144, moe_intermediate_size 768, num_experts 128,

@@ -3,8 +3,11 @@ the real run and the flags printed for llama-server, so they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .planner import Candidate, Plan
 
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
 LLAMA_MAX_DEVICES = 16
@@ -32,6 +35,9 @@ class EngineParams:
     n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> EngineParams:
+        return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -99,6 +105,36 @@ def _short(value: float) -> str:
 
 
 def ggml_type_id(name: str) -> int:
-    from ..gguf.types import type_by_name
+    from .gguf.types import type_by_name
 
     return type_by_name(name).id
+
+
+def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | None = None) -> EngineParams:
+    """The llama.cpp parameters of a candidate of the plan (the best one by default)."""
+    c = candidate or plan.best
+    model = plan.model
+    p = c.placement
+    ngl = model.n_layer + 1 if p.n_gpu_layers < 0 else p.n_gpu_layers
+    # An explicit split makes the load reproducible (llama.cpp's default follows free memory).
+    split = tuple(p.tensor_split) if c.llama_mode != "none" else ()
+    rpc = tuple(dict.fromkeys(d.endpoint for d in plan.devices if d.endpoint))
+    settings = c.settings
+    return EngineParams(
+        model_path=model.path,
+        rpc=rpc,
+        n_gpu_layers=ngl if plan.devices else 0,
+        split_mode=c.llama_mode,
+        main_gpu=p.main_gpu,
+        tensor_split=split,
+        n_ctx=n_ctx or settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_ubatch=settings.n_ubatch,
+        n_seq_max=settings.n_parallel,
+        type_k=settings.type_k,
+        type_v=settings.type_v,
+        flash_attn=settings.flash_attn,
+        swa_full=settings.swa_full,
+        offload_kqv=settings.offload_kqv,
+        n_cpu_moe=p.n_cpu_moe,
+    )

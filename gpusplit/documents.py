@@ -1,0 +1,429 @@
+"""Every JSON document gpusplit writes, each built by exactly one function here.
+
+`gpusplit.plan/1` plan_document, `gpusplit.run/1` run_document, `gpusplit.bench/1` bench_record,
+`gpusplit.devices/1` devices_document, `gpusplit.inspect/1` inspect_document,
+`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/1` compare_document.
+
+`schemas.py` holds their JSON Schemas, closed (`additionalProperties: false`), and a test checks each
+document against its schema: a field added here and not there fails. Pure: no printing, no engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bench_matrix import Config, Test
+    from .devices.inventory import Inventory
+    from .gguf.model import ModelInfo, TensorGroup
+    from .memory import DeviceMemory
+    from .planner import Candidate, Plan
+    from .runner import RunResult
+
+PLAN_SCHEMA = "gpusplit.plan/1"
+RUN_SCHEMA = "gpusplit.run/1"
+BENCH_SCHEMA = "gpusplit.bench/1"
+DEVICES_SCHEMA = "gpusplit.devices/1"
+INSPECT_SCHEMA = "gpusplit.inspect/1"
+CATALOG_SCHEMA = "gpusplit.catalog/1"
+COMPARE_SCHEMA = "gpusplit.bench-compare/1"
+
+COMPONENTS = ("weights", "kv", "compute", "output")
+# llama.cpp's tensor parallelism wraps the devices in one "Meta()" device and logs one figure per
+# buffer for the whole group: the largest device's share (ggml-backend-meta.cpp takes the max).
+TENSOR_GROUP = "Meta()"
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+
+def _layer_summary(group: TensorGroup) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "tensors": len(group.tensors),
+        "params": group.n_elements,
+        "bytes": group.n_bytes,
+        "types": group.type_mix,
+    }
+
+
+def model_summary(model: ModelInfo, *, tensors: bool = False) -> dict[str, Any]:
+    """What the header says, exact integers: the `model` of `gpusplit.inspect/1`."""
+    doc: dict[str, Any] = {
+        "path": model.path,
+        "name": model.name,
+        "architecture": model.architecture,
+        "file_type": model.file_type,
+        "gguf_version": model.gguf_version,
+        "shards": model.n_shards,
+        "complete": model.complete,
+        "missing_bytes": model.missing_bytes,
+        "header_bytes": model.header_bytes,
+        "file_bytes": model.file_bytes,
+        "params": model.n_params,
+        "total_bytes": model.total_bytes,
+        "n_layer": model.n_layer,
+        "n_embd": model.n_embd,
+        "n_head": list(model.n_head),
+        "n_head_kv": list(model.n_head_kv),
+        "head_dim_k": model.head_dim_k,
+        "head_dim_v": model.head_dim_v,
+        "n_ff": list(model.n_ff),
+        "context_length": model.context_length,
+        "n_vocab": model.n_vocab,
+        "n_merges": model.n_merges,
+        "n_expert": model.n_expert,
+        "n_expert_used": model.n_expert_used,
+        "sliding_window": model.sliding_window,
+        "swa_layers": [il for il, swa in enumerate(model.swa_layers) if swa],
+        "tokenizer_model": model.tokenizer_model,
+        "chat_template_chars": model.chat_template_chars,
+        "layers": [_layer_summary(g) for g in model.groups if g.tensors],
+    }
+    if tensors:
+        doc["tensors"] = [
+            {
+                "name": t.name,
+                "shape": list(t.shape),
+                "type": t.ggml_type.name,
+                "bytes": t.n_bytes,
+                "shard": t.shard,
+                "data_offset": t.data_offset,
+            }
+            for g in model.groups
+            for t in g.tensors
+        ]
+    return doc
+
+
+def inspect_document(model: ModelInfo, *, tensors: bool = False) -> dict[str, Any]:
+    return {"schema": INSPECT_SCHEMA, "model": model_summary(model, tensors=tensors)}
+
+
+# ---------------------------------------------------------------------------------------------
+# devices and catalog
+
+
+def devices_document(inventory: Inventory) -> dict[str, Any]:
+    nvml = None
+    if inventory.nvml is not None:
+        nvml = {
+            "available": inventory.nvml.available,
+            "reason": inventory.nvml.reason,
+            "driver_version": inventory.nvml.driver_version,
+            "cuda_driver_version": inventory.nvml.cuda_driver_version,
+            "gpus": len(inventory.nvml.gpus),
+        }
+    best = inventory.best_gpu
+    return {
+        "schema": DEVICES_SCHEMA,
+        "devices": [d.as_dict() for d in inventory.devices],
+        "host": inventory.host.as_dict(),
+        "best_gpu": best.index if best else None,
+        "engine": None if inventory.engine is None else dict(inventory.engine),
+        "nvml": nvml,
+        "notes": list(inventory.notes),
+    }
+
+
+def catalog_document(entries: Iterable[Any]) -> dict[str, Any]:
+    return {"schema": CATALOG_SCHEMA, "cards": [e.as_dict() for e in entries]}
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+
+
+def layer_ranges(layers: list[int], n_layer: int) -> str:
+    """[0, 1, 2, 5, 32] with n_layer 32 -> '0-2, 5, output'."""
+    blocks = sorted(il for il in layers if il < n_layer)
+    parts: list[str] = []
+    start = prev = None
+    for il in blocks:
+        if start is None:
+            start = prev = il
+        elif il == prev + 1:
+            prev = il
+        else:
+            parts.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = il
+    if start is not None:
+        parts.append(f"{start}-{prev}" if start != prev else str(start))
+    if n_layer in layers:
+        parts.append("output")
+    return ", ".join(parts) if parts else "-"
+
+
+def _plan_device(mem: DeviceMemory, model: ModelInfo, kind: str, total: int, free: int, reserve: int) -> dict[str, Any]:
+    return {
+        "name": mem.name,
+        "index": mem.index,
+        "kind": kind,
+        "total_bytes": total,
+        "free_bytes": free,
+        "reserve_bytes": reserve,
+        "layers": layer_ranges(mem.layers, model.n_layer),
+        "n_layers": len(mem.layers),
+        "weights_bytes": mem.weights_bytes,
+        "kv_bytes": mem.kv_bytes,
+        "compute_bytes": mem.compute_bytes,
+        "output_bytes": mem.output_bytes,
+        "planned_bytes": mem.planned_bytes,
+        "headroom_bytes": free - reserve - mem.planned_bytes,
+    }
+
+
+def _alternative(c: Candidate) -> dict[str, Any]:
+    return {
+        "strategy": c.strategy,
+        "split_mode": c.llama_mode,
+        "n_gpu_layers": c.placement.n_gpu_layers,
+        "tensor_split": list(c.placement.tensor_split),
+        "n_cpu_moe": c.placement.n_cpu_moe,
+        "fits": c.fits,
+        "all_on_gpu": c.all_on_gpu,
+        "predicted_tg_tps": _round(c.prediction.tg_tokens_per_s),
+        "predicted_pp_tps": _round(c.prediction.pp_tokens_per_s),
+        "reasons": list(c.reasons),
+    }
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
+    from .params import engine_params
+
+    best = plan.best
+    model = plan.model
+    params = engine_params(plan)
+    s = best.settings
+    devices = []
+    for d, mem, reserve in zip(plan.devices, best.memory.devices, plan.reserves):
+        kind = d.source if d.source in ("size", "catalog", "file") else d.backend
+        doc = _plan_device(mem, model, kind, d.total_bytes, d.free_bytes, reserve)
+        doc.update(
+            backend=d.backend,
+            description=d.description,
+            bandwidth_bytes_per_s=d.bandwidth_bytes_per_s,
+            endpoint=d.endpoint,
+            pci_bus_id=d.pci_bus_id,
+        )
+        devices.append(doc)
+    host = _plan_device(best.memory.host, model, "host", plan.host.total_bytes, plan.host.free_bytes, 0)
+    prediction = best.prediction
+    reasons = plan.reasons + best.memory.notes
+    if best.placement.n_cpu_moe:
+        reasons.append("llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides")
+    return {
+        "schema": PLAN_SCHEMA,
+        "model": {
+            "path": model.path,
+            "name": model.name,
+            "architecture": model.architecture,
+            "file_type": model.file_type,
+            "params": model.n_params,
+            "total_bytes": model.total_bytes,
+            "n_layer": model.n_layer,
+            "n_expert": model.n_expert,
+            "context_length": model.context_length,
+            "complete": model.complete,
+            "missing_bytes": model.missing_bytes,
+        },
+        "settings": {
+            "n_ctx": s.n_ctx,
+            "n_batch": s.n_batch,
+            "n_ubatch": s.n_ubatch,
+            "n_parallel": s.n_parallel,
+            "type_k": s.type_k,
+            "type_v": s.type_v,
+            "flash_attn": s.flash_attn,
+            "swa_full": s.swa_full,
+        },
+        "strategy": best.strategy,
+        "split_mode": best.llama_mode,
+        "tensor_split": list(params.tensor_split),
+        "n_gpu_layers": params.n_gpu_layers,
+        "n_cpu_moe": best.placement.n_cpu_moe,
+        "main_gpu": params.main_gpu,
+        "fits": best.fits,
+        "all_on_gpu": best.all_on_gpu and bool(plan.devices),
+        "best_ctx": plan.best_ctx,
+        "score": plan.score,
+        "compute_source": plan.compute_source,
+        "pipeline_parallel": best.memory.pipeline_parallel,
+        "predicted": {
+            "tg_tokens_per_s": _round(prediction.tg_tokens_per_s),
+            "pp_tokens_per_s": _round(prediction.pp_tokens_per_s),
+            "bytes_per_token": prediction.bytes_per_token,
+            "limited_by": prediction.limited_by,
+            "assumptions": list(prediction.assumptions),
+        },
+        "devices": devices,
+        "host": host,
+        "llama_args": params.cli_flags(),
+        "llama_cpp_python": params.llama_kwargs(),
+        "engine_params": params.as_dict(),
+        "reasons": reasons,
+        "warnings": list(plan.warnings),
+        "alternatives": [_alternative(c) for c in plan.alternatives],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# planned vs actual, shared by run/1 and bench/1
+
+
+def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+    """Per device the plan uses (and the host): planned and actual bytes by component.
+
+    `actual` is what llama.cpp's log says per device. In tensor mode llama.cpp logs one figure for
+    the whole group (`Meta()`, the largest device's share); each device of the group then shows
+    that figure, marked `actual_source: "group"` rather than `"device"`.
+    """
+    group = actual.get(TENSOR_GROUP) if plan_doc["split_mode"] == "tensor" else None
+    rows = []
+    for d in [*plan_doc["devices"], plan_doc["host"]]:
+        own = actual.get(d["name"])
+        source = "device"
+        if group is not None and d["index"] is not None and d["planned_bytes"]:
+            own, source = group, "group"
+        parts = {k: int((own or {}).get(k, 0)) for k in COMPONENTS}
+        actual_total = sum(parts.values())
+        if not d["planned_bytes"] and not actual_total:
+            continue
+        rows.append(
+            {
+                "name": d["name"],
+                "index": d["index"],
+                "planned": {k: d[f"{k}_bytes"] for k in COMPONENTS},
+                "actual": parts,
+                "planned_bytes": d["planned_bytes"],
+                "actual_bytes": actual_total,
+                "diff_bytes": d["planned_bytes"] - actual_total,
+                "actual_source": source,
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def run_document(result: RunResult) -> dict[str, Any]:
+    """`gpusplit.run/1`: the plan, the text, timings, planned vs actual per device."""
+    plan_doc = result.plan
+    rows = actual_rows(plan_doc, result.actual)
+    for row in rows:
+        row["nvml_used_delta_bytes"] = result.nvml_used_delta.get(row["name"])
+    t = result.timings
+    return {
+        "schema": RUN_SCHEMA,
+        "plan": plan_doc,
+        "split_mode": plan_doc["split_mode"],
+        "text": result.text,
+        "timings": {
+            "load_ms": round(t.load_ms, 2),
+            "prompt_tokens": t.prompt_tokens,
+            "prompt_tps": _round(t.prompt_tps),
+            "gen_tokens": t.gen_tokens,
+            "gen_tps": _round(t.gen_tps),
+            "ttft_ms": _round(t.ttft_ms),
+        },
+        "devices": rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# bench
+
+
+def bench_model(model: ModelInfo) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "path": model.path,
+        "architecture": model.architecture,
+        "file_type": model.file_type,
+        "total_bytes": model.total_bytes,
+        "params": model.n_params,
+    }
+
+
+def bench_record(
+    *,
+    model: dict[str, Any],
+    config: Config,
+    test: Test,
+    samples: list[float] | None,
+    error: str | None = None,
+    log_tail: list[str] | None = None,
+    plan: dict[str, Any] | None = None,
+    actual: Mapping[str, Mapping[str, int]] | None = None,
+    build: dict[str, Any] | None = None,
+    inventory: list[dict[str, Any]] | None = None,
+    version: str = "",
+    repetitions: int = 0,
+) -> dict[str, Any]:
+    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed."""
+    from .bench_matrix import mean_sd
+
+    avg, sd = mean_sd(samples or [])
+    predicted = None
+    backend = "CPU"
+    split_mode = n_gpu_layers = None
+    devices = []
+    if plan is not None:
+        pred = plan["predicted"]
+        predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else pred["pp_tokens_per_s"]
+        backends = sorted({d["backend"] for d in plan["devices"] if d["planned_bytes"]})
+        backend = ",".join(backends) if backends else "CPU"
+        split_mode, n_gpu_layers = plan["split_mode"], plan["n_gpu_layers"]
+        loaded = actual is not None and samples is not None
+        for row in actual_rows(plan, actual or {}):
+            devices.append(
+                {
+                    "name": row["name"],
+                    "planned_bytes": row["planned_bytes"],
+                    "actual_bytes": row["actual_bytes"] if loaded else None,
+                    "actual_source": row["actual_source"],
+                }
+            )
+    ok = error is None and samples is not None
+    return {
+        "schema": BENCH_SCHEMA,
+        "status": "ok" if ok else "failed",
+        "model": model,
+        "config": config.as_dict(),
+        "config_key": config.key(),
+        "split_mode": split_mode,
+        "n_gpu_layers": n_gpu_layers,
+        "backend": backend,
+        "test": test.name,
+        "test_kind": test.kind,
+        "n_tokens": test.n,
+        "depth": test.depth,
+        "repetitions": repetitions,
+        "samples_ts": [round(s, 3) for s in samples or []],
+        "avg_ts": None if not ok else round(avg, 3),
+        "stddev_ts": None if not ok else round(sd, 3),
+        "predicted_ts": None if predicted is None else round(predicted, 3),
+        "roofline_share": None if not ok or not predicted else round(avg / predicted, 4),
+        "devices": devices,
+        "error": error,
+        "log_tail": list(log_tail or []),
+        "build": build or {},
+        "inventory": inventory or [],
+        "gpusplit_version": version,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "engine_params": None if plan is None else plan["engine_params"],
+    }
+
+
+def compare_document(a: str, b: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": COMPARE_SCHEMA, "a": a, "b": b, "rows": rows}
