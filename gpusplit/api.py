@@ -227,6 +227,8 @@ def plan(
     found = inventory.devices
     if measure and is_hypothetical(found):
         raise InputError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
+    if measure:
+        require_complete(info, "be measured")  # llama.cpp checks that the tensor data is there
     limit = info.context_length or DEFAULT_CTX
     n_ctx = ctx if ctx is not None else min(DEFAULT_CTX, limit)
     if n_ctx <= 0:

@@ -75,8 +75,13 @@ def test_check_exit_codes(cli, header_only_model):
     partial = cli("plan", "--check", path, "--gpu", "RTX 4090", "--ram", "256GiB")
     assert partial.exit_code == 3
     assert "does not fit wholly on the GPUs" in partial.stderr
-    as_json = cli("plan", "--check", "--json", path, "--gpu", "RTX 4090")
-    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["fits"] in (True, False)
+    # Fits with part of the model on the CPU: still exit 3, and stdout is only the document.
+    as_json = cli("plan", "--check", "--json", path, "--gpu", "RTX 4090", "--ram", "256GiB")
+    doc = json.loads(as_json.stdout)
+    assert as_json.exit_code == 3 and doc["fits"] is True and doc["all_on_gpu"] is False
+    # Does not fit at all (8 GiB of host RAM for a 40 GiB model): exit 3 too.
+    too_small = cli("plan", "--check", "--json", path, "--gpu", "RTX 4090", "--ram", "8GiB")
+    assert too_small.exit_code == 3 and json.loads(too_small.stdout)["fits"] is False
 
 
 @pytest.mark.parametrize(

@@ -130,18 +130,37 @@ def test_parse_time_budget(header_only_model):
     assert read_gguf(header_only_model("llama-3.1-70b"), Limits(max_seconds=30)).tensors
 
 
-def test_fuzz_regressions():
+def _regression_corpus() -> list[tuple[str, bytes, bool]]:
+    """(name, bytes, must fail): one file per hostile class, then whatever the fuzzer once found."""
+    from hostile import CASES
+
+    corpus = [(f"hostile-{name}", build(), True) for name, build, _, _ in CASES]
+    found = sorted(p for p in (ROOT / "tests" / "fuzz_regressions").iterdir() if p.suffix != ".md")
+    return corpus + [(p.name, p.read_bytes(), False) for p in found]
+
+
+REGRESSIONS = _regression_corpus()
+
+
+def test_the_regression_corpus_is_not_empty():
+    assert len(REGRESSIONS) >= 20
+
+
+@pytest.mark.parametrize(("name", "data", "must_fail"), REGRESSIONS, ids=[r[0] for r in REGRESSIONS])
+def test_fuzz_regressions(name, data, must_fail):
     from gpusplit.gguf.model import describe
     from gpusplit.gguf.reader import BytesSource, parse_source
 
-    found = [p for p in (ROOT / "tests" / "fuzz_regressions").iterdir() if p.suffix != ".md"]
-    for path in found:
-        started = time.monotonic()
-        try:
-            describe(parse_source(BytesSource(path.read_bytes())))
-        except GGUFError:
-            pass
-        assert time.monotonic() - started < 1.0, path.name
+    started = time.monotonic()
+    try:
+        model = describe(parse_source(BytesSource(data)))
+    except GGUFError as exc:
+        assert exc.field and exc.reason
+        assert exc.offset is None or exc.offset >= 0
+    else:
+        assert not must_fail, f"{name} was accepted"
+        assert model.n_layer >= 1
+    assert time.monotonic() - started < 1.0, name
 
 
 def test_disk_full_during_bench_output(cli, model_file):
