@@ -98,6 +98,8 @@ class Request:
 
 @dataclass
 class Candidate:
+    """One way to load the model: a strategy and placement, its bytes per device and whether they fit."""
+
     strategy: str
     placement: Placement
     memory: MemoryPlan
@@ -122,6 +124,10 @@ class Candidate:
 
 @dataclass
 class Plan:
+    """A plan: the model, the devices, the best candidate (`best`: strategy, placement, memory per
+    device, fit, prediction), the other candidates ranked, the best context and the fit score.
+    `to_dict()` gives the `gpusplit.plan/1` document."""
+
     model: ModelInfo
     devices: list[Device]
     host: Device
@@ -490,7 +496,7 @@ def best_context(
 
 
 def fit_score(best: Candidate, ideal_tps: float | None) -> float:
-    """0-1, how well the model fits (the seed's GetPerformanceScore), documented in docs/plan.md:
+    """0-1, how well the model fits (LM-Kit's GetPerformanceScore):
     the predicted generation speed over the speed of the same model held wholly by the fastest GPU
     when bandwidths are known, else the share of weights and KV cache on GPUs; x0.9 when some
     device is left under 5 % headroom; 0.1 for a CPU-only plan that fits in RAM; 0 when nothing fits."""

@@ -35,3 +35,27 @@ def test_ci_smoke_with_a_saved_inventory(tmp_path, header_only_model, cli):
     inventory.write_text(cli("devices", "--json", "--gpu", "A100-80GB").stdout)
     result = _smoke([str(header_only_model("llama-3.1-70b")), str(inventory)], tmp_path, CTX="8192")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_api_example_plans_runs_and_benches(tmp_path):
+    """examples/api.py (the script docs/api.md shows) works through the library, no subprocess."""
+    import pytest
+
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("plan: ") and "fits: True" in lines[0]
+    assert lines[1].startswith("llama-server -m ") and " -c 1024 " in lines[1]
+    assert lines[2].startswith("generated 16 tokens at ")
+    assert any(line.startswith("bench pp64: ") and line.endswith("(ok)") for line in lines)
+    assert any(line.startswith("bench tg16: ") and line.endswith("(ok)") for line in lines)
+
+
+def test_api_docs_cover_every_public_name():
+    import gpusplit
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    for name in gpusplit.__all__:
+        if name != "__version__" and name not in ("Device", "ModelInfo", "GGUFError"):
+            assert f"`gpusplit.{name}" in text, name

@@ -12,7 +12,7 @@ import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
-from .options import Model, Rpc, Timeout, require_local, resolve_model
+from .options import Model, Rpc, Timeout, finite, require_local, resolve_model
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -68,7 +68,10 @@ def bench(
         Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
     ] = None,
     config_timeout: Annotated[
-        float, typer.Option("--config-timeout", min=1, help="Seconds before a configuration is stopped and marked failed.")
+        float,
+        typer.Option(
+            "--config-timeout", min=1, callback=finite, help="Seconds before a configuration is stopped and marked failed."
+        ),
     ] = 1800,
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""

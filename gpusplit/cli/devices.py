@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import output
+from .options import Timeout
 
 
 def devices(
@@ -16,7 +17,7 @@ def devices(
     gpu: Optional[List[str]] = typer.Option(
         None, "--gpu", help='Show GPUs you do not have instead: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).'
     ),
-    timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=600, help="Seconds to wait for each RPC worker."),
+    timeout: Timeout = 3.0,
     catalog: bool = typer.Option(False, "--catalog", help="List the built-in GPU catalog that --gpu NAME draws on."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.devices/1)."),
 ) -> int:

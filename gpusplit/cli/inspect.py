@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from . import output
-from .options import read_model, resolve_model
+from .options import Model, read_model, resolve_model
 
 
 def inspect(
-    model: Optional[str] = typer.Argument(
-        None, help="GGUF file or http(s) URL (the first shard of a split model). Default: the demo model.", show_default=False
-    ),
+    model: Model = None,
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.inspect/1)."),
     tensors: bool = typer.Option(False, "--tensors", help="Also list every tensor (name, shape, type, bytes)."),
 ) -> int:

@@ -15,32 +15,56 @@ if TYPE_CHECKING:
     from ..gguf.model import ModelInfo
     from ..planner import Plan
 
+
+def finite(value: float | None) -> float | None:
+    """A float option's check that typer's range leaves out: NaN passes every comparison."""
+    if value is not None and value != value:
+        raise typer.BadParameter("nan is not a number")
+    return value
+
+
 Model = Annotated[
     Optional[str],
-    typer.Argument(help="GGUF file or http(s) URL (first shard of a split model). Default: the demo model.", show_default=False),
+    typer.Argument(
+        metavar="MODEL",
+        help="GGUF file or http(s) URL (first shard of a split model). Default: the demo model.",
+        show_default=False,
+    ),
 ]
 Gpu = Annotated[
     Optional[List[str]],
     typer.Option(
         "--gpu",
+        metavar="CARD",
         help='Plan for GPUs you do not have: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable; or GPUSPLIT_GPU, comma-separated).',
     ),
 ]
 DevicesFile = Annotated[
-    Optional[str], typer.Option("--devices-file", help="Plan for the devices in a `gpusplit devices --json` file.")
+    Optional[str],
+    typer.Option("--devices-file", metavar="FILE", help="Plan for the devices in a `gpusplit devices --json` file."),
 ]
-Rpc = Annotated[Optional[List[str]], typer.Option("--rpc", envvar="GPUSPLIT_RPC", help="RPC workers host:port[,host:port].")]
-Timeout = Annotated[float, typer.Option("--timeout", min=0.1, max=600, help="Seconds to wait for each RPC worker.")]
+Rpc = Annotated[
+    Optional[List[str]],
+    typer.Option("--rpc", metavar="HOST:PORT", envvar="GPUSPLIT_RPC", help="RPC workers host:port[,host:port]."),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", metavar="SECONDS", min=0.1, max=600, callback=finite, help="Seconds to wait for each RPC worker."),
+]
 Ctx = Annotated[
-    Optional[int], typer.Option("--ctx", "-c", help="Context size in tokens (default 4096, or the model's limit if smaller).")
+    Optional[int],
+    typer.Option("--ctx", "-c", metavar="TOKENS", help="Context size in tokens (default 4096, or the model's limit if smaller)."),
 ]
-Batch = Annotated[int, typer.Option("--batch", "-b", min=1, max=1 << 20, help="Logical batch size (n_batch).")]
-Ubatch = Annotated[int, typer.Option("--ubatch", "-ub", min=1, max=1 << 20, help="Physical batch size (n_ubatch).")]
-Parallel = Annotated[int, typer.Option("--parallel", "-np", min=1, max=256, help="Parallel sequences (n_seq_max).")]
-KvType = Annotated[Optional[str], typer.Option("--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0, ...")]
-KvTypeK = Annotated[Optional[str], typer.Option("--kv-type-k", help="K cache type (overrides --kv-type).")]
+Batch = Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, max=1 << 20, help="Logical batch size (n_batch).")]
+Ubatch = Annotated[int, typer.Option("--ubatch", "-ub", metavar="N", min=1, max=1 << 20, help="Physical batch size (n_ubatch).")]
+Parallel = Annotated[int, typer.Option("--parallel", "-np", metavar="N", min=1, max=256, help="Parallel sequences (n_seq_max).")]
+KvType = Annotated[
+    Optional[str], typer.Option("--kv-type", metavar="TYPE", help="KV cache type for K and V: f16, q8_0, q4_0, ...")
+]
+KvTypeK = Annotated[Optional[str], typer.Option("--kv-type-k", metavar="TYPE", help="K cache type (overrides --kv-type).")]
 KvTypeV = Annotated[
-    Optional[str], typer.Option("--kv-type-v", help="V cache type (overrides --kv-type; quantized needs --flash-attn).")
+    Optional[str],
+    typer.Option("--kv-type-v", metavar="TYPE", help="V cache type (overrides --kv-type; quantized needs --flash-attn)."),
 ]
 FlashAttn = Annotated[
     bool, typer.Option("--flash-attn/--no-flash-attn", "-fa", help="Flash attention (default off, as in llama-cpp-python).")
@@ -50,26 +74,39 @@ SwaFull = Annotated[
 ]
 Ngl = Annotated[
     Optional[int],
-    typer.Option("--ngl", "-ngl", help="Layers on the GPUs, counting the output layer (-1: all). Evaluated as given."),
+    typer.Option(
+        "--ngl", "-ngl", metavar="N", help="Layers on the GPUs, counting the output layer (-1: all). Evaluated as given."
+    ),
 ]
-Mode = Annotated[Optional[str], typer.Option("--mode", "-sm", help="Split mode: auto (default), none, layer, row or tensor.")]
+Mode = Annotated[
+    Optional[str], typer.Option("--mode", "-sm", metavar="MODE", help="Split mode: auto (default), none, layer, row or tensor.")
+]
 Split = Annotated[
-    Optional[str], typer.Option("--split", "-ts", help="Proportions per device, e.g. 0.75,0.25. Evaluated as given.")
+    Optional[str],
+    typer.Option("--split", "-ts", metavar="SHARES", help="Proportions per device, e.g. 0.75,0.25. Evaluated as given."),
 ]
 MainGpu = Annotated[
-    Optional[int], typer.Option("--main-gpu", "-mg", help="Device index for single-GPU mode (default: the best GPU).")
+    Optional[int],
+    typer.Option("--main-gpu", "-mg", metavar="INDEX", help="Device index for single-GPU mode (default: the best GPU)."),
 ]
-NCpuMoe = Annotated[Optional[int], typer.Option("--n-cpu-moe", help="Keep the experts of the first N blocks on the CPU (MoE).")]
+NCpuMoe = Annotated[
+    Optional[int], typer.Option("--n-cpu-moe", metavar="N", help="Keep the experts of the first N blocks on the CPU (MoE).")
+]
 Spread = Annotated[
     bool, typer.Option("--spread", help="Give every GPU at least one layer, even when one GPU would hold the model.")
 ]
 Reserve = Annotated[
     Optional[str],
-    typer.Option("--reserve", envvar="GPUSPLIT_RESERVE", help="Memory kept free per device (default 512MiB; 0 for --gpu)."),
+    typer.Option(
+        "--reserve", metavar="SIZE", envvar="GPUSPLIT_RESERVE", help="Memory kept free per device (default 512MiB; 0 for --gpu)."
+    ),
 ]
-Ram = Annotated[Optional[str], typer.Option("--ram", help="Host memory to plan with instead of this machine's free RAM.")]
+Ram = Annotated[
+    Optional[str], typer.Option("--ram", metavar="SIZE", help="Host memory to plan with instead of this machine's free RAM.")
+]
 CpuBandwidth = Annotated[
-    Optional[str], typer.Option("--cpu-bandwidth", help="Host memory bandwidth for speed predictions (default 60GB/s).")
+    Optional[str],
+    typer.Option("--cpu-bandwidth", metavar="RATE", help="Host memory bandwidth for speed predictions (default 60GB/s)."),
 ]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 

@@ -36,6 +36,7 @@ from .options import (
     SwaFull,
     Timeout,
     Ubatch,
+    finite,
     plan_from,
     require_local,
 )  # fmt: skip
@@ -77,14 +78,17 @@ def run(
     ] = None,
     n_predict: Annotated[int, typer.Option("--n-predict", "-n", min=1, max=1 << 20, help="Tokens to generate.")] = 64,
     temp: Annotated[
-        float, typer.Option("--temp", min=0.0, max=100.0, help="Temperature; 0 (the default) is greedy and reproducible.")
+        float,
+        typer.Option(
+            "--temp", min=0.0, max=100.0, callback=finite, help="Temperature; 0 (the default) is greedy and reproducible."
+        ),
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Sampling seed (with --temp > 0).")] = 0,
     threads: Annotated[
         Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")
     ] = None,
     run_timeout: Annotated[
-        Optional[float], typer.Option("--run-timeout", min=1, help="Stop the engine after this many seconds.")
+        Optional[float], typer.Option("--run-timeout", min=1, callback=finite, help="Stop the engine after this many seconds.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's log on stderr.")] = False,
     json_output: Annotated[

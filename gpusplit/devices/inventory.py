@@ -32,6 +32,9 @@ class RegistryDevice:
 
 @dataclass
 class Inventory:
+    """The devices to plan for, in llama.cpp's order (`devices`), and the host (`host`).
+    `to_dict()` gives the `gpusplit.devices/1` document."""
+
     devices: list[Device]  # llama.cpp's model device list, index = position
     host: Device
     engine: dict[str, Any] | None = None  # what detection found of the engine; None: not consulted (--gpu, a file)

@@ -1,0 +1,149 @@
+"""The house's rules, read from the source: layers point one way, the CLI is a skin over the
+library, one module writes to the terminal, one function builds each document."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "gpusplit"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """gpusplit modules a file imports when it runs (imports under `if TYPE_CHECKING:` left out)."""
+    tree = ast.parse(path.read_text())
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for n in ast.walk(node))
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("gpusplit") or a.name == "llama_cpp")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:  # from . import api -> gpusplit.api; from .. import __version__ -> gpusplit
+                    found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in SOURCES else module for a in node.names)
+                    continue
+            else:
+                module = node.module or ""
+            if module.startswith("gpusplit") or module == "llama_cpp":
+                found.add(module)
+    return found
+
+
+SOURCES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports_of(prefix: str) -> dict[str, set[str]]:
+    return {name: _runtime_imports(path) for name, path in SOURCES.items() if name == prefix or name.startswith(prefix + ".")}
+
+
+def test_the_scan_sees_imports():
+    assert "gpusplit.api" in _runtime_imports(SOURCES["gpusplit.cli.plan"]) | _runtime_imports(SOURCES["gpusplit.cli.options"])
+    assert "llama_cpp" in _runtime_imports(SOURCES["gpusplit.engine.tasks"])
+
+
+def test_only_the_engine_imports_llama_cpp():
+    for name, imports in _imports_of("gpusplit").items():
+        if not name.startswith("gpusplit.engine"):
+            assert "llama_cpp" not in imports, name
+
+
+@pytest.mark.parametrize(
+    "lower", ["gpusplit.gguf", "gpusplit.devices", "gpusplit.memory", "gpusplit.planner", "gpusplit.roofline"]
+)
+def test_lower_layers_never_reach_up(lower):
+    """GGUF reading, devices, memory, planning and prediction import neither the engine, the
+    runner, the API nor the CLI (the engine hands its device list up through the API)."""
+    higher = ("gpusplit.engine", "gpusplit.runner", "gpusplit.api", "gpusplit.cli")
+    for name, imports in _imports_of(lower).items():
+        reached = sorted(i for i in imports if i.startswith(higher))
+        assert not reached, f"{name} imports {reached}"
+
+
+def test_the_cli_holds_no_planning_or_engine_logic():
+    """cli/ parses options, calls the library and renders: it imports the API, the document
+    builders and small helpers, never the planner, memory model, runner or engine."""
+    allowed = {
+        "gpusplit",
+        "gpusplit.api",
+        "gpusplit.documents",
+        "gpusplit.errors",
+        "gpusplit.units",
+        "gpusplit.bench_matrix",  # JSONL results: append, read, compare
+        "gpusplit.devices.catalog",  # the catalog table that devices --catalog lists
+        "gpusplit.gguf.remote",  # is_url
+    }
+    for name, imports in _imports_of("gpusplit.cli").items():
+        outside = sorted(i for i in imports if not i.startswith("gpusplit.cli") and i not in allowed)
+        assert not outside, f"{name} imports {outside}"
+
+
+def _writes(path: Path) -> list[str]:
+    """Calls that write to the terminal: print(), sys.stdout/sys.stderr .write, typer.echo."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = ast.unparse(node.func)
+            if func in ("print", "typer.echo", "click.echo") or func.startswith(("sys.stdout.", "sys.stderr.")):
+                found.append(f"{path.name}:{node.lineno} {func}")
+    return found
+
+
+def test_only_the_output_module_writes_to_the_terminal():
+    # engine/child.py writes to its pipes: the protocol to the parent, not a terminal.
+    exempt = {PACKAGE / "cli" / "output.py", PACKAGE / "engine" / "child.py"}
+    writes = [w for p in PACKAGE.rglob("*.py") if p not in exempt for w in _writes(p)]
+    assert not writes
+    assert _writes(PACKAGE / "cli" / "output.py")  # the scan finds writes where they are
+
+
+def test_each_document_is_built_in_one_place():
+    """The `schema` constants of the documents appear, as values, only in documents.py."""
+    names = ["gpusplit.plan/1", "gpusplit.run/1", "gpusplit.bench/1", "gpusplit.devices/1", "gpusplit.inspect/1"]
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in ("documents.py", "schemas.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and key.value == "schema" and isinstance(value, ast.Constant):
+                        assert value.value not in names, f"{path.name} builds {value.value}"
+
+
+def test_import_gpusplit_exports_the_api_lazily():
+    code = (
+        "import sys, gpusplit\n"
+        "heavy = sorted(m for m in ('gpusplit.api', 'gpusplit.planner', 'llama_cpp', 'numpy') if m in sys.modules)\n"
+        "names = [n for n in gpusplit.__all__ if n != '__version__']\n"
+        "missing = [n for n in names if getattr(gpusplit, n, None) is None]\n"
+        "print(json.dumps({'heavy': heavy, 'missing': missing, 'exports': sorted(gpusplit._EXPORTS)}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, timeout=60, check=True
+    )
+    report = json.loads(result.stdout)
+    assert report["heavy"] == []  # importing the package costs nothing until a name is used
+    assert report["missing"] == []
+    import gpusplit
+
+    assert sorted(set(gpusplit.__all__) - {"__version__"}) == report["exports"]
