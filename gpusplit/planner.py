@@ -86,10 +86,9 @@ class Request:
     n_gpu_layers: int | None = None
     main_gpu: int | None = None
     n_cpu_moe: int | None = None
-    spread: bool = False  # the seed's FavorDistributedInference: use every GPU
+    spread: bool = False  # --spread: every GPU gets at least one layer
     reserve: int | None = None  # per-device margin; None: 512 MiB for real devices, 0 for hypothetical
     cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH
-    ctx_given: bool = True
 
     @property
     def as_given(self) -> bool:

@@ -37,8 +37,8 @@ def main() -> int:
     procs, endpoints = start_workers(2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            big = str(write_header_only(Path(tmp) / "Llama-3.1-70B-Q4_K_M.gguf", "llama-3.1-70b"))
-            mixtral = str(write_header_only(Path(tmp) / "Mixtral-8x7B-Q4_K_M.gguf", "mixtral-8x7b"))
+            big = str(write_header_only(Path(tmp) / "Llama-3.1-70B-Q4_K_M.gguf", "llama-3.1-70b", sparse=True))
+            mixtral = str(write_header_only(Path(tmp) / "Mixtral-8x7B-Q4_K_M.gguf", "mixtral-8x7b", sparse=True))
             small = str(write_tiny_model(Path(tmp) / "dense-large-f16.gguf", "dense-large-f16"))
             rpc = ",".join(endpoints)
             blocks = {

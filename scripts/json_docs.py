@@ -77,7 +77,7 @@ def main() -> int:
     from gpusplit.synthetic import write_header_only
 
     with tempfile.TemporaryDirectory() as tmp:
-        big = str(write_header_only(Path(tmp) / "llama-3.1-70b.gguf", "llama-3.1-70b"))
+        big = str(write_header_only(Path(tmp) / "llama-3.1-70b.gguf", "llama-3.1-70b", sparse=True))
         results = Path(tmp) / "bench.jsonl"
         examples = {
             "gpusplit.inspect/1": json.loads(gpusplit("inspect", "--json")),

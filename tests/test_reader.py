@@ -216,7 +216,6 @@ def test_per_layer_arrays_and_defaults(tmp_path):
     assert model.n_head_kv == (2, 1, 0)
     assert model.head_dim_k == 32
     assert model.head_dim_v == 64 // 4  # value_length defaults to n_embd / n_head
-    assert model.n_embd_k_gqa == (64, 32, 0)
     assert model.n_layer == 3
     assert len(model.blocks) == 3
 

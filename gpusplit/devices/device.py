@@ -60,16 +60,12 @@ class Device:
     supports_row_split: bool = False  # the backend has a split buffer type (llama.cpp's -sm row)
     endpoint: str | None = None  # host:port of an RPC worker
     nvml: NvmlInfo | None = None
-    best: bool = False  # the seed's GetBestGpuDeviceId pick
+    best: bool = False  # the GPU a single-GPU plan uses by default
     notes: tuple[str, ...] = field(default=())
 
     @property
     def is_gpu(self) -> bool:
         return self.type in ("gpu", "igpu", "accel") and self.backend != "CPU"
-
-    @property
-    def is_host(self) -> bool:
-        return self.type == "cpu"
 
     def with_(self, **changes: Any) -> Device:
         return replace(self, **changes)
@@ -92,7 +88,7 @@ class Device:
 
 
 def pick_best_gpu(devices: list[Device]) -> Device | None:
-    """The seed's GetBestGpuDeviceId: most free memory, then bandwidth as the tie-breaker."""
+    """The best GPU (LM-Kit's GetBestGpuDeviceId): most free memory, then bandwidth as the tie-breaker."""
     gpus = [d for d in devices if d.is_gpu and d.index is not None]
     if not gpus:
         return None

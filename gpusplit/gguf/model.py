@@ -120,15 +120,6 @@ class ModelInfo:
     def complete(self) -> bool:
         return self.missing_bytes == 0
 
-    @property
-    def n_embd_k_gqa(self) -> tuple[int, ...]:
-        """Key width per layer (head_dim_k x n_head_kv), the K cache row length."""
-        return tuple(self.head_dim_k * kv for kv in self.n_head_kv)
-
-    @property
-    def n_embd_v_gqa(self) -> tuple[int, ...]:
-        return tuple(self.head_dim_v * kv for kv in self.n_head_kv)
-
 
 def read_model(
     path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None

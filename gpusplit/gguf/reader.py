@@ -224,10 +224,6 @@ class GGUFFile:
     def bytes_read(self) -> int:
         return sum(s.bytes_read for s in self.shards)
 
-    @property
-    def tensor_bytes(self) -> int:
-        return sum(t.n_bytes for t in self.tensors)
-
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
 
@@ -574,12 +570,6 @@ def parse_source(source: ByteSource, limits: Limits = DEFAULT_LIMITS, deadline: 
         alignment=alignment,
         tensor_index={t.name: t for t in tensors},
     )
-
-
-def read_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> GGUFFile:
-    """Read one GGUF file without looking for split siblings."""
-    with FileSource(path) as source:
-        return parse_source(source, limits)
 
 
 def _open(location: str, on_fetch: Callable[[int], None] | None) -> ByteSource:
