@@ -12,6 +12,7 @@ offload), or for MoE models the experts of the first blocks on the CPU; no GPU -
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .devices.device import Device
@@ -279,7 +280,7 @@ def at_least_one_block(
     return tuple(float(counts.get(i, 0)) for i in range(n_devices))
 
 
-def _largest(fits, low: int, high: int) -> int | None:
+def largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | None:
     """The largest value in [low, high] for which fits(value) holds (fits is monotone)."""
     if not fits(low):
         return None
@@ -367,7 +368,7 @@ def _offload_candidates(
         c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
         return all(h >= 0 for h, m in zip(c.headroom, c.memory.devices) if m.planned_bytes)
 
-    ngl = _largest(gpus_fit, 0, model.n_layer)
+    ngl = largest_fitting(gpus_fit, 0, model.n_layer)
     if ngl:
         c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
         c.reasons.append(
@@ -490,7 +491,7 @@ def best_context(
         settings = replace(candidate.settings, n_ctx=steps * CTX_PAD)
         return evaluate(model, devices, host, request, candidate.placement, candidate.strategy, settings).fits
 
-    steps = _largest(fits, 1, max(limit // CTX_PAD, 1))
+    steps = largest_fitting(fits, 1, max(limit // CTX_PAD, 1))
     return (steps or 0) * CTX_PAD
 
 

@@ -133,6 +133,7 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     finds the largest context whose compute fits every budget. A dry-run model sizes a context in
     milliseconds, so the search costs little more than the model load.
     """
+    from ..planner import largest_fitting
     from .logparse import parse_buffers, spread_group
 
     rpc_names = request.get("rpc_names") or {}
@@ -165,15 +166,7 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
                 compute = compute_at(contexts[i])
                 return all(compute.get(name, 0) <= left for name, left in budgets[i].items())
 
-            if fits(0):
-                low, high = 0, len(contexts) - 1
-                while low < high:
-                    mid = (low + high + 1) // 2
-                    if fits(mid):
-                        low = mid
-                    else:
-                        high = mid - 1
-                best = low
+            best = largest_fitting(fits, 0, len(contexts) - 1)
         loaded.lib.llama_model_free(loaded.model)
         results.append({"measured": measured, "best_index": best})
     return {"loads": results}
