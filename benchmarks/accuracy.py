@@ -89,7 +89,7 @@ def main() -> int:
             for name, n_ctx, (kv, fa) in itertools.product(models, contexts, kvs):
                 path = write_tiny_model(Path(tmp) / f"{name}.gguf", name)
                 model = gpusplit.read_model(path)
-                settings = {"ctx": n_ctx, "kv_type": kv, "flash_attn": fa}
+                settings = {"ctx": n_ctx, "kv_type": kv, "flash_attn": fa, "allow_ctx_overflow": True}
                 placements = {
                     "cpu": (cpu_only, {"ngl": 0}),
                     "layer 0.6/0.4": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}),
