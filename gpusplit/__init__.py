@@ -25,6 +25,7 @@ _EXPORTS = {
     "run": "gpusplit.api",
     "bench": "gpusplit.api",
     "demo_model_path": "gpusplit.api",
+    "probe_devices": "gpusplit.api",
     "load_plan_document": "gpusplit.api",
     "GpusplitError": "gpusplit.errors",
     "InputError": "gpusplit.errors",
@@ -51,12 +52,13 @@ __all__ = [
     "detect_devices",
     "load_plan_document",
     "plan",
+    "probe_devices",
     "read_model",
     "run",
 ]
 
 if TYPE_CHECKING:
-    from .api import bench, demo_model_path, detect_devices, load_plan_document, plan, read_model, run
+    from .api import bench, demo_model_path, detect_devices, load_plan_document, plan, probe_devices, read_model, run
     from .devices.device import Device
     from .devices.inventory import Inventory
     from .errors import GpusplitError, InputError

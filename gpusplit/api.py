@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import GpusplitError, InputError
@@ -67,13 +68,15 @@ def detect_devices(
     devices_file: str | os.PathLike[str] | None = None,
     timeout: float = 3.0,
     ram: int | str | None = None,
+    threads: int | None = None,
 ) -> Inventory:
     """The devices to plan for, in llama.cpp's order, and the host.
 
     By default what llama.cpp would use here (its device registry when the engine is installed,
     NVML, and the `rpc` workers as "host:port"); `gpus` plans for hypothetical cards instead
     ("24GiB", "RTX 4090", "16GiB@448GB/s", "2xA100-80GB"), `devices_file` for a saved
-    `gpusplit devices --json` document. `ram` replaces the host's free memory.
+    `gpusplit devices --json` document. `ram` replaces the host's free memory. Devices measured by
+    `probe_devices` carry their speed (the CPU's at `threads`, default all cores).
     """
     from .devices.inventory import Inventory, detect, host_device
     from .devices.rpc import parse_endpoints
@@ -91,8 +94,9 @@ def detect_devices(
     elif devices_file:
         from .devices.hypothetical import load_devices_file
 
-        found, file_host = load_devices_file(os.fspath(devices_file))
+        found, file_host, group = load_devices_file(os.fspath(devices_file))
         inventory = Inventory(devices=[d.with_(index=i) for i, d in enumerate(found)], host=file_host or host_device())
+        inventory.group_speed = group
     else:
         registry = engine = None
         from .engine import engine_available
@@ -103,12 +107,77 @@ def detect_devices(
             registry = registry_devices()
             engine = engine_summary(registry)
         inventory = detect(parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine)
+        from .engine import engine_build_id
+
+        inventory = attach_speeds(inventory, threads or default_threads(), engine_build_id(), speed_folder())
     ram_bytes = parse_size(ram, "--ram")
     if ram_bytes == 0:
         raise InputError("--ram 0 leaves the host no memory", "give the host's RAM, for example --ram 64GiB")
     if ram_bytes:
         inventory.host = inventory.host.with_(total_bytes=ram_bytes, free_bytes=ram_bytes)
     return inventory
+
+
+def default_threads() -> int:
+    """The CPU threads runs use unless told: every core."""
+    return os.cpu_count() or 1
+
+
+def speed_folder() -> Path:
+    """Where device measurements are cached (under the user cache folder)."""
+    from .synthetic import cache_dir
+
+    return cache_dir() / "speeds"
+
+
+def attach_speeds(inventory: Inventory, threads: int, build: str, folder: Path) -> Inventory:
+    """The inventory with each device's (and the host's) cached measurement, where there is one;
+    a measured device's bandwidth is then the measured figure."""
+    from .devices import speed as speeds
+
+    def with_speed(device: Device) -> Device:
+        found = speeds.load(folder, speeds.identity_of(device, threads, build))
+        if not isinstance(found, speeds.DeviceSpeed):
+            return device
+        return device.with_(speed=found, bandwidth_bytes_per_s=found.bandwidth["float"], bandwidth_source="measured")
+
+    inventory.host = with_speed(inventory.host)
+    inventory.devices = [with_speed(d) for d in inventory.devices]
+    members = [d.speed.identity for d in inventory.devices if d.speed is not None]
+    if len(members) >= 2 and len(members) == len(inventory.devices):
+        group = speeds.load(folder, speeds.group_identity(members))
+        inventory.group_speed = group if isinstance(group, speeds.GroupSpeed) else None
+    return inventory
+
+
+def probe_devices(
+    *,
+    rpc: Sequence[str] | None = None,
+    timeout: float = 3.0,
+    threads: int | None = None,
+    on_step: Callable[[int, int, str], None] | None = None,
+) -> Inventory:
+    """Measure what llama.cpp achieves on every device here (the CPU at `threads`, each GPU, each
+    `rpc` worker), cache the figures, and return the inventory carrying them. Plans made later
+    predict speed from these figures. Needs the engine; tens of seconds."""
+    from .devices.inventory import detect
+    from .devices.rpc import parse_endpoints
+    from .engine import engine_build_id
+    from .engine.registry import engine_summary, registry_devices
+    from .probe import run_probe, step_count
+
+    require_engine()
+    registry = registry_devices()
+    inventory = detect(parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine_summary(registry))
+    total = step_count(inventory)
+    done = [0]
+
+    def step(text: str, measured: bool) -> None:
+        if on_step is not None:
+            on_step(done[0], total, text)
+        done[0] += measured
+
+    return run_probe(inventory, threads or default_threads(), engine_build_id(), speed_folder(), step)
 
 
 def is_hypothetical(devices: Sequence[Device]) -> bool:
@@ -208,6 +277,7 @@ def plan(
     cpu_bandwidth: float | str | None = None,
     allow_ctx_overflow: bool = False,
     measure: bool = False,
+    threads: int | None = None,
 ) -> Plan:
     """How to split `model` over `devices` (default: `detect_devices()`): bytes per device, the
     strategy, the best context, a fit score and llama.cpp's parameters. `plan.to_dict()` is the
@@ -216,14 +286,16 @@ def plan(
     Settings mirror llama.cpp's (ctx, batch, ubatch, parallel, kv_type, flash_attn, ...); a
     `split`, `ngl` or `n_cpu_moe` is evaluated as given. With `measure`, compute buffers, the
     fit, the best context and the score come from llama.cpp's dry run on the real devices.
+    Predicted speeds use each device's measured figures (`probe_devices`) where there are some;
+    `threads` picks the CPU's (when `devices` is not given).
     """
     from .memory import Settings
     from .planner import Request, make_plan
-    from .roofline import DEFAULT_CPU_BANDWIDTH
+    from .predict import DEFAULT_CPU_BANDWIDTH
 
     check_mode(mode)
     info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
-    inventory = devices if devices is not None else detect_devices()
+    inventory = devices if devices is not None else detect_devices(threads=threads)
     found = inventory.devices
     if measure and is_hypothetical(found):
         raise InputError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
@@ -270,6 +342,7 @@ def plan(
         spread=spread,
         reserve=parse_size(reserve, "--reserve"),
         cpu_bandwidth=parse_rate(cpu_bandwidth, "--cpu-bandwidth") or DEFAULT_CPU_BANDWIDTH,
+        tensor_group=inventory.group_speed,
     )
     result = make_plan(info, list(found), inventory.host, request)
     if measure:
@@ -375,7 +448,7 @@ def run(
 
     for endpoint in doc["engine_params"].get("rpc") or []:
         probe(endpoint)  # a dead worker must fail here, not abort llama.cpp
-    params = EngineParams.from_dict(doc["engine_params"]).with_(seed=seed, n_threads=threads or os.cpu_count() or 1)
+    params = EngineParams.from_dict(doc["engine_params"]).with_(seed=seed, n_threads=threads or default_threads())
     return generate(doc, params, prompt, n_predict, temperature, on_token, on_progress, on_log, timeout)
 
 
@@ -439,7 +512,7 @@ def bench(
     require_complete(info, "be benchmarked")
     require_engine()
     configs = matrix(list(modes), list(splits), list(ngls), list(ctxs), kvs, list(flash_attn))
-    inventory = detect_devices(rpc=endpoints, timeout=timeout)
+    inventory = detect_devices(rpc=endpoints, timeout=timeout, threads=threads)
     common = {
         "model": bench_model(info),
         "version": __version__,
@@ -478,7 +551,7 @@ def _bench_config(
         # is refused here rather than aborting llama.cpp.
         planned = plan(
             info,
-            detect_devices(rpc=endpoints, timeout=timeout),
+            detect_devices(rpc=endpoints, timeout=timeout, threads=threads),
             ctx=config.ctx or max(256, -(-needed // 256) * 256),
             kv_type=config.kv,
             flash_attn=config.fa,
@@ -497,7 +570,7 @@ def _bench_config(
         ]
     from .params import EngineParams
 
-    params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads or os.cpu_count() or 1)
+    params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads or default_threads())
     try:
         outcome = bench_config(doc, params, [t.as_dict() for t in tests], repetitions, timeout=config_timeout)
     except EngineCrash as exc:
@@ -555,7 +628,7 @@ def serve_worker(
         on_warning(f"serving on {host}: anyone who can reach port {port} can use these devices (no authentication)")
     chosen = choose_devices(list(devices))
     check_port(host, port)
-    worker = WorkerPlan(f"{host}:{port}", chosen, threads or os.cpu_count() or 1)
+    worker = WorkerPlan(f"{host}:{port}", chosen, threads or default_threads())
     listing = ", ".join(f"{d.name} ({d.description}, {format_bytes(d.free_bytes)} free)" for d in chosen)
 
     def started() -> None:

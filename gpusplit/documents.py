@@ -129,6 +129,7 @@ def devices_document(inventory: Inventory) -> dict[str, Any]:
         "best_gpu": best.index if best else None,
         "engine": None if inventory.engine is None else dict(inventory.engine),
         "nvml": nvml,
+        "tensor_group": None if inventory.group_speed is None else inventory.group_speed.as_dict(),
         "notes": list(inventory.notes),
     }
 
@@ -191,6 +192,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
         "all_on_gpu": c.all_on_gpu,
         "predicted_tg_tps": _round(c.prediction.tg_tokens_per_s),
         "predicted_pp_tps": _round(c.prediction.pp_tokens_per_s),
+        "predicted_basis": c.prediction.basis,
         "reasons": list(c.reasons),
     }
 
@@ -257,13 +259,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "score": plan.score,
         "compute_source": plan.compute_source,
         "pipeline_parallel": best.memory.pipeline_parallel,
-        "predicted": {
-            "tg_tokens_per_s": _round(prediction.tg_tokens_per_s),
-            "pp_tokens_per_s": _round(prediction.pp_tokens_per_s),
-            "bytes_per_token": prediction.bytes_per_token,
-            "limited_by": prediction.limited_by,
-            "assumptions": list(prediction.assumptions),
-        },
+        "predicted": prediction_document(prediction),
         "devices": devices,
         "host": host,
         "llama_args": params.cli_flags(),
@@ -273,6 +269,39 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "warnings": list(plan.warnings),
         "alternatives": [_alternative(c) for c in plan.alternatives],
     }
+
+
+def prediction_document(p: Any) -> dict[str, Any]:
+    """A predict.Prediction as the plan document's `predicted`."""
+
+    def span(pair: tuple[float, float] | None) -> list[float] | None:
+        return None if pair is None else [round(pair[0], 2), round(pair[1], 2)]
+
+    return {
+        "tg_tokens_per_s": _round(p.tg_tokens_per_s),
+        "pp_tokens_per_s": _round(p.pp_tokens_per_s),
+        "tg_range": span(p.tg_range),
+        "pp_range": span(p.pp_range),
+        "basis": p.basis,
+        "batch_fixed_s": round(p.batch_fixed_s, 7),
+        "batch_token_s": round(p.batch_token_s, 9),
+        "bytes_per_token": p.bytes_per_token,
+        "limited_by": p.limited_by,
+        "assumptions": list(p.assumptions),
+    }
+
+
+def predicted_pp(predicted: Mapping[str, Any], n_tokens: int) -> float | None:
+    """Prompt tokens/s the plan predicts for a prompt of n_tokens (one batch)."""
+    seconds = predicted["batch_fixed_s"] + n_tokens * predicted["batch_token_s"]
+    return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
+
+
+def error_pct(predicted: float | None, measured: float | None) -> float | None:
+    """How far a prediction was off, in percent of the measured figure (+: predicted too fast)."""
+    if not predicted or not measured:
+        return None
+    return round(100 * (predicted - measured) / measured, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,11 +352,20 @@ def run_document(result: RunResult) -> dict[str, Any]:
     for row in rows:
         row["nvml_used_delta_bytes"] = result.nvml_used_delta.get(row["name"])
     t = result.timings
+    predicted = plan_doc["predicted"]
+    pp = predicted_pp(predicted, t.prompt_tokens)
     return {
         "schema": RUN_SCHEMA,
         "plan": plan_doc,
         "split_mode": plan_doc["split_mode"],
         "text": result.text,
+        "predicted": {
+            "gen_tps": predicted["tg_tokens_per_s"],
+            "prompt_tps": _round(pp),
+            "gen_error_pct": error_pct(predicted["tg_tokens_per_s"], t.gen_tps),
+            "prompt_error_pct": error_pct(pp, t.prompt_tps),
+            "basis": predicted["basis"],
+        },
         "timings": {
             "load_ms": round(t.load_ms, 2),
             "prompt_tokens": t.prompt_tokens,
@@ -378,9 +416,11 @@ def bench_record(
     backend = "CPU"
     split_mode = n_gpu_layers = None
     devices = []
+    basis = None
     if plan is not None:
         pred = plan["predicted"]
-        predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else pred["pp_tokens_per_s"]
+        predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
+        basis = pred["basis"]
         backends = sorted({d["backend"] for d in plan["devices"] if d["planned_bytes"]})
         backend = ",".join(backends) if backends else "CPU"
         split_mode, n_gpu_layers = plan["split_mode"], plan["n_gpu_layers"]
@@ -413,6 +453,8 @@ def bench_record(
         "avg_ts": None if not ok else round(avg, 3),
         "stddev_ts": None if not ok else round(sd, 3),
         "predicted_ts": None if predicted is None else round(predicted, 3),
+        "predicted_basis": basis,
+        "prediction_error_pct": error_pct(predicted, avg) if ok else None,
         "roofline_share": None if not ok or not predicted else round(avg / predicted, 4),
         "devices": devices,
         "error": error,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .devices.device import Device
+from .devices.speed import GroupSpeed
 from .errors import InputError
 from .gguf.model import ModelInfo
 from .memory import (
@@ -30,7 +31,7 @@ from .memory import (
     offloaded_layers,
     plan_memory,
 )
-from .roofline import DEFAULT_CPU_BANDWIDTH, Prediction, predict
+from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
 from .units import format_bytes
 
 DEFAULT_RESERVE = 512 * MIB
@@ -89,7 +90,8 @@ class Request:
     n_cpu_moe: int | None = None
     spread: bool = False  # --spread: every GPU gets at least one layer
     reserve: int | None = None  # per-device margin; None: 512 MiB for real devices, 0 for hypothetical
-    cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH
+    cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH  # for a CPU that was not probed
+    tensor_group: GroupSpeed | None = None  # tensor parallelism's measured cost over these devices
 
     @property
     def as_given(self) -> bool:
@@ -177,15 +179,7 @@ def evaluate(
     )
     headroom, host_headroom, fits = _fit(devices, host, reserves, memory)
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
-    prediction = predict(
-        model,
-        memory,
-        settings,
-        [d.bandwidth_bytes_per_s for d in devices],
-        [d.link_bytes_per_s for d in devices],
-        [d.endpoint for d in devices],
-        request.cpu_bandwidth,
-    )
+    prediction = predict(model, memory, settings, devices, host, placement.n_cpu_moe, request.tensor_group, request.cpu_bandwidth)
     llama_mode = placement.split_mode
     if placement.split_mode == "row" and not all(devices[i].supports_row_split for i in used or range(len(devices))):
         llama_mode = "tensor"
@@ -305,9 +299,7 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
     best_gpu = request.main_gpu if request.main_gpu is not None else _best(devices, gpus)
     mode = request.mode
     if mode in (None, "none") and not request.spread:
-        c = evaluate(model, devices, host, request, Placement("none", -1, (), best_gpu), "single-gpu")
-        c.reasons.append(f"the whole model on the best GPU, {devices[best_gpu].name} (no inter-GPU traffic)")
-        out.append(c)
+        out.append(_single_gpu(model, devices, host, request, gpus, best_gpu))
     if len(gpus) > 1 and mode in (None, "layer"):
         split = even_headroom_split(model, devices, host, request, gpus, every_device=request.spread)
         c = evaluate(model, devices, host, request, Placement("layer", -1, split, best_gpu), "layer-split")
@@ -336,10 +328,31 @@ def candidates(model: ModelInfo, devices: list[Device], host: Device, request: R
         out.append(c)
     if not any(c.fits for c in out):
         out.extend(_offload_candidates(model, devices, host, request, gpus, best_gpu))
-    cpu = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
-    cpu.reasons.append("everything on the CPU")
-    out.append(cpu)
+    if mode is None or not any(c.fits for c in out):
+        # A split mode asked for is what runs; the CPU alone is then only the way out when it fits nowhere.
+        cpu = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
+        cpu.reasons.append("everything on the CPU")
+        out.append(cpu)
     return out
+
+
+def _single_gpu(
+    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], best_gpu: int
+) -> Candidate:
+    """The whole model on one GPU: the one predicted fastest among those it fits (the one with the
+    most free memory when that is as fast, when speeds are not known, or when it fits none)."""
+    choices = [best_gpu] if request.main_gpu is not None else [best_gpu, *(i for i in gpus if i != best_gpu)]
+    tried = [evaluate(model, devices, host, request, Placement("none", -1, (), i), "single-gpu") for i in choices]
+    c = tried[0]
+    for other in tried[1:]:
+        if other.fits and (not c.fits or (other.prediction.tg_tokens_per_s or 0) > 1.01 * (c.prediction.tg_tokens_per_s or 0)):
+            c = other
+    chosen = devices[c.placement.main_gpu]
+    if c.placement.main_gpu == best_gpu:
+        c.reasons.append(f"the whole model on the best GPU, {chosen.name} (no inter-GPU traffic)")
+    else:
+        c.reasons.append(f"the whole model on {chosen.name}, the GPU predicted fastest for it (no inter-GPU traffic)")
+    return c
 
 
 def _offload_candidates(

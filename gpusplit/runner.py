@@ -52,6 +52,7 @@ class BenchOutcome:
     samples: dict[str, list[float]]
     actual: dict[str, dict[str, int]]
     build: dict[str, Any]
+    load_ms: float = 0.0
 
 
 def timings_from(result: dict[str, Any]) -> Timings:
@@ -147,7 +148,16 @@ def bench_config(
     request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions}
     result, log = run_task("bench", request, timeout=timeout)
     samples = {r["test"]: r["samples_ts"] for r in result["results"]}
-    return BenchOutcome(samples, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device, result.get("build") or {})
+    actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device
+    return BenchOutcome(samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0))
+
+
+def quantize(src: str, dst: str, ftype: int, threads: int | None = None, timeout: float | None = 600.0) -> float:
+    """llama.cpp's quantizer in an engine child (LLAMA_FTYPE_* `ftype`); returns the seconds it took."""
+    from .engine.child import run_task
+
+    result, _ = run_task("quantize", {"src": src, "dst": dst, "ftype": ftype, "threads": threads}, timeout=timeout)
+    return float(result["seconds"])
 
 
 def measure(plan: Plan, timeout: float = 300.0) -> Plan:

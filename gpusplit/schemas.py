@@ -76,11 +76,23 @@ NVML_INFO = _object(
     }
 )  # fmt: skip
 
+RATES = {"type": "object", "properties": {c: NUM for c in ("float", "q8", "kquant", "legacy")}, "additionalProperties": False}
+SPEED = _object(
+    {
+        "token_overhead_s": NUM, "layer_overhead_s": NUM, "bandwidth": RATES, "cache_bandwidth": NUM, "cache_bytes": INT,
+        "batch_overhead_s": NUM, "batch_layer_overhead_s": NUM, "flops": RATES, "expert_batch_factor": NUM, "rtt_s": NULLABLE_NUM,
+        "link_bytes_per_s": NULLABLE_NUM, "threads": NULLABLE_INT, "source": {"enum": ["measured", "catalog", "assumed"]},
+        "identity": STR, "measured_at": STR, "probe": {"type": "object"},
+    }
+)  # fmt: skip
+GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})
+
 DEVICE = _object(
     {
         "name": STR, "description": STR, "backend": STR, "type": STR, "total_bytes": INT, "free_bytes": INT, "index": NULLABLE_INT,
         "source": STR, "bandwidth_bytes_per_s": NULLABLE_NUM, "link_bytes_per_s": NULLABLE_NUM, "pci_bus_id": NULLABLE_STR,
         "supports_row_split": BOOL, "endpoint": NULLABLE_STR, "nvml": _nullable(NVML_INFO), "best": BOOL, "notes": STRS,
+        "speed": _nullable(SPEED), "bandwidth_source": {"enum": ["measured", "catalog", "assumed"]},
     }
 )  # fmt: skip
 
@@ -92,7 +104,7 @@ NVML_SUMMARY = _object(
 DEVICES = _object(
     {
         "schema": _const("gpusplit.devices/1"), "devices": _array(DEVICE), "host": DEVICE, "best_gpu": NULLABLE_INT,
-        "engine": _nullable(ENGINE), "nvml": _nullable(NVML_SUMMARY), "notes": STRS,
+        "engine": _nullable(ENGINE), "nvml": _nullable(NVML_SUMMARY), "tensor_group": _nullable(GROUP_SPEED), "notes": STRS,
     }
 )  # fmt: skip
 
@@ -121,6 +133,8 @@ PLAN_DEVICE = _object(
     }
 )  # fmt: skip
 
+BASIS = {"enum": ["measured", "catalog", "assumed"]}
+RANGE = {"anyOf": [{"type": "array", "items": NUM, "minItems": 2, "maxItems": 2}, {"type": "null"}]}
 STRATEGY = {"enum": ["single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given"]}
 SPLIT_MODE = {"enum": ["none", "layer", "row", "tensor"]}
 
@@ -145,7 +159,7 @@ ALTERNATIVE = _object(
     {
         "strategy": STRATEGY, "split_mode": SPLIT_MODE, "n_gpu_layers": INT, "tensor_split": NUMS, "n_cpu_moe": INT,
         "fits": BOOL, "all_on_gpu": BOOL, "predicted_tg_tps": NULLABLE_NUM, "predicted_pp_tps": NULLABLE_NUM,
-        "reasons": STRS,
+        "predicted_basis": BASIS, "reasons": STRS,
     }
 )  # fmt: skip
 
@@ -173,7 +187,8 @@ PLAN = _object(
         "pipeline_parallel": BOOL,
         "predicted": _object(
             {
-                "tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "bytes_per_token": INT, "limited_by": STR,
+                "tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "tg_range": RANGE, "pp_range": RANGE,
+                "basis": BASIS, "batch_fixed_s": NUM, "batch_token_s": NUM, "bytes_per_token": INT, "limited_by": STR,
                 "assumptions": STRS,
             }
         ),
@@ -196,6 +211,8 @@ ACTUAL_SOURCE = {"enum": ["device", "group"]}
 RUN = _object(
     {
         "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
+        "predicted": _object({"gen_tps": NULLABLE_NUM, "prompt_tps": NULLABLE_NUM, "gen_error_pct": NULLABLE_NUM,
+                              "prompt_error_pct": NULLABLE_NUM, "basis": BASIS}),
         "timings": _object({"load_ms": NUM, "prompt_tokens": INT, "prompt_tps": NULLABLE_NUM, "gen_tokens": INT,
                             "gen_tps": NULLABLE_NUM, "ttft_ms": NULLABLE_NUM}),
         "devices": _array(_object({"name": STR, "index": NULLABLE_INT, "planned": COMPONENTS, "actual": COMPONENTS,
@@ -215,7 +232,8 @@ BENCH_RECORD = _object(
         "config_key": STR, "split_mode": _nullable(SPLIT_MODE), "n_gpu_layers": NULLABLE_INT, "backend": STR, "test": STR,
         "test_kind": {"enum": ["pp", "tg"]}, "n_tokens": INT, "depth": INT, "repetitions": INT,
         "samples_ts": NUMS, "avg_ts": NULLABLE_NUM, "stddev_ts": NULLABLE_NUM,
-        "predicted_ts": NULLABLE_NUM, "roofline_share": NULLABLE_NUM,
+        "predicted_ts": NULLABLE_NUM, "predicted_basis": _nullable(BASIS), "prediction_error_pct": NULLABLE_NUM,
+        "roofline_share": NULLABLE_NUM,
         "devices": _array(_object({"name": STR, "planned_bytes": INT, "actual_bytes": NULLABLE_INT, "actual_source": ACTUAL_SOURCE})),
         "error": NULLABLE_STR, "log_tail": STRS,
         "build": _object({}, {"llama_cpp_python": STR, "system_info": STR}),

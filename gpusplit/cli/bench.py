@@ -12,7 +12,7 @@ import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
-from .options import Model, Rpc, Timeout, finite, require_local, resolve_model
+from .options import Model, Rpc, Threads, Timeout, finite, require_local, resolve_model
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -52,9 +52,7 @@ def bench(
     repetitions: Annotated[
         int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
     ] = 5,
-    threads: Annotated[
-        Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")
-    ] = None,
+    threads: Threads = None,
     output_format: Annotated[
         str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
     ] = "md",
@@ -186,7 +184,7 @@ def _md_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
         "test",
         "t/s",
         "predicted t/s",
-        "roofline",
+        "error",
         "memory MiB planned/actual",
     ]
     rows = []
@@ -197,7 +195,7 @@ def _md_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
         else:
             ts = "FAILED: " + (r["error"] or "unknown")[:80]
         pred = "-" if r["predicted_ts"] is None else f"{r['predicted_ts']:.2f}"
-        share = "-" if r["roofline_share"] is None else f"{100 * r['roofline_share']:.0f}%"
+        share = "-" if r["prediction_error_pct"] is None else f"{r['prediction_error_pct']:+.0f}%"
         ngl = "-" if r["n_gpu_layers"] is None else str(r["n_gpu_layers"])
         settings = [str(r["config"][k]) if k != "fa" else str(int(r["config"][k])) for k in varying]
         size, params = output.format_bytes(m["total_bytes"]), output.format_count(m["params"])
@@ -207,7 +205,7 @@ def _md_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 CSV_HEADER = [
     "model", "size_bytes", "params", "backend", "n_gpu_layers", "mode", "split", "ctx", "kv", "fa", "test", "status",
-    "avg_ts", "stddev_ts", "samples_ts", "predicted_ts", "roofline_share", "error",
+    "avg_ts", "stddev_ts", "samples_ts", "predicted_ts", "prediction_error_pct", "predicted_basis", "error",
 ]  # fmt: skip
 
 
@@ -218,7 +216,7 @@ def _csv_rows(records: list[dict[str, Any]]) -> list[list[Any]]:
         rows.append([
             r["model"]["name"], r["model"]["total_bytes"], r["model"]["params"], r["backend"], r["n_gpu_layers"], c["mode"], c["split"],
             c["ctx"], c["kv"], int(c["fa"]), r["test"], r["status"], r["avg_ts"], r["stddev_ts"],
-            " ".join(str(s) for s in r["samples_ts"]), r["predicted_ts"], r["roofline_share"], r["error"] or "",
+            " ".join(str(s) for s in r["samples_ts"]), r["predicted_ts"], r["prediction_error_pct"], r["predicted_basis"], r["error"] or "",
         ])  # fmt: skip
     return rows
 
@@ -233,7 +231,7 @@ def _emit(records: list[dict[str, Any]], fmt: str) -> None:
         output.csv_table(CSV_HEADER, _csv_rows(records))
     else:
         header, rows = _md_rows(records)
-        output.markdown_table(header, rows, right=("t/s", "predicted t/s", "roofline"))
+        output.markdown_table(header, rows, right=("t/s", "predicted t/s", "error"))
         if any(d.get("actual_source") == "group" for r in records for d in r["devices"]):
             output.message("* tensor mode: llama.cpp logs the device group as one Meta() figure, the largest device's share")
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import output
-from .options import Timeout
+from .options import Threads, Timeout
 
 
 def devices(
@@ -18,6 +18,12 @@ def devices(
         None, "--gpu", help='Show GPUs you do not have instead: 24GiB, "RTX 4090", 16GiB@448GB/s, 2xA100-80GB (repeatable).'
     ),
     timeout: Timeout = 3.0,
+    probe: bool = typer.Option(
+        False,
+        "--probe",
+        help="Measure what llama.cpp achieves on each device (tens of seconds); plan, run and bench then use it.",
+    ),
+    threads: Threads = None,
     catalog: bool = typer.Option(False, "--catalog", help="List the built-in GPU catalog that --gpu NAME draws on."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.devices/1)."),
 ) -> int:
@@ -26,12 +32,47 @@ def devices(
         return _print_catalog(json_output)
     from .. import api
 
-    inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout)
+    if probe:
+        if gpu:
+            from .errors import CLIError
+
+            raise CLIError("--probe measures real devices, not --gpu ones", "drop --gpu")
+        with output.StepProgress("probing") as progress:
+            inventory = api.probe_devices(rpc=rpc, timeout=timeout, threads=threads, on_step=progress.step)
+    else:
+        inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout, threads=threads)
     if json_output:
         output.emit_json(inventory.to_dict())
         return 0
     _print_inventory(inventory)
     return 0
+
+
+def _bandwidth(device) -> str:
+    if device.speed is not None:
+        return output.format_rate(device.speed.bandwidth["float"]) + " (measured)"
+    if device.bandwidth_bytes_per_s:
+        return output.format_rate(device.bandwidth_bytes_per_s) + (" (spec)" if device.bandwidth_source == "catalog" else "")
+    return "-"
+
+
+def _speed_row(device) -> tuple[str, ...]:
+    s = device.speed
+    link = "-"
+    if s.rtt_s:
+        link = f"{s.rtt_s * 1e6:.0f} us, " + output.format_rate(s.link_bytes_per_s)
+    threads = f" ({s.threads} threads)" if s.threads else ""
+    return (
+        device.name + threads,
+        f"{s.token_overhead_s * 1e3:.3f} ms",
+        f"{s.layer_overhead_s * 1e6:.0f} us",
+        output.format_rate(s.bandwidth["float"]),
+        output.format_rate(s.bandwidth["q8"]),
+        output.format_rate(s.bandwidth["quant"]),
+        f"{s.flops['float'] / 1e9:.0f} GFLOP/s",
+        link,
+        s.measured_at,
+    )
 
 
 def _link(device) -> str:
@@ -61,18 +102,31 @@ def _print_inventory(inventory) -> None:
                 d.backend,
                 fb(d.total_bytes),
                 fb(d.free_bytes),
-                output.format_rate(d.bandwidth_bytes_per_s),
+                _bandwidth(d),
                 _link(d),
             )
         )
     h = inventory.host
-    rows.append(("host", "-", h.name, h.description, h.backend, fb(h.total_bytes), fb(h.free_bytes), "-", "-"))
+    rows.append(("host", "-", h.name, h.description, h.backend, fb(h.total_bytes), fb(h.free_bytes), _bandwidth(h), "-"))
     output.print_table(
         "devices in llama.cpp's order (* = best GPU: most free memory, then bandwidth)",
         ["#", "NVML", "name", "description", "backend", "total", "free", "bandwidth", "link"],
         rows,
         right=("total", "free", "bandwidth"),
     )
+    measured = [d for d in [*inventory.devices, inventory.host] if d.speed is not None]
+    if measured:
+        output.print_table(
+            "measured by gpusplit devices --probe (what llama.cpp achieves)",
+            ["device", "per token", "per layer", "f16 read", "q8_0 read", "4-6 bit read", "prompt f16", "link", "measured"],
+            [_speed_row(d) for d in measured],
+            right=("per token", "per layer", "f16 read", "q8_0 read", "4-6 bit read", "prompt f16"),
+        )
+    if inventory.group_speed is not None:
+        g = inventory.group_speed
+        output.message(
+            f"tensor parallelism over these devices: {g.layer_sync_s * 1e3:.2f} ms of synchronisation per layer per token"
+        )
     for note in inventory.notes:
         output.message(note)
     if inventory.nvml is not None and not inventory.nvml.available and inventory.nvml.reason:

@@ -108,10 +108,13 @@ CpuBandwidth = Annotated[
     Optional[str],
     typer.Option("--cpu-bandwidth", metavar="RATE", help="Host memory bandwidth for speed predictions (default 60GB/s)."),
 ]
+Threads = Annotated[
+    Optional[int], typer.Option("--threads", "-t", metavar="N", min=1, max=1024, help="CPU threads (default: all cores).")
+]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
 # The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
-DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram")
+DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram", "threads")
 PLAN_SETTINGS = (
     "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
     "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow",
@@ -170,6 +173,7 @@ def devices_from(options: dict[str, Any]) -> Inventory:
         devices_file=options.get("devices_file"),
         timeout=options.get("timeout", 3.0),
         ram=options.get("ram"),
+        threads=options.get("threads"),
     )
 
 

@@ -215,3 +215,39 @@ class LoadProgress:
         if self._open:
             self._open = False
             self._bar.stop()
+
+
+class StepProgress:
+    """A progress bar on stderr for a job of counted steps (a line per step when not a terminal)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> StepProgress:
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn(sanitize(self.title)),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=_make_console(sys.stderr),
+                transient=True,
+            )
+            self._task = self._bar.add_task("", total=None)
+            self._bar.start()
+        return self
+
+    def step(self, done: int, total: int, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, description=sanitize(text))
+        else:
+            message(f"{self.title} [{done}/{total}] {text}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

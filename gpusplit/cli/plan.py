@@ -33,6 +33,7 @@ from .options import (
     Split,
     Spread,
     SwaFull,
+    Threads,
     Timeout,
     Ubatch,
     plan_from,
@@ -64,6 +65,7 @@ def plan(
     ram: Ram = None,
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
+    threads: Threads = None,
     measure: Annotated[
         bool,
         typer.Option("--measure", help="Size compute buffers, fit and best context with llama.cpp's dry run (needs the engine)."),
@@ -117,13 +119,7 @@ def print_plan(doc: dict) -> None:
         rows,
         right=("weights", "KV", "compute", "total", "free", "headroom"),
     )
-    pred = doc["predicted"]
-    speed = "unknown (a device's bandwidth is unknown)"
-    if pred["tg_tokens_per_s"]:
-        speed = f"{pred['tg_tokens_per_s']:.1f} tokens/s generation"
-        if pred["pp_tokens_per_s"]:
-            speed += f", prompt up to {pred['pp_tokens_per_s']:.0f} tokens/s"
-        speed += " (roofline estimate)"
+    speed = predicted_text(doc["predicted"], doc["settings"]["n_ubatch"])
     split = ",".join(f"{x:g}" for x in doc["tensor_split"]) or "-"
     measured = doc["compute_source"] == "measured"
     source = " (llama.cpp's dry run)" if measured else " (estimate)"
@@ -139,6 +135,8 @@ def print_plan(doc: dict) -> None:
     ]
     for reason in doc["reasons"]:
         fields.append(("why", reason))
+    if doc["predicted"]["basis"] != "measured":
+        fields += [("speed from", note) for note in doc["predicted"]["assumptions"]]
     output.print_fields("plan", fields)
     # Whole lines, never wrapped by a table, so that they can be copied and pasted.
     output.line("run it with llama-server:")
@@ -155,6 +153,21 @@ def print_plan(doc: dict) -> None:
                 for a in doc["alternatives"]
             ),
         )  # fmt: skip
+
+
+def predicted_text(pred: dict, n_ubatch: int) -> str:
+    """'123.4 tokens/s generation (98.7-148.1), prompt 2,345 tokens/s (...); from measured devices'."""
+    if not pred["tg_tokens_per_s"]:
+        return "unknown"
+
+    def span(pair: list[float] | None, fmt: str) -> str:
+        return "" if pair is None else f" ({format(pair[0], fmt)}-{format(pair[1], fmt)})"
+
+    text = f"{pred['tg_tokens_per_s']:.1f} tokens/s generation{span(pred['tg_range'], '.1f')}"
+    if pred["pp_tokens_per_s"]:
+        text += f", prompt {pred['pp_tokens_per_s']:,.0f} tokens/s{span(pred['pp_range'], ',.0f')} in batches of {n_ubatch}"
+    basis = {"measured": "from measured devices", "catalog": "from catalog figures", "assumed": "partly assumed"}[pred["basis"]]
+    return f"{text}; {basis}"
 
 
 def _fits_text(doc: dict) -> str:

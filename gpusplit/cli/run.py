@@ -34,6 +34,7 @@ from .options import (
     Split,
     Spread,
     SwaFull,
+    Threads,
     Timeout,
     Ubatch,
     finite,
@@ -84,9 +85,7 @@ def run(
         ),
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Sampling seed (with --temp > 0).")] = 0,
-    threads: Annotated[
-        Optional[int], typer.Option("--threads", "-t", min=1, max=1024, help="CPU threads (default: all cores).")
-    ] = None,
+    threads: Threads = None,
     run_timeout: Annotated[
         Optional[float], typer.Option("--run-timeout", min=1, callback=finite, help="Stop the engine after this many seconds.")
     ] = None,
@@ -176,16 +175,21 @@ def _prompt(prompt: str | None, prompt_file: str | None) -> str:
 
 def print_run(doc: dict[str, Any]) -> None:
     t = doc["timings"]
+    p = doc["predicted"]
 
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
+    def error(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.0f}%"
+
     output.print_table(
-        f"timings (split mode {doc['split_mode']})",
-        ["load", "prompt tokens", "prompt t/s", "generated", "gen t/s", "first token"],
-        [(f"{t['load_ms']:.0f} ms", str(t["prompt_tokens"]), num(t["prompt_tps"], ".1f"), str(t["gen_tokens"]),
-          num(t["gen_tps"], ".1f"), f"{num(t['ttft_ms'], '.0f')} ms")],
-        right=("load", "prompt tokens", "prompt t/s", "generated", "gen t/s", "first token"),
+        f"timings (split mode {doc['split_mode']}); predicted {p['basis']}",
+        ["load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "predicted", "error", "first token"],
+        [(f"{t['load_ms']:.0f} ms", str(t["prompt_tokens"]), num(t["prompt_tps"], ".1f"), num(p["prompt_tps"], ".1f"),
+          error(p["prompt_error_pct"]), str(t["gen_tokens"]), num(t["gen_tps"], ".1f"), num(p["gen_tps"], ".1f"),
+          error(p["gen_error_pct"]), f"{num(t['ttft_ms'], '.0f')} ms")],
+        right=("load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "first token"),
     )  # fmt: skip
     fb = output.format_bytes
     rows = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .speed import DeviceSpeed
+
 # ggml_backend_dev_type values (ggml-backend.h)
 DEV_TYPE_CPU, DEV_TYPE_GPU, DEV_TYPE_IGPU, DEV_TYPE_ACCEL = 0, 1, 2, 3
 DEV_TYPE_NAMES = {DEV_TYPE_CPU: "cpu", DEV_TYPE_GPU: "gpu", DEV_TYPE_IGPU: "igpu", DEV_TYPE_ACCEL: "accel"}
@@ -62,6 +64,10 @@ class Device:
     nvml: NvmlInfo | None = None
     best: bool = False  # the GPU a single-GPU plan uses by default
     notes: tuple[str, ...] = field(default=())
+    # What llama.cpp was measured to do on it (devices --probe); bandwidth_bytes_per_s is then the
+    # measured figure. bandwidth_source: measured, catalog (a datasheet, NVML's or --gpu's), assumed.
+    speed: DeviceSpeed | None = None
+    bandwidth_source: str = "assumed"
 
     @property
     def is_gpu(self) -> bool:
@@ -83,6 +89,8 @@ class Device:
         if isinstance(data.get("nvml"), dict):
             nvml_fields = set(NvmlInfo.__dataclass_fields__)
             data["nvml"] = NvmlInfo(**{k: v for k, v in data["nvml"].items() if k in nvml_fields})
+        if isinstance(data.get("speed"), dict):
+            data["speed"] = DeviceSpeed.from_dict(data["speed"])
         data["notes"] = tuple(data.get("notes") or ())
         return cls(**data)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import InputError
 from .device import Device
+from .speed import GroupSpeed
 
 _UNITS = {
     "b": 1,
@@ -83,6 +84,7 @@ def parse_gpu_spec(spec: str) -> list[Device]:
             free_bytes=total,
             source="size",
             bandwidth_bytes_per_s=bandwidth,
+            bandwidth_source="catalog" if bandwidth else "assumed",
         )
     else:
         from .catalog import lookup
@@ -98,6 +100,7 @@ def parse_gpu_spec(spec: str) -> list[Device]:
             free_bytes=entry.memory_bytes,
             source="catalog",
             bandwidth_bytes_per_s=bandwidth,
+            bandwidth_source="catalog",
             link_bytes_per_s=entry.link_bytes_per_s,
             notes=(f"catalog: {entry.source}",),
         )
@@ -112,8 +115,9 @@ def hypothetical_devices(specs: list[str]) -> list[Device]:
     return [d.with_(name=f"GPU{i}", index=i) for i, d in enumerate(devices)]
 
 
-def load_devices_file(path: str) -> tuple[list[Device], Device | None]:
-    """The devices and host row of a `gpusplit devices --json` document."""
+def load_devices_file(path: str) -> tuple[list[Device], Device | None, GroupSpeed | None]:
+    """The devices, host row and tensor-parallel group speed of a `gpusplit devices --json` document
+    (measured speeds travel with it)."""
     file = Path(path)
     if file.is_dir():
         raise DeviceSpecError(f"--devices-file {path}: is a directory, not a JSON file")
@@ -131,7 +135,13 @@ def load_devices_file(path: str) -> tuple[list[Device], Device | None]:
         raise DeviceSpecError(f"--devices-file {path}: not a `gpusplit devices --json` document (no schema gpusplit.devices/1)")
     devices = [_device_from(path, i, d) for i, d in enumerate(doc.get("devices") or [])]
     host = _device_from(path, "host", doc["host"]) if isinstance(doc.get("host"), dict) else None
-    return [d for d in devices if d.index is not None], host
+    group = None
+    if isinstance(doc.get("tensor_group"), dict):
+        try:
+            group = GroupSpeed(**doc["tensor_group"])
+        except TypeError as exc:
+            raise DeviceSpecError(f"--devices-file {path}: tensor_group: {exc}") from None
+    return [d for d in devices if d.index is not None], host, group
 
 
 def _device_from(path: str, where: int | str, raw: Any) -> Device:

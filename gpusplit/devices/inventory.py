@@ -14,6 +14,7 @@ from typing import Any
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
 from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
 from .rpc import WorkerInfo, probe
+from .speed import GroupSpeed
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Inventory:
     nvml: NvmlReport | None = None
     workers: list[WorkerInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    group_speed: GroupSpeed | None = None  # tensor parallelism over the devices, as measured
 
     @property
     def best_gpu(self) -> Device | None:
@@ -112,6 +114,7 @@ def _nvml_fields(info: NvmlInfo | None) -> dict[str, Any]:
         "nvml": info,
         "pci_bus_id": normalise_pci_bus_id(info.pci_bus_id),
         "bandwidth_bytes_per_s": info.bandwidth_bytes_per_s,
+        "bandwidth_source": "catalog" if info.bandwidth_bytes_per_s else "assumed",  # NVML's theoretical figure
         "link_bytes_per_s": pcie_bytes_per_s(info.pcie_gen, info.pcie_width),
     }
 

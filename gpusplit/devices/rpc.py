@@ -161,3 +161,19 @@ def probe(endpoint: str, timeout: float = 3.0) -> WorkerInfo:
         return WorkerInfo(endpoint, f"{major}.{minor}.{patch}", tuple(devices))
     finally:
         conn.close()
+
+
+def round_trips(endpoint: str, count: int = 20, timeout: float = 3.0) -> list[float]:
+    """Seconds of `count` request/answer exchanges (device count queries) on one connection, after
+    the handshake: the latency a decode pays for each of its round trips to the worker."""
+    conn = _Conn(endpoint, time.monotonic() + timeout)
+    try:
+        conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.call(CMD_DEVICE_COUNT, b"", 4)
+            times.append(time.perf_counter() - started)
+        return times
+    finally:
+        conn.close()

@@ -37,3 +37,22 @@ def engine_lib_dir() -> str | None:
 
 def engine_available() -> bool:
     return engine_lib_dir() is not None
+
+
+def engine_build_id() -> str:
+    """Which llama.cpp build measurements were made with: the package version and the size of its
+    CPU and device libraries (a rebuild with CUDA or other flags changes them). Cheap: no import."""
+    lib_dir = engine_lib_dir()
+    if lib_dir is None:
+        return "none"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("llama-cpp-python")
+    except PackageNotFoundError:
+        release = "?"
+    sizes = []
+    for name in sorted(os.listdir(lib_dir)):
+        if name.startswith("libggml") and name.endswith(".so"):
+            sizes.append(f"{name}:{os.path.getsize(os.path.join(lib_dir, name))}")
+    return f"llama-cpp-python=={release}|" + ",".join(sizes)

@@ -344,3 +344,17 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     }
     loaded.close()
     return {"results": results, "load_ms": loaded.load_ms, "build": info}
+
+
+def task_quantize(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """llama.cpp's own quantizer (llama_model_quantize): `src` to `dst` in `ftype` (a llama_ftype)."""
+    import llama_cpp
+
+    qp = llama_cpp.llama_model_quantize_default_params()
+    qp.ftype = int(request["ftype"])
+    qp.nthread = int(request.get("threads") or 0)
+    started = time.perf_counter()
+    code = llama_cpp.llama_model_quantize(request["src"].encode(), request["dst"].encode(), ctypes.byref(qp))
+    if code != 0:
+        raise EngineError(f"llama.cpp could not quantize {request['src']} (code {code})")
+    return {"seconds": time.perf_counter() - started}

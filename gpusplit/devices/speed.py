@@ -1,0 +1,157 @@
+"""How fast a device runs llama.cpp, as `gpusplit devices --probe` measured it, and the cache of
+those measurements (one JSON file per device identity under the user cache folder).
+
+A device's speed is a handful of figures the predictor (gpusplit/predict.py) composes: a fixed
+cost per token and per layer, the bytes per second at which it reads each kind of weight, the
+FLOP/s at which it processes a prompt batch, and for RPC workers the link. Plain data: measuring
+belongs to gpusplit/probe.py, predicting to gpusplit/predict.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# Weight classes the device's speed is measured for. llama.cpp reads float weights, q8_0, the
+# k-quants (and i-quants) and the legacy 32-element blocks (q4_0, q5_0, iq4_nl, mxfp4) at different
+# rates: dequantization work differs, and a local CPU repacks some of them, an RPC worker does not.
+WEIGHT_CLASSES = ("float", "q8", "kquant", "legacy")
+LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4")
+SPEED_VERSION = 3  # bump when the meaning of a field changes: old cache files are then ignored
+
+
+def weight_class(type_name: str) -> str:
+    """'F16' -> 'float', 'Q8_0' -> 'q8', 'Q4_K' -> 'kquant', 'Q4_0' -> 'legacy'."""
+    name = type_name.upper()
+    if name in ("F32", "F16", "BF16", "F64"):
+        return "float"
+    if name in ("Q8_0", "Q8_1", "Q8_K"):
+        return "q8"
+    if name in LEGACY:
+        return "legacy"
+    return "kquant"
+
+
+@dataclass(frozen=True)
+class DeviceSpeed:
+    """What llama.cpp achieves on one device. Times in seconds, rates per second."""
+
+    # Generation (one token): fixed cost of a decode with the model on this device, and per layer.
+    token_overhead_s: float
+    layer_overhead_s: float
+    # Bytes per second reading weights of each class (WEIGHT_CLASSES) from memory, and from the
+    # cache for a model whose weights on this device fit in `cache_bytes`.
+    bandwidth: dict[str, float]
+    cache_bandwidth: float
+    cache_bytes: int
+    # Prompt processing (one batch of n_ubatch tokens): fixed cost, per layer, FLOP/s per class.
+    batch_overhead_s: float
+    batch_layer_overhead_s: float
+    flops: dict[str, float]
+    # Expert matmuls of a MoE model in a prompt batch (llama.cpp's mul_mat_id, each expert on its
+    # share of the tokens) run this many times slower per FLOP than dense ones.
+    expert_batch_factor: float = 1.0
+    # RPC workers: round trip and transfer rate of the link to them.
+    rtt_s: float | None = None
+    link_bytes_per_s: float | None = None
+    threads: int | None = None  # the CPU threads the figures hold for
+    source: str = "measured"  # measured (devices --probe) | catalog | assumed
+    identity: str = ""  # what was measured: see device_identity
+    measured_at: str = ""
+    probe: dict[str, Any] = field(default_factory=dict)  # the raw timings the figures were fitted to
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DeviceSpeed:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+@dataclass(frozen=True)
+class GroupSpeed:
+    """What tensor parallelism over a group of devices costs beyond their own work."""
+
+    layer_sync_s: float  # per layer per token (the all-reduces between the devices)
+    batch_layer_sync_s: float  # per layer per prompt batch
+    identity: str = ""
+    measured_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def device_identity(kind: str, name: str, key: str, threads: int | None, build: str) -> str:
+    """What makes a measurement valid: the device (its PCI bus id, UUID or RPC endpoint and what the
+    worker reports), the CPU threads, and the llama.cpp build."""
+    return f"v{SPEED_VERSION}|{kind}|{name}|{key}|threads={threads or '-'}|{build}"
+
+
+def identity_of(device: Any, threads: int | None, build: str) -> str:
+    """The identity a device's measurement is filed under (`device` is a devices.device.Device;
+    the host CPU row is measured at the CPU thread count that runs use)."""
+    if device.type == "cpu" or (device.backend == "CPU" and not device.endpoint):
+        return device_identity("cpu", device.description.split(",")[0], "host", threads, build)
+    if device.endpoint:
+        return device_identity("rpc", device.name, f"{device.endpoint}|{device.description}|{device.total_bytes}", None, build)
+    key = device.pci_bus_id or (device.nvml.uuid if device.nvml is not None else "") or device.description
+    return device_identity(device.backend, device.name, key, None, build)
+
+
+def group_identity(members: list[str]) -> str:
+    return "group|" + "||".join(sorted(members))
+
+
+def _path(folder: Path, identity: str) -> Path:
+    return folder / f"{hashlib.sha256(identity.encode()).hexdigest()[:20]}.json"
+
+
+def save(folder: Path, identity: str, record: DeviceSpeed | GroupSpeed) -> Path:
+    """Write one measurement, atomically (a reader never sees half a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _path(folder, identity)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"identity": identity, "kind": type(record).__name__, "record": record.as_dict()}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load(folder: Path, identity: str) -> DeviceSpeed | GroupSpeed | None:
+    """The cached measurement for this identity, or None (missing, unreadable, or another version)."""
+    path = _path(folder, identity)
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("identity") != identity:
+            return None
+        if doc.get("kind") == "GroupSpeed":
+            return GroupSpeed(**doc["record"])
+        return DeviceSpeed.from_dict(doc["record"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def cpu_cache_bytes() -> int:
+    """The last-level cache of this machine's CPU (what a small model's weights can stay in)."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    best = 0
+    try:
+        for index in base.glob("index*"):
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip().upper()
+            scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1:], 1)
+            value = int(size.rstrip("KMG")) * scale
+            if level >= 2 and value > best:
+                best = value
+    except (OSError, ValueError):
+        return 0
+    return best

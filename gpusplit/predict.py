@@ -1,0 +1,516 @@
+"""Predicted speed of a placement, from what each device was measured to do (`devices --probe`).
+
+The model, for one token of generation, with the model's layers placed on devices d:
+
+    seconds = O_host + sum over the other devices used (O_d - O_host)      fixed cost per decode
+            + sum over devices (C_d x layers_d + sum over weight classes bytes_d,c / BW_d,c)
+            + transfers between devices (activations, logits) over their links
+            + for tensor parallelism: the group's measured synchronisation per layer
+
+where O is a device's cost of one decode with the model wholly on it (graph, dispatch, for an RPC
+worker the round trips), C its cost per layer, and BW its rate of reading each weight class from
+memory (or from cache when the device's weights fit there). Prompt processing is the same with a
+batch of n tokens: fixed and per-layer costs per batch, and FLOPs over the device's measured
+FLOP/s. The same equations, inverted, fit a device's figures to its probe timings (`fit_speed`),
+so what is measured and what is predicted cannot drift apart.
+
+Where a device was not probed, its figures are a catalog bandwidth with typical overheads
+(`catalog`) or a guess (`assumed`); the prediction says which, and gives a range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from .devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, weight_class
+from .memory import CTX_PAD, MemoryPlan, Settings, layer_kv_bytes, pad
+
+if TYPE_CHECKING:
+    from .devices.device import Device
+    from .gguf.model import ModelInfo
+
+DEFAULT_CPU_BANDWIDTH = 60e9  # bytes/s: an unprobed CPU (typical dual-channel DDR5); --cpu-bandwidth overrides
+DEFAULT_PCIE = 25e9  # bytes/s: PCIe 4.0 x16 in practice, when a device's link is unknown
+DEFAULT_NETWORK = 1.25e9  # bytes/s: 10 GbE, for an RPC worker whose link was not measured
+LOCAL_HOP_S = 10e-6  # one CPU <-> GPU copy's fixed cost
+# How far a prediction may be off, by basis (the benchmark's targets for measured devices).
+UNCERTAINTY = {"measured": (0.2, 0.3), "catalog": (0.5, 0.6), "assumed": (0.7, 0.8)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    tg_tokens_per_s: float | None  # generation
+    pp_tokens_per_s: float | None  # prompt processing, one batch of n_ubatch tokens
+    bytes_per_token: int
+    seconds_per_token: float | None
+    limited_by: str  # the device that takes longest
+    assumptions: tuple[str, ...]
+    basis: str = "assumed"  # measured (every device used was probed) | catalog | assumed
+    tg_range: tuple[float, float] | None = None
+    pp_range: tuple[float, float] | None = None
+    # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (pp for any prompt length).
+    batch_fixed_s: float = 0.0
+    batch_token_s: float = 0.0
+
+    def pp_at(self, n_tokens: int) -> float | None:
+        """Predicted prompt tokens per second for a prompt of n_tokens (one batch)."""
+        seconds = self.batch_fixed_s + n_tokens * self.batch_token_s
+        return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
+
+
+@dataclass
+class Work:
+    """What one device does for a token: layers, weight bytes read and FLOPs, by weight class."""
+
+    blocks: int = 0
+    bytes: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))
+    flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))
+    expert_flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))  # of flops
+    weight_bytes: float = 0.0  # all weights held (for the cache test)
+
+    @property
+    def read_bytes(self) -> float:
+        return sum(self.bytes.values())
+
+    @property
+    def total_flops(self) -> float:
+        return sum(self.flops.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Device figures: measured, or derived from a catalog bandwidth, or assumed
+
+
+def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) -> DeviceSpeed:
+    """Figures for a device that was not probed: its catalog (or NVML) bandwidth with a GPU's
+    typical overheads, or, for a CPU or an unmeasured RPC worker, a CPU's."""
+    bandwidth = device.bandwidth_bytes_per_s
+    if device.backend == "CPU" or device.type == "cpu" or (device.endpoint and not bandwidth):
+        bw = cpu_bandwidth
+        return DeviceSpeed(
+            token_overhead_s=50e-6,
+            layer_overhead_s=40e-6,
+            bandwidth={"float": bw, "q8": 0.8 * bw, "kquant": 0.8 * bw, "legacy": 0.8 * bw},
+            cache_bandwidth=2 * bw,
+            cache_bytes=0,
+            batch_overhead_s=1e-3,
+            batch_layer_overhead_s=0.5e-3,
+            flops=dict.fromkeys(WEIGHT_CLASSES, 200e9),
+            source="assumed",
+        )
+    bw = 0.8 * bandwidth if bandwidth else None  # llama.cpp reaches ~80 % of a GPU's spec bandwidth
+    if bw is None:
+        return replace(assumed_speed(device.with_(backend="CPU"), cpu_bandwidth), source="assumed")
+    return DeviceSpeed(
+        token_overhead_s=0.3e-3,
+        layer_overhead_s=20e-6,
+        bandwidth=dict.fromkeys(WEIGHT_CLASSES, bw),
+        cache_bandwidth=bw,
+        cache_bytes=0,
+        batch_overhead_s=1e-3,
+        batch_layer_overhead_s=0.2e-3,
+        flops=dict.fromkeys(WEIGHT_CLASSES, 150 * bw),  # dense matmuls run ~150 FLOP per byte of weights read
+        source="catalog" if device.bandwidth_source in ("catalog", "measured") else "assumed",
+    )
+
+
+def speed_of(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) -> DeviceSpeed:
+    return device.speed if device.speed is not None else assumed_speed(device, cpu_bandwidth)
+
+
+# ---------------------------------------------------------------------------------------------
+# The equations
+
+
+def _read_seconds(speed: DeviceSpeed, work: Work) -> float:
+    """Seconds to read a token's weights: from cache when they all fit there, else from memory."""
+    if work.weight_bytes and work.weight_bytes <= speed.cache_bytes:
+        return work.read_bytes / speed.cache_bandwidth
+    return sum(b / speed.bandwidth[c] for c, b in work.bytes.items() if b)
+
+
+def token_seconds(speed: DeviceSpeed, work: Work, kv_bytes: float = 0.0) -> float:
+    """A device's own share of one token: its layers and the weights (and KV cache) it reads."""
+    return speed.layer_overhead_s * work.blocks + _read_seconds(speed, work) + kv_bytes / speed.bandwidth["float"]
+
+
+def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops: float = 0.0) -> float:
+    """A device's own share of one prompt batch of n_tokens."""
+    fixed, per_token = batch_terms(speed, work, n_tokens, attention_flops)
+    return fixed + n_tokens * per_token
+
+
+def batch_terms(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops: float = 0.0) -> tuple[float, float]:
+    """(fixed seconds, seconds per token) of a device's share of a prompt batch."""
+    per_token = sum(f / speed.flops[c] for c, f in work.flops.items() if f)
+    per_token += (speed.expert_batch_factor - 1) * sum(f / speed.flops[c] for c, f in work.expert_flops.items() if f)
+    per_token += attention_flops / max(n_tokens, 1) / speed.flops["float"]
+    return speed.batch_layer_overhead_s * work.blocks, per_token
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting a device's figures to its probe timings (the equations above, inverted)
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    """One probe model's timings with the model wholly on the device."""
+
+    name: str
+    work: Work
+    token_s: float  # seconds per generated token
+    batch_s: float  # seconds per prompt batch
+    batch_tokens: int
+
+
+def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
+    """Least squares with every unknown kept >= 0 (a negative overhead or rate means nothing)."""
+    import numpy as np
+
+    active = list(range(len(rows[0])))
+    while True:
+        a = np.array([[r[i] for i in active] for r in rows], dtype=float)
+        solution, *_ = np.linalg.lstsq(a, np.array(values, dtype=float), rcond=None)
+        negative = [active[j] for j, v in enumerate(solution) if v < 0]
+        if not negative or len(active) == 1:
+            out = [0.0] * len(rows[0])
+            for j, i in enumerate(active):
+                out[i] = max(float(solution[j]), 0.0)
+            return out
+        active = [i for i in active if i not in negative]
+
+
+def fit_speed(
+    points: dict[str, ProbePoint], cache_bytes: int, small: tuple[str, ...], large: dict[str, str], moe: str | None = None
+) -> DeviceSpeed:
+    """Figures from probe timings: `small` models (few bytes, different layer counts) give the
+    fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
+    FLOP/s of its weight class; a `moe` model how much slower expert matmuls run in a batch."""
+    # Generation: token_s = O + C * layers + bytes / rate (the cache rate for small models when
+    # they fit the cache; otherwise the float rate, refined in two passes).
+    f16 = points[large["float"]]
+    rate_float = f16.work.read_bytes / f16.token_s
+    for _ in range(3):
+        rows, values = [], []
+        for name in small:
+            p = points[name]
+            cached = p.work.weight_bytes <= cache_bytes
+            rows.append([1.0, p.work.blocks, p.work.read_bytes if cached else 0.0])
+            values.append(p.token_s - (0.0 if cached else p.work.read_bytes / rate_float))
+        overhead, per_layer, inv_cache = _solve(rows, values)
+        rate_float = f16.work.read_bytes / max(f16.token_s - overhead - per_layer * f16.work.blocks, 1e-9)
+    bandwidth = {}
+    for cls, name in large.items():
+        p = points[name]
+        seconds = p.token_s - overhead - per_layer * p.work.blocks
+        bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
+    cache_rate = 1.0 / inv_cache if inv_cache > 0 else 4 * bandwidth["float"]
+    # Prompt batches: batch_s = O + C * layers + n * flops / rate.
+    f16_flops = points[large["float"]]
+    rate_flops = f16_flops.batch_tokens * f16_flops.work.total_flops / f16_flops.batch_s
+    for _ in range(3):
+        rows, values = [], []
+        for name in small:
+            p = points[name]
+            rows.append([1.0, p.work.blocks])
+            values.append(p.batch_s - p.batch_tokens * p.work.total_flops / rate_flops)
+        batch_overhead, batch_per_layer = _solve(rows, values)
+        p = f16_flops
+        rate_flops = p.batch_tokens * p.work.total_flops / max(p.batch_s - batch_overhead - batch_per_layer * p.work.blocks, 1e-9)
+    flops = {}
+    for cls, name in large.items():
+        p = points[name]
+        seconds = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks
+        flops[cls] = p.batch_tokens * p.work.flops[cls] / max(seconds, 1e-9)
+    fitted = DeviceSpeed(
+        token_overhead_s=overhead,
+        layer_overhead_s=per_layer,
+        bandwidth=bandwidth,
+        cache_bandwidth=cache_rate,
+        cache_bytes=cache_bytes,
+        batch_overhead_s=batch_overhead,
+        batch_layer_overhead_s=batch_per_layer,
+        flops=flops,
+    )
+    if moe is not None:
+        p = points[moe]
+        dense = fitted.batch_overhead_s + batch_seconds(fitted, p.work, p.batch_tokens)
+        experts = p.batch_tokens * sum(f / flops[c] for c, f in p.work.expert_flops.items() if f)
+        if experts > 0:
+            factor = 1 + (p.batch_s - dense) / experts
+            fitted = replace(fitted, expert_batch_factor=min(max(factor, 0.5), 8.0))
+    return fitted
+
+
+def _other_classes(work: Work, cls: str, known: dict[str, float], rate_float: float) -> float:
+    """Seconds a probe spends on weights outside its class (norms, embeddings: mostly float)."""
+    seconds = 0.0
+    for other, nbytes in work.bytes.items():
+        if other != cls and nbytes:
+            seconds += nbytes / known.get(other, rate_float)
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# What each device does for a placement
+
+
+def _expert_share(model: ModelInfo) -> float:
+    return model.n_expert_used / model.n_expert if model.n_expert else 1.0
+
+
+def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> dict[int | None, Work]:
+    """Per device index (None: the host CPU) what a token reads and computes. Expert weights count
+    at the share of experts a token uses; row/tensor modes cut each layer in the devices' shares."""
+    works: dict[int | None, Work] = {}
+    share_of = memory.split_shares
+    expert_share = _expert_share(model)
+    for il, dev in enumerate(memory.layer_device):
+        group = model.output if il == model.n_layer else model.blocks[il]
+        holders: set[int | None] = set()
+        for t in group.tensors:
+            expert = "_exps" in t.name
+            used = expert_share if expert else 1.0
+            on_host = dev is None or (il < n_cpu_moe and expert)
+            targets = {None: 1.0} if on_host else (share_of or {dev: 1.0})
+            cls = weight_class(t.ggml_type.name)
+            matrix = len(t.shape) >= 2
+            for target, share in targets.items():
+                w = works.setdefault(target, Work())
+                w.bytes[cls] += t.n_bytes * used * share
+                w.weight_bytes += t.n_bytes * share
+                if matrix:
+                    w.flops[cls] += 2 * t.n_elements * used * share
+                    if expert:
+                        w.expert_flops[cls] += 2 * t.n_elements * used * share
+                holders.add(target)
+        if il < model.n_layer:
+            for target in holders:
+                works[target].blocks += 1
+    works.setdefault(None, Work())
+    return works
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicting
+
+
+def predict(
+    model: ModelInfo,
+    memory: MemoryPlan,
+    settings: Settings,
+    devices: list[Device],
+    host: Device,
+    n_cpu_moe: int = 0,
+    group: GroupSpeed | None = None,
+    cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH,
+    depth: int = 0,
+) -> Prediction:
+    """Tokens per second of generation and of one prompt batch for this placement."""
+    works = placement_work(model, memory, n_cpu_moe)
+    speeds: dict[int | None, DeviceSpeed] = {None: speed_of(host, cpu_bandwidth)}
+    for i, d in enumerate(devices):
+        speeds[i] = speed_of(d, cpu_bandwidth)
+    used = [i for i, w in works.items() if i is not None and (w.blocks or w.read_bytes)]
+    host_speed = speeds[None]
+    kv = _kv_per_device(model, memory, settings, depth)
+    n_batch = min(settings.n_ubatch, settings.n_ctx_total)
+
+    # Fixed costs: the host's, plus what each other device used adds to a decode.
+    fixed = host_speed.token_overhead_s + sum(max(speeds[i].token_overhead_s - host_speed.token_overhead_s, 0.0) for i in used)
+    fixed_batch = host_speed.batch_overhead_s + sum(
+        max(speeds[i].batch_overhead_s - host_speed.batch_overhead_s, 0.0) for i in used
+    )
+    attention = _attention_flops(model, n_batch, depth)
+    per_device = {i: token_seconds(speeds[i], works[i], kv.get(i, 0.0)) for i in works}
+    batch = {i: batch_terms(speeds[i], works[i], n_batch, attention * works[i].blocks / max(model.n_layer, 1)) for i in works}
+    offload = _op_offload_device(devices, used, n_batch)
+    if offload is not None and works[None].total_flops:
+        # llama.cpp runs a big batch's matmuls on weights left in host memory on the GPU instead,
+        # uploading those weights over its link for each batch (ggml_backend_sched, offload_op).
+        host_work = works[None]
+        upload = host_work.weight_bytes / _link(speeds[offload], devices[offload])
+        _, per_token = batch_terms(speeds[offload], host_work, n_batch)
+        batch[None] = (upload + speeds[offload].batch_layer_overhead_s * host_work.blocks, per_token)
+    hops, hops_batch = _transfers(model, memory, devices, speeds, n_cpu_moe, n_batch)
+    if memory.split_shares:
+        # Tensor parallelism: the devices work on each layer at the same time, then synchronise.
+        shared = [i for i in per_device if i is not None]
+        compute = max((per_device[i] for i in shared), default=0.0) + per_device[None]
+        slowest = max(shared, key=lambda i: batch[i][0] + n_batch * batch[i][1]) if shared else None
+        batch_fixed = (batch[slowest][0] if slowest is not None else 0.0) + batch[None][0]
+        batch_token = (batch[slowest][1] if slowest is not None else 0.0) + batch[None][1]
+        sync, sync_batch = _sync(model, group, [speeds[i] for i in shared], n_batch)
+    else:
+        compute = sum(per_device.values())
+        batch_fixed = sum(f for f, _ in batch.values())
+        batch_token = sum(t for _, t in batch.values())
+        sync = sync_batch = 0.0
+    seconds = fixed + compute + hops + sync
+    batch_fixed += fixed_batch + sync_batch
+    batch_token += hops_batch / n_batch
+    seconds_batch = batch_fixed + n_batch * batch_token
+
+    involved = [None, *used]
+    sources = [speeds[i].source for i in involved if (i is None and works[None].read_bytes) or i is not None]
+    sources = sources or [host_speed.source]
+    basis = "measured" if all(s == "measured" for s in sources) else ("catalog" if "assumed" not in sources else "assumed")
+    assumptions = _assumptions(devices, host, speeds, involved, cpu_bandwidth)
+    if memory.split_shares and group is None:
+        assumptions.append("tensor parallelism's synchronisation was not measured for this group (devices --probe measures it)")
+        basis = basis if basis != "measured" else "catalog"
+    limited = max(per_device, key=lambda i: per_device[i])
+    tg = 1.0 / seconds if seconds > 0 else None
+    pp = n_batch / seconds_batch if seconds_batch > 0 else None
+    u_tg, u_pp = UNCERTAINTY[basis]
+    return Prediction(
+        tg_tokens_per_s=tg,
+        pp_tokens_per_s=pp,
+        bytes_per_token=int(sum(w.read_bytes for w in works.values()) + sum(kv.values())),
+        seconds_per_token=seconds,
+        limited_by="CPU" if limited is None else devices[limited].name,
+        assumptions=tuple(dict.fromkeys(assumptions)),
+        basis=basis,
+        tg_range=None if tg is None else (tg * (1 - u_tg), tg * (1 + u_tg)),
+        pp_range=None if pp is None else (pp * (1 - u_pp), pp * (1 + u_pp)),
+        batch_fixed_s=batch_fixed,
+        batch_token_s=batch_token,
+    )
+
+
+# Backends whose devices take over big batches' matmuls on host-resident weights (offload_op).
+OP_OFFLOAD_BACKENDS = ("CUDA", "ROCm", "HIP", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical")
+OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda's op_offload_min_batch_size default
+
+
+def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:
+    if n_batch < OP_OFFLOAD_MIN_BATCH:
+        return None
+    for i in used:
+        if i is not None and not devices[i].endpoint and devices[i].backend in OP_OFFLOAD_BACKENDS:
+            return i
+    return None
+
+
+def _kv_per_device(model: ModelInfo, memory: MemoryPlan, settings: Settings, depth: int) -> dict[int | None, float]:
+    """KV cache bytes a token reads per device: llama.cpp attends over the used cells, padded to 256."""
+    cells = min(settings.n_ctx_seq, pad(depth + 1, CTX_PAD))
+    scale = cells / max(settings.n_ctx_seq, 1) / settings.n_parallel
+    out: dict[int | None, float] = {}
+    for il in range(model.n_layer):
+        dev = memory.layer_device[il]
+        nbytes = layer_kv_bytes(model, settings, il) * scale
+        if dev is None or not settings.offload_kqv:
+            out[None] = out.get(None, 0.0) + nbytes
+        elif memory.split_shares:
+            for i, share in memory.split_shares.items():
+                out[i] = out.get(i, 0.0) + nbytes * share
+        else:
+            out[dev] = out.get(dev, 0.0) + nbytes
+    return out
+
+
+def _attention_flops(model: ModelInfo, n_tokens: int, depth: int) -> float:
+    """A prompt batch's attention FLOPs over all layers (QK^T and softmax(QK^T)V, causal)."""
+    width = max(model.n_head) * model.head_dim_k
+    return model.n_layer * 4.0 * width * n_tokens * (depth + n_tokens / 2)
+
+
+def _link(speed: DeviceSpeed, device: Device | None) -> float:
+    if device is not None and device.endpoint:
+        return speed.link_bytes_per_s or DEFAULT_NETWORK
+    if device is not None and device.link_bytes_per_s:
+        return device.link_bytes_per_s
+    return DEFAULT_PCIE
+
+
+def _transfers(
+    model: ModelInfo,
+    memory: MemoryPlan,
+    devices: list[Device],
+    speeds: dict[int | None, DeviceSpeed],
+    n_cpu_moe: int,
+    n_batch: int,
+) -> tuple[float, float]:
+    """Seconds moving activations between devices, and the logits back to the host, per token and
+    per batch. An RPC worker's round trips are in its fixed cost (measured with the model on it);
+    what is left is bytes over its link."""
+    activation = model.n_embd * 4
+    logits = model.n_vocab * 4
+    order: list[int | None] = [None]
+    for il, dev in enumerate(memory.layer_device):
+        if il < n_cpu_moe and dev is not None and model.n_expert:
+            order += [dev, None, dev]  # this block's experts run on the CPU
+        else:
+            order.append(dev)
+    token = batch = 0.0
+    for a, b in zip(order, order[1:]):
+        if a == b or memory.split_shares:
+            continue
+        token += _hop(a, b, activation, devices, speeds)
+        batch += _hop(a, b, activation * n_batch, devices, speeds)
+    last = memory.layer_device[-1]
+    if last is not None and not memory.split_shares:
+        token += _hop(last, None, logits, devices, speeds, latency=False)
+        batch += _hop(last, None, logits, devices, speeds, latency=False)
+    return token, batch
+
+
+def _hop(a: int | None, b: int | None, nbytes: float, devices: list[Device], speeds: dict, latency: bool = True) -> float:
+    seconds = 0.0
+    remote = False
+    for side in (a, b):
+        if side is None:
+            continue
+        device = devices[side]
+        if device.endpoint:
+            remote = True
+            seconds += nbytes / _link(speeds[side], device)
+    if not remote:
+        side = a if a is not None else b
+        seconds = (LOCAL_HOP_S if latency else 0.0) + nbytes / _link(speeds[side], devices[side] if side is not None else None)
+    return seconds
+
+
+def sync_data_seconds(model: ModelInfo, members: list[DeviceSpeed], n_tokens: int) -> float:
+    """Per layer, the bytes tensor parallelism moves: two all-reduces of the activations, each
+    gathering every member's partial result and sending the sum back (through the client for RPC
+    workers), over the slowest member's link."""
+    rates = [s.link_bytes_per_s for s in members if s.link_bytes_per_s]
+    rate = min(rates) if rates else DEFAULT_PCIE
+    return 2 * 2 * len(members) * n_tokens * model.n_embd * 4 / rate
+
+
+def _sync(model: ModelInfo, group: GroupSpeed | None, members: list[DeviceSpeed], n_batch: int = 512) -> tuple[float, float]:
+    """Tensor parallelism's all-reduces per token and per batch: the group's measured fixed cost per
+    layer (or two round trips per member) and the bytes over the links."""
+    if group is not None:
+        fixed, fixed_batch = group.layer_sync_s, group.batch_layer_sync_s
+    else:
+        fixed = fixed_batch = 2 * sum((s.rtt_s or LOCAL_HOP_S) for s in members)
+    token = model.n_layer * (fixed + sync_data_seconds(model, members, 1))
+    batch = model.n_layer * (fixed_batch + sync_data_seconds(model, members, n_batch))
+    return token, batch
+
+
+def _assumptions(
+    devices: list[Device], host: Device, speeds: dict[int | None, DeviceSpeed], involved: list[int | None], cpu_bandwidth: float
+) -> list[str]:
+    notes = []
+    for i in involved:
+        s = speeds[i]
+        name = "the CPU" if i is None else devices[i].name
+        if s.source == "assumed":
+            if i is None or devices[i].backend == "CPU" or devices[i].endpoint:
+                bw = s.bandwidth["float"] / 1e9
+                notes.append(
+                    f"{name} not measured: {bw:.0f} GB/s and typical overheads assumed (gpusplit devices --probe measures it)"
+                )
+            else:
+                notes.append(f"{name} has no known bandwidth: figures assumed")
+        elif s.source == "catalog":
+            notes.append(f"{name}: catalog bandwidth x 0.8 and typical GPU overheads (not measured)")
+    if not notes:
+        notes.append("every device used was measured (gpusplit devices --probe)")
+    return notes

@@ -1,0 +1,282 @@
+"""`gpusplit devices --probe`: measure what llama.cpp achieves on each device, for the predictor.
+
+For each device llama.cpp would use (the CPU at the thread count runs use, each GPU, each RPC
+worker) a few generated models are run wholly on that device with llama-bench's tests (a prompt
+batch, then tokens one at a time), each in an engine child like `bench`:
+
+- three small models (1 and 12 layers of width 256, 2 layers of width 768): the fixed costs of a
+  decode and of a layer, and the rate at which weights that stay in cache are read;
+- one 195 MB f16 model, and the same quantized by llama.cpp's own quantizer to Q8_0, Q4_K_M and
+  Q4_0: the rate at which each weight class is read from memory, and the FLOP/s of a prompt batch;
+- a small mixture of experts: how much slower expert matmuls run in a prompt batch.
+
+The figures are fitted with the predictor's own equations (predict.fit_speed) and cached per
+device identity (devices/speed.py). For RPC workers the round trip is timed from Python and the
+transfer rate from uploading the 195 MB model. Over two or more GPUs or workers, the small models
+run once more with llama.cpp's tensor parallelism, which measures what its synchronisation costs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .devices import speed as speed_cache
+from .devices.speed import DeviceSpeed, GroupSpeed
+from .params import EngineParams
+
+if TYPE_CHECKING:
+    from .devices.device import Device
+    from .devices.inventory import Inventory
+
+PROBE_VERSION = "2"
+SMALL = ("l1", "l12", "wide2")
+MOE = "moe"
+LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
+QUANTIZE = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M, _Q4_0
+# Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
+# on a busy machine a short one is mostly scheduling noise.
+TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64}
+TG_TOKENS_LARGE = 48
+BATCH_TOKENS = 512
+REPETITIONS = 3
+
+# Told what happens next; `measured` is True for the steps step_count counts (a model timed on a device).
+Step = Callable[[str, bool], None]
+
+
+def _specs() -> dict[str, object]:
+    from .synthetic.tiny import TINY_MODELS
+
+    base = TINY_MODELS["dense-f16"]  # llama, width 256, GQA
+    wide = TINY_MODELS["dense-large-f16"]  # width 768, vocabulary 1024
+    return {
+        "l1": replace(base, name="probe-l1", n_layer=1),
+        "l12": replace(base, name="probe-l12", n_layer=12),
+        "wide2": replace(wide, name="probe-wide2", n_layer=2),
+        # 195 MB: several times any CPU cache (a GPU's L2 is smaller still)
+        "f16": replace(wide, name="probe-f16", n_layer=4, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096),
+        # Mixtral-style experts: what a prompt batch pays for llama.cpp's per-expert matmuls
+        "moe": replace(wide, name="probe-moe", n_layer=2, n_ff=1024, n_expert=8, n_expert_used=2),
+    }
+
+
+def model_folder() -> Path:
+    from .synthetic import cache_dir
+
+    return cache_dir() / "probe-models" / f"v{PROBE_VERSION}"
+
+
+def probe_models(on_step: Step | None = None) -> dict[str, Path]:
+    """The probe models, generated (and quantized by llama.cpp) on first use into the cache."""
+    from .runner import quantize
+    from .synthetic import write_tiny_model
+
+    folder = model_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, spec in _specs().items():
+        path = folder / f"{name}.gguf"
+        if not path.is_file():
+            if on_step:
+                on_step(f"writing the probe model {name}", False)
+            write_tiny_model(path, spec)
+        paths[name] = path
+    for name, ftype in QUANTIZE.items():
+        path = folder / f"{name}.gguf"
+        if not path.is_file():
+            if on_step:
+                on_step(f"quantizing the probe model to {name} with llama.cpp", False)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            quantize(str(paths["f16"]), str(tmp), ftype)
+            os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device to probe, and how to place a model wholly on it."""
+
+    device: Device
+    identity: str
+    rpc: tuple[str, ...] = ()
+    main_gpu: int = 0
+    on_cpu: bool = False
+
+
+def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
+    out = [Target(inventory.host, speed_cache.identity_of(inventory.host, threads, build), on_cpu=True)]
+    for d in inventory.devices:
+        if d.endpoint:
+            # Only this worker registered: its devices come first in llama.cpp's list.
+            k = sum(1 for other in inventory.devices[: d.index] if other.endpoint == d.endpoint)
+            out.append(Target(d, speed_cache.identity_of(d, threads, build), rpc=(d.endpoint,), main_gpu=k))
+        else:
+            local = [x for x in inventory.devices if not x.endpoint]
+            out.append(Target(d, speed_cache.identity_of(d, threads, build), main_gpu=local.index(d)))
+    return out
+
+
+def _params(target: Target, path: Path, threads: int) -> EngineParams:
+    return EngineParams(
+        model_path=str(path),
+        rpc=target.rpc,
+        n_gpu_layers=0 if target.on_cpu else 999,
+        split_mode="none",
+        main_gpu=target.main_gpu,
+        n_ctx=2048,
+        n_batch=BATCH_TOKENS,
+        n_ubatch=BATCH_TOKENS,
+        n_threads=threads,
+    )
+
+
+def _time(params: EngineParams, plan_doc: dict, tg_tokens: int) -> tuple[float, float, float]:
+    """(seconds per generated token, seconds per prompt batch, load seconds): medians."""
+    from .runner import bench_config
+
+    tests = [
+        {"name": "tg", "kind": "tg", "n": tg_tokens, "depth": 0},
+        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
+    ]
+    outcome = bench_config(plan_doc, params, tests, REPETITIONS, timeout=600)
+    tg = statistics.median(outcome.samples["tg"])
+    pp = statistics.median(outcome.samples["pp"])
+    return 1.0 / tg, BATCH_TOKENS / pp, outcome.load_ms / 1000
+
+
+def _work(path: Path):
+    """What a token of this probe model reads and computes, with the model on one device."""
+    from .gguf.model import read_model
+    from .memory import Placement, Settings, plan_memory
+    from .predict import placement_work
+
+    model = read_model(path)
+    memory = plan_memory(model, ["probe"], ["probe"], [2**62], Settings(n_ctx=2048), Placement("none", -1, (), 0))
+    works = placement_work(model, memory)
+    work = works[0]
+    # The input layer stays on the CPU; its one row per token is negligible.
+    return work
+
+
+def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> DeviceSpeed:
+    """Time every probe model wholly on the target and fit its figures."""
+    from .predict import ProbePoint, fit_speed
+
+    doc = {"devices": [{"name": target.device.name, "endpoint": target.device.endpoint}] if target.rpc else []}
+    points = {}
+    raw = {}
+    load_rpc = 0.0
+    for name in (*SMALL, *LARGE.values(), MOE):
+        if on_step:
+            on_step(f"{target.device.name}: {name}", True)
+        token_s, batch_s, load_s = _time(_params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE))
+        points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
+        raw[name] = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
+        if name == "f16":
+            load_rpc = load_s
+    local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+    cache = speed_cache.cpu_cache_bytes() if target.on_cpu or (target.rpc and local) else 0
+    fitted = fit_speed(points, cache, SMALL, LARGE, MOE)
+    rtt = rate = None
+    if target.rpc:
+        rtt = _round_trip(target.rpc[0])
+        rate = os.path.getsize(paths["f16"]) / load_rpc if load_rpc > 0 else None
+    return replace(
+        fitted,
+        rtt_s=rtt,
+        link_bytes_per_s=rate,
+        threads=threads if target.on_cpu else None,
+        source="measured",
+        identity=target.identity,
+        measured_at=speed_cache.now(),
+        probe=raw,
+    )
+
+
+def _round_trip(endpoint: str) -> float:
+    """Median seconds of one request and answer to the worker."""
+    from .devices.rpc import round_trips
+
+    return statistics.median(round_trips(endpoint))
+
+
+def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> GroupSpeed | None:
+    """Tensor parallelism over every device: what its synchronisation adds per layer."""
+    from .api import plan as make_plan
+    from .runner import bench_config
+
+    devices = inventory.devices
+    if len(devices) < 2 or any(d.speed is None for d in devices):
+        return None
+    from .gguf.model import read_model
+    from .planner import TENSOR_UNSUPPORTED
+    from .predict import predict
+
+    results = {}
+    for name in ("l1", "l12"):
+        if on_step:
+            on_step(f"tensor parallelism over {len(devices)} devices: {name}", True)
+        model = read_model(paths[name])
+        if model.architecture in TENSOR_UNSUPPORTED:
+            return None
+        plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True)
+        doc = plan.to_dict()
+        params = EngineParams.from_dict(doc["engine_params"]).with_(
+            n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS
+        )
+        tests = [
+            {"name": "tg", "kind": "tg", "n": TG_TOKENS[name], "depth": 0},
+            {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
+        ]
+        outcome = bench_config(doc, params, tests, REPETITIONS, timeout=600)
+        measured_token = 1.0 / statistics.median(outcome.samples["tg"])
+        measured_batch = BATCH_TOKENS / statistics.median(outcome.samples["pp"])
+        # What the devices' own figures predict without any synchronisation:
+        c = plan.best
+        # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
+        alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, GroupSpeed(0.0, 0.0))
+        no_sync_batch = BATCH_TOKENS / alone.pp_tokens_per_s if alone.pp_tokens_per_s else 0.0
+        results[name] = (model.n_layer, measured_token - (alone.seconds_per_token or 0.0), measured_batch - no_sync_batch)
+    layers = results["l12"][0]
+    members = [d.speed.identity for d in devices if d.speed is not None]
+    return GroupSpeed(
+        layer_sync_s=max(results["l12"][1] / layers, 0.0),
+        batch_layer_sync_s=max(results["l12"][2] / layers, 0.0),
+        identity=speed_cache.group_identity(members),
+        measured_at=speed_cache.now(),
+    )
+
+
+def step_count(inventory: Inventory) -> int:
+    """How many steps run_probe reports (for a progress bar): every probe model on each device and
+    the host, and two tensor-parallel runs over two devices or more."""
+    devices = len(inventory.devices)
+    return (len(SMALL) + len(LARGE) + 1) * (devices + 1) + (2 if devices >= 2 else 0)
+
+
+def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:
+    """Probe every device of the inventory (and the host), cache the figures, and return the
+    inventory with them attached."""
+    started = time.monotonic()
+    paths = probe_models(on_step)
+    measured: dict[str, DeviceSpeed] = {}
+    for target in targets(inventory, threads, build):
+        speed = probe_device(target, paths, threads, on_step)
+        speed_cache.save(folder, target.identity, speed)
+        measured[target.identity] = speed
+    from .api import attach_speeds
+
+    inventory = attach_speeds(inventory, threads, build, folder)
+    group = probe_group(inventory, paths, threads, on_step)
+    if group is not None:
+        speed_cache.save(folder, group.identity, group)
+        inventory.group_speed = group
+    inventory.notes.append(f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s")
+    return inventory

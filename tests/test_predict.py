@@ -1,0 +1,279 @@
+"""Speed you can trust: the predictor's equations, their inverse (the probe fit), the figures'
+provenance, the cache of measurements, and predicted vs measured on every run and bench row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from gpusplit.devices.device import Device
+from gpusplit.devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, identity_of, load, save, weight_class
+from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placement_work, token_seconds
+
+GB = 1e9
+MIB = 2**20
+LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
+
+
+def _speed(**changes) -> DeviceSpeed:
+    base = DeviceSpeed(
+        token_overhead_s=80e-6,
+        layer_overhead_s=35e-6,
+        bandwidth={"float": 40 * GB, "q8": 33 * GB, "kquant": 30 * GB, "legacy": 28 * GB},
+        cache_bandwidth=90 * GB,
+        cache_bytes=32 * MIB,
+        batch_overhead_s=0.4e-3,
+        batch_layer_overhead_s=2e-3,
+        flops={"float": 350 * GB, "q8": 250 * GB, "kquant": 450 * GB, "legacy": 300 * GB},
+    )
+    return replace(base, **changes)
+
+
+def _work(blocks: int, nbytes: float, cls: str = "float") -> Work:
+    w = Work(blocks=blocks, weight_bytes=nbytes)
+    w.bytes[cls] = nbytes
+    w.flops[cls] = nbytes  # f16: 2 FLOP per 2-byte weight
+    return w
+
+
+def test_weight_classes():
+    assert [weight_class(t) for t in ("F16", "BF16", "F32", "Q8_0", "Q4_K", "Q6_K", "IQ4_XS", "MXFP4")] == [
+        "float", "float", "float", "q8", "kquant", "kquant", "kquant", "legacy",
+    ]  # fmt: skip
+
+
+def test_the_fit_inverts_the_equations():
+    """Probe timings made by the predictor's own equations from known figures give those figures back."""
+    truth = _speed(expert_batch_factor=2.0)
+    small = {"l1": _work(1, 1.6 * MIB), "l12": _work(12, 13 * MIB), "wide2": _work(2, 25 * MIB)}
+    moe = _work(2, 80 * MIB)
+    moe.expert_flops["float"] = 0.75 * moe.flops["float"]
+    large = {
+        "f16": _work(8, 390 * MIB, "float"),
+        "q8_0": _work(8, 207 * MIB, "q8"),
+        "q4_k_m": _work(8, 117 * MIB, "kquant"),
+        "q4_0": _work(8, 110 * MIB, "legacy"),
+    }
+    points = {}
+    for name, work in {**small, **large, "moe": moe}.items():
+        token = truth.token_overhead_s + token_seconds(truth, work)
+        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
+        points[name] = ProbePoint(name, work, token, batch, 512)
+    fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
+    assert fitted.expert_batch_factor == pytest.approx(2.0, rel=0.03)
+    assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.02)
+    assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.02)
+    assert fitted.cache_bandwidth == pytest.approx(truth.cache_bandwidth, rel=0.02)
+    for cls in WEIGHT_CLASSES:
+        assert fitted.bandwidth[cls] == pytest.approx(truth.bandwidth[cls], rel=0.02), cls
+        assert fitted.flops[cls] == pytest.approx(truth.flops[cls], rel=0.03), cls
+    assert fitted.batch_layer_overhead_s == pytest.approx(truth.batch_layer_overhead_s, rel=0.05)
+
+
+def test_a_negative_overhead_is_never_fitted():
+    """Timings no line explains (noise) give overheads of zero or more, not negative ones."""
+    w = _work(1, 1 * MIB)
+    points = {
+        "l1": ProbePoint("l1", _work(1, 1.6 * MIB), 50e-6, 1e-3, 512),
+        "l12": ProbePoint("l12", _work(12, 13 * MIB), 40e-6, 1e-3, 512),  # faster with more layers: noise
+        "wide2": ProbePoint("wide2", _work(2, 25 * MIB), 60e-6, 1e-3, 512),
+        "f16": ProbePoint("f16", _work(8, 390 * MIB), 9e-3, 1.0, 512),
+        "q8_0": ProbePoint("q8_0", _work(8, 207 * MIB, "q8"), 6e-3, 0.8, 512),
+        "q4_k_m": ProbePoint("q4_k_m", _work(8, 117 * MIB, "kquant"), 3e-3, 0.5, 512),
+        "q4_0": ProbePoint("q4_0", _work(8, 110 * MIB, "legacy"), 3e-3, 0.6, 512),
+    }
+    del w
+    fitted = fit_speed(points, 32 * MIB, ("l1", "l12", "wide2"), LARGE)
+    assert fitted.token_overhead_s >= 0 and fitted.layer_overhead_s >= 0 and fitted.batch_overhead_s >= 0
+    assert all(v > 0 for v in fitted.bandwidth.values()) and all(v > 0 for v in fitted.flops.values())
+
+
+def test_cache_round_trip_and_identity(tmp_path):
+    host = Device("CPU", "AMD EPYC, 2 threads", "CPU", "cpu", 2**34, 2**33, source="host")
+    worker = Device("RPC0", "127.0.0.1:50052", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="127.0.0.1:50052")
+    ids = {identity_of(host, 2, "b1"), identity_of(host, 1, "b1"), identity_of(host, 2, "b2"), identity_of(worker, 2, "b1")}
+    assert len(ids) == 4  # threads, the build and the device all tell measurements apart
+    speed = _speed(identity=identity_of(host, 2, "b1"), source="measured")
+    save(tmp_path, speed.identity, speed)
+    assert load(tmp_path, speed.identity) == speed
+    assert load(tmp_path, identity_of(host, 1, "b1")) is None
+    group = GroupSpeed(1.4e-3, 2e-3, "group|x")
+    save(tmp_path, group.identity, group)
+    assert load(tmp_path, group.identity) == group
+
+
+def test_attached_speeds_are_the_measured_figures(tmp_path):
+    from gpusplit.api import attach_speeds
+    from gpusplit.devices.inventory import Inventory
+
+    host = Device("CPU", "AMD EPYC, 2 threads", "CPU", "cpu", 2**34, 2**33, source="host")
+    gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=0, pci_bus_id="0000:01:00.0", bandwidth_bytes_per_s=900 * GB)
+    speed = _speed(source="measured", identity=identity_of(gpu, 2, "b"))
+    save(tmp_path, speed.identity, speed)
+    inventory = attach_speeds(Inventory(devices=[gpu], host=host), 2, "b", tmp_path)
+    measured = inventory.devices[0]
+    assert measured.speed == speed and measured.bandwidth_source == "measured"
+    assert measured.bandwidth_bytes_per_s == speed.bandwidth["float"]  # no longer NVML's theoretical 900 GB/s
+    assert inventory.host.speed is None
+
+
+def _plan(model, devices, host, **request):
+    from gpusplit.memory import Settings
+    from gpusplit.planner import Request, make_plan
+
+    return make_plan(model, devices, host, Request(settings=Settings(n_ctx=512), **request))
+
+
+def test_prediction_basis_and_the_bandwidth_bound(header_only_model):
+    """Measured devices give a measured basis; a catalog card a catalog one; an unprobed CPU an
+    assumed one with a hint. No figure is above what the bandwidth it came from allows."""
+    from gpusplit.gguf.model import read_model
+
+    model = read_model(header_only_model("llama-3.1-8b"))
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host")
+    card = Device("GPU0", "RTX 4090", "CUDA", "gpu", 24 * 2**30, 24 * 2**30, index=0, source="catalog",
+                  bandwidth_bytes_per_s=1008 * GB, bandwidth_source="catalog")  # fmt: skip
+    catalog = _plan(model, [card], host).best.prediction
+    assert catalog.basis == "catalog" and catalog.tg_tokens_per_s < 1008 * GB / model.total_bytes
+    measured_card = card.with_(speed=_speed(bandwidth=dict.fromkeys(WEIGHT_CLASSES, 800 * GB), source="measured"))
+    measured_host = host.with_(speed=_speed(source="measured"))
+    measured = _plan(model, [measured_card], measured_host).best.prediction
+    assert measured.basis == "measured"
+    assert measured.tg_tokens_per_s < 800 * GB / model.total_bytes  # the physical bound
+    lo, hi = measured.tg_range
+    assert lo < measured.tg_tokens_per_s < hi
+    cpu_only = _plan(model, [], host).best.prediction
+    assert cpu_only.basis == "assumed" and any("devices --probe" in a for a in cpu_only.assumptions)
+
+
+def test_ranking_prefers_the_faster_worker(tiny_model):
+    """Two workers of equal memory, one measured twice as fast: a single-device plan uses it."""
+    from gpusplit.gguf.model import read_model
+
+    model = read_model(tiny_model("dense-large-f16"))
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host", speed=_speed(source="measured"))
+    slow = _speed(bandwidth=dict.fromkeys(WEIGHT_CLASSES, 10 * GB), source="measured", rtt_s=50e-6, link_bytes_per_s=GB)
+    fast = replace(slow, bandwidth=dict.fromkeys(WEIGHT_CLASSES, 30 * GB))
+    workers = [
+        Device(f"RPC{i}", f"127.0.0.1:{5000 + i}", "RPC", "gpu", 2**34, 2**33, index=i, source="rpc",
+               endpoint=f"127.0.0.1:{5000 + i}", speed=s, bandwidth_source="measured")
+        for i, s in enumerate((slow, fast))
+    ]  # fmt: skip
+    plan = _plan(model, workers, host, mode="none")
+    assert plan.best.placement.main_gpu == 1
+    ranked = [plan.best, *plan.alternatives]
+    speeds = [c.prediction.tg_tokens_per_s for c in ranked if c.fits]
+    assert speeds[0] == max(speeds)
+
+
+def test_placement_work_counts_experts_at_their_used_share(tiny_model):
+    from gpusplit.gguf.model import read_model
+    from gpusplit.memory import Placement, Settings, plan_memory
+
+    model = read_model(tiny_model("moe-f16"))
+    memory = plan_memory(model, ["d"], ["d"], [2**40], Settings(n_ctx=256), Placement("none", -1, (), 0))
+    work = placement_work(model, memory)[0]
+    experts = sum(t.n_bytes for b in model.blocks for t in b.tensors if "_exps" in t.name)
+    dense = sum(g.n_bytes for g in model.blocks) + model.output.n_bytes - experts
+    assert work.read_bytes == pytest.approx(dense + experts * model.n_expert_used / model.n_expert)
+    assert work.blocks == model.n_layer
+    offloaded = placement_work(model, memory, n_cpu_moe=2)
+    assert offloaded[None].bytes["float"] > 0 and offloaded[0].read_bytes < work.read_bytes
+
+
+def test_devices_document_carries_speeds_and_a_devices_file_keeps_them(cli, tmp_path, header_only_model):
+    from gpusplit.devices.inventory import Inventory
+    from gpusplit.documents import devices_document
+
+    speed = _speed(source="measured", identity="x")
+    gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 24 * 2**30, 24 * 2**30, index=0, speed=speed,
+                 bandwidth_bytes_per_s=speed.bandwidth["float"], bandwidth_source="measured")  # fmt: skip
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host", speed=_speed(source="measured", identity="h"))
+    doc = devices_document(Inventory(devices=[gpu], host=host, group_speed=None))
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(doc))
+    plan = json.loads(cli("plan", "--json", str(header_only_model("llama-3.1-8b")), "--devices-file", str(path)).stdout)
+    assert plan["predicted"]["basis"] == "measured"
+    assert plan["devices"][0]["bandwidth_bytes_per_s"] == speed.bandwidth["float"]
+
+
+def test_plan_text_says_where_speed_figures_come_from(cli, header_only_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path))  # nothing measured here
+    result = cli("plan", str(header_only_model("llama-3.1-8b")), "--gpu", "RTX 4090", "--ram", "64GiB")
+    assert "tokens/s generation (" in result.stdout and "from catalog figures" in result.stdout
+    assert "catalog bandwidth" in result.stdout
+
+
+@pytest.mark.engine
+def test_probe_measures_the_cpu_and_plans_use_it(cli, monkeypatch, tmp_path):
+    """`devices --probe` on this machine (the CPU only): figures cached, shown, and used by plan."""
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path))
+    before = json.loads(cli("devices", "--json").stdout)
+    assert before["host"]["speed"] is None
+    probed = cli("devices", "--probe", "--json", "--threads", "2")
+    assert probed.exit_code == 0, probed.stderr
+    host = json.loads(probed.stdout)["host"]
+    assert host["speed"]["source"] == "measured" and host["speed"]["threads"] == 2
+    assert host["bandwidth_source"] == "measured" and host["bandwidth_bytes_per_s"] > 1e9
+    assert "probing [" in probed.stderr  # progress, one line per step off a terminal
+    again = json.loads(cli("devices", "--json", "--threads", "2").stdout)["host"]
+    assert again["speed"] == host["speed"]  # from the cache
+    assert json.loads(cli("devices", "--json", "--threads", "1").stdout)["host"]["speed"] is None  # another thread count
+    plan = json.loads(cli("plan", "--json", "--threads", "2").stdout)
+    assert plan["predicted"]["basis"] == "measured"
+    run = json.loads(cli("run", "--json", "-n", "16", "--threads", "2").stdout)
+    p = run["predicted"]
+    assert p["basis"] == "measured" and p["gen_tps"] > 0 and p["gen_error_pct"] is not None
+    assert p["gen_error_pct"] == pytest.approx(
+        100 * (p["gen_tps"] - run["timings"]["gen_tps"]) / run["timings"]["gen_tps"], abs=0.2
+    )
+    table = cli("bench", "-p", "64", "-n", "16", "-r", "1", "--threads", "2").stdout
+    assert "| error |" in table.replace("error | memory", "error |")
+    records = json.loads(cli("bench", "-p", "64", "-n", "16", "-r", "1", "--threads", "2", "-o", "json").stdout)
+    assert all(r["predicted_basis"] == "measured" and r["prediction_error_pct"] is not None for r in records)
+
+
+def test_probe_targets_place_the_model_wholly_on_each_device():
+    """The CPU at the run's threads, each local GPU by its index among local GPUs, each worker's
+    k-th device by k (only that worker is registered when it is probed)."""
+    from gpusplit.devices.inventory import Inventory
+    from gpusplit.probe import step_count, targets
+
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    devices = [
+        Device("RPC0", "10.0.0.2:50052 device 0", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="10.0.0.2:50052"),
+        Device("RPC1", "10.0.0.2:50052 device 1", "RPC", "gpu", 2**34, 2**33, index=1, source="rpc", endpoint="10.0.0.2:50052"),
+        Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=2, pci_bus_id="0000:01:00.0"),
+        Device("CUDA1", "GPU", "CUDA", "gpu", 2**34, 2**33, index=3, pci_bus_id="0000:02:00.0"),
+    ]
+    found = targets(Inventory(devices=devices, host=host), 4, "b")
+    assert [(t.device.name, t.rpc, t.main_gpu, t.on_cpu) for t in found] == [
+        ("CPU", (), 0, True),
+        ("RPC0", ("10.0.0.2:50052",), 0, False),
+        ("RPC1", ("10.0.0.2:50052",), 1, False),
+        ("CUDA0", (), 0, False),
+        ("CUDA1", (), 1, False),
+    ]
+    assert len({t.identity for t in found}) == 5
+    assert step_count(Inventory(devices=devices, host=host)) == 8 * 5 + 2
+    assert step_count(Inventory(devices=[], host=host)) == 8
+
+
+def test_big_batches_of_host_weights_run_on_the_gpu(header_only_model):
+    """With a CUDA-like GPU, llama.cpp uploads host-resident weights for a prompt batch and runs
+    their matmuls on the GPU (offload_op): prompt speed is then bound by the upload, not by the
+    CPU's FLOP/s. Over an RPC worker (no offload_op) the CPU computes its share itself."""
+    from gpusplit.gguf.model import read_model
+
+    model = read_model(header_only_model("mixtral-8x7b"))
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**37, 2**37, source="host")
+    card = Device("GPU0", "RTX 4090", "CUDA", "gpu", 24 * 2**30, 24 * 2**30, index=0, source="catalog",
+                  bandwidth_bytes_per_s=1008 * GB, bandwidth_source="catalog", link_bytes_per_s=25 * GB)  # fmt: skip
+    worker = card.with_(name="RPC0", backend="RPC", endpoint="10.0.0.2:50052", source="rpc")
+    on_gpu = _plan(model, [card], host, n_cpu_moe=4).best.prediction
+    on_rpc = _plan(model, [worker], host, n_cpu_moe=4).best.prediction
+    assert on_gpu.pp_tokens_per_s > 10 * on_rpc.pp_tokens_per_s
+    assert on_gpu.tg_tokens_per_s == pytest.approx(on_rpc.tg_tokens_per_s, rel=0.2)  # one token at a time: no offload
