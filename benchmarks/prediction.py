@@ -1,0 +1,310 @@
+"""Predicted vs measured speed (issue 13): does the predictor, fed by `devices --probe`, say how
+fast llama.cpp really runs, and does the planner's first choice really run fastest?
+
+    python benchmarks/prediction.py [--out docs/prediction.md] [--quick] [--reuse]
+
+On this machine: two loopback `gpusplit worker`s of unequal speed (1 and 2 threads) and the CPU at
+1 and 2 threads are probed; then generated models (the demo model, a 262 MB f16 dense model, a
+MoE model) and the dense model quantized by llama.cpp's own quantizer (Q4_K_M, Q4_0, Q6_K) run
+llama-bench's tg128 and pp512 (`gpusplit.bench`, 2 repetitions after a warm-up) on the CPU, on each
+worker alone, layer-split over both at two ratios, tensor-split, and partly offloaded. Each row's
+prediction is the one `bench` itself records from the plan. Then, per model, every candidate the
+planner ranks over the two workers is run, to check that its first choice is the fastest.
+
+Targets: |error| <= 20 % for tg and <= 30 % for pp in at least 90 % of rows; for each model the
+first-ranked candidate is the fastest measured or within 5 % of it. `--reuse` keeps the
+measurements of an earlier run (scratch/prediction/*.jsonl) and only predicts again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRATCH = ROOT / "scratch" / "prediction"
+TG, PP = 128, 512
+
+
+def start_worker(threads: int, port: int) -> tuple[subprocess.Popen, str]:
+    from gpusplit.devices.rpc import RPCError, probe
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpusplit", "worker", "--port", str(port), "--threads", str(threads)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            probe(endpoint, 1.0)
+            return proc, endpoint
+        except RPCError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def models(folder: Path, quick: bool) -> dict[str, Path]:
+    """The models of the table: generated, and quantized by llama.cpp's own quantizer."""
+    from gpusplit.api import demo_model_path
+    from gpusplit.runner import quantize
+    from gpusplit.synthetic import TINY_MODELS, write_tiny_model
+
+    out = {"demo (dense f16, 7 MB)": Path(demo_model_path())}
+    # Width 1024, 12 layers: neither the probe's shapes (1536 and 256 wide) nor a cache-sized model.
+    dense_spec = replace(
+        TINY_MODELS["dense-large-f16"], name="dense-1024-f16", n_layer=12, n_embd=1024, n_head=16, n_head_kv=4, n_ff=2816
+    )
+    dense = folder / "dense-1024-f16.gguf"
+    if not dense.exists():
+        write_tiny_model(dense, dense_spec)
+    out["dense f16 (262 MB)"] = dense
+    if quick:
+        return out
+    moe_spec = replace(TINY_MODELS["dense-large-f16"], name="moe-large-f16", n_layer=8, n_ff=1024, n_expert=8, n_expert_used=2)
+    moe = folder / "moe-large-f16.gguf"
+    if not moe.exists():
+        write_tiny_model(moe, moe_spec)
+    out["MoE f16 (8 experts, 2 used)"] = moe
+    for label, ftype in (("Q4_K_M", 15), ("Q4_0", 2), ("Q6_K", 18)):
+        path = folder / f"dense-1024-{label}.gguf"
+        if not path.exists():
+            quantize(str(dense), str(path), ftype)
+        out[f"dense {label}"] = path
+    path = folder / "moe-large-Q4_K_M.gguf"
+    if not path.exists():
+        quantize(str(moe), str(path), 15)
+    out["MoE Q4_K_M"] = path
+    return out
+
+
+def setups(a: str, b: str, n_layer: int) -> dict[str, dict]:
+    return {
+        "CPU, 2 threads": {"threads": 2},
+        "CPU, 1 thread": {"threads": 1},
+        # ngl -1: every layer where the setup says, even where the planner would choose the CPU.
+        "worker A (1 thread)": {"rpc": [a], "modes": ["none"], "ngls": [-1]},
+        "worker B (2 threads)": {"rpc": [b], "modes": ["none"], "ngls": [-1]},
+        "layer 0.5/0.5 over A, B": {"rpc": [a, b], "modes": ["layer"], "splits": ["0.5,0.5"], "ngls": [-1]},
+        "layer 0.3/0.7 over A, B": {"rpc": [a, b], "modes": ["layer"], "splits": ["0.3,0.7"], "ngls": [-1]},
+        "tensor over A, B": {"rpc": [a, b], "modes": ["tensor"], "ngls": [-1]},
+        "partial: half the layers on A, B": {"rpc": [a, b], "modes": ["layer"], "splits": ["0.5,0.5"], "ngls": [n_layer // 2]},
+    }
+
+
+def measure_rows(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
+    import gpusplit
+
+    rows = []
+    with store.open("a") as out:
+        for label, path in paths.items():
+            model = gpusplit.read_model(path)
+            for setup, kw in setups(a, b, model.n_layer).items():
+                started = time.monotonic()
+                records = list(gpusplit.bench(str(path), n_prompt=[PP], n_gen=[TG], repetitions=2, **kw))
+                for r in records:
+                    row = {"model": label, "path": str(path), "setup": setup, "kw": kw, "test": r["test"], "status": r["status"],
+                           "measured": r["avg_ts"], "samples": r["samples_ts"], "error": r["error"]}  # fmt: skip
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                print(f"  {label} / {setup}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def predict_row(row: dict) -> float | None:
+    """What the plan `bench` makes for this configuration predicts, with today's code and probes."""
+    import gpusplit
+
+    kw = row["kw"]
+    inventory = gpusplit.detect_devices(rpc=kw.get("rpc"), threads=kw.get("threads"))
+    mode = (kw.get("modes") or ["auto"])[0]
+    split = (kw.get("splits") or ["auto"])[0]
+    plan = gpusplit.plan(
+        row["path"], inventory, ctx=max(256, -(-max(TG, PP) // 256) * 256), mode=None if mode == "auto" else mode,
+        split=None if split == "auto" else split, ngl=(kw.get("ngls") or [None])[0], allow_ctx_overflow=True,
+    )  # fmt: skip
+    p = plan.best.prediction
+    return p.tg_tokens_per_s if row["test"].startswith("tg") else p.pp_tokens_per_s
+
+
+def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
+    """Per model: every candidate the planner ranks over the two workers, run as planned."""
+    import gpusplit
+    from gpusplit.params import engine_params
+    from gpusplit.runner import bench_config
+
+    out = []
+    inventory = gpusplit.detect_devices(rpc=[a, b])
+    for label, path in paths.items():
+        plan = gpusplit.plan(str(path), inventory, ctx=512)
+        doc = plan.to_dict()
+        measured = []
+        for rank, c in enumerate([plan.best, *plan.alternatives]):
+            if not c.fits:
+                continue
+            params = engine_params(plan, c).with_(n_threads=2)
+            tests = [{"name": "tg", "kind": "tg", "n": TG, "depth": 0}]
+            outcome = bench_config(doc, params, tests, 2, timeout=900)
+            tg = statistics.fmean(outcome.samples["tg"])
+            what = f"{c.strategy} ({c.llama_mode}" + (
+                f", {','.join(f'{x:g}' for x in c.placement.tensor_split)}" if c.placement.tensor_split else ""
+            )
+            what += f", main {c.placement.main_gpu})" if c.llama_mode == "none" else ")"
+            measured.append({"rank": rank, "candidate": what, "predicted": c.prediction.tg_tokens_per_s, "measured": tg})
+        best = max(m["measured"] for m in measured)
+        first = measured[0]
+        out.append({"model": label, "candidates": measured, "first_is_fastest": first["measured"] >= 0.95 * best})
+    with store.open("w") as f:
+        json.dump(out, f)
+    return out
+
+
+def error(predicted: float | None, measured: float | None) -> float | None:
+    if not predicted or not measured:
+        return None
+    return 100 * (predicted - measured) / measured
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="docs/prediction.md")
+    parser.add_argument("--quick", action="store_true", help="two models, for a smoke run")
+    parser.add_argument("--reuse", action="store_true", help="predict again over the last run's measurements")
+    parser.add_argument("--ports", type=int, nargs=2, default=[50171, 50172], help="the two workers' ports")
+    args = parser.parse_args()
+
+    import gpusplit
+
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    measured_store, ranking_store = SCRATCH / "measured.jsonl", SCRATCH / "ranking.json"
+    # Fixed ports: a worker's measurement is filed under its endpoint, and --reuse finds it again.
+    worker_a, a = start_worker(1, args.ports[0])
+    worker_b, b = start_worker(2, args.ports[1])
+    started = time.monotonic()
+    try:
+        if not args.reuse:
+            # Probe at 1 thread first (the host only), then everything at 2 threads.
+            t0 = time.monotonic()
+            gpusplit.probe_devices(threads=1)
+            t1 = time.monotonic()
+            gpusplit.probe_devices(rpc=[a, b], threads=2)
+            probe_seconds = (t1 - t0, time.monotonic() - t1)
+            print(
+                f"probed: CPU at 1 thread {probe_seconds[0]:.0f} s; CPU and two workers {probe_seconds[1]:.0f} s", file=sys.stderr
+            )
+            (SCRATCH / "probe.json").write_text(json.dumps(probe_seconds))
+        folder = SCRATCH / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = models(folder, args.quick)
+        if args.reuse and measured_store.exists():
+            rows = [json.loads(line) for line in measured_store.read_text().splitlines() if line.strip()]
+        else:
+            measured_store.unlink(missing_ok=True)
+            rows = measure_rows(paths, a, b, measured_store)
+        for row in rows:
+            row["predicted"] = predict_row(row) if row["status"] == "ok" else None
+        if args.reuse and ranking_store.exists():
+            ranks = json.loads(ranking_store.read_text())
+        else:
+            ranks = ranking(paths, a, b, ranking_store)
+    finally:
+        for proc in (worker_a, worker_b):
+            proc.terminate()
+            proc.wait(timeout=10)
+    probe_file = SCRATCH / "probe.json"
+    probe_seconds = json.loads(probe_file.read_text()) if probe_file.exists() else None
+    write_report(Path(args.out), rows, ranks, None if args.reuse else time.monotonic() - started, probe_seconds)
+    return 0
+
+
+def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float | None, probe: list[float] | None) -> None:
+    ok = [r for r in rows if r["status"] == "ok" and r["predicted"]]
+    for r in ok:
+        r["err"] = error(r["predicted"], r["measured"])
+    tg = [r for r in ok if r["test"].startswith("tg")]
+    pp = [r for r in ok if r["test"].startswith("pp")]
+    tg_in = sum(abs(r["err"]) <= 20 for r in tg)
+    pp_in = sum(abs(r["err"]) <= 30 for r in pp)
+    within = (tg_in + pp_in) / max(len(ok), 1)
+    lines = [
+        "# Predicted vs measured speed",
+        "",
+        "Written by `python benchmarks/prediction.py` on a 2-core x86_64 machine without a GPU (AMD EPYC,",
+        "32 MiB L3), llama-cpp-python 0.3.36; two loopback `gpusplit worker`s: A with 1 thread, B with 2.",
+        "Every device was measured first with `gpusplit devices --probe`; each prediction is the one",
+        "`gpusplit bench` records from its plan. tg128 and pp512, mean of 2 repetitions after a warm-up.",
+        "",
+        "## Summary",
+        "",
+        f"- generation (tg128): {tg_in} of {len(tg)} rows within 20 % (target: 90 % of rows)",
+        f"- prompt (pp512): {pp_in} of {len(pp)} rows within 30 %",
+        f"- all rows within their target: {100 * within:.0f} %",
+        f"- median |error|: tg {statistics.median(abs(r['err']) for r in tg):.1f} %, pp {statistics.median(abs(r['err']) for r in pp):.1f} %"
+        if tg and pp
+        else "",
+        f"- first-ranked candidate the fastest (or within 5 %): {sum(r['first_is_fastest'] for r in ranks)} of {len(ranks)} models",
+        f"- `devices --probe`: CPU at 1 thread {probe[0]:.0f} s; the CPU and both workers {probe[1]:.0f} s" if probe else "",
+        f"- whole run: {seconds / 60:.1f} minutes"
+        if seconds
+        else "- predicted again (`--reuse`) over the last run's measurements",
+        "",
+        "## Every row",
+        "",
+        "| model | setup | test | predicted t/s | measured t/s | error |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['setup']} | {r['test']} | - | FAILED: {str(r['error'])[:60]} | - |")
+            continue
+        err = r.get("err")
+        lines.append(
+            f"| {r['model']} | {r['setup']} | {r['test']} | {r['predicted']:.1f} | {r['measured']:.1f} | "
+            + ("-" if err is None else f"{err:+.1f} %")
+            + " |"
+        )
+    lines += ["", "## By setup (median error over the models)", "", "| setup | tg128 | pp512 |", "| --- | ---: | ---: |"]
+    for setup in dict.fromkeys(r["setup"] for r in ok):
+        med = {}
+        for kind in ("tg", "pp"):
+            errs = [r["err"] for r in ok if r["setup"] == setup and r["test"].startswith(kind)]
+            med[kind] = f"{statistics.median(errs):+.0f} %" if errs else "-"
+        lines.append(f"| {setup} | {med['tg']} | {med['pp']} |")
+    lines += [
+        "",
+        "On this 2-core machine the client, worker A (1 thread) and worker B (2 threads) share two cores.",
+        "llama.cpp's CPU threads spin while they wait for work, so whenever B's two threads and another",
+        "process's threads are runnable at once, the operating system hands out time slices of a few",
+        "milliseconds: rows with B, and above all partial offload (the client computes layers while B",
+        "waits), run slower than each device measured alone, by amounts that also vary from run to run.",
+        "The probe cannot see another process's threads; `gpusplit` does not model this contention.",
+    ]
+    worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
+    lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]
+    lines += [f"| {r['model']} | {r['setup']} | {r['test']} | {r['err']:+.1f} % |" for r in worst]
+    lines += ["", "## Ranking: the planner's order over workers A and B, each candidate run", ""]
+    for m in ranks:
+        lines.append(f"**{m['model']}**: first choice {'is' if m['first_is_fastest'] else 'is NOT'} the fastest (or within 5 %)")
+        lines.append("")
+        lines.append("| rank | candidate | predicted tg t/s | measured tg t/s |")
+        lines.append("| ---: | --- | ---: | ---: |")
+        for c in m["candidates"]:
+            pred = "-" if c["predicted"] is None else f"{c['predicted']:.1f}"
+            lines.append(f"| {c['rank'] + 1} | {c['candidate']} | {pred} | {c['measured']:.1f} |")
+        lines.append("")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:16]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
