@@ -169,12 +169,6 @@ def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
     return out
 
 
-def error(predicted: float | None, measured: float | None) -> float | None:
-    if not predicted or not measured:
-        return None
-    return 100 * (predicted - measured) / measured
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/prediction.md")
@@ -228,9 +222,11 @@ def main() -> int:
 
 
 def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float | None, probe: list[float] | None) -> None:
+    from gpusplit.documents import error_pct
+
     ok = [r for r in rows if r["status"] == "ok" and r["predicted"]]
     for r in ok:
-        r["err"] = error(r["predicted"], r["measured"])
+        r["err"] = error_pct(r["predicted"], r["measured"])
     tg = [r for r in ok if r["test"].startswith("tg")]
     pp = [r for r in ok if r["test"].startswith("pp")]
     tg_in = sum(abs(r["err"]) <= 20 for r in tg)

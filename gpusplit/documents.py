@@ -308,6 +308,18 @@ def error_pct(predicted: float | None, measured: float | None) -> float | None:
 # planned vs actual, shared by run/1 and bench/1
 
 
+def spread_group(by_device: Mapping[str, Mapping[str, int]], group: list[str]) -> dict[str, dict[str, int]]:
+    """Give each device of a tensor-parallel group the group's `Meta()` figure (a bound, and exact
+    for equal shares), in place of the Meta() entry."""
+    meta = by_device.get(TENSOR_GROUP)
+    out = {name: dict(parts) for name, parts in by_device.items()}
+    if meta is None or not group:
+        return out
+    del out[TENSOR_GROUP]
+    out.update({name: dict(meta) for name in group})
+    return out
+
+
 def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
     """Per device the plan uses (and the host): planned and actual bytes by component.
 
@@ -315,14 +327,14 @@ def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, i
     the whole group (`Meta()`, the largest device's share); each device of the group then shows
     that figure, marked `actual_source: "group"` rather than `"device"`.
     """
-    group = actual.get(TENSOR_GROUP) if plan_doc["split_mode"] == "tensor" else None
+    members = []
+    if plan_doc["split_mode"] == "tensor" and TENSOR_GROUP in actual:
+        members = [d["name"] for d in plan_doc["devices"] if d["planned_bytes"]]
+    actual = spread_group(actual, members)
     rows = []
     for d in [*plan_doc["devices"], plan_doc["host"]]:
-        own = actual.get(d["name"])
-        source = "device"
-        if group is not None and d["index"] is not None and d["planned_bytes"]:
-            own, source = group, "group"
-        parts = {k: int((own or {}).get(k, 0)) for k in COMPONENTS}
+        source = "group" if d["name"] in members else "device"
+        parts = {k: int((actual.get(d["name"]) or {}).get(k, 0)) for k in COMPONENTS}
         actual_total = sum(parts.values())
         if not d["planned_bytes"] and not actual_total:
             continue

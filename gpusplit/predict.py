@@ -49,14 +49,9 @@ class Prediction:
     basis: str = "assumed"  # measured (every device used was probed) | catalog | assumed
     tg_range: tuple[float, float] | None = None
     pp_range: tuple[float, float] | None = None
-    # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (pp for any prompt length).
+    # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (documents.predicted_pp).
     batch_fixed_s: float = 0.0
     batch_token_s: float = 0.0
-
-    def pp_at(self, n_tokens: int) -> float | None:
-        """Predicted prompt tokens per second for a prompt of n_tokens (one batch)."""
-        seconds = self.batch_fixed_s + n_tokens * self.batch_token_s
-        return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
 
 
 @dataclass
@@ -353,8 +348,8 @@ def predict(
     seconds_batch = batch_fixed + n_batch * batch_token
 
     involved = [None, *used]
-    sources = [speeds[i].source for i in involved if (i is None and works[None].read_bytes) or i is not None]
-    sources = sources or [host_speed.source]
+    # The host counts when it holds weights, or when it is all there is.
+    sources = [speeds[i].source for i in used] + ([host_speed.source] if works[None].read_bytes or not used else [])
     basis = "measured" if all(s == "measured" for s in sources) else ("catalog" if "assumed" not in sources else "assumed")
     assumptions = _assumptions(devices, host, speeds, involved, cpu_bandwidth)
     if memory.split_shares and group is None:

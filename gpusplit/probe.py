@@ -159,10 +159,8 @@ def _work(path: Path):
 
     model = read_model(path)
     memory = plan_memory(model, ["probe"], ["probe"], [2**62], Settings(n_ctx=2048), Placement("none", -1, (), 0))
-    works = placement_work(model, memory)
-    work = works[0]
-    # The input layer stays on the CPU; its one row per token is negligible.
-    return work
+    # The input layer stays on the CPU (works[None]); its one row per token is negligible.
+    return placement_work(model, memory)[0]
 
 
 def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> DeviceSpeed:

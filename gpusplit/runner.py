@@ -76,6 +76,12 @@ def rpc_buffer_names(plan_doc: Mapping[str, Any]) -> dict[str, str]:
     return rpc_buffer_map([(d["name"], d.get("endpoint")) for d in plan_doc["devices"]])
 
 
+def _rpc_names_of(plan: Plan) -> dict[str, str]:
+    from .engine.logparse import rpc_buffer_map
+
+    return rpc_buffer_map([(d.name, d.endpoint) for d in plan.devices])
+
+
 def _nvidia_devices(plan_doc: Mapping[str, Any]) -> dict[str, str]:
     return {d["name"]: d["pci_bus_id"] for d in plan_doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"}
 
@@ -168,7 +174,7 @@ def measure(plan: Plan, timeout: float = 300.0) -> Plan:
     from .params import engine_params
     from .planner import apply_measured_compute, context_budgets, finish_measured
 
-    names = rpc_buffer_names(plan.to_dict())
+    names = _rpc_names_of(plan)
     candidates = [plan.best, *plan.alternatives]
     loads = []
     for c in candidates:

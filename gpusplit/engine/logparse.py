@@ -75,18 +75,3 @@ def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -
         device = buffer_device(match["buffer"], rpc_devices)
         report.add(device, component, round(float(match["mib"]) * MIB))
     return report
-
-
-TENSOR_GROUP = "Meta()"
-
-
-def spread_group(by_device: dict[str, dict[str, int]], group: list[str]) -> dict[str, dict[str, int]]:
-    """llama.cpp's tensor parallelism logs its device group as one `Meta()` buffer, the largest
-    device's share; give each device of the group that figure (a bound, and exact for equal shares)."""
-    meta = by_device.get(TENSOR_GROUP)
-    if meta is None or not group:
-        return by_device
-    out = {name: parts for name, parts in by_device.items() if name != TENSOR_GROUP}
-    for name in group:
-        out.setdefault(name, dict(meta))
-    return out

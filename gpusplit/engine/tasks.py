@@ -133,8 +133,9 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     finds the largest context whose compute fits every budget. A dry-run model sizes a context in
     milliseconds, so the search costs little more than the model load.
     """
+    from ..documents import spread_group
     from ..planner import largest_fitting
-    from .logparse import parse_buffers, spread_group
+    from .logparse import parse_buffers
 
     rpc_names = request.get("rpc_names") or {}
     results = []
