@@ -99,6 +99,10 @@ def test_cache_round_trip_and_identity(tmp_path):
     save(tmp_path, speed.identity, speed)
     assert load(tmp_path, speed.identity) == speed
     assert load(tmp_path, identity_of(host, 1, "b1")) is None
+    # The same worker listed second (RPC1) and then alone (RPC0) is the same measurement.
+    alone = Device("RPC0", "127.0.0.1:50053", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="127.0.0.1:50053")
+    assert identity_of(replace(alone, name="RPC1", index=1), None, "b1") == identity_of(alone, None, "b1")
+    assert identity_of(alone, None, "b1") != identity_of(worker, None, "b1")
     group = GroupSpeed(1.4e-3, 2e-3, "group|x")
     save(tmp_path, group.identity, group)
     assert load(tmp_path, group.identity) == group

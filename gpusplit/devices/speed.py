@@ -98,10 +98,12 @@ def identity_of(device: Any, threads: int | None, build: str) -> str:
     the host CPU row is measured at the CPU thread count that runs use)."""
     if device.type == "cpu" or (device.backend == "CPU" and not device.endpoint):
         return device_identity("cpu", device.description.split(",")[0], "host", threads, build)
+    # Not the device's name: RPC0/CUDA1 are positions in this run's list (the order of --rpc, of
+    # CUDA_VISIBLE_DEVICES), and a worker probed second must be found again when used alone.
     if device.endpoint:
-        return device_identity("rpc", device.name, f"{device.endpoint}|{device.description}|{device.total_bytes}", None, build)
+        return device_identity("rpc", "", f"{device.endpoint}|{device.description}|{device.total_bytes}", None, build)
     key = device.pci_bus_id or (device.nvml.uuid if device.nvml is not None else "") or device.description
-    return device_identity(device.backend, device.name, key, None, build)
+    return device_identity(device.backend, device.description, key, None, build)
 
 
 def group_identity(members: list[str]) -> str:
