@@ -311,8 +311,6 @@ def plan(
         )
     type_k = check_kv_type(kv_type_k, "--kv-type-k") or check_kv_type(kv_type) or "f16"
     type_v = check_kv_type(kv_type_v, "--kv-type-v") or check_kv_type(kv_type) or "f16"
-    if type_v not in ("f16", "f32", "bf16") and not flash_attn:
-        raise InputError(f"a quantized V cache ({type_v}) needs flash attention", "add --flash-attn")
     if n_cpu_moe is not None and (n_cpu_moe < 0 or n_cpu_moe > info.n_layer):
         raise InputError(f"--n-cpu-moe {n_cpu_moe} is out of range", f"use 0 to {info.n_layer}")
     if ngl is not None and ngl < -1:
@@ -331,6 +329,8 @@ def plan(
         type_v=type_v,
         flash_attn=flash_attn,
         swa_full=swa_full,
+        # What this machine's llama.cpp build repacks; without the engine, an AVX2 build (the usual wheel).
+        cpu_repack=(inventory.engine or {}).get("cpu_repack") or "avx2",
     )
     request = Request(
         settings=settings,

@@ -25,6 +25,19 @@ PIPELINE_COPIES = 4  # GGML_SCHED_MAX_COPIES: input copies kept with pipeline pa
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads quantized rows to this many elements
 SPLIT_MODES = ("none", "layer", "row", "tensor")
 
+# ggml's CPU backend (ggml-cpu/repack.cpp, x86_64) copies weights of these types into an extra
+# CPU_REPACK buffer in an interleaved layout, by the build's compile-time AVX2 / AVX512F. The
+# mapped file stays mapped beside it, so llama.cpp reports (and the host holds) both.
+REPACKED_TYPES = {
+    "none": frozenset(),
+    "avx2": frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"}),
+    "avx512": frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4", "Q2_K"}),
+}
+REPACK_ALIGN = 32
+# Backends whose host buffer type comes before CPU_REPACK in llama.cpp's CPU buffer list; with
+# mmap the weights it claims go back to the mapped file, so nothing is repacked.
+HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN"})
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -39,6 +52,7 @@ class Settings:
     flash_attn: bool = False
     swa_full: bool = True  # llama.cpp's default: sliding-window layers keep a full-size cache
     offload_kqv: bool = True
+    cpu_repack: str = "avx2"  # which REPACKED_TYPES the llama.cpp build's CPU backend repacks
 
     @property
     def n_ctx_padded(self) -> int:
@@ -74,6 +88,7 @@ class DeviceMemory:
     kv_bytes: int = 0
     compute_bytes: int = 0
     output_bytes: int = 0  # logits buffer (host)
+    repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
 
     @property
     def planned_bytes(self) -> int:
@@ -167,6 +182,29 @@ def _is_expert(t: TensorInfo) -> bool:
     return "_exps" in t.name
 
 
+def mapped_span_bytes(tensors: Sequence[TensorInfo]) -> int:
+    """The CPU_Mapped buffer: per file, from the first to the end of the last of these tensors
+    (llama-model-loader's get_mapping_range), so it also spans whatever lies between them, e.g.
+    offloaded experts between --n-cpu-moe's, or repacked weights inside the range."""
+    spans: dict[int, tuple[int, int]] = {}
+    for t in tensors:
+        low, high = spans.get(t.shard, (t.offset, t.offset + t.n_bytes))
+        spans[t.shard] = (min(low, t.offset), max(high, t.offset + t.n_bytes))
+    return sum(high - low for low, high in spans.values())
+
+
+def repacked_bytes(t: TensorInfo, types: frozenset[str]) -> int:
+    """The CPU_REPACK copy of a weight the CPU multiplies with: a 2-D matrix (MUL_MAT) or a 3-D
+    expert stack (MUL_MAT_ID) of a repacked type with a multiple of 8 rows (repack.cpp's
+    ggml_repack_get_optimal_repack_type); 0 for anything else."""
+    dims = len(t.shape)
+    if t.ggml_type.name not in types or dims not in (2, 3) or t.shape[1] % 8:
+        return 0
+    if dims == 3 and not _is_expert(t):
+        return 0  # 3-D batched matrices (MLA's k_b / v_b) are not MUL_MAT_ID weights
+    return pad(t.n_bytes, REPACK_ALIGN)
+
+
 # ---------------------------------------------------------------------------------------------
 # KV cache
 
@@ -182,17 +220,31 @@ def kv_cells(model: ModelInfo, settings: Settings) -> tuple[int, int]:
 
 
 def layer_kv_bytes(model: ModelInfo, settings: Settings, il: int) -> int:
-    """K and V cache bytes of layer il: row_size(type, n_embd_gqa) x cells x streams."""
+    """K and V cache bytes of layer il (row_size(type, n_embd_gqa) x cells x streams), plus its
+    recurrent state where it has one."""
+    state = layer_state_bytes(model, settings, il)
+    if not model.has_kv(il):
+        return state  # a recurrent (or MLP-only, or NextN) layer: no attention cache
     kv_heads = model.n_head_kv[il]
-    if kv_heads == 0:
-        return 0  # recurrent layer: no KV cache
     base, swa = kv_cells(model, settings)
     cells = swa if model.swa_layers[il] else base
     type_k, type_v = type_by_name(settings.type_k), type_by_name(settings.type_v)
-    n_embd_k = model.head_dim_k * kv_heads
+    k_bytes = type_k.row_bytes(model.head_dim_k * kv_heads) * cells
+    if model.is_mla:
+        # llama-kv-cache.cpp: has_v = !is_mla. K holds the latent (kv_lora_rank + rope dims, which the
+        # converter writes as key_length with one KV head); V is a view of it, with or without flash attention.
+        return k_bytes + state
     # Without flash attention V is stored transposed and padded to the widest layer.
     n_embd_v = model.head_dim_v * (kv_heads if settings.flash_attn else max(model.n_head_kv))
-    return type_k.row_bytes(n_embd_k) * cells + type_v.row_bytes(n_embd_v) * cells
+    return k_bytes + type_v.row_bytes(n_embd_v) * cells + state
+
+
+def layer_state_bytes(model: ModelInfo, settings: Settings, il: int) -> int:
+    """Recurrent state of layer il (llama-memory-recurrent.cpp): R and S, always f32, one cell per
+    sequence (llama.cpp's default keeps no rollback snapshots)."""
+    if not model.is_recurrent(il):
+        return 0
+    return 4 * (model.n_embd_r + model.n_embd_s) * max(1, settings.n_parallel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,24 +362,31 @@ def plan_memory(
     share = _shares(split, active) if placement.split_mode in ("row", "tensor") else {}
 
     # Weights: input layer on the CPU, each block and the output layer where assigned.
-    host.weights_bytes += model.input.n_bytes + model.other.n_bytes
+    mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
     host_layer_weights = 0
+    repack = frozenset() if any(b in HOST_BUFFER_BACKENDS for b in device_backends) else REPACKED_TYPES[settings.cpu_repack]
     for il in range(model.n_layer + 1):
         group = model.output if il == model.n_layer else model.blocks[il]
         dev = layer_device[il]
         for t in group.tensors:
             on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
             if on_cpu:
-                host.weights_bytes += t.n_bytes
                 host_layer_weights += t.n_bytes
+                copy = repacked_bytes(t, repack)
+                host.repack_bytes += copy
+                if not copy:
+                    mapped.append(t)
             elif share:
                 _spread_tensor(t, devices, share, device_backends)
             else:
                 devices[dev].weights_bytes += tensor_bytes_on(t, device_backends[dev])
-        if il == model.n_layer and dev is not None and not any(t.name == "output.weight" for t in group.tensors):
-            # Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device.
+        if il == model.n_layer and not any(t.name == "output.weight" for t in group.tensors):
+            # Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device
+            # (on the CPU only its repacked copy is new: the mapped one is the input layer's).
             for t in model.input.tensors:
-                if t.name == "token_embd.weight":
+                if t.name == "token_embd.weight" and dev is None:
+                    host.repack_bytes += repacked_bytes(t, repack)
+                elif t.name == "token_embd.weight":
                     for i in share or [dev]:
                         devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
         if dev is not None:
@@ -337,6 +396,7 @@ def plan_memory(
         else:
             host.layers.append(il)
 
+    host.weights_bytes = mapped_span_bytes(mapped) + host.repack_bytes
     device_kv, host.kv_bytes = kv_by_device(model, settings, layer_device, share, n)
     for dev_mem, nbytes in zip(devices, device_kv):
         dev_mem.kv_bytes = nbytes

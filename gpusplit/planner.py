@@ -32,46 +32,11 @@ from .memory import (
     plan_memory,
 )
 from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
+from .refusals import TENSOR_UNSUPPORTED, refusals
 from .units import format_bytes
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
-# llama.cpp 0.3.36's llm_arch_supports_sm_tensor: architectures its tensor parallelism refuses.
-TENSOR_UNSUPPORTED = frozenset(
-    [
-        "grok",
-        "mpt",
-        "plamo2",
-        "minicpm3",
-        "gemma3n",
-        "mamba",
-        "mamba2",
-        "jamba",
-        "falcon-h1",
-        "olmo2",
-        "olmoe",
-        "deepseek2",
-        "deepseek32",
-        "hy_v4",
-        "dots3note",
-        "glm-dsa",
-        "bitnet",
-        "t5",
-        "nemotron_h",
-        "nemotron_h_moe",
-        "granitehybrid",
-        "minimax-01",
-        "minimax-m2",
-        "minimax-m3",
-        "mistral4",
-        "kimi-linear",
-        "bailingmoe3",
-        "kimi-k3",
-        "glm5-next",
-        "qwen3tts",
-        "qwen4exp",
-    ]
-)
 UNQUANTIZED_KV = ("f16", "f32", "bf16")
 STRATEGY_ORDER = ("single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given")
 
@@ -446,10 +411,6 @@ def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Re
     c = evaluate(model, devices, host, request, placement, "as-given")
     notes = []
     if c.llama_mode == "tensor":
-        if model.architecture in TENSOR_UNSUPPORTED:
-            raise PlanError(
-                f"llama.cpp 0.3.36 has no tensor parallelism for the {model.architecture} architecture; use --mode layer"
-            )
         s = request.settings
         if s.type_k not in UNQUANTIZED_KV or s.type_v not in UNQUANTIZED_KV:
             raise PlanError(f"tensor parallelism needs an unquantized KV cache, not {s.type_k}/{s.type_v}; use --kv-type f16")
@@ -529,11 +490,21 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     validate(model, devices, request)
     cands = rank(candidates(model, devices, host, request))
     best = cands[0]
+    refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices))
+    if refused:
+        # llama.cpp would refuse this load: say so now, in its words, not after loading the weights.
+        raise PlanError(f"llama.cpp would refuse this: {refused[0].reason}", refused[0].fix)
     limit = model.context_length or request.settings.n_ctx
     best_ctx = best_context(model, devices, host, request, best, max(limit, CTX_PAD))
     ideal = _ideal_tps(model, devices, host, request)
     score = fit_score(best, ideal)
     warnings = []
+    if model.memory_rules == "approximate":
+        warnings.append(
+            f"architecture {model.architecture!r}: gpusplit does not know how llama.cpp 0.3.36 sizes its cache "
+            "(sliding, chunked, latent or recurrent memory); the KV cache is sized as plain attention on every layer "
+            "with KV heads and may be off: `plan --measure` asks llama.cpp itself"
+        )
     if not model.complete:
         warnings.append(
             f"{model.path} is incomplete: {format_bytes(model.missing_bytes)} of its tensor data is missing "

@@ -96,7 +96,7 @@ DEVICE = _object(
     }
 )  # fmt: skip
 
-ENGINE = _object({"installed": BOOL}, {"rpc": BOOL, "backends": STRS})
+ENGINE = _object({"installed": BOOL}, {"rpc": BOOL, "backends": STRS, "cpu_repack": STR})
 NVML_SUMMARY = _object(
     {"available": BOOL, "reason": NULLABLE_STR, "driver_version": NULLABLE_STR, "cuda_driver_version": NULLABLE_STR, "gpus": INT}
 )

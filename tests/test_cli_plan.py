@@ -94,7 +94,7 @@ def test_check_exit_codes(cli, header_only_model):
         (["--main-gpu", "5"], "--main-gpu 5 is out of range"),
         (["--ctx", "0"], "--ctx 0"),
         (["--ctx", "999999999"], "above the model's context length"),
-        (["--kv-type", "q8_0"], "needs flash attention"),
+        (["--kv-type", "q8_0"], "quantized V cache requires flash_attn"),
         (["--kv-type", "q3_k"], "not a KV cache type"),
         (["--mode", "diagonal"], "not a split mode"),
         (["--gpu", "RTX 4900"], "RTX 4090"),

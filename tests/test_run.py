@@ -103,10 +103,22 @@ def test_tensor_mode_with_quantized_kv_is_caught_before_loading(cli, tiny_model,
     assert "unquantized KV cache" in result.stderr
 
 
-def test_llama_cpp_refusing_the_file_is_one_line(cli, tmp_path):
+def test_llama_cpp_refusing_the_file_is_one_line_with_its_reason(cli, tmp_path):
+    from ggufpack import llama_header
+
+    # A well-formed llama file that llama.cpp refuses (no layer_norm_rms_epsilon, missing tensors).
+    path = tmp_path / "incomplete.gguf"
+    path.write_bytes(llama_header().build())
+    result = cli("run", str(path))
+    assert result.exit_code == 1, result.stderr
+    assert "llama.cpp could not load" in result.stderr and "Traceback" not in result.stderr
+    assert "key not found in model" in result.stderr or "missing tensor" in result.stderr  # llama.cpp's own reason
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_architecture_llama_cpp_does_not_know_is_refused_before_loading(cli, tmp_path):
     from ggufpack import STRING, U32, Packed, llama_header
 
-    # A well-formed GGUF file of an architecture llama.cpp does not know.
     p = Packed()
     p.add("general.architecture", STRING, "notanarch")
     for key, value in (("block_count", 2), ("embedding_length", 64), ("attention.head_count", 4)):
@@ -114,10 +126,11 @@ def test_llama_cpp_refusing_the_file_is_one_line(cli, tmp_path):
     p.tensors = llama_header().tensors
     path = tmp_path / "alien.gguf"
     path.write_bytes(p.build())
-    result = cli("run", str(path))
-    assert result.exit_code == 1, result.stderr
-    assert "llama.cpp could not load" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    for command in ("plan", "run"):
+        result = cli(command, str(path))
+        assert result.exit_code == 2, result.stderr
+        assert "unknown model architecture: 'notanarch'" in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_dead_worker_in_a_saved_plan_fails_cleanly(cli, tiny_model, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,22 @@ class EngineCrash(EngineError):
         super().__init__(message, hint, exit_code=1)
         self.log_tail = log_tail
         self.returncode = returncode
+
+
+# llama.cpp's own reason for refusing a model or a context (llama.cpp, llama-context.cpp).
+_REASON = re.compile(
+    r"^(?:llama_init_from_model|llama_model_load): (?:error loading model: |failed to initialize the context: )?(.+)$"
+)
+_GENERIC = ("failed to load model", "failed to initialize the context")
+
+
+def llama_reason(log: list[str]) -> str | None:
+    """The last specific reason llama.cpp logged for refusing a load (None if it gave none)."""
+    for line in reversed(log):
+        match = _REASON.match(line.strip())
+        if match and not match[1].startswith(_GENERIC):
+            return match[1].strip()
+    return None
 
 
 def _describe_exit(code: int) -> str:
@@ -111,7 +128,12 @@ def run_task(
             timer.cancel()
         reader.join(timeout=5)
     if error is not None:
-        raise EngineError(error.get("message", "the engine failed"), error.get("hint", ""), int(error.get("exit_code", 1)))
+        message = error.get("message", "the engine failed")
+        reason = llama_reason(log)
+        if reason and reason not in message:
+            # llama.cpp says why in its log only; the one line a user sees should say it too.
+            message = f"{message.replace(' (see the log with --verbose)', '')}: {reason}"
+        raise EngineError(message, error.get("hint", ""), int(error.get("exit_code", 1)))
     if result is None:
         reason = _describe_exit(proc.returncode)
         if timer is not None and proc.returncode == -signal.SIGKILL and timeout:

@@ -140,8 +140,33 @@ def registry_devices() -> list[RegistryDevice]:
 
 
 def engine_summary(devices: list[RegistryDevice]) -> dict[str, object]:
-    """What the devices document says of the engine: installed, RPC support, backends."""
-    return {"installed": True, "rpc": supports_rpc(), "backends": sorted({d.backend for d in devices})}
+    """What the devices document says of the engine: installed, RPC support, backends, and which
+    weight types its CPU backend repacks."""
+    return {
+        "installed": True,
+        "rpc": supports_rpc(),
+        "backends": sorted({d.backend for d in devices}),
+        "cpu_repack": cpu_repack_level(),
+    }
+
+
+def cpu_repack_level() -> str:
+    """`avx512`, `avx2` or `none`: the x86 features ggml's CPU backend was compiled with, which
+    decide the types it repacks (ggml_cpu_has_* report compile-time flags, not the CPU's)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "none"  # ARM and RISC-V repack other types by other rules, not modelled
+    lib_dir = engine_lib_dir()
+    try:
+        cpu = ctypes.CDLL(os.path.join(lib_dir, "libggml-cpu.so")) if lib_dir else None
+    except OSError:
+        cpu = None
+    if cpu is None:
+        return "avx2"
+    if cpu.ggml_cpu_has_avx512():
+        return "avx512"
+    return "avx2" if cpu.ggml_cpu_has_avx2() else "none"
 
 
 def supports_rpc() -> bool:

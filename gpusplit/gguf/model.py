@@ -103,6 +103,19 @@ class ModelInfo:
     header_bytes: int
     file_bytes: int
     missing_bytes: int
+    kv_layers: tuple[bool, ...] = ()  # per layer: holds an attention KV cache (empty: every layer with KV heads)
+    recurrent_layers: tuple[bool, ...] = ()  # per layer: holds a recurrent state (empty: none)
+    n_embd_r: int = 0  # recurrent state R (conv / token shift) per sequence per layer, f32 elements
+    n_embd_s: int = 0  # recurrent state S (SSM / WKV) per sequence per layer, f32 elements
+    kv_lora_rank: int = 0  # MLA: the compressed latent's width
+    is_mla: bool = False  # MLA: one K-only cache of the latent (kv_lora_rank + rope dims)
+    memory_rules: str = "attention"  # attention | mla | recurrent | hybrid | approximate
+
+    def has_kv(self, il: int) -> bool:
+        return self.kv_layers[il] if self.kv_layers else self.n_head_kv[il] > 0
+
+    def is_recurrent(self, il: int) -> bool:
+        return bool(self.recurrent_layers) and self.recurrent_layers[il]
 
     @property
     def n_params(self) -> int:
@@ -182,15 +195,17 @@ def describe(f: GGUFFile) -> ModelInfo:
         raise keys.fail(f"{arch}.embedding_length", "is 0")
 
     n_head = keys.per_layer("attention.head_count", n_layer, None)
+    if n_head is None and arch in PURE_RECURRENT:
+        n_head = (0,) * n_layer  # Mamba and RWKV files may carry no attention heads at all
     if n_head is None:
         raise GGUFError(f.path, None, f"{arch}.attention.head_count", "missing")
-    if not any(n_head):
+    if not any(n_head) and arch not in PURE_RECURRENT:
         raise keys.fail(f"{arch}.attention.head_count", "is 0")
     n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, None) or n_head
     for il, (h, kv) in enumerate(zip(n_head, n_head_kv)):
         if kv > h:
             raise keys.fail(f"{arch}.attention.head_count_kv", f"layer {il} has {kv} KV heads but only {h} heads")
-    first_heads = next(h for h in n_head if h)
+    first_heads = next((h for h in n_head if h), 1)
     head_dim_k = keys.int("attention.key_length", n_embd // first_heads)
     head_dim_v = keys.int("attention.value_length", n_embd // first_heads)
     n_ff = keys.per_layer("feed_forward_length", n_layer, 0)
@@ -203,6 +218,7 @@ def describe(f: GGUFFile) -> ModelInfo:
     sliding_window = keys.int("attention.sliding_window", 0) or 0
     swa_layers = _swa_layers(f, keys, arch, n_layer, sliding_window)
 
+    state = _memory_kinds(f, keys, arch, n_layer, n_embd, n_head, n_head_kv, n_ff or (0,) * n_layer, head_dim_k or 0)
     groups = _group_tensors(f, n_layer)
     n_vocab = _vocab_size(f, arch, groups[0])
     merges = f.metadata.get("tokenizer.ggml.merges")
@@ -239,7 +255,121 @@ def describe(f: GGUFFile) -> ModelInfo:
         header_bytes=f.header_bytes,
         file_bytes=sum(s.file_size for s in f.shards),
         missing_bytes=f.missing_bytes,
+        **state,
     )
+
+
+# Which memory llama.cpp 0.3.36 gives each architecture (src/models/<arch>.cpp, llama-hparams.cpp).
+PURE_RECURRENT = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
+# Hybrids whose recurrent layers are the ones without KV heads.
+HYBRID_BY_KV_HEADS = frozenset({"jamba", "plamo2", "granitehybrid", "lfm2", "lfm2moe", "kimi-linear", "kimi-k3", "bailingmoe3"})
+HYBRID_BY_INTERVAL = {"qwen3next": 4, "qwen35": 4, "qwen35moe": 4, "minimax-01": 8}  # default full_attention_interval
+MLA_ARCHITECTURES = frozenset({"deepseek2", "mistral4", "kimi-linear", "kimi-k3", "bailingmoe3"})
+# Plain attention caches whose sizing docs/accuracy.md checks (or that llama.cpp builds the same way).
+ATTENTION_ARCHITECTURES = frozenset(
+    [
+        "llama",
+        "qwen2",
+        "qwen2moe",
+        "qwen3",
+        "qwen3moe",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "mistral3",
+        "phi3",
+        "granite",
+        "granitemoe",
+        "command-r",
+        "cohere2",
+        "olmo",
+        "starcoder2",
+        "internlm2",
+        "exaone",
+        "smollm3",
+        "glm4",
+        "glm4moe",
+    ]
+)
+
+
+def _memory_kinds(
+    f: GGUFFile,
+    keys: _Keys,
+    arch: str,
+    n_layer: int,
+    n_embd: int,
+    n_head: tuple[int, ...],
+    n_head_kv: tuple[int, ...],
+    n_ff: tuple[int, ...],
+    head_dim_k: int,
+) -> dict[str, Any]:
+    """Which layers hold attention KV, which hold recurrent state, and its width; MLA."""
+    # NextN (multi-token prediction) blocks are loaded but get no cache in the main context.
+    nextn = keys.int("nextn_predict_layers", 0) or 0
+    main = tuple(il < n_layer - nextn for il in range(n_layer))
+    kv = tuple(m and h > 0 for m, h in zip(main, n_head_kv))
+    recurrent = (False,) * n_layer
+    rules = "attention" if arch in ATTENTION_ARCHITECTURES else "approximate"
+    if arch in PURE_RECURRENT:
+        recurrent, kv, rules = main, (False,) * n_layer, "recurrent"
+    elif arch in HYBRID_BY_KV_HEADS:
+        recurrent, rules = tuple(m and h == 0 for m, h in zip(main, n_head_kv)), "hybrid"
+    elif arch == "falcon-h1":
+        recurrent, kv, rules = main, main, "hybrid"
+    elif arch in ("nemotron_h", "nemotron_h_moe"):
+        recurrent = tuple(m and h == 0 and ff == 0 for m, h, ff in zip(main, n_head_kv, n_ff))
+        kv = tuple(m and h > 0 and ff == 0 for m, h, ff in zip(main, n_head_kv, n_ff))
+        rules = "hybrid"
+    elif arch in HYBRID_BY_INTERVAL:
+        flags = f.metadata.get(f"{arch}.attention.recurrent_layers")
+        if isinstance(flags, tuple) and len(flags) == n_layer:
+            recurrent = tuple(m and bool(v) for m, v in zip(main, flags))
+        else:
+            interval = keys.int("full_attention_interval", HYBRID_BY_INTERVAL[arch]) or HYBRID_BY_INTERVAL[arch]
+            recurrent = tuple(m and (il + 1) % interval != 0 for il, m in enumerate(main))
+        kv = tuple(m and not r for m, r in zip(main, recurrent))
+        rules = "hybrid"
+
+    n_embd_r = n_embd_s = 0
+    if any(recurrent):
+        first_heads = next((h for h in n_head if h), 0)
+        d_conv = keys.int("ssm.conv_kernel", 0) or 0
+        d_inner = keys.int("ssm.inner_size", 0) or 0
+        d_state = keys.int("ssm.state_size", 0) or 0
+        n_group = keys.int("ssm.group_count", 0) or 0
+        wkv = keys.int("wkv.head_size", 0) or 0
+        l_cache = keys.int("shortconv.l_cache", 0) or 0
+        kda = keys.int("kda.head_dim", 0) or 0
+        # llama_hparams::n_embd_r() and n_embd_s(), first match wins.
+        if wkv:
+            n_embd_r = (keys.int("token_shift_count", 2) or 0) * n_embd
+            n_embd_s = n_embd * wkv
+        elif l_cache:
+            n_embd_r = n_embd * (l_cache - 1)
+        elif kda:
+            n_embd_r = 3 * max(d_conv - 1, 0) * first_heads * kda
+            n_embd_s = kda * kda * first_heads
+        else:
+            n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
+            n_embd_s = head_dim_k * head_dim_k * first_heads if arch == "minimax-01" else d_state * d_inner
+
+    kv_lora_rank = keys.int("attention.kv_lora_rank", 0) or 0
+    is_mla = bool(keys.int("attention.key_length_mla", 0) and keys.int("attention.value_length_mla", 0))
+    if arch in MLA_ARCHITECTURES and rules != "hybrid":
+        # Without the _mla keys (older deepseek2 files) llama.cpp stores plain, decompressed K and V.
+        rules = "mla" if is_mla else "attention"
+    elif is_mla and rules != "hybrid":
+        rules = "approximate"  # e.g. DSA models: an MLA cache plus an indexer cache not modelled here
+    return {
+        "kv_layers": kv,
+        "recurrent_layers": recurrent if any(recurrent) else (),
+        "n_embd_r": n_embd_r,
+        "n_embd_s": n_embd_s,
+        "kv_lora_rank": kv_lora_rank,
+        "is_mla": is_mla,
+        "memory_rules": rules,
+    }
 
 
 def _str_or_none(value: Any) -> str | None:

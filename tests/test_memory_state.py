@@ -1,0 +1,108 @@
+"""Caches unlike plain attention: deepseek2's MLA (one K-only latent cache) and Mamba-2's recurrent
+state, planned by llama.cpp 0.3.36's rules and checked against real loads of generated models."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gpusplit.devices.inventory import detect
+from gpusplit.gguf import read_model
+from gpusplit.memory import Settings, layer_kv_bytes
+from gpusplit.planner import PlanError, Request, make_plan
+from gpusplit.synthetic import write_tiny_model
+from gpusplit.synthetic.tiny import MAMBA2_TINY, MLA_TINY
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def state_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("state")
+    return {
+        "mla": write_tiny_model(folder / "mla.gguf", MLA_TINY),
+        "mamba2": write_tiny_model(folder / "mamba2.gguf", MAMBA2_TINY),
+    }
+
+
+def test_mla_keeps_one_latent_k_cache_and_no_v(state_models):
+    model = read_model(state_models["mla"])
+    assert model.is_mla and model.memory_rules == "mla" and model.kv_lora_rank == MLA_TINY.kv_lora_rank
+    latent = MLA_TINY.kv_lora_rank + MLA_TINY.rope_dim  # 96 values a token a layer
+    for flash_attn in (False, True):
+        settings = Settings(n_ctx=512, flash_attn=flash_attn)
+        assert layer_kv_bytes(model, settings, 0) == latent * 2 * 512  # f16 K, nothing for V
+    # A q8_0 cache: 96 / 32 blocks of 34 bytes a row.
+    assert layer_kv_bytes(model, Settings(n_ctx=512, type_k="q8_0", type_v="q8_0", flash_attn=True), 1) == 3 * 34 * 512
+
+
+def test_mamba2_keeps_a_recurrent_state_per_sequence_and_no_kv(state_models):
+    model = read_model(state_models["mamba2"])
+    assert model.memory_rules == "recurrent" and not any(model.kv_layers)
+    d_inner, d_state = 2 * MAMBA2_TINY.n_embd, MAMBA2_TINY.ssm_d_state
+    n_embd_r = (MAMBA2_TINY.ssm_d_conv - 1) * (d_inner + 2 * MAMBA2_TINY.ssm_n_group * d_state)
+    n_embd_s = d_state * d_inner
+    assert (model.n_embd_r, model.n_embd_s) == (n_embd_r, n_embd_s)
+    for n_parallel in (1, 3):
+        settings = Settings(n_ctx=1024, n_parallel=n_parallel)
+        # f32 whatever the KV type, and independent of the context length.
+        assert layer_kv_bytes(model, settings, 2) == 4 * (n_embd_r + n_embd_s) * n_parallel
+        assert layer_kv_bytes(model, replace(settings, n_ctx=4096, type_k="q8_0"), 2) == 4 * (n_embd_r + n_embd_s) * n_parallel
+
+
+def test_unknown_architecture_is_planned_with_a_warning(state_models):
+    model = replace(read_model(state_models["mla"]), architecture="dots3note", memory_rules="approximate")
+    inventory = detect([], registry=[])
+    plan = make_plan(model, inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
+    assert any("'dots3note'" in w and "plan --measure" in w for w in plan.warnings)
+    known = make_plan(read_model(state_models["mla"]), inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
+    assert not any("does not know" in w for w in known.warnings)
+
+
+def test_mla_refuses_different_k_and_v_types(state_models):
+    inventory = detect([], registry=[])
+    settings = Settings(n_ctx=256, type_k="q8_0", type_v="f16", flash_attn=True)
+    with pytest.raises(PlanError, match=r"model does not support different K \(q8_0\) and V \(f16\) cache types"):
+        make_plan(read_model(state_models["mla"]), inventory.devices, inventory.host, Request(settings=settings))
+
+
+# ---------------------------------------------------------------------------------------------
+# Against llama.cpp itself
+
+
+def _load(path, settings, **changes):
+    from gpusplit.engine.child import run_task
+    from gpusplit.engine.logparse import parse_buffers
+    from gpusplit.params import engine_params
+
+    inventory = detect([], registry=[])
+    plan = make_plan(read_model(path), inventory.devices, inventory.host, Request(settings=settings))
+    _, log = run_task("load", {"params": engine_params(plan).with_(**changes).as_dict()}, timeout=120)
+    return plan, parse_buffers(log).by_device["CPU"], log
+
+
+@pytest.mark.parametrize("flash_attn", [False, True])
+def test_mla_cache_matches_a_real_load(state_models, flash_attn):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    plan, actual, log = _load(state_models["mla"], Settings(n_ctx=1024, flash_attn=flash_attn))
+    assert abs(plan.best.memory.host.kv_bytes - actual["kv"]) <= 0.006 * MIB
+    assert any("V (f16):    0.00 MiB" in line for line in log)  # llama.cpp's own words: no V cache
+
+
+@pytest.mark.parametrize("n_parallel", [1, 4])
+def test_recurrent_state_matches_a_real_load(state_models, n_parallel):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    plan, actual, _ = _load(state_models["mamba2"], Settings(n_ctx=1024, n_parallel=n_parallel))
+    assert plan.best.memory.host.kv_bytes > 0
+    assert abs(plan.best.memory.host.kv_bytes - actual["kv"]) <= 0.006 * MIB
+
+
+def test_llama_cpp_refuses_mla_with_different_k_and_v_types(state_models):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.errors import GpusplitError
+
+    with pytest.raises(GpusplitError) as err:
+        _load(state_models["mla"], Settings(n_ctx=256, flash_attn=True), type_k="q8_0", type_v="f16")
+    said = str(err.value) + " ".join(getattr(err.value, "log_tail", []))
+    assert "model does not support different K (q8_0) and V (f16) cache types" in said
