@@ -365,10 +365,12 @@ def plan_memory(
     mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
     host_layer_weights = 0
     repack = frozenset() if any(b in HOST_BUFFER_BACKENDS for b in device_backends) else REPACKED_TYPES[settings.cpu_repack]
+    first_nextn = model.n_layer - model.n_nextn
     for il in range(model.n_layer + 1):
         group = model.output if il == model.n_layer else model.blocks[il]
         dev = layer_device[il]
-        for t in group.tensors:
+        # NextN blocks are skipped at load ("model has unused tensor ... ignoring") unless MTP is asked for.
+        for t in () if first_nextn <= il < model.n_layer else group.tensors:
             on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
             if on_cpu:
                 host_layer_weights += t.n_bytes

@@ -505,6 +505,12 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
             "(sliding, chunked, latent or recurrent memory); the KV cache is sized as plain attention on every layer "
             "with KV heads and may be off: `plan --measure` asks llama.cpp itself"
         )
+    elif model.memory_rules in ("recurrent", "hybrid"):
+        warnings.append(
+            f"architecture {model.architecture!r}: its recurrent state is sized by llama.cpp's rules, but compute "
+            "buffers are estimated as for attention layers (up to 3x off on a generated Mamba-2): `plan --measure` "
+            "asks llama.cpp itself"
+        )
     if not model.complete:
         warnings.append(
             f"{model.path} is incomplete: {format_bytes(model.missing_bytes)} of its tensor data is missing "

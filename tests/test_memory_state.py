@@ -60,6 +60,25 @@ def test_unknown_architecture_is_planned_with_a_warning(state_models):
     assert not any("does not know" in w for w in known.warnings)
 
 
+def test_recurrent_models_warn_that_compute_is_estimated(state_models):
+    inventory = detect([], registry=[])
+    plan = make_plan(read_model(state_models["mamba2"]), inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
+    assert any("recurrent state" in w and "plan --measure" in w for w in plan.warnings)
+
+
+def test_nextn_blocks_hold_no_weights_and_no_cache(state_models):
+    from gpusplit.memory import Placement, plan_memory
+
+    model = read_model(state_models["mla"])
+    last = model.blocks[-1].n_bytes
+    # As GLM-4.5 files carry it: the last block is the multi-token-prediction block, skipped at load.
+    nextn = replace(model, n_nextn=1, kv_layers=(True,) * (model.n_layer - 1) + (False,))
+    plain = plan_memory(model, ["RPC0"], ["RPC"], [2**30], Settings(n_ctx=256), Placement(n_gpu_layers=-1))
+    skipped = plan_memory(nextn, ["RPC0"], ["RPC"], [2**30], Settings(n_ctx=256), Placement(n_gpu_layers=-1))
+    assert plain.devices[0].weights_bytes - skipped.devices[0].weights_bytes == last
+    assert skipped.devices[0].kv_bytes == plain.devices[0].kv_bytes * (model.n_layer - 1) // model.n_layer
+
+
 def test_mla_refuses_different_k_and_v_types(state_models):
     inventory = detect([], registry=[])
     settings = Settings(n_ctx=256, type_k="q8_0", type_v="f16", flash_attn=True)
@@ -106,3 +125,28 @@ def test_llama_cpp_refuses_mla_with_different_k_and_v_types(state_models):
         _load(state_models["mla"], Settings(n_ctx=256, flash_attn=True), type_k="q8_0", type_v="f16")
     said = str(err.value) + " ".join(getattr(err.value, "log_tail", []))
     assert "model does not support different K (q8_0) and V (f16) cache types" in said
+
+
+# ---------------------------------------------------------------------------------------------
+# Header-only files with the real shapes of the models people split across many GPUs
+
+
+def test_deepseek_v3_plans_its_latent_cache(header_only_model):
+    model = read_model(header_only_model("deepseek-v3"))
+    assert model.is_mla and model.memory_rules == "mla"
+    # 61 layers x (kv_lora_rank 512 + rope 64) x f16 x 32768 cells: 2.14 GiB, not the 4.05 GiB of a K+V plan.
+    kv = sum(layer_kv_bytes(model, Settings(n_ctx=32768), il) for il in range(model.n_layer))
+    assert kv == 61 * 576 * 2 * 32768
+    assert 370 * 2**30 < model.total_bytes < 380 * 2**30  # the published Q4_K_M is 404 GB
+
+
+def test_gpt_oss_120b_sliding_window_every_other_layer(header_only_model):
+    model = read_model(header_only_model("gpt-oss-120b"))
+    assert model.memory_rules == "attention" and model.swa_layers[:4] == (True, False, True, False)
+    full = 8 * 64 * 2 * 2 * 32768  # K and V, 8 KV heads of 64, f16
+    assert layer_kv_bytes(model, Settings(n_ctx=32768), 0) == full  # llama.cpp's default: a full-size SWA cache
+    # Without it: window 128 + one ubatch of 512, padded to 256 -> 768 cells on the sliding layers.
+    assert layer_kv_bytes(model, Settings(n_ctx=32768, swa_full=False), 0) == full // 32768 * 768
+    assert layer_kv_bytes(model, Settings(n_ctx=32768, swa_full=False), 1) == full
+    experts = {t.ggml_type.name for b in model.blocks for t in b.tensors if "_exps.weight" in t.name}
+    assert experts == {"MXFP4"}

@@ -36,7 +36,7 @@ def sha256(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_TYPE_NAMES = {0: "F32", 1: "F16", 8: "Q8_0", 6: "Q5_0", 7: "Q5_1", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K"}
+_TYPE_NAMES = {0: "F32", 1: "F16", 8: "Q8_0", 6: "Q5_0", 7: "Q5_1", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 39: "MXFP4"}
 
 
 class Header:
@@ -291,6 +291,8 @@ EXPECTED_TENSORS = {
     "gemma-3-27b": 808,
     "gemma-3-270m": 236,  # 18 blocks x 13 tensors, token_embd, output_norm (tied)
     "qwen3-30b-a3b": 579,
+    "deepseek-v3": 1086,  # 1025 in the older conversions that kept attn_kv_b whole, + one k_b/v_b pair per block
+    "gpt-oss-120b": 687,
 }
 EXPECTED_VOCAB = {  # (tokens, merges)
     "llama-3.1-8b": (128256, 280147),
@@ -299,6 +301,8 @@ EXPECTED_VOCAB = {  # (tokens, merges)
     "gemma-3-27b": (262144, 0),
     "gemma-3-270m": (262144, 0),
     "qwen3-30b-a3b": (151936, 151387),
+    "deepseek-v3": (129280, 127741),
+    "gpt-oss-120b": (201088, 446189),
 }
 # approximate sizes of published Q4_K_M files (bartowski / ggml-org / Qwen), bytes
 PUBLISHED_Q4_K_M = {
@@ -306,6 +310,8 @@ PUBLISHED_Q4_K_M = {
     "llama-3.1-70b": 42.52e9,
     "gemma-3-27b": 16.5e9,
     "qwen3-30b-a3b": 18.6e9,
+    "deepseek-v3": 404.4e9,  # unsloth's Q4_K_M
+    "gpt-oss-120b": 63.4e9,  # ggml-org's MXFP4
 }
 
 
@@ -324,7 +330,7 @@ def _check_header(path: Path, name: str) -> Header:
         assert h.kv["tokenizer.ggml.model"] == "gpt2"
     a = spec.arch
     assert h.kv["general.architecture"] == a
-    assert h.kv["general.file_type"] == 15
+    assert h.kv["general.file_type"] == (38 if a == "gpt-oss" else 15)  # MXFP4_MOE, else Q4_K_M
     assert h.kv[f"{a}.block_count"] == spec.n_layer
     assert h.kv[f"{a}.embedding_length"] == spec.n_embd
     assert h.kv[f"{a}.attention.head_count_kv"] == spec.n_head_kv

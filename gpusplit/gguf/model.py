@@ -110,6 +110,7 @@ class ModelInfo:
     kv_lora_rank: int = 0  # MLA: the compressed latent's width
     is_mla: bool = False  # MLA: one K-only cache of the latent (kv_lora_rank + rope dims)
     memory_rules: str = "attention"  # attention | mla | recurrent | hybrid | approximate
+    n_nextn: int = 0  # trailing NextN (multi-token prediction) blocks: llama.cpp skips them unless asked
 
     def has_kv(self, il: int) -> bool:
         return self.kv_layers[il] if self.kv_layers else self.n_head_kv[il] > 0
@@ -269,6 +270,8 @@ MLA_ARCHITECTURES = frozenset({"deepseek2", "mistral4", "kimi-linear", "kimi-k3"
 ATTENTION_ARCHITECTURES = frozenset(
     [
         "llama",
+        "llama4",  # chunked attention: sized like a sliding window (llama_kv_cache_iswa)
+        "gpt-oss",  # sliding window on every other layer; attention sinks are weights, not cache
         "qwen2",
         "qwen2moe",
         "qwen3",
@@ -369,6 +372,7 @@ def _memory_kinds(
         "kv_lora_rank": kv_lora_rank,
         "is_mla": is_mla,
         "memory_rules": rules,
+        "n_nextn": nextn if 0 < nextn < n_layer else 0,
     }
 
 

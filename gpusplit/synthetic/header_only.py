@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpusplit.synthetic.tiny import FTYPE_MOSTLY_Q4_K_M, TensorPlan, _nbytes, add_infos_and_header, gguf_file, write_hparams
+from gpusplit.synthetic.tiny import (
+    FTYPE_MOSTLY_MXFP4_MOE,
+    FTYPE_MOSTLY_Q4_K_M,
+    TensorPlan,
+    _nbytes,
+    add_infos_and_header,
+    gguf_file,
+    write_hparams,
+)
 from gpusplit.synthetic.vocab import CONTROL, USER_DEFINED, Vocab, large_bpe_vocab, spm_vocab, write_vocab
 
 
@@ -47,6 +55,15 @@ class HeaderOnlySpec:
     tied: bool = False
     rope_freqs: bool = False  # Llama 3.1's rope_freqs.weight (llama3 rope scaling), f32 [head_dim/2]
     write_key_length: bool = False  # attention.key_length / value_length keys
+    # deepseek2 (MLA): q/kv latent ranks, rope part of a head, nope part, value head; shared experts,
+    # leading dense blocks
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    rope_dim: int = 0
+    nope_dim: int = 0
+    value_dim: int = 0
+    n_expert_shared: int = 0
+    n_dense_lead: int = 0
 
     @property
     def is_llama_70b(self) -> bool:
@@ -208,6 +225,69 @@ HEADER_ONLY_MODELS: dict[str, HeaderOnlySpec] = {
         n_ff_exp=768,
         write_key_length=True,
     ),
+    # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json
+    # hidden_size 7168, num_hidden_layers 61, num_attention_heads 128, q_lora_rank 1536,
+    # kv_lora_rank 512, qk_nope_head_dim 128, qk_rope_head_dim 64, v_head_dim 128,
+    # intermediate_size 18432, moe_intermediate_size 2048, n_routed_experts 256, num_experts_per_tok 8,
+    # n_shared_experts 1, first_k_dense_replace 3, vocab_size 129280, max_position_embeddings 163840,
+    # rms_norm_eps 1e-6; written as convert_hf_to_gguf.py writes an MLA model (one KV head of
+    # kv_lora_rank + rope = 576, key_length_mla 192, value_length_mla 128, k_b / v_b split).
+    "deepseek-v3": HeaderOnlySpec(
+        name="deepseek-v3",
+        display_name="DeepSeek V3",
+        source="https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json",
+        arch="deepseek2",
+        n_layer=61,
+        n_embd=7168,
+        n_head=128,
+        n_head_kv=1,
+        head_dim=192,
+        n_ff=18432,
+        n_vocab=129280,
+        n_ctx_train=163840,
+        rope_theta=10000.0,
+        rms_eps=1e-6,
+        tokenizer="deepseek-v3",
+        n_merges=127741,
+        n_expert=256,
+        n_expert_used=8,
+        n_ff_exp=2048,
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        rope_dim=64,
+        nope_dim=128,
+        value_dim=128,
+        n_expert_shared=1,
+        n_dense_lead=3,
+    ),
+    # https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json
+    # hidden_size 2880, num_hidden_layers 36, num_attention_heads 64, num_key_value_heads 8,
+    # head_dim 64, intermediate_size 2880, num_local_experts 128, experts_per_token 4,
+    # sliding_window 128 (every other layer), vocab_size 201088, max_position_embeddings 131072,
+    # rope_theta 150000; experts MXFP4 as published, the other matrices Q8_0.
+    "gpt-oss-120b": HeaderOnlySpec(
+        name="gpt-oss-120b",
+        display_name="gpt-oss 120b",
+        source="https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json",
+        arch="gpt-oss",
+        n_layer=36,
+        n_embd=2880,
+        n_head=64,
+        n_head_kv=8,
+        head_dim=64,
+        n_ff=2880,
+        n_vocab=201088,
+        n_ctx_train=131072,
+        rope_theta=150000.0,
+        rms_eps=1e-5,
+        tokenizer="o200k",
+        n_merges=446189,
+        n_expert=128,
+        n_expert_used=4,
+        n_ff_exp=2880,
+        sliding_window=128,
+        write_key_length=True,
+    ),
 }
 
 
@@ -227,6 +307,12 @@ def _shapes(spec: HeaderOnlySpec) -> list[tuple[str, tuple[int, ...]]]:
     for i in range(spec.n_layer):
         b = f"blk.{i}."
         out.append((b + "attn_norm.weight", (E,)))
+        if spec.arch == "deepseek2":
+            out.extend(_deepseek2_block(spec, i))
+            continue
+        if spec.arch == "gpt-oss":
+            out.extend(_gpt_oss_block(spec, i))
+            continue
         out.append((b + "attn_q.weight", (q_dim, E)))
         out.append((b + "attn_k.weight", (kv_dim, E)))
         out.append((b + "attn_v.weight", (kv_dim, E)))
@@ -256,6 +342,65 @@ def _shapes(spec: HeaderOnlySpec) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def _deepseek2_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int, ...]]]:
+    """An MLA block as src/models/deepseek2.cpp loads it (numpy order), after attn_norm."""
+    E, H, b = spec.n_embd, spec.n_head, f"blk.{i}."
+    out = [
+        (b + "attn_q_a_norm.weight", (spec.q_lora_rank,)),
+        (b + "attn_kv_a_norm.weight", (spec.kv_lora_rank,)),
+        (b + "attn_q_a.weight", (spec.q_lora_rank, E)),
+        (b + "attn_q_b.weight", (H * (spec.nope_dim + spec.rope_dim), spec.q_lora_rank)),
+        (b + "attn_kv_a_mqa.weight", (spec.kv_lora_rank + spec.rope_dim, E)),
+        (b + "attn_k_b.weight", (H, spec.kv_lora_rank, spec.nope_dim)),
+        (b + "attn_v_b.weight", (H, spec.value_dim, spec.kv_lora_rank)),
+        (b + "attn_output.weight", (E, H * spec.value_dim)),
+        (b + "ffn_norm.weight", (E,)),
+    ]
+    if i < spec.n_dense_lead:
+        return out + [
+            (b + "ffn_gate.weight", (spec.n_ff, E)),
+            (b + "ffn_up.weight", (spec.n_ff, E)),
+            (b + "ffn_down.weight", (E, spec.n_ff)),
+        ]
+    X, ff, shared = spec.n_expert, spec.n_ff_exp, spec.n_ff_exp * spec.n_expert_shared
+    return out + [
+        (b + "ffn_gate_inp.weight", (X, E)),
+        (b + "exp_probs_b.bias", (X,)),
+        (b + "ffn_gate_exps.weight", (X, ff, E)),
+        (b + "ffn_up_exps.weight", (X, ff, E)),
+        (b + "ffn_down_exps.weight", (X, E, ff)),
+        (b + "ffn_gate_shexp.weight", (shared, E)),
+        (b + "ffn_up_shexp.weight", (shared, E)),
+        (b + "ffn_down_shexp.weight", (E, shared)),
+    ]
+
+
+def _gpt_oss_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int, ...]]]:
+    """A gpt-oss block as src/models/openai-moe.cpp loads it (numpy order), after attn_norm."""
+    E, hd, b = spec.n_embd, spec.head_dim, f"blk.{i}."
+    q, kv, X, ff = spec.n_head * hd, spec.n_head_kv * hd, spec.n_expert, spec.n_ff_exp
+    return [
+        (b + "post_attention_norm.weight", (E,)),
+        (b + "attn_q.weight", (q, E)),
+        (b + "attn_q.bias", (q,)),
+        (b + "attn_k.weight", (kv, E)),
+        (b + "attn_k.bias", (kv,)),
+        (b + "attn_v.weight", (kv, E)),
+        (b + "attn_v.bias", (kv,)),
+        (b + "attn_output.weight", (E, q)),
+        (b + "attn_output.bias", (E,)),
+        (b + "attn_sinks.weight", (spec.n_head,)),
+        (b + "ffn_gate_inp.weight", (X, E)),
+        (b + "ffn_gate_inp.bias", (X,)),
+        (b + "ffn_gate_exps.weight", (X, ff, E)),
+        (b + "ffn_gate_exps.bias", (X, ff)),
+        (b + "ffn_up_exps.weight", (X, ff, E)),
+        (b + "ffn_up_exps.bias", (X, ff)),
+        (b + "ffn_down_exps.weight", (X, E, ff)),
+        (b + "ffn_down_exps.bias", (X, E)),
+    ]
+
+
 def _use_more_bits(i_layer: int, n_layers: int) -> bool:
     # llama-quant.cpp, llama_tensor_get_type_impl
     return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
@@ -275,6 +420,16 @@ def q4_k_m_types(spec: HeaderOnlySpec, tensors: list[tuple[str, tuple[int, ...]]
     experts) Q6_K where use_more_bits(layer, n_layer); everything else Q4_K. A row length that is not
     a multiple of 256 falls back as llama.cpp does (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0).
     """
+    if spec.arch == "gpt-oss":
+        # As published (ggml-org's MXFP4 file): experts MXFP4, other matrices Q8_0, the rest F32.
+        return [
+            "F32"
+            if len(shape) < 2 or not name.endswith("weight") or "ffn_gate_inp" in name
+            else "MXFP4"
+            if "_exps" in name
+            else "Q8_0"
+            for name, shape in tensors
+        ]
     n_attn_v = sum(1 for name, _ in tensors if "attn_v.weight" in name)
     i_attn_v = 0
     i_ffn_down = 0
@@ -407,6 +562,26 @@ def header_only_vocab(spec: HeaderOnlySpec) -> Vocab:
             special_ids={"bos": 151643, "eos": 151645, "pad": 151643},
             add_bos=False,
         )
+    if spec.tokenizer == "deepseek-v3":
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="deepseek-v3",
+            n_normal=128000,
+            specials=[("<｜begin▁of▁sentence｜>", CONTROL), ("<｜end▁of▁sentence｜>", CONTROL)],
+            special_ids={"bos": 128000, "eos": 128001},
+            add_bos=True,
+        )
+    if spec.tokenizer == "o200k":
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="gpt-4o",
+            n_normal=199998,
+            specials=[("<|startoftext|>", CONTROL), ("<|endoftext|>", CONTROL), ("<|return|>", CONTROL)],
+            special_ids={"bos": 199998, "eos": 200000},
+            add_bos=False,
+        )
     if spec.tokenizer == "mistral":
         return spm_vocab(spec.n_vocab, style="llama")
     if spec.tokenizer == "gemma3":
@@ -429,6 +604,27 @@ def _resolve(name_or_spec: str | HeaderOnlySpec) -> HeaderOnlySpec:
 
 
 def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
+    a = spec.arch
+    if a == "deepseek2":
+        for key, value in (
+            ("context_length", spec.n_ctx_train), ("embedding_length", spec.n_embd), ("block_count", spec.n_layer),
+            ("feed_forward_length", spec.n_ff), ("attention.head_count", spec.n_head), ("attention.head_count_kv", 1),
+            ("attention.key_length", spec.kv_lora_rank + spec.rope_dim), ("attention.value_length", spec.kv_lora_rank),
+            ("attention.key_length_mla", spec.nope_dim + spec.rope_dim), ("attention.value_length_mla", spec.value_dim),
+            ("attention.q_lora_rank", spec.q_lora_rank), ("attention.kv_lora_rank", spec.kv_lora_rank),
+            ("rope.dimension_count", spec.rope_dim), ("leading_dense_block_count", spec.n_dense_lead),
+            ("expert_feed_forward_length", spec.n_ff_exp), ("expert_count", spec.n_expert),
+            ("expert_used_count", spec.n_expert_used), ("expert_shared_count", spec.n_expert_shared),
+            ("expert_gating_func", 2),  # sigmoid
+        ):  # fmt: skip
+            w.add_uint32(f"{a}.{key}", value)
+        w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", spec.rms_eps)
+        w.add_float32(f"{a}.rope.freq_base", spec.rope_theta)
+        w.add_float32(f"{a}.expert_weights_scale", 2.5)
+        w.add_bool(f"{a}.expert_weights_norm", True)
+        return
+    if a == "gpt-oss":
+        w.add_uint32(f"{a}.rope.dimension_count", spec.head_dim)
     write_hparams(
         w,
         spec.arch,
@@ -477,7 +673,7 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
         w.add_description(
             "synthetic header-only GGUF written by gpusplit: real shapes and Q4_K_M types, made-up token strings, no tensor data"
         )
-        w.add_file_type(FTYPE_MOSTLY_Q4_K_M)
+        w.add_file_type(FTYPE_MOSTLY_MXFP4_MOE if spec.arch == "gpt-oss" else FTYPE_MOSTLY_Q4_K_M)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_custom_alignment(gguf.GGUF_DEFAULT_ALIGNMENT)
         w.add_string("general.source.url", spec.source)
