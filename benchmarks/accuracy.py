@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -82,7 +83,7 @@ QUANTIZED = {
 def fixture(folder: Path, name: str) -> Path:
     """A generated model, quantized by llama.cpp's own quantizer where the name says a type."""
     from gpusplit.runner import quantize
-    from gpusplit.synthetic import write_tiny_model
+    from gpusplit.synthetic import TINY_MODELS, write_tiny_model
     from gpusplit.synthetic.tiny import MAMBA2_TINY, MLA_TINY
 
     path = folder / f"{name}.gguf"
@@ -93,6 +94,9 @@ def fixture(folder: Path, name: str) -> Path:
         quantize(str(fixture(folder, source)), str(path), ftype, threads=1)
         return path
     spec = {"deepseek2-mla": MLA_TINY, "mamba2": MAMBA2_TINY}.get(name, name)
+    if name.startswith("gemma3-v"):  # Gemma 3's own vocabulary sizes: the output layer dominates a device
+        vocab = int(name.split("-")[1][1:])
+        spec = replace(TINY_MODELS["gemma3-f16"], name=name, n_vocab=vocab)
     return write_tiny_model(path, spec)
 
 
@@ -114,7 +118,7 @@ def main() -> int:
     kvs = [("f16", False), ("q8_0", True)]
     # The types people download, made by llama.cpp's own quantizer, and caches unlike plain attention:
     # one context and KV type each (weights are what the type changes).
-    extra = [*QUANTIZED, "deepseek2-mla", "mamba2"]
+    extra = [*QUANTIZED, "deepseek2-mla", "mamba2", "gemma3-v32768-f16", "gemma3-v262144-f16"]
     if args.quick:
         models, contexts, kvs, extra = ["dense-f16"], [512], [("f16", False)], ["dense-Q4_K_M"]
     procs, endpoints = start_workers(2)
@@ -134,6 +138,11 @@ def main() -> int:
                     "partial": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": model.n_layer // 2}),
                     "single": (inventory, {"mode": "none", "main_gpu": 0, "ngl": -1}),
                 }
+                if name.startswith("gemma3"):
+                    # Sliding-window models under pipeline parallelism: where the global layer and the
+                    # output layer fall decides which masks and copies a device holds.
+                    placements["layer 0.5/0.5"] = (inventory, {"mode": "layer", "split": (0.5, 0.5), "ngl": -1})
+                    placements["layer 0.85/0.15"] = (inventory, {"mode": "layer", "split": (0.85, 0.15), "ngl": -1})
                 for label, (devices, placement) in placements.items():
                     plan = gpusplit.plan(model, devices, **settings, **placement)
                     params = engine_params(plan)

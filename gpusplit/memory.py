@@ -34,6 +34,8 @@ REPACKED_TYPES = {
     "avx512": frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4", "Q2_K"}),
 }
 REPACK_ALIGN = 32
+# Gemma scales the token embeddings by sqrt(n_embd) on the host before the first block.
+SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
 # Backends whose host buffer type comes before CPU_REPACK in llama.cpp's CPU buffer list; with
 # mmap the weights it claims go back to the mapped file, so nothing is repacked.
 HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN"})
@@ -315,6 +317,21 @@ def _output_compute(s: _Shape) -> int:
     return (s.e + s.n_vocab) * s.tokens * 4
 
 
+def _one_mask(s: _Shape, settings: Settings) -> int:
+    return s.cells * s.tokens * (2 if settings.flash_attn else 4)
+
+
+def _device_masks(model: ModelInfo, s: _Shape, settings: Settings, layers: Sequence[int]) -> int:
+    """The attention masks a device holding these blocks builds: the global one if any of them is
+    a full-attention layer, the sliding-window one if any slides (measured on gemma3 layer splits)."""
+    if s.n_masks == 1:
+        return _mask_bytes(s, settings)
+    width = 2 if settings.flash_attn else 4
+    full = any(not model.swa_layers[il] for il in layers)
+    swa = any(model.swa_layers[il] for il in layers)
+    return (s.cells * full + s.cells_swa * swa) * s.tokens * width
+
+
 def _copy_bytes(s: _Shape, settings: Settings) -> int:
     """What each extra pipeline copy holds: one attention mask and the activations a device
     receives (measured: models with a second, sliding-window mask do not copy it whole)."""
@@ -424,12 +441,17 @@ def plan_memory(
             continue
         compute = 0
         if blocks_on[i]:
-            compute = _layers_compute(s, settings) - s.e * s.tokens * 4
+            # A model with sliding-window and global layers has two masks; a device builds (and with
+            # pipeline parallelism copies) only those its own layers use.
+            masks = _device_masks(model, s, settings, blocks_on[i] if not share else range(model.n_layer))
+            compute = _layers_compute(s, settings) - _mask_bytes(s, settings) + masks - s.e * s.tokens * 4
             if out_dev == i or share:
                 compute = max(compute, _output_compute(s))
-            compute += (copies - 1) * _copy_bytes(s, settings)
+            compute += (copies - 1) * (_copy_bytes(s, settings) - _one_mask(s, settings) + masks)
         elif out_dev == i:
             compute = _output_compute(s)
+            if pipeline:
+                compute += copies * s.e * s.tokens * 4  # its input activations, one per pipeline copy
         dev_mem.compute_bytes = compute
     if host.layers and any(il < model.n_layer for il in host.layers):
         host.compute_bytes = _layers_compute(s, settings)
@@ -441,6 +463,10 @@ def plan_memory(
         # The host feeds every device: with pipeline parallelism it keeps each copy of all masks.
         extra = _mask_bytes(s, settings) + (s.e + (s.hkv if settings.flash_attn else 2 * s.hkv)) * s.tokens * 4
         host.compute_bytes = _host_inputs(s, settings) + (copies - 1) * extra
+        if model.architecture in SCALED_EMBEDDINGS and not settings.flash_attn:
+            # Measured on gemma3 layer splits: the embeddings scaled by sqrt(n_embd) get their own
+            # tensor per copy without flash attention (with it the allocator reuses a dead one).
+            host.compute_bytes += copies * s.e * s.tokens * 4
 
     notes = []
     if pipeline:

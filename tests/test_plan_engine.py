@@ -77,3 +77,21 @@ def test_measure_takes_compute_from_a_dry_run(cli, tiny_model, two_workers):
 def test_measure_refuses_hypothetical_devices(cli, tiny_model):
     result = cli("plan", str(tiny_model("dense-f16")), "--gpu", "24GiB", "--measure")
     assert result.exit_code == 2 and "--measure needs the real devices" in result.stderr
+
+
+@pytest.mark.parametrize(("split", "flash_attn"), [((0.5, 0.5), False), ((0.85, 0.15), False), ((0.5, 0.5), True)])
+def test_sliding_window_pipeline_compute_matches_a_real_load(tiny_model, two_workers, split, flash_attn):
+    # gemma3: five sliding-window layers, then a global one. Under pipeline parallelism a device
+    # builds (and copies) only the masks its own layers use, and a device holding only the
+    # output layer keeps a copy of its input per pipeline copy.
+    model = read_model(tiny_model("gemma3-f16"))
+    inventory = detect(two_workers, registry=[])
+    settings = Settings(n_ctx=1024, flash_attn=flash_attn)
+    plan = make_plan(
+        model, inventory.devices, inventory.host, Request(settings=settings, mode="layer", split=split, n_gpu_layers=-1)
+    )
+    assert plan.best.memory.pipeline_parallel
+    _, log = run_task("load", {"params": engine_params(plan).as_dict()})
+    actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
+    for mem in plan.best.memory.devices + [plan.best.memory.host]:
+        assert mem.compute_bytes == pytest.approx(actual[mem.name]["compute"], rel=0.10), mem.name
