@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "read_model": "gpusplit.api",
+    "read_adapter": "gpusplit.api",
     "detect_devices": "gpusplit.api",
     "plan": "gpusplit.api",
     "run": "gpusplit.api",
@@ -53,12 +54,23 @@ __all__ = [
     "load_plan_document",
     "plan",
     "probe_devices",
+    "read_adapter",
     "read_model",
     "run",
 ]
 
 if TYPE_CHECKING:
-    from .api import bench, demo_model_path, detect_devices, load_plan_document, plan, probe_devices, read_model, run
+    from .api import (
+        bench,
+        demo_model_path,
+        detect_devices,
+        load_plan_document,
+        plan,
+        probe_devices,
+        read_adapter,
+        read_model,
+        run,
+    )
     from .devices.device import Device
     from .devices.inventory import Inventory
     from .errors import GpusplitError, InputError

@@ -28,6 +28,7 @@ from .errors import GpusplitError, InputError
 if TYPE_CHECKING:
     from .devices.device import Device
     from .devices.inventory import Inventory
+    from .gguf.adapter import AdapterInfo
     from .gguf.model import ModelInfo
     from .planner import Plan
     from .runner import RunResult
@@ -48,6 +49,13 @@ def read_model(location: str | os.PathLike[str], on_fetch: Callable[[int], None]
     from .gguf.model import read_model as read
 
     return read(os.fspath(location), on_fetch=on_fetch)
+
+
+def read_adapter(location: str | os.PathLike[str]) -> AdapterInfo:
+    """Read a LoRA adapter's header (`--lora`): the base tensors it adapts and their bytes."""
+    from .gguf.adapter import read_adapter as read
+
+    return read(os.fspath(location))
 
 
 def demo_model_path() -> str:
@@ -278,6 +286,7 @@ def plan(
     allow_ctx_overflow: bool = False,
     measure: bool = False,
     threads: int | None = None,
+    lora: Sequence[str | os.PathLike[str]] = (),
 ) -> Plan:
     """How to split `model` over `devices` (default: `detect_devices()`): bytes per device, the
     strategy, the best context, a fit score and llama.cpp's parameters. `plan.to_dict()` is the
@@ -287,7 +296,8 @@ def plan(
     `split`, `ngl` or `n_cpu_moe` is evaluated as given. With `measure`, compute buffers, the
     fit, the best context and the score come from llama.cpp's dry run on the real devices.
     Predicted speeds use each device's measured figures (`probe_devices`) where there are some;
-    `threads` picks the CPU's (when `devices` is not given).
+    `threads` picks the CPU's (when `devices` is not given). `lora` adapters are loaded with the
+    model: their bytes go where the layers they adapt go.
     """
     from .memory import Settings
     from .planner import Request, make_plan
@@ -343,6 +353,7 @@ def plan(
         reserve=parse_size(reserve, "--reserve"),
         cpu_bandwidth=parse_rate(cpu_bandwidth, "--cpu-bandwidth") or DEFAULT_CPU_BANDWIDTH,
         tensor_group=inventory.group_speed,
+        adapters=tuple(read_adapter(path) for path in lora),
     )
     result = make_plan(info, list(found), inventory.host, request)
     if measure:

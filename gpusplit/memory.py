@@ -15,6 +15,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .gguf.adapter import AdapterInfo
 from .gguf.model import ModelInfo
 from .gguf.reader import TensorInfo
 from .gguf.types import type_by_name
@@ -91,6 +92,7 @@ class DeviceMemory:
     compute_bytes: int = 0
     output_bytes: int = 0  # logits buffer (host)
     repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
+    lora_bytes: int = 0  # of weights_bytes: LoRA adapters' pairs for the layers held here
 
     @property
     def planned_bytes(self) -> int:
@@ -182,6 +184,17 @@ def tensor_bytes_on(t: TensorInfo, backend: str) -> int:
 
 def _is_expert(t: TensorInfo) -> bool:
     return "_exps" in t.name
+
+
+def adapted_layer(model: ModelInfo, base: str) -> int | None:
+    """The layer (block index, or n_layer for the output layer) whose tensor a LoRA pair adapts;
+    None for the input layer, which stays on the CPU."""
+    if base.startswith("blk."):
+        index = base.split(".")[1]
+        return int(index) if index.isdigit() and int(index) < model.n_layer else None
+    if any(t.name == base for t in model.output.tensors) or base == "output.weight":
+        return model.n_layer
+    return None
 
 
 def mapped_span_bytes(tensors: Sequence[TensorInfo]) -> int:
@@ -365,8 +378,9 @@ def plan_memory(
     free_bytes: Sequence[int],
     settings: Settings,
     placement: Placement,
+    adapters: Sequence[AdapterInfo] = (),
 ) -> MemoryPlan:
-    """Bytes per device and for the host for one load."""
+    """Bytes per device and for the host for one load (with these LoRA adapters)."""
     n = len(device_names)
     if placement.split_mode == "none":
         active = [placement.main_gpu] if n else []
@@ -416,6 +430,13 @@ def plan_memory(
             host.layers.append(il)
 
     host.weights_bytes = mapped_span_bytes(mapped) + host.repack_bytes
+    for adapter in adapters:
+        for base, nbytes in adapter.targets:
+            il = adapted_layer(model, base)
+            dev = None if il is None else layer_device[il]
+            holder = host if dev is None else devices[dev]
+            holder.lora_bytes += nbytes
+            holder.weights_bytes += nbytes
     device_kv, host.kv_bytes = kv_by_device(model, settings, layer_device, share, n)
     for dev_mem, nbytes in zip(devices, device_kv):
         dev_mem.kv_bytes = nbytes

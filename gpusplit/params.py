@@ -34,6 +34,7 @@ class EngineParams:
     n_threads: int | None = None
     n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
     seed: int = 0
+    lora: tuple[str, ...] = ()  # LoRA adapters, applied at scale 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> EngineParams:
@@ -43,6 +44,7 @@ class EngineParams:
         doc = asdict(self)
         doc["rpc"] = list(self.rpc)
         doc["tensor_split"] = list(self.tensor_split)
+        doc["lora"] = list(self.lora)
         return doc
 
     @classmethod
@@ -50,6 +52,7 @@ class EngineParams:
         data = dict(doc)
         data["rpc"] = tuple(data.get("rpc") or ())
         data["tensor_split"] = tuple(data.get("tensor_split") or ())
+        data["lora"] = tuple(data.get("lora") or ())
         return cls(**data)
 
     def llama_kwargs(self) -> dict[str, Any]:
@@ -77,6 +80,8 @@ class EngineParams:
         if self.n_threads:
             kwargs["n_threads"] = self.n_threads
             kwargs["n_threads_batch"] = self.n_threads
+        if self.lora:
+            kwargs["lora_path"] = self.lora[0]  # Llama() takes one adapter
         return kwargs
 
     def cli_flags(self) -> list[str]:
@@ -96,6 +101,8 @@ class EngineParams:
             flags += ["--n-cpu-moe", str(self.n_cpu_moe)]
         if self.rpc:
             flags += ["--rpc", ",".join(self.rpc)]
+        for path in self.lora:
+            flags += ["--lora", path]
         return flags
 
 
@@ -137,4 +144,5 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | N
         swa_full=settings.swa_full,
         offload_kqv=settings.offload_kqv,
         n_cpu_moe=p.n_cpu_moe,
+        lora=tuple(a.path for a in plan.request.adapters),
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from .devices.device import Device
 from .devices.speed import GroupSpeed
 from .errors import InputError
+from .gguf.adapter import AdapterInfo
 from .gguf.model import ModelInfo
 from .memory import (
     CTX_PAD,
@@ -57,6 +58,7 @@ class Request:
     reserve: int | None = None  # per-device margin; None: 512 MiB for real devices, 0 for hypothetical
     cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH  # for a CPU that was not probed
     tensor_group: GroupSpeed | None = None  # tensor parallelism's measured cost over these devices
+    adapters: tuple[AdapterInfo, ...] = ()  # LoRA adapters loaded with the model (--lora)
 
     @property
     def as_given(self) -> bool:
@@ -141,6 +143,7 @@ def evaluate(
         [max(d.free_bytes - r, 0) for d, r in zip(devices, reserves)],
         settings,
         placement,
+        request.adapters,
     )
     headroom, host_headroom, fits = _fit(devices, host, reserves, memory)
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
@@ -187,6 +190,7 @@ def even_headroom_split(
         [d.free_bytes for d in devices],
         request.settings,
         Placement("layer", n_gpu_layers, trial, 0, request.n_cpu_moe or 0),
+        request.adapters,
     )
     usable = {i: devices[i].free_bytes - reserves[i] - probe.devices[i].compute_bytes for i in gpus}
     layer_bytes = sum(m.weights_bytes + m.kv_bytes for m in probe.devices)
@@ -490,7 +494,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     validate(model, devices, request)
     cands = rank(candidates(model, devices, host, request))
     best = cands[0]
-    refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices))
+    refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), request.adapters)
     if refused:
         # llama.cpp would refuse this load: say so now, in its words, not after loading the weights.
         raise PlanError(f"llama.cpp would refuse this: {refused[0].reason}", refused[0].fix)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .gguf.adapter import AdapterInfo
 from .gguf.model import ModelInfo
 from .gguf.types import type_by_name
 from .memory import Placement, Settings
@@ -231,6 +232,7 @@ class Setup:
     settings: Settings
     placement: Placement
     n_devices: int
+    adapters: tuple[AdapterInfo, ...] = ()
 
 
 def _quantized(name: str) -> bool:
@@ -311,6 +313,19 @@ def _unknown_architecture(s: Setup) -> Refusal | None:
     return None
 
 
+def _adapter_architecture(s: Setup) -> Refusal | None:
+    # llama-adapter.cpp, llama_adapter_lora_init_impl: an adapter trained for another architecture.
+    for adapter in s.adapters:
+        if adapter.architecture != s.model.architecture:
+            return Refusal(
+                "lora-architecture",
+                f"model arch and LoRA arch mismatch ({adapter.path} is for {adapter.architecture or 'no architecture'}, "
+                f"the model is {s.model.architecture})",
+                "use an adapter trained for this model",
+            )
+    return None
+
+
 def _too_many_devices(s: Setup) -> Refusal | None:
     # llama-cpp-python's Llama(): a tensor_split longer than LLAMA_MAX_DEVICES raises.
     if s.n_devices > MAX_DEVICES:
@@ -331,10 +346,13 @@ RULES: tuple[Callable[[Setup], Refusal | None], ...] = (
     _quantized_v_without_fa,
     _block_divides("K"),
     _block_divides("V"),
+    _adapter_architecture,
 )
 
 
-def refusals(model: ModelInfo, settings: Settings, placement: Placement, n_devices: int) -> list[Refusal]:
+def refusals(
+    model: ModelInfo, settings: Settings, placement: Placement, n_devices: int, adapters: tuple[AdapterInfo, ...] = ()
+) -> list[Refusal]:
     """Every llama.cpp check this load would fail, in the order llama.cpp makes them."""
-    setup = Setup(model, settings, placement, n_devices)
+    setup = Setup(model, settings, placement, n_devices, tuple(adapters))
     return [r for rule in RULES if (r := rule(setup)) is not None]

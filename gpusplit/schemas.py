@@ -144,7 +144,8 @@ ENGINE_PARAMS = _object(
         "n_ctx": INT, "n_batch": INT, "n_ubatch": INT, "n_seq_max": INT, "type_k": STR, "type_v": STR, "flash_attn": BOOL,
         "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "n_threads": NULLABLE_INT, "n_cpu_moe": INT, "seed": INT,
         "extra": {"type": "object"},
-    }
+    },
+    {"lora": STRS},
 )  # fmt: skip
 
 LLAMA_CPP_PYTHON = _object(

@@ -39,7 +39,17 @@ def cli_docs() -> str:
         return out.read_text()
 
 
-API_FUNCTIONS = ("read_model", "detect_devices", "probe_devices", "plan", "run", "bench", "demo_model_path", "load_plan_document")
+API_FUNCTIONS = (
+    "read_model",
+    "read_adapter",
+    "detect_devices",
+    "probe_devices",
+    "plan",
+    "run",
+    "bench",
+    "demo_model_path",
+    "load_plan_document",
+)
 API_CLASSES = ("Plan", "RunResult", "Inventory", "GpusplitError", "InputError")
 
 

@@ -111,13 +111,21 @@ CpuBandwidth = Annotated[
 Threads = Annotated[
     Optional[int], typer.Option("--threads", "-t", metavar="N", min=1, max=1024, help="CPU threads (default: all cores).")
 ]
+Lora = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--lora",
+        metavar="FILE",
+        help="A LoRA adapter loaded with the model, its bytes where the layers it adapts go (repeatable).",
+    ),
+]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
 # The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
 DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram", "threads")
 PLAN_SETTINGS = (
     "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
-    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow",
+    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow", "lora",
 )  # fmt: skip
 PLAN_OPTIONS = ("model", *DEVICE_OPTIONS, *PLAN_SETTINGS)
 
@@ -193,4 +201,5 @@ def plan_from(options: dict[str, Any], measure: bool = False, runnable: str | No
     if runnable:
         api.require_complete(info, runnable)
     settings = {name: options[name] for name in PLAN_SETTINGS if name in options}
+    settings["lora"] = settings.get("lora") or ()
     return api.plan(info, devices_from(options), measure=measure, **settings)

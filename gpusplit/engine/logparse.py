@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
 _LINE = re.compile(
-    r"(?P<phase>load_tensors|llama_kv_cache|llama_kv_cache_iswa|sched_reserve|llama_context|llama_memory_recurrent):\s+"
-    r"(?P<buffer>.+?)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size =\s*(?P<mib>[\d.]+) MiB"
+    r"(?P<phase>load_tensors|llama_kv_cache|llama_kv_cache_iswa|sched_reserve|llama_context|llama_memory_recurrent"
+    r"|llama_adapter_lora_init_impl):\s+"
+    r"(?P<buffer>.+?)\s+(?P<kind>model|KV|compute|output|RS|LoRA)\s+buffer size =\s*(?P<mib>[\d.]+) MiB"
 )
 _RPC_BUFFER = re.compile(r"^RPC(?P<dev>\d+)\[(?P<endpoint>[^\]]+)\]$")
 
@@ -71,7 +72,8 @@ def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -
         match = _LINE.search(line)
         if not match:
             continue
-        component = {"model": "weights", "KV": "kv", "RS": "kv", "compute": "compute", "output": "output"}[match["kind"]]
+        kinds = {"model": "weights", "LoRA": "weights", "KV": "kv", "RS": "kv", "compute": "compute", "output": "output"}
+        component = kinds[match["kind"]]
         device = buffer_device(match["buffer"], rpc_devices)
         report.add(device, component, round(float(match["mib"]) * MIB))
     return report

@@ -83,7 +83,15 @@ class Loaded:
         if not self.model:
             raise EngineError(f"llama.cpp could not load {params.model_path} (see the log with --verbose)")
         self.params = params
+        self._adapters: list[Any] = []
         try:
+            # LoRA adapters load into the buffers of the layers they adapt (not in a dry run: they
+            # read their tensor data at once); llama.cpp frees them with the model.
+            for path in () if dry_run else params.lora:
+                adapter = llama_cpp.llama_adapter_lora_init(self.model, path.encode())
+                if not adapter:
+                    raise EngineError(f"llama.cpp could not load the LoRA adapter {path} (see the log with --verbose)")
+                self._adapters.append(adapter)
             self.ctx = self.new_context(params.n_ctx)
         except EngineError:
             llama_cpp.llama_model_free(self.model)
@@ -111,6 +119,10 @@ class Loaded:
         ctx = llama_cpp.llama_init_from_model(self.model, cp)
         if not ctx:
             raise EngineError("llama.cpp could not create the context (see the log with --verbose)")
+        if self._adapters:
+            n = len(self._adapters)
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*self._adapters)
+            llama_cpp.llama_set_adapters_lora(ctx, adapters, n, (ctypes.c_float * n)(*([1.0] * n)))
         return ctx
 
     def close(self) -> None:

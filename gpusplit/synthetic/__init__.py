@@ -24,6 +24,7 @@ from gpusplit.synthetic.tiny import (
     TinySpec,
     tensor_plan,
     tiny_model_size,
+    write_tiny_lora,
     write_tiny_model,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "tensor_plan",
     "tiny_model_size",
     "write_header_only",
+    "write_tiny_lora",
     "write_tiny_model",
 ]

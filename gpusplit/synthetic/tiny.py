@@ -464,3 +464,35 @@ def tiny_model_size(spec_or_name: TinySpec | str) -> int:
     spec = resolve_spec(spec_or_name)
     align = gguf.GGUF_DEFAULT_ALIGNMENT
     return sum(-(-_nbytes(t.shape, t.ggml_type) // align) * align for t in tensor_plan(spec))
+
+
+def write_tiny_lora(
+    path: str | os.PathLike[str],
+    spec_or_name: TinySpec | str,
+    rank: int = 8,
+    targets: tuple[str, ...] = ("attn_q", "attn_v", "ffn_down"),
+    seed: int = 0,
+) -> Path:
+    """A LoRA adapter for the tiny model `spec_or_name`, as convert_lora_to_gguf.py lays it out:
+    `blk.N.<target>.weight.lora_a` [in, rank] and `.lora_b` [rank, out] (ggml order), f32, for
+    every block, plus the output layer when "output" is a target."""
+    import numpy as np
+
+    spec = resolve_spec(spec_or_name)
+    shapes = {t.name: t.shape for t in tensor_plan(spec)}  # numpy order: (out, in)
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    with gguf_file(path, spec.arch) as (w, _):
+        w.add_string("general.type", "adapter")
+        w.add_string("adapter.type", "lora")
+        w.add_float32("adapter.lora.alpha", float(2 * rank))
+        names = [f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in targets if t != "output"]
+        names += ["output.weight"] if "output" in targets and "output.weight" in shapes else []
+        for name in names:
+            out_dim, in_dim = shapes[name]
+            w.add_tensor(name + ".lora_a", (rng.standard_normal((rank, in_dim)) * 0.01).astype(np.float32))
+            w.add_tensor(name + ".lora_b", np.zeros((out_dim, rank), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+    return path
