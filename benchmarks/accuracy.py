@@ -100,6 +100,43 @@ def fixture(folder: Path, name: str) -> Path:
     return write_tiny_model(path, spec)
 
 
+def draft_rows(folder: Path, inventory) -> list[dict]:
+    """A draft model beside the main one: planned as llama-server places it (the main model's split
+    mode and proportions, its own -ngld), checked by loading the draft with those parameters."""
+    import gpusplit
+    from gpusplit.engine.child import run_task
+    from gpusplit.engine.logparse import parse_buffers
+    from gpusplit.params import engine_params
+    from gpusplit.runner import rpc_buffer_names
+
+    rows = []
+    draft_path = fixture(folder, "moe-Q4_K_M")
+    draft = gpusplit.read_model(draft_path)
+    for label, placement, ngld in (
+        ("layer 0.6/0.4", {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}, -1),
+        ("single", {"mode": "none", "main_gpu": 1, "ngl": -1}, -1),
+        ("layer 0.6/0.4, ngld 2", {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}, 2),
+    ):
+        plan = gpusplit.plan(fixture(folder, "dense-f16"), inventory, ctx=1024, draft=draft_path, ngl_draft=ngld, **placement)
+        params = engine_params(plan).with_(model_path=str(draft_path), n_gpu_layers=draft.n_layer + 1 if ngld < 0 else ngld)
+        _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
+        actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
+        for mem in plan.draft.devices + [plan.draft.host]:
+            real = actual.get(mem.name, {})
+            if not mem.planned_bytes and not real:
+                continue
+            rows.append(
+                {
+                    "model": "moe-Q4_K_M as draft", "ctx": 1024, "kv": "f16", "fa": False, "placement": label,
+                    "device": mem.name, "weights": (mem.weights_bytes, real.get("weights", 0)),
+                    "kv_bytes": (mem.kv_bytes, real.get("kv", 0)), "compute_est": (mem.compute_bytes, real.get("compute", 0)),
+                    "compute_meas": (mem.compute_bytes, real.get("compute", 0)), "output": (mem.output_bytes, real.get("output", 0)),
+                    "repack": mem.repack_bytes,
+                }
+            )  # fmt: skip
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/accuracy.md")
@@ -112,13 +149,14 @@ def main() -> int:
     from gpusplit.engine.logparse import parse_buffers
     from gpusplit.params import engine_params
     from gpusplit.runner import rpc_buffer_names
+    from gpusplit.synthetic import write_tiny_lora
 
     models = ["dense-f16", "dense-q8_0", "tied-f16", "tied-q8_0", "moe-f16", "moe-q8_0", "gemma3-f16", "gemma3-q8_0"]
     contexts = [512, 4096]
     kvs = [("f16", False), ("q8_0", True)]
     # The types people download, made by llama.cpp's own quantizer, and caches unlike plain attention:
     # one context and KV type each (weights are what the type changes).
-    extra = [*QUANTIZED, "deepseek2-mla", "mamba2", "gemma3-v32768-f16", "gemma3-v262144-f16"]
+    extra = [*QUANTIZED, "deepseek2-mla", "mamba2", "gemma3-v32768-f16", "gemma3-v262144-f16", "dense-Q4_K_M+lora"]
     if args.quick:
         models, contexts, kvs, extra = ["dense-f16"], [512], [("f16", False)], ["dense-Q4_K_M"]
     procs, endpoints = start_workers(2)
@@ -129,9 +167,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             grid = [*itertools.product(models, contexts, kvs), *((name, 1024, ("f16", False)) for name in extra)]
             for name, n_ctx, (kv, fa) in grid:
-                path = fixture(Path(tmp), name)
+                path = fixture(Path(tmp), name.removesuffix("+lora"))
                 model = gpusplit.read_model(path)
                 settings = {"ctx": n_ctx, "kv_type": kv, "flash_attn": fa, "allow_ctx_overflow": True}
+                if name.endswith("+lora"):
+                    # A LoRA adapter (attn_q, attn_v, ffn_down of every block) on the quantized model.
+                    settings["lora"] = [str(write_tiny_lora(Path(tmp) / "dense-lora.gguf", "dense-f16"))]
                 placements = {
                     "cpu": (cpu_only, {"ngl": 0}),
                     "layer 0.6/0.4": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}),
@@ -171,6 +212,7 @@ def main() -> int:
                             }
                         )
                 print(f"{name} ctx {n_ctx} kv {kv}: done", file=sys.stderr, flush=True)
+            rows += draft_rows(Path(tmp), inventory)
     finally:
         for p in procs:
             p.terminate()
@@ -254,6 +296,15 @@ def write_report(rows: list[dict], out: Path) -> None:
         "a device holding only the output layer (+2 MiB), and on Mamba-2 by up to 3x (the SSM scan's "
         "buffers are not modelled; `plan` warns and `plan --measure` asks llama.cpp). These are the "
         "rows whose totals miss.",
+        "- companion files: `dense-Q4_K_M+lora` loads a LoRA adapter (attn_q, attn_v, ffn_down of every "
+        "block): llama.cpp puts each lora_a/lora_b pair in the buffer of the tensor it adapts (plain CPU "
+        "where that tensor is repacked; src/llama-adapter.cpp), so its bytes follow the layers. `moe-Q4_K_M "
+        "as draft` rows are a draft model beside dense-f16: llama-server loads it with the main model's "
+        "context, batch, split mode and proportions, its own -ngld and f16 caches "
+        "(common_base_params_to_speculative in common/speculative.cpp); the rows load the draft with exactly "
+        "those parameters. A projector (`--mmproj`) is read whole into one buffer of the first GPU llama.cpp "
+        "lists, the CPU when there is none (tools/mtmd/clip.cpp, clip_init); its compute buffer, reserved "
+        "by a warm-up on the largest image, is not planned. No projector can be generated here, so it has no row.",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines[:4] + summary[1:] + [""] + lines[4:]) + "\n")

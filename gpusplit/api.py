@@ -287,6 +287,9 @@ def plan(
     measure: bool = False,
     threads: int | None = None,
     lora: Sequence[str | os.PathLike[str]] = (),
+    draft: ModelInfo | str | os.PathLike[str] | None = None,
+    ngl_draft: int = -1,
+    mmproj: str | os.PathLike[str] | None = None,
 ) -> Plan:
     """How to split `model` over `devices` (default: `detect_devices()`): bytes per device, the
     strategy, the best context, a fit score and llama.cpp's parameters. `plan.to_dict()` is the
@@ -297,7 +300,9 @@ def plan(
     fit, the best context and the score come from llama.cpp's dry run on the real devices.
     Predicted speeds use each device's measured figures (`probe_devices`) where there are some;
     `threads` picks the CPU's (when `devices` is not given). `lora` adapters are loaded with the
-    model: their bytes go where the layers they adapt go.
+    model: their bytes go where the layers they adapt go. A `draft` model (speculative decoding,
+    llama-server's -md) is placed as llama-server places it, `ngl_draft` of its layers offloaded,
+    and counted in the fit; so is a multimodal projector (`mmproj`), on the first GPU.
     """
     from .memory import Settings
     from .planner import Request, make_plan
@@ -354,6 +359,8 @@ def plan(
         cpu_bandwidth=parse_rate(cpu_bandwidth, "--cpu-bandwidth") or DEFAULT_CPU_BANDWIDTH,
         tensor_group=inventory.group_speed,
         adapters=tuple(read_adapter(path) for path in lora),
+        draft=_draft_request(draft, ngl_draft),
+        projector=None if mmproj is None else _read_projector(mmproj),
     )
     result = make_plan(info, list(found), inventory.host, request)
     if measure:
@@ -362,6 +369,22 @@ def plan(
 
         result = measure_plan(result)
     return result
+
+
+def _read_projector(location: str | os.PathLike[str]) -> Any:
+    from .gguf.adapter import read_projector
+
+    return read_projector(os.fspath(location))
+
+
+def _draft_request(draft: ModelInfo | str | os.PathLike[str] | None, ngl_draft: int) -> Any:
+    from .planner import DraftRequest
+
+    if draft is None:
+        return None
+    if ngl_draft < -1:
+        raise InputError(f"--ngl-draft {ngl_draft} is negative", "use -1 for all, or a count of layers")
+    return DraftRequest(draft if not isinstance(draft, (str, os.PathLike)) else read_model(draft), ngl_draft)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,6 +200,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
     from .params import engine_params
+    from .units import format_bytes
 
     best = plan.best
     model = plan.model
@@ -222,6 +223,28 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     reasons = plan.reasons + best.memory.notes
     if best.placement.n_cpu_moe:
         reasons.append("llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides")
+    llama_args = params.cli_flags()
+    extra: dict[str, Any] = {}
+    projector = plan.request.projector
+    if projector is not None:
+        llama_args += ["--mmproj", projector.path]
+        where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
+        reasons.append(
+            f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
+            "buffer, reserved by llama.cpp's warm-up on its largest image, is not planned"
+        )
+    if plan.draft is not None and plan.request.draft is not None:
+        draft = plan.request.draft
+        ngld = draft.model.n_layer + 1 if draft.n_gpu_layers < 0 else draft.n_gpu_layers
+        llama_args += ["-md", draft.model.path, "-ngld", str(ngld)]
+        reasons.append("llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server")
+        extra["draft"] = {
+            "path": draft.model.path,
+            "name": draft.model.name,
+            "n_gpu_layers": ngld,
+            "devices": [_draft_row(m) for m in plan.draft.devices],
+            "host": _draft_row(plan.draft.host),
+        }
     return {
         "schema": PLAN_SCHEMA,
         "model": {
@@ -262,12 +285,23 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "predicted": prediction_document(prediction),
         "devices": devices,
         "host": host,
-        "llama_args": params.cli_flags(),
+        "llama_args": llama_args,
         "llama_cpp_python": params.llama_kwargs(),
         "engine_params": params.as_dict(),
         "reasons": reasons,
         "warnings": list(plan.warnings),
         "alternatives": [_alternative(c) for c in plan.alternatives],
+        **extra,
+    }
+
+
+def _draft_row(mem: DeviceMemory) -> dict[str, Any]:
+    return {
+        "name": mem.name,
+        "weights_bytes": mem.weights_bytes,
+        "kv_bytes": mem.kv_bytes,
+        "compute_bytes": mem.compute_bytes,
+        "planned_bytes": mem.planned_bytes,
     }
 
 

@@ -93,6 +93,7 @@ class DeviceMemory:
     output_bytes: int = 0  # logits buffer (host)
     repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
     lora_bytes: int = 0  # of weights_bytes: LoRA adapters' pairs for the layers held here
+    projector_bytes: int = 0  # of weights_bytes: a multimodal projector's weights (--mmproj)
 
     @property
     def planned_bytes(self) -> int:
@@ -379,8 +380,10 @@ def plan_memory(
     settings: Settings,
     placement: Placement,
     adapters: Sequence[AdapterInfo] = (),
+    projector: tuple[int | None, int] | None = None,
 ) -> MemoryPlan:
-    """Bytes per device and for the host for one load (with these LoRA adapters)."""
+    """Bytes per device and for the host for one load (with these LoRA adapters, and a projector
+    of `projector[1]` bytes on device `projector[0]`, None for the host)."""
     n = len(device_names)
     if placement.split_mode == "none":
         active = [placement.main_gpu] if n else []
@@ -437,6 +440,10 @@ def plan_memory(
             holder = host if dev is None else devices[dev]
             holder.lora_bytes += nbytes
             holder.weights_bytes += nbytes
+    if projector is not None:
+        holder = host if projector[0] is None else devices[projector[0]]
+        holder.projector_bytes += projector[1]
+        holder.weights_bytes += projector[1]
     device_kv, host.kv_bytes = kv_by_device(model, settings, layer_device, share, n)
     for dev_mem, nbytes in zip(devices, device_kv):
         dev_mem.kv_bytes = nbytes

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from .devices.device import Device
 from .devices.speed import GroupSpeed
 from .errors import InputError
-from .gguf.adapter import AdapterInfo
+from .gguf.adapter import AdapterInfo, ProjectorInfo
 from .gguf.model import ModelInfo
 from .memory import (
     CTX_PAD,
@@ -47,6 +47,14 @@ class PlanError(InputError, ValueError):
 
 
 @dataclass(frozen=True)
+class DraftRequest:
+    """A speculative-decoding draft model loaded beside the main one (llama-server's -md / -ngld)."""
+
+    model: ModelInfo
+    n_gpu_layers: int = -1  # -ngld: all by default
+
+
+@dataclass(frozen=True)
 class Request:
     settings: Settings = field(default_factory=Settings)
     mode: str | None = None  # none | layer | row | tensor; None: choose
@@ -59,6 +67,8 @@ class Request:
     cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH  # for a CPU that was not probed
     tensor_group: GroupSpeed | None = None  # tensor parallelism's measured cost over these devices
     adapters: tuple[AdapterInfo, ...] = ()  # LoRA adapters loaded with the model (--lora)
+    draft: DraftRequest | None = None  # a draft model for speculative decoding (--draft)
+    projector: ProjectorInfo | None = None  # a multimodal projector (--mmproj)
 
     @property
     def as_given(self) -> bool:
@@ -111,6 +121,7 @@ class Plan:
     # Where the compute buffers, and so fits, headroom, best_ctx and score, come from.
     compute_source: str = "estimate"  # or "measured" (llama.cpp's dry run)
     warnings: list[str] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
+    draft: MemoryPlan | None = None  # the draft model's bytes per device (--draft), counted in best.fits
 
     def to_dict(self) -> dict:
         """The `gpusplit.plan/1` document (what `gpusplit plan --json` prints)."""
@@ -144,6 +155,7 @@ def evaluate(
         settings,
         placement,
         request.adapters,
+        projector_place(devices, request.projector),
     )
     headroom, host_headroom, fits = _fit(devices, host, reserves, memory)
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
@@ -152,6 +164,17 @@ def evaluate(
     if placement.split_mode == "row" and not all(devices[i].supports_row_split for i in used or range(len(devices))):
         llama_mode = "tensor"
     return Candidate(strategy, placement, memory, fits, headroom, host_headroom, prediction, settings, llama_mode=llama_mode)
+
+
+def projector_place(devices: list[Device], projector: ProjectorInfo | None) -> tuple[int | None, int] | None:
+    """clip.cpp puts the projector on the first GPU llama.cpp lists (integrated if none), else the CPU."""
+    if projector is None:
+        return None
+    for kind in ("gpu", "igpu"):
+        for i, d in enumerate(devices):
+            if d.type == kind:
+                return i, projector.n_bytes
+    return None, projector.n_bytes
 
 
 def _fit(devices: list[Device], host: Device, reserves: list[int], memory: MemoryPlan) -> tuple[list[int], int, bool]:
@@ -191,6 +214,7 @@ def even_headroom_split(
         request.settings,
         Placement("layer", n_gpu_layers, trial, 0, request.n_cpu_moe or 0),
         request.adapters,
+        projector_place(devices, request.projector),
     )
     usable = {i: devices[i].free_bytes - reserves[i] - probe.devices[i].compute_bytes for i in gpus}
     layer_bytes = sum(m.weights_bytes + m.kv_bytes for m in probe.devices)
@@ -491,6 +515,8 @@ def fit_score(best: Candidate, ideal_tps: float | None) -> float:
 
 
 def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> Plan:
+    if request.draft is not None:
+        return _plan_with_draft(model, devices, host, request)
     validate(model, devices, request)
     cands = rank(candidates(model, devices, host, request))
     best = cands[0]
@@ -534,6 +560,47 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
         request=request,
         warnings=warnings,
     )
+
+
+def _draft_memory(
+    draft: DraftRequest, devices: list[Device], free: list[int], settings: Settings, placement: Placement
+) -> MemoryPlan:
+    # llama-server's draft inherits the main model's context, batch, split mode and proportions
+    # (common_base_params_to_speculative); its own -ngld, and f16 caches unless -ctkd/-ctvd say otherwise.
+    own = replace(settings, type_k="f16", type_v="f16")
+    spot = replace(placement, n_gpu_layers=draft.n_gpu_layers, n_cpu_moe=0)
+    return plan_memory(draft.model, [d.name for d in devices], [d.backend for d in devices], free, own, spot)
+
+
+def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> Plan:
+    """The main model planned on what the draft leaves, then the draft placed as llama-server
+    places it after the main model, both counted in the fit."""
+    draft = request.draft
+    assert draft is not None
+    guess = Placement(
+        request.mode if request.mode in ("none", "layer") else "layer", -1, request.split or (), request.main_gpu or 0
+    )
+    first = _draft_memory(draft, devices, [d.free_bytes for d in devices], request.settings, guess)
+    left = [replace(d, free_bytes=max(d.free_bytes - m.planned_bytes, 0)) for d, m in zip(devices, first.devices)]
+    host_left = replace(host, free_bytes=max(host.free_bytes - first.host.planned_bytes, 0))
+    plan = make_plan(model, left, host_left, replace(request, draft=None))
+    best = plan.best
+    # With llama.cpp's default split the draft follows free memory after the main model is loaded.
+    after_main = [max(d.free_bytes - m.planned_bytes, 0) for d, m in zip(devices, best.memory.devices)]
+    placement = replace(best.placement, split_mode=best.llama_mode)
+    memory = _draft_memory(draft, devices, after_main, best.settings, placement)
+    reserves = reserves_for(devices, request.reserve)
+    headroom = [
+        d.free_bytes - r - m.planned_bytes - dm.planned_bytes
+        for d, r, m, dm in zip(devices, reserves, best.memory.devices, memory.devices)
+    ]
+    host_headroom = host.free_bytes - best.memory.host.planned_bytes - memory.host.planned_bytes
+    used = [h for h, m, dm in zip(headroom, best.memory.devices, memory.devices) if m.planned_bytes or dm.planned_bytes]
+    fits = all(h >= 0 for h in used) and host_headroom >= 0
+    best = replace(best, headroom=headroom, host_headroom=host_headroom, fits=fits)
+    total = memory.host.planned_bytes + sum(m.planned_bytes for m in memory.devices)
+    reasons = [*plan.reasons, f"draft model {draft.model.name}: {format_bytes(total)} beside the main model, placed like it"]
+    return replace(plan, devices=devices, host=host, best=best, draft=memory, request=request, reasons=reasons)
 
 
 def _plan_reasons(best: Candidate) -> list[str]:

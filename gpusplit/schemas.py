@@ -164,6 +164,9 @@ ALTERNATIVE = _object(
     }
 )  # fmt: skip
 
+DRAFT_ROW = _object({"name": STR, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "planned_bytes": INT})
+DRAFT = _object({"path": STR, "name": STR, "n_gpu_layers": INT, "devices": _array(DRAFT_ROW), "host": DRAFT_ROW})
+
 PLAN = _object(
     {
         "schema": _const("gpusplit.plan/1"),
@@ -201,7 +204,8 @@ PLAN = _object(
         "reasons": STRS,
         "warnings": STRS,
         "alternatives": _array(ALTERNATIVE),
-    }
+    },
+    {"draft": DRAFT},
 )  # fmt: skip
 
 # --------------------------------------------------------------------------------------------- run

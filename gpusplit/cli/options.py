@@ -119,13 +119,25 @@ Lora = Annotated[
         help="A LoRA adapter loaded with the model, its bytes where the layers it adapts go (repeatable).",
     ),
 ]
+Draft = Annotated[
+    Optional[str],
+    typer.Option("--draft", "-md", metavar="FILE", help="A draft model for speculative decoding, planned beside the model."),
+]
+NglDraft = Annotated[
+    int, typer.Option("--ngl-draft", "-ngld", metavar="N", help="The draft model's layers to offload (-1: all).")
+]
+Mmproj = Annotated[
+    Optional[str],
+    typer.Option("--mmproj", metavar="FILE", help="A multimodal projector (mmproj-*.gguf), planned on the first GPU."),
+]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
 # The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
 DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram", "threads")
 PLAN_SETTINGS = (
     "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
-    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow", "lora",
+    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow", "lora", "draft",
+    "ngl_draft", "mmproj",
 )  # fmt: skip
 PLAN_OPTIONS = ("model", *DEVICE_OPTIONS, *PLAN_SETTINGS)
 

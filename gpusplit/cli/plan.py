@@ -16,6 +16,7 @@ from .options import (
     CpuBandwidth,
     Ctx,
     DevicesFile,
+    Draft,
     FlashAttn,
     Gpu,
     KvType,
@@ -23,10 +24,12 @@ from .options import (
     KvTypeV,
     Lora,
     MainGpu,
+    Mmproj,
     Mode,
     Model,
     NCpuMoe,
     Ngl,
+    NglDraft,
     Parallel,
     Ram,
     Reserve,
@@ -62,6 +65,9 @@ def plan(
     main_gpu: MainGpu = None,
     n_cpu_moe: NCpuMoe = None,
     lora: Lora = None,
+    draft: Draft = None,
+    ngl_draft: NglDraft = -1,
+    mmproj: Mmproj = None,
     spread: Spread = False,
     reserve: Reserve = None,
     ram: Ram = None,
@@ -121,6 +127,19 @@ def print_plan(doc: dict) -> None:
         rows,
         right=("weights", "KV", "compute", "total", "free", "headroom"),
     )
+    if "draft" in doc:
+        d = doc["draft"]
+        draft_rows = [
+            (r["name"], fb(r["weights_bytes"]), fb(r["kv_bytes"]), fb(r["compute_bytes"]), fb(r["planned_bytes"]))
+            for r in [*d["devices"], d["host"]]
+            if r["planned_bytes"]
+        ]
+        output.print_table(
+            f"draft model {d['name']} (n_gpu_layers {d['n_gpu_layers']}), beside the model",
+            ["device", "weights", "KV", "compute", "total"],
+            draft_rows,
+            right=("weights", "KV", "compute", "total"),
+        )
     speed = predicted_text(doc["predicted"], doc["settings"]["n_ubatch"])
     split = ",".join(f"{x:g}" for x in doc["tensor_split"]) or "-"
     measured = doc["compute_source"] == "measured"

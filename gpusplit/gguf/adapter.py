@@ -1,8 +1,9 @@
-"""LoRA adapters (`--lora FILE`): which base tensors they adapt and how many bytes each pair adds.
+"""Companion files loaded beside a model: LoRA adapters (`--lora`) and projectors (`--mmproj`).
 
 llama.cpp 0.3.36 (src/llama-adapter.cpp) loads each `<base>.lora_a` / `<base>.lora_b` pair into the
 buffer type of the base tensor (the CPU's plain buffer where the base is repacked), so an adapter's
-bytes live wherever the layers it adapts live.
+bytes live wherever the layers it adapts live. A multimodal projector (tools/mtmd/clip.cpp) is
+read whole into one buffer of the first GPU device llama.cpp lists (the CPU when there is none).
 """
 
 from __future__ import annotations
@@ -57,3 +58,27 @@ def read_adapter(
         alpha=float(alpha) if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else None,
         targets=tuple(pairs.items()),
     )
+
+
+@dataclass(frozen=True)
+class ProjectorInfo:
+    path: str
+    projector_type: str  # clip.projector_type: mlp, gemma3, qwen2.5vl_merger, ...
+    n_bytes: int  # its tensors, as clip.cpp loads them (no mmap)
+
+
+def read_projector(
+    path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, on_fetch: Callable[[int], None] | None = None
+) -> ProjectorInfo:
+    """Read a multimodal projector's header (`--mmproj`); raises GGUFError when the file is not one."""
+    f = read_gguf(path, limits, on_fetch)
+    if f.metadata.get("general.architecture") != "clip":
+        raise GGUFError(
+            f.path,
+            f.key_offsets.get("general.architecture"),
+            "general.architecture",
+            f"is {f.metadata.get('general.architecture')!r}, not a projector ('clip')",
+            "give --mmproj the mmproj-*.gguf file published beside the model",
+        )
+    kind = f.metadata.get("clip.projector_type")
+    return ProjectorInfo(f.path, kind if isinstance(kind, str) else "unknown", sum(t.n_bytes for t in f.tensors))
