@@ -150,3 +150,24 @@ def test_gpt_oss_120b_sliding_window_every_other_layer(header_only_model):
     assert layer_kv_bytes(model, Settings(n_ctx=32768, swa_full=False), 1) == full
     experts = {t.ggml_type.name for b in model.blocks for t in b.tensors if "_exps.weight" in t.name}
     assert experts == {"MXFP4"}
+
+
+def test_qwen3_next_keeps_kv_on_every_fourth_layer_and_state_on_the_rest(header_only_model):
+    model = read_model(header_only_model("qwen3-next-80b-a3b"))
+    assert model.memory_rules == "hybrid"
+    assert [il for il in range(model.n_layer) if model.has_kv(il)] == list(range(3, 48, 4))
+    # conv state: (kernel 4 - 1) x (inner 4096 + 2 x 16 groups x 128); delta-net state: 128 x 4096
+    assert (model.n_embd_r, model.n_embd_s) == (3 * (4096 + 2 * 16 * 128), 128 * 4096)
+    settings = Settings(n_ctx=32768, n_parallel=2)
+    assert layer_kv_bytes(model, settings, 0) == 4 * (model.n_embd_r + model.n_embd_s) * 2
+    # 2 KV heads of 256, K and V, f16, 16384 cells per sequence x 2 sequences
+    assert layer_kv_bytes(model, settings, 3) == 2 * 256 * 2 * 2 * 32768
+
+
+def test_llama_4_scout_chunked_layers_are_sized_like_a_window(header_only_model):
+    model = read_model(header_only_model("llama-4-scout"))
+    assert model.memory_rules == "attention" and model.swa_layers[:4] == (True, True, True, False)
+    full = 8 * 128 * 2 * 2 * 65536
+    assert layer_kv_bytes(model, Settings(n_ctx=65536), 0) == full  # llama.cpp's default full-size cache
+    # Without it a chunked layer keeps chunk 8192 + one ubatch of 512 cells, padded to 256.
+    assert layer_kv_bytes(model, Settings(n_ctx=65536, swa_full=False), 0) == full // 65536 * 8704

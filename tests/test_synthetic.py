@@ -293,6 +293,8 @@ EXPECTED_TENSORS = {
     "qwen3-30b-a3b": 579,
     "deepseek-v3": 1086,  # 1025 in the older conversions that kept attn_kv_b whole, + one k_b/v_b pair per block
     "gpt-oss-120b": 687,
+    "qwen3-next-80b-a3b": 807,  # 12 attention blocks x 16 + 36 delta-net blocks x 17 + 3
+    "llama-4-scout": 627,
 }
 EXPECTED_VOCAB = {  # (tokens, merges)
     "llama-3.1-8b": (128256, 280147),
@@ -303,6 +305,8 @@ EXPECTED_VOCAB = {  # (tokens, merges)
     "qwen3-30b-a3b": (151936, 151387),
     "deepseek-v3": (129280, 127741),
     "gpt-oss-120b": (201088, 446189),
+    "qwen3-next-80b-a3b": (151936, 151387),
+    "llama-4-scout": (202048, 439802),
 }
 # approximate sizes of published Q4_K_M files (bartowski / ggml-org / Qwen), bytes
 PUBLISHED_Q4_K_M = {
@@ -312,6 +316,8 @@ PUBLISHED_Q4_K_M = {
     "qwen3-30b-a3b": 18.6e9,
     "deepseek-v3": 404.4e9,  # unsloth's Q4_K_M
     "gpt-oss-120b": 63.4e9,  # ggml-org's MXFP4
+    "qwen3-next-80b-a3b": 48.5e9,  # unsloth's Q4_K_M
+    "llama-4-scout": 65.4e9,  # unsloth's Q4_K_M
 }
 
 

@@ -64,6 +64,13 @@ class HeaderOnlySpec:
     value_dim: int = 0
     n_expert_shared: int = 0
     n_dense_lead: int = 0
+    # qwen3next (gated delta-net layers between full-attention ones): linear attention's heads
+    full_attention_interval: int = 0
+    linear_conv: int = 0
+    linear_key_head: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    n_ff_shexp: int = 0
 
     @property
     def is_llama_70b(self) -> bool:
@@ -288,6 +295,69 @@ HEADER_ONLY_MODELS: dict[str, HeaderOnlySpec] = {
         sliding_window=128,
         write_key_length=True,
     ),
+    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json
+    # hidden_size 2048, num_hidden_layers 48, num_attention_heads 16, num_key_value_heads 2,
+    # head_dim 256, full_attention_interval 4, linear_conv_kernel_dim 4, linear_key_head_dim 128,
+    # linear_num_key_heads 16, linear_num_value_heads 32, linear_value_head_dim 128, num_experts 512,
+    # num_experts_per_tok 10, moe_intermediate_size 512, shared_expert_intermediate_size 512,
+    # vocab_size 151936, max_position_embeddings 262144, rope_theta 1e7.
+    "qwen3-next-80b-a3b": HeaderOnlySpec(
+        name="qwen3-next-80b-a3b",
+        display_name="Qwen3 Next 80B A3B",
+        source="https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json",
+        arch="qwen3next",
+        n_layer=48,
+        n_embd=2048,
+        n_head=16,
+        n_head_kv=2,
+        head_dim=256,
+        n_ff=5120,
+        n_vocab=151936,
+        n_ctx_train=262144,
+        rope_theta=10_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="qwen2",
+        n_merges=151387,
+        n_expert=512,
+        n_expert_used=10,
+        n_ff_exp=512,
+        n_ff_shexp=512,
+        write_key_length=True,
+        full_attention_interval=4,
+        linear_conv=4,
+        linear_key_head=128,
+        linear_key_heads=16,
+        linear_value_heads=32,
+    ),
+    # https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E-Instruct/blob/main/config.json
+    # text_config: hidden_size 5120, num_hidden_layers 48, num_attention_heads 40,
+    # num_key_value_heads 8, head_dim 128, num_local_experts 16, num_experts_per_tok 1,
+    # intermediate_size 8192 (each expert and the shared one), intermediate_size_mlp 16384,
+    # interleave_moe_layer_step 1, attention_chunk_size 8192 on three layers of four,
+    # vocab_size 202048, rope_theta 500000.
+    "llama-4-scout": HeaderOnlySpec(
+        name="llama-4-scout",
+        display_name="Llama 4 Scout 17B 16E",
+        source="https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E-Instruct/blob/main/config.json",
+        arch="llama4",
+        n_layer=48,
+        n_embd=5120,
+        n_head=40,
+        n_head_kv=8,
+        head_dim=128,
+        n_ff=16384,
+        n_vocab=202048,
+        n_ctx_train=10485760,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        tokenizer="o200k-llama4",
+        n_merges=439802,
+        n_expert=16,
+        n_expert_used=1,
+        n_ff_exp=8192,
+        n_ff_shexp=8192,
+        sliding_window=8192,
+    ),
 }
 
 
@@ -312,6 +382,12 @@ def _shapes(spec: HeaderOnlySpec) -> list[tuple[str, tuple[int, ...]]]:
             continue
         if spec.arch == "gpt-oss":
             out.extend(_gpt_oss_block(spec, i))
+            continue
+        if spec.arch == "qwen3next":
+            out.extend(_qwen3next_block(spec, i))
+            continue
+        if spec.arch == "llama4":
+            out.extend(_llama4_block(spec, i))
             continue
         out.append((b + "attn_q.weight", (q_dim, E)))
         out.append((b + "attn_k.weight", (kv_dim, E)))
@@ -401,6 +477,63 @@ def _gpt_oss_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int, .
     ]
 
 
+def _shared_experts(spec: HeaderOnlySpec, b: str) -> list[tuple[str, tuple[int, ...]]]:
+    E, X, ff, sh = spec.n_embd, spec.n_expert, spec.n_ff_exp, spec.n_ff_shexp
+    return [
+        (b + "ffn_gate_inp.weight", (X, E)),
+        (b + "ffn_gate_exps.weight", (X, ff, E)),
+        (b + "ffn_up_exps.weight", (X, ff, E)),
+        (b + "ffn_down_exps.weight", (X, E, ff)),
+        (b + "ffn_gate_shexp.weight", (sh, E)),
+        (b + "ffn_up_shexp.weight", (sh, E)),
+        (b + "ffn_down_shexp.weight", (E, sh)),
+    ]
+
+
+def _qwen3next_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int, ...]]]:
+    """A Qwen3-Next block as src/models/qwen3next.cpp loads it (numpy order), after attn_norm:
+    full attention (gated Q) every full_attention_interval-th layer, gated delta-net otherwise."""
+    E, hd, b = spec.n_embd, spec.head_dim, f"blk.{i}."
+    out = [(b + "post_attention_norm.weight", (E,))]
+    if (i + 1) % spec.full_attention_interval == 0:
+        q, kv = spec.n_head * hd, spec.n_head_kv * hd
+        out += [
+            (b + "attn_q.weight", (2 * q, E)),
+            (b + "attn_k.weight", (kv, E)),
+            (b + "attn_v.weight", (kv, E)),
+            (b + "attn_output.weight", (E, q)),
+            (b + "attn_q_norm.weight", (hd,)),
+            (b + "attn_k_norm.weight", (hd,)),
+        ]
+    else:
+        key_dim = spec.linear_key_head * spec.linear_key_heads
+        value_dim = spec.linear_key_head * spec.linear_value_heads
+        out += [
+            (b + "ssm_in.weight", (2 * key_dim + 2 * value_dim, E)),
+            (b + "ssm_conv1d.weight", (2 * key_dim + value_dim, spec.linear_conv)),
+            (b + "ssm_dt.bias", (spec.linear_value_heads,)),
+            (b + "ssm_a", (spec.linear_value_heads,)),
+            (b + "ssm_ba.weight", (2 * spec.linear_value_heads, E)),
+            (b + "ssm_norm.weight", (spec.linear_key_head,)),
+            (b + "ssm_out.weight", (E, value_dim)),
+        ]
+    return out + [(b + "ffn_gate_inp_shexp.weight", (E,)), *_shared_experts(spec, b)]
+
+
+def _llama4_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int, ...]]]:
+    """A Llama 4 block (every block MoE with a shared expert, interleave step 1), after attn_norm."""
+    E, hd, b = spec.n_embd, spec.head_dim, f"blk.{i}."
+    q, kv = spec.n_head * hd, spec.n_head_kv * hd
+    return [
+        (b + "attn_q.weight", (q, E)),
+        (b + "attn_k.weight", (kv, E)),
+        (b + "attn_v.weight", (kv, E)),
+        (b + "attn_output.weight", (E, q)),
+        (b + "ffn_norm.weight", (E,)),
+        *_shared_experts(spec, b),
+    ]
+
+
 def _use_more_bits(i_layer: int, n_layers: int) -> bool:
     # llama-quant.cpp, llama_tensor_get_type_impl
     return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
@@ -436,7 +569,11 @@ def q4_k_m_types(spec: HeaderOnlySpec, tensors: list[tuple[str, tuple[int, ...]]
     out: list[str] = []
     for name, shape in tensors:
         quantizable = (
-            len(shape) >= 2 and name.endswith("weight") and "_norm.weight" not in name and "ffn_gate_inp.weight" not in name
+            len(shape) >= 2
+            and name.endswith("weight")
+            and "_norm.weight" not in name
+            and "ffn_gate_inp.weight" not in name
+            and "ssm_conv1d" not in name  # llama-quant.cpp never quantizes it
         )
         if not quantizable:
             out.append("F32")
@@ -582,6 +719,16 @@ def header_only_vocab(spec: HeaderOnlySpec) -> Vocab:
             special_ids={"bos": 199998, "eos": 200000},
             add_bos=False,
         )
+    if spec.tokenizer == "o200k-llama4":
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="llama4",
+            n_normal=200000,
+            specials=[("<|begin_of_text|>", CONTROL), ("<|end_of_text|>", CONTROL), ("<|eot|>", CONTROL)],
+            special_ids={"bos": 200000, "eos": 200002},
+            add_bos=True,
+        )
     if spec.tokenizer == "mistral":
         return spm_vocab(spec.n_vocab, style="llama")
     if spec.tokenizer == "gemma3":
@@ -625,6 +772,17 @@ def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
         return
     if a == "gpt-oss":
         w.add_uint32(f"{a}.rope.dimension_count", spec.head_dim)
+    if a == "qwen3next":
+        # convert_hf_to_gguf.py's mapping of the linear-attention fields
+        w.add_uint32(f"{a}.ssm.conv_kernel", spec.linear_conv)
+        w.add_uint32(f"{a}.ssm.state_size", spec.linear_key_head)
+        w.add_uint32(f"{a}.ssm.group_count", spec.linear_key_heads)
+        w.add_uint32(f"{a}.ssm.time_step_rank", spec.linear_value_heads)
+        w.add_uint32(f"{a}.ssm.inner_size", spec.linear_key_head * spec.linear_value_heads)
+        w.add_uint32(f"{a}.full_attention_interval", spec.full_attention_interval)
+        w.add_uint32(f"{a}.expert_shared_feed_forward_length", spec.n_ff_shexp)
+    if a == "llama4":
+        w.add_uint32(f"{a}.interleave_moe_layer_step", 1)
     write_hparams(
         w,
         spec.arch,
