@@ -363,6 +363,15 @@ def plan(
         projector=None if mmproj is None else _read_projector(mmproj),
     )
     result = make_plan(info, list(found), inventory.host, request)
+    repacked = result.best.memory.host.repack_bytes
+    if repacked:
+        from .units import format_bytes
+
+        known = (inventory.engine or {}).get("cpu_repack")
+        result.reasons.append(
+            f"the CPU also keeps {format_bytes(repacked)} of its weights in llama.cpp's repacked layout (CPU_REPACK, "
+            + (f"this build: {known})" if known else "assuming an AVX2 build; with the engine installed it reports its own)")
+        )
     if measure:
         require_engine()
         from .runner import measure as measure_plan

@@ -39,7 +39,8 @@ REPACK_ALIGN = 32
 SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
 # Backends whose host buffer type comes before CPU_REPACK in llama.cpp's CPU buffer list; with
 # mmap the weights it claims go back to the mapped file, so nothing is repacked.
-HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN"})
+# A GPU given only by its size (--gpu 24GiB) is taken for the usual case, CUDA.
+HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical"})
 
 
 @dataclass(frozen=True)
