@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +44,46 @@ KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_
 # Models
 
 
-def read_model(location: str | os.PathLike[str], on_fetch: Callable[[int], None] | None = None) -> ModelInfo:
-    """Read a GGUF model's header: a file, the first shard of a split model, or an http(s) URL
-    (range requests; `on_fetch(bytes_so_far)` reports progress). Reads no tensor data."""
+def read_model(
+    location: str | os.PathLike[str],
+    on_fetch: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> ModelInfo:
+    """Read a GGUF model's header: a file, the first shard of a split model, an http(s) URL, or a
+    model name (hf://OWNER/REPO[:QUANT|/file.gguf][@REV], ollama://[REGISTRY/][NS/]MODEL[:TAG])
+    (range requests; `on_fetch(bytes_so_far)` reports progress, `on_note` what a name resolved
+    to). Reads no tensor data."""
     from .gguf.model import read_model as read
+    from .hub import is_model_name, resolve
 
-    return read(os.fspath(location), on_fetch=on_fetch)
+    location = os.fspath(location)
+    if not is_model_name(location):
+        return read(location, on_fetch=on_fetch)
+    remote = resolve(location)  # hf:// and ollama:// names: a listing or manifest, then the header by ranges
+    if on_note is not None:
+        shards = f" ({len(remote.files)} shards)" if len(remote.files) > 1 else ""
+        on_note(f"{location} is {remote.files[0] if remote.files else remote.digest}{shards}")
+        if remote.source == "hf" and remote.projectors:
+            on_note(f"the repo also holds projector(s) {', '.join(remote.projectors)}: plan one with --mmproj once downloaded")
+        for note in remote.notes:
+            on_note(note)
+    return replace(read(remote.local or remote.url, on_fetch=on_fetch), path=location)
+
+
+def is_remote(location: str) -> bool:
+    """An http(s) URL or a hf:// / ollama:// name (read by range requests, not from disk)."""
+    from .gguf.remote import is_url
+    from .hub import is_model_name
+
+    return is_url(location) or is_model_name(location)
+
+
+def download_model(name: str, on_progress: Callable[[int, int], None] | None = None) -> str:
+    """A hf:// or ollama:// model on disk (huggingface_hub's cache, or gpusplit's for Ollama):
+    the local path of its first file, for `run` and `bench`."""
+    from .hub import download, resolve
+
+    return download(resolve(name), on_progress)
 
 
 def read_adapter(location: str | os.PathLike[str]) -> AdapterInfo:

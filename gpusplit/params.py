@@ -82,11 +82,19 @@ class EngineParams:
             kwargs["n_threads_batch"] = self.n_threads
         if self.lora:
             kwargs["lora_path"] = self.lora[0]  # Llama() takes one adapter
+        if self.model_path.startswith("hf://"):
+            # Llama.from_pretrained(repo_id, filename, **kwargs) downloads through huggingface_hub.
+            from .hub import parse_hf
+
+            name = parse_hf(self.model_path)
+            del kwargs["model_path"]
+            filename = name.path or (f"*{name.quant}*.gguf" if name.quant else "*.gguf")
+            kwargs = {"repo_id": name.repo, "filename": filename, **kwargs}
         return kwargs
 
     def cli_flags(self) -> list[str]:
         """llama-server / llama-cli flags for the same load."""
-        flags = ["-m", self.model_path, "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
+        flags = [*_model_flags(self.model_path), "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
         if self.split_mode in ("none", "row"):
             flags += ["-mg", str(self.main_gpu)]
         if self.tensor_split:
@@ -104,6 +112,18 @@ class EngineParams:
         for path in self.lora:
             flags += ["--lora", path]
         return flags
+
+
+def _model_flags(path: str) -> list[str]:
+    """-m FILE, or llama.cpp's own Hugging Face flags for a hf:// name (it downloads it itself)."""
+    if path.startswith("hf://"):
+        from .hub import parse_hf
+
+        name = parse_hf(path)
+        if name.path:
+            return ["-hfr", name.repo, "-hff", name.path]
+        return ["-hf", f"{name.repo}:{name.quant}" if name.quant else name.repo]
+    return ["-m", path]
 
 
 def _short(value: float) -> str:

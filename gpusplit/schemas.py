@@ -150,10 +150,12 @@ ENGINE_PARAMS = _object(
 
 LLAMA_CPP_PYTHON = _object(
     {
-        "model_path": STR, "n_gpu_layers": INT, "split_mode": INT, "main_gpu": INT, "n_ctx": INT, "n_batch": INT,
+        "n_gpu_layers": INT, "split_mode": INT, "main_gpu": INT, "n_ctx": INT, "n_batch": INT,
         "n_ubatch": INT, "flash_attn": BOOL, "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "seed": INT,
     },
-    {"tensor_split": NUMS, "type_k": INT, "type_v": INT, "n_threads": INT, "n_threads_batch": INT},
+    # model_path, or repo_id and filename for Llama.from_pretrained (a hf:// name)
+    {"model_path": STR, "repo_id": STR, "filename": STR, "tensor_split": NUMS, "type_k": INT, "type_v": INT,
+     "n_threads": INT, "n_threads_batch": INT, "lora_path": STR},
 )  # fmt: skip
 
 ALTERNATIVE = _object(

@@ -48,6 +48,7 @@ API_FUNCTIONS = (
     "run",
     "bench",
     "demo_model_path",
+    "download_model",
     "load_plan_document",
 )
 API_CLASSES = ("Plan", "RunResult", "Inventory", "GpusplitError", "InputError")

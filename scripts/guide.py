@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: local stand-ins for the Hub and Ollama's registry
 
 
 def sh(cmd: list[str], env: dict[str, str]) -> str:
@@ -26,6 +27,28 @@ def sh(cmd: list[str], env: dict[str, str]) -> str:
     if err:
         text += f"\n{err}"
     return text
+
+
+def named_models(header: Path, env: dict[str, str]) -> dict[str, str]:
+    """hf:// and ollama:// names, against local fake servers holding the 70B header (sparse)."""
+    from fakehub import FakeHub, FakeOllama
+
+    hub, ollama = FakeHub(), FakeOllama()
+    try:
+        repo = "bartowski/Meta-Llama-3.1-70B-Instruct-GGUF"
+        files = {f"Meta-Llama-3.1-70B-Instruct-{q}.gguf": header for q in ("Q4_K_M", "Q5_K_M", "Q8_0")}
+        hub.add_repo(repo, files)
+        ollama.add_model("library/llama3.1:70b", header)
+        hub_env = {**env, "HF_ENDPOINT": hub.url, "HF_HOME": str(header.parent / "hf")}
+        gpus = ["--gpu", "RTX 4090", "--gpu", "RTX 4090", "--ram", "64GiB"]
+        return {
+            "hf_plan": sh(["plan", f"hf://{repo}:Q4_K_M", *gpus], hub_env).replace(hub.url, "https://huggingface.co"),
+            "hf_ambiguous": sh(["plan", f"hf://{repo}", *gpus], hub_env),
+            "ollama_inspect": sh(["inspect", f"ollama://{ollama.netloc}/llama3.1:70b"], env),
+        }
+    finally:
+        hub.close()
+        ollama.close()
 
 
 def main() -> int:
@@ -80,6 +103,7 @@ def main() -> int:
                     env,
                 ),
             }
+            blocks.update(named_models(Path(big), env))
     finally:
         for p in procs:
             p.terminate()

@@ -21,6 +21,7 @@ def test_draft_counts_in_the_fit(cli, tiny_model):
     both = cli("plan", "--json", main, "--gpu", "1GiB", "--draft", draft, "--ngl-draft", "3")
     assert both.exit_code == 0, both.stderr
     doc = json.loads(both.stdout)
+    _valid(doc)
     assert doc["llama_args"][-4:] == ["-md", draft, "-ngld", "3"]
     on_gpu = doc["draft"]["devices"][0]["planned_bytes"]
     assert on_gpu > 0 and doc["draft"]["host"]["planned_bytes"] > 0  # 3 of 7 layers offloaded: the rest on the CPU
@@ -78,6 +79,7 @@ def test_projector_goes_to_the_first_gpu(cli, tiny_model, tmp_path):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     size = 2 * (256 * 1024 + 1024 * 588)
+    _valid(doc)
     assert doc["devices"][0]["weights_bytes"] - plain["devices"][0]["weights_bytes"] == size
     assert doc["devices"][1]["weights_bytes"] == plain["devices"][1]["weights_bytes"]
     assert doc["llama_args"][-2:] == ["--mmproj", str(projector)]
@@ -87,3 +89,11 @@ def test_projector_goes_to_the_first_gpu(cli, tiny_model, tmp_path):
 def test_a_model_is_not_a_projector(cli, tiny_model):
     result = cli("plan", str(tiny_model("dense-f16")), "--gpu", "8GiB", "--mmproj", str(tiny_model("dense-f16")))
     assert result.exit_code == 2 and "not a projector" in result.stderr
+
+
+def _valid(doc):
+    """The document validates against the closed gpusplit.plan/1 schema."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
+    from gpusplit.schemas import SCHEMAS
+
+    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])

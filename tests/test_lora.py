@@ -82,4 +82,13 @@ def test_plan_cli_takes_lora(cli, tiny_model, adapter):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["engine_params"]["lora"] == [str(adapter)]
+    _valid(doc)
     assert doc["llama_args"][-2:] == ["--lora", str(adapter)]
+
+
+def _valid(doc):
+    """The document validates against the closed gpusplit.plan/1 schema."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
+    from gpusplit.schemas import SCHEMAS
+
+    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])

@@ -12,7 +12,7 @@ import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
-from .options import Model, Rpc, Threads, Timeout, finite, require_local, resolve_model
+from .options import Model, Rpc, Threads, Timeout, finite, local_model, resolve_model
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -86,8 +86,7 @@ def bench(
     if target is not None:
         _check_writable(target)
     previous = read_records(Path(resume)) if resume else []
-    if model:
-        require_local(model, "bench")
+    model = local_model(model, "bench")
     started = time.monotonic()
     records: list[dict[str, Any]] = list(previous)
     unsaved: list[dict[str, Any]] = []

@@ -156,9 +156,8 @@ def resolve_model(model: str | None) -> str:
 def read_model(location: str) -> ModelInfo:
     """The library's read_model, with a progress line on stderr while a remote header downloads."""
     from .. import api
-    from ..gguf.remote import is_url
 
-    if not is_url(location):
+    if not api.is_remote(location):
         return api.read_model(location)
     fetched = [0]
 
@@ -166,18 +165,30 @@ def read_model(location: str) -> ModelInfo:
         fetched[0] = total
         output.fetch_progress(total)
 
-    info = api.read_model(location, on_fetch=on_fetch)
+    info = api.read_model(location, on_fetch=on_fetch, on_note=output.message)
     output.end_progress_line()
     output.message(f"read the remote header: {output.format_bytes(fetched[0])} fetched ({fetched[0]:,} bytes)")
     return info
 
 
-def require_local(location: str, command: str) -> None:
+def local_model(location: str | None, command: str) -> str | None:
+    """The model `run`/`bench` load: a local file as given; a hf:// or ollama:// name downloaded
+    first (Hugging Face's own progress bar and cache; Ollama blobs into gpusplit's cache)."""
+    from .. import api
     from ..errors import InputError
     from ..gguf.remote import is_url
 
+    if location is None:
+        return None
     if is_url(location):
         raise InputError(f"{command} needs a local model file, not a URL", "download it first; plan and inspect read URLs")
+    if not api.is_remote(location):
+        return location
+    output.message(f"{command}: downloading {location} (resumable; cached)")
+    path = api.download_model(location, on_progress=output.download_progress)
+    output.end_progress_line()
+    output.message(f"{command}: {location} is {path}")
+    return path
 
 
 def devices_from(options: dict[str, Any]) -> Inventory:

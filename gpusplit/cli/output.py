@@ -185,6 +185,13 @@ def fetch_progress(total: int) -> None:
         _write(sys.stderr, f"\rgpusplit: fetched {format_bytes(total)} of the header")
 
 
+def download_progress(done: int, total: int) -> None:
+    """Bytes of a download so far, on one terminal line (terminals only)."""
+    if sys.stderr.isatty():
+        of = f" of {format_bytes(total)}" if total else ""
+        _write(sys.stderr, f"\rgpusplit: downloaded {format_bytes(done)}{of}")
+
+
 def end_progress_line() -> None:
     if sys.stderr.isatty():
         _write(sys.stderr, "\n")

@@ -163,7 +163,8 @@ def print_plan(doc: dict) -> None:
     output.line("run it with llama-server:")
     output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))
     output.line("or from Python (llama-cpp-python):")
-    output.line("  llama_cpp.Llama(" + ", ".join(f"{k}={v!r}" for k, v in doc["llama_cpp_python"].items()) + ")")
+    call = "llama_cpp.Llama.from_pretrained(" if "repo_id" in doc["llama_cpp_python"] else "llama_cpp.Llama("
+    output.line("  " + call + ", ".join(f"{k}={v!r}" for k, v in doc["llama_cpp_python"].items()) + ")")
     if doc["alternatives"]:
         output.print_table(
             "alternatives",

@@ -39,8 +39,8 @@ from .options import (
     Timeout,
     Ubatch,
     finite,
+    local_model,
     plan_from,
-    require_local,
 )  # fmt: skip
 
 MAX_PROMPT_BYTES = 1024 * 1024
@@ -100,8 +100,7 @@ def run(
     from .. import api
 
     text = _prompt(prompt, prompt_file)
-    if model:
-        require_local(model, "run")
+    model = local_model(model, "run")
     if plan_file:
         doc = api.load_plan_document(plan_file)
         if model and os.path.abspath(model) != os.path.abspath(doc["engine_params"]["model_path"]):

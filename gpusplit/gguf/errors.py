@@ -13,10 +13,12 @@ class GGUFError(InputError):
     (`kv[3].key`, `tokenizer.ggml.tokens`, `tensor[12].ne[1]`, `llama.block_count`).
     """
 
-    def __init__(self, path: str, offset: int | None, field: str, reason: str, hint: str = "") -> None:
+    def __init__(
+        self, path: str, offset: int | None, field: str, reason: str, hint: str = "", exit_code: int | None = None
+    ) -> None:
         self.path = str(path)
         self.offset = offset
         self.field = field
         self.reason = reason
         where = f" at offset {offset}" if offset is not None else ""
-        super().__init__(f"{self.path}{where}: {field}: {reason}", hint)
+        super().__init__(f"{self.path}{where}: {field}: {reason}", hint, exit_code)

@@ -6,6 +6,7 @@ request. A server that ignores ranges (200 instead of 206) is refused rather tha
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -16,6 +17,42 @@ from .errors import GGUFError
 
 USER_AGENT = "gpusplit (GGUF header reader)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+DEFAULT_TIMEOUT = 30.0
+# Headers (a hub token) for URLs under a prefix, set by whoever resolved a model name to them.
+_AUTH: dict[str, dict[str, str]] = {}
+
+
+def authorize(prefix: str, headers: dict[str, str]) -> None:
+    """Send these headers with requests for URLs under `prefix` (never to a host a redirect names)."""
+    _AUTH[prefix] = {k: v for k, v in headers.items() if k.lower() == "authorization"}
+
+
+def _headers_for(url: str) -> dict[str, str]:
+    best = max((p for p in _AUTH if url.startswith(p)), key=len, default=None)
+    return dict(_AUTH[best]) if best else {}
+
+
+def http_timeout() -> float:
+    """Seconds to wait for a server: $GPUSPLIT_HTTP_TIMEOUT, else 30."""
+    try:
+        value = float(os.environ.get("GPUSPLIT_HTTP_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+class _SameHostAuth(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, dropping the Authorization header when one leads to another host (the
+    Hub sends file contents from a CDN; a token must not travel there)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostAuth)
 
 
 def is_url(location: str) -> bool:
@@ -34,9 +71,9 @@ def split_url(url: str) -> tuple[str, str, str]:
 class HTTPSource:
     """A remote file read by range requests; counts the bytes it fetched."""
 
-    def __init__(self, url: str, timeout: float = 30.0, on_fetch: Callable[[int], None] | None = None) -> None:
+    def __init__(self, url: str, timeout: float | None = None, on_fetch: Callable[[int], None] | None = None) -> None:
         self.name = url
-        self.timeout = timeout
+        self.timeout = timeout or http_timeout()
         self.bytes_read = 0
         self.requests = 0
         self.on_fetch = on_fetch
@@ -45,9 +82,10 @@ class HTTPSource:
         self.size = first[1]
 
     def _get(self, offset: int, last: int) -> tuple[bytes, int]:
-        request = urllib.request.Request(self.name, headers={"Range": f"bytes={offset}-{last}", "User-Agent": USER_AGENT})
+        headers = {"Range": f"bytes={offset}-{last}", "User-Agent": USER_AGENT, **_headers_for(self.name)}
+        request = urllib.request.Request(self.name, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 if response.status != 206:
                     raise GGUFError(
                         self.name, None, "http", f"the server ignored the range request (HTTP {response.status})",
@@ -60,16 +98,24 @@ class HTTPSource:
         except urllib.error.HTTPError as exc:
             if exc.code == 416:
                 return b"", self.size
-            raise GGUFError(self.name, None, "http", f"HTTP {exc.code} {exc.reason}") from None
+            hint = "set HF_TOKEN (a gated or private repo)" if exc.code in (401, 403) else ""
+            # A missing or forbidden file is the name's fault (2); a failing server is not (1).
+            code = 1 if exc.code >= 500 else 2
+            raise GGUFError(self.name, None, "http", f"HTTP {exc.code} {exc.reason}", hint, code) from None
         except urllib.error.URLError as exc:
-            raise GGUFError(self.name, None, "http", f"cannot fetch: {exc.reason}") from None
+            raise GGUFError(self.name, None, "http", f"cannot fetch: {self._why(exc.reason)}", "", 1) from None
         except (TimeoutError, OSError) as exc:
-            raise GGUFError(self.name, None, "http", f"cannot fetch: {exc}") from None
+            raise GGUFError(self.name, None, "http", f"cannot fetch: {self._why(exc)}", "", 1) from None
         self.requests += 1
         self.bytes_read += len(data)
         if self.on_fetch is not None:
             self.on_fetch(self.bytes_read)
         return data, int(match.group(3))
+
+    def _why(self, reason: object) -> str:
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return f"no answer within {self.timeout:g} s (GPUSPLIT_HTTP_TIMEOUT)"
+        return str(reason)
 
     def read(self, offset: int, size: int) -> bytes:
         if size <= 0 or offset >= self.size:
