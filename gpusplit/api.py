@@ -78,6 +78,14 @@ def is_remote(location: str) -> bool:
     return is_url(location) or is_model_name(location)
 
 
+def model_projector(name: str) -> str | None:
+    """The projector an ollama:// model's manifest carries (Ollama loads it with the model): its
+    blob URL, for `plan(mmproj=...)`; None for anything else."""
+    from .hub import resolve
+
+    return resolve(name).projector_url if name.startswith("ollama://") else None
+
+
 def download_model(name: str, on_progress: Callable[[int, int], None] | None = None) -> str:
     """A hf:// or ollama:// model on disk (huggingface_hub's cache, or gpusplit's for Ollama):
     the local path of its first file, for `run` and `bench`."""

@@ -227,7 +227,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     projector = plan.request.projector
     if projector is not None:
-        llama_args += ["--mmproj", projector.path]
+        remote = projector.path.startswith(("http://", "https://"))
+        llama_args += ["--mmproj-url" if remote else "--mmproj", projector.path]
         where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
         reasons.append(
             f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "

@@ -55,6 +55,7 @@ class RemoteModel:
     projectors: tuple[str, ...] = ()  # mmproj files (hf) or projector layer digests (ollama)
     local: str | None = None  # already on disk (HF_HUB_OFFLINE with the file in the cache)
     notes: list[str] = field(default_factory=list)
+    projector_url: str | None = None  # ollama: the projector layer Ollama always loads with the model
 
 
 def is_model_name(location: str) -> bool:
@@ -359,10 +360,15 @@ def _resolve_ollama(name: str) -> RemoteModel:
     digest = str(layer.get("digest", ""))
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise HubError(f"{name}: the model layer's digest {digest[:80]!r} is not a sha256 digest", "is this an Ollama registry?")
-    notes = [f"{len(projectors)} projector layer(s) (vision): plan them with --mmproj once downloaded"] if projectors else []
+    notes = (
+        [f"a projector layer (vision): planned with the model, as Ollama loads it ({projectors[0][:19]}...)"]
+        if projectors
+        else []
+    )
     return RemoteModel(
         name, "ollama", f"{parsed.base}/blobs/{digest}", digest=digest, size=int(layer.get("size") or 0),
         projectors=tuple(projectors), notes=notes,
+        projector_url=f"{parsed.base}/blobs/{projectors[0]}" if projectors else None,
     )  # fmt: skip
 
 

@@ -35,7 +35,9 @@ def hub(monkeypatch, tmp_path, tiny_model):
 @pytest.fixture
 def ollama(monkeypatch, tmp_path, tiny_model):
     server = FakeOllama()
-    server.add_model("library/tiny:q8", tiny_model("dense-q8_0"), projector=b"projector bytes")
+    projector = tmp_path / "mmproj.gguf"
+    _write_projector(projector)
+    server.add_model("library/tiny:q8", tiny_model("dense-q8_0"), projector=projector.read_bytes())
     server.add_model("acme/tiny:latest", tiny_model("dense-f16"))
     monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path / "cache"))
     yield server
@@ -197,7 +199,11 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["model"]["file_type"] == "Q8_0"
     assert sum(s.bytes_sent for s in ollama.cdn.seen) < tiny_model("dense-q8_0").stat().st_size / 4
-    assert "projector layer" in result.stderr  # reported, for --mmproj
+    assert "projector layer" in result.stderr
+    # Ollama loads the manifest's projector with the model: it is planned on the GPU too.
+    doc = json.loads(result.stdout)
+    assert doc["llama_args"][-2] == "--mmproj-url" and "/blobs/sha256:" in doc["llama_args"][-1]
+    assert any("projector (mlp) on GPU0" in r for r in doc["reasons"])
     other = cli("inspect", "--json", f"ollama://{ollama.netloc}/acme/tiny")
     assert other.exit_code == 0 and json.loads(other.stdout)["model"]["file_type"] == "F16"
 
@@ -220,6 +226,19 @@ def test_run_downloads_an_ollama_blob_once(cli, ollama, tmp_path, tiny_model):
     again = cli("run", name, "-n", "4", "--ctx", "256", "--json")
     assert again.exit_code == 0
     assert sum(s.bytes_sent for s in ollama.cdn.seen) - served < 1024 * 1024  # the header only, no second download
+
+
+def _write_projector(path):
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "clip")
+    w.add_string("clip.projector_type", "mlp")
+    w.add_tensor("mm.0.weight", np.zeros((256, 1024), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def _split(folder):

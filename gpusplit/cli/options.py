@@ -225,4 +225,7 @@ def plan_from(options: dict[str, Any], measure: bool = False, runnable: str | No
         api.require_complete(info, runnable)
     settings = {name: options[name] for name in PLAN_SETTINGS if name in options}
     settings["lora"] = settings.get("lora") or ()
+    model = options.get("model") or ""
+    if "mmproj" in options and not options["mmproj"] and model.startswith("ollama://"):
+        settings["mmproj"] = api.model_projector(model)  # Ollama loads a manifest's projector with its model
     return api.plan(info, devices_from(options), measure=measure, **settings)
