@@ -440,6 +440,64 @@ def _draft_request(draft: ModelInfo | str | os.PathLike[str] | None, ngl_draft: 
 
 
 # ---------------------------------------------------------------------------------------------
+# Tuning
+
+
+def parse_duration(text: str | float | None, option: str = "--budget") -> float | None:
+    """'120', '120s', '2m', '1.5h' -> seconds."""
+    import re
+
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", text.lower())
+    if not match:
+        raise InputError(f"{option} {text!r} is not a duration", "e.g. 120s, 5m or 1h")
+    return float(match[1]) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(match[2] or "s", 1)
+
+
+def tune(
+    model: ModelInfo | str | os.PathLike[str],
+    devices: Inventory | None = None,
+    *,
+    objective: str = "tg",
+    budget: float | str = 120.0,
+    trials_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_trial: Callable[[Any], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **settings: Any,
+) -> Any:
+    """The fastest configuration that fits, found by measurement within `budget` seconds
+    (`objective`: tg, pp or mixed); returns a `tune.TuneResult` whose `.plan` is the winner.
+
+    Seeded by `plan(model, devices, **settings)`; never runs a configuration that does not fit.
+    Each trial is appended to `trials_file` (JSONL) as it ends; with `resume` the trials already
+    there are not run again. Hypothetical devices are ranked by prediction only (the result says so).
+    """
+    import json
+    from pathlib import Path
+
+    from .tune import read_trials
+    from .tune import tune as search
+
+    info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
+    inventory = devices if devices is not None else detect_devices()
+    seconds = parse_duration(budget) or 0.0
+    path = Path(trials_file) if trials_file is not None else None
+    previous = read_trials(path) if path is not None and resume else []
+
+    def record(trial: Any) -> None:
+        if path is not None:
+            with path.open("a") as out:
+                out.write(json.dumps(trial.to_dict()) + "\n")
+        if on_trial is not None:
+            on_trial(trial)
+
+    return search(info, inventory, settings, objective=objective, budget_s=seconds, previous=previous, on_trial=record,
+                  should_stop=should_stop)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
 # Running
 
 

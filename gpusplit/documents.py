@@ -29,6 +29,7 @@ DEVICES_SCHEMA = "gpusplit.devices/1"
 INSPECT_SCHEMA = "gpusplit.inspect/1"
 CATALOG_SCHEMA = "gpusplit.catalog/1"
 COMPARE_SCHEMA = "gpusplit.bench-compare/1"
+TUNE_SCHEMA = "gpusplit.tune/1"
 
 COMPONENTS = ("weights", "kv", "compute", "output")
 # llama.cpp's tensor parallelism wraps the devices in one "Meta()" device and logs one figure per
@@ -516,3 +517,19 @@ def bench_record(
 
 def compare_document(a: str, b: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"schema": COMPARE_SCHEMA, "a": a, "b": b, "rows": rows}
+
+
+def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any]:
+    """`gpusplit.tune/1`: every trial, the winner and its `gpusplit.plan/1` document."""
+    return {
+        "schema": TUNE_SCHEMA,
+        "objective": objective,
+        "budget_s": budget_s,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "measured": result.measured,
+        "stopped": result.stopped,
+        "notes": list(result.notes),
+        "trials": [t.to_dict() for t in result.trials],
+        "best": None if result.best is None else result.best.to_dict(),
+        "plan": result.plan.to_dict(),
+    }

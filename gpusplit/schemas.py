@@ -258,6 +258,22 @@ COMPARE = _object(
     }
 )  # fmt: skip
 
+TRIAL = _object(
+    {
+        "key": STR, "config": {"type": "object"}, "strategy": STR, "fits": BOOL, "predicted_tg": NULLABLE_NUM,
+        "predicted_pp": NULLABLE_NUM, "measured_tg": NULLABLE_NUM, "measured_pp": NULLABLE_NUM, "score": NULLABLE_NUM,
+        "status": {"enum": ["ok", "skipped", "failed"]}, "error": NULLABLE_STR, "seconds": NUM,
+        "min_headroom_bytes": NULLABLE_INT,
+    }
+)  # fmt: skip
+TUNE = _object(
+    {
+        "schema": _const("gpusplit.tune/1"), "objective": {"enum": ["tg", "pp", "mixed"]}, "budget_s": NUM,
+        "elapsed_s": NUM, "measured": BOOL, "stopped": {"enum": ["budget", "done", "interrupted"]}, "notes": STRS,
+        "trials": _array(TRIAL), "best": _nullable(TRIAL), "plan": PLAN,
+    }
+)  # fmt: skip
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "gpusplit.inspect/1": INSPECT,
     "gpusplit.devices/1": DEVICES,
@@ -266,4 +282,5 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "gpusplit.bench/1": BENCH_RECORD,
     "gpusplit.catalog/1": CATALOG,
     "gpusplit.bench-compare/1": COMPARE,
+    "gpusplit.tune/1": TUNE,
 }

@@ -40,6 +40,7 @@ DESCRIPTIONS = {
     "one record per configuration and test.",
     "gpusplit.catalog/1": "`gpusplit devices --catalog --json`: the built-in GPU catalog.",
     "gpusplit.bench-compare/1": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per-configuration ratios.",
+    "gpusplit.tune/1": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/1` document (what `--output` writes).",
 }
 
 
@@ -93,6 +94,7 @@ def main() -> int:
             "gpusplit.bench-compare/1": json.loads(
                 gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
             ),
+            "gpusplit.tune/1": json.loads(gpusplit("tune", "--json", "--budget", "10s")),
         }
     lines = [INTRO]
     for name, schema in SCHEMAS.items():

@@ -42,6 +42,7 @@ def _register() -> None:
     from . import inspect as inspect_cmd
     from . import plan as plan_cmd
     from . import run as run_cmd
+    from . import tune as tune_cmd
     from . import worker as worker_cmd
 
     app.command("devices")(devices_cmd.devices)
@@ -49,6 +50,7 @@ def _register() -> None:
     app.command("plan")(plan_cmd.plan)
     app.command("run")(run_cmd.run)
     app.command("bench")(bench_cmd.bench)
+    app.command("tune")(tune_cmd.tune)
     app.command("worker")(worker_cmd.worker)
 
 

@@ -1,0 +1,114 @@
+"""`gpusplit tune MODEL`: the fastest configuration that fits, found by measurement within a budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import output
+from .errors import CLIError
+from .options import (
+    Ctx,
+    DevicesFile,
+    FlashAttn,
+    Gpu,
+    KvType,
+    Model,
+    Ram,
+    Rpc,
+    Timeout,
+    devices_from,
+    local_model,
+    read_model,
+    resolve_model,
+)
+
+
+def tune(
+    model: Model = None,
+    gpu: Gpu = None,
+    devices_file: DevicesFile = None,
+    rpc: Rpc = None,
+    timeout: Timeout = 3.0,
+    ram: Ram = None,
+    ctx: Ctx = None,
+    kv_type: KvType = None,
+    flash_attn: FlashAttn = False,
+    budget: Annotated[str, typer.Option("--budget", metavar="TIME", help="Stop after this long, e.g. 120s, 5m.")] = "120s",
+    objective: Annotated[
+        str, typer.Option("--objective", metavar="tg|pp|mixed", help="Generation, prompt, or a 512-in/128-out chat turn.")
+    ] = "tg",
+    output_file: Annotated[
+        Optional[str], typer.Option("--output", metavar="FILE", help="Write the winner as a gpusplit.plan/1 document.")
+    ] = None,
+    trials: Annotated[
+        Optional[str], typer.Option("--trials", metavar="FILE", help="Append every trial to FILE (JSONL) as it ends.")
+    ] = None,
+    resume: Annotated[
+        Optional[str], typer.Option("--resume", metavar="FILE", help="Go on from FILE's trials (and append to it).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/1).")] = False,
+) -> int:
+    """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
+    from .. import api
+    from ..documents import tune_document
+
+    if resume and trials and Path(resume) != Path(trials):
+        raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
+    seconds = api.parse_duration(budget)
+    location = local_model(resolve_model(model), "tune")
+    info = read_model(location)
+    inventory = devices_from({"gpu": gpu, "devices_file": devices_file, "rpc": rpc, "timeout": timeout, "ram": ram})
+    settings = {"ctx": ctx, "kv_type": kv_type, "flash_attn": flash_attn, "allow_ctx_overflow": ctx is not None}
+
+    def on_trial(t) -> None:
+        measured = f"{t.measured_tg:.1f} t/s" if t.measured_tg else ("predicted" if t.score else "-")
+        output.message(f"tune: {t.status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
+
+    # Ctrl-C ends the search inside api.tune, which returns the best so far (stopped: interrupted).
+    result = api.tune(
+        info, inventory, objective=objective, budget=seconds, trials_file=resume or trials, resume=bool(resume),
+        on_trial=on_trial, **settings,
+    )  # fmt: skip
+    doc = tune_document(result, objective, seconds or 0.0)
+    if output_file:
+        Path(output_file).write_text(json.dumps(doc["plan"], indent=1) + "\n")
+    for note in result.notes:
+        output.warn(note)
+    if json_output:
+        output.emit_json(doc)
+    else:
+        _print(doc)
+    if result.best is None:
+        raise CLIError(
+            "no configuration could be measured", "see the trials above; is the engine installed and do the devices answer?", 1
+        )
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def _print(doc: dict) -> None:
+    def tps(x: float | None) -> str:
+        return "-" if not x else f"{x:.1f}"
+
+    rows = [
+        (
+            t["key"], t["strategy"], tps(t["predicted_tg"]), tps(t["measured_tg"]), tps(t["measured_pp"]), tps(t["score"]),
+            output.format_bytes(t["min_headroom_bytes"]) if t["min_headroom_bytes"] is not None else "-", t["status"],
+        )
+        for t in doc["trials"]
+    ]  # fmt: skip
+    output.print_table(
+        f"tune: {len(doc['trials'])} trials, objective {doc['objective']}, stopped: {doc['stopped']} after {doc['elapsed_s']:.0f} s",
+        ["configuration", "strategy", "pred tg", "tg t/s", "pp t/s", "score", "headroom", "status"],
+        rows,
+        right=("pred tg", "tg t/s", "pp t/s", "score", "headroom"),
+    )
+    best = doc["best"]
+    if best:
+        output.line(f"best: {best['key']} ({best['strategy']}), score {best['score']:.1f}")
+        import shlex
+
+        output.line("  " + shlex.join(["llama-server", *doc["plan"]["llama_args"]]))

@@ -1,0 +1,292 @@
+"""`gpusplit tune`: the fastest configuration that fits, found by measurement within a budget.
+
+The planner seeds the search: its candidates that fit, ordered by predicted speed. Then, around
+the best measured so far: the split proportions (coarse to fine), the offloaded layer count,
+flash attention, the micro-batch and the CPU threads. Every configuration is planned first and
+only tried when the plan says it fits, so tuning never runs a device out of memory. Each trial is
+a short llama-bench-style measurement in its own engine child (the runner `bench` uses); a trial
+whose generation is clearly slower than the best skips its prompt test. A failing trial is
+recorded and skipped. With hypothetical devices nothing can be measured: the ranking is the
+prediction, and the result says so. No terminal I/O: callers get each trial through `on_trial`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import GpusplitError, InputError
+
+OBJECTIVES = ("tg", "pp", "mixed")
+TG_TOKENS, PP_TOKENS = 64, 256
+REPETITIONS = 3  # median of 3 after the runner's warm-up: short trials on a busy machine are noisy
+CLEARLY_WORSE = 0.7  # a generation speed below this share of the best skips the prompt test
+SHARE_STEPS = (0.2, 0.1, 0.05)  # coarse to fine moves of one device's share
+MIXED_PROMPT, MIXED_GEN = 512, 128  # `mixed`: a chat turn, 512 tokens in and 128 out
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way to run: what `gpusplit.plan` is given, and the CPU threads."""
+
+    mode: str | None = None
+    split: tuple[float, ...] | None = None
+    ngl: int | None = None
+    n_cpu_moe: int | None = None
+    ubatch: int = 512
+    flash_attn: bool = False
+    threads: int | None = None
+
+    @property
+    def key(self) -> str:
+        split = ",".join(f"{x:g}" for x in self.split) if self.split else "auto"
+        return (
+            f"mode={self.mode or 'auto'} split={split} ngl={self.ngl if self.ngl is not None else 'auto'} "
+            f"n_cpu_moe={self.n_cpu_moe or 0} ub={self.ubatch} fa={int(self.flash_attn)} t={self.threads or 'auto'}"
+        )
+
+
+@dataclass
+class Trial:
+    key: str
+    config: dict[str, Any]
+    strategy: str = ""
+    fits: bool = True
+    predicted_tg: float | None = None
+    predicted_pp: float | None = None
+    measured_tg: float | None = None
+    measured_pp: float | None = None
+    score: float | None = None  # by the objective: measured, or predicted when nothing is measured
+    status: str = "ok"  # ok | skipped (did not fit, or clearly slower) | failed
+    error: str | None = None
+    seconds: float = 0.0
+    min_headroom_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TuneResult:
+    trials: list[Trial]
+    best: Trial | None
+    plan: Any  # the winner's gpusplit Plan
+    measured: bool
+    stopped: str  # budget | done | interrupted
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def score(objective: str, tg: float | None, pp: float | None) -> float | None:
+    if objective == "tg":
+        return tg
+    if objective == "pp":
+        return pp
+    if not tg or not pp:
+        return None
+    return (MIXED_PROMPT + MIXED_GEN) / (MIXED_PROMPT / pp + MIXED_GEN / tg)
+
+
+def read_trials(path: Path) -> list[Trial]:
+    """The trials of an earlier run (JSONL, one per line); a torn last line is ignored."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+            out.append(Trial(**doc))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def _plan(model: Any, inventory: Any, settings: dict[str, Any], config: Config) -> Any:
+    from . import api
+
+    kwargs = dict(settings)
+    kwargs.update(ubatch=config.ubatch, batch=max(config.ubatch, settings.get("batch", 512)), flash_attn=config.flash_attn)
+    for name, value in (("mode", config.mode), ("split", config.split), ("ngl", config.ngl), ("n_cpu_moe", config.n_cpu_moe)):
+        if value is not None:
+            kwargs[name] = value
+    return api.plan(model, inventory, **kwargs)
+
+
+def seeds(plan: Any) -> list[Config]:
+    """The planner's candidates that fit, as configurations, best predicted first."""
+    out = []
+    for c in [plan.best, *plan.alternatives]:
+        if not c.fits:
+            continue
+        p = c.placement
+        split = tuple(p.tensor_split) if c.llama_mode == "layer" and p.tensor_split else None
+        mode = "none" if c.llama_mode == "none" else ("tensor" if c.llama_mode == "tensor" else "layer")
+        ngl = -1 if p.n_gpu_layers < 0 or p.n_gpu_layers > plan.model.n_layer else p.n_gpu_layers
+        out.append(
+            Config(mode, split, ngl if plan.devices else 0, p.n_cpu_moe or None, c.settings.n_ubatch, c.settings.flash_attn)
+        )
+    return list(dict.fromkeys(out))
+
+
+def neighbours(best: Config, n_devices: int, n_layer: int, cores: int) -> Iterable[Config]:
+    """Moves around the best configuration so far: shares, layers, flash attention, batch, threads."""
+    if best.mode == "layer" and best.split and n_devices == 2:
+        share = best.split[0] / (sum(best.split) or 1.0)
+        for step in SHARE_STEPS:
+            for s in (share - step, share + step):
+                if 0.05 <= s <= 0.95:
+                    yield replace(best, split=(round(s, 3), round(1 - s, 3)))
+    if best.ngl is not None and 0 < best.ngl <= n_layer:
+        yield replace(best, ngl=best.ngl - 1)
+        yield replace(best, ngl=min(best.ngl + 1, n_layer + 1))
+    yield replace(best, flash_attn=not best.flash_attn)
+    for ubatch in (256, 1024):
+        if ubatch != best.ubatch:
+            yield replace(best, ubatch=ubatch)
+    for threads in range(1, cores + 1):
+        if threads != (best.threads or cores):  # no threads given means all cores
+            yield replace(best, threads=threads)
+
+
+def tune(
+    model: Any,
+    inventory: Any,
+    settings: dict[str, Any],
+    *,
+    objective: str = "tg",
+    budget_s: float = 120.0,
+    previous: Iterable[Trial] = (),
+    on_trial: Callable[[Trial], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    measure: Callable[[Any, Config, float | None], tuple[float | None, float | None]] | None = None,
+) -> TuneResult:
+    """Search for the configuration with the best `objective` (tg, pp or mixed) within `budget_s`.
+
+    `previous` trials (a resumed log) are not run again; `on_trial` gets each new one as it ends;
+    `should_stop()` ends the search early (Ctrl-C), always with the best so far. `measure(plan,
+    config, best_tg)` runs one trial (default: the engine); it returns (tg, pp) tokens/s.
+    """
+    from .api import is_hypothetical
+
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "use tg, pp or mixed")
+    if budget_s <= 0:
+        raise InputError(f"--budget {budget_s:g} s must be positive", "e.g. --budget 120s")
+    started = time.monotonic()
+    measured = not is_hypothetical(inventory.devices)
+    measure = measure or measure_config
+    done = {t.key: t for t in previous}
+    trials: list[Trial] = list(done.values())
+    cores = os.cpu_count() or 1
+    first = _plan(model, inventory, settings, Config())
+    queue = seeds(first)
+    notes = [] if measured else ["hypothetical devices: nothing can be measured, so configurations are ranked by prediction only"]
+    stopped = "done"
+    best = _best(trials)
+    if best is not None:  # resumed: the neighbourhood of the best so far first
+        moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores)
+        queue = [c for c in moves if c.key not in done] + queue
+    try:
+        while queue:
+            if should_stop is not None and should_stop():
+                stopped = "interrupted"
+                break
+            elapsed = time.monotonic() - started
+            typical = max((t.seconds for t in trials if t.status == "ok"), default=0.0)
+            if measured and elapsed + typical > budget_s:
+                stopped = "budget"
+                break
+            config = queue.pop(0)
+            if config.key in done:
+                continue
+            trial = _run_trial(model, inventory, settings, config, objective, measured, measure, _best(trials))
+            done[trial.key] = trial
+            trials.append(trial)
+            if on_trial is not None:
+                on_trial(trial)
+            best = _best(trials)
+            if best is not None and best.key == trial.key:
+                # A new best: its neighbourhood goes first.
+                moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores)
+                queue = [c for c in moves if c.key not in done] + queue
+    except BaseException as exc:
+        # Ctrl-C (KeyboardInterrupt, or the CLI's own interrupt): stop with the best so far.
+        if isinstance(exc, (Exception, SystemExit)):
+            raise
+        stopped = "interrupted"
+    best = _best(trials)
+    plan = _plan(model, inventory, settings, Config(**_config_args(best.config))) if best else first
+    return TuneResult(trials, best, plan, measured, stopped, time.monotonic() - started, notes)
+
+
+def _config_args(doc: dict[str, Any]) -> dict[str, Any]:
+    args = dict(doc)
+    if args.get("split") is not None:
+        args["split"] = tuple(args["split"])
+    return args
+
+
+def _best(trials: list[Trial]) -> Trial | None:
+    scored = [t for t in trials if t.status == "ok" and t.score]
+    return max(scored, key=lambda t: t.score or 0.0) if scored else None
+
+
+def _run_trial(
+    model: Any, inventory: Any, settings: dict[str, Any], config: Config, objective: str, measured: bool,
+    measure: Callable[[Any, Config, float | None], tuple[float | None, float | None]], best: Trial | None,
+) -> Trial:  # fmt: skip
+    started = time.monotonic()
+    trial = Trial(config.key, asdict(config))
+    try:
+        plan = _plan(model, inventory, settings, config)
+    except GpusplitError as exc:
+        trial.status, trial.error, trial.fits = "skipped", exc.message, False
+        return trial
+    c = plan.best
+    trial.strategy, trial.fits = c.strategy, c.fits
+    trial.predicted_tg, trial.predicted_pp = c.prediction.tg_tokens_per_s, c.prediction.pp_tokens_per_s
+    used = [h for h, m in zip(c.headroom, c.memory.devices) if m.planned_bytes]
+    trial.min_headroom_bytes = min([*used, c.host_headroom])
+    if not c.fits:
+        trial.status, trial.error = "skipped", "does not fit"
+        return trial
+    if not measured:
+        trial.score = score(objective, trial.predicted_tg, trial.predicted_pp)
+        return trial
+    best_tg = best.measured_tg if best is not None and objective != "pp" else None
+    try:
+        trial.measured_tg, trial.measured_pp = measure(plan, config, best_tg)
+    except GpusplitError as exc:  # a dead worker, llama.cpp refusing: recorded, never the end
+        trial.status, trial.error = "failed", exc.message
+    else:
+        trial.score = score(objective, trial.measured_tg, trial.measured_pp)
+        if trial.score is None:
+            trial.status, trial.error = "skipped", "clearly slower than the best (generation)"
+    trial.seconds = round(time.monotonic() - started, 3)
+    return trial
+
+
+def measure_config(plan: Any, config: Config, best_tg: float | None) -> tuple[float | None, float | None]:
+    """A short measurement in an engine child: tg first; pp only if generation is not clearly worse."""
+    import statistics
+
+    from .api import default_threads
+    from .params import engine_params
+    from .runner import bench_config
+
+    # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
+    params = engine_params(plan).with_(n_threads=config.threads or default_threads())
+    doc = plan.to_dict()
+    tg_test = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
+    pp_test = {"name": "pp", "kind": "pp", "n": PP_TOKENS, "depth": 0}
+    outcome = bench_config(doc, params, [tg_test], REPETITIONS, timeout=300)
+    tg = statistics.median(outcome.samples["tg"])
+    if best_tg and tg < CLEARLY_WORSE * best_tg:
+        return tg, None
+    outcome = bench_config(doc, params, [pp_test], REPETITIONS, timeout=300)
+    return tg, statistics.median(outcome.samples["pp"])

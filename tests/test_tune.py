@@ -1,0 +1,122 @@
+"""`gpusplit tune`: seeded by the plan, bounded by the budget, stopped by Ctrl-C with the best so
+far, failing trials recorded and skipped, resumable from its JSONL, the winner a plan document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import gpusplit
+from gpusplit.engine import EngineError
+from gpusplit.tune import Config, read_trials, seeds, tune
+
+
+@pytest.fixture
+def cpu_only(tiny_model):
+    """The host alone, described without the engine; tests that measure pass a fake `measure`."""
+    from gpusplit.devices.inventory import Inventory, host_device
+
+    return gpusplit.read_model(tiny_model("dense-f16")), Inventory(devices=[], host=host_device())
+
+
+def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0):
+    calls = []
+
+    def measure(plan, config, best_tg):
+        import time
+
+        calls.append(config)
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        if fail is not None and fail(config):
+            raise EngineError("llama.cpp could not create the context: made up for the test")
+        time.sleep(delay)
+        tg = (speeds or {}).get(config.key, 100.0 + 10 * (config.threads or 0) + (5 if config.flash_attn else 0))
+        return tg, tg * 10
+
+    measure.calls = calls
+    return measure
+
+
+def test_search_finds_the_fastest_neighbour(cpu_only):
+    model, inventory = cpu_only
+    measure = fake_measure()
+    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure)
+    assert result.stopped == "done" and result.measured
+    # The fake rewards flash attention and more threads: the winner has both.
+    assert result.best.config["flash_attn"] is True and result.best.config["threads"] == max(
+        c.threads or 0 for c in measure.calls
+    )
+    assert len({t.key for t in result.trials}) == len(result.trials)  # nothing measured twice
+    assert result.plan.best.settings.flash_attn is True  # the plan is the winner's
+
+
+def test_budget_stops_with_the_best_so_far(cpu_only):
+    model, inventory = cpu_only
+    result = tune(model, inventory, {"ctx": 256}, budget_s=0.5, measure=fake_measure(delay=0.2))
+    assert result.stopped == "budget"
+    assert 1 <= len(result.trials) <= 4 and result.best is not None and result.best.score
+
+
+def test_ctrl_c_stops_with_the_best_so_far(cpu_only):
+    model, inventory = cpu_only
+    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(interrupt_at=3))
+    assert result.stopped == "interrupted" and len(result.trials) == 2 and result.best is not None
+
+
+def test_a_failing_trial_is_recorded_and_skipped(cpu_only):
+    model, inventory = cpu_only
+    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(fail=lambda c: c.flash_attn))
+    failed = [t for t in result.trials if t.status == "failed"]
+    assert failed and all("made up for the test" in t.error for t in failed)
+    assert result.best.config["flash_attn"] is False and len(result.trials) > len(failed) + 1
+
+
+def test_resume_does_not_measure_again(cpu_only, tmp_path):
+    model, inventory = cpu_only
+    log = tmp_path / "trials.jsonl"
+    first = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(interrupt_at=4),
+                 on_trial=lambda t: log.open("a").write(json.dumps(t.to_dict()) + "\n"))  # fmt: skip
+    assert first.stopped == "interrupted" and len(read_trials(log)) == 3
+    measure = fake_measure()
+    again = tune(model, inventory, {"ctx": 256}, budget_s=60, previous=read_trials(log), measure=measure)
+    assert not {c.key for c in measure.calls} & {t.key for t in read_trials(log)}
+    assert len(again.trials) == 3 + len(measure.calls) and again.stopped == "done"
+
+
+def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path):
+    log = tmp_path / "t.jsonl"
+    result = cli("tune", "--json", str(tiny_model("dense-f16")), "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--trials", str(log),
+                 "--output", str(tmp_path / "tuned.json"))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["measured"] is False and "ranked by prediction only" in result.stderr
+    assert all(t["measured_tg"] is None for t in doc["trials"]) and doc["best"]["score"] == max(
+        t["score"] for t in doc["trials"] if t["score"]
+    )
+    assert len(read_trials(log)) == len(doc["trials"])
+    assert json.loads((tmp_path / "tuned.json").read_text()) == doc["plan"]
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
+    from gpusplit.schemas import SCHEMAS
+
+    jsonschema.validate(doc, SCHEMAS["gpusplit.tune/1"])
+
+
+def test_seeds_are_the_plans_fitting_candidates(tiny_model):
+    plan = gpusplit.plan(tiny_model("dense-f16"), gpusplit.detect_devices(gpus=["RTX 4090", "RTX 3090"]), ctx=256)
+    configs = seeds(plan)
+    assert configs and all(isinstance(c, Config) for c in configs)
+    assert len(configs) == sum(1 for c in [plan.best, *plan.alternatives] if c.fits)
+
+
+def test_tune_for_real_then_run_its_plan(cli, tmp_path):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    tuned = tmp_path / "tuned.json"
+    result = cli("tune", "--json", "--budget", "15s", "--output", str(tuned))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["measured"] and doc["best"]["measured_tg"] > 0
+    run = cli("run", "--plan", str(tuned), "-n", "4", "--json")
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(run.stdout)["plan"]["llama_args"] == doc["plan"]["llama_args"]
