@@ -144,6 +144,9 @@ def neighbours(best: Config, n_devices: int, n_layer: int, cores: int) -> Iterab
     if best.ngl is not None and 0 < best.ngl <= n_layer:
         yield replace(best, ngl=best.ngl - 1)
         yield replace(best, ngl=min(best.ngl + 1, n_layer + 1))
+    if best.n_cpu_moe:  # experts of one block more, or fewer, on the CPU
+        yield replace(best, n_cpu_moe=best.n_cpu_moe - 1 or None)
+        yield replace(best, n_cpu_moe=min(best.n_cpu_moe + 1, n_layer))
     yield replace(best, flash_attn=not best.flash_attn)
     for ubatch in (256, 1024):
         if ubatch != best.ubatch:

@@ -120,3 +120,14 @@ def test_tune_for_real_then_run_its_plan(cli, tmp_path):
     run = cli("run", "--plan", str(tuned), "-n", "4", "--json")
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["plan"]["llama_args"] == doc["plan"]["llama_args"]
+
+
+def test_neighbours_move_every_knob():
+    from gpusplit.tune import neighbours
+
+    best = Config(mode="layer", split=(0.5, 0.5), ngl=10, n_cpu_moe=3, ubatch=512, flash_attn=False, threads=None)
+    moves = list(neighbours(best, n_devices=2, n_layer=32, cores=4))
+    assert {m.split for m in moves if m.split != best.split} >= {(0.3, 0.7), (0.7, 0.3), (0.4, 0.6), (0.45, 0.55)}
+    assert {m.ngl for m in moves} >= {9, 11} and {m.n_cpu_moe for m in moves} >= {2, 4}
+    assert any(m.flash_attn for m in moves) and {m.ubatch for m in moves} >= {256, 1024}
+    assert {m.threads for m in moves} >= {1, 2, 3} and 4 not in {m.threads for m in moves}  # 4 = all cores = unset
