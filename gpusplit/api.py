@@ -624,13 +624,15 @@ def bench(
     config_timeout: float = 1800.0,
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
+    plan_doc: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """llama-bench's tests (pp: a prompt batch, tg: token by token) over the matrix of modes,
     splits, n_gpu_layers, contexts, KV types and flash attention: one `gpusplit.bench/1` record
     per (configuration, test), yielded as each configuration finishes. A configuration that fails
     (a refused plan, llama.cpp aborting, a dead worker) yields failed records and the matrix goes
     on. `skip` holds (config_key, test) pairs already done; `on_config(k, total, key)` announces
-    each configuration before it runs.
+    each configuration before it runs. With `plan_doc` (a `gpusplit.plan/1` document, e.g. what
+    `tune --output` writes) that one configuration is run exactly as planned, not planned again.
     """
     from . import __version__
     from .bench_matrix import matrix, tests_for
@@ -664,6 +666,9 @@ def bench(
         "repetitions": repetitions,
     }
     needed = max(t.n + t.depth for t in tests)
+    if plan_doc is not None:
+        yield from _bench_plan_doc(plan_doc, tests, needed, repetitions, threads, config_timeout, common, skip, on_config)
+        return
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
         if not pending:
@@ -671,6 +676,48 @@ def bench(
         if on_config is not None:
             on_config(k, len(configs), config.key())
         yield from _bench_config(info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common)
+
+
+def _bench_plan_doc(
+    doc: dict[str, Any],
+    tests: list[Any],
+    needed: int,
+    repetitions: int,
+    threads: int | None,
+    config_timeout: float,
+    common: dict[str, Any],
+    skip: Any,
+    on_config: Callable[[int, int, str], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """A saved plan as one bench configuration: its engine parameters as they are."""
+    from .bench_matrix import Config
+    from .documents import bench_record
+    from .params import EngineParams
+    from .runner import bench_config
+
+    p = doc["engine_params"]
+    split = ",".join(f"{x:g}" for x in p["tensor_split"]) or "auto"
+    config = Config(p["split_mode"], split, p["n_gpu_layers"], p["n_ctx"], p["type_k"], p["flash_attn"])
+    pending = [t for t in tests if (config.key(), t.name) not in skip]
+    if not pending:
+        return
+    if on_config is not None:
+        on_config(1, 1, config.key())
+    if needed > p["n_ctx"]:
+        error = f"the plan's context ({p['n_ctx']}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
+        yield from (bench_record(config=config, test=t, samples=None, error=error, plan=doc, **common) for t in pending)
+        return
+    params = EngineParams.from_dict(p).with_(n_threads=threads or default_threads())
+    try:
+        outcome = bench_config(doc, params, [t.as_dict() for t in pending], repetitions, timeout=config_timeout)
+    except GpusplitError as exc:
+        yield from (bench_record(config=config, test=t, samples=None, error=exc.message, plan=doc, **common) for t in pending)
+        return
+    for t in pending:
+        yield bench_record(
+            config=config, test=t, samples=outcome.samples.get(t.name), plan=doc, actual=outcome.actual, build=outcome.build,
+            **common,
+        )  # fmt: skip
 
 
 def _bench_config(

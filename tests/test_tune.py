@@ -120,6 +120,13 @@ def test_tune_for_real_then_run_its_plan(cli, tmp_path):
     run = cli("run", "--plan", str(tuned), "-n", "4", "--json")
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["plan"]["llama_args"] == doc["plan"]["llama_args"]
+    bench = cli("bench", "--plan", str(tuned), "-p", "32", "-n", "8", "-r", "1", "-o", "json")
+    assert bench.exit_code == 0, bench.stderr
+    records = json.loads(bench.stdout)
+    assert {r["test"] for r in records} == {"pp32", "tg8"} and all(r["status"] == "ok" for r in records)
+    assert records[0]["config"]["fa"] == doc["plan"]["settings"]["flash_attn"]  # run as planned, not planned again
+    clash = cli("bench", "--plan", str(tuned), "--mode", "layer")
+    assert clash.exit_code == 2 and "--plan fixes the configuration" in clash.stderr
 
 
 def test_neighbours_move_every_knob():

@@ -56,6 +56,12 @@ def bench(
     output_format: Annotated[
         str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
     ] = "md",
+    plan_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--plan", metavar="FILE", help="Run a saved plan (plan --json, tune --output) as it is, as one configuration."
+        ),
+    ] = None,
     output_file: Annotated[
         Optional[str], typer.Option("--output", help="Append every result to this JSONL file as it finishes.")
     ] = None,
@@ -112,8 +118,13 @@ def bench(
             eta = f", ETA {(time.monotonic() - started) / (k - 1) * (total - k + 1):.0f} s"
         output.message(f"bench: configuration {k} of {total}: {key}{eta}")
 
+    doc = api.load_plan_document(plan_file) if plan_file else None
+    if doc is not None and (mode or split or ngl or ctx or kv_type or flash_attn or rpc):
+        raise CLIError(
+            "--plan fixes the configuration", "drop --mode/--split/--ngl/--ctx/--kv-type/--flash-attn/--rpc, or drop --plan"
+        )
     rows = api.bench(
-        resolve_model(model),
+        doc["engine_params"]["model_path"] if doc is not None else resolve_model(model),
         rpc=rpc,
         timeout=timeout,
         modes=mode or ["auto"],
@@ -130,6 +141,7 @@ def bench(
         config_timeout=config_timeout,
         skip=done_keys(previous),
         on_config=announce,
+        plan_doc=doc,
     )
     try:
         for record in rows:
