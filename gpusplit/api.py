@@ -667,57 +667,48 @@ def bench(
     }
     needed = max(t.n + t.depth for t in tests)
     if plan_doc is not None:
-        yield from _bench_plan_doc(plan_doc, tests, needed, repetitions, threads, config_timeout, common, skip, on_config)
-        return
+        configs = [_plan_doc_config(plan_doc)]
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
         if not pending:
             continue
         if on_config is not None:
             on_config(k, len(configs), config.key())
-        yield from _bench_config(info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common)
+        if plan_doc is not None:
+            yield from _bench_plan_doc(plan_doc, config, pending, needed, repetitions, threads, config_timeout, common)
+        else:
+            yield from _bench_config(
+                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common
+            )
+
+
+def _plan_doc_config(doc: dict[str, Any]) -> Any:
+    """A saved plan's engine parameters as a bench configuration (the key its records carry)."""
+    from .bench_matrix import Config
+
+    p = doc["engine_params"]
+    split = ",".join(f"{x:g}" for x in p["tensor_split"]) or "auto"
+    return Config(p["split_mode"], split, p["n_gpu_layers"], p["n_ctx"], p["type_k"], p["flash_attn"])
 
 
 def _bench_plan_doc(
     doc: dict[str, Any],
+    config: Any,
     tests: list[Any],
     needed: int,
     repetitions: int,
     threads: int | None,
     config_timeout: float,
     common: dict[str, Any],
-    skip: Any,
-    on_config: Callable[[int, int, str], None] | None,
-) -> Iterator[dict[str, Any]]:
-    """A saved plan as one bench configuration: its engine parameters as they are."""
-    from .bench_matrix import Config
+) -> list[dict[str, Any]]:
+    """A saved plan as one bench configuration: its engine parameters as they are, not planned again."""
     from .documents import bench_record
-    from .params import EngineParams
-    from .runner import bench_config
 
-    p = doc["engine_params"]
-    split = ",".join(f"{x:g}" for x in p["tensor_split"]) or "auto"
-    config = Config(p["split_mode"], split, p["n_gpu_layers"], p["n_ctx"], p["type_k"], p["flash_attn"])
-    pending = [t for t in tests if (config.key(), t.name) not in skip]
-    if not pending:
-        return
-    if on_config is not None:
-        on_config(1, 1, config.key())
-    if needed > p["n_ctx"]:
-        error = f"the plan's context ({p['n_ctx']}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
-        yield from (bench_record(config=config, test=t, samples=None, error=error, plan=doc, **common) for t in pending)
-        return
-    params = EngineParams.from_dict(p).with_(n_threads=threads or default_threads())
-    try:
-        outcome = bench_config(doc, params, [t.as_dict() for t in pending], repetitions, timeout=config_timeout)
-    except GpusplitError as exc:
-        yield from (bench_record(config=config, test=t, samples=None, error=exc.message, plan=doc, **common) for t in pending)
-        return
-    for t in pending:
-        yield bench_record(
-            config=config, test=t, samples=outcome.samples.get(t.name), plan=doc, actual=outcome.actual, build=outcome.build,
-            **common,
-        )  # fmt: skip
+    n_ctx = doc["engine_params"]["n_ctx"]
+    if needed > n_ctx:
+        error = f"the plan's context ({n_ctx}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
+        return [bench_record(config=config, test=t, samples=None, error=error, plan=doc, **common) for t in tests]
+    return _bench_planned(doc, config, tests, repetitions, threads, config_timeout, common)
 
 
 def _bench_config(
@@ -734,8 +725,6 @@ def _bench_config(
 ) -> list[dict[str, Any]]:
     """One configuration, planned then run in its own engine child; a failure becomes failed records."""
     from .documents import bench_record
-    from .engine.child import EngineCrash
-    from .runner import bench_config
 
     try:
         # Devices again for each configuration: live free memory, and a worker that died since
@@ -759,7 +748,23 @@ def _bench_config(
             bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=doc, **common)
             for t in tests
         ]
+    return _bench_planned(doc, config, tests, repetitions, threads, config_timeout, common)
+
+
+def _bench_planned(
+    doc: dict[str, Any],
+    config: Any,
+    tests: list[Any],
+    repetitions: int,
+    threads: int | None,
+    config_timeout: float,
+    common: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """A plan document's configuration run in its own engine child; a failure becomes failed records."""
+    from .documents import bench_record
+    from .engine.child import EngineCrash
     from .params import EngineParams
+    from .runner import bench_config
 
     params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads or default_threads())
     try:
