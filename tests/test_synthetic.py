@@ -525,3 +525,64 @@ def test_llama_cpp_runs_large_model(tmp_path):
     toks1, _ = _generate(llama_cpp, path)
     toks2, _ = _generate(llama_cpp, path)
     assert len(toks1) == 8 and toks1 == toks2
+
+
+# ---------------------------------------------------------------------------------------------
+# full-size models with random weights (benchmarks/gpu): valid blocks, finite small weights
+# ---------------------------------------------------------------------------------------------
+
+
+def _small(name: str, **shape):
+    from dataclasses import replace
+
+    return replace(HEADER_ONLY_MODELS[name], **shape)
+
+
+SMALL_LLAMA = {"n_layer": 4, "n_embd": 512, "n_head": 4, "n_head_kv": 2, "n_ff": 1024}
+
+
+def test_random_weights_decode_to_small_finite_values(tmp_path):
+    import gguf
+    import numpy as np
+
+    from gpusplit.synthetic.header_only import write_random_weights
+
+    spec = _small("llama-3.1-8b", **SMALL_LLAMA)
+    path = write_random_weights(tmp_path / "m.gguf", spec)
+    reader = gguf.GGUFReader(path)
+    data_start = min(int(t.data_offset) for t in reader.tensors)
+    assert path.stat().st_size == data_start + header_only_data_size(spec)
+    seen = set()
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        assert np.isfinite(values).all(), t.name
+        if t.name.endswith("norm.weight"):
+            assert (values == 1).all(), t.name
+            continue
+        if len(t.shape) < 2:
+            continue
+        seen.add(t.tensor_type.name)
+        assert 0.003 < float(values.std()) < 0.05, (t.name, t.tensor_type.name, values.std())
+        assert float(np.abs(values).max()) < 0.2, t.name
+    assert {"Q4_K", "Q6_K"} <= seen
+    assert sha256(write_random_weights(tmp_path / "again.gguf", spec)) == sha256(path)  # deterministic
+
+
+@pytest.mark.engine
+def test_llama_cpp_runs_random_weights_model(tmp_path):
+    """The full-size writer's output runs in llama.cpp: finite logits that differ between tokens."""
+    import numpy as np
+
+    llama_cpp = pytest.importorskip("llama_cpp", reason=ENGINE_REASON)
+    from gpusplit.synthetic.header_only import write_random_weights
+
+    path = write_random_weights(tmp_path / "m.gguf", _small("llama-3.1-8b", **SMALL_LLAMA))
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, verbose=False, logits_all=True)
+    try:
+        llm.eval(llm.tokenize(b"Hello world, the model", add_bos=True))
+        logits = np.asarray(llm.scores[: llm.n_tokens])
+    finally:
+        llm.close()
+    assert np.isfinite(logits).all()
+    assert float(logits.std()) > 0.01
+    assert not np.allclose(logits[0], logits[-1])

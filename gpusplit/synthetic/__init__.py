@@ -3,7 +3,8 @@
 * tiny real models (random weights) that llama.cpp loads and runs: :data:`TINY_MODELS`,
   :func:`write_tiny_model`;
 * header-only files with the real shapes and Q4_K_M types of published models:
-  :data:`HEADER_ONLY_MODELS`, :func:`write_header_only`;
+  :data:`HEADER_ONLY_MODELS`, :func:`write_header_only`, and the same models complete, with random
+  weights, for benchmarks on real hardware: :func:`write_random_weights`;
 * the demo model, cached: :func:`demo_model_path`.
 
 Importing this package is cheap: numpy and gguf are imported only when a file is written.
@@ -16,6 +17,7 @@ from gpusplit.synthetic.header_only import (
     header_only_data_size,
     header_only_tensor_plan,
     write_header_only,
+    write_random_weights,
 )
 from gpusplit.synthetic.tiny import (
     SMALL_TINY_MODELS,
@@ -42,6 +44,7 @@ __all__ = [
     "tensor_plan",
     "tiny_model_size",
     "write_header_only",
+    "write_random_weights",
     "write_tiny_lora",
     "write_tiny_model",
 ]

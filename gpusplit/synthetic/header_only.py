@@ -843,3 +843,91 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
             header_size = tmp.stat().st_size
             os.truncate(tmp, header_only_full_size(spec, header_size, gguf.GGUF_DEFAULT_ALIGNMENT))
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# full-size models with random weights (for GPU benchmarks: real shapes, real types, real bytes)
+# --------------------------------------------------------------------------------------------
+
+# Where each block keeps its f16 scales, and the value they get, so that random bytes decode to
+# weights of about +-0.02 (a trained model's order) and never to inf or NaN: (offset, value)
+# pairs per type. The quants themselves stay random. MXFP4 keeps an E8M0 exponent byte instead.
+_BLOCK_SCALES: dict[str, tuple[tuple[int, float], ...]] = {
+    "Q4_0": ((0, 2.5e-3),),  # d * (q - 8), q in 0..15
+    "Q4_1": ((0, 1.2e-3), (2, -0.01)),  # d * q + m
+    "Q5_0": ((0, 1.2e-3),),  # d * (q - 16)
+    "Q5_1": ((0, 6e-4), (2, -0.01)),
+    "Q8_0": ((0, 1.5e-4),),  # d * q, q int8
+    "Q4_K": ((0, 2e-5), (2, 2e-5)),  # d * sc * q - dmin * m, sc and m 6-bit, q 4-bit
+    "Q5_K": ((0, 1e-5), (2, 1e-5)),
+    "Q6_K": ((208, 5e-6),),  # d * sc * (q - 32), sc int8
+}
+_MXFP4_EXPONENT = 119  # 2**(119 - 127) * 6 (the largest fp4 value) = 0.023
+
+
+def _random_blocks(ggml_type: str, n_blocks: int, rng: Any) -> Any:
+    """`n_blocks` valid blocks of `ggml_type` as one flat uint8 array."""
+    import gguf
+    import numpy as np
+
+    _, block_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[ggml_type]]
+    blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
+    if ggml_type == "MXFP4":
+        blocks[:, 0] = _MXFP4_EXPONENT
+    elif ggml_type in _BLOCK_SCALES:
+        for offset, value in _BLOCK_SCALES[ggml_type]:
+            blocks[:, offset : offset + 2] = np.frombuffer(np.float16(value).tobytes(), dtype=np.uint8)
+    else:
+        raise ValueError(f"no random blocks for {ggml_type}")
+    return blocks.reshape(-1)
+
+
+def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpec, seed: int = 0) -> Path:
+    """Write the *complete* model `name` (a HEADER_ONLY_MODELS key or a spec) with random weights.
+
+    Same header as :func:`write_header_only`, then real tensor data: norms are ones, float matrices
+    random normal (x0.02), quantized matrices valid random blocks of their Q4_K_M type (scales
+    fixed so weights stay small and finite). llama.cpp loads and runs it at the published model's
+    size and speed; the text it writes is noise. Each tensor is a random pattern of 1 MiB repeated,
+    so writing the 4.9 GB Llama-3.1-8B takes seconds, not minutes. Deterministic.
+    """
+    import gguf
+    import numpy as np
+
+    spec = _resolve(name)
+    path = Path(path)
+    plan = header_only_tensor_plan(spec)
+    vocab = header_only_vocab(spec)
+    rng = np.random.default_rng(seed)
+    pattern_bytes = 1 << 20
+    with gguf_file(path, spec.arch) as (w, _):
+        w.add_name(spec.display_name)
+        w.add_description(f"synthetic model written by gpusplit: real shapes and Q4_K_M types, random weights (seed {seed})")
+        w.add_file_type(FTYPE_MOSTLY_MXFP4_MOE if spec.arch == "gpt-oss" else FTYPE_MOSTLY_Q4_K_M)
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        w.add_custom_alignment(gguf.GGUF_DEFAULT_ALIGNMENT)
+        w.add_string("general.source.url", spec.source)
+        _add_hparams(w, spec)
+        write_vocab(w, vocab)
+        add_infos_and_header(w, plan)
+        patterns: dict[str, Any] = {}
+        for t in plan:
+            nbytes = _nbytes(t.shape, t.ggml_type)
+            if t.kind == "norm":
+                w.write_tensor_data(np.ones(t.shape, dtype=np.float32))
+                continue
+            if t.ggml_type not in patterns:
+                if t.ggml_type in ("F32", "F16"):
+                    dtype = np.float32 if t.ggml_type == "F32" else np.float16
+                    values = (rng.standard_normal(pattern_bytes // 4, dtype=np.float32) * np.float32(0.02)).astype(dtype)
+                    patterns[t.ggml_type] = values.view(np.uint8)
+                else:
+                    _, block_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.ggml_type]]
+                    patterns[t.ggml_type] = _random_blocks(t.ggml_type, pattern_bytes // block_bytes, rng)
+            pattern = patterns[t.ggml_type]
+            # Rolled by whole blocks (the pattern holds whole blocks), so every block stays valid and
+            # no two tensors are the same bytes.
+            unit = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.ggml_type]][1]
+            start = int(rng.integers(0, pattern.size // unit)) * unit
+            w.write_tensor_data(np.resize(np.roll(pattern, -start), nbytes))
+    return path
