@@ -7,7 +7,9 @@ batch, then tokens one at a time), each in an engine child like `bench`:
 - three small models (1 and 12 layers of width 256, 2 layers of width 768): the fixed costs of a
   decode and of a layer, and the rate at which weights that stay in cache are read;
 - one 195 MB f16 model, and the same quantized by llama.cpp's own quantizer to Q8_0, Q4_K_M and
-  Q4_0: the rate at which each weight class is read from memory, and the FLOP/s of a prompt batch;
+  Q4_0: the rate at which each weight class is read from memory, and the FLOP/s of a prompt batch
+  (on a local GPU a 1.75 GB set with Llama-8B-wide layers instead: a GPU reads 195 MB in about
+  50 microseconds, too little next to its fixed costs per token to tell its bandwidth);
 - a small mixture of experts: how much slower expert matmuls run in a prompt batch.
 
 The figures are fitted with the predictor's own equations (predict.fit_speed) and cached per
@@ -38,7 +40,9 @@ PROBE_VERSION = "2"
 SMALL = ("l1", "l12", "wide2")
 MOE = "moe"
 LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
+LARGE_GPU = {cls: f"gpu-{name}" for cls, name in LARGE.items()}
 QUANTIZE = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M, _Q4_0
+GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64}
@@ -63,6 +67,8 @@ def _specs() -> dict[str, object]:
         "f16": replace(wide, name="probe-f16", n_layer=4, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096),
         # Mixtral-style experts: what a prompt batch pays for llama.cpp's per-expert matmuls
         "moe": replace(wide, name="probe-moe", n_layer=2, n_ff=1024, n_expert=8, n_expert_used=2),
+        # 1.75 GB, four Llama-3-8B-shaped layers: for local GPUs only (see the module's docstring)
+        "gpu-f16": replace(wide, name="probe-gpu-f16", n_layer=4, n_embd=4096, n_head=32, n_head_kv=8, n_ff=14336),
     }
 
 
@@ -72,8 +78,9 @@ def model_folder() -> Path:
     return cache_dir() / "probe-models" / f"v{PROBE_VERSION}"
 
 
-def probe_models(on_step: Step | None = None) -> dict[str, Path]:
-    """The probe models, generated (and quantized by llama.cpp) on first use into the cache."""
+def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Path]:
+    """The probe models, generated (and quantized by llama.cpp) on first use into the cache; the
+    GPU set only with `gpu`."""
     from .runner import quantize
     from .synthetic import write_tiny_model
 
@@ -81,21 +88,24 @@ def probe_models(on_step: Step | None = None) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, spec in _specs().items():
+        if name.startswith("gpu-") and not gpu:
+            continue
         path = folder / f"{name}.gguf"
         if not path.is_file():
             if on_step:
                 on_step(f"writing the probe model {name}", False)
             write_tiny_model(path, spec)
         paths[name] = path
-    for name, ftype in QUANTIZE.items():
-        path = folder / f"{name}.gguf"
-        if not path.is_file():
-            if on_step:
-                on_step(f"quantizing the probe model to {name} with llama.cpp", False)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            quantize(str(paths["f16"]), str(tmp), ftype)
-            os.replace(tmp, path)
-        paths[name] = path
+    for prefix in ("", "gpu-") if gpu else ("",):
+        for name, ftype in QUANTIZE.items():
+            path = folder / f"{prefix}{name}.gguf"
+            if not path.is_file():
+                if on_step:
+                    on_step(f"quantizing the probe model to {prefix}{name} with llama.cpp", False)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                quantize(str(paths[f"{prefix}f16"]), str(tmp), ftype)
+                os.replace(tmp, path)
+            paths[f"{prefix}{name}"] = path
     return paths
 
 
@@ -108,6 +118,12 @@ class Target:
     rpc: tuple[str, ...] = ()
     main_gpu: int = 0
     on_cpu: bool = False
+
+    @property
+    def large(self) -> dict[str, str]:
+        """The large probe models (weight class -> name) this device is timed on."""
+        local_gpu = not self.on_cpu and not self.rpc and self.device.backend in GPU_BACKENDS
+        return LARGE_GPU if local_gpu else LARGE
 
 
 def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
@@ -171,21 +187,22 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     points = {}
     raw = {}
     load_rpc = 0.0
-    for name in (*SMALL, *LARGE.values(), MOE):
+    large = target.large
+    for name in (*SMALL, *large.values(), MOE):
         if on_step:
             on_step(f"{target.device.name}: {name}", True)
         token_s, batch_s, load_s = _time(_params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE))
         points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
         raw[name] = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
-        if name == "f16":
+        if name == large["float"]:
             load_rpc = load_s
     local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or (target.rpc and local) else 0
-    fitted = fit_speed(points, cache, SMALL, LARGE, MOE)
+    fitted = fit_speed(points, cache, SMALL, large, MOE)
     rtt = rate = None
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
-        rate = os.path.getsize(paths["f16"]) / load_rpc if load_rpc > 0 else None
+        rate = os.path.getsize(paths[large["float"]]) / load_rpc if load_rpc > 0 else None
     return replace(
         fitted,
         rtt_s=rtt,
@@ -263,9 +280,10 @@ def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_s
     """Probe every device of the inventory (and the host), cache the figures, and return the
     inventory with them attached."""
     started = time.monotonic()
-    paths = probe_models(on_step)
+    probed = targets(inventory, threads, build)
+    paths = probe_models(on_step, gpu=any(t.large is LARGE_GPU for t in probed))
     measured: dict[str, DeviceSpeed] = {}
-    for target in targets(inventory, threads, build):
+    for target in probed:
         speed = probe_device(target, paths, threads, on_step)
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
