@@ -128,8 +128,10 @@ def generate(
             on_token(event.get("text", ""))
         elif kind == "progress" and on_progress is not None:
             on_progress(float(event.get("value", 0.0)))
-        elif kind == "loaded":
-            after.update(_nvml_used(nvidia))
+        elif kind in ("loaded", "generated"):
+            # the larger of after loading and after generating (pools grow during the first decodes)
+            for name, used in _nvml_used(nvidia).items():
+                after[name] = max(used, after.get(name, 0))
 
     request = {
         "params": params.as_dict(),
@@ -137,6 +139,8 @@ def generate(
         "n_predict": n_predict,
         "temperature": temperature,
         "stream": on_token is not None,
+        # long enough for the parent to read NVML before the child lets go of the model
+        "hold_s": 0.3 if before else 0.0,
     }
     result, log = run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
     actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device

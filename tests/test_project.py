@@ -84,3 +84,25 @@ def test_debug_env_shows_the_traceback(tmp_path):
         env={**os.environ, "GPUSPLIT_DEBUG": "1"},
     )
     assert "Traceback" in loud.stderr and "GGUFError" in loud.stderr
+
+
+def test_gpu_prepare_hands_cmake_absolute_paths(tmp_path):
+    """pip builds the CUDA wheel in a temporary folder, so every path benchmarks/gpu/prepare.sh
+    hands to CMake must be absolute, even when its output folder is given relative."""
+    script = ROOT / "benchmarks" / "gpu" / "prepare.sh"
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run"],
+        env={**os.environ, "GPUSPLIT_GPU_OUT": "relative/gpu"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    out = Path(values["out"])
+    # relative to the repository (the script works from there), made absolute
+    assert out.is_absolute() and out == ROOT / "relative" / "gpu"
+    paths = [arg.split("=", 1)[1] for arg in values["CMAKE_ARGS"].split() if "=" in arg]
+    assert paths and all(Path(p).is_absolute() and p.startswith(str(out)) for p in paths)
+    assert not (ROOT / "relative").exists()  # a dry run creates nothing

@@ -178,3 +178,27 @@ def test_expert_offload_runs_with_llama_cpp_overrides(cli, tiny_model, two_worke
     # With mmap llama.cpp maps the file span holding the CPU tensors, interleaved GPU tensors included.
     assert dev["CPU"]["actual"]["weights"] >= dev["CPU"]["planned"]["weights"]
     assert moe["text"] == base["text"]
+
+
+def test_nvml_used_memory_is_read_after_loading_and_after_generating(cli, tiny_model, monkeypatch):
+    """NVML's used memory is read before the child starts, when it has loaded and when it has
+    generated (CUDA's pool and cuBLAS's workspace grow during the first decodes); the delta is the
+    largest reading minus the first, and the child holds the model while the last one is taken."""
+    import time
+
+    from gpusplit import runner
+
+    readings = iter([1000 * MIB, 5000 * MIB, 7000 * MIB])
+    seen: list[float] = []
+
+    def fake_used(pci_ids):
+        seen.append(time.monotonic())
+        return {name: next(readings) for name in pci_ids}
+
+    doc = run_json(cli, str(tiny_model("dense-f16")))  # a plan for this machine
+    monkeypatch.setattr(runner, "_nvidia_devices", lambda plan_doc: {"CPU": "00000000:01:00.0"})
+    monkeypatch.setattr(runner, "_nvml_used", fake_used)
+    params = runner.EngineParams.from_dict(doc["plan"]["engine_params"])
+    result = runner.generate(doc["plan"], params, "Once upon a time", 8)
+    assert len(seen) == 3
+    assert result.nvml_used_delta == {"CPU": 6000 * MIB}

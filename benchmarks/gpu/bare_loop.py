@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=128)
     parser.add_argument("--prompt", default="Once upon a time")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="n_threads (gpusplit run uses all cores)")
     args = parser.parse_args()
 
     import llama_cpp
@@ -31,6 +32,8 @@ def main() -> int:
         doc = json.load(f)
     plan = doc.get("plan", doc)
     kwargs = dict(plan["llama_cpp_python"])
+    if args.threads:
+        kwargs["n_threads"] = kwargs["n_threads_batch"] = args.threads
     llm = llama_cpp.Llama(**kwargs, verbose=False)
     prompt = llm.tokenize(args.prompt.encode(), add_bos=True)
     counter_tps, wall_tps, generated = [], [], []

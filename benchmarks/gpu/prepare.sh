@@ -3,24 +3,34 @@
 # that reaches no network. Writes scratch/gpu/ (ignored by git; carry it with the device tool):
 #   scratch/gpu/llama_cpp_cuda.tar.xz  llama_cpp with libraries built for CUDA sm_90 + RPC, one copy each
 #   scratch/gpu/wheels/                pure-Python wheels of gpusplit's dependencies
-# Takes about 30 minutes (the CUDA build is ~27 minutes on 2 cores; see ../shared/notes/llama-cpp-facts.md).
+# Takes about 42 minutes on 2 cores (nearly all of it the CUDA build; see ../shared/notes/llama-cpp-facts.md).
+#   GPUSPLIT_GPU_OUT=DIR  writes there instead of scratch/gpu (tests use it with --dry-run)
+#   --dry-run             prints the paths and the CMake arguments, builds nothing
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=scratch/gpu
+# Absolute: pip builds in a temporary directory, where a relative path handed to CMake points nowhere.
+out=$(realpath -m "${GPUSPLIT_GPU_OUT:-scratch/gpu}")
+cublas="$out/build/cublas"
+cuda_root=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
+if [[ "${1:-}" == --dry-run ]]; then
+  echo "out=$out"
+  echo "CUDAToolkit_ROOT=$cuda_root"
+  echo "CMAKE_ARGS=-DCUDA_cublas_LIBRARY=$cublas/lib/libcublas.so -DCUDA_cublasLt_LIBRARY=$cublas/lib/libcublasLt.so"
+  exit 0
+fi
 mkdir -p "$out/wheels" "$out/build"
 
-# 1. Dependencies for the GPU machine (Python 3.12 there; these are all pure-Python wheels).
-pip download --only-binary :all: --python-version 3.12 --dest "$out/wheels" \
-  "typer>=0.29,<0.30" "rich>=13.7" "gguf>=0.17,<0.20" "nvidia-ml-py>=12.535" pyyaml tqdm sentencepiece >/dev/null \
-  || pip download --dest "$out/wheels" "typer>=0.29,<0.30" "rich>=13.7" "gguf>=0.17,<0.20" "nvidia-ml-py>=12.535"
+# 1. Only what the GPU image lacks or holds in a version gpusplit cannot use (it has numpy, rich,
+# nvidia-ml-py, psutil, pyyaml, tqdm, requests, shellingham): gguf, and typer in pyproject's range.
+# Pure-Python wheels, so they install on the image's Python 3.12. Carrying numpy too would take
+# 16 of the device's 64 MiB.
+pip download --no-deps --only-binary :all: --dest "$out/wheels" "typer>=0.28,<0.29" "gguf>=0.17,<0.20" "annotated-doc" >/dev/null
 
 # 2. cuBLAS headers and libraries (the build machine has nvcc and cudart but no cuBLAS).
-cublas="$out/build/cublas"
 if [[ ! -d "$cublas" ]]; then
   pip download --no-deps nvidia-cublas -d "$out/build/dl" >/dev/null
   mkdir -p "$cublas" && (cd "$cublas" && unzip -q -o ../dl/nvidia_cublas*.whl)
 fi
-cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
 inc=$(find "$cublas" -path '*include' -type d | head -1)
 lib=$(find "$cublas" -name 'libcublas.so.*' -printf '%h\n' | head -1)
 for so in "$lib"/libcublas*.so.*; do ln -sf "$(basename "$so")" "${so%%.so.*}.so"; done

@@ -1,23 +1,52 @@
 #!/usr/bin/env bash
-# On a GPU machine (no network), in one run of at most ~9 minutes: install the carried engine,
-# then check devices, plan, run and bench on the real GPU and write the results under OUTDIR.
+# On a GPU machine (no network), in one call of the device tool: install the carried engine, then
+# check devices, plan, run, bench, probe and tune on the real GPU, and write the results.
 #   benchmarks/gpu/validate.sh OUTDIR
 # Needs scratch/gpu/ from benchmarks/gpu/prepare.sh carried along (device tool: carry scratch/gpu).
+# Every step's output lands in a work folder that is packed into OUTDIR/results.tar.gz after each
+# step (the device tool brings back at most 8 files, and what is under OUTDIR when a call is cut
+# off), with OUTDIR/steps.log and OUTDIR/summary.md beside it.
+#   VALIDATE_BUDGET=SECONDS  skip the steps that would start after this (default 400)
+#   VALIDATE_LOCAL=1         a rehearsal on a machine without a GPU: this Python, a small model
+#   VALIDATE_ONLY="a b"      run only these steps (names below), after setup and the model
 set -uo pipefail
-out="${1:?usage: validate.sh OUTDIR}"
+out=$(realpath -m "${1:?usage: validate.sh OUTDIR}")
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
-log() { echo "[$(date +%T)] $*" | tee -a "$out/steps.log" >&2; }
-step() { local name=$1; shift; log "$name: $*"; "$@" > "$out/$name.out" 2> "$out/$name.err"; local rc=$?; log "$name: exit $rc"; return 0; }
+repo=$PWD
+work=$(mktemp -d /tmp/gpuval.XXXX)
+budget=${VALIDATE_BUDGET:-400}
+local_mode=${VALIDATE_LOCAL:-0}
+started=$SECONDS
+export GGML_NO_BACKTRACE=1 NO_COLOR=1 PYTHONUNBUFFERED=1
+export XDG_CACHE_HOME="$work/cache"  # a fresh cache: probe figures and models from this run only
+
+log() { echo "[$(date +%T) +$((SECONDS - started))s] $*" | tee -a "$out/steps.log" >&2; }
+pack() { tar czf "$out/results.tar.gz.tmp" -C "$work" --exclude cache --exclude '*.gguf' . && mv "$out/results.tar.gz.tmp" "$out/results.tar.gz"; }
+wanted() { [[ -z "${VALIDATE_ONLY:-}" || " $VALIDATE_ONLY " == *" $1 "* ]]; }
+# step NAME TIMEOUT_S COMMAND...: stdout to NAME.out, stderr to NAME.err, skipped past the budget.
+step() {
+  local name=$1 limit=$2; shift 2
+  wanted "$name" || return 0
+  if (( SECONDS - started + 5 > budget )); then log "$name: skipped (budget of ${budget}s spent)"; echo "$name skipped" >> "$work/skipped.txt"; return 0; fi
+  log "$name: $*"
+  local t0=$SECONDS
+  timeout -k 5 "$limit" "$@" > "$work/$name.out" 2> "$work/$name.err"
+  local rc=$?
+  echo "$name $rc $((SECONDS - t0))" >> "$work/exit_codes.txt"
+  log "$name: exit $rc in $((SECONDS - t0))s"
+  pack
+}
 
 log "setup"
-python3 -m venv --system-site-packages /tmp/gpusplit-venv && . /tmp/gpusplit-venv/bin/activate
-pip install -q --no-index --find-links scratch/gpu/wheels typer rich gguf nvidia-ml-py >> "$out/setup.log" 2>&1
-site=$(python -c 'import site; print(site.getsitepackages()[0])')
-tar xJf scratch/gpu/llama_cpp_cuda.tar.xz -C "$site"
-pip install -q --no-index --no-deps --no-build-isolation -e . >> "$out/setup.log" 2>&1 || export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-# cuBLAS and cudart come from the image's Python packages (PyTorch's CUDA 13 wheels).
-export LD_LIBRARY_PATH="$(python - <<'PY'
+if [[ "$local_mode" != 1 ]]; then
+  python3 -m venv --system-site-packages /tmp/gpusplit-venv && . /tmp/gpusplit-venv/bin/activate
+  pip install -q --no-index --no-deps --find-links scratch/gpu/wheels typer gguf annotated-doc >> "$work/setup.log" 2>&1
+  site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  tar xJf scratch/gpu/llama_cpp_cuda.tar.xz -C "$site"
+  export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+  # cuBLAS and cudart come from the image's Python packages (PyTorch's CUDA 13 wheels).
+  export LD_LIBRARY_PATH="$site/llama_cpp/lib:$(python - <<'PY'
 import glob, os, site
 dirs = set()
 for sp in site.getsitepackages():
@@ -26,44 +55,69 @@ for sp in site.getsitepackages():
 print(":".join(sorted(dirs)))
 PY
 ):${LD_LIBRARY_PATH:-}"
-export GGML_NO_BACKTRACE=1 NO_COLOR=1
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1
-python -c 'import llama_cpp; print(llama_cpp.__version__, llama_cpp.llama_supports_gpu_offload(), llama_cpp.llama_supports_rpc())' > "$out/engine.txt" 2>&1
+fi
+{
+  nvidia-smi
+  nvidia-smi --query-gpu=name,pci.bus_id,memory.total,memory.used,driver_version,pcie.link.gen.current,pcie.link.width.current,clocks.max.memory --format=csv
+} > "$work/nvidia-smi.txt" 2>&1
+python -c 'import llama_cpp, typer, gguf; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload(), "rpc", llama_cpp.llama_supports_rpc(), "typer", typer.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")' > "$work/engine.txt" 2>&1
+python -m pip list 2>/dev/null | grep -i -E "^(typer|rich|gguf|numpy|nvidia-ml-py|psutil|torch) " >> "$work/engine.txt"
+log "engine: $(head -1 "$work/engine.txt")"
+pack
 
-step devices python -m gpusplit devices --json
-step devices_table python -m gpusplit devices
-
-log "models"
-python - <<'PY' >> "$out/setup.log" 2>&1
+log "model"
+model="$work/llama-3.1-8b-q4_k_m.gguf"
+python - "$model" "$local_mode" > "$work/model.txt" 2>&1 <<'PY'
+import sys, time
 from dataclasses import replace
-from gpusplit.synthetic import TINY_MODELS, write_tiny_model
-# Llama-3-8B shapes (32 layers, 4096 wide, 32/8 heads, 14336 FFN), a tiny vocabulary, random f16.
-spec = replace(TINY_MODELS["dense-f16"], name="llama-3-8b-shape", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8,
-               n_ff=14336, n_ctx_train=131072, rope_theta=500000.0)
-write_tiny_model("/tmp/llama8b-f16.gguf", spec)
+from gpusplit.synthetic.header_only import HEADER_ONLY_MODELS, write_random_weights
+spec = HEADER_ONLY_MODELS["llama-3.1-8b"]
+if sys.argv[2] == "1":  # the rehearsal: the same model, four layers 512 wide
+    spec = replace(spec, n_layer=4, n_embd=512, n_head=4, n_head_kv=2, n_ff=1024)
+t = time.perf_counter()
+path = write_random_weights(sys.argv[1], spec)
+print(f"{spec.display_name}, Q4_K_M types, random weights: {path.stat().st_size} bytes in {time.perf_counter() - t:.1f} s")
 PY
-model=/tmp/llama8b-f16.gguf
+log "model: $(cat "$work/model.txt")"
+gs="python -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
+ngl_half=16; [[ "$local_mode" == 1 ]] && ngl_half=2
 
+# 1. What llama.cpp and NVML see.
+step devices 60 $gs devices --json
+step devices_table 60 $gs devices
+# 2. Plans, then runs of them: planned vs actual per device (llama.cpp's buffers, NVML's used memory).
 for ctx in 4096 32768; do
-  step "plan_$ctx" python -m gpusplit plan "$model" --ctx "$ctx" --json
-  step "run_$ctx" python -m gpusplit run "$model" --ctx "$ctx" -n 64 --json
+  step "plan_$ctx" 60 $gs plan "$model" --ctx "$ctx" --json
+  step "plan_${ctx}_table" 60 $gs plan "$model" --ctx "$ctx"
+  step "run_$ctx" 120 $gs run "$model" --ctx "$ctx" -n 128 --json
 done
-step plan_measure python -m gpusplit plan "$model" --ctx 4096 --measure --json
-step run_partial python -m gpusplit run "$model" --ctx 4096 --ngl 16 -n 64 --json
-
-log "worker"
-python -m gpusplit worker --port 50052 --device CPU > "$out/worker.log" 2>&1 &
-worker=$!
-sleep 3
-step run_split python -m gpusplit run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.7,0.3 --ctx 4096 -n 32 --json
-step bench_split python -m gpusplit bench "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.9,0.1 --split 0.7,0.3 \
-  --ngl 33 --ngl 16 -p 512 -n 64 -r 2 -o json --output "$out/bench_split.jsonl"
-kill "$worker" 2>/dev/null
-
-step bench_gpu python -m gpusplit bench "$model" -p 512 -n 128 -r 3 -o json --output "$out/bench_gpu.jsonl"
-
-log "copy bandwidth"
-python - > "$out/copy_bandwidth.txt" 2>&1 <<'PY'
+# 3. Generation speed of run against a bare llama-cpp-python loop with the same Llama() arguments.
+step bare_loop 120 python benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
+# 4. llama-bench's tests on the GPU, predicted from the catalog (no probe yet).
+step bench_gpu 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu.jsonl"
+# 5. The probe, then the same plan and bench predicted from measured figures.
+step probe 240 $gs devices --probe --json
+step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
+step bench_gpu_probed 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
+# 6. llama.cpp's dry run, partial offload, flash attention.
+step plan_measure 120 $gs plan "$model" --ctx 4096 --measure --json
+step run_partial 150 $gs run "$model" --ctx 4096 --ngl "$ngl_half" -n 64 --json
+step run_fa 120 $gs run "$model" --ctx 32768 -fa -n 128 --json
+# 7. A layer split between the GPU and a loopback worker serving the CPU (llama.cpp lists RPC
+# devices first, so the split gives the worker its first share).
+if wanted run_split || wanted bench_split; then
+  $gs worker --port 50052 --device CPU > "$work/worker.log" 2>&1 &
+  worker=$!
+  sleep 3
+  step run_split 150 $gs run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.2,0.8 --ctx 4096 -n 64 --json
+  step bench_split 200 $gs bench "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.1,0.9 --split 0.3,0.7 \
+    -p 512 -n 64 -r 2 -o md --output "$work/bench_split.jsonl"
+  kill "$worker" 2>/dev/null
+fi
+# 8. tune, briefly.
+step tune 120 $gs tune "$model" --ctx 4096 --budget 90s --json --trials "$work/tune_trials.jsonl"
+# 9. The device-to-device copy bandwidth, for the roofline.
+step copy_bandwidth 60 python - <<'PY'
 import torch
 x = torch.empty(4 * 2**30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
 for _ in range(3): y.copy_(x)
@@ -74,5 +128,7 @@ e.record(); torch.cuda.synchronize()
 seconds = s.elapsed_time(e) / 1000 / 10
 print(f"device-to-device copy: {2 * x.numel() / seconds / 1e9:.0f} GB/s counting bytes read and written")
 PY
-python benchmarks/gpu/summarize.py "$out" > "$out/summary.md" 2>> "$out/steps.log"
+
+python benchmarks/gpu/summarize.py "$work" > "$out/summary.md" 2>> "$out/steps.log"
+pack
 log "done"

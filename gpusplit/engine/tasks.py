@@ -285,6 +285,10 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     wall_ms = (time.perf_counter() - started) * 1000
     perf = lib.llama_perf_context(loaded.ctx)
     lib.llama_sampler_free(sampler)
+    # The parent reads NVML now, while the model is still held: CUDA's memory pool, cuBLAS's
+    # workspace and CUDA graphs are allocated during the first decodes, after "loaded".
+    emit({"event": "generated"})
+    time.sleep(float(request.get("hold_s", 0.0)))
     result = {
         "text": "".join(pieces),
         "prompt_tokens": len(tokens),
