@@ -26,6 +26,7 @@ OBJECTIVES = ("tg", "pp", "mixed")
 TG_TOKENS, PP_TOKENS = 64, 256
 REPETITIONS = 3  # median of 3 after the runner's warm-up: short trials on a busy machine are noisy
 CLEARLY_WORSE = 0.7  # a generation speed below this share of the best skips the prompt test
+MIN_TRIAL_S = 30.0  # the least time a trial gets, even at the end of the budget
 SHARE_STEPS = (0.2, 0.1, 0.05)  # coarse to fine moves of one device's share
 MIXED_PROMPT, MIXED_GEN = 512, 128  # `mixed`: a chat turn, 512 tokens in and 128 out
 
@@ -166,13 +167,14 @@ def tune(
     previous: Iterable[Trial] = (),
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    measure: Callable[[Any, Config, float | None], tuple[float | None, float | None]] | None = None,
+    measure: Callable[[Any, Config, float | None, float], tuple[float | None, float | None]] | None = None,
 ) -> TuneResult:
     """Search for the configuration with the best `objective` (tg, pp or mixed) within `budget_s`.
 
     `previous` trials (a resumed log) are not run again; `on_trial` gets each new one as it ends;
     `should_stop()` ends the search early (Ctrl-C), always with the best so far. `measure(plan,
-    config, best_tg)` runs one trial (default: the engine); it returns (tg, pp) tokens/s.
+    config, best_tg, limit_s)` runs one trial (default: the engine) in at most limit_s seconds; it
+    returns (tg, pp) tokens/s.
     """
     from .api import is_hypothetical
 
@@ -207,7 +209,10 @@ def tune(
             config = queue.pop(0)
             if config.key in done:
                 continue
-            trial = _run_trial(model, inventory, settings, config, objective, measured, measure, _best(trials))
+            # A trial may run to the end of the budget, and at least MIN_TRIAL_S (so that a short
+            # budget still measures something): a slow configuration cannot overrun it by minutes.
+            limit = max(budget_s - elapsed, MIN_TRIAL_S)
+            trial = _run_trial(model, inventory, settings, config, objective, measured, measure, _best(trials), limit)
             done[trial.key] = trial
             trials.append(trial)
             if on_trial is not None:
@@ -241,7 +246,8 @@ def _best(trials: list[Trial]) -> Trial | None:
 
 def _run_trial(
     model: Any, inventory: Any, settings: dict[str, Any], config: Config, objective: str, measured: bool,
-    measure: Callable[[Any, Config, float | None], tuple[float | None, float | None]], best: Trial | None,
+    measure: Callable[[Any, Config, float | None, float], tuple[float | None, float | None]], best: Trial | None,
+    limit_s: float,
 ) -> Trial:  # fmt: skip
     started = time.monotonic()
     trial = Trial(config.key, asdict(config))
@@ -263,7 +269,7 @@ def _run_trial(
         return trial
     best_tg = best.measured_tg if best is not None and objective != "pp" else None
     try:
-        trial.measured_tg, trial.measured_pp = measure(plan, config, best_tg)
+        trial.measured_tg, trial.measured_pp = measure(plan, config, best_tg, limit_s)
     except GpusplitError as exc:  # a dead worker, llama.cpp refusing: recorded, never the end
         trial.status, trial.error = "failed", exc.message
     else:
@@ -274,8 +280,9 @@ def _run_trial(
     return trial
 
 
-def measure_config(plan: Any, config: Config, best_tg: float | None) -> tuple[float | None, float | None]:
-    """A short measurement in an engine child: tg first; pp only if generation is not clearly worse."""
+def measure_config(plan: Any, config: Config, best_tg: float | None, limit_s: float = 300.0) -> tuple[float | None, float | None]:
+    """A short measurement in an engine child: tg first; pp only if generation is not clearly worse.
+    Both together are stopped after `limit_s` seconds."""
     import statistics
 
     from .api import default_threads
@@ -287,9 +294,10 @@ def measure_config(plan: Any, config: Config, best_tg: float | None) -> tuple[fl
     doc = plan.to_dict()
     tg_test = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
     pp_test = {"name": "pp", "kind": "pp", "n": PP_TOKENS, "depth": 0}
-    outcome = bench_config(doc, params, [tg_test], REPETITIONS, timeout=300)
+    started = time.monotonic()
+    outcome = bench_config(doc, params, [tg_test], REPETITIONS, timeout=limit_s)
     tg = statistics.median(outcome.samples["tg"])
     if best_tg and tg < CLEARLY_WORSE * best_tg:
         return tg, None
-    outcome = bench_config(doc, params, [pp_test], REPETITIONS, timeout=300)
+    outcome = bench_config(doc, params, [pp_test], REPETITIONS, timeout=max(limit_s - (time.monotonic() - started), 1.0))
     return tg, statistics.median(outcome.samples["pp"])

@@ -9,7 +9,7 @@ import pytest
 
 import gpusplit
 from gpusplit.engine import EngineError
-from gpusplit.tune import Config, read_trials, seeds, tune
+from gpusplit.tune import MIN_TRIAL_S, Config, read_trials, seeds, tune
 
 
 @pytest.fixture
@@ -22,11 +22,13 @@ def cpu_only(tiny_model):
 
 def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0):
     calls = []
+    limits = []
 
-    def measure(plan, config, best_tg):
+    def measure(plan, config, best_tg, limit_s):
         import time
 
         calls.append(config)
+        limits.append(limit_s)
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt
         if fail is not None and fail(config):
@@ -36,6 +38,7 @@ def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0):
         return tg, tg * 10
 
     measure.calls = calls
+    measure.limits = limits
     return measure
 
 
@@ -54,9 +57,21 @@ def test_search_finds_the_fastest_neighbour(cpu_only):
 
 def test_budget_stops_with_the_best_so_far(cpu_only):
     model, inventory = cpu_only
-    result = tune(model, inventory, {"ctx": 256}, budget_s=0.5, measure=fake_measure(delay=0.2))
+    measure = fake_measure(delay=0.2)
+    result = tune(model, inventory, {"ctx": 256}, budget_s=0.5, measure=measure)
     assert result.stopped == "budget"
     assert 1 <= len(result.trials) <= 4 and result.best is not None and result.best.score
+    # each trial may run to the end of the budget, but never less than MIN_TRIAL_S
+    assert measure.limits and all(limit == MIN_TRIAL_S for limit in measure.limits)
+
+
+def test_a_trial_gets_what_is_left_of_the_budget(cpu_only):
+    model, inventory = cpu_only
+    measure = fake_measure(delay=0.05)
+    tune(model, inventory, {"ctx": 256}, budget_s=100, measure=measure)
+    assert len(measure.limits) >= 2
+    assert 99 < measure.limits[0] <= 100
+    assert all(a >= b for a, b in zip(measure.limits, measure.limits[1:]))  # shrinking as time passes
 
 
 def test_ctrl_c_stops_with_the_best_so_far(cpu_only):

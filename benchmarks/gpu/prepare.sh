@@ -35,15 +35,21 @@ inc=$(find "$cublas" -path '*include' -type d | head -1)
 lib=$(find "$cublas" -name 'libcublas.so.*' -printf '%h\n' | head -1)
 for so in "$lib"/libcublas*.so.*; do ln -sf "$(basename "$so")" "${so%%.so.*}.so"; done
 
-# 3. The CUDA + RPC build of llama-cpp-python 0.3.36, CPU part portable (GGML_NATIVE=OFF).
+# 3. The CUDA + RPC build of llama-cpp-python 0.3.36, CPU part portable (GGML_NATIVE=OFF); kept, so
+# that a second run only packs.
+if ! compgen -G "$out/build/wheel/llama_cpp_python-*.whl" > /dev/null; then
 CPATH="$inc:${CPATH:-}" LIBRARY_PATH="$lib:${LIBRARY_PATH:-}" LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}" \
 CUDAToolkit_ROOT="$cuda_root" \
 CMAKE_ARGS="-DGGML_CUDA=ON -DGGML_RPC=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_NO_VMM=ON -DGGML_NATIVE=OFF -DCUDA_cublas_LIBRARY=$lib/libcublas.so -DCUDA_cublasLt_LIBRARY=$lib/libcublasLt.so" \
 CMAKE_BUILD_PARALLEL_LEVEL=2 pip wheel --no-deps --no-cache-dir "llama-cpp-python==0.3.36" -w "$out/build/wheel"
+fi
 
 # 4. One copy of each library, the .so names llama_cpp loads kept as links, packed small.
 rm -rf "$out/build/pkg" && mkdir -p "$out/build/pkg"
 (cd "$out/build/pkg" && unzip -q ../wheel/llama_cpp_python-*.whl 'llama_cpp/*')
 (cd "$out/build/pkg/llama_cpp/lib" && for f in *.so.*.*; do base=${f%%.so.*}; ln -sf "$f" "$base.so"; ln -sf "$f" "$base.so.0"; done)
+# ggml-cpu needs OpenMP's runtime; the GPU image's may be missing or another version.
+gomp=$(ldconfig -p | awk '/libgomp.so.1 /{print $NF; exit}')
+[[ -n "$gomp" ]] && cp -L "$gomp" "$out/build/pkg/llama_cpp/lib/"
 tar cJf "$out/llama_cpp_cuda.tar.xz" -C "$out/build/pkg" llama_cpp
 du -sh "$out/llama_cpp_cuda.tar.xz" "$out/wheels"

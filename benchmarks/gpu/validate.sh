@@ -95,10 +95,11 @@ done
 step bare_loop 120 python benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
 # 4. llama-bench's tests on the GPU, predicted from the catalog (no probe yet).
 step bench_gpu 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu.jsonl"
-# 5. The probe, then the same plan and bench predicted from measured figures.
+# 5. The probe, then the same plan and bench predicted from measured figures (and half the layers
+# on the CPU: the predictor's partial offload against a real GPU).
 step probe 240 $gs devices --probe --json
 step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
-step bench_gpu_probed 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
+step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
 # 6. llama.cpp's dry run, partial offload, flash attention.
 step plan_measure 120 $gs plan "$model" --ctx 4096 --measure --json
 step run_partial 150 $gs run "$model" --ctx 4096 --ngl "$ngl_half" -n 64 --json
