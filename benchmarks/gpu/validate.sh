@@ -40,13 +40,14 @@ step() {
 
 log "setup"
 if [[ "$local_mode" != 1 ]]; then
-  python3 -m venv --system-site-packages /tmp/gpusplit-venv && . /tmp/gpusplit-venv/bin/activate
-  pip install -q --no-index --no-deps --find-links scratch/gpu/wheels typer gguf annotated-doc >> "$work/setup.log" 2>&1
-  site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  # Into a folder on PYTHONPATH, not a venv: the image's python3 is itself a venv (PyTorch's), and a
+  # venv made from it would not see its packages. PYTHONPATH comes first, so typer 0.28 wins.
+  site=/tmp/gpusplit-site
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" scratch/gpu/wheels/*.whl >> "$work/setup.log" 2>&1
   tar xJf scratch/gpu/llama_cpp_cuda.tar.xz -C "$site"
-  export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$repo:$site${PYTHONPATH:+:$PYTHONPATH}"
   # cuBLAS and cudart come from the image's Python packages (PyTorch's CUDA 13 wheels).
-  export LD_LIBRARY_PATH="$site/llama_cpp/lib:$(python - <<'PY'
+  export LD_LIBRARY_PATH="$site/llama_cpp/lib:X$(python3 - <<'PY'
 import glob, os, site
 dirs = set()
 for sp in site.getsitepackages():
@@ -60,14 +61,14 @@ fi
   nvidia-smi
   nvidia-smi --query-gpu=name,pci.bus_id,memory.total,memory.used,driver_version,pcie.link.gen.current,pcie.link.width.current,clocks.max.memory --format=csv
 } > "$work/nvidia-smi.txt" 2>&1
-python -c 'import llama_cpp, typer, gguf; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload(), "rpc", llama_cpp.llama_supports_rpc(), "typer", typer.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")' > "$work/engine.txt" 2>&1
-python -m pip list 2>/dev/null | grep -i -E "^(typer|rich|gguf|numpy|nvidia-ml-py|psutil|torch) " >> "$work/engine.txt"
+Xpython -c 'import llama_cpp, typer, gguf; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload(), "rpc", llama_cpp.llama_supports_rpc(), "typer", typer.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")' > "$work/engine.txt" 2>&1
+Xpython -m pip list 2>/dev/null | grep -i -E "^(typer|rich|gguf|numpy|nvidia-ml-py|psutil|torch) " >> "$work/engine.txt"
 log "engine: $(head -1 "$work/engine.txt")"
 pack
 
 log "model"
 model="$work/llama-3.1-8b-q4_k_m.gguf"
-python - "$model" "$local_mode" > "$work/model.txt" 2>&1 <<'PY'
+Xpython - "$model" "$local_mode" > "$work/model.txt" 2>&1 <<'PY'
 import sys, time
 from dataclasses import replace
 from gpusplit.synthetic.header_only import HEADER_ONLY_MODELS, write_random_weights
@@ -79,9 +80,10 @@ path = write_random_weights(sys.argv[1], spec)
 print(f"{spec.display_name}, Q4_K_M types, random weights: {path.stat().st_size} bytes in {time.perf_counter() - t:.1f} s")
 PY
 log "model: $(cat "$work/model.txt")"
-gs="python -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
+Xgs="python3 -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
 ngl_half=16; [[ "$local_mode" == 1 ]] && ngl_half=2
 
+# Steps in the order of what matters most, so that the budget cuts the least important.
 # 1. What llama.cpp and NVML see.
 step devices 60 $gs devices --json
 step devices_table 60 $gs devices
@@ -92,33 +94,11 @@ for ctx in 4096 32768; do
   step "run_$ctx" 120 $gs run "$model" --ctx "$ctx" -n 128 --json
 done
 # 3. Generation speed of run against a bare llama-cpp-python loop with the same Llama() arguments.
-step bare_loop 120 python benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
-# 4. llama-bench's tests on the GPU, predicted from the catalog (no probe yet).
+Xstep bare_loop 120 python3 benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
+# 4. llama-bench's tests on the GPU, predicted from the catalog (no probe yet), and the
+# device-to-device copy bandwidth for the roofline.
 step bench_gpu 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu.jsonl"
-# 5. The probe, then the same plan and bench predicted from measured figures (and half the layers
-# on the CPU: the predictor's partial offload against a real GPU).
-step probe 240 $gs devices --probe --json
-step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
-step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
-# 6. llama.cpp's dry run, partial offload, flash attention.
-step plan_measure 120 $gs plan "$model" --ctx 4096 --measure --json
-step run_partial 150 $gs run "$model" --ctx 4096 --ngl "$ngl_half" -n 64 --json
-step run_fa 120 $gs run "$model" --ctx 32768 -fa -n 128 --json
-# 7. A layer split between the GPU and a loopback worker serving the CPU (llama.cpp lists RPC
-# devices first, so the split gives the worker its first share).
-if wanted run_split || wanted bench_split; then
-  $gs worker --port 50052 --device CPU > "$work/worker.log" 2>&1 &
-  worker=$!
-  sleep 3
-  step run_split 150 $gs run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.2,0.8 --ctx 4096 -n 64 --json
-  step bench_split 200 $gs bench "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.1,0.9 --split 0.3,0.7 \
-    -p 512 -n 64 -r 2 -o md --output "$work/bench_split.jsonl"
-  kill "$worker" 2>/dev/null
-fi
-# 8. tune, briefly.
-step tune 120 $gs tune "$model" --ctx 4096 --budget 90s --json --trials "$work/tune_trials.jsonl"
-# 9. The device-to-device copy bandwidth, for the roofline.
-step copy_bandwidth 60 python - <<'PY'
+Xstep copy_bandwidth 60 python3 - <<'PY'
 import torch
 x = torch.empty(4 * 2**30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
 for _ in range(3): y.copy_(x)
@@ -129,7 +109,30 @@ e.record(); torch.cuda.synchronize()
 seconds = s.elapsed_time(e) / 1000 / 10
 print(f"device-to-device copy: {2 * x.numel() / seconds / 1e9:.0f} GB/s counting bytes read and written")
 PY
+# 5. llama.cpp's dry run; partial offload (half the layers on the CPU).
+step plan_measure 120 $gs plan "$model" --ctx 4096 --measure --json
+step run_partial 150 $gs run "$model" --ctx 4096 --ngl "$ngl_half" -n 64 --json
+# 6. A layer split between the GPU and a loopback worker serving the CPU (llama.cpp lists RPC
+# devices first, so the split gives the worker its first share).
+if wanted run_split || wanted bench_split; then
+  $gs worker --port 50052 --device CPU > "$work/worker.log" 2>&1 &
+  worker=$!
+  sleep 3
+fi
+step run_split 150 $gs run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.2,0.8 --ctx 4096 -n 64 --json
+# 7. The probe, then the same plan and bench predicted from measured figures (and half the layers
+# on the CPU: the predictor's partial offload against a real GPU).
+step probe 240 $gs devices --probe --json
+step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
+step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
+# 8. Flash attention (llama.cpp's own default on CUDA is "auto", llama-cpp-python's is off).
+step run_fa 120 $gs run "$model" --ctx 32768 -fa -n 128 --json
+# 9. The split as a benchmark matrix, then tune, briefly.
+step bench_split 200 $gs bench "$model" --rpc 127.0.0.1:50052 --mode layer --split 0.1,0.9 --split 0.3,0.7 \
+  -p 512 -n 64 -r 2 -o md --output "$work/bench_split.jsonl"
+[[ -n "${worker:-}" ]] && kill "$worker" 2>/dev/null
+step tune 120 $gs tune "$model" --ctx 4096 --budget 60s --json --trials "$work/tune_trials.jsonl"
 
-python benchmarks/gpu/summarize.py "$work" > "$out/summary.md" 2>> "$out/steps.log"
+Xpython benchmarks/gpu/summarize.py "$work" > "$out/summary.md" 2>> "$out/steps.log"
 pack
 log "done"
