@@ -47,7 +47,7 @@ if [[ "$local_mode" != 1 ]]; then
   tar xJf scratch/gpu/llama_cpp_cuda.tar.xz -C "$site"
   export PYTHONPATH="$repo:$site${PYTHONPATH:+:$PYTHONPATH}"
   # cuBLAS and cudart come from the image's Python packages (PyTorch's CUDA 13 wheels).
-  export LD_LIBRARY_PATH="$site/llama_cpp/lib:X$(python3 - <<'PY'
+  export LD_LIBRARY_PATH="$site/llama_cpp/lib:$(python3 - <<'PY'
 import glob, os, site
 dirs = set()
 for sp in site.getsitepackages():
@@ -61,14 +61,14 @@ fi
   nvidia-smi
   nvidia-smi --query-gpu=name,pci.bus_id,memory.total,memory.used,driver_version,pcie.link.gen.current,pcie.link.width.current,clocks.max.memory --format=csv
 } > "$work/nvidia-smi.txt" 2>&1
-Xpython -c 'import llama_cpp, typer, gguf; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload(), "rpc", llama_cpp.llama_supports_rpc(), "typer", typer.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")' > "$work/engine.txt" 2>&1
-Xpython -m pip list 2>/dev/null | grep -i -E "^(typer|rich|gguf|numpy|nvidia-ml-py|psutil|torch) " >> "$work/engine.txt"
+python3 -c 'import llama_cpp, typer, gguf; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload(), "rpc", llama_cpp.llama_supports_rpc(), "typer", typer.__version__, "gguf", gguf.__version__ if hasattr(gguf, "__version__") else "?")' > "$work/engine.txt" 2>&1
+python3 -m pip list 2>/dev/null | grep -i -E "^(typer|rich|gguf|numpy|nvidia-ml-py|psutil|torch) " >> "$work/engine.txt"
 log "engine: $(head -1 "$work/engine.txt")"
 pack
 
 log "model"
 model="$work/llama-3.1-8b-q4_k_m.gguf"
-Xpython - "$model" "$local_mode" > "$work/model.txt" 2>&1 <<'PY'
+python3 - "$model" "$local_mode" > "$work/model.txt" 2>&1 <<'PY'
 import sys, time
 from dataclasses import replace
 from gpusplit.synthetic.header_only import HEADER_ONLY_MODELS, write_random_weights
@@ -80,7 +80,7 @@ path = write_random_weights(sys.argv[1], spec)
 print(f"{spec.display_name}, Q4_K_M types, random weights: {path.stat().st_size} bytes in {time.perf_counter() - t:.1f} s")
 PY
 log "model: $(cat "$work/model.txt")"
-Xgs="python3 -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
+gs="python3 -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
 ngl_half=16; [[ "$local_mode" == 1 ]] && ngl_half=2
 
 # Steps in the order of what matters most, so that the budget cuts the least important.
@@ -94,11 +94,11 @@ for ctx in 4096 32768; do
   step "run_$ctx" 120 $gs run "$model" --ctx "$ctx" -n 128 --json
 done
 # 3. Generation speed of run against a bare llama-cpp-python loop with the same Llama() arguments.
-Xstep bare_loop 120 python3 benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
+step bare_loop 120 python3 benchmarks/gpu/bare_loop.py "$work/plan_4096.out" -n 128 --reps 3 --threads "$(nproc)"
 # 4. llama-bench's tests on the GPU, predicted from the catalog (no probe yet), and the
 # device-to-device copy bandwidth for the roofline.
 step bench_gpu 150 $gs bench "$model" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu.jsonl"
-Xstep copy_bandwidth 60 python3 - <<'PY'
+step copy_bandwidth 60 python3 - <<'PY'
 import torch
 x = torch.empty(4 * 2**30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
 for _ in range(3): y.copy_(x)
@@ -133,6 +133,6 @@ step bench_split 200 $gs bench "$model" --rpc 127.0.0.1:50052 --mode layer --spl
 [[ -n "${worker:-}" ]] && kill "$worker" 2>/dev/null
 step tune 120 $gs tune "$model" --ctx 4096 --budget 60s --json --trials "$work/tune_trials.jsonl"
 
-Xpython benchmarks/gpu/summarize.py "$work" > "$out/summary.md" 2>> "$out/steps.log"
+python3 benchmarks/gpu/summarize.py "$work" > "$out/summary.md" 2>> "$out/steps.log"
 pack
 log "done"
