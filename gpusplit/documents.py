@@ -177,6 +177,7 @@ def _plan_device(mem: DeviceMemory, model: ModelInfo, kind: str, total: int, fre
         "kv_bytes": mem.kv_bytes,
         "compute_bytes": mem.compute_bytes,
         "output_bytes": mem.output_bytes,
+        "runtime_bytes": mem.runtime_bytes,
         "planned_bytes": mem.planned_bytes,
         "headroom_bytes": free - reserve - mem.planned_bytes,
     }
@@ -380,9 +381,12 @@ def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, i
                 "index": d["index"],
                 "planned": {k: d[f"{k}_bytes"] for k in COMPONENTS},
                 "actual": parts,
-                "planned_bytes": d["planned_bytes"],
+                # llama.cpp's buffers against llama.cpp's figures; the runtime (driver context,
+                # cuBLAS) only NVML sees
+                "planned_bytes": d["planned_bytes"] - d.get("runtime_bytes", 0),
+                "planned_runtime_bytes": d.get("runtime_bytes", 0),
                 "actual_bytes": actual_total,
-                "diff_bytes": d["planned_bytes"] - actual_total,
+                "diff_bytes": d["planned_bytes"] - d.get("runtime_bytes", 0) - actual_total,
                 "actual_source": source,
             }
         )

@@ -41,6 +41,26 @@ SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-em
 # mmap the weights it claims go back to the mapped file, so nothing is repacked.
 # A GPU given only by its size (--gpu 24GiB) is taken for the usual case, CUDA.
 HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical"})
+OFFLOAD_MIN_BATCH = 32  # ggml-cuda's offload_op: ops of at least this many tokens go to the GPU
+
+
+# What a CUDA device holds beyond llama.cpp's buffers while it runs a model: the driver's context
+# with the kernels it loads, and cuBLAS's handle and workspace once cuBLAS runs a matmul (attention
+# without flash attention, float weights). Measured on an H200 (driver 580, CUDA 13, llama.cpp of
+# llama-cpp-python 0.3.36 built for sm_90): NVML's used memory minus llama.cpp's buffers was 692 MiB
+# in every run without flash attention (ctx 4096 and 32768, full and partial offload, a layer split
+# with an RPC worker) and 598 MiB with it. A size-only --gpu is taken for CUDA, as elsewhere.
+CUDA_CONTEXT_BYTES = 598 * 2**20
+CUBLAS_BYTES = 94 * 2**20
+RUNTIME_BACKENDS = frozenset({"CUDA", "hypothetical"})
+FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+
+
+def runtime_bytes(backend: str, settings: Settings, float_weights: bool) -> int:
+    """Memory a device of `backend` uses outside llama.cpp's buffers (0 where not measured)."""
+    if backend not in RUNTIME_BACKENDS:
+        return 0
+    return CUDA_CONTEXT_BYTES + (CUBLAS_BYTES if float_weights or not settings.flash_attn else 0)
 
 
 @dataclass(frozen=True)
@@ -95,10 +115,16 @@ class DeviceMemory:
     repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
     lora_bytes: int = 0  # of weights_bytes: LoRA adapters' pairs for the layers held here
     projector_bytes: int = 0  # of weights_bytes: a multimodal projector's weights (--mmproj)
+    runtime_bytes: int = 0  # outside llama.cpp's buffers: the driver's context, cuBLAS (CUDA devices)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """What llama.cpp's own buffers hold (what its log and a run's actual figures show)."""
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.output_bytes
 
     @property
     def planned_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.output_bytes
+        return self.buffer_bytes + self.runtime_bytes
 
 
 @dataclass
@@ -482,7 +508,21 @@ def plan_memory(
             if pipeline:
                 compute += copies * s.e * s.tokens * 4  # its input activations, one per pipeline copy
         dev_mem.compute_bytes = compute
-    if host.layers and any(il < model.n_layer for il in host.layers):
+    # llama.cpp's scheduler moves an op whose weights sit in host memory to the first GPU that
+    # asks for it (offload_op: CUDA and the others with a host buffer type ask from 32 tokens on),
+    # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
+    # Llama-8B blocks on the CPU, the CPU kept only its inputs (as with every block offloaded) and
+    # the GPU's buffer grew by the K and V of one ubatch.
+    offload_to = next((i for i in active if device_backends[i] in HOST_BUFFER_BACKENDS), None)
+    host_blocks = any(il < model.n_layer for il in host.layers)
+    if host_blocks and offload_to is not None and s.tokens >= OFFLOAD_MIN_BATCH:
+        gpu = devices[offload_to]
+        borrowed = _layers_compute(s, settings) - s.e * s.tokens * 4  # as a device's own blocks
+        if out_dev is None:
+            borrowed = max(borrowed, _output_compute(s) + _mask_bytes(s, settings))
+        gpu.compute_bytes = max(gpu.compute_bytes, borrowed) + 2 * s.hkv * s.tokens * 4
+        host.compute_bytes = _host_inputs(s, settings)
+    elif host_blocks:
         host.compute_bytes = _layers_compute(s, settings)
         if out_dev is None:
             host.compute_bytes = max(host.compute_bytes, _output_compute(s) + _mask_bytes(s, settings))
@@ -496,6 +536,15 @@ def plan_memory(
             # Measured on gemma3 layer splits: the embeddings scaled by sqrt(n_embd) get their own
             # tensor per copy without flash attention (with it the allocator reuses a dead one).
             host.compute_bytes += copies * s.e * s.tokens * 4
+
+    for i, dev_mem in enumerate(devices):
+        if dev_mem.buffer_bytes:
+            float_weights = any(
+                t.ggml_type.name in FLOAT_TYPES and len(t.shape) >= 2
+                for il in dev_mem.layers
+                for t in (model.output if il == model.n_layer else model.blocks[il]).tensors
+            )
+            dev_mem.runtime_bytes = runtime_bytes(device_backends[i], settings, float_weights)
 
     notes = []
     if pipeline:

@@ -77,6 +77,23 @@ class Work:
 # Device figures: measured, or derived from a catalog bandwidth, or assumed
 
 
+# What `devices --probe` measured on an NVIDIA H200 (141 GB at 4.8 TB/s; CUDA 13, llama.cpp of
+# llama-cpp-python 0.3.36 built for sm_90; docs/gpu-validation.md): the figures a GPU that was not
+# probed is given, its own bandwidth permitting. Before this, a catalog H200 was predicted at 462
+# tokens/s on Llama-3.1-8B Q4_K_M where it ran at 238, and 24,400 prompt tokens/s where it ran 8,000.
+GPU_MEASURED = DeviceSpeed(
+    token_overhead_s=84e-6,
+    layer_overhead_s=22.3e-6,
+    bandwidth={"float": 3179e9, "q8": 2062e9, "kquant": 1278e9, "legacy": 1536e9},
+    cache_bandwidth=3179e9,
+    cache_bytes=0,
+    batch_overhead_s=2.23e-3,
+    batch_layer_overhead_s=0.066e-3,
+    flops={"float": 205.3e12, "q8": 123.3e12, "kquant": 118.2e12, "legacy": 105.7e12},
+    source="measured",
+)
+
+
 def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) -> DeviceSpeed:
     """Figures for a device that was not probed: its catalog (or NVML) bandwidth with a GPU's
     typical overheads, or, for a CPU or an unmeasured RPC worker, a CPU's."""
@@ -97,15 +114,19 @@ def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) 
     bw = 0.8 * bandwidth if bandwidth else None  # llama.cpp reaches ~80 % of a GPU's spec bandwidth
     if bw is None:
         return replace(assumed_speed(device.with_(backend="CPU"), cpu_bandwidth), source="assumed")
+    g = GPU_MEASURED
     return DeviceSpeed(
-        token_overhead_s=0.3e-3,
-        layer_overhead_s=20e-6,
-        bandwidth=dict.fromkeys(WEIGHT_CLASSES, bw),
+        token_overhead_s=g.token_overhead_s,
+        layer_overhead_s=g.layer_overhead_s,
+        # A card slower than the H200 is bound by its memory; a faster one no faster than the
+        # H200's kernels read each weight class (the dequantizing kernels bind there, not memory).
+        bandwidth={c: min(bw, g.bandwidth[c]) for c in WEIGHT_CLASSES},
         cache_bandwidth=bw,
         cache_bytes=0,
-        batch_overhead_s=1e-3,
-        batch_layer_overhead_s=0.2e-3,
-        flops=dict.fromkeys(WEIGHT_CLASSES, 150 * bw),  # dense matmuls run ~150 FLOP per byte of weights read
+        batch_overhead_s=g.batch_overhead_s,
+        batch_layer_overhead_s=g.batch_layer_overhead_s,
+        # dense matmuls run ~150 FLOP per byte of weights read, up to what the H200 reached
+        flops={c: min(150 * bw, g.flops[c]) for c in WEIGHT_CLASSES},
         source="catalog" if device.bandwidth_source in ("catalog", "measured") else "assumed",
     )
 
@@ -415,6 +436,10 @@ def _attention_flops(model: ModelInfo, n_tokens: int, depth: int) -> float:
 def _link(speed: DeviceSpeed, device: Device | None) -> float:
     if device is not None and device.endpoint:
         return speed.link_bytes_per_s or DEFAULT_NETWORK
+    if speed.link_bytes_per_s:
+        # measured by the probe (a local GPU: the rate weights reach it from mapped host memory,
+        # a fraction of the PCIe figure: 6.4 GB/s on a PCIe 5.0 x16 H200, whose link says 63)
+        return speed.link_bytes_per_s
     if device is not None and device.link_bytes_per_s:
         return device.link_bytes_per_s
     return DEFAULT_PCIE
@@ -505,7 +530,9 @@ def _assumptions(
             else:
                 notes.append(f"{name} has no known bandwidth: figures assumed")
         elif s.source == "catalog":
-            notes.append(f"{name}: catalog bandwidth x 0.8 and typical GPU overheads (not measured)")
+            notes.append(
+                f"{name}: catalog bandwidth x 0.8, capped at and with the overheads of an H200 as measured (not this device)"
+            )
     if not notes:
         notes.append("every device used was measured (gpusplit devices --probe)")
     return notes

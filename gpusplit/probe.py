@@ -118,12 +118,16 @@ class Target:
     rpc: tuple[str, ...] = ()
     main_gpu: int = 0
     on_cpu: bool = False
+    big: bool = False  # timed on the GPU set even if it is no local GPU
+
+    @property
+    def local_gpu(self) -> bool:
+        return not self.on_cpu and not self.rpc and self.device.backend in GPU_BACKENDS
 
     @property
     def large(self) -> dict[str, str]:
         """The large probe models (weight class -> name) this device is timed on."""
-        local_gpu = not self.on_cpu and not self.rpc and self.device.backend in GPU_BACKENDS
-        return LARGE_GPU if local_gpu else LARGE
+        return LARGE_GPU if self.local_gpu or self.big else LARGE
 
 
 def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
@@ -203,6 +207,11 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
         rate = os.path.getsize(paths[large["float"]]) / load_rpc if load_rpc > 0 else None
+    elif not target.on_cpu:
+        # How fast weights reach the GPU from mapped host memory (what a prompt batch of a
+        # partly offloaded model pays for the CPU's blocks): the load time's growth with the size of
+        # the four large models, which leaves out the fixed cost of a load.
+        rate = upload_rate([(os.path.getsize(paths[name]), raw[name]["load_s"]) for name in large.values()])
     return replace(
         fitted,
         rtt_s=rtt,
@@ -213,6 +222,17 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         measured_at=speed_cache.now(),
         probe=raw,
     )
+
+
+def upload_rate(points: list[tuple[int, float]]) -> float | None:
+    """Bytes per second from (bytes, seconds) pairs: the least-squares slope, None if not positive."""
+    if len(points) < 2:
+        return None
+    mean_b = sum(b for b, _ in points) / len(points)
+    mean_s = sum(t for _, t in points) / len(points)
+    var = sum((b - mean_b) ** 2 for b, _ in points)
+    cov = sum((b - mean_b) * (t - mean_s) for b, t in points)
+    return var / cov if var > 0 and cov > 0 else None
 
 
 def _round_trip(endpoint: str) -> float:
@@ -281,7 +301,13 @@ def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_s
     inventory with them attached."""
     started = time.monotonic()
     probed = targets(inventory, threads, build)
-    paths = probe_models(on_step, gpu=any(t.large is LARGE_GPU for t in probed))
+    gpu = any(t.local_gpu for t in probed)
+    if gpu:
+        # The GPU set is there anyway: the CPU is timed on it too. A GPU host's CPU often has a
+        # last-level cache as big as the small set's quantized models (the H200 host's read
+        # "182 GB/s", and ran Llama-8B's CPU half at two thirds of what that predicted).
+        probed = [replace(t, big=True) if t.on_cpu else t for t in probed]
+    paths = probe_models(on_step, gpu=gpu)
     measured: dict[str, DeviceSpeed] = {}
     for target in probed:
         speed = probe_device(target, paths, threads, on_step)

@@ -123,7 +123,7 @@ CATALOG = _object({"schema": _const("gpusplit.catalog/1"), "cards": _array(CATAL
 _PLAN_HOST_FIELDS = {
     "name": STR, "index": NULLABLE_INT, "kind": STR, "total_bytes": INT, "free_bytes": INT, "reserve_bytes": INT,
     "layers": STR, "n_layers": INT, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "output_bytes": INT,
-    "planned_bytes": INT, "headroom_bytes": INT,
+    "runtime_bytes": INT, "planned_bytes": INT, "headroom_bytes": INT,
 }  # fmt: skip
 PLAN_HOST = _object(_PLAN_HOST_FIELDS)
 PLAN_DEVICE = _object(
@@ -223,8 +223,9 @@ RUN = _object(
         "timings": _object({"load_ms": NUM, "prompt_tokens": INT, "prompt_tps": NULLABLE_NUM, "gen_tokens": INT,
                             "gen_tps": NULLABLE_NUM, "ttft_ms": NULLABLE_NUM}),
         "devices": _array(_object({"name": STR, "index": NULLABLE_INT, "planned": COMPONENTS, "actual": COMPONENTS,
-                                   "planned_bytes": INT, "actual_bytes": INT, "diff_bytes": INT,
-                                   "actual_source": ACTUAL_SOURCE, "nvml_used_delta_bytes": NULLABLE_INT})),
+                                   "planned_bytes": INT, "planned_runtime_bytes": INT, "actual_bytes": INT,
+                                   "diff_bytes": INT, "actual_source": ACTUAL_SOURCE,
+                                   "nvml_used_delta_bytes": NULLABLE_INT})),
     }
 )  # fmt: skip
 

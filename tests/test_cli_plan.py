@@ -38,7 +38,12 @@ def test_plan_document_contract(cli, header_only_model):
     assert set(doc["settings"]) >= {"n_ctx", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn"}
     for d in [*doc["devices"], doc["host"]]:
         assert DEVICE_KEYS <= set(d)
-        assert d["planned_bytes"] == d["weights_bytes"] + d["kv_bytes"] + d["compute_bytes"] + d["output_bytes"]
+        assert d["planned_bytes"] == (
+            d["weights_bytes"] + d["kv_bytes"] + d["compute_bytes"] + d["output_bytes"] + d["runtime_bytes"]
+        )
+    # Each GPU (size-only and catalog cards are taken for CUDA) also holds the driver's context and
+    # cuBLAS's workspace (flash attention is off): 692 MiB as measured on an H200; the host none.
+    assert [d["runtime_bytes"] for d in doc["devices"]] == [692 * 2**20] * 2 and doc["host"]["runtime_bytes"] == 0
     assert doc["strategy"] == "layer-split" and doc["fits"] is True
     assert doc["n_gpu_layers"] == 81 and doc["split_mode"] == "layer"
     assert doc["llama_args"][doc["llama_args"].index("-ts") + 1] == ",".join(f"{x:g}" for x in doc["tensor_split"])

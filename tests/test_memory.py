@@ -120,3 +120,48 @@ def test_pipeline_parallelism_only_for_full_multi_device_layer_splits(tmp_path):
     assert plan_memory(model, ["A", "B"], ["RPC"] * 2, [1, 1], s, Placement("layer", -1, (0.5, 0.5))).pipeline_parallel
     assert not plan_memory(model, ["A", "B"], ["RPC"] * 2, [1, 1], s, Placement("layer", 3, (0.5, 0.5))).pipeline_parallel
     assert not plan_memory(model, ["A", "B"], ["RPC"] * 2, [1, 1], s, Placement("none", -1, ())).pipeline_parallel
+
+
+def test_cuda_devices_also_hold_the_driver_context_and_cublas(header_only_model, tiny_model):
+    """Measured on an H200: NVML's used memory exceeded llama.cpp's buffers by 692 MiB without
+    flash attention and 598 MiB with it (no cuBLAS call); the runtime counts in the total but not
+    in the buffers a run compares with llama.cpp's log. Only CUDA devices (and size-only GPUs,
+    taken for CUDA) that hold something get it; RPC workers' contexts are on their own machines."""
+    from gpusplit.memory import CUBLAS_BYTES, CUDA_CONTEXT_BYTES
+
+    quantized = read_model(header_only_model("llama-3.1-8b"))
+    split = Placement("layer", -1, (0.5, 0.5))
+    plan = plan_memory(quantized, ["CUDA0", "RPC0"], ["CUDA", "RPC"], [2**40] * 2, Settings(n_ctx=4096), split)
+    cuda, rpc = plan.devices
+    assert cuda.runtime_bytes == CUDA_CONTEXT_BYTES + CUBLAS_BYTES == 692 * 2**20 and rpc.runtime_bytes == 0
+    assert cuda.planned_bytes == cuda.buffer_bytes + cuda.runtime_bytes and plan.host.runtime_bytes == 0
+    fa = plan_memory(quantized, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096, flash_attn=True), Placement("none", -1, ()))
+    assert fa.devices[0].runtime_bytes == 598 * 2**20
+    # float weights go through cuBLAS even with flash attention
+    f16 = read_model(tiny_model("dense-f16"))
+    fa16 = plan_memory(f16, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=256, flash_attn=True), Placement("none", -1, ()))
+    assert fa16.devices[0].runtime_bytes == 692 * 2**20
+    # a device that holds nothing opens no context
+    idle = plan_memory(
+        quantized, ["CUDA0", "CUDA1"], ["CUDA", "CUDA"], [2**40] * 2, Settings(n_ctx=4096), Placement("none", -1, (), 0)
+    )
+    assert [d.runtime_bytes for d in idle.devices] == [692 * 2**20, 0]
+
+
+def test_a_gpu_runs_the_prompt_batches_of_the_cpu_blocks(header_only_model):
+    """Partial offload with a CUDA device: llama.cpp's scheduler sends ops on host weights of 32
+    tokens or more to the GPU, so the CPU's compute buffer holds only its inputs. Measured on an
+    H200 (Llama-3.1-8B Q4_K_M, ctx 4096, 16 of 33 layers offloaded): CPU 29,370,614 bytes, CUDA0
+    318,767,104. Over RPC (no offload_op) the CPU computes its own blocks."""
+    model = read_model(header_only_model("llama-3.1-8b"))
+    partial = Placement("none", 16, ())
+    cuda = plan_memory(model, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096), partial)
+    assert cuda.host.compute_bytes == pytest.approx(29_370_614, rel=0.01)
+    assert cuda.devices[0].compute_bytes == pytest.approx(318_767_104, rel=0.01)
+    full = plan_memory(model, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096), Placement("none", 33, ()))
+    assert full.host.compute_bytes == cuda.host.compute_bytes  # the CPU keeps the same inputs
+    rpc = plan_memory(model, ["RPC0"], ["RPC"], [2**40], Settings(n_ctx=4096), partial)
+    assert rpc.host.compute_bytes > 10 * cuda.host.compute_bytes  # it runs its blocks itself
+    # a batch below 32 tokens stays on the CPU
+    small = plan_memory(model, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096, n_ubatch=16, n_batch=16), partial)
+    assert small.host.compute_bytes > cuda.host.compute_bytes / 10

@@ -299,3 +299,29 @@ def test_big_batches_of_host_weights_run_on_the_gpu(header_only_model):
     on_rpc = _plan(model, [worker], host, n_cpu_moe=4).best.prediction
     assert on_gpu.pp_tokens_per_s > 10 * on_rpc.pp_tokens_per_s
     assert on_gpu.tg_tokens_per_s == pytest.approx(on_rpc.tg_tokens_per_s, rel=0.2)  # one token at a time: no offload
+
+
+def test_upload_rate_is_the_slope_of_load_time_over_size():
+    """A local GPU's link is what the probe's four large loads grow by per byte: the fixed cost of
+    a load (context, allocation) drops out."""
+    from gpusplit.probe import upload_rate
+
+    points = [(1_750_000_000, 0.4586), (930_000_000, 0.3341), (560_000_000, 0.2653), (490_000_000, 0.2622)]
+    rate = upload_rate(points)
+    assert 5e9 < rate < 8e9
+    assert upload_rate([(1e9, 0.3), (2e9, 0.45), (3e9, 0.6)]) == pytest.approx(1e9 / 0.15)
+    assert upload_rate([(1e9, 0.5), (2e9, 0.4)]) is None  # a slope that is not positive says nothing
+    assert upload_rate([(1e9, 0.5)]) is None
+
+
+def test_cpu_is_timed_on_the_big_set_beside_a_gpu(monkeypatch):
+    from gpusplit.devices.inventory import Inventory
+    from gpusplit.probe import LARGE, LARGE_GPU, targets
+
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=0, pci_bus_id="0000:01:00.0")
+    found = targets(Inventory(devices=[gpu], host=host), 4, "b")
+    assert [t.large for t in found] == [LARGE, LARGE_GPU]
+    from dataclasses import replace
+
+    assert replace(found[0], big=True).large is LARGE_GPU

@@ -81,7 +81,7 @@ print(f"{spec.display_name}, Q4_K_M types, random weights: {path.stat().st_size}
 PY
 log "model: $(cat "$work/model.txt")"
 gs="python3 -m gpusplit"  # word-split on purpose: timeout runs a program, not a shell function
-ngl_half=16; [[ "$local_mode" == 1 ]] && ngl_half=2
+ngl_half=16 ngl_quarter=8; [[ "$local_mode" == 1 ]] && ngl_half=2 ngl_quarter=1
 
 # Steps in the order of what matters most, so that the budget cuts the least important.
 # 1. What llama.cpp and NVML see.
@@ -111,7 +111,10 @@ print(f"device-to-device copy: {2 * x.numel() / seconds / 1e9:.0f} GB/s counting
 PY
 # 5. llama.cpp's dry run; partial offload (half the layers on the CPU).
 step plan_measure 120 $gs plan "$model" --ctx 4096 --measure --json
+step plan_measure_partial 120 $gs plan "$model" --ctx 4096 --ngl "$ngl_half" --measure --json
+step plan_measure_cpu 120 $gs plan "$model" --ctx 4096 --ngl 0 --measure --json
 step run_partial 150 $gs run "$model" --ctx 4096 --ngl "$ngl_half" -n 64 --json
+step run_cpu 150 $gs run "$model" --ctx 4096 --ngl 0 -n 32 --json
 # 6. A layer split between the GPU and a loopback worker serving the CPU (llama.cpp lists RPC
 # devices first, so the split gives the worker its first share).
 if wanted run_split || wanted bench_split; then
@@ -124,7 +127,7 @@ step run_split 150 $gs run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0
 # on the CPU: the predictor's partial offload against a real GPU).
 step probe 240 $gs devices --probe --json
 step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
-step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
+step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -ngl "$ngl_quarter" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
 # 8. Flash attention (llama.cpp's own default on CUDA is "auto", llama-cpp-python's is off).
 step run_fa 120 $gs run "$model" --ctx 32768 -fa -n 128 --json
 # 9. The split as a benchmark matrix, then tune, briefly.

@@ -109,6 +109,7 @@ def print_plan(doc: dict) -> None:
                 fb(d["weights_bytes"]),
                 fb(d["kv_bytes"]),
                 fb(d["compute_bytes"] + d["output_bytes"]),
+                fb(d["runtime_bytes"]),
                 fb(d["planned_bytes"]),
                 fb(d["free_bytes"]),
                 ("" if head >= 0 else "-") + fb(abs(head)),
@@ -121,12 +122,12 @@ def print_plan(doc: dict) -> None:
         f"ctx {s['n_ctx']}, batch {s['n_batch']}/{s['n_ubatch']}, KV {s['type_k']}/{s['type_v']}, "
         f"flash attention {'on' if s['flash_attn'] else 'off'}"
     )
-    output.print_table(
-        title,
-        ["device", "layers", "weights", "KV", "compute", "total", "free", "headroom"],
-        rows,
-        right=("weights", "KV", "compute", "total", "free", "headroom"),
-    )
+    headers = ["device", "layers", "weights", "KV", "compute", "runtime", "total", "free", "headroom"]
+    if not any(d["runtime_bytes"] for d in doc["devices"]):
+        # The driver's context and cuBLAS (CUDA devices): a column only where some device has them.
+        rows = [row[:5] + row[6:] for row in rows]
+        headers.remove("runtime")
+    output.print_table(title, headers, rows, right=tuple(h for h in headers[2:]))
     if "draft" in doc:
         d = doc["draft"]
         draft_rows = [

@@ -219,6 +219,21 @@ def print_run(doc: dict[str, Any]) -> None:
         rows,
         right=("planned", "actual", "planned - actual"),
     )
+    nvml_rows = []
+    for d in doc["devices"]:
+        used = d.get("nvml_used_delta_bytes")
+        if used:
+            total = d["planned_bytes"] + d["planned_runtime_bytes"]
+            nvml_rows.append(
+                (d["name"], fb(total), fb(d["planned_runtime_bytes"]), fb(used), f"{100 * (total - used) / used:+.1f}%")
+            )
+    if nvml_rows:
+        output.print_table(
+            "memory: planned with the driver's context / NVML's used memory (what the run added)",
+            ["device", "planned", "of it runtime", "NVML", "planned vs NVML"],
+            nvml_rows,
+            right=("planned", "of it runtime", "NVML", "planned vs NVML"),
+        )
     if grouped:
         output.message(
             f"* {', '.join(grouped)}: llama.cpp's tensor parallelism logs the group as one Meta() figure per buffer, "

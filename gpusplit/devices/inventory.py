@@ -129,6 +129,15 @@ def pcie_bytes_per_s(gen: int | None, width: int | None) -> float | None:
     return _PCIE_LANE[gen] * width
 
 
+def _free_bytes(d: RegistryDevice, info: NvmlInfo | None) -> int:
+    """NVML's free memory for a CUDA device it matched, else the backend's own figure. CUDA's is
+    read inside the detecting process, whose context (about 530 MiB on an H200) it counts as used
+    though that process is gone when llama.cpp runs; the plan counts llama.cpp's own context."""
+    if d.backend == "CUDA" and info is not None and info.free_bytes is not None:
+        return min(info.free_bytes, d.total_bytes)
+    return d.free_bytes
+
+
 def from_registry(registry: list[RegistryDevice], nvml: NvmlReport | None, workers: list[WorkerInfo]) -> list[Device]:
     """Devices in llama.cpp's order, with NVML details matched by PCI bus id."""
     devices = []
@@ -142,7 +151,7 @@ def from_registry(registry: list[RegistryDevice], nvml: NvmlReport | None, worke
                 backend=d.backend,
                 type=DEV_TYPE_NAMES.get(d.type, str(d.type)),
                 total_bytes=d.total_bytes,
-                free_bytes=d.free_bytes,
+                free_bytes=_free_bytes(d, info),
                 index=index,
                 source="rpc" if d.backend == "RPC" else "ggml",
                 supports_row_split=d.supports_split_buffer,
