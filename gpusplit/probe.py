@@ -207,11 +207,18 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
         rate = os.path.getsize(paths[large["float"]]) / load_rpc if load_rpc > 0 else None
-    elif not target.on_cpu:
-        # How fast weights reach the GPU from mapped host memory (what a prompt batch of a
-        # partly offloaded model pays for the CPU's blocks): the load time's growth with the size of
-        # the four large models, which leaves out the fixed cost of a load.
-        rate = upload_rate([(os.path.getsize(paths[name]), raw[name]["load_s"]) for name in large.values()])
+    elif target.local_gpu:
+        # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
+        # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
+        # offload). Timed directly: the Q4_K_M model's batch with every block left on the CPU,
+        # against the same batch with all of them on the GPU. (An H200's loads grew by 6-16 GB/s;
+        # these uploads ran at about 5.)
+        name = large["kquant"]
+        if on_step:
+            on_step(f"{target.device.name}: {name} from host memory", True)
+        _, host_batch_s, _ = _time(_params(target, paths[name], threads).with_(n_gpu_layers=0), doc, 4)
+        raw["upload"] = {"batch_s": round(host_batch_s, 6)}
+        rate = offload_rate(_host_weight_bytes(paths[name]), host_batch_s, points[name].batch_s)
     return replace(
         fitted,
         rtt_s=rtt,
@@ -224,15 +231,19 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     )
 
 
-def upload_rate(points: list[tuple[int, float]]) -> float | None:
-    """Bytes per second from (bytes, seconds) pairs: the least-squares slope, None if not positive."""
-    if len(points) < 2:
-        return None
-    mean_b = sum(b for b, _ in points) / len(points)
-    mean_s = sum(t for _, t in points) / len(points)
-    var = sum((b - mean_b) ** 2 for b, _ in points)
-    cov = sum((b - mean_b) * (t - mean_s) for b, t in points)
-    return var / cov if var > 0 and cov > 0 else None
+def offload_rate(host_bytes: int, host_batch_s: float, device_batch_s: float) -> float | None:
+    """Bytes per second at which a batch's host weights reach the device: what the batch took
+    longer with them in host memory. None when it took no longer (nothing to tell)."""
+    extra = host_batch_s - device_batch_s
+    return host_bytes / extra if host_bytes > 0 and extra > 0 else None
+
+
+def _host_weight_bytes(path: Path) -> int:
+    """The weights llama.cpp uploads per batch with no block offloaded: all but the input layer."""
+    from .gguf.model import read_model
+
+    model = read_model(path)
+    return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
 
 
 def _round_trip(endpoint: str) -> float:
@@ -293,7 +304,8 @@ def step_count(inventory: Inventory) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
     the host, and two tensor-parallel runs over two devices or more."""
     devices = len(inventory.devices)
-    return (len(SMALL) + len(LARGE) + 1) * (devices + 1) + (2 if devices >= 2 else 0)
+    local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
+    return (len(SMALL) + len(LARGE) + 1) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:

@@ -162,6 +162,11 @@ def test_a_gpu_runs_the_prompt_batches_of_the_cpu_blocks(header_only_model):
     assert full.host.compute_bytes == cuda.host.compute_bytes  # the CPU keeps the same inputs
     rpc = plan_memory(model, ["RPC0"], ["RPC"], [2**40], Settings(n_ctx=4096), partial)
     assert rpc.host.compute_bytes > 10 * cuda.host.compute_bytes  # it runs its blocks itself
+    # No block offloaded: the GPU still runs the prompt batches, the output matrix uploaded whole
+    # next to the logits (llama.cpp's log: 702,000,660 bytes)
+    none = plan_memory(model, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096), Placement("none", 0, ()))
+    assert none.devices[0].compute_bytes == pytest.approx(702_000_660, rel=0.001)
+    assert none.host.compute_bytes == cuda.host.compute_bytes
     # a batch below 32 tokens stays on the CPU
     small = plan_memory(model, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096, n_ubatch=16, n_batch=16), partial)
     assert small.host.compute_bytes > cuda.host.compute_bytes / 10

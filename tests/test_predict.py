@@ -223,6 +223,9 @@ def test_probe_measures_the_cpu_and_plans_use_it(cli, monkeypatch, tmp_path):
     assert host["speed"]["source"] == "measured" and host["speed"]["threads"] == 2
     assert host["bandwidth_source"] == "measured" and host["bandwidth_bytes_per_s"] > 1e9
     assert "probing [" in probed.stderr  # progress, one line per step off a terminal
+    table = cli("devices", "--threads", "2")
+    assert table.exit_code == 0, table.stderr
+    assert "measured by gpusplit devices --probe" in table.stdout and "K-quant read" in table.stdout
     again = json.loads(cli("devices", "--json", "--threads", "2").stdout)["host"]
     assert again["speed"] == host["speed"]  # from the cache
     assert json.loads(cli("devices", "--json", "--threads", "1").stdout)["host"]["speed"] is None  # another thread count
@@ -266,7 +269,7 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    assert step_count(Inventory(devices=devices, host=host)) == 8 * 5 + 2
+    assert step_count(Inventory(devices=devices, host=host)) == 8 * 5 + 2 + 2  # + each local GPU's upload
     assert step_count(Inventory(devices=[], host=host)) == 8
 
 
@@ -301,17 +304,15 @@ def test_big_batches_of_host_weights_run_on_the_gpu(header_only_model):
     assert on_gpu.tg_tokens_per_s == pytest.approx(on_rpc.tg_tokens_per_s, rel=0.2)  # one token at a time: no offload
 
 
-def test_upload_rate_is_the_slope_of_load_time_over_size():
-    """A local GPU's link is what the probe's four large loads grow by per byte: the fixed cost of
-    a load (context, allocation) drops out."""
-    from gpusplit.probe import upload_rate
+def test_offload_rate_is_what_host_weights_add_to_a_batch():
+    """A local GPU's link is timed as llama.cpp uses it: the extra time of a prompt batch whose
+    blocks stay in host memory (uploaded per batch), per byte of those blocks. Seen on an H200:
+    bench pp512 of Llama-8B with 17 blocks on the CPU took 542 ms where all on the GPU took 62."""
+    from gpusplit.probe import offload_rate
 
-    points = [(1_750_000_000, 0.4586), (930_000_000, 0.3341), (560_000_000, 0.2653), (490_000_000, 0.2622)]
-    rate = upload_rate(points)
-    assert 5e9 < rate < 8e9
-    assert upload_rate([(1e9, 0.3), (2e9, 0.45), (3e9, 0.6)]) == pytest.approx(1e9 / 0.15)
-    assert upload_rate([(1e9, 0.5), (2e9, 0.4)]) is None  # a slope that is not positive says nothing
-    assert upload_rate([(1e9, 0.5)]) is None
+    assert offload_rate(2_220_000_000, 0.542, 0.062) == pytest.approx(4.625e9, rel=0.01)
+    assert offload_rate(2_220_000_000, 0.05, 0.062) is None  # not slower: nothing to tell
+    assert offload_rate(0, 0.5, 0.1) is None
 
 
 def test_cpu_is_timed_on_the_big_set_beside_a_gpu(monkeypatch):

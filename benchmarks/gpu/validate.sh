@@ -9,6 +9,7 @@
 #   VALIDATE_BUDGET=SECONDS  skip the steps that would start after this (default 400)
 #   VALIDATE_LOCAL=1         a rehearsal on a machine without a GPU: this Python, a small model
 #   VALIDATE_ONLY="a b"      run only these steps (names below), after setup and the model
+#   VALIDATE_REPS=N          repetitions of the probed bench (default 3)
 set -uo pipefail
 out=$(realpath -m "${1:?usage: validate.sh OUTDIR}")
 mkdir -p "$out"
@@ -127,7 +128,7 @@ step run_split 150 $gs run "$model" --rpc 127.0.0.1:50052 --mode layer --split 0
 # on the CPU: the predictor's partial offload against a real GPU).
 step probe 240 $gs devices --probe --json
 step plan_4096_probed 60 $gs plan "$model" --ctx 4096 --json
-step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -ngl "$ngl_quarter" -p 512 -n 128 -r 3 -o md --output "$work/bench_gpu_probed.jsonl"
+step bench_gpu_probed 200 $gs bench "$model" -ngl 33 -ngl "$ngl_half" -ngl "$ngl_quarter" -p 512 -n 128 -r "${VALIDATE_REPS:-3}" -o md --output "$work/bench_gpu_probed.jsonl"
 # 8. Flash attention (llama.cpp's own default on CUDA is "auto", llama-cpp-python's is off).
 step run_fa 120 $gs run "$model" --ctx 32768 -fa -n 128 --json
 # 9. The split as a benchmark matrix, then tune, briefly.

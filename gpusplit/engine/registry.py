@@ -132,11 +132,14 @@ def list_devices() -> list[RawDevice]:
 
 
 def registry_devices() -> list[RegistryDevice]:
-    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out."""
+    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out.
+    Read in an engine child (see tasks.task_registry): this process opens no GPU context."""
     from ..devices.inventory import RegistryDevice
+    from .child import run_task
 
+    result, _ = run_task("registry", {}, timeout=120)
     fields = RegistryDevice.__dataclass_fields__
-    return [RegistryDevice(**{f: getattr(d, f) for f in fields}) for d in list_devices() if d.backend != "RPC"]
+    return [RegistryDevice(**{f: d[f] for f in fields}) for d in result["devices"] if d["backend"] != "RPC"]
 
 
 def engine_summary(devices: list[RegistryDevice]) -> dict[str, object]:

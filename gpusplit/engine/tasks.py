@@ -130,6 +130,17 @@ class Loaded:
         self.lib.llama_model_free(self.model)
 
 
+def task_registry(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """ggml's device list with live memory. In a child because asking a CUDA device for its memory
+    opens a context on it (about 530 MiB on an H200) that the asking process keeps until it ends:
+    in the CLI's own process that would hold memory away from the run it then starts."""
+    from dataclasses import asdict
+
+    from .registry import list_devices
+
+    return {"devices": [asdict(d) for d in list_devices()]}
+
+
 def task_dryrun(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """Simulate the load (no_alloc): llama.cpp logs the compute buffers it would reserve."""
     loaded = Loaded(EngineParams.from_dict(request["params"]), dry_run=True)
