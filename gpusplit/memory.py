@@ -45,22 +45,28 @@ OFFLOAD_MIN_BATCH = 32  # ggml-cuda's offload_op: ops of at least this many toke
 
 
 # What a CUDA device holds beyond llama.cpp's buffers while it runs a model: the driver's context
-# with the kernels it loads, and cuBLAS's handle and workspace once cuBLAS runs a matmul (attention
-# without flash attention, float weights). Measured on an H200 (driver 580, CUDA 13, llama.cpp of
-# llama-cpp-python 0.3.36 built for sm_90): NVML's used memory minus llama.cpp's buffers was 692 MiB
-# in every run without flash attention (ctx 4096 and 32768, full and partial offload, a layer split
-# with an RPC worker) and 598 MiB with it. A size-only --gpu is taken for CUDA, as elsewhere.
-CUDA_CONTEXT_BYTES = 598 * 2**20
+# with the kernels it loads, more when it runs transformer blocks (attention kernels), and cuBLAS's
+# handle and workspace once cuBLAS runs a matmul (attention without flash attention, float
+# weights). Measured on an H200 (driver 580, CUDA 13, llama.cpp of llama-cpp-python 0.3.36 built
+# for sm_90) as NVML's used memory minus llama.cpp's buffers: 692 MiB in every run with blocks and
+# without flash attention (ctx 4096 and 32768, full and partial offload, a layer split with an RPC
+# worker), 598 MiB with it, 524 MiB running only a CPU model's prompt batches (no block offloaded).
+# A size-only --gpu is taken for CUDA, as elsewhere.
+CUDA_CONTEXT_BYTES = 524 * 2**20
+CUDA_BLOCK_KERNELS_BYTES = 74 * 2**20
 CUBLAS_BYTES = 94 * 2**20
 RUNTIME_BACKENDS = frozenset({"CUDA", "hypothetical"})
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
-def runtime_bytes(backend: str, settings: Settings, float_weights: bool) -> int:
+def runtime_bytes(backend: str, settings: Settings, float_weights: bool, blocks: bool = True) -> int:
     """Memory a device of `backend` uses outside llama.cpp's buffers (0 where not measured)."""
     if backend not in RUNTIME_BACKENDS:
         return 0
-    return CUDA_CONTEXT_BYTES + (CUBLAS_BYTES if float_weights or not settings.flash_attn else 0)
+    if not blocks:
+        return CUDA_CONTEXT_BYTES
+    cublas = float_weights or not settings.flash_attn
+    return CUDA_CONTEXT_BYTES + CUDA_BLOCK_KERNELS_BYTES + (CUBLAS_BYTES if cublas else 0)
 
 
 @dataclass(frozen=True)
@@ -550,7 +556,7 @@ def plan_memory(
                 for il in dev_mem.layers
                 for t in (model.output if il == model.n_layer else model.blocks[il]).tensors
             )
-            dev_mem.runtime_bytes = runtime_bytes(device_backends[i], settings, float_weights)
+            dev_mem.runtime_bytes = runtime_bytes(device_backends[i], settings, float_weights, bool(blocks_on[i]))
 
     notes = []
     if pipeline:

@@ -127,13 +127,14 @@ def test_cuda_devices_also_hold_the_driver_context_and_cublas(header_only_model,
     flash attention and 598 MiB with it (no cuBLAS call); the runtime counts in the total but not
     in the buffers a run compares with llama.cpp's log. Only CUDA devices (and size-only GPUs,
     taken for CUDA) that hold something get it; RPC workers' contexts are on their own machines."""
-    from gpusplit.memory import CUBLAS_BYTES, CUDA_CONTEXT_BYTES
+    from gpusplit.memory import CUBLAS_BYTES, CUDA_BLOCK_KERNELS_BYTES, CUDA_CONTEXT_BYTES
 
     quantized = read_model(header_only_model("llama-3.1-8b"))
     split = Placement("layer", -1, (0.5, 0.5))
     plan = plan_memory(quantized, ["CUDA0", "RPC0"], ["CUDA", "RPC"], [2**40] * 2, Settings(n_ctx=4096), split)
     cuda, rpc = plan.devices
-    assert cuda.runtime_bytes == CUDA_CONTEXT_BYTES + CUBLAS_BYTES == 692 * 2**20 and rpc.runtime_bytes == 0
+    assert cuda.runtime_bytes == CUDA_CONTEXT_BYTES + CUDA_BLOCK_KERNELS_BYTES + CUBLAS_BYTES == 692 * 2**20
+    assert rpc.runtime_bytes == 0
     assert cuda.planned_bytes == cuda.buffer_bytes + cuda.runtime_bytes and plan.host.runtime_bytes == 0
     fa = plan_memory(quantized, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096, flash_attn=True), Placement("none", -1, ()))
     assert fa.devices[0].runtime_bytes == 598 * 2**20
@@ -141,6 +142,9 @@ def test_cuda_devices_also_hold_the_driver_context_and_cublas(header_only_model,
     f16 = read_model(tiny_model("dense-f16"))
     fa16 = plan_memory(f16, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=256, flash_attn=True), Placement("none", -1, ()))
     assert fa16.devices[0].runtime_bytes == 692 * 2**20
+    # no block offloaded: the GPU runs the CPU's prompt batches with a bare context (524 MiB)
+    none = plan_memory(quantized, ["CUDA0"], ["CUDA"], [2**40], Settings(n_ctx=4096), Placement("none", 0, ()))
+    assert none.devices[0].runtime_bytes == 524 * 2**20
     # a device that holds nothing opens no context
     idle = plan_memory(
         quantized, ["CUDA0", "CUDA1"], ["CUDA", "CUDA"], [2**40] * 2, Settings(n_ctx=4096), Placement("none", -1, (), 0)

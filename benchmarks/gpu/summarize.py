@@ -59,18 +59,24 @@ def section_device(work: Path) -> None:
 
 def section_memory(work: Path) -> None:
     print("## Planned vs actual memory\n")
-    print("| run | device | planned MiB | llama.cpp MiB | planned vs llama.cpp | NVML used delta MiB | planned vs NVML |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| run | device | planned buffers MiB | llama.cpp MiB | planned vs llama.cpp | planned runtime MiB "
+        "| planned total MiB | NVML used delta MiB | planned total vs NVML |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in sorted(work.glob("run_*.out")):
         doc = load(path)
         if not doc:
-            print(f"| {path.stem} | failed (see below) | | | | | |")
+            print(f"| {path.stem} | failed (see below) | | | | | | | |")
             continue
         for d in doc["devices"]:
             nvml = d.get("nvml_used_delta_bytes")
+            runtime = d.get("planned_runtime_bytes", 0)  # absent before the runtime was planned
+            total = d["planned_bytes"] + runtime
             print(
                 f"| {path.stem} | {d['name']} | {mib(d['planned_bytes'])} | {mib(d['actual_bytes'])} | "
-                f"{pct(d['planned_bytes'], d['actual_bytes'])} | {mib(nvml)} | {pct(d['planned_bytes'], nvml)} |"
+                f"{pct(d['planned_bytes'], d['actual_bytes'])} | {mib(runtime)} | {mib(total)} | {mib(nvml)} | "
+                f"{pct(total, nvml)} |"
             )
     print()
 
