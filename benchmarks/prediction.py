@@ -318,6 +318,9 @@ def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float 
             pred = "-" if c["predicted"] is None else f"{c['predicted']:.1f}"
             lines.append(f"| {c['rank'] + 1} | {c['candidate']} | {pred} | {c['measured']:.1f} |")
         lines.append("")
+    gpu = ROOT / "docs" / "gpu" / "prediction-h200.md"
+    if gpu.exists():  # rows from a device machine (benchmarks/gpu/validate.sh), kept on regeneration
+        lines += [gpu.read_text().rstrip("\n"), ""]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:16]))
 
