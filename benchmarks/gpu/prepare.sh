@@ -21,10 +21,11 @@ fi
 mkdir -p "$out/wheels" "$out/build"
 
 # 1. Only what the GPU image lacks or holds in a version gpusplit cannot use (it has numpy, rich,
-# nvidia-ml-py, psutil, pyyaml, tqdm, requests, shellingham): gguf, and typer in pyproject's range.
+# nvidia-ml-py, psutil, pyyaml, tqdm, requests, shellingham, jinja2): gguf, typer in pyproject's
+# range, and llama-cpp-python's diskcache (seen missing on the image: `import llama_cpp` failed).
 # Pure-Python wheels, so they install on the image's Python 3.12. Carrying numpy too would take
 # 16 of the device's 64 MiB.
-pip download --no-deps --only-binary :all: --dest "$out/wheels" "typer>=0.28,<0.29" "gguf>=0.17,<0.20" "annotated-doc" >/dev/null
+pip download --no-deps --only-binary :all: --dest "$out/wheels" "typer>=0.28,<0.29" "gguf>=0.17,<0.20" annotated-doc diskcache >/dev/null
 
 # 2. cuBLAS headers and libraries (the build machine has nvcc and cudart but no cuBLAS).
 if [[ ! -d "$cublas" ]]; then
