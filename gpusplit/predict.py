@@ -157,10 +157,14 @@ def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops
     return fixed + n_tokens * per_token
 
 
+def _expert_factor(speed: DeviceSpeed, cls: str) -> float:
+    return speed.expert_batch_factor if cls == "float" else speed.expert_batch_factor_quant
+
+
 def batch_terms(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops: float = 0.0) -> tuple[float, float]:
     """(fixed seconds, seconds per token) of a device's share of a prompt batch."""
     per_token = sum(f / speed.flops[c] for c, f in work.flops.items() if f)
-    per_token += (speed.expert_batch_factor - 1) * sum(f / speed.flops[c] for c, f in work.expert_flops.items() if f)
+    per_token += sum((_expert_factor(speed, c) - 1) * f / speed.flops[c] for c, f in work.expert_flops.items() if f)
     per_token += attention_flops / max(n_tokens, 1) / speed.flops["float"]
     return speed.batch_layer_overhead_s * work.blocks, per_token
 
@@ -198,11 +202,19 @@ def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
 
 
 def fit_speed(
-    points: dict[str, ProbePoint], cache_bytes: int, small: tuple[str, ...], large: dict[str, str], moe: str | None = None
+    points: dict[str, ProbePoint],
+    cache_bytes: int,
+    small: tuple[str, ...],
+    large: dict[str, str],
+    moe: str | None = None,
+    moe_deep: str | None = None,
+    moe_quant: tuple[str, str] | None = None,
 ) -> DeviceSpeed:
     """Figures from probe timings: `small` models (few bytes, different layer counts) give the
     fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
-    FLOP/s of its weight class; a `moe` model how much slower expert matmuls run in a batch."""
+    FLOP/s of its weight class; a `moe` model (and a deeper `moe_deep` one, whose difference leaves
+    the fixed costs out) how much slower f16 expert matmuls run in a batch, and the `moe_quant`
+    pair (the same two quantized) how much slower quantized ones do."""
     # Generation: token_s = O + C * layers + bytes / rate (the cache rate for small models when
     # they fit the cache; otherwise the float rate, refined in two passes).
     f16 = points[large["float"]]
@@ -249,13 +261,36 @@ def fit_speed(
         batch_layer_overhead_s=batch_per_layer,
         flops=flops,
     )
-    if moe is not None:
-        p = points[moe]
-        dense = fitted.batch_overhead_s + batch_seconds(fitted, p.work, p.batch_tokens)
-        experts = p.batch_tokens * sum(f / flops[c] for c, f in p.work.expert_flops.items() if f)
-        if experts > 0:
-            factor = 1 + (p.batch_s - dense) / experts
-            fitted = replace(fitted, expert_batch_factor=min(max(factor, 0.5), 8.0))
+
+    def factor_of(small_moe: str | None, deep_moe: str | None) -> float | None:
+        if small_moe is None or small_moe not in points:
+            return None
+        p = points[small_moe]
+        deep = points.get(deep_moe) if deep_moe else None
+
+        def expert_seconds(q: ProbePoint) -> float:
+            return q.batch_tokens * sum(f / flops[c] for c, f in q.work.expert_flops.items() if f)
+
+        if deep is not None and deep.work.blocks > p.work.blocks:
+            # What the extra MoE layers of the deeper model add to a batch, against what the dense
+            # figures say they add: fixed costs drop out. (On this CPU the 2-layer model alone
+            # said 1.8, and an 8-layer one ran its prompt 51 % slower than that predicted.)
+            extra = deep.batch_s - p.batch_s
+            dense = batch_seconds(fitted, deep.work, deep.batch_tokens) - batch_seconds(fitted, p.work, p.batch_tokens)
+            experts = expert_seconds(deep) - expert_seconds(p)
+        else:
+            extra = p.batch_s
+            dense = fitted.batch_overhead_s + batch_seconds(fitted, p.work, p.batch_tokens)
+            experts = expert_seconds(p)
+        return min(max(1 + (extra - dense) / experts, 0.5), 8.0) if experts > 0 else None
+
+    # both against the dense figures alone (fitted still has factors of 1 here)
+    float_factor = factor_of(moe, moe_deep)
+    quant_factor = factor_of(*(moe_quant or (None, None)))
+    if float_factor is not None:
+        fitted = replace(fitted, expert_batch_factor=float_factor, expert_batch_factor_quant=float_factor)
+    if quant_factor is not None:
+        fitted = replace(fitted, expert_batch_factor_quant=quant_factor)
     return fitted
 
 

@@ -10,7 +10,8 @@ batch, then tokens one at a time), each in an engine child like `bench`:
   Q4_0: the rate at which each weight class is read from memory, and the FLOP/s of a prompt batch
   (on a local GPU a 1.75 GB set with Llama-8B-wide layers instead: a GPU reads 195 MB in about
   50 microseconds, too little next to its fixed costs per token to tell its bandwidth);
-- a small mixture of experts: how much slower expert matmuls run in a prompt batch.
+- two small mixtures of experts (2 and 8 layers), in f16 and quantized to Q4_K_M: how much slower
+  expert matmuls of each kind run in a prompt batch, from what the six extra layers add.
 
 The figures are fitted with the predictor's own equations (predict.fit_speed) and cached per
 device identity (devices/speed.py). For RPC workers the round trip is timed from Python and the
@@ -39,13 +40,15 @@ if TYPE_CHECKING:
 PROBE_VERSION = "2"
 SMALL = ("l1", "l12", "wide2")
 MOE = "moe"
+MOE_DEEP = "moe8"
+MOE_QUANT = ("moe-q4_k_m", "moe8-q4_k_m")  # the same two, quantized: quantized experts' factor
 LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
 LARGE_GPU = {cls: f"gpu-{name}" for cls, name in LARGE.items()}
 QUANTIZE = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M, _Q4_0
 GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
-TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64}
+TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
 TG_TOKENS_LARGE = 48
 BATCH_TOKENS = 512
 REPETITIONS = 3
@@ -67,6 +70,7 @@ def _specs() -> dict[str, object]:
         "f16": replace(wide, name="probe-f16", n_layer=4, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096),
         # Mixtral-style experts: what a prompt batch pays for llama.cpp's per-expert matmuls
         "moe": replace(wide, name="probe-moe", n_layer=2, n_ff=1024, n_expert=8, n_expert_used=2),
+        "moe8": replace(wide, name="probe-moe8", n_layer=8, n_ff=1024, n_expert=8, n_expert_used=2),
         # 1.75 GB, four Llama-3-8B-shaped layers: for local GPUs only (see the module's docstring)
         "gpu-f16": replace(wide, name="probe-gpu-f16", n_layer=4, n_embd=4096, n_head=32, n_head_kv=8, n_ff=14336),
     }
@@ -96,16 +100,21 @@ def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Pa
                 on_step(f"writing the probe model {name}", False)
             write_tiny_model(path, spec)
         paths[name] = path
-    for prefix in ("", "gpu-") if gpu else ("",):
-        for name, ftype in QUANTIZE.items():
-            path = folder / f"{prefix}{name}.gguf"
-            if not path.is_file():
-                if on_step:
-                    on_step(f"quantizing the probe model to {prefix}{name} with llama.cpp", False)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                quantize(str(paths[f"{prefix}f16"]), str(tmp), ftype)
-                os.replace(tmp, path)
-            paths[f"{prefix}{name}"] = path
+    jobs = [
+        (f"{prefix}{name}", f"{prefix}f16", ftype)
+        for prefix in (("", "gpu-") if gpu else ("",))
+        for name, ftype in QUANTIZE.items()
+    ]
+    jobs += [(name, name.removesuffix("-q4_k_m"), QUANTIZE["q4_k_m"]) for name in MOE_QUANT]
+    for name, source, ftype in jobs:
+        path = folder / f"{name}.gguf"
+        if not path.is_file():
+            if on_step:
+                on_step(f"quantizing the probe model to {name} with llama.cpp", False)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            quantize(str(paths[source]), str(tmp), ftype)
+            os.replace(tmp, path)
+        paths[name] = path
     return paths
 
 
@@ -192,7 +201,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     raw = {}
     load_rpc = 0.0
     large = target.large
-    for name in (*SMALL, *large.values(), MOE):
+    for name in (*SMALL, *large.values(), MOE, MOE_DEEP, *MOE_QUANT):
         if on_step:
             on_step(f"{target.device.name}: {name}", True)
         token_s, batch_s, load_s = _time(_params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE))
@@ -202,7 +211,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             load_rpc = load_s
     local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or (target.rpc and local) else 0
-    fitted = fit_speed(points, cache, SMALL, large, MOE)
+    fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT)
     rtt = rate = None
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
@@ -305,7 +314,7 @@ def step_count(inventory: Inventory) -> int:
     the host, and two tensor-parallel runs over two devices or more."""
     devices = len(inventory.devices)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
-    return (len(SMALL) + len(LARGE) + 1) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
+    return (len(SMALL) + len(LARGE) + 4) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:

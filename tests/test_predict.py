@@ -72,6 +72,40 @@ def test_the_fit_inverts_the_equations():
     assert fitted.batch_layer_overhead_s == pytest.approx(truth.batch_layer_overhead_s, rel=0.05)
 
 
+def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
+    """With a 2- and an 8-layer MoE model the factor comes from what the six extra layers add: a
+    fixed cost the equations do not know (here 30 ms a batch on the small model) drops out, where
+    the one-model fit folds it into the factor."""
+    truth = _speed(expert_batch_factor=2.0, expert_batch_factor_quant=1.3)
+    small = {"l1": _work(1, 1.6 * MIB), "l12": _work(12, 13 * MIB), "wide2": _work(2, 25 * MIB)}
+    large = {
+        "f16": _work(8, 390 * MIB, "float"),
+        "q8_0": _work(8, 207 * MIB, "q8"),
+        "q4_k_m": _work(8, 117 * MIB, "kquant"),
+        "q4_0": _work(8, 110 * MIB, "legacy"),
+    }
+    moes = {}
+    for name, blocks, cls, size in (
+        ("moe", 2, "float", 40),
+        ("moe8", 8, "float", 40),
+        ("moe-q", 2, "kquant", 12),
+        ("moe8-q", 8, "kquant", 12),
+    ):
+        moes[name] = _work(blocks, size * MIB * blocks, cls)
+        moes[name].expert_flops[cls] = 0.75 * moes[name].flops[cls]
+    points = {}
+    for name, work in {**small, **large, **moes}.items():
+        token = truth.token_overhead_s + token_seconds(truth, work)
+        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512) + (0.03 if name.startswith("moe") else 0.0)
+        points[name] = ProbePoint(name, work, token, batch, 512)
+    two = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe", "moe8", ("moe-q", "moe8-q"))
+    one = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
+    assert two.expert_batch_factor == pytest.approx(2.0, rel=0.03)
+    assert two.expert_batch_factor_quant == pytest.approx(1.3, rel=0.03)  # quantized experts, their own pair
+    assert one.expert_batch_factor > 2.3  # the fixed cost read as slower experts
+    assert one.expert_batch_factor_quant == one.expert_batch_factor  # without a quantized pair, the f16 one
+
+
 def test_a_negative_overhead_is_never_fitted():
     """Timings no line explains (noise) give overheads of zero or more, not negative ones."""
     w = _work(1, 1 * MIB)
@@ -269,8 +303,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    assert step_count(Inventory(devices=devices, host=host)) == 8 * 5 + 2 + 2  # + each local GPU's upload
-    assert step_count(Inventory(devices=[], host=host)) == 8
+    assert step_count(Inventory(devices=devices, host=host)) == 11 * 5 + 2 + 2  # + each local GPU's upload
+    assert step_count(Inventory(devices=[], host=host)) == 11
 
 
 def test_gpu_probe_model_is_big_enough_for_a_gpu():

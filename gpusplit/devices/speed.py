@@ -22,7 +22,7 @@ from typing import Any
 # rates: dequantization work differs, and a local CPU repacks some of them, an RPC worker does not.
 WEIGHT_CLASSES = ("float", "q8", "kquant", "legacy")
 LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4")
-SPEED_VERSION = 3  # bump when the meaning of a field changes: old cache files are then ignored
+SPEED_VERSION = 4  # bump when the meaning of a field changes: old cache files are then ignored
 
 
 def weight_class(type_name: str) -> str:
@@ -56,6 +56,9 @@ class DeviceSpeed:
     # Expert matmuls of a MoE model in a prompt batch (llama.cpp's mul_mat_id, each expert on its
     # share of the tokens) run this many times slower per FLOP than dense ones.
     expert_batch_factor: float = 1.0
+    # The same for quantized experts, measured apart (on a 2-core EPYC, f16 experts ran 3.5x slower
+    # per FLOP than dense f16 matmuls and Q4_K_M ones 2.7x; one factor for both missed by 25-44 %).
+    expert_batch_factor_quant: float = 1.0
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None
