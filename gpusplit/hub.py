@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,13 +63,33 @@ def is_model_name(location: str) -> bool:
     return location.startswith((HF_PREFIX, OLLAMA_PREFIX))
 
 
+# One command asks for a name more than once (plan: the header, then an Ollama manifest's projector;
+# run: the header, then the download): each answer is kept for a minute, under the name and every
+# setting that could change it, so that a long-lived library process still sees a new upload.
+RESOLVE_TTL_S = 60.0
+_resolved: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, RemoteModel]] = {}
+
+
+def _settings_key() -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith(("HF_", "GPUSPLIT_", "OLLAMA_")) or k == "XDG_CACHE_HOME")
+    )
+
+
 def resolve(name: str) -> RemoteModel:
     """The GGUF file a name stands for (only listings and manifests are fetched)."""
+    key = (name, _settings_key())
+    hit = _resolved.get(key)
+    if hit is not None and time.monotonic() - hit[0] < RESOLVE_TTL_S:
+        return hit[1]
     if name.startswith(HF_PREFIX):
-        return _resolve_hf(name)
-    if name.startswith(OLLAMA_PREFIX):
-        return _resolve_ollama(name)
-    raise ModelNameError(f"{name!r} is not a model name", "use hf://OWNER/REPO[:QUANT] or ollama://MODEL[:TAG]")
+        model = _resolve_hf(name)
+    elif name.startswith(OLLAMA_PREFIX):
+        model = _resolve_ollama(name)
+    else:
+        raise ModelNameError(f"{name!r} is not a model name", "use hf://OWNER/REPO[:QUANT] or ollama://MODEL[:TAG]")
+    _resolved[key] = (time.monotonic(), model)
+    return model
 
 
 def download(model: RemoteModel, on_progress: Callable[[int, int], None] | None = None) -> str:

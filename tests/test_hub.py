@@ -202,6 +202,8 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
     assert "projector layer" in result.stderr
     # Ollama loads the manifest's projector with the model: it is planned on the GPU too.
     doc = json.loads(result.stdout)
+    # one manifest fetch for the header and the projector (was two)
+    assert sum(1 for s in ollama.seen if "/manifests/" in s.path) == 1
     assert doc["llama_args"][-2] == "--mmproj-url" and "/blobs/sha256:" in doc["llama_args"][-1]
     assert any("projector (mlp) on GPU0" in r for r in doc["reasons"])
     other = cli("inspect", "--json", f"ollama://{ollama.netloc}/acme/tiny")
