@@ -149,13 +149,19 @@ def generate(
 
 
 def bench_config(
-    plan_doc: dict[str, Any], params: EngineParams, tests: list[dict[str, Any]], repetitions: int, timeout: float | None = None
+    plan_doc: dict[str, Any],
+    params: EngineParams,
+    tests: list[dict[str, Any]],
+    repetitions: int,
+    timeout: float | None = None,
+    stop_if: dict[str, Any] | None = None,
 ) -> BenchOutcome:
-    """llama-bench's tests on one loaded configuration, in its own engine child."""
+    """llama-bench's tests on one loaded configuration, in its own engine child. `stop_if`
+    ({"test": name, "below_ts": x}) skips the later tests when that test's median is below x."""
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
-    request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions}
+    request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions, "stop_if": stop_if}
     result, log = run_task("bench", request, timeout=timeout)
     samples = {r["test"]: r["samples_ts"] for r in result["results"]}
     actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device

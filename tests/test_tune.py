@@ -153,3 +153,20 @@ def test_neighbours_move_every_knob():
     assert {m.ngl for m in moves} >= {9, 11} and {m.n_cpu_moe for m in moves} >= {2, 4}
     assert any(m.flash_attn for m in moves) and {m.ubatch for m in moves} >= {256, 1024}
     assert {m.threads for m in moves} >= {1, 2, 3} and 4 not in {m.threads for m in moves}  # 4 = all cores = unset
+
+
+def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_model):
+    """A trial loads the model once: tg, then pp in the same engine child unless generation fell
+    below the threshold (then pp is never run)."""
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.devices.inventory import Inventory, host_device
+    from gpusplit.params import engine_params
+    from gpusplit.runner import bench_config
+
+    plan = gpusplit.plan(str(tiny_model("dense-f16")), Inventory(devices=[], host=host_device()), ctx=256)
+    params = engine_params(plan).with_(n_threads=1)
+    tests = [{"name": "tg", "kind": "tg", "n": 8, "depth": 0}, {"name": "pp", "kind": "pp", "n": 32, "depth": 0}]
+    both = bench_config(plan.to_dict(), params, tests, 1, stop_if={"test": "tg", "below_ts": 0.001})
+    assert set(both.samples) == {"tg", "pp"}
+    only_tg = bench_config(plan.to_dict(), params, tests, 1, stop_if={"test": "tg", "below_ts": 1e12})
+    assert set(only_tg.samples) == {"tg"}

@@ -374,6 +374,9 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         lib.llama_synchronize(loaded.ctx)
         return int(test["n"]) / (time.perf_counter() - started)
 
+    # {"test": "tg", "below_ts": X}: the later tests are skipped when that test's median is below X
+    # (tune: no prompt test for a configuration that already generates clearly slower)
+    stop_if = request.get("stop_if") or {}
     results = []
     for test in tests:
         one_run(test)  # warm-up
@@ -382,6 +385,8 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
             samples.append(one_run(test))
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         results.append({"test": test["name"], "samples_ts": samples})
+        if test["name"] == stop_if.get("test") and sorted(samples)[len(samples) // 2] < float(stop_if["below_ts"]):
+            break
     info = {
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
