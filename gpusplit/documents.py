@@ -380,18 +380,20 @@ def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, i
         actual_total = sum(parts.values())
         if not d["planned_bytes"] and not actual_total:
             continue
+        # llama.cpp's buffers against llama.cpp's figures; the runtime (driver context, cuBLAS)
+        # only NVML sees
+        runtime = d.get("runtime_bytes", 0)
+        buffers = d["planned_bytes"] - runtime
         rows.append(
             {
                 "name": d["name"],
                 "index": d["index"],
                 "planned": {k: d[f"{k}_bytes"] for k in COMPONENTS},
                 "actual": parts,
-                # llama.cpp's buffers against llama.cpp's figures; the runtime (driver context,
-                # cuBLAS) only NVML sees
-                "planned_bytes": d["planned_bytes"] - d.get("runtime_bytes", 0),
-                "planned_runtime_bytes": d.get("runtime_bytes", 0),
+                "planned_bytes": buffers,
+                "planned_runtime_bytes": runtime,
                 "actual_bytes": actual_total,
-                "diff_bytes": d["planned_bytes"] - d.get("runtime_bytes", 0) - actual_total,
+                "diff_bytes": buffers - actual_total,
                 "actual_source": source,
             }
         )

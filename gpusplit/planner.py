@@ -556,7 +556,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
         best_ctx,
         score,
         reserves_for(devices, request.reserve),
-        _plan_reasons(best, devices),
+        _plan_reasons(best),
         request=request,
         warnings=warnings,
     )
@@ -606,16 +606,12 @@ def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, requ
     return replace(plan, devices=devices, host=host, best=best, draft=memory, request=request, reasons=reasons)
 
 
-def _plan_reasons(best: Candidate, devices: list[Device] | None = None) -> list[str]:
+def _plan_reasons(best: Candidate) -> list[str]:
     reasons = list(best.reasons)
     if not best.fits:
         reasons.append("nothing fits at this context size: lower --ctx, quantize the KV cache (--kv-type q8_0), or add devices")
-    cuda = [
-        d.name
-        for d, m in zip(devices or [], best.memory.devices)
-        if m.planned_bytes and d.backend in ("CUDA", "hypothetical") and not d.endpoint
-    ]
-    if cuda and not best.settings.flash_attn:
+    # A device with a CUDA runtime planned is a CUDA device (or a size-only GPU, taken for one) in use.
+    if any(m.runtime_bytes for m in best.memory.devices) and not best.settings.flash_attn:
         reasons.append(
             "flash attention is off (llama-cpp-python's default); llama.cpp's own tools turn it on for CUDA: on an "
             "H200 it generated 15 % faster and held 94 MiB less (no cuBLAS) - add --flash-attn"

@@ -469,12 +469,12 @@ def _attention_flops(model: ModelInfo, n_tokens: int, depth: int) -> float:
 
 
 def _link(speed: DeviceSpeed, device: Device | None) -> float:
-    if device is not None and device.endpoint:
-        return speed.link_bytes_per_s or DEFAULT_NETWORK
     if speed.link_bytes_per_s:
-        # measured by the probe (a local GPU: the rate weights reach it from mapped host memory,
-        # a fraction of the PCIe figure: 6.4 GB/s on a PCIe 5.0 x16 H200, whose link says 63)
+        # measured by the probe: an RPC worker's upload, or for a local GPU the rate weights reach
+        # it from mapped host memory (about 5.8 GB/s on a PCIe 5.0 x16 H200, whose link says 63)
         return speed.link_bytes_per_s
+    if device is not None and device.endpoint:
+        return DEFAULT_NETWORK
     if device is not None and device.link_bytes_per_s:
         return device.link_bytes_per_s
     return DEFAULT_PCIE

@@ -44,23 +44,35 @@ def test_weight_classes():
     ]  # fmt: skip
 
 
-def test_the_fit_inverts_the_equations():
-    """Probe timings made by the predictor's own equations from known figures give those figures back."""
-    truth = _speed(expert_batch_factor=2.0)
-    small = {"l1": _work(1, 1.6 * MIB), "l12": _work(12, 13 * MIB), "wide2": _work(2, 25 * MIB)}
-    moe = _work(2, 80 * MIB)
-    moe.expert_flops["float"] = 0.75 * moe.flops["float"]
-    large = {
+def _dense_probe_works() -> dict[str, Work]:
+    """The small and large probe models' work, as the fit tests use them."""
+    return {
+        "l1": _work(1, 1.6 * MIB),
+        "l12": _work(12, 13 * MIB),
+        "wide2": _work(2, 25 * MIB),
         "f16": _work(8, 390 * MIB, "float"),
         "q8_0": _work(8, 207 * MIB, "q8"),
         "q4_k_m": _work(8, 117 * MIB, "kquant"),
         "q4_0": _work(8, 110 * MIB, "legacy"),
     }
+
+
+def _probe_points(truth: DeviceSpeed, works: dict[str, Work], extra_batch_s: dict[str, float] | None = None) -> dict:
+    """Probe timings made by the predictor's own equations from `truth` (plus any extra batch time)."""
     points = {}
-    for name, work in {**small, **large, "moe": moe}.items():
+    for name, work in works.items():
         token = truth.token_overhead_s + token_seconds(truth, work)
-        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
+        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512) + (extra_batch_s or {}).get(name, 0.0)
         points[name] = ProbePoint(name, work, token, batch, 512)
+    return points
+
+
+def test_the_fit_inverts_the_equations():
+    """Probe timings made by the predictor's own equations from known figures give those figures back."""
+    truth = _speed(expert_batch_factor=2.0)
+    moe = _work(2, 80 * MIB)
+    moe.expert_flops["float"] = 0.75 * moe.flops["float"]
+    points = _probe_points(truth, {**_dense_probe_works(), "moe": moe})
     fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
     assert fitted.expert_batch_factor == pytest.approx(2.0, rel=0.03)
     assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.02)
@@ -77,13 +89,6 @@ def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
     fixed cost the equations do not know (here 30 ms a batch on the small model) drops out, where
     the one-model fit folds it into the factor."""
     truth = _speed(expert_batch_factor=2.0, expert_batch_factor_quant=1.3)
-    small = {"l1": _work(1, 1.6 * MIB), "l12": _work(12, 13 * MIB), "wide2": _work(2, 25 * MIB)}
-    large = {
-        "f16": _work(8, 390 * MIB, "float"),
-        "q8_0": _work(8, 207 * MIB, "q8"),
-        "q4_k_m": _work(8, 117 * MIB, "kquant"),
-        "q4_0": _work(8, 110 * MIB, "legacy"),
-    }
     moes = {}
     for name, blocks, cls, size in (
         ("moe", 2, "float", 40),
@@ -93,11 +98,7 @@ def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
     ):
         moes[name] = _work(blocks, size * MIB * blocks, cls)
         moes[name].expert_flops[cls] = 0.75 * moes[name].flops[cls]
-    points = {}
-    for name, work in {**small, **large, **moes}.items():
-        token = truth.token_overhead_s + token_seconds(truth, work)
-        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512) + (0.03 if name.startswith("moe") else 0.0)
-        points[name] = ProbePoint(name, work, token, batch, 512)
+    points = _probe_points(truth, {**_dense_probe_works(), **moes}, dict.fromkeys(moes, 0.03))
     two = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe", "moe8", ("moe-q", "moe8-q"))
     one = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
     assert two.expert_batch_factor == pytest.approx(2.0, rel=0.03)
@@ -108,7 +109,6 @@ def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
 
 def test_a_negative_overhead_is_never_fitted():
     """Timings no line explains (noise) give overheads of zero or more, not negative ones."""
-    w = _work(1, 1 * MIB)
     points = {
         "l1": ProbePoint("l1", _work(1, 1.6 * MIB), 50e-6, 1e-3, 512),
         "l12": ProbePoint("l12", _work(12, 13 * MIB), 40e-6, 1e-3, 512),  # faster with more layers: noise
@@ -118,7 +118,6 @@ def test_a_negative_overhead_is_never_fitted():
         "q4_k_m": ProbePoint("q4_k_m", _work(8, 117 * MIB, "kquant"), 3e-3, 0.5, 512),
         "q4_0": ProbePoint("q4_0", _work(8, 110 * MIB, "legacy"), 3e-3, 0.6, 512),
     }
-    del w
     fitted = fit_speed(points, 32 * MIB, ("l1", "l12", "wide2"), LARGE)
     assert fitted.token_overhead_s >= 0 and fitted.layer_overhead_s >= 0 and fitted.batch_overhead_s >= 0
     assert all(v > 0 for v in fitted.bandwidth.values()) and all(v > 0 for v in fitted.flops.values())
