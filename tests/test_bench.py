@@ -124,3 +124,35 @@ def test_compare_two_files(cli, tiny_model, tmp_path):
 def test_unwritable_output_is_refused_before_running(cli, tiny_model, tmp_path):
     result = cli("bench", str(tiny_model("dense-f16")), "--output", str(tmp_path), *FAST)
     assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
+    """A test after -d tokens of context fills that context once and keeps it between repetitions
+    (as llama-bench does): with the context exactly as long as depth + test, any run that kept its
+    predecessor's tokens would overflow it and fail. Attention over the deeper context costs: the
+    prompt at depth 1536 runs well below the one at depth 0 on this tiny model."""
+    result = cli("bench", str(tiny_model("dense-f16")), "-p", "256", "-n", "8", "-d", "0", "-d", "1536", "-r", "3", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    records = {r["test"]: r for r in json.loads(result.stdout)}
+    assert set(records) == {"pp256", "tg8", "pp256 @ d1536", "tg8 @ d1536"}
+    assert all(r["status"] == "ok" and len(r["samples_ts"]) == 3 for r in records.values())
+    assert records["pp256 @ d1536"]["avg_ts"] < 0.8 * records["pp256"]["avg_ts"]
+
+
+def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
+    """tg decodes one token at a time and waits for each, as generation must (the next token comes
+    from the last logits) and as llama-bench does: without the wait llama.cpp overlaps consecutive
+    tokens across an RPC split, and tg over workers read up to a third faster than generation."""
+    import llama_cpp
+
+    from gpusplit.engine.tasks import task_bench
+    from gpusplit.params import EngineParams
+
+    calls = []
+    real = llama_cpp.llama_synchronize
+    monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: calls.append(1) or real(ctx))
+    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1)
+    test = {"name": "tg8", "kind": "tg", "n": 8, "depth": 0}
+    result = task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)
+    assert len(result["results"][0]["samples_ts"]) == 2
+    assert len(calls) >= 3 * 8  # a warm-up and two runs of 8 tokens, each token waited for
