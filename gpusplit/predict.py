@@ -63,6 +63,10 @@ class Work:
     flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))
     expert_flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))  # of flops
     weight_bytes: float = 0.0  # all weights held (for the cache test)
+    # Attention in a prompt batch, summed over this device's layers (a share of them in row/tensor
+    # modes): heads, and heads x head width (for the FLOPs of QK^T and softmax(QK^T)V).
+    heads: float = 0.0
+    head_width: float = 0.0
 
     @property
     def read_bytes(self) -> float:
@@ -84,12 +88,13 @@ class Work:
 GPU_MEASURED = DeviceSpeed(
     token_overhead_s=84e-6,
     layer_overhead_s=22.3e-6,
-    bandwidth={"float": 3179e9, "q8": 2062e9, "kquant": 1278e9, "legacy": 1536e9},
+    # Q6_K was not timed apart on the H200: the other k-quants' figures stand in for it.
+    bandwidth={"float": 3179e9, "q8": 2062e9, "q6k": 1278e9, "kquant": 1278e9, "legacy": 1536e9},
     cache_bandwidth=3179e9,
     cache_bytes=0,
     batch_overhead_s=2.23e-3,
     batch_layer_overhead_s=0.066e-3,
-    flops={"float": 205.3e12, "q8": 123.3e12, "kquant": 118.2e12, "legacy": 105.7e12},
+    flops={"float": 205.3e12, "q8": 123.3e12, "q6k": 118.2e12, "kquant": 118.2e12, "legacy": 105.7e12},
     source="measured",
 )
 
@@ -103,7 +108,7 @@ def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) 
         return DeviceSpeed(
             token_overhead_s=50e-6,
             layer_overhead_s=40e-6,
-            bandwidth={"float": bw, "q8": 0.8 * bw, "kquant": 0.8 * bw, "legacy": 0.8 * bw},
+            bandwidth={"float": bw, **{c: 0.8 * bw for c in WEIGHT_CLASSES if c != "float"}},
             cache_bandwidth=2 * bw,
             cache_bytes=0,
             batch_overhead_s=1e-3,
@@ -151,21 +156,36 @@ def token_seconds(speed: DeviceSpeed, work: Work, kv_bytes: float = 0.0) -> floa
     return speed.layer_overhead_s * work.blocks + _read_seconds(speed, work) + kv_bytes / speed.bandwidth["float"]
 
 
-def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops: float = 0.0) -> float:
-    """A device's own share of one prompt batch of n_tokens."""
-    fixed, per_token = batch_terms(speed, work, n_tokens, attention_flops)
+def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0) -> float:
+    """A device's own share of one prompt batch of n_tokens after `depth` tokens of context."""
+    fixed, per_token = batch_terms(speed, work, n_tokens, depth)
     return fixed + n_tokens * per_token
+
+
+def attention_cells(n_tokens: int, depth: int) -> int:
+    """KV cells a prompt batch attends over: without flash attention llama.cpp computes every score
+    of the used cells, padded to 256, masked or not."""
+    return pad(depth + n_tokens, CTX_PAD)
+
+
+def attention_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int) -> float:
+    """A prompt batch's attention: its FLOPs at the float rate, plus a cost per score (scaling,
+    masking, softmax, and the attention matmuls' per-row overheads). On a 2-core EPYC a score cost
+    2.2-3.0 ns besides its FLOPs (head widths 32-128), which the FLOPs alone left out: a 12-layer,
+    16-head model's prompt ran 34 % slower than predicted."""
+    scores = n_tokens * attention_cells(n_tokens, depth)
+    return scores * (4 * work.head_width / speed.flops["float"] + work.heads * speed.attention_score_s)
 
 
 def _expert_factor(speed: DeviceSpeed, cls: str) -> float:
     return speed.expert_batch_factor if cls == "float" else speed.expert_batch_factor_quant
 
 
-def batch_terms(speed: DeviceSpeed, work: Work, n_tokens: int, attention_flops: float = 0.0) -> tuple[float, float]:
+def batch_terms(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0) -> tuple[float, float]:
     """(fixed seconds, seconds per token) of a device's share of a prompt batch."""
     per_token = sum(f / speed.flops[c] for c, f in work.flops.items() if f)
     per_token += sum((_expert_factor(speed, c) - 1) * f / speed.flops[c] for c, f in work.expert_flops.items() if f)
-    per_token += attention_flops / max(n_tokens, 1) / speed.flops["float"]
+    per_token += attention_seconds(speed, work, n_tokens, depth) / max(n_tokens, 1)
     return speed.batch_layer_overhead_s * work.blocks, per_token
 
 
@@ -182,6 +202,7 @@ class ProbePoint:
     token_s: float  # seconds per generated token
     batch_s: float  # seconds per prompt batch
     batch_tokens: int
+    depth: int = 0  # context before the prompt batch
 
 
 def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
@@ -209,12 +230,14 @@ def fit_speed(
     moe: str | None = None,
     moe_deep: str | None = None,
     moe_quant: tuple[str, str] | None = None,
+    deep: tuple[str, str] | None = None,
 ) -> DeviceSpeed:
     """Figures from probe timings: `small` models (few bytes, different layer counts) give the
     fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
     FLOP/s of its weight class; a `moe` model (and a deeper `moe_deep` one, whose difference leaves
     the fixed costs out) how much slower f16 expert matmuls run in a batch, and the `moe_quant`
-    pair (the same two quantized) how much slower quantized ones do."""
+    pair (the same two quantized) how much slower quantized ones do; `deep_float` (the float model's
+    prompt after a long context) what attention costs per score."""
     # Generation: token_s = O + C * layers + bytes / rate (the cache rate for small models when
     # they fit the cache; otherwise the float rate, refined in two passes).
     f16 = points[large["float"]]
@@ -234,23 +257,40 @@ def fit_speed(
         seconds = p.token_s - overhead - per_layer * p.work.blocks
         bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
     cache_rate = 1.0 / inv_cache if inv_cache > 0 else 4 * bandwidth["float"]
-    # Prompt batches: batch_s = O + C * layers + n * flops / rate.
+    # Prompt batches: batch_s = O + C * layers + n * flops / rate + attention (its FLOPs at the float
+    # rate and a cost per score, from the `deep` pair: what a longer context adds to the same batch).
     f16_flops = points[large["float"]]
     rate_flops = f16_flops.batch_tokens * f16_flops.work.total_flops / f16_flops.batch_s
+    score_s = 0.0
+
+    def attention(p: ProbePoint) -> float:
+        partial = DeviceSpeed(0, 0, {}, 0, 0, 0, 0, {"float": rate_flops}, attention_score_s=score_s)
+        return attention_seconds(partial, p.work, p.batch_tokens, p.depth)
+
     for _ in range(3):
         rows, values = [], []
         for name in small:
             p = points[name]
             rows.append([1.0, p.work.blocks])
-            values.append(p.batch_s - p.batch_tokens * p.work.total_flops / rate_flops)
+            values.append(p.batch_s - p.batch_tokens * p.work.total_flops / rate_flops - attention(p))
         batch_overhead, batch_per_layer = _solve(rows, values)
         p = f16_flops
-        rate_flops = p.batch_tokens * p.work.total_flops / max(p.batch_s - batch_overhead - batch_per_layer * p.work.blocks, 1e-9)
-    flops = {}
+        rest = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
+        rate_flops = p.batch_tokens * p.work.total_flops / max(rest, 1e-9)
+        if deep and deep[0] in points and deep[1] in points:
+            b, d = points[deep[0]], points[deep[1]]
+            more = d.batch_tokens * attention_cells(d.batch_tokens, d.depth) - b.batch_tokens * attention_cells(
+                b.batch_tokens, b.depth
+            )
+            if more > 0 and b.work.heads:
+                flops_s = 4 * b.work.head_width * more / rate_flops
+                score_s = max((d.batch_s - b.batch_s - flops_s) / (b.work.heads * more), 0.0)
+    flops: dict[str, float] = {}
     for cls, name in large.items():
         p = points[name]
-        seconds = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks
-        flops[cls] = p.batch_tokens * p.work.flops[cls] / max(seconds, 1e-9)
+        seconds = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
+        others = sum(f / flops.get(c, rate_flops) for c, f in p.work.flops.items() if f and c != cls)
+        flops[cls] = p.batch_tokens * p.work.flops[cls] / max(seconds - p.batch_tokens * others, 1e-9)
     fitted = DeviceSpeed(
         token_overhead_s=overhead,
         layer_overhead_s=per_layer,
@@ -260,6 +300,7 @@ def fit_speed(
         batch_overhead_s=batch_overhead,
         batch_layer_overhead_s=batch_per_layer,
         flops=flops,
+        attention_score_s=score_s,
     )
 
     def factor_of(small_moe: str | None, deep_moe: str | None) -> float | None:
@@ -339,6 +380,11 @@ def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> 
         if il < model.n_layer:
             for target in holders:
                 works[target].blocks += 1
+            heads = model.n_head[il]
+            for target, share in ({None: 1.0} if dev is None else (share_of or {dev: 1.0})).items():
+                w = works.setdefault(target, Work())
+                w.heads += heads * share
+                w.head_width += heads * model.head_dim_k * share
     works.setdefault(None, Work())
     return works
 
@@ -373,16 +419,18 @@ def predict(
     fixed_batch = host_speed.batch_overhead_s + sum(
         max(speeds[i].batch_overhead_s - host_speed.batch_overhead_s, 0.0) for i in used
     )
-    attention = _attention_flops(model, n_batch, depth)
     per_device = {i: token_seconds(speeds[i], works[i], kv.get(i, 0.0)) for i in works}
-    batch = {i: batch_terms(speeds[i], works[i], n_batch, attention * works[i].blocks / max(model.n_layer, 1)) for i in works}
+    batch = {i: batch_terms(speeds[i], works[i], n_batch, depth) for i in works}
     offload = _op_offload_device(devices, used, n_batch)
     if offload is not None and works[None].total_flops:
         # llama.cpp runs a big batch's matmuls on weights left in host memory on the GPU instead,
         # uploading those weights over its link for each batch (ggml_backend_sched, offload_op).
         host_work = works[None]
         upload = host_work.weight_bytes / _link(speeds[offload], devices[offload])
-        _, per_token = batch_terms(speeds[offload], host_work, n_batch)
+        matmuls = replace(host_work, heads=0.0, head_width=0.0)
+        _, per_token = batch_terms(speeds[offload], matmuls, n_batch)
+        # Attention reads the KV cache, not weights: it stays on the CPU with the cache.
+        per_token += attention_seconds(host_speed, host_work, n_batch, depth) / n_batch
         batch[None] = (upload + speeds[offload].batch_layer_overhead_s * host_work.blocks, per_token)
     hops, hops_batch = _transfers(model, memory, devices, speeds, n_cpu_moe, n_batch)
     if memory.split_shares:
@@ -460,12 +508,6 @@ def _kv_per_device(model: ModelInfo, memory: MemoryPlan, settings: Settings, dep
         else:
             out[dev] = out.get(dev, 0.0) + nbytes
     return out
-
-
-def _attention_flops(model: ModelInfo, n_tokens: int, depth: int) -> float:
-    """A prompt batch's attention FLOPs over all layers (QK^T and softmax(QK^T)V, causal)."""
-    width = max(model.n_head) * model.head_dim_k
-    return model.n_layer * 4.0 * width * n_tokens * (depth + n_tokens / 2)
 
 
 def _link(speed: DeviceSpeed, device: Device | None) -> float:

@@ -42,16 +42,24 @@ SMALL = ("l1", "l12", "wide2")
 MOE = "moe"
 MOE_DEEP = "moe8"
 MOE_QUANT = ("moe-q4_k_m", "moe8-q4_k_m")  # the same two, quantized: quantized experts' factor
-LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
+DEEP = "deep"  # the attention model's prompt batch after DEEP_TOKENS of context (Target.attention_model)
+# In this order: Q4_K_M models hold Q6_K tensors too, which the q6k figures, fitted first, account for.
+LARGE = {"float": "f16", "q8": "q8_0", "q6k": "q6_k", "kquant": "q4_k_m", "legacy": "q4_0"}
 LARGE_GPU = {cls: f"gpu-{name}" for cls, name in LARGE.items()}
-QUANTIZE = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M, _Q4_0
+QUANTIZE = {"q8_0": 7, "q6_k": 18, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q6_K, _Q4_K_M, _Q4_0
 GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
 TG_TOKENS_LARGE = 48
 BATCH_TOKENS = 512
+# One model's prompt batch is timed again after this much context: what attention costs per score
+# (the probe's context is 2048 cells).
+DEEP_TOKENS = 1024
 REPETITIONS = 3
+# The small models, timed in a fraction of a second, get more: their per-layer costs come from the
+# difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
+SMALL_REPETITIONS = 5
 
 # Told what happens next; `measured` is True for the steps step_count counts (a model timed on a device).
 Step = Callable[[str, bool], None]
@@ -134,6 +142,13 @@ class Target:
         return not self.on_cpu and not self.rpc and self.device.backend in GPU_BACKENDS
 
     @property
+    def attention_model(self) -> str:
+        """The probe model whose prompt batch is timed again after a long context: a small one with
+        64-wide heads (a CPU fills 1024 cells of it in a tenth of a second), the big float set on a
+        GPU (on a small model a GPU's attention is lost in its fixed costs)."""
+        return self.large["float"] if self.local_gpu or self.big else "wide2"
+
+    @property
     def large(self) -> dict[str, str]:
         """The large probe models (weight class -> name) this device is timed on."""
         return LARGE_GPU if self.local_gpu or self.big else LARGE
@@ -166,18 +181,24 @@ def _params(target: Target, path: Path, threads: int) -> EngineParams:
     )
 
 
-def _time(params: EngineParams, plan_doc: dict, tg_tokens: int) -> tuple[float, float, float]:
-    """(seconds per generated token, seconds per prompt batch, load seconds): medians."""
+def _time(
+    params: EngineParams, plan_doc: dict, tg_tokens: int, deep: bool = False, repetitions: int = REPETITIONS
+) -> tuple[float, float, float, float | None]:
+    """(seconds per generated token, seconds per prompt batch, load seconds, and with `deep`
+    seconds per prompt batch after DEEP_TOKENS of context): medians."""
     from .runner import bench_config
 
     tests = [
         {"name": "tg", "kind": "tg", "n": tg_tokens, "depth": 0},
         {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
     ]
-    outcome = bench_config(plan_doc, params, tests, REPETITIONS, timeout=600)
+    if deep:
+        tests.append({"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS})
+    outcome = bench_config(plan_doc, params, tests, repetitions, timeout=600)
     tg = statistics.median(outcome.samples["tg"])
     pp = statistics.median(outcome.samples["pp"])
-    return 1.0 / tg, BATCH_TOKENS / pp, outcome.load_ms / 1000
+    pp_deep = BATCH_TOKENS / statistics.median(outcome.samples["pp_deep"]) if deep else None
+    return 1.0 / tg, BATCH_TOKENS / pp, outcome.load_ms / 1000, pp_deep
 
 
 def _work(path: Path):
@@ -204,14 +225,21 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     for name in (*SMALL, *large.values(), MOE, MOE_DEEP, *MOE_QUANT):
         if on_step:
             on_step(f"{target.device.name}: {name}", True)
-        token_s, batch_s, load_s = _time(_params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE))
+        deep = name == target.attention_model
+        reps = SMALL_REPETITIONS if name in SMALL else REPETITIONS
+        token_s, batch_s, load_s, deep_s = _time(
+            _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps
+        )
         points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
         raw[name] = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
+        if deep_s is not None:
+            points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
+            raw[name]["deep_batch_s"] = round(deep_s, 6)
         if name == large["float"]:
             load_rpc = load_s
     local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or (target.rpc and local) else 0
-    fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT)
+    fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
     rtt = rate = None
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
@@ -225,7 +253,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         name = large["kquant"]
         if on_step:
             on_step(f"{target.device.name}: {name} from host memory", True)
-        _, host_batch_s, _ = _time(_params(target, paths[name], threads).with_(n_gpu_layers=0), doc, 4)
+        _, host_batch_s, _, _ = _time(_params(target, paths[name], threads).with_(n_gpu_layers=0), doc, 4)
         raw["upload"] = {"batch_s": round(host_batch_s, 6)}
         rate = offload_rate(_host_weight_bytes(paths[name]), host_batch_s, points[name].batch_s)
     return replace(

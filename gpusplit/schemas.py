@@ -76,12 +76,16 @@ NVML_INFO = _object(
     }
 )  # fmt: skip
 
-RATES = {"type": "object", "properties": {c: NUM for c in ("float", "q8", "kquant", "legacy")}, "additionalProperties": False}
+RATES = {
+    "type": "object",
+    "properties": {c: NUM for c in ("float", "q8", "q6k", "kquant", "legacy")},
+    "additionalProperties": False,
+}
 SPEED = _object(
     {
         "token_overhead_s": NUM, "layer_overhead_s": NUM, "bandwidth": RATES, "cache_bandwidth": NUM, "cache_bytes": INT,
         "batch_overhead_s": NUM, "batch_layer_overhead_s": NUM, "flops": RATES, "expert_batch_factor": NUM,
-        "expert_batch_factor_quant": NUM, "rtt_s": NULLABLE_NUM,
+        "expert_batch_factor_quant": NUM, "attention_score_s": NUM, "rtt_s": NULLABLE_NUM,
         "link_bytes_per_s": NULLABLE_NUM, "threads": NULLABLE_INT, "source": {"enum": ["measured", "catalog", "assumed"]},
         "identity": STR, "measured_at": STR, "probe": {"type": "object"},
     }

@@ -14,19 +14,19 @@ from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placeme
 
 GB = 1e9
 MIB = 2**20
-LARGE = {"float": "f16", "q8": "q8_0", "kquant": "q4_k_m", "legacy": "q4_0"}
+LARGE = {"float": "f16", "q8": "q8_0", "q6k": "q6_k", "kquant": "q4_k_m", "legacy": "q4_0"}
 
 
 def _speed(**changes) -> DeviceSpeed:
     base = DeviceSpeed(
         token_overhead_s=80e-6,
         layer_overhead_s=35e-6,
-        bandwidth={"float": 40 * GB, "q8": 33 * GB, "kquant": 30 * GB, "legacy": 28 * GB},
+        bandwidth={"float": 40 * GB, "q8": 33 * GB, "q6k": 31 * GB, "kquant": 30 * GB, "legacy": 28 * GB},
         cache_bandwidth=90 * GB,
         cache_bytes=32 * MIB,
         batch_overhead_s=0.4e-3,
         batch_layer_overhead_s=2e-3,
-        flops={"float": 350 * GB, "q8": 250 * GB, "kquant": 450 * GB, "legacy": 300 * GB},
+        flops={"float": 350 * GB, "q8": 250 * GB, "q6k": 380 * GB, "kquant": 450 * GB, "legacy": 300 * GB},
     )
     return replace(base, **changes)
 
@@ -39,8 +39,8 @@ def _work(blocks: int, nbytes: float, cls: str = "float") -> Work:
 
 
 def test_weight_classes():
-    assert [weight_class(t) for t in ("F16", "BF16", "F32", "Q8_0", "Q4_K", "Q6_K", "IQ4_XS", "MXFP4")] == [
-        "float", "float", "float", "q8", "kquant", "kquant", "kquant", "legacy",
+    assert [weight_class(t) for t in ("F16", "BF16", "F32", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "IQ4_XS", "MXFP4")] == [
+        "float", "float", "float", "q8", "kquant", "q6k", "q6k", "kquant", "legacy",
     ]  # fmt: skip
 
 
@@ -52,18 +52,34 @@ def _dense_probe_works() -> dict[str, Work]:
         "wide2": _work(2, 25 * MIB),
         "f16": _work(8, 390 * MIB, "float"),
         "q8_0": _work(8, 207 * MIB, "q8"),
-        "q4_k_m": _work(8, 117 * MIB, "kquant"),
+        "q6_k": _work(8, 160 * MIB, "q6k"),
+        "q4_k_m": _mixed(_work(8, 90 * MIB, "kquant"), q6k=30 * MIB),  # Q4_K_M keeps some tensors in Q6_K
         "q4_0": _work(8, 110 * MIB, "legacy"),
     }
 
 
-def _probe_points(truth: DeviceSpeed, works: dict[str, Work], extra_batch_s: dict[str, float] | None = None) -> dict:
-    """Probe timings made by the predictor's own equations from `truth` (plus any extra batch time)."""
+def _mixed(work: Work, **more: float) -> Work:
+    for cls, nbytes in more.items():
+        work.bytes[cls] += nbytes
+        work.flops[cls] += nbytes
+        work.weight_bytes += nbytes
+    return work
+
+
+def _probe_points(
+    truth: DeviceSpeed,
+    works: dict[str, Work],
+    extra_batch_s: dict[str, float] | None = None,
+    depths: dict[str, int] | None = None,
+) -> dict:
+    """Probe timings made by the predictor's own equations from `truth` (plus any extra batch time),
+    each prompt batch after `depths[name]` tokens of context."""
     points = {}
     for name, work in works.items():
+        depth = (depths or {}).get(name, 0)
         token = truth.token_overhead_s + token_seconds(truth, work)
-        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512) + (extra_batch_s or {}).get(name, 0.0)
-        points[name] = ProbePoint(name, work, token, batch, 512)
+        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512, depth) + (extra_batch_s or {}).get(name, 0.0)
+        points[name] = ProbePoint(name, work, token, batch, 512, depth)
     return points
 
 
@@ -82,6 +98,50 @@ def test_the_fit_inverts_the_equations():
         assert fitted.bandwidth[cls] == pytest.approx(truth.bandwidth[cls], rel=0.02), cls
         assert fitted.flops[cls] == pytest.approx(truth.flops[cls], rel=0.03), cls
     assert fitted.batch_layer_overhead_s == pytest.approx(truth.batch_layer_overhead_s, rel=0.05)
+
+
+def test_attention_cost_per_score_from_a_deeper_context():
+    """A prompt batch's attention costs per score (head x token x KV cell) besides its FLOPs: the
+    small model's batch timed again after 1536 tokens of context gives that cost, and the per-layer
+    cost is then what is left. Folded into the per-layer cost instead (as before), a model with
+    four times the heads had its prompt predicted too fast (on this CPU +34 % for 16 heads)."""
+    truth = _speed(attention_score_s=2e-9, batch_layer_overhead_s=0.3e-3)
+    works = _dense_probe_works()
+    for name, work in works.items():
+        heads = 8 * work.blocks if name in ("l1", "l12") else 12 * work.blocks
+        work.heads, work.head_width = heads, heads * (32 if name in ("l1", "l12") else 128)
+    works["deep"] = works["l12"]
+    points = _probe_points(truth, works, depths={"deep": 1536})
+    fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, deep=("l12", "deep"))
+    assert fitted.attention_score_s == pytest.approx(2e-9, rel=0.03)
+    assert fitted.batch_layer_overhead_s == pytest.approx(0.3e-3, rel=0.05)
+    assert fitted.flops["float"] == pytest.approx(truth.flops["float"], rel=0.03)
+    folded = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE)
+    assert folded.attention_score_s == 0.0 and folded.batch_layer_overhead_s > 5 * truth.batch_layer_overhead_s
+    many_heads = _work(12, 100 * MIB)
+    many_heads.heads, many_heads.head_width = 12 * 32, 12 * 32 * 64
+    actual = batch_seconds(truth, many_heads, 512)
+    assert batch_seconds(fitted, many_heads, 512) == pytest.approx(actual, rel=0.03)
+    assert batch_seconds(folded, many_heads, 512) < 0.8 * actual
+
+
+def test_attention_follows_the_layers_and_the_shares(tiny_model):
+    """Each device attends with the heads of the layers it holds (its share of every layer's heads
+    in row/tensor modes); the CPU keeps the heads of the layers left on it."""
+    from gpusplit.gguf.model import read_model
+    from gpusplit.memory import Placement, Settings, plan_memory
+
+    model = read_model(tiny_model("dense-f16"))
+    heads = sum(model.n_head)
+    layer = plan_memory(model, ["a", "b"], ["a", "b"], [2**40] * 2, Settings(n_ctx=256), Placement("layer", 4, (0.5, 0.5), 0))
+    works = placement_work(model, layer)
+    assert works[None].heads + works[0].heads + works[1].heads == heads
+    on_cpu = [il for il in range(model.n_layer) if layer.layer_device[il] is None]
+    assert on_cpu and works[None].heads == sum(model.n_head[il] for il in on_cpu)  # the layers not offloaded
+    assert works[0].head_width == works[0].heads * model.head_dim_k
+    tensor = plan_memory(model, ["a", "b"], ["a", "b"], [2**40] * 2, Settings(n_ctx=256), Placement("row", -1, (0.25, 0.75), 0))
+    shared = placement_work(model, tensor)
+    assert shared[0].heads == pytest.approx(0.25 * heads) and shared[1].heads == pytest.approx(0.75 * heads)
 
 
 def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
@@ -115,6 +175,7 @@ def test_a_negative_overhead_is_never_fitted():
         "wide2": ProbePoint("wide2", _work(2, 25 * MIB), 60e-6, 1e-3, 512),
         "f16": ProbePoint("f16", _work(8, 390 * MIB), 9e-3, 1.0, 512),
         "q8_0": ProbePoint("q8_0", _work(8, 207 * MIB, "q8"), 6e-3, 0.8, 512),
+        "q6_k": ProbePoint("q6_k", _work(8, 160 * MIB, "q6k"), 5e-3, 0.7, 512),
         "q4_k_m": ProbePoint("q4_k_m", _work(8, 117 * MIB, "kquant"), 3e-3, 0.5, 512),
         "q4_0": ProbePoint("q4_0", _work(8, 110 * MIB, "legacy"), 3e-3, 0.6, 512),
     }
@@ -302,8 +363,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    assert step_count(Inventory(devices=devices, host=host)) == 11 * 5 + 2 + 2  # + each local GPU's upload
-    assert step_count(Inventory(devices=[], host=host)) == 11
+    assert step_count(Inventory(devices=devices, host=host)) == 12 * 5 + 2 + 2  # + each local GPU's upload
+    assert step_count(Inventory(devices=[], host=host)) == 12
 
 
 def test_gpu_probe_model_is_big_enough_for_a_gpu():

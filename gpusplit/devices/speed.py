@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import Any
 
 # Weight classes the device's speed is measured for. llama.cpp reads float weights, q8_0, the
-# k-quants (and i-quants) and the legacy 32-element blocks (q4_0, q5_0, iq4_nl, mxfp4) at different
-# rates: dequantization work differs, and a local CPU repacks some of them, an RPC worker does not.
-WEIGHT_CLASSES = ("float", "q8", "kquant", "legacy")
+# k-quants of 5 and 6 bits, the other k-quants (and i-quants) and the legacy 32-element blocks
+# (q4_0, q5_0, iq4_nl, mxfp4) at different rates: dequantization work differs, and a local CPU
+# repacks some of them (on x86 Q4_0, Q4_K and IQ4_NL, not Q5_K or Q6_K), an RPC worker none. With
+# Q6_K read as Q4_K, a Q6_K model's prompt was predicted 11-17 % slow on this CPU and 22-23 % fast on
+# its RPC workers.
+WEIGHT_CLASSES = ("float", "q8", "q6k", "kquant", "legacy")
 LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4")
-SPEED_VERSION = 4  # bump when the meaning of a field changes: old cache files are then ignored
+SIX_BIT = ("Q6_K", "Q5_K")
+SPEED_VERSION = 6  # bump when the meaning of a field changes: old cache files are then ignored
 
 
 def weight_class(type_name: str) -> str:
-    """'F16' -> 'float', 'Q8_0' -> 'q8', 'Q4_K' -> 'kquant', 'Q4_0' -> 'legacy'."""
+    """'F16' -> 'float', 'Q8_0' -> 'q8', 'Q6_K' -> 'q6k', 'Q4_K' -> 'kquant', 'Q4_0' -> 'legacy'."""
     name = type_name.upper()
     if name in ("F32", "F16", "BF16", "F64"):
         return "float"
@@ -34,6 +38,8 @@ def weight_class(type_name: str) -> str:
         return "q8"
     if name in LEGACY:
         return "legacy"
+    if name in SIX_BIT:
+        return "q6k"
     return "kquant"
 
 
@@ -59,6 +65,9 @@ class DeviceSpeed:
     # The same for quantized experts, measured apart (on a 2-core EPYC, f16 experts ran 3.5x slower
     # per FLOP than dense f16 matmuls and Q4_K_M ones 2.7x; one factor for both missed by 25-44 %).
     expert_batch_factor_quant: float = 1.0
+    # Attention in a prompt batch: seconds per score (one head, one token, one KV cell) besides its
+    # FLOPs, from the float probe model's prompt after a deep context against the same at depth 0.
+    attention_score_s: float = 0.0
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None
