@@ -222,19 +222,32 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     raw = {}
     load_rpc = 0.0
     large = target.large
-    for name in (*SMALL, *large.values(), MOE, MOE_DEEP, *MOE_QUANT):
+    # The small models twice, first and last: their timings set the fixed costs, which one busy
+    # moment on a shared machine tripled (a worker's 0.3 ms decode of the 1-layer model read 0.8 ms
+    # in one probe); a busy moment only ever adds time, so the faster of the two rounds counts.
+    for name in (*SMALL, *large.values(), MOE, MOE_DEEP, *MOE_QUANT, *SMALL):
+        again = name in raw
         if on_step:
-            on_step(f"{target.device.name}: {name}", True)
+            on_step(f"{target.device.name}: {name}" + (" again" if again else ""), True)
         deep = name == target.attention_model
         reps = SMALL_REPETITIONS if name in SMALL else REPETITIONS
         token_s, batch_s, load_s, deep_s = _time(
             _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps
         )
+        timed = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
+        if deep_s is not None:
+            timed["deep_batch_s"] = round(deep_s, 6)
+        if again:
+            raw[name]["again"] = timed
+            first = points[name]
+            token_s = min(token_s, first.token_s)
+            if batch_s >= first.batch_s:  # the deep batch stays with the round its base came from
+                batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if deep else None)
+        else:
+            raw[name] = timed
         points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
-        raw[name] = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
-            raw[name]["deep_batch_s"] = round(deep_s, 6)
         if name == large["float"]:
             load_rpc = load_s
     local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
@@ -342,7 +355,7 @@ def step_count(inventory: Inventory) -> int:
     the host, and two tensor-parallel runs over two devices or more."""
     devices = len(inventory.devices)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
-    return (len(SMALL) + len(LARGE) + 4) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
+    return (2 * len(SMALL) + len(LARGE) + 4) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:

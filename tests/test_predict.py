@@ -363,8 +363,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    assert step_count(Inventory(devices=devices, host=host)) == 12 * 5 + 2 + 2  # + each local GPU's upload
-    assert step_count(Inventory(devices=[], host=host)) == 12
+    assert step_count(Inventory(devices=devices, host=host)) == 15 * 5 + 2 + 2  # + each local GPU's upload
+    assert step_count(Inventory(devices=[], host=host)) == 15
 
 
 def test_gpu_probe_model_is_big_enough_for_a_gpu():
@@ -420,3 +420,36 @@ def test_cpu_is_timed_on_the_big_set_beside_a_gpu(monkeypatch):
     from dataclasses import replace
 
     assert replace(found[0], big=True).large is LARGE_GPU
+
+
+def test_the_small_models_count_at_their_faster_round(monkeypatch):
+    """The small probe models are timed first and last; a busy moment during one round (here the
+    1-layer model at 0.8 ms a token, where it takes 0.3) does not set the fixed costs."""
+    from pathlib import Path
+
+    from gpusplit import probe
+
+    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
+    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    truth = _speed()
+    rounds: dict[str, int] = {}
+
+    def fake_time(params, doc, tg_tokens, deep=False, repetitions=3):
+        name = Path(params.model_path).stem
+        rounds[name] = rounds.get(name, 0) + 1
+        work = works[name]
+        token = truth.token_overhead_s + token_seconds(truth, work)
+        if name == "l1" and rounds[name] == 1:
+            token = 0.8e-3  # busy
+        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
+        return token, batch, 0.01, (batch * 1.5 if deep else None)
+
+    monkeypatch.setattr(probe, "_time", fake_time)
+    monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    paths = {name: Path(f"{name}.gguf") for name in works}
+    fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
+    assert rounds["l1"] == 2 and rounds["f16"] == 1
+    assert fitted.probe["l1"]["token_s"] == 0.0008 and fitted.probe["l1"]["again"]["token_s"] < 0.0004
+    assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.05)
+    assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
