@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRATCH = ROOT / "scratch" / "prediction"
 TG, PP = 128, 512
-REPETITIONS = 3
+PASSES = 3  # each row's repetitions: one per pass over the whole table
 CLIENT_THREADS = 1  # the client's threads in every setup over the workers
 
 
@@ -113,23 +113,48 @@ def setups(a: str, b: str, n_layer: int) -> dict[str, dict]:
 
 
 def measure_rows(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
+    """Every row, in PASSES passes over the whole table (one repetition each, after a warm-up): this
+    machine's speed drifts by up to a third over minutes (the same CPU row read 300 and 425 t/s a
+    quarter of an hour apart), and a row timed three times in a row would measure one moment."""
     import gpusplit
 
-    rows = []
+    lines = []
     with store.open("a") as out:
-        for label, path in paths.items():
-            model = gpusplit.read_model(path)
-            for setup, kw in setups(a, b, model.n_layer).items():
-                started = time.monotonic()
-                records = list(gpusplit.bench(str(path), n_prompt=[PP], n_gen=[TG], repetitions=REPETITIONS, **kw))
-                for r in records:
-                    row = {"model": label, "path": str(path), "setup": setup, "kw": kw, "test": r["test"], "status": r["status"],
-                           "measured": statistics.median(r["samples_ts"]) if r["samples_ts"] else None, "samples": r["samples_ts"], "error": r["error"]}  # fmt: skip
-                    rows.append(row)
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                print(f"  {label} / {setup}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    return rows
+        for n in range(PASSES):
+            for label, path in paths.items():
+                model = gpusplit.read_model(path)
+                for setup, kw in setups(a, b, model.n_layer).items():
+                    started = time.monotonic()
+                    records = list(gpusplit.bench(str(path), n_prompt=[PP], n_gen=[TG], repetitions=1, **kw))
+                    for r in records:
+                        line = {"pass": n, "model": label, "path": str(path), "setup": setup, "kw": kw, "test": r["test"],
+                                "status": r["status"], "samples": r["samples_ts"], "error": r["error"]}  # fmt: skip
+                        lines.append(line)
+                        out.write(json.dumps(line) + "\n")
+                        out.flush()
+                    print(f"  pass {n + 1}: {label} / {setup}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return aggregate(lines)
+
+
+def aggregate(lines: list[dict]) -> list[dict]:
+    """One row per model, setup and test: the median over its passes (a failed pass is left out; a
+    row fails only when every pass did)."""
+    rows: dict[tuple, dict] = {}
+    for line in lines:
+        key = (line["model"], line["setup"], line["test"])
+        row = rows.setdefault(
+            key, {k: line[k] for k in ("model", "path", "setup", "kw", "test")} | {"samples": [], "error": None}
+        )
+        if line["status"] == "ok":
+            row["samples"] += line["samples"] or []
+        else:
+            row["error"] = line["error"]
+    for row in rows.values():
+        row["status"] = "ok" if row["samples"] else "failed"
+        row["measured"] = statistics.median(row["samples"]) if row["samples"] else None
+        # how far the passes were apart: (slowest - fastest) / median
+        row["spread"] = (max(row["samples"]) - min(row["samples"])) / row["measured"] if len(row["samples"]) > 1 else None
+    return list(rows.values())
 
 
 def predict_row(row: dict) -> float | None:
@@ -214,7 +239,7 @@ def main() -> int:
         folder.mkdir(parents=True, exist_ok=True)
         paths = models(folder, args.quick)
         if args.reuse and measured_store.exists():
-            rows = [json.loads(line) for line in measured_store.read_text().splitlines() if line.strip()]
+            rows = aggregate([json.loads(line) for line in measured_store.read_text().splitlines() if line.strip()])
         else:
             measured_store.unlink(missing_ok=True)
             rows = measure_rows(paths, a, b, measured_store)
@@ -230,11 +255,28 @@ def main() -> int:
             proc.wait(timeout=10)
     probe_file = SCRATCH / "probe.json"
     probe_seconds = json.loads(probe_file.read_text()) if probe_file.exists() else None
-    write_report(Path(args.out), rows, ranks, None if args.reuse else time.monotonic() - started, probe_seconds)
+    run_file = SCRATCH / "run.json"  # how long the measuring run took, kept for --reuse
+    if not args.reuse:
+        run_file.write_text(json.dumps(time.monotonic() - started))
+    seconds = json.loads(run_file.read_text()) if run_file.exists() else None
+    write_report(Path(args.out), rows, ranks, seconds, probe_seconds, args.reuse)
     return 0
 
 
-def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float | None, probe: list[float] | None) -> None:
+def spread_line(rows: list[dict]) -> str:
+    spreads = sorted(r["spread"] for r in rows if r.get("spread") is not None)
+    if not spreads:
+        return ""
+    wide = sum(x > 0.2 for x in spreads)
+    return (
+        f"- passes apart (slowest - fastest, of the median): median {100 * statistics.median(spreads):.0f} %, "
+        f"largest {100 * spreads[-1]:.0f} %; {wide} of {len(spreads)} rows more than 20 %"
+    )
+
+
+def write_report(
+    out: Path, rows: list[dict], ranks: list[dict], seconds: float | None, probe: list[float] | None, reused: bool = False
+) -> None:
     from gpusplit.documents import error_pct
 
     ok = [r for r in rows if r["status"] == "ok" and r["predicted"]]
@@ -251,7 +293,8 @@ def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float 
         "Written by `python benchmarks/prediction.py` on a 2-core x86_64 machine without a GPU (AMD EPYC,",
         "32 MiB L3), llama-cpp-python 0.3.36; two loopback `gpusplit worker`s: A with 1 thread, B with 2.",
         "Every device was measured first with `gpusplit devices --probe`; each prediction is the one",
-        "`gpusplit bench` records from its plan. tg128 and pp512, median of 3 repetitions after a warm-up;",
+        "`gpusplit bench` records from its plan. tg128 and pp512, each the median of three passes over the",
+        "whole table (one repetition per pass, after a warm-up: this machine's speed drifts over minutes);",
         "over the workers the client runs 1 thread (see below).",
         "",
         "## Summary",
@@ -262,13 +305,13 @@ def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float 
         f"- median |error|: tg {statistics.median(abs(r['err']) for r in tg):.1f} %, pp {statistics.median(abs(r['err']) for r in pp):.1f} %"
         if tg and pp
         else "",
+        spread_line(ok),
         f"- first-ranked candidate the fastest (or within 5 %): {sum(r['first_is_fastest'] for r in ranks)} of {len(ranks)} models",
         f"- `devices --probe`: the CPU at 1 thread and both workers {probe[0]:.0f} s; the CPU at 2 threads {probe[1]:.0f} s"
         if probe
         else "",
-        f"- whole run: {seconds / 60:.1f} minutes"
-        if seconds
-        else "- predicted again (`--reuse`) over the last run's measurements",
+        (f"- whole run: {seconds / 60:.1f} minutes" if seconds else "")
+        + ("; predicted again (`--reuse`) over its measurements" if reused else ""),
         "",
         "## Every row",
         "",
@@ -294,18 +337,25 @@ def write_report(out: Path, rows: list[dict], ranks: list[dict], seconds: float 
         lines.append(f"| {setup} | {med['tg']} | {med['pp']} |")
     lines += [
         "",
-        "On this 2-core machine the client, worker A (1 thread) and worker B (2 threads) share two cores,",
-        "and llama.cpp's OpenMP threads spin for a while after each graph. A client at 2 threads beside B",
-        "at 2 threads measured the OS scheduler (7-10 ms time slices a token: partial offload ran at 90-157",
-        "t/s whatever the model), so every setup over the workers runs the client at 1 thread, as the",
-        "probe does. What is left: partial offload (the client's thread computes its layers while B's two",
-        "threads spin) still runs 7-47 % slower than the devices measured alone, and generation over the",
-        "workers moves by 20-40 % between runs (the same row read -12 % in one run and +29 % in the next).",
-        "MoE prompts were +37-46 % (f16) before the probe timed expert matmuls per kind on a 2- and an",
-        "8-layer MoE model (f16 experts 3.5x slower per FLOP than dense ones, Q4_K_M experts 2.7x); now",
-        "every MoE prompt row is within 11 %.",
-        "Worker identity: a worker probed second (RPC1) is now found again when used alone (RPC0); before",
-        "that fix every 'worker B' row fell back to assumed figures (+65-117 % on tg).",
+        "On this 2-core machine the client, worker A (1 thread) and worker B (2 threads) share two cores.",
+        "A client at 2 threads beside B at 2 threads measured the OS scheduler (7-10 ms time slices a",
+        "token), so every setup over the workers runs the client at 1 thread, as the probe does. What is",
+        "left is that sharing: partial offload runs 26-62 % slower than the devices measured alone",
+        "predict. B's OpenMP threads spin for a while after each of its graphs, on the cores the client's",
+        "thread then computes on: with their spinning off (GOMP_SPINCOUNT=0) the same row of dense",
+        "Q4_K_M ran at 202-215 t/s instead of 164-180, against 223 predicted (before bench waited for each",
+        "token; B alone then ran at 99 t/s instead of 250: ggml's barriers spin on OpenMP's). A factor for the CPU beside each worker,",
+        "measured by the probe, was tried and dropped: it came out 2.2x on the probe's model and 0.4-0.5x",
+        "on this table's, and put the partial rows at -45 %. A worker on another machine shares nothing.",
+        "",
+        "What changed the table this time: `bench` waits for each generated token (as generation and",
+        "llama-bench do; unsynchronised, RPC splits overlapped consecutive tokens and read up to a third",
+        "fast); a prompt's attention costs per score besides its FLOPs (timed by the probe after 1024",
+        "tokens of context: 1.7 ns a score at 2 threads; the 16-head dense rows had been +25-34 % on",
+        "prompts); Q6_K/Q5_K are a weight class of their own (x86 repacks Q4_K, not Q6_K: Q6_K prompts were",
+        "-17 % on the CPU and +23 % on the workers); the probe times its small models first and last and",
+        "keeps the faster round (one busy moment had made worker A's fixed cost 731 us instead of ~200);",
+        "each row is the median of three passes over the whole table.",
     ]
     worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
     lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]
