@@ -458,9 +458,10 @@ SPLITS = ("layer-split", "tensor-split")  # what a single GPU is preferred to wh
 
 def rank(cands: list[Candidate]) -> list[Candidate]:
     """Fitting plans first; then the fastest predicted generation; then the seed's preference
-    (one GPU, no inter-GPU traffic, unless a split is clearly faster). Not over the CPU alone, which
-    moves nothing either: a loopback worker predicted 4 % slower than the CPU was put first, and ran
-    11 % slower."""
+    (one GPU, no inter-GPU traffic, unless a split is clearly faster), and over the CPU alone unless
+    both were measured: the CPU moves nothing either, and a measured loopback worker predicted 4 %
+    behind the measured CPU, put first, ran 11 % behind it. (With assumed figures, a GPU about as
+    fast as the CPU on paper is the better bet.)"""
 
     # Speeds only compare when every fitting candidate has one (all bandwidths known).
     speeds_known = all(c.prediction.tg_tokens_per_s for c in cands if c.fits)
@@ -472,7 +473,8 @@ def rank(cands: list[Candidate]) -> list[Candidate]:
     ranked = sorted(cands, key=key)
     top = ranked[0]
     single = next((c for c in ranked if c.strategy == "single-gpu" and c.fits), None)
-    if single is not None and top is not single and top.fits and top.strategy in SPLITS:
+    measured = single is not None and single.prediction.basis == top.prediction.basis == "measured"
+    if single is not None and top is not single and top.fits and (top.strategy in SPLITS or not measured):
         top_speed = top.prediction.tg_tokens_per_s or 0.0
         single_speed = single.prediction.tg_tokens_per_s or 0.0
         if single_speed >= SIMPLER_WITHIN * top_speed:

@@ -185,16 +185,20 @@ def test_impossible_requests(llama8b, request_, phrase):
 
 def test_one_gpu_is_preferred_to_a_split_not_to_the_cpu_alone():
     """The seed's preference: one GPU unless a split is more than 5 % faster. The CPU alone moves
-    nothing between devices either, so a device predicted a little slower than it does not go first
-    (a loopback worker predicted 4 % behind the CPU ran 11 % behind it)."""
+    nothing between devices either: where both were measured, a device predicted a little slower
+    does not go first (a loopback worker predicted 4 % behind the CPU ran 11 % behind it); on
+    assumed figures the GPU does."""
     from types import SimpleNamespace
 
     from gpusplit.planner import rank
 
-    def candidate(strategy: str, tg: float) -> SimpleNamespace:
+    def candidate(strategy: str, tg: float, basis: str = "measured") -> SimpleNamespace:
         memory = SimpleNamespace(devices=[], host=SimpleNamespace(weights_bytes=1, kv_bytes=0))
-        return SimpleNamespace(fits=True, strategy=strategy, prediction=SimpleNamespace(tg_tokens_per_s=tg), memory=memory)
+        prediction = SimpleNamespace(tg_tokens_per_s=tg, basis=basis)
+        return SimpleNamespace(fits=True, strategy=strategy, prediction=prediction, memory=memory)
 
     assert rank([candidate("cpu-only", 100), candidate("single-gpu", 97)])[0].strategy == "cpu-only"
+    assumed = [candidate("cpu-only", 100, "assumed"), candidate("single-gpu", 97, "assumed")]
+    assert rank(assumed)[0].strategy == "single-gpu"
     assert rank([candidate("layer-split", 100), candidate("single-gpu", 97)])[0].strategy == "single-gpu"
     assert rank([candidate("tensor-split", 110), candidate("single-gpu", 97)])[0].strategy == "tensor-split"

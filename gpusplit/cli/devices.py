@@ -68,6 +68,7 @@ def _speed_row(device) -> tuple[str, ...]:
         f"{s.layer_overhead_s * 1e6:.0f} us",
         output.format_rate(s.bandwidth["float"]),
         output.format_rate(s.bandwidth["q8"]),
+        output.format_rate(s.bandwidth["q6k"]),
         output.format_rate(s.bandwidth["kquant"]),
         output.format_rate(s.bandwidth["legacy"]),
         f"{s.flops['float'] / 1e9:.0f} GFLOP/s",
@@ -125,14 +126,15 @@ def _print_inventory(inventory) -> None:
                 "per layer",
                 "f16 read",
                 "q8_0 read",
-                "K-quant read",
+                "Q6_K read",
+                "Q4_K read",
                 "Q4_0 read",
                 "prompt f16",
                 "link",
                 "measured",
             ],
             [_speed_row(d) for d in measured],
-            right=("per token", "per layer", "f16 read", "q8_0 read", "K-quant read", "Q4_0 read", "prompt f16"),
+            right=("per token", "per layer", "f16 read", "q8_0 read", "Q6_K read", "Q4_K read", "Q4_0 read", "prompt f16"),
         )
     if inventory.group_speed is not None:
         g = inventory.group_speed
