@@ -51,12 +51,14 @@ GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CA
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
-TG_TOKENS_LARGE = 48
+TG_TOKENS_LARGE = 32
+GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
 # One model's prompt batch is timed again after this much context: what attention costs per score
 # (the probe's context is 2048 cells).
 DEEP_TOKENS = 1024
 REPETITIONS = 3
+PP_REPETITIONS = 2
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
 SMALL_REPETITIONS = 5
@@ -182,7 +184,12 @@ def _params(target: Target, path: Path, threads: int) -> EngineParams:
 
 
 def _time(
-    params: EngineParams, plan_doc: dict, tg_tokens: int, deep: bool = False, repetitions: int = REPETITIONS
+    params: EngineParams,
+    plan_doc: dict,
+    tg_tokens: int,
+    deep: bool = False,
+    repetitions: int = REPETITIONS,
+    pp_repetitions: int | None = None,
 ) -> tuple[float, float, float, float | None]:
     """(seconds per generated token, seconds per prompt batch, load seconds, and with `deep`
     seconds per prompt batch after DEEP_TOKENS of context): medians."""
@@ -190,7 +197,7 @@ def _time(
 
     tests = [
         {"name": "tg", "kind": "tg", "n": tg_tokens, "depth": 0},
-        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
+        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": pp_repetitions or repetitions},
     ]
     if deep:
         tests.append({"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS})
@@ -231,8 +238,11 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             on_step(f"{target.device.name}: {name}" + (" again" if again else ""), True)
         deep = name == target.attention_model
         reps = SMALL_REPETITIONS if name in SMALL else REPETITIONS
+        # Prompt batches vary by a percent or two between runs: for the big models (most of the
+        # probe's time) two after the warm-up do.
+        pp_reps = None if name in SMALL else PP_REPETITIONS
         token_s, batch_s, load_s, deep_s = _time(
-            _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps
+            _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps, pp_reps
         )
         timed = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
         if deep_s is not None:
@@ -316,7 +326,7 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     from .predict import predict
 
     results = {}
-    for name in ("l1", "l12"):
+    for name in ("l12",):
         if on_step:
             on_step(f"tensor parallelism over {len(devices)} devices: {name}", True)
         model = read_model(paths[name])
@@ -327,8 +337,10 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
         params = EngineParams.from_dict(doc["engine_params"]).with_(
             n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS
         )
+        # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
+        # (128 took 12 s of the probe's 97).
         tests = [
-            {"name": "tg", "kind": "tg", "n": TG_TOKENS[name], "depth": 0},
+            {"name": "tg", "kind": "tg", "n": GROUP_TG_TOKENS, "depth": 0},
             {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
         ]
         outcome = bench_config(doc, params, tests, REPETITIONS, timeout=600)

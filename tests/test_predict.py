@@ -434,7 +434,7 @@ def test_the_small_models_count_at_their_faster_round(monkeypatch):
     truth = _speed()
     rounds: dict[str, int] = {}
 
-    def fake_time(params, doc, tg_tokens, deep=False, repetitions=3):
+    def fake_time(params, doc, tg_tokens, deep=False, repetitions=3, pp_repetitions=None):
         name = Path(params.model_path).stem
         rounds[name] = rounds.get(name, 0) + 1
         work = works[name]

@@ -394,7 +394,7 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     for test in tests:
         one_run(test)  # warm-up
         samples = []
-        for rep in range(reps):
+        for rep in range(int(test.get("repetitions") or reps)):
             samples.append(one_run(test))
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         results.append({"test": test["name"], "samples_ts": samples})
