@@ -202,3 +202,21 @@ def test_nvml_used_memory_is_read_after_loading_and_after_generating(cli, tiny_m
     result = runner.generate(doc["plan"], params, "Once upon a time", 8)
     assert len(seen) == 3
     assert result.nvml_used_delta == {"CPU": 6000 * MIB}
+
+
+def test_a_cpu_run_warms_up_before_it_times(tiny_model, monkeypatch):
+    """On the CPU too, one warm-up decode comes before the timed prompt (llama.cpp's tools warm up
+    whatever the device): a cold 13-token prompt of the demo model read 242 and 2,797 t/s in two
+    runs where warm it reads several thousand."""
+    from gpusplit.engine import tasks
+    from gpusplit.params import EngineParams
+
+    warmed = []
+    real = tasks._warm_up
+    monkeypatch.setattr(tasks, "_warm_up", lambda lib, ctx, tokens: warmed.append(len(tokens)) or real(lib, ctx, tokens))
+    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_gpu_layers=0, n_ctx=256, n_threads=1)
+    result = tasks.task_generate(
+        {"params": params.as_dict(), "prompt": "hello there", "n_predict": 4, "stream": False}, lambda e: None
+    )
+    assert warmed and warmed[0] == result["prompt_tokens"]
+    assert result["perf"]["n_p_eval"] == result["prompt_tokens"]  # the warm-up's decodes are not counted

@@ -265,8 +265,9 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     buf = ctypes.create_string_buffer(256)
     pieces: list[str] = []
-    if params.n_gpu_layers != 0:
-        _warm_up(lib, loaded.ctx, tokens)
+    # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold 13-token prompt
+    # of the demo model read 242 and 2,797 t/s in two runs, its warm rate being several thousand.
+    _warm_up(lib, loaded.ctx, tokens)
     started = time.perf_counter()
     ttft_ms = None
     batch_size = params.n_batch
