@@ -162,10 +162,10 @@ def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0)
     return fixed + n_tokens * per_token
 
 
-def attention_cells(n_tokens: int, depth: int) -> int:
-    """KV cells a prompt batch attends over: without flash attention llama.cpp computes every score
-    of the used cells, padded to 256, masked or not."""
-    return pad(depth + n_tokens, CTX_PAD)
+def attention_scores(n_tokens: int, depth: int) -> int:
+    """Scores per head a prompt batch computes: each token against every used KV cell, padded to
+    256, masked or not (llama.cpp without flash attention)."""
+    return n_tokens * pad(depth + n_tokens, CTX_PAD)
 
 
 def attention_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int) -> float:
@@ -173,7 +173,7 @@ def attention_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int)
     masking, softmax, and the attention matmuls' per-row overheads). On a 2-core EPYC a score cost
     2.2-3.0 ns besides its FLOPs (head widths 32-128), which the FLOPs alone left out: a 12-layer,
     16-head model's prompt ran 34 % slower than predicted."""
-    scores = n_tokens * attention_cells(n_tokens, depth)
+    scores = attention_scores(n_tokens, depth)
     return scores * (4 * work.head_width / speed.flops["float"] + work.heads * speed.attention_score_s)
 
 
@@ -236,8 +236,8 @@ def fit_speed(
     fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
     FLOP/s of its weight class; a `moe` model (and a deeper `moe_deep` one, whose difference leaves
     the fixed costs out) how much slower f16 expert matmuls run in a batch, and the `moe_quant`
-    pair (the same two quantized) how much slower quantized ones do; `deep_float` (the float model's
-    prompt after a long context) what attention costs per score."""
+    pair (the same two quantized) how much slower quantized ones do; the `deep` pair (a model's prompt
+    batch, and the same after a long context) what attention costs per score."""
     # Generation: token_s = O + C * layers + bytes / rate (the cache rate for small models when
     # they fit the cache; otherwise the float rate, refined in two passes).
     f16 = points[large["float"]]
@@ -279,9 +279,7 @@ def fit_speed(
         rate_flops = p.batch_tokens * p.work.total_flops / max(rest, 1e-9)
         if deep and deep[0] in points and deep[1] in points:
             b, d = points[deep[0]], points[deep[1]]
-            more = d.batch_tokens * attention_cells(d.batch_tokens, d.depth) - b.batch_tokens * attention_cells(
-                b.batch_tokens, b.depth
-            )
+            more = attention_scores(d.batch_tokens, d.depth) - attention_scores(b.batch_tokens, b.depth)
             if more > 0 and b.work.heads:
                 flops_s = 4 * b.work.head_width * more / rate_flops
                 score_s = max((d.batch_s - b.batch_s - flops_s) / (b.work.heads * more), 0.0)

@@ -325,38 +325,32 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     from .planner import TENSOR_UNSUPPORTED
     from .predict import predict
 
-    results = {}
-    for name in ("l12",):
-        if on_step:
-            on_step(f"tensor parallelism over {len(devices)} devices: {name}", True)
-        model = read_model(paths[name])
-        if model.architecture in TENSOR_UNSUPPORTED:
-            return None
-        plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True)
-        doc = plan.to_dict()
-        params = EngineParams.from_dict(doc["engine_params"]).with_(
-            n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS
-        )
-        # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
-        # (128 took 12 s of the probe's 97).
-        tests = [
-            {"name": "tg", "kind": "tg", "n": GROUP_TG_TOKENS, "depth": 0},
-            {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
-        ]
-        outcome = bench_config(doc, params, tests, REPETITIONS, timeout=600)
-        measured_token = 1.0 / statistics.median(outcome.samples["tg"])
-        measured_batch = BATCH_TOKENS / statistics.median(outcome.samples["pp"])
-        # What the devices' own figures predict without any synchronisation:
-        c = plan.best
-        # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
-        alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, GroupSpeed(0.0, 0.0))
-        no_sync_batch = BATCH_TOKENS / alone.pp_tokens_per_s if alone.pp_tokens_per_s else 0.0
-        results[name] = (model.n_layer, measured_token - (alone.seconds_per_token or 0.0), measured_batch - no_sync_batch)
-    layers = results["l12"][0]
+    # The 12-layer model: the synchronisation per layer is what its layers add over the predictions.
+    if on_step:
+        on_step(f"tensor parallelism over {len(devices)} devices: l12", True)
+    model = read_model(paths["l12"])
+    if model.architecture in TENSOR_UNSUPPORTED:
+        return None
+    plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True)
+    doc = plan.to_dict()
+    params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
+    # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
+    # (128 took 12 s of the probe's 97).
+    tests = [
+        {"name": "tg", "kind": "tg", "n": GROUP_TG_TOKENS, "depth": 0},
+        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
+    ]
+    outcome = bench_config(doc, params, tests, REPETITIONS, timeout=600)
+    measured_token = 1.0 / statistics.median(outcome.samples["tg"])
+    measured_batch = BATCH_TOKENS / statistics.median(outcome.samples["pp"])
+    c = plan.best
+    # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
+    alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, GroupSpeed(0.0, 0.0))
+    no_sync_batch = BATCH_TOKENS / alone.pp_tokens_per_s if alone.pp_tokens_per_s else 0.0
     members = [d.speed.identity for d in devices if d.speed is not None]
     return GroupSpeed(
-        layer_sync_s=max(results["l12"][1] / layers, 0.0),
-        batch_layer_sync_s=max(results["l12"][2] / layers, 0.0),
+        layer_sync_s=max((measured_token - (alone.seconds_per_token or 0.0)) / model.n_layer, 0.0),
+        batch_layer_sync_s=max((measured_batch - no_sync_batch) / model.n_layer, 0.0),
         identity=speed_cache.group_identity(members),
         measured_at=speed_cache.now(),
     )
@@ -364,10 +358,10 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
 
 def step_count(inventory: Inventory) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
-    the host, and two tensor-parallel runs over two devices or more."""
+    the host (the small ones twice), and one tensor-parallel run over two devices or more."""
     devices = len(inventory.devices)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
-    return (2 * len(SMALL) + len(LARGE) + 4) * (devices + 1) + (2 if devices >= 2 else 0) + local_gpus
+    return (2 * len(SMALL) + len(LARGE) + 4) * (devices + 1) + (1 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .devices.speed import WEIGHT_CLASSES
+
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
@@ -78,7 +80,7 @@ NVML_INFO = _object(
 
 RATES = {
     "type": "object",
-    "properties": {c: NUM for c in ("float", "q8", "q6k", "kquant", "legacy")},
+    "properties": dict.fromkeys(WEIGHT_CLASSES, NUM),
     "additionalProperties": False,
 }
 SPEED = _object(

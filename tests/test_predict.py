@@ -363,7 +363,9 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    assert step_count(Inventory(devices=devices, host=host)) == 15 * 5 + 2 + 2  # + each local GPU's upload
+    assert (
+        step_count(Inventory(devices=devices, host=host)) == 15 * 5 + 1 + 2
+    )  # + the tensor-parallel run, each local GPU's upload
     assert step_count(Inventory(devices=[], host=host)) == 15
 
 

@@ -66,7 +66,7 @@ class DeviceSpeed:
     # per FLOP than dense f16 matmuls and Q4_K_M ones 2.7x; one factor for both missed by 25-44 %).
     expert_batch_factor_quant: float = 1.0
     # Attention in a prompt batch: seconds per score (one head, one token, one KV cell) besides its
-    # FLOPs, from the float probe model's prompt after a deep context against the same at depth 0.
+    # FLOPs, from a probe model's prompt after a long context against the same at depth 0.
     attention_score_s: float = 0.0
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
