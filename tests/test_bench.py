@@ -142,17 +142,20 @@ def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
 def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     """tg decodes one token at a time and waits for each, as generation must (the next token comes
     from the last logits) and as llama-bench does: without the wait llama.cpp overlaps consecutive
-    tokens across an RPC split, and tg over workers read up to a third faster than generation."""
+    tokens across an RPC split, and tg over workers read up to a third faster than generation.
+    Its warm-up is one token, as llama-bench's is (a full one cost the probe a sixth of its time)."""
     import llama_cpp
 
     from gpusplit.engine.tasks import task_bench
     from gpusplit.params import EngineParams
 
-    calls = []
-    real = llama_cpp.llama_synchronize
-    monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: calls.append(1) or real(ctx))
+    waits, decodes = [], []
+    real_sync, real_decode = llama_cpp.llama_synchronize, llama_cpp.llama_decode
+    monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: waits.append(1) or real_sync(ctx))
+    monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: decodes.append(batch.n_tokens) or real_decode(ctx, batch))
     params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1)
     test = {"name": "tg8", "kind": "tg", "n": 8, "depth": 0}
     result = task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)
     assert len(result["results"][0]["samples_ts"]) == 2
-    assert len(calls) >= 3 * 8  # a warm-up and two runs of 8 tokens, each token waited for
+    assert decodes == [1] * (1 + 2 * 8)  # a one-token warm-up, then two runs of 8 tokens one at a time
+    assert len(waits) >= len(decodes)  # each token waited for
