@@ -50,7 +50,7 @@ QUANTIZE = {"q8_0": 7, "q6_k": 18, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTL
 GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
-TG_TOKENS = {"l1": 256, "l12": 128, "wide2": 128, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
+TG_TOKENS = {"l1": 256, "l12": 64, "wide2": 64, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
 TG_TOKENS_LARGE = 32
 GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
@@ -58,7 +58,7 @@ BATCH_TOKENS = 512
 # (the probe's context is 2048 cells).
 DEEP_TOKENS = 1024
 REPETITIONS = 3
-PP_REPETITIONS = 2
+PP_REPETITIONS = 1
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
 SMALL_REPETITIONS = 5
@@ -195,12 +195,13 @@ def _time(
     seconds per prompt batch after DEEP_TOKENS of context): medians."""
     from .runner import bench_config
 
+    pp_repetitions = pp_repetitions or repetitions
     tests = [
         {"name": "tg", "kind": "tg", "n": tg_tokens, "depth": 0},
-        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": pp_repetitions or repetitions},
+        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": pp_repetitions},
     ]
     if deep:
-        tests.append({"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS})
+        tests.append({"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": pp_repetitions})
     outcome = bench_config(plan_doc, params, tests, repetitions, timeout=600)
     tg = statistics.median(outcome.samples["tg"])
     pp = statistics.median(outcome.samples["pp"])
@@ -238,9 +239,10 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             on_step(f"{target.device.name}: {name}" + (" again" if again else ""), True)
         deep = name == target.attention_model
         reps = SMALL_REPETITIONS if name in SMALL else REPETITIONS
-        # Prompt batches vary by a percent or two between runs: for the big models (most of the
-        # probe's time) two after the warm-up do.
-        pp_reps = None if name in SMALL else PP_REPETITIONS
+        # Prompt batches vary by a percent or two between runs (after the warm-up, which they need:
+        # a first batch ran 3-15 % slow here): three for the small models, one for the big ones (most
+        # of the probe's time: 62 s with two, 53 s with one, for the CPU and two workers here).
+        pp_reps = REPETITIONS if name in SMALL else PP_REPETITIONS
         token_s, batch_s, load_s, deep_s = _time(
             _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps, pp_reps
         )
