@@ -807,9 +807,10 @@ def serve_worker(
     """Serve this machine's devices (by ggml name; default every GPU, else the CPU) over llama.cpp's
     RPC protocol until SIGINT/SIGTERM. The protocol has no authentication: a non-loopback `host`
     needs `allow_remote`. `on_started` receives a line describing what is served."""
+    from .devices.rpc import is_loopback
     from .engine import REINSTALL_RPC_HINT, EngineError
     from .engine.registry import supports_rpc
-    from .engine.worker import WorkerPlan, check_port, choose_devices, is_loopback, serve
+    from .engine.worker import WorkerPlan, check_port, choose_devices, serve
     from .units import format_bytes
 
     if not is_loopback(host) and not allow_remote:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .devices import speed as speed_cache
+from .devices.rpc import on_this_machine
 from .devices.speed import DeviceSpeed, GroupSpeed
 from .params import EngineParams
 
@@ -262,8 +263,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
             load_rpc = load_s
-    local = not target.device.endpoint or target.device.endpoint.split(":")[0] in ("127.0.0.1", "localhost", "::1")
-    cache = speed_cache.cpu_cache_bytes() if target.on_cpu or (target.rpc and local) else 0
+    cache = speed_cache.cpu_cache_bytes() if target.on_cpu or on_this_machine(target.device.endpoint) else 0
     fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
     rtt = rate = None
     if target.rpc:

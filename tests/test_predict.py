@@ -266,6 +266,32 @@ def test_ranking_prefers_the_faster_worker(tiny_model):
     assert speeds[0] == max(speeds)
 
 
+def test_devices_on_this_machine_share_its_cache(tiny_model):
+    """Two loopback workers each holding half a model that fits the cache only by halves: a token
+    streams through both halves on one machine, so neither reads from cache (as if there were
+    none). The same two workers on two other machines each keep their half in their own cache."""
+    from gpusplit.gguf.model import read_model
+
+    model = read_model(tiny_model("dense-large-f16"))
+    cache = int(0.7 * model.total_bytes)
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host", speed=_speed(source="measured"))
+    worker = _speed(cache_bytes=cache, source="measured", rtt_s=50e-6, link_bytes_per_s=GB)
+
+    def tg(hosts: tuple[str, str], speed: DeviceSpeed) -> float:
+        workers = [
+            Device(f"RPC{i}", f"{h}:50052", "RPC", "gpu", 2**34, 2**33, index=i, source="rpc",
+                   endpoint=f"{h}:50052", speed=speed, bandwidth_source="measured")
+            for i, h in enumerate(hosts)
+        ]  # fmt: skip
+        return _plan(model, workers, host, mode="layer", split=(0.5, 0.5)).best.prediction.tg_tokens_per_s
+
+    here = tg(("127.0.0.1", "localhost"), worker)
+    apart = tg(("10.0.0.5", "10.0.0.6"), worker)
+    assert here == pytest.approx(tg(("127.0.0.1", "localhost"), replace(worker, cache_bytes=0)))
+    assert apart > 1.2 * here
+    assert apart == pytest.approx(tg(("10.0.0.5", "10.0.0.6"), replace(worker, cache_bytes=model.total_bytes)))
+
+
 def test_placement_work_counts_experts_at_their_used_share(tiny_model):
     from gpusplit.gguf.model import read_model
     from gpusplit.memory import Placement, Settings, plan_memory

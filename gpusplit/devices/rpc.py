@@ -11,6 +11,7 @@ size (u64) | data.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import struct
@@ -66,6 +67,21 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise EndpointError(f"RPC endpoint {text!r}: port {port} is not in 1-65535")
     return match["host"], port
+
+
+def is_loopback(host: str) -> bool:
+    """'localhost', '127.0.0.1', '::1': this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def on_this_machine(endpoint: str | None) -> bool:
+    """Whether an RPC worker at `endpoint` ("host:port") runs on this machine (a loopback address)."""
+    return bool(endpoint) and is_loopback(endpoint.rsplit(":", 1)[0].strip("[]"))
 
 
 def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import signal
 import socket
 import threading
@@ -24,15 +23,6 @@ class WorkerPlan:
     endpoint: str
     devices: tuple[RawDevice, ...]
     threads: int
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def choose_devices(names: list[str]) -> tuple[RawDevice, ...]:
