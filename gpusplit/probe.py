@@ -60,6 +60,7 @@ BATCH_TOKENS = 512
 DEEP_TOKENS = 1024
 REPETITIONS = 3
 PP_REPETITIONS = 1
+BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
 SMALL_REPETITIONS = 5
@@ -184,30 +185,65 @@ def _params(target: Target, path: Path, threads: int) -> EngineParams:
     )
 
 
-def _time(
-    params: EngineParams,
-    plan_doc: dict,
-    tg_tokens: int,
-    deep: bool = False,
-    repetitions: int = REPETITIONS,
-    pp_repetitions: int | None = None,
-) -> tuple[float, float, float, float | None]:
-    """(seconds per generated token, seconds per prompt batch, load seconds, and with `deep`
-    seconds per prompt batch after DEEP_TOKENS of context): medians."""
-    from .runner import bench_config
+@dataclass(frozen=True)
+class ProbeRun:
+    """One probe model timed on the target: generation, and unless `prompt` is False a prompt
+    batch (and with `deep` the same batch after DEEP_TOKENS of context)."""
 
-    pp_repetitions = pp_repetitions or repetitions
-    tests = [
-        {"name": "tg", "kind": "tg", "n": tg_tokens, "depth": 0},
-        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": pp_repetitions},
+    name: str
+    params: EngineParams
+    tg_tokens: int
+    repetitions: int = REPETITIONS
+    pp_repetitions: int = REPETITIONS
+    prompt: bool = True
+    deep: bool = False
+    label: str = ""
+
+    def tests(self) -> list[dict]:
+        tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
+        if self.prompt:
+            tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": self.pp_repetitions})
+        if self.prompt and self.deep:
+            tests.append(
+                {"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": self.pp_repetitions}
+            )
+        return tests
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Medians of one ProbeRun: seconds per generated token and per prompt batch (None when not
+    timed), after DEEP_TOKENS of context (with `deep`), and the load's seconds."""
+
+    token_s: float
+    batch_s: float | None
+    load_s: float
+    deep_batch_s: float | None = None
+
+
+def _time_runs(runs: list[ProbeRun], on_step: Step | None = None) -> list[Timing]:
+    """Every run in one engine child, in order (on_step announces each as it starts)."""
+    from .runner import bench_series
+
+    def started(index: int) -> None:
+        if on_step is not None and index < len(runs):
+            on_step(runs[index].label, True)
+
+    started(0)
+    outcomes = bench_series([(r.params, r.tests(), r.repetitions) for r in runs], lambda i: started(i + 1), timeout=1800)
+
+    def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
+        return BATCH_TOKENS / statistics.median(samples[test]) if test in samples else None
+
+    return [
+        Timing(
+            1.0 / statistics.median(o.samples["tg"]),
+            per_batch(o.samples, "pp"),
+            o.load_ms / 1000,
+            per_batch(o.samples, "pp_deep"),
+        )
+        for o in outcomes
     ]
-    if deep:
-        tests.append({"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": pp_repetitions})
-    outcome = bench_config(plan_doc, params, tests, repetitions, timeout=600)
-    tg = statistics.median(outcome.samples["tg"])
-    pp = statistics.median(outcome.samples["pp"])
-    pp_deep = BATCH_TOKENS / statistics.median(outcome.samples["pp_deep"]) if deep else None
-    return 1.0 / tg, BATCH_TOKENS / pp, outcome.load_ms / 1000, pp_deep
 
 
 def _work(path: Path):
@@ -226,43 +262,57 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     """Time every probe model wholly on the target and fit its figures."""
     from .predict import ProbePoint, fit_speed
 
-    doc = {"devices": [{"name": target.device.name, "endpoint": target.device.endpoint}] if target.rpc else []}
     points = {}
     raw = {}
     load_rpc = 0.0
     large = target.large
     # The small models twice, first and last: their timings set the fixed costs, which one busy
     # moment on a shared machine tripled (a worker's 0.3 ms decode of the 1-layer model read 0.8 ms
-    # in one probe); a busy moment only ever adds time, so the faster of the two rounds counts.
-    for name in (*SMALL, *large.values(), MOE, MOE_DEEP, *MOE_QUANT, *SMALL):
-        again = name in raw
-        if on_step:
-            on_step(f"{target.device.name}: {name}" + (" again" if again else ""), True)
-        deep = name == target.attention_model
-        reps = SMALL_REPETITIONS if name in SMALL else REPETITIONS
-        # Prompt batches vary by a percent or two between runs (after the warm-up, which they need:
-        # a first batch ran 3-15 % slow here): three for the small models, one for the big ones (most
-        # of the probe's time: 62 s with two, 53 s with one, for the CPU and two workers here).
-        pp_reps = REPETITIONS if name in SMALL else PP_REPETITIONS
-        token_s, batch_s, load_s, deep_s = _time(
-            _params(target, paths[name], threads), doc, TG_TOKENS.get(name, TG_TOKENS_LARGE), deep, reps, pp_reps
+    # in one probe); a busy moment only ever adds time, so the faster of the two rounds counts. The
+    # big models' generation (each weight class's memory rate) twice too, the second time alone: a
+    # slow second made a CPU's f16 decode read 6.3 ms where other probes read 4.5-5.3, and put that
+    # CPU behind an RPC worker running on its own cores.
+    big = tuple(large.values())
+    runs = []
+    for name in (*SMALL, *big, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, *big):
+        again = any(r.name == name for r in runs)
+        prompt = not (again and name in big)
+        runs.append(
+            ProbeRun(
+                name,
+                _params(target, paths[name], threads),
+                TG_TOKENS.get(name, TG_TOKENS_LARGE),
+                SMALL_REPETITIONS if name in SMALL else (BIG_REPETITIONS if name in big else REPETITIONS),
+                # Prompt batches vary by a percent or two between runs (after the warm-up, which
+                # they need: a first batch ran 3-15 % slow here): three for the small models, one
+                # for the big ones (most of the probe's time).
+                REPETITIONS if name in SMALL else PP_REPETITIONS,
+                prompt,
+                prompt and name == target.attention_model,
+                f"{target.device.name}: {name}" + (" again" if again else ""),
+            )
         )
-        timed = {"token_s": round(token_s, 7), "batch_s": round(batch_s, 6), "load_s": round(load_s, 4)}
+    for run, timed in zip(runs, _time_runs(runs, on_step)):
+        name = run.name
+        token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
+        record = {"token_s": round(token_s, 7), "load_s": round(timed.load_s, 4)}
+        if batch_s is not None:
+            record["batch_s"] = round(batch_s, 6)
         if deep_s is not None:
-            timed["deep_batch_s"] = round(deep_s, 6)
-        if again:
-            raw[name]["again"] = timed
+            record["deep_batch_s"] = round(deep_s, 6)
+        if name in raw:
+            raw[name]["again"] = record
             first = points[name]
             token_s = min(token_s, first.token_s)
-            if batch_s >= first.batch_s:  # the deep batch stays with the round its base came from
-                batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if deep else None)
+            if batch_s is None or batch_s >= first.batch_s:  # the deep batch stays with its base's round
+                batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
         else:
-            raw[name] = timed
+            raw[name] = record
         points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
-            load_rpc = load_s
+            load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or on_this_machine(target.device.endpoint) else 0
     fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
     rtt = rate = None
@@ -276,9 +326,9 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         # against the same batch with all of them on the GPU. (An H200's loads grew by 6-16 GB/s;
         # these uploads ran at about 5.)
         name = large["kquant"]
-        if on_step:
-            on_step(f"{target.device.name}: {name} from host memory", True)
-        _, host_batch_s, _, _ = _time(_params(target, paths[name], threads).with_(n_gpu_layers=0), doc, 4)
+        on_cpu = _params(target, paths[name], threads).with_(n_gpu_layers=0)
+        (host,) = _time_runs([ProbeRun(name, on_cpu, 4, label=f"{target.device.name}: {name} from host memory")], on_step)
+        host_batch_s = host.batch_s or 0.0
         raw["upload"] = {"batch_s": round(host_batch_s, 6)}
         rate = offload_rate(_host_weight_bytes(paths[name]), host_batch_s, points[name].batch_s)
     return replace(
@@ -360,10 +410,10 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
 
 def step_count(inventory: Inventory) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
-    the host (the small ones twice), and one tensor-parallel run over two devices or more."""
+    the host (the small and big ones twice), and one tensor-parallel run over two devices or more."""
     devices = len(inventory.devices)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
-    return (2 * len(SMALL) + len(LARGE) + 4) * (devices + 1) + (1 if devices >= 2 else 0) + local_gpus
+    return (2 * len(SMALL) + 2 * len(LARGE) + 4) * (devices + 1) + (1 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:

@@ -168,6 +168,29 @@ def bench_config(
     return BenchOutcome(samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0))
 
 
+def bench_series(
+    runs: list[tuple[EngineParams, list[dict[str, Any]], int]],
+    on_done: Callable[[int], None] | None = None,
+    timeout: float | None = None,
+) -> list[BenchOutcome]:
+    """bench_config's tests for each (params, tests, repetitions) in turn, in one engine child (the
+    probe's models, one after another); `on_done(i)` as run i finishes. No buffers are read."""
+    from .engine.child import run_task
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "run_done" and on_done is not None:
+            on_done(int(event["index"]))
+
+    request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in runs]}
+    result, _ = run_task("bench_series", request, on_event=on_event, timeout=timeout)
+    return [
+        BenchOutcome(
+            {x["test"]: x["samples_ts"] for x in run["results"]}, {}, run.get("build") or {}, float(run.get("load_ms") or 0.0)
+        )
+        for run in result["runs"]
+    ]
+
+
 def quantize(src: str, dst: str, ftype: int, threads: int | None = None, timeout: float | None = 600.0) -> float:
     """llama.cpp's quantizer in an engine child (LLAMA_FTYPE_* `ftype`); returns the seconds it took."""
     from .engine.child import run_task

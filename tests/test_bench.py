@@ -159,3 +159,23 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     assert len(result["results"][0]["samples_ts"]) == 2
     assert decodes == [1] * (1 + 2 * 8)  # a one-token warm-up, then two runs of 8 tokens one at a time
     assert len(waits) >= len(decodes)  # each token waited for
+
+
+def test_a_series_times_each_model_in_one_engine_child(tiny_model):
+    """The probe's runs, one engine child for all: each run's own samples and load, reported as each
+    finishes, in order."""
+    from gpusplit.params import EngineParams
+    from gpusplit.runner import bench_series
+
+    tg = [{"name": "tg", "kind": "tg", "n": 4, "depth": 0}]
+    pp = [*tg, {"name": "pp", "kind": "pp", "n": 32, "depth": 0, "repetitions": 1}]
+    runs = [
+        (EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1), pp, 2),
+        (EngineParams(model_path=str(tiny_model("moe-f16")), n_ctx=256, n_threads=1), tg, 3),
+    ]
+    done = []
+    outcomes = bench_series(runs, done.append, timeout=120)
+    assert done == [0, 1]
+    assert [sorted(o.samples) for o in outcomes] == [["pp", "tg"], ["tg"]]
+    assert [len(o.samples["tg"]) for o in outcomes] == [2, 3] and len(outcomes[0].samples["pp"]) == 1
+    assert all(o.load_ms > 0 for o in outcomes)

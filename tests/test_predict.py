@@ -390,9 +390,9 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
     assert (
-        step_count(Inventory(devices=devices, host=host)) == 15 * 5 + 1 + 2
+        step_count(Inventory(devices=devices, host=host)) == 20 * 5 + 1 + 2
     )  # + the tensor-parallel run, each local GPU's upload
-    assert step_count(Inventory(devices=[], host=host)) == 15
+    assert step_count(Inventory(devices=[], host=host)) == 20  # 3 small and 5 big models twice, 4 MoE
 
 
 def test_gpu_probe_model_is_big_enough_for_a_gpu():
@@ -450,34 +450,43 @@ def test_cpu_is_timed_on_the_big_set_beside_a_gpu(monkeypatch):
     assert replace(found[0], big=True).large is LARGE_GPU
 
 
-def test_the_small_models_count_at_their_faster_round(monkeypatch):
-    """The small probe models are timed first and last; a busy moment during one round (here the
-    1-layer model at 0.8 ms a token, where it takes 0.3) does not set the fixed costs."""
+def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
+    """The small probe models are timed first and last, the big ones' generation too; a busy moment
+    during one round (here the 1-layer and the f16 model three times slower) sets neither the fixed
+    costs nor the memory rate. The progress bar counts every step."""
     from pathlib import Path
 
     from gpusplit import probe
+    from gpusplit.devices.inventory import Inventory
 
     works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
     works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
     truth = _speed()
     rounds: dict[str, int] = {}
 
-    def fake_time(params, doc, tg_tokens, deep=False, repetitions=3, pp_repetitions=None):
-        name = Path(params.model_path).stem
-        rounds[name] = rounds.get(name, 0) + 1
-        work = works[name]
-        token = truth.token_overhead_s + token_seconds(truth, work)
-        if name == "l1" and rounds[name] == 1:
-            token = 0.8e-3  # busy
-        batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
-        return token, batch, 0.01, (batch * 1.5 if deep else None)
+    def fake_time_runs(runs, on_step=None):
+        timings = []
+        for run in runs:
+            on_step(run.label, True)
+            rounds[run.name] = rounds.get(run.name, 0) + 1
+            work = works[run.name]
+            token = truth.token_overhead_s + token_seconds(truth, work)
+            if run.name in ("l1", "f16") and rounds[run.name] == 1:
+                token *= 3  # busy
+            batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
+            timings.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
+        return timings
 
-    monkeypatch.setattr(probe, "_time", fake_time)
+    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
     monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     paths = {name: Path(f"{name}.gguf") for name in works}
-    fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
-    assert rounds["l1"] == 2 and rounds["f16"] == 1
-    assert fitted.probe["l1"]["token_s"] == 0.0008 and fitted.probe["l1"]["again"]["token_s"] < 0.0004
+    steps = []
+    fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2, lambda text, measured: steps.append(text))
+    assert rounds["l1"] == 2 and rounds["f16"] == 2 and rounds["moe8"] == 1
+    assert len(steps) == probe.step_count(Inventory(devices=[], host=host)) and "CPU: f16 again" in steps
+    assert fitted.probe["l1"]["again"]["token_s"] < fitted.probe["l1"]["token_s"] / 2
+    assert "batch_s" not in fitted.probe["f16"]["again"]  # the big models' second round: generation only
+    assert fitted.bandwidth["float"] == pytest.approx(truth.bandwidth["float"], rel=0.05)
     assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.05)
     assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
