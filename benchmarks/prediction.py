@@ -6,8 +6,8 @@ fast llama.cpp really runs, and does the planner's first choice really run faste
 On this machine: two loopback `gpusplit worker`s of unequal speed (1 and 2 threads) and the CPU at
 1 and 2 threads are probed; then generated models (the demo model, a 262 MB f16 dense model, a
 MoE model) and the dense model quantized by llama.cpp's own quantizer (Q4_K_M, Q4_0, Q6_K) run
-llama-bench's tg128 and pp512 (`gpusplit.bench`, median of 3 repetitions after a warm-up) on the CPU, on each
-worker alone, layer-split over both at two ratios, tensor-split, and partly offloaded. Each row's
+llama-bench's tg128 and pp512 (`gpusplit.bench`: one repetition after a warm-up in each of three
+passes over the table, the median counting) on the CPU, on each worker alone, layer-split over both at two ratios, tensor-split, and partly offloaded. Each row's
 prediction is the one `bench` itself records from the plan. Then, per model, every candidate the
 planner ranks over the two workers is run, to check that its first choice is the fastest.
 
@@ -337,29 +337,28 @@ def write_report(
         lines.append(f"| {setup} | {med['tg']} | {med['pp']} |")
     lines += [
         "",
-        "On this 2-core machine the client, worker A (1 thread) and worker B (2 threads) share two cores.",
-        "A client at 2 threads beside B at 2 threads measured the OS scheduler (7-10 ms time slices a",
-        "token), so every setup over the workers runs the client at 1 thread, as the probe does. What is",
-        "left is that sharing: partial offload runs a quarter to a half slower than the devices measured",
-        "alone predict. B's OpenMP threads spin for a while after each of its graphs, on the cores the client's",
-        "thread then computes on: with their spinning off (GOMP_SPINCOUNT=0) the same row of dense",
-        "Q4_K_M ran at 202-215 t/s instead of 164-180, against 223 predicted (before bench waited for each",
-        "token; B alone then ran at 99 t/s instead of 250: ggml's barriers spin on OpenMP's). A factor for the CPU beside each worker,",
-        "measured by the probe, was tried and dropped: it came out 2.2x on the probe's model and 0.4-0.5x",
-        "on this table's, and put the partial rows at -45 %. A worker on another machine shares nothing.",
-        "Worker A's fixed cost per token also moves between about 200 and 700 us from one probe to the",
-        "next (its one thread sleeps on the socket between requests, and an idle vCPU of this VM is slow",
-        "to wake; B's spinning threads keep theirs awake), which moves the 7 MB demo's rows over A by a",
-        "third: the probe's second round of small models catches a busy moment, not a slow state.",
+        "On this 2-core machine the client, worker A (1 thread) and worker B (2 threads) share two cores",
+        "and one 32 MiB L3 cache. A client at 2 threads beside B at 2 threads measured the OS scheduler",
+        "(7-10 ms time slices a token), so every setup over the workers runs the client at 1 thread, as",
+        "the probe does. The shared cache is in the predictor: weights on the host and on loopback workers",
+        "count as cached only when all of them fit (each worker's share of a partly offloaded Q4 model had",
+        "been read at the cache's rate, and those rows were +36..+51 %). What is left in the partial-offload",
+        "rows (up to +39 % on generation) is not OpenMP's spinning, as an earlier report guessed: with the",
+        "workers' GOMP_SPINCOUNT at 0, 3000 or 30000, or OMP_WAIT_POLICY=passive, the dense Q4_K_M row",
+        "stayed at 163-166 t/s. Its cause is not found; a worker on another machine shares neither cores",
+        "nor cache. Worker A's fixed cost per token moves between about 200 and 700 us from one probe to",
+        "the next (its one thread sleeps on the socket between requests, and an idle vCPU of this VM is",
+        "slow to wake), which has moved the 7 MB demo's rows over A by a third in some runs. And the",
+        "machine's speed drifts: worker B's f16 decode read 4.2 ms in this run's probe and 5.5 ms in the",
+        "one before, which is most of the rows over B reading fast here.",
         "",
-        "What changed the table this time: `bench` waits for each generated token (as generation and",
-        "llama-bench do; unsynchronised, RPC splits overlapped consecutive tokens and read up to a third",
-        "fast); a prompt's attention costs per score besides its FLOPs (timed by the probe after 1024",
-        "tokens of context: 1.7 ns a score at 2 threads; the 16-head dense rows had been +25-34 % on",
-        "prompts); Q6_K/Q5_K are a weight class of their own (x86 repacks Q4_K, not Q6_K: Q6_K prompts were",
-        "-17 % on the CPU and +23 % on the workers); the probe times its small models first and last and",
-        "keeps the faster round (one busy moment had made worker A's fixed cost 731 us instead of ~200);",
-        "each row is the median of three passes over the whole table.",
+        "What changed the table this time: the shared cache above (the Q4 layer splits over both workers",
+        "went from +18 % to -2..-4 % with it); the probe takes 49 s instead of 72: one engine child per",
+        "device instead of one per model, one prompt batch after the warm-up for the big models, and",
+        "llama-bench's one-token generation warm-up; and it times the big models' generation twice,",
+        "keeping the faster round, as it already did for the small ones (one slow second had read the",
+        "2-thread CPU's f16 decode 25 % slow and ranked the CPU behind worker B on the same cores: the",
+        "ranking read 4 of 7 in that run).",
     ]
     worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
     lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]
