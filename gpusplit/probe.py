@@ -52,7 +52,7 @@ GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CA
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {"l1": 256, "l12": 64, "wide2": 64, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
-TG_TOKENS_LARGE = 32
+TG_TOKENS_LARGE = 24
 GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
 # One model's prompt batch is timed again after this much context: what attention costs per score

@@ -143,9 +143,11 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     """tg decodes one token at a time and waits for each, as generation must (the next token comes
     from the last logits) and as llama-bench does: without the wait llama.cpp overlaps consecutive
     tokens across an RPC split, and tg over workers read up to a third faster than generation.
-    Its warm-up is one token, as llama-bench's is (a full one cost the probe a sixth of its time)."""
+    Its warm-up is the test's tokens for at most WARM_UP_S (llama-bench's one token left the first
+    repetition at half speed on a 2-vCPU VM; the whole test cost the probe a sixth of its time)."""
     import llama_cpp
 
+    from gpusplit.engine import tasks
     from gpusplit.engine.tasks import task_bench
     from gpusplit.params import EngineParams
 
@@ -157,8 +159,12 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     test = {"name": "tg8", "kind": "tg", "n": 8, "depth": 0}
     result = task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)
     assert len(result["results"][0]["samples_ts"]) == 2
-    assert decodes == [1] * (1 + 2 * 8)  # a one-token warm-up, then two runs of 8 tokens one at a time
+    assert decodes == [1] * (3 * 8)  # a warm-up and two runs of 8 tokens, one at a time
     assert len(waits) >= len(decodes)  # each token waited for
+    decodes.clear()
+    monkeypatch.setattr(tasks, "WARM_UP_S", 0.0)
+    task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)
+    assert decodes == [1] * (1 + 2 * 8)  # the warm-up stops once WARM_UP_S has passed
 
 
 def test_a_series_times_each_model_in_one_engine_child(tiny_model):

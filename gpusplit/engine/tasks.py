@@ -225,15 +225,30 @@ def _sampler(lib: Any, temperature: float, seed: int) -> Any:
     return chain
 
 
-def _warm_up(lib: Any, ctx: Any, tokens: list[int]) -> None:
-    """One prompt-sized and one single-token decode, then a clean slate, as llama.cpp's tools warm
-    up before they time anything: on a GPU the first decodes load kernels (CUDA loads them lazily)
-    and build graphs, which made a 17-token prompt on an H200 read 100 tokens/s instead of 2,000."""
+# Generation warms up for this long (or its own length, if shorter): with two threads on a 2-vCPU
+# VM the first 30-50 ms of single-token decodes ran at half speed in most runs (the demo's 64
+# tokens at 1,600-1,850 t/s instead of 3,400-3,700; one thread showed nothing of the kind).
+WARM_UP_S = 0.05
+
+
+def _warm_up(lib: Any, ctx: Any, tokens: list[int], n_ctx: int) -> None:
+    """Single-token decodes for WARM_UP_S, a prompt-sized one (the prompt's graph the last one
+    built: the other way round the demo's 13-token prompt read 10,000-14,000 t/s, not 14,000-16,000),
+    then a clean slate, as llama.cpp's tools warm up before they time anything: on a GPU the first
+    decodes load kernels (CUDA loads them lazily) and build graphs, which made a 17-token prompt on
+    an H200 read 100 tokens/s instead of 2,000."""
     chunk = tokens[: min(len(tokens), 32)]
-    for part in (chunk, chunk[:1]):
-        arr = (lib.llama_token * len(part))(*part)
-        if lib.llama_decode(ctx, lib.llama_batch_get_one(arr, len(part))) != 0:
+    one = (lib.llama_token * 1)(chunk[0])
+    started = time.perf_counter()
+    for _ in range(max(1, min(64, n_ctx - len(chunk) - 1))):
+        if lib.llama_decode(ctx, lib.llama_batch_get_one(one, 1)) != 0:
             raise EngineError("llama.cpp failed to decode the warm-up batch")
+        lib.llama_synchronize(ctx)
+        if time.perf_counter() - started >= WARM_UP_S:
+            break
+    arr = (lib.llama_token * len(chunk))(*chunk)
+    if lib.llama_decode(ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
+        raise EngineError("llama.cpp failed to decode the warm-up batch")
     lib.llama_synchronize(ctx)
     lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
     lib.llama_perf_context_reset(ctx)
@@ -267,7 +282,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     pieces: list[str] = []
     # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold 13-token prompt
     # of the demo model read 242 and 2,797 t/s in two runs, its warm rate being several thousand.
-    _warm_up(lib, loaded.ctx, tokens)
+    _warm_up(lib, loaded.ctx, tokens, params.n_ctx)
     started = time.perf_counter()
     ttft_ms = None
     batch_size = params.n_batch
@@ -339,8 +354,9 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
 def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """llama-bench's tests on one loaded configuration: pp (a batch of random tokens) and tg
     (one token at a time, after `depth` tokens of context), each repeated after one warm-up: the
-    whole batch for pp, one token for tg (llama-bench's warm-ups; a full tg warm-up cost the probe
-    a sixth of its generation time and measured nothing)."""
+    whole batch for pp (as llama-bench), the test's tokens for tg but for at most WARM_UP_S
+    (llama-bench's one token left the first repetition at half speed on a 2-vCPU VM; the whole test
+    cost the probe a sixth of its generation time)."""
     import random
 
     import llama_cpp
@@ -364,7 +380,7 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
     filled = {"depth": 0}  # the context the cache holds now, ahead of the timed tokens
 
-    def one_run(test: dict[str, Any]) -> float:
+    def one_run(test: dict[str, Any], limit_s: float | None = None) -> float:
         depth = int(test.get("depth") or 0)
         if depth and filled["depth"] == depth:
             # The context is filled once per test, as llama-bench reuses it: the last run's tokens
@@ -387,6 +403,8 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
                 # the last logits) and in llama-bench: unsynchronised, a split over RPC workers
                 # overlapped consecutive tokens and read up to a third faster than it generates.
                 lib.llama_synchronize(loaded.ctx)
+                if limit_s is not None and time.perf_counter() - started >= limit_s:
+                    break
         lib.llama_synchronize(loaded.ctx)
         return int(test["n"]) / (time.perf_counter() - started)
 
@@ -395,7 +413,7 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     stop_if = request.get("stop_if") or {}
     results = []
     for test in tests:
-        one_run(test if test["kind"] == "pp" else {**test, "n": 1})  # warm-up
+        one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
         samples = []
         for rep in range(int(test.get("repetitions") or reps)):
             samples.append(one_run(test))
