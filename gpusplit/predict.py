@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .devices.rpc import on_this_machine
+from .devices.rpc import serves_this_cpu
 from .devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, weight_class
 from .memory import CTX_PAD, MemoryPlan, Settings, layer_kv_bytes, pad
 
@@ -420,12 +420,12 @@ def predict(
     fixed_batch = host_speed.batch_overhead_s + sum(
         max(speeds[i].batch_overhead_s - host_speed.batch_overhead_s, 0.0) for i in used
     )
-    # The host and the RPC workers on this machine share its last-level cache: a token streams
+    # The host and RPC workers serving its CPU share its last-level cache: a token streams
     # through all their weights, which evict each other even where each device's share would fit.
     # (An 82 MB Q4_K_M model, 7 of 12 layers on the CPU and 20 and 15 MB on two loopback workers:
     # with the workers' shares read from the 32 MiB cache, 254 tokens/s were predicted and 164-181
     # measured; a Q4_0 model split over the two, 28 MB each, went from +19 % to -2 %.)
-    sharing = [i for i in works if i is None or (i in used and on_this_machine(devices[i].endpoint))]
+    sharing = [i for i in works if i is None or (i in used and serves_this_cpu(devices[i], host))]
     shared_bytes = sum(works[i].weight_bytes for i in sharing)
     per_device = {i: token_seconds(speeds[i], works[i], kv.get(i, 0.0), shared_bytes if i in sharing else None) for i in works}
     batch = {i: batch_terms(speeds[i], works[i], n_batch, depth) for i in works}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .devices import speed as speed_cache
-from .devices.rpc import on_this_machine
+from .devices.rpc import serves_this_cpu
 from .devices.speed import DeviceSpeed, GroupSpeed
 from .params import EngineParams
 
@@ -140,6 +140,7 @@ class Target:
     main_gpu: int = 0
     on_cpu: bool = False
     big: bool = False  # timed on the GPU set even if it is no local GPU
+    this_cpu: bool = False  # an RPC worker serving this machine's CPU (its cache is this CPU's)
 
     @property
     def local_gpu(self) -> bool:
@@ -164,7 +165,8 @@ def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
         if d.endpoint:
             # Only this worker registered: its devices come first in llama.cpp's list.
             k = sum(1 for other in inventory.devices[: d.index] if other.endpoint == d.endpoint)
-            out.append(Target(d, speed_cache.identity_of(d, threads, build), rpc=(d.endpoint,), main_gpu=k))
+            this_cpu = serves_this_cpu(d, inventory.host)
+            out.append(Target(d, speed_cache.identity_of(d, threads, build), rpc=(d.endpoint,), main_gpu=k, this_cpu=this_cpu))
         else:
             local = [x for x in inventory.devices if not x.endpoint]
             out.append(Target(d, speed_cache.identity_of(d, threads, build), main_gpu=local.index(d)))
@@ -230,6 +232,7 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None) -> list[Timing
             on_step(runs[index].label, True)
 
     started(0)
+    # One limit for the whole series (a device's probe takes about 20 s here): a hang shows in 30 min.
     outcomes = bench_series([(r.params, r.tests(), r.repetitions) for r in runs], lambda i: started(i + 1), timeout=1800)
 
     def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
@@ -266,12 +269,13 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     raw = {}
     load_rpc = 0.0
     large = target.large
-    # The small models twice, first and last: their timings set the fixed costs, which one busy
-    # moment on a shared machine tripled (a worker's 0.3 ms decode of the 1-layer model read 0.8 ms
-    # in one probe); a busy moment only ever adds time, so the faster of the two rounds counts. The
-    # big models' generation (each weight class's memory rate) twice too, the second time alone: a
-    # slow second made a CPU's f16 decode read 6.3 ms where other probes read 4.5-5.3, and put that
-    # CPU behind an RPC worker running on its own cores.
+    # The small models twice, at the start and near the end: their timings set the fixed costs,
+    # which one busy moment on a shared machine tripled (a worker's 0.3 ms decode of the 1-layer
+    # model read 0.8 ms in one probe); a busy moment only ever adds time, so the faster of the two
+    # rounds counts. The big models' generation (each weight class's memory rate) twice too, the
+    # second time alone: a slow second made a CPU's f16 decode read 6.3 ms where other probes read
+    # 4.5-5.3, and put that CPU behind an RPC worker running on its own cores. (A remote worker
+    # gets the big set, ~500 MB, uploaded twice: 4 s more over 1 GbE.)
     big = tuple(large.values())
     runs = []
     for name in (*SMALL, *big, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, *big):
@@ -285,7 +289,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
                 SMALL_REPETITIONS if name in SMALL else (BIG_REPETITIONS if name in big else REPETITIONS),
                 # Prompt batches vary by a percent or two between runs (after the warm-up, which
                 # they need: a first batch ran 3-15 % slow here): three for the small models, one
-                # for the big ones (most of the probe's time).
+                # for the big and MoE ones (most of the probe's time).
                 REPETITIONS if name in SMALL else PP_REPETITIONS,
                 prompt,
                 prompt and name == target.attention_model,
@@ -313,7 +317,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
             load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
-    cache = speed_cache.cpu_cache_bytes() if target.on_cpu or on_this_machine(target.device.endpoint) else 0
+    cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
     fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
     rtt = rate = None
     if target.rpc:

@@ -17,8 +17,12 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import GpusplitError, InputError
+
+if TYPE_CHECKING:
+    from .device import Device
 
 RPC_PROTO_MAJOR = 7
 CMD_GET_DEVICE_MEMORY = 11
@@ -81,7 +85,13 @@ def is_loopback(host: str) -> bool:
 
 def on_this_machine(endpoint: str | None) -> bool:
     """Whether an RPC worker at `endpoint` ("host:port") runs on this machine (a loopback address)."""
-    return bool(endpoint) and is_loopback(endpoint.rsplit(":", 1)[0].strip("[]"))
+    return bool(endpoint) and is_loopback(parse_endpoint(endpoint)[0])
+
+
+def serves_this_cpu(device: Device, host: Device) -> bool:
+    """Whether an RPC device is this machine's CPU served by a worker on it: a loopback worker whose
+    device has the host's memory (a CPU worker reports the machine's RAM, a GPU worker its VRAM)."""
+    return on_this_machine(device.endpoint) and device.total_bytes == host.total_bytes
 
 
 def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:

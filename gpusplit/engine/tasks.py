@@ -225,22 +225,25 @@ def _sampler(lib: Any, temperature: float, seed: int) -> Any:
     return chain
 
 
-# Generation warms up for this long (or its own length, if shorter): with two threads on a 2-vCPU
-# VM the first 30-50 ms of single-token decodes ran at half speed in most runs (the demo's 64
-# tokens at 1,600-1,850 t/s instead of 3,400-3,700; one thread showed nothing of the kind).
+# Generation warms up for this long (bench: or the test's length, if shorter; run: or 64 tokens):
+# with two threads on a 2-vCPU VM the first 30-50 ms of single-token decodes ran at half speed in
+# most runs (the demo's 64 tokens at 1,600-1,850 t/s instead of 3,400-3,700; one thread showed
+# nothing of the kind).
 WARM_UP_S = 0.05
 
 
-def _warm_up(lib: Any, ctx: Any, tokens: list[int], n_ctx: int) -> None:
-    """Single-token decodes for WARM_UP_S, a prompt-sized one (the prompt's graph the last one
-    built: the other way round the demo's 13-token prompt read 10,000-14,000 t/s, not 14,000-16,000),
-    then a clean slate, as llama.cpp's tools warm up before they time anything: on a GPU the first
-    decodes load kernels (CUDA loads them lazily) and build graphs, which made a 17-token prompt on
-    an H200 read 100 tokens/s instead of 2,000."""
+def _warm_up(lib: Any, ctx: Any, tokens: list[int]) -> None:
+    """Single-token decodes for WARM_UP_S (64 at most), then one of the prompt's first 32 tokens
+    (a prompt that short then finds its graph the last one built: the other way round the demo's
+    13-token prompt read 10,000-14,000 t/s, not 14,000-16,000), then a clean slate, as llama.cpp's
+    tools warm up before they time anything: on a GPU the first decodes load kernels (CUDA loads
+    them lazily) and build graphs, which made a 17-token prompt on an H200 read 100 tokens/s
+    instead of 2,000."""
     chunk = tokens[: min(len(tokens), 32)]
     one = (lib.llama_token * 1)(chunk[0])
+    cells = lib.llama_n_ctx_seq(ctx)  # the sequence's own cells (with --parallel, a share of n_ctx)
     started = time.perf_counter()
-    for _ in range(max(1, min(64, n_ctx - len(chunk) - 1))):
+    for _ in range(max(1, min(64, cells - len(chunk) - 1))):
         if lib.llama_decode(ctx, lib.llama_batch_get_one(one, 1)) != 0:
             raise EngineError("llama.cpp failed to decode the warm-up batch")
         lib.llama_synchronize(ctx)
@@ -282,7 +285,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     pieces: list[str] = []
     # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold 13-token prompt
     # of the demo model read 242 and 2,797 t/s in two runs, its warm rate being several thousand.
-    _warm_up(lib, loaded.ctx, tokens, params.n_ctx)
+    _warm_up(lib, loaded.ctx, tokens)
     started = time.perf_counter()
     ttft_ms = None
     batch_size = params.n_batch
