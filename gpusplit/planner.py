@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .devices.device import Device
+from .devices.rpc import on_this_machine
 from .devices.speed import GroupSpeed
 from .errors import InputError
 from .gguf.adapter import AdapterInfo, ProjectorInfo
@@ -453,15 +454,21 @@ def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Re
 
 
 SIMPLER_WITHIN = 0.95  # a single GPU wins unless a split is predicted more than 5 % faster
+# The CPU alone wins over RPC workers on this machine unless they are predicted more than 10 %
+# faster: a loopback worker serving this CPU does the same work plus round trips (one on the same
+# two cores as the CPU, measured by its own probe, was predicted 0.4-6 % ahead and ran 4-7 % behind;
+# a GPU behind one is far more than 10 % faster).
+LOCAL_WORKERS_WITHIN = 0.9
 SPLITS = ("layer-split", "tensor-split")  # what a single GPU is preferred to when about as fast
 
 
-def rank(cands: list[Candidate]) -> list[Candidate]:
+def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = ()) -> list[Candidate]:
     """Fitting plans first; then the fastest predicted generation; then the seed's preference
     (one GPU, no inter-GPU traffic, unless a split is clearly faster), and over the CPU alone unless
     both were measured: the CPU moves nothing either, and a measured loopback worker predicted 4 %
     behind the measured CPU, put first, ran 11 % behind it. (With assumed figures, a GPU about as
-    fast as the CPU on paper is the better bet.)"""
+    fast as the CPU on paper is the better bet.) And the CPU alone over RPC workers on this machine
+    unless they are clearly faster (see LOCAL_WORKERS_WITHIN)."""
 
     # Speeds only compare when every fitting candidate has one (all bandwidths known).
     speeds_known = all(c.prediction.tg_tokens_per_s for c in cands if c.fits)
@@ -471,16 +478,28 @@ def rank(cands: list[Candidate]) -> list[Candidate]:
         return (not c.fits, -round(speed, 1), -round(_gpu_share(c), 3), STRATEGY_ORDER.index(c.strategy))
 
     ranked = sorted(cands, key=key)
+
+    def prefer(simpler: Candidate | None, within: float) -> None:
+        """`simpler` first when predicted at least `within` of the first's speed."""
+        top = ranked[0]
+        speed, top_speed = (c.prediction.tg_tokens_per_s or 0.0 for c in (simpler or top, top))
+        if simpler is not None and top is not simpler and top.fits and speed >= within * top_speed:
+            ranked.remove(simpler)
+            ranked.insert(0, simpler)
+
     top = ranked[0]
     single = next((c for c in ranked if c.strategy == "single-gpu" and c.fits), None)
     measured = single is not None and single.prediction.basis == top.prediction.basis == "measured"
-    if single is not None and top is not single and top.fits and (top.strategy in SPLITS or not measured):
-        top_speed = top.prediction.tg_tokens_per_s or 0.0
-        single_speed = single.prediction.tg_tokens_per_s or 0.0
-        if single_speed >= SIMPLER_WITHIN * top_speed:
-            ranked.remove(single)
-            ranked.insert(0, single)
+    if top.strategy in SPLITS or not measured:
+        prefer(single, SIMPLER_WITHIN)
+    if devices and _only_workers_on_this_machine(ranked[0], devices):
+        prefer(next((c for c in ranked if c.strategy == "cpu-only" and c.fits), None), LOCAL_WORKERS_WITHIN)
     return ranked
+
+
+def _only_workers_on_this_machine(c: Candidate, devices: list[Device] | tuple[Device, ...]) -> bool:
+    used = [m.index for m in c.memory.devices if m.index is not None and m.weights_bytes]
+    return bool(used) and all(on_this_machine(devices[i].endpoint) for i in used)
 
 
 def _gpu_share(c: Candidate) -> float:
@@ -523,7 +542,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     if request.draft is not None:
         return _plan_with_draft(model, devices, host, request)
     validate(model, devices, request)
-    cands = rank(candidates(model, devices, host, request))
+    cands = rank(candidates(model, devices, host, request), devices)
     best = cands[0]
     refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), request.adapters)
     if refused:
@@ -667,7 +686,7 @@ def context_budgets(plan: Plan, candidate: Candidate) -> tuple[list[int], list[d
 def finish_measured(plan: Plan, cands: list[Candidate], best_ctx: int | None) -> Plan:
     """The plan re-ranked on measured candidates, with the measured best context and the score
     and reasons that follow from them."""
-    ranked = rank(cands)
+    ranked = rank(cands, plan.devices)
     best = ranked[0]
     request = plan.request
     score = fit_score(best, _ideal_tps(plan.model, plan.devices, plan.host, request))

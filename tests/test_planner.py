@@ -202,3 +202,27 @@ def test_one_gpu_is_preferred_to_a_split_not_to_the_cpu_alone():
     assert rank(assumed)[0].strategy == "single-gpu"
     assert rank([candidate("layer-split", 100), candidate("single-gpu", 97)])[0].strategy == "single-gpu"
     assert rank([candidate("tensor-split", 110), candidate("single-gpu", 97)])[0].strategy == "tensor-split"
+
+
+def test_the_cpu_alone_beats_a_worker_on_this_machine_unless_clearly_slower():
+    """A loopback RPC worker serving this machine's CPU does the CPU's work plus round trips: predicted
+    up to 10 % ahead of the CPU alone, it comes second (on two shared cores such a worker, predicted
+    0.4-6 % ahead, ran 4-7 % behind). A worker on another machine, or one clearly faster, comes first."""
+    from types import SimpleNamespace
+
+    from gpusplit.planner import rank
+
+    def candidate(strategy: str, tg: float) -> SimpleNamespace:
+        on_worker = [SimpleNamespace(index=0, weights_bytes=1, kv_bytes=0)] if strategy != "cpu-only" else []
+        memory = SimpleNamespace(devices=on_worker, host=SimpleNamespace(weights_bytes=1, kv_bytes=0))
+        return SimpleNamespace(
+            fits=True, strategy=strategy, prediction=SimpleNamespace(tg_tokens_per_s=tg, basis="measured"), memory=memory
+        )
+
+    def worker(endpoint: str) -> Device:
+        return Device("RPC0", endpoint, "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint=endpoint)
+
+    here, there = [worker("127.0.0.1:50052")], [worker("10.0.0.7:50052")]
+    assert rank([candidate("single-gpu", 105), candidate("cpu-only", 100)], here)[0].strategy == "cpu-only"
+    assert rank([candidate("single-gpu", 105), candidate("cpu-only", 100)], there)[0].strategy == "single-gpu"
+    assert rank([candidate("single-gpu", 115), candidate("cpu-only", 100)], here)[0].strategy == "single-gpu"

@@ -267,29 +267,32 @@ def test_ranking_prefers_the_faster_worker(tiny_model):
 
 
 def test_devices_on_this_machine_share_its_cache(tiny_model):
-    """Two loopback workers each holding half a model that fits the cache only by halves: a token
-    streams through both halves on one machine, so neither reads from cache (as if there were
-    none). The same two workers on two other machines each keep their half in their own cache."""
+    """Two loopback workers serving this machine's CPU (they report its memory), each holding half a
+    model that fits the cache only by halves: a token streams through both halves on one machine,
+    so neither reads from cache (as if there were none). The same two on two other machines each
+    keep their half in their own cache; so do two loopback workers serving GPUs (their own memory)."""
     from gpusplit.gguf.model import read_model
 
     model = read_model(tiny_model("dense-large-f16"))
     cache = int(0.7 * model.total_bytes)
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host", speed=_speed(source="measured"))
+    ram = 2**36
+    host = Device("CPU", "CPU", "CPU", "cpu", ram, ram, source="host", speed=_speed(source="measured"))
     worker = _speed(cache_bytes=cache, source="measured", rtt_s=50e-6, link_bytes_per_s=GB)
 
-    def tg(hosts: tuple[str, str], speed: DeviceSpeed) -> float:
+    def tg(hosts: tuple[str, str], speed: DeviceSpeed, total: int = ram) -> float:
         workers = [
-            Device(f"RPC{i}", f"{h}:50052", "RPC", "gpu", 2**34, 2**33, index=i, source="rpc",
+            Device(f"RPC{i}", f"{h}:50052", "RPC", "gpu", total, 2**33, index=i, source="rpc",
                    endpoint=f"{h}:50052", speed=speed, bandwidth_source="measured")
             for i, h in enumerate(hosts)
         ]  # fmt: skip
         return _plan(model, workers, host, mode="layer", split=(0.5, 0.5)).best.prediction.tg_tokens_per_s
 
-    here = tg(("127.0.0.1", "localhost"), worker)
-    apart = tg(("10.0.0.5", "10.0.0.6"), worker)
-    assert here == pytest.approx(tg(("127.0.0.1", "localhost"), replace(worker, cache_bytes=0)))
-    assert apart > 1.2 * here
-    assert apart == pytest.approx(tg(("10.0.0.5", "10.0.0.6"), replace(worker, cache_bytes=model.total_bytes)))
+    loopback, apart = ("127.0.0.1", "localhost"), ("10.0.0.5", "10.0.0.6")
+    here = tg(loopback, worker)
+    assert here == pytest.approx(tg(loopback, replace(worker, cache_bytes=0)))
+    assert tg(apart, worker) > 1.2 * here
+    assert tg(apart, worker) == pytest.approx(tg(apart, replace(worker, cache_bytes=model.total_bytes)))
+    assert tg(loopback, worker, total=80 * 2**30) == pytest.approx(tg(apart, worker))  # GPUs behind them
 
 
 def test_placement_work_counts_experts_at_their_used_share(tiny_model):
@@ -393,6 +396,13 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
         step_count(Inventory(devices=devices, host=host)) == 20 * 5 + 1 + 2
     )  # + the tensor-parallel run, each local GPU's upload
     assert step_count(Inventory(devices=[], host=host)) == 20  # 3 small and 5 big models twice, 4 MoE
+    # A loopback worker with the host's memory serves this CPU: it is given this CPU's cache.
+    here = Device(
+        "RPC0", "127.0.0.1:50052", "RPC", "gpu", host.total_bytes, 2**33, index=0, source="rpc", endpoint="127.0.0.1:50052"
+    )
+    gpu_here = here.with_(total_bytes=80 * 2**30)
+    assert [t.this_cpu for t in targets(Inventory(devices=[here], host=host), 4, "b")] == [False, True]
+    assert [t.this_cpu for t in targets(Inventory(devices=[gpu_here], host=host), 4, "b")] == [False, False]
 
 
 def test_gpu_probe_model_is_big_enough_for_a_gpu():
@@ -479,6 +489,7 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
 
     monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
     monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
+    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)  # not this machine's
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     paths = {name: Path(f"{name}.gguf") for name in works}
     steps = []
