@@ -349,16 +349,19 @@ def write_report(
         "nor cache. Worker A's fixed cost per token moves between about 200 and 700 us from one probe to",
         "the next (its one thread sleeps on the socket between requests, and an idle vCPU of this VM is",
         "slow to wake), which has moved the 7 MB demo's rows over A by a third in some runs. And the",
-        "machine's speed drifts: worker B's f16 decode read 4.2 ms in this run's probe and 5.5 ms in the",
-        "one before, which is most of the rows over B reading fast here.",
+        "machine's speed drifts: worker B's f16 decode read 4.2 ms in one probe and 5.5 ms in another, and",
+        "the same code has read 87-94 % of rows within target from one run of this script to the next.",
         "",
-        "What changed the table this time: the shared cache above (the Q4 layer splits over both workers",
-        "went from +18 % to -2..-4 % with it); the probe takes 49 s instead of 72: one engine child per",
-        "device instead of one per model, one prompt batch after the warm-up for the big models, and",
-        "llama-bench's one-token generation warm-up; and it times the big models' generation twice,",
-        "keeping the faster round, as it already did for the small ones (one slow second had read the",
-        "2-thread CPU's f16 decode 25 % slow and ranked the CPU behind worker B on the same cores: the",
-        "ranking read 4 of 7 in that run).",
+        "Changed since the report of 2026-11-27 (89 %, ranking 7/7, probe 72 s): the shared cache above",
+        "(the Q4 layer splits over both workers went from +18 % to -2..-4 % with it); the probe"
+        + (f" takes {probe[0]:.0f} s:" if probe else ":"),
+        "one engine child per device instead of one per model, one prompt batch after the warm-up for the",
+        "big models, a generation warm-up of at most 50 ms instead of the whole test; it times the big",
+        "models' generation twice, keeping the faster round, as it did the small ones (one slow second",
+        "had read the 2-thread CPU's f16 decode 25 % slow); and the planner puts the CPU alone before a",
+        "worker on this machine predicted less than 10 % faster (worker B, on the CPU's own cores, was",
+        "predicted 0.4-6 % ahead on the f16 models and ran 4-7 % behind: the ranking had read 4 and 5",
+        "of 7 in two runs).",
     ]
     worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
     lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]
