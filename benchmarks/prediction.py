@@ -174,29 +174,34 @@ def predict_row(row: dict) -> float | None:
 
 
 def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
-    """Per model: every candidate the planner ranks over the two workers, run as planned."""
+    """Per model: every candidate the planner ranks over the two workers, run as planned; each
+    candidate's tg128 the median of PASSES runs, the candidates taken in turn in each pass (measured
+    one after the other, the CPU alone and worker B, 4-7 % apart on the same cores, swapped places
+    with the machine's drift)."""
     import gpusplit
     from gpusplit.params import engine_params
     from gpusplit.runner import bench_config
 
     out = []
     inventory = gpusplit.detect_devices(rpc=[a, b], threads=2)
+    tests = [{"name": "tg", "kind": "tg", "n": TG, "depth": 0}]
     for label, path in paths.items():
         plan = gpusplit.plan(str(path), inventory, ctx=512)
         doc = plan.to_dict()
+        ranked = [(rank, c) for rank, c in enumerate([plan.best, *plan.alternatives]) if c.fits]
+        samples: dict[int, list[float]] = {rank: [] for rank, _ in ranked}
+        for _ in range(PASSES):
+            for rank, c in ranked:
+                # The CPU alone at 2 threads; over the workers the client at CLIENT_THREADS, as in the rows.
+                params = engine_params(plan, c).with_(n_threads=2 if c.strategy == "cpu-only" else CLIENT_THREADS)
+                samples[rank] += bench_config(doc, params, tests, 1, timeout=900).samples["tg"]
         measured = []
-        for rank, c in enumerate([plan.best, *plan.alternatives]):
-            if not c.fits:
-                continue
-            # The CPU alone at 2 threads; over the workers the client at CLIENT_THREADS, as in the rows.
-            params = engine_params(plan, c).with_(n_threads=2 if c.strategy == "cpu-only" else CLIENT_THREADS)
-            tests = [{"name": "tg", "kind": "tg", "n": TG, "depth": 0}]
-            outcome = bench_config(doc, params, tests, 2, timeout=900)
-            tg = statistics.fmean(outcome.samples["tg"])
+        for rank, c in ranked:
             what = f"{c.strategy} ({c.llama_mode}" + (
                 f", {','.join(f'{x:g}' for x in c.placement.tensor_split)}" if c.placement.tensor_split else ""
             )
             what += f", main {c.placement.main_gpu})" if c.llama_mode == "none" else ")"
+            tg = statistics.median(samples[rank])
             measured.append({"rank": rank, "candidate": what, "predicted": c.prediction.tg_tokens_per_s, "measured": tg})
         best = max(m["measured"] for m in measured)
         first = measured[0]
@@ -361,12 +366,14 @@ def write_report(
         "had read the 2-thread CPU's f16 decode 25 % slow); and the planner puts the CPU alone before a",
         "worker on this machine predicted less than 10 % faster (worker B, on the CPU's own cores, was",
         "predicted 0.4-6 % ahead on the f16 models and ran 4-7 % behind: the ranking had read 4 and 5",
-        "of 7 in two runs).",
+        "of 7 in two runs). The ranking check itself now times each candidate three times, the",
+        "candidates in turn, and takes the median (timed one after the other, the CPU alone and B",
+        "swapped places with the drift: 128 against 137 t/s in one run, 146 against 136 in another).",
     ]
     worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
     lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]
     lines += [f"| {r['model']} | {r['setup']} | {r['test']} | {r['err']:+.1f} % |" for r in worst]
-    lines += ["", "## Ranking: the planner's order over workers A and B, each candidate run", ""]
+    lines += ["", "## Ranking: the planner's order over workers A and B, each candidate run (median of 3, in turn)", ""]
     for m in ranks:
         lines.append(f"**{m['model']}**: first choice {'is' if m['first_is_fastest'] else 'is NOT'} the fastest (or within 5 %)")
         lines.append("")
