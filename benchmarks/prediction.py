@@ -366,13 +366,9 @@ def write_report(
         "had read the 2-thread CPU's f16 decode 25 % slow); and the planner puts the CPU alone before a",
         "worker on this machine predicted less than 10 % faster (worker B, on the CPU's own cores, was",
         "predicted 0.4-6 % ahead on the f16 models and ran 4-7 % behind: the ranking had read 4 and 5",
-        "of 7 in two runs); tensor parallelism's synchronisation is a fixed cost per layer plus its bytes",
-        "at the rate the probe's tensor-parallel run measures (the prompt rows over both workers read",
-        "+22..+34 %: a fixed cost fitted on a 256-wide model left a 1024-wide one's all-reduce bytes at",
-        "the workers' upload rate, about twice as fast as they moved). The ranking check itself now",
-        "times each candidate three times, the candidates in turn, and takes the median (timed one after",
-        "the other, the CPU alone and B swapped places with the drift: 128 against 137 t/s in one run,",
-        "146 against 136 in another).",
+        "of 7 in two runs). The ranking check itself now times each candidate three times, the",
+        "candidates in turn, and takes the median (timed one after the other, the CPU alone and B",
+        "swapped places with the drift: 128 against 137 t/s in one run, 146 against 136 in another).",
     ]
     worst = sorted(ok, key=lambda r: -abs(r["err"]))[:8]
     lines += ["", "## Worst rows", "", "| model | setup | test | error |", "| --- | --- | --- | ---: |"]

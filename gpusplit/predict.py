@@ -578,30 +578,24 @@ def _hop(a: int | None, b: int | None, nbytes: float, devices: list[Device], spe
     return seconds
 
 
-def sync_bytes(model: ModelInfo, n_members: int, n_tokens: int) -> float:
+def sync_data_seconds(model: ModelInfo, members: list[DeviceSpeed], n_tokens: int) -> float:
     """Per layer, the bytes tensor parallelism moves: two all-reduces of the activations, each
     gathering every member's partial result and sending the sum back (through the client for RPC
-    workers)."""
-    return 2 * 2 * n_members * n_tokens * model.n_embd * 4
+    workers), over the slowest member's link."""
+    rates = [s.link_bytes_per_s for s in members if s.link_bytes_per_s]
+    rate = min(rates) if rates else DEFAULT_PCIE
+    return 2 * 2 * len(members) * n_tokens * model.n_embd * 4 / rate
 
 
 def _sync(model: ModelInfo, group: GroupSpeed | None, members: list[DeviceSpeed], n_batch: int = 512) -> tuple[float, float]:
-    """Tensor parallelism's all-reduces per token and per batch: a fixed cost per layer (the group's
-    measured one, or two round trips per member) and the bytes, at the rate the group's probe
-    measured them at, else over the slowest member's link. (Over two loopback workers the bytes
-    moved at about half the link's upload rate: with the rest charged as a fixed cost measured on a
-    256-wide model, a 1024-wide one's prompt was predicted 22-34 % fast.)"""
-    rates = [s.link_bytes_per_s for s in members if s.link_bytes_per_s]
-    rate = min(rates) if rates else DEFAULT_PCIE
-    if group is not None and group.sync_bytes_per_s:
-        fixed = fixed_batch = group.layer_sync_s
-        rate = group.sync_bytes_per_s
-    elif group is not None:
+    """Tensor parallelism's all-reduces per token and per batch: the group's measured fixed cost per
+    layer (or two round trips per member) and the bytes over the links."""
+    if group is not None:
         fixed, fixed_batch = group.layer_sync_s, group.batch_layer_sync_s
     else:
         fixed = fixed_batch = 2 * sum((s.rtt_s or LOCAL_HOP_S) for s in members)
-    token = model.n_layer * (fixed + sync_bytes(model, len(members), 1) / rate)
-    batch = model.n_layer * (fixed_batch + sync_bytes(model, len(members), n_batch) / rate)
+    token = model.n_layer * (fixed + sync_data_seconds(model, members, 1))
+    batch = model.n_layer * (fixed_batch + sync_data_seconds(model, members, n_batch))
     return token, batch
 
 

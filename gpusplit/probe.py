@@ -379,7 +379,7 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
         return None
     from .gguf.model import read_model
     from .planner import TENSOR_UNSUPPORTED
-    from .predict import predict, sync_bytes
+    from .predict import predict
 
     # The 12-layer model: the synchronisation per layer is what its layers add over the predictions.
     if on_step:
@@ -400,22 +400,13 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     measured_token = 1.0 / statistics.median(outcome.samples["tg"])
     measured_batch = BATCH_TOKENS / statistics.median(outcome.samples["pp"])
     c = plan.best
-    # What the devices' own figures predict without any synchronisation (its bytes moving at no cost):
-    free = GroupSpeed(0.0, 0.0, sync_bytes_per_s=float("inf"))
-    alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, free)
+    # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
+    alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, GroupSpeed(0.0, 0.0))
     no_sync_batch = BATCH_TOKENS / alone.pp_tokens_per_s if alone.pp_tokens_per_s else 0.0
-    # Per layer, a token's synchronisation is a fixed cost and a batch's the same plus its bytes:
-    # the two timings give both (the bytes' rate from what the batch adds over the token).
-    token_sync = max((measured_token - (alone.seconds_per_token or 0.0)) / model.n_layer, 0.0)
-    batch_sync = max((measured_batch - no_sync_batch) / model.n_layer, 0.0)
-    more_bytes = sync_bytes(model, len(devices), BATCH_TOKENS) - sync_bytes(model, len(devices), 1)
-    rate = more_bytes / (batch_sync - token_sync) if batch_sync > token_sync else None
-    fixed = max(token_sync - sync_bytes(model, len(devices), 1) / rate, 0.0) if rate else token_sync
     members = [d.speed.identity for d in devices if d.speed is not None]
     return GroupSpeed(
-        layer_sync_s=fixed,
-        batch_layer_sync_s=batch_sync,
-        sync_bytes_per_s=rate,
+        layer_sync_s=max((measured_token - (alone.seconds_per_token or 0.0)) / model.n_layer, 0.0),
+        batch_layer_sync_s=max((measured_batch - no_sync_batch) / model.n_layer, 0.0),
         identity=speed_cache.group_identity(members),
         measured_at=speed_cache.now(),
     )

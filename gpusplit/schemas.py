@@ -92,9 +92,7 @@ SPEED = _object(
         "identity": STR, "measured_at": STR, "probe": {"type": "object"},
     }
 )  # fmt: skip
-GROUP_SPEED = _object(
-    {"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR}, {"sync_bytes_per_s": NULLABLE_NUM}
-)
+GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})
 
 DEVICE = _object(
     {

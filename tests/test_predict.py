@@ -197,7 +197,7 @@ def test_cache_round_trip_and_identity(tmp_path):
     alone = Device("RPC0", "127.0.0.1:50053", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="127.0.0.1:50053")
     assert identity_of(replace(alone, name="RPC1", index=1), None, "b1") == identity_of(alone, None, "b1")
     assert identity_of(alone, None, "b1") != identity_of(worker, None, "b1")
-    group = GroupSpeed(1.4e-3, 2e-3, "group|x", sync_bytes_per_s=3e8)
+    group = GroupSpeed(1.4e-3, 2e-3, "group|x")
     save(tmp_path, group.identity, group)
     assert load(tmp_path, group.identity) == group
 
@@ -293,44 +293,6 @@ def test_devices_on_this_machine_share_its_cache(tiny_model):
     assert tg(apart, worker) > 1.2 * here
     assert tg(apart, worker) == pytest.approx(tg(apart, replace(worker, cache_bytes=model.total_bytes)))
     assert tg(loopback, worker, total=80 * 2**30) == pytest.approx(tg(apart, worker))  # GPUs behind them
-
-
-def test_tensor_parallel_sync_is_a_fixed_cost_and_bytes_at_a_measured_rate(tiny_model, monkeypatch):
-    """The group probe's two timings (a token, a prompt batch) give the synchronisation's fixed cost
-    per layer and the rate its bytes move at; predicting with them gives the timings back, and a
-    4x wider model's batch pays 4x the bytes (a fixed cost fitted on a narrow model alone left a
-    wide model's prompt 22-34 % fast)."""
-    from gpusplit import probe, runner
-    from gpusplit.api import plan as make_plan
-    from gpusplit.devices.inventory import Inventory
-    from gpusplit.gguf.model import read_model
-    from gpusplit.predict import predict
-
-    path = tiny_model("dense-f16")
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**36, 2**36, source="host", speed=_speed(source="measured"))
-    worker = _speed(source="measured", rtt_s=50e-6, link_bytes_per_s=GB)
-    workers = [
-        Device(f"RPC{i}", f"10.0.0.{5 + i}:50052", "RPC", "gpu", 2**34, 2**33, index=i, source="rpc",
-               endpoint=f"10.0.0.{5 + i}:50052", speed=worker, bandwidth_source="measured")
-        for i in range(2)
-    ]  # fmt: skip
-    inventory = Inventory(devices=workers, host=host)
-    truth = GroupSpeed(0.3e-3, 0.0, sync_bytes_per_s=300e6)
-
-    def timed(model):
-        c = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True).best
-        return predict(model, c.memory, c.settings, workers, host, 0, truth), c
-
-    real, _ = timed(read_model(path))
-    samples = {"tg": [real.tg_tokens_per_s], "pp": [real.pp_tokens_per_s]}
-    monkeypatch.setattr(runner, "bench_config", lambda *args, **kwargs: runner.BenchOutcome(samples, {}, {}, 1.0))
-    group = probe.probe_group(inventory, {"l12": path}, 2)
-    assert group.layer_sync_s == pytest.approx(truth.layer_sync_s, rel=0.02)
-    assert group.sync_bytes_per_s == pytest.approx(truth.sync_bytes_per_s, rel=0.02)
-    wide = read_model(tiny_model("dense-large-f16"))
-    expected, c = timed(wide)
-    again = predict(wide, c.memory, c.settings, workers, host, 0, group)
-    assert again.pp_tokens_per_s == pytest.approx(expected.pp_tokens_per_s, rel=0.02)
 
 
 def test_placement_work_counts_experts_at_their_used_share(tiny_model):

@@ -138,9 +138,8 @@ def _print_inventory(inventory) -> None:
         )
     if inventory.group_speed is not None:
         g = inventory.group_speed
-        rate = f", its all-reduces' bytes at {g.sync_bytes_per_s / 1e6:.0f} MB/s" if g.sync_bytes_per_s else ""
         output.message(
-            f"tensor parallelism over these devices: {g.layer_sync_s * 1e3:.2f} ms of synchronisation per layer per token{rate}"
+            f"tensor parallelism over these devices: {g.layer_sync_s * 1e3:.2f} ms of synchronisation per layer per token"
         )
     for note in inventory.notes:
         output.message(note)

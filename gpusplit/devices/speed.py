@@ -91,12 +91,9 @@ class GroupSpeed:
     """What tensor parallelism over a group of devices costs beyond their own work."""
 
     layer_sync_s: float  # per layer per token (the all-reduces between the devices)
-    batch_layer_sync_s: float  # per layer per prompt batch, beyond its bytes over the links
+    batch_layer_sync_s: float  # per layer per prompt batch
     identity: str = ""
     measured_at: str = ""
-    # The rate the all-reduces' bytes move at, from a prompt batch against a token (per layer: the
-    # token's cost is fixed, the batch's more is bytes). None: not measured (the links' rate stands).
-    sync_bytes_per_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
