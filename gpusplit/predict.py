@@ -361,12 +361,13 @@ def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> 
     expert_share = _expert_share(model)
     for il, dev in enumerate(memory.layer_device):
         group = model.output if il == model.n_layer else model.blocks[il]
+        # Where this layer runs, and in what shares (its experts on the host under n_cpu_moe).
+        layer_targets = {None: 1.0} if dev is None else (share_of or {dev: 1.0})
         holders: set[int | None] = set()
         for t in group.tensors:
             expert = "_exps" in t.name
             used = expert_share if expert else 1.0
-            on_host = dev is None or (il < n_cpu_moe and expert)
-            targets = {None: 1.0} if on_host else (share_of or {dev: 1.0})
+            targets = {None: 1.0} if il < n_cpu_moe and expert else layer_targets
             cls = weight_class(t.ggml_type.name)
             matrix = len(t.shape) >= 2
             for target, share in targets.items():
@@ -382,7 +383,7 @@ def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> 
             for target in holders:
                 works[target].blocks += 1
             heads = model.n_head[il]
-            for target, share in ({None: 1.0} if dev is None else (share_of or {dev: 1.0})).items():
+            for target, share in layer_targets.items():
                 w = works.setdefault(target, Work())
                 w.heads += heads * share
                 w.head_width += heads * model.head_dim_k * share

@@ -372,7 +372,6 @@ def _round_trip(endpoint: str) -> float:
 def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> GroupSpeed | None:
     """Tensor parallelism over every device: what its synchronisation adds per layer."""
     from .api import plan as make_plan
-    from .runner import bench_config
 
     devices = inventory.devices
     if len(devices) < 2 or any(d.speed is None for d in devices):
@@ -382,23 +381,17 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     from .predict import predict
 
     # The 12-layer model: the synchronisation per layer is what its layers add over the predictions.
-    if on_step:
-        on_step(f"tensor parallelism over {len(devices)} devices: l12", True)
     model = read_model(paths["l12"])
     if model.architecture in TENSOR_UNSUPPORTED:
         return None
     plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True)
-    doc = plan.to_dict()
-    params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
+    params = EngineParams.from_dict(plan.to_dict()["engine_params"])
+    params = params.with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
     # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
     # (128 took 12 s of the probe's 97).
-    tests = [
-        {"name": "tg", "kind": "tg", "n": GROUP_TG_TOKENS, "depth": 0},
-        {"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0},
-    ]
-    outcome = bench_config(doc, params, tests, REPETITIONS, timeout=600)
-    measured_token = 1.0 / statistics.median(outcome.samples["tg"])
-    measured_batch = BATCH_TOKENS / statistics.median(outcome.samples["pp"])
+    label = f"tensor parallelism over {len(devices)} devices: l12"
+    (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, label=label)], on_step)
+    measured_token, measured_batch = timed.token_s, timed.batch_s or 0.0
     c = plan.best
     # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
     alone = predict(model, c.memory, c.settings, devices, inventory.host, c.placement.n_cpu_moe, GroupSpeed(0.0, 0.0))

@@ -163,8 +163,12 @@ def bench_config(
 
     request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions, "stop_if": stop_if}
     result, log = run_task("bench", request, timeout=timeout)
+    return _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device)
+
+
+def _bench_outcome(result: dict[str, Any], actual: dict[str, dict[str, int]]) -> BenchOutcome:
+    """task_bench's result (samples per test, build, load time) with the buffers read from its log."""
     samples = {r["test"]: r["samples_ts"] for r in result["results"]}
-    actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device
     return BenchOutcome(samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0))
 
 
@@ -183,12 +187,7 @@ def bench_series(
 
     request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in runs]}
     result, _ = run_task("bench_series", request, on_event=on_event, timeout=timeout)
-    return [
-        BenchOutcome(
-            {x["test"]: x["samples_ts"] for x in run["results"]}, {}, run.get("build") or {}, float(run.get("load_ms") or 0.0)
-        )
-        for run in result["runs"]
-    ]
+    return [_bench_outcome(run, {}) for run in result["runs"]]
 
 
 def quantize(src: str, dst: str, ftype: int, threads: int | None = None, timeout: float | None = 600.0) -> float:
