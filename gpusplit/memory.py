@@ -15,6 +15,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .cpu_buffers import AMX, MUL_MAT, REPACK, host_copy
 from .gguf.adapter import AdapterInfo
 from .gguf.model import ModelInfo
 from .gguf.reader import TensorInfo
@@ -26,19 +27,11 @@ PIPELINE_COPIES = 4  # GGML_SCHED_MAX_COPIES: input copies kept with pipeline pa
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads quantized rows to this many elements
 SPLIT_MODES = ("none", "layer", "row", "tensor")
 
-# ggml's CPU backend (ggml-cpu/repack.cpp, x86_64) copies weights of these types into an extra
-# CPU_REPACK buffer in an interleaved layout, by the build's compile-time AVX2 / AVX512F. The
-# mapped file stays mapped beside it, so llama.cpp reports (and the host holds) both.
-REPACKED_TYPES = {
-    "none": frozenset(),
-    "avx2": frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"}),
-    "avx512": frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4", "Q2_K"}),
-}
-REPACK_ALIGN = 32
 # Gemma scales the token embeddings by sqrt(n_embd) on the host before the first block.
 SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
-# Backends whose host buffer type comes before CPU_REPACK in llama.cpp's CPU buffer list; with
-# mmap the weights it claims go back to the mapped file, so nothing is repacked.
+# Backends whose host buffer type comes before the CPU's extra buffer types (AMX, CPU_REPACK) in
+# llama.cpp's CPU buffer list; with mmap the weights it claims go back to the mapped file, so
+# nothing is copied.
 # A GPU given only by its size (--gpu 24GiB) is taken for the usual case, CUDA.
 HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical"})
 OFFLOAD_MIN_BATCH = 32  # ggml-cuda's offload_op: ops of at least this many tokens go to the GPU
@@ -82,7 +75,11 @@ class Settings:
     flash_attn: bool = False
     swa_full: bool = True  # llama.cpp's default: sliding-window layers keep a full-size cache
     offload_kqv: bool = True
-    cpu_repack: str = "avx2"  # which REPACKED_TYPES the llama.cpp build's CPU backend repacks
+    cpu_repack: str = "avx2"  # which cpu_buffers.REPACK_RULES the llama.cpp build's CPU_REPACK follows
+    # The CPU backend's extra buffer types, in its order (AMX before CPU_REPACK), and whether llama.cpp
+    # may use them (use_extra_bufts; llama-server's --no-repack turns them off).
+    cpu_extra_buffers: tuple[str, ...] = (REPACK,)
+    extra_buffers: bool = True
 
     @property
     def n_ctx_padded(self) -> int:
@@ -119,6 +116,8 @@ class DeviceMemory:
     compute_bytes: int = 0
     output_bytes: int = 0  # logits buffer (host)
     repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
+    amx_bytes: int = 0  # of weights_bytes: the AMX copy (host, on a CPU and build with AMX)
+    mapped_bytes: int = 0  # of weights_bytes: the CPU_Mapped buffer (host, with mmap)
     lora_bytes: int = 0  # of weights_bytes: LoRA adapters' pairs for the layers held here
     projector_bytes: int = 0  # of weights_bytes: a multimodal projector's weights (--mmproj)
     runtime_bytes: int = 0  # outside llama.cpp's buffers: the driver's context, cuBLAS (CUDA devices)
@@ -240,18 +239,6 @@ def mapped_span_bytes(tensors: Sequence[TensorInfo]) -> int:
         low, high = spans.get(t.shard, (t.offset, t.offset + t.n_bytes))
         spans[t.shard] = (min(low, t.offset), max(high, t.offset + t.n_bytes))
     return sum(high - low for low, high in spans.values())
-
-
-def repacked_bytes(t: TensorInfo, types: frozenset[str]) -> int:
-    """The CPU_REPACK copy of a weight the CPU multiplies with: a 2-D matrix (MUL_MAT) or a 3-D
-    expert stack (MUL_MAT_ID) of a repacked type with a multiple of 8 rows (repack.cpp's
-    ggml_repack_get_optimal_repack_type); 0 for anything else."""
-    dims = len(t.shape)
-    if t.ggml_type.name not in types or dims not in (2, 3) or t.shape[1] % 8:
-        return 0
-    if dims == 3 and not _is_expert(t):
-        return 0  # 3-D batched matrices (MLA's k_b / v_b) are not MUL_MAT_ID weights
-    return pad(t.n_bytes, REPACK_ALIGN)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +418,7 @@ def plan_memory(
     # Weights: input layer on the CPU, each block and the output layer where assigned.
     mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
     host_layer_weights = 0
-    repack = frozenset() if any(b in HOST_BUFFER_BACKENDS for b in device_backends) else REPACKED_TYPES[settings.cpu_repack]
+    extra = host_extra_buffers(settings, device_backends)
     first_nextn = model.n_layer - model.n_nextn
     for il in range(model.n_layer + 1):
         group = model.output if il == model.n_layer else model.blocks[il]
@@ -441,9 +428,7 @@ def plan_memory(
             on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
             if on_cpu:
                 host_layer_weights += t.n_bytes
-                copy = repacked_bytes(t, repack)
-                host.repack_bytes += copy
-                if not copy:
+                if not _copy_on_host(host, t, extra, settings.cpu_repack):
                     mapped.append(t)
             elif share:
                 _spread_tensor(t, devices, share, device_backends)
@@ -451,10 +436,10 @@ def plan_memory(
                 devices[dev].weights_bytes += tensor_bytes_on(t, device_backends[dev])
         if il == model.n_layer and not any(t.name == "output.weight" for t in group.tensors):
             # Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device
-            # (on the CPU only its repacked copy is new: the mapped one is the input layer's).
+            # (on the CPU only its AMX or repacked copy is new: the mapped one is the input layer's).
             for t in model.input.tensors:
                 if t.name == "token_embd.weight" and dev is None:
-                    host.repack_bytes += repacked_bytes(t, repack)
+                    _copy_on_host(host, t, extra, settings.cpu_repack, op=MUL_MAT)
                 elif t.name == "token_embd.weight":
                     for i in share or [dev]:
                         devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
@@ -465,7 +450,8 @@ def plan_memory(
         else:
             host.layers.append(il)
 
-    host.weights_bytes = mapped_span_bytes(mapped) + host.repack_bytes
+    host.mapped_bytes = mapped_span_bytes(mapped)
+    host.weights_bytes = host.mapped_bytes + host.repack_bytes + host.amx_bytes
     for adapter in adapters:
         for base, nbytes in adapter.targets:
             il = adapted_layer(model, base)
@@ -572,6 +558,25 @@ def plan_memory(
         notes=notes,
         host_layer_weights_bytes=host_layer_weights,
     )
+
+
+def host_extra_buffers(settings: Settings, device_backends: Sequence[str]) -> tuple[str, ...]:
+    """The CPU's extra buffer types that can take the host's weights in this load: none with
+    --no-repack, none behind a GPU's host buffer (it comes first and, with mmap, hands them back to
+    the mapped file), else the backend's own, in its order."""
+    if not settings.extra_buffers or any(b in HOST_BUFFER_BACKENDS for b in device_backends):
+        return ()
+    return settings.cpu_extra_buffers
+
+
+def _copy_on_host(host: DeviceMemory, t: TensorInfo, extra: tuple[str, ...], level: str, op: str | None = None) -> int:
+    """Count the copy llama.cpp makes of a host weight in an extra buffer; its bytes (0: mapped only)."""
+    buffer, size = host_copy(t, extra, level, op)
+    if buffer == AMX:
+        host.amx_bytes += size
+    elif buffer == REPACK:
+        host.repack_bytes += size
+    return size
 
 
 def kv_by_device(

@@ -8,7 +8,8 @@ import pytest
 
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.memory import REPACKED_TYPES, Placement, Settings, plan_memory, repacked_bytes
+from gpusplit.cpu_buffers import repack_bytes
+from gpusplit.memory import Placement, Settings, plan_memory
 from gpusplit.planner import Request, make_plan
 
 MIB = 1024 * 1024
@@ -74,9 +75,10 @@ def test_host_weights_exact_with_partial_offload(quantized, two_workers, quant, 
 def test_repack_rules(quantized):
     model = read_model(quantized["Q4_K_M"])
     by_type = {t.ggml_type.name: t for block in model.blocks for t in block.tensors if len(t.shape) == 2}
-    assert repacked_bytes(by_type["Q4_K"], REPACKED_TYPES["avx2"]) == by_type["Q4_K"].n_bytes
-    assert repacked_bytes(by_type["Q6_K"], REPACKED_TYPES["avx512"]) == 0
-    assert repacked_bytes(by_type["Q4_K"], REPACKED_TYPES["none"]) == 0
+    assert repack_bytes(by_type["Q4_K"], "avx2") == by_type["Q4_K"].n_bytes
+    assert repack_bytes(by_type["Q6_K"], "avx512") == 0
+    assert repack_bytes(by_type["Q6_K"], "arm-dotprod") == by_type["Q6_K"].n_bytes  # ARM repacks the k-quants
+    assert repack_bytes(by_type["Q4_K"], "none") == 0
     # A CUDA device's host buffer claims the CPU's weights first: with mmap nothing is repacked.
     memory = plan_memory(model, ["CUDA0"], ["CUDA"], [2**34], Settings(), Placement(n_gpu_layers=3))
     assert memory.host.repack_bytes == 0
