@@ -155,8 +155,8 @@ def detect_devices(
         if engine_available():
             from .engine.registry import engine_summary, registry_devices
 
-            registry = registry_devices()
-            engine = engine_summary(registry)
+            registry, cpu = registry_devices()
+            engine = engine_summary(registry, cpu)
         inventory = detect(parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine)
         from .engine import engine_build_id
 
@@ -207,10 +207,13 @@ def probe_devices(
     timeout: float = 3.0,
     threads: int | None = None,
     on_step: Callable[[int, int, str], None] | None = None,
+    no_repack: bool = False,
 ) -> Inventory:
     """Measure what llama.cpp achieves on every device here (the CPU at `threads`, each GPU, each
     `rpc` worker), cache the figures, and return the inventory carrying them. Plans made later
-    predict speed from these figures. Needs the engine; tens of seconds."""
+    predict speed from these figures. Needs the engine; tens of seconds. A probe model that fails
+    leaves its weight class unmeasured (said in the figures) rather than failing the probe; a crash
+    with the CPU's extra buffer types on is measured again without them (`no_repack`: from the start)."""
     from .devices.inventory import detect
     from .devices.rpc import parse_endpoints
     from .engine import engine_build_id
@@ -218,8 +221,10 @@ def probe_devices(
     from .probe import run_probe, step_count
 
     require_engine()
-    registry = registry_devices()
-    inventory = detect(parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine_summary(registry))
+    registry, cpu = registry_devices()
+    inventory = detect(
+        parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine_summary(registry, cpu)
+    )
     total = step_count(inventory)
     done = [0]
 
@@ -228,7 +233,7 @@ def probe_devices(
             on_step(done[0], total, text)
         done[0] += measured
 
-    return run_probe(inventory, threads or default_threads(), engine_build_id(), speed_folder(), step)
+    return run_probe(inventory, threads or default_threads(), engine_build_id(), speed_folder(), step, no_repack)
 
 
 def is_hypothetical(devices: Sequence[Device]) -> bool:
@@ -333,6 +338,7 @@ def plan(
     draft: ModelInfo | str | os.PathLike[str] | None = None,
     ngl_draft: int = -1,
     mmproj: str | os.PathLike[str] | None = None,
+    no_repack: bool = False,
 ) -> Plan:
     """How to split `model` over `devices` (default: `detect_devices()`): bytes per device, the
     strategy, the best context, a fit score and llama.cpp's parameters. `plan.to_dict()` is the
@@ -345,7 +351,9 @@ def plan(
     `threads` picks the CPU's (when `devices` is not given). `lora` adapters are loaded with the
     model: their bytes go where the layers they adapt go. A `draft` model (speculative decoding,
     llama-server's -md) is placed as llama-server places it, `ngl_draft` of its layers offloaded,
-    and counted in the fit; so is a multimodal projector (`mmproj`), on the first GPU.
+    and counted in the fit; so is a multimodal projector (`mmproj`), on the first GPU. The host's
+    weights include the copies llama.cpp's CPU backend makes (AMX, CPU_REPACK); `no_repack` plans
+    the load without them (llama.cpp's --no-repack: the engine turns its extra buffer types off).
     """
     from .memory import Settings
     from .planner import Request, make_plan
@@ -378,6 +386,7 @@ def plan(
         raise InputError(f"--split has {len(split_values)} entries but there are {len(found)} devices", "one share per device")
     if main_gpu is not None and not 0 <= main_gpu < max(len(found), 1):
         raise InputError(f"--main-gpu {main_gpu} is out of range", f"there are {len(found)} devices (0 to {len(found) - 1})")
+    cpu = cpu_backend(inventory)
     settings = Settings(
         n_ctx=n_ctx,
         n_batch=batch,
@@ -387,8 +396,9 @@ def plan(
         type_v=type_v,
         flash_attn=flash_attn,
         swa_full=swa_full,
-        # What this machine's llama.cpp build repacks; without the engine, an AVX2 build (the usual wheel).
-        cpu_repack=(inventory.engine or {}).get("cpu_repack") or "avx2",
+        cpu_repack=cpu["repack"],
+        cpu_extra_buffers=tuple(cpu["extra_buffers"]),
+        extra_buffers=not no_repack,
     )
     request = Request(
         settings=settings,
@@ -406,21 +416,51 @@ def plan(
         projector=None if mmproj is None else _read_projector(mmproj),
     )
     result = make_plan(info, list(found), inventory.host, request)
-    repacked = result.best.memory.host.repack_bytes
-    if repacked:
-        from .units import format_bytes
-
-        known = (inventory.engine or {}).get("cpu_repack")
-        result.reasons.append(
-            f"the CPU also keeps {format_bytes(repacked)} of its weights in llama.cpp's repacked layout (CPU_REPACK, "
-            + (f"this build: {known})" if known else "assuming an AVX2 build; with the engine installed it reports its own)")
-        )
+    note = host_copies_note(result.best.memory.host, cpu, no_repack)
+    if note:
+        result.reasons.append(note)
     if measure:
         require_engine()
         from .runner import measure as measure_plan
 
         result = measure_plan(result)
     return result
+
+
+def cpu_backend(inventory: Inventory) -> dict[str, Any]:
+    """What llama.cpp's CPU backend does with the host's weights: the engine's report where the
+    inventory has one (detected here, or a devices file's), else what a native build for this CPU
+    would do ({"extra_buffers", "repack", "source"})."""
+    engine = inventory.engine or {}
+    if "cpu_extra_buffers" in engine:
+        return {"extra_buffers": engine["cpu_extra_buffers"], "repack": engine.get("cpu_repack") or "none", "source": "engine"}
+    from .devices.cpu import native_cpu_backend
+
+    return native_cpu_backend()
+
+
+def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | None:
+    """The plan's reason line for the weights llama.cpp copies beside the mapped file (or would, but
+    for --no-repack), saying where the rules came from."""
+    from .cpu_buffers import MODELLED
+    from .units import format_bytes
+
+    copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
+    parts = [f"{format_bytes(n)} in {name}" for n, name in copies if n]
+    where = "llama.cpp reported by this engine" if cpu.get("source") == "engine" else "assumed: a native build for this CPU"
+    offered = ", ".join(cpu["extra_buffers"]) or "none"
+    unmodelled = [b for b in cpu["extra_buffers"] if b not in MODELLED]
+    tail = f"; {', '.join(unmodelled)} copies are not modelled (counted as mapped)" if unmodelled else ""
+    if no_repack:
+        if not cpu["extra_buffers"]:
+            return None
+        return f"--no-repack: the host keeps its weights in the mapped file only (extra buffer types {offered} off{tail})"
+    if not parts:
+        return None
+    return (
+        f"the CPU also keeps {' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
+        f"with into its extra buffer types ({offered}; {where}){tail}; --no-repack keeps only the mapped file"
+    )
 
 
 def _read_projector(location: str | os.PathLike[str]) -> Any:
@@ -625,6 +665,7 @@ def bench(
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
     plan_doc: dict[str, Any] | None = None,
+    no_repack: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """llama-bench's tests (pp: a prompt batch, tg: token by token) over the matrix of modes,
     splits, n_gpu_layers, contexts, KV types and flash attention: one `gpusplit.bench/1` record
@@ -633,6 +674,9 @@ def bench(
     on. `skip` holds (config_key, test) pairs already done; `on_config(k, total, key)` announces
     each configuration before it runs. With `plan_doc` (a `gpusplit.plan/1` document, e.g. what
     `tune --output` writes) that one configuration is run exactly as planned, not planned again.
+    `no_repack` runs every configuration with llama.cpp's --no-repack. A configuration whose load
+    crashes with the CPU's extra buffer types on (llama.cpp's AMX bug) is measured again without
+    them, its records marked with the `recovery`.
     """
     from . import __version__
     from .bench_matrix import matrix, tests_for
@@ -667,6 +711,9 @@ def bench(
     }
     needed = max(t.n + t.depth for t in tests)
     if plan_doc is not None:
+        from .documents import plan_without_repack
+
+        plan_doc = plan_without_repack(plan_doc) if no_repack else plan_doc
         configs = [_plan_doc_config(plan_doc)]
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
@@ -678,7 +725,7 @@ def bench(
             yield from _bench_plan_doc(plan_doc, config, pending, needed, repetitions, threads, config_timeout, common)
         else:
             yield from _bench_config(
-                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common
+                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common, no_repack
             )
 
 
@@ -722,6 +769,7 @@ def _bench_config(
     threads: int | None,
     config_timeout: float,
     common: dict[str, Any],
+    no_repack: bool = False,
 ) -> list[dict[str, Any]]:
     """One configuration, planned then run in its own engine child; a failure becomes failed records."""
     from .documents import bench_record
@@ -739,6 +787,7 @@ def _bench_config(
             mode=None if config.mode == "auto" else config.mode,
             split=None if config.split == "auto" else config.split,
             allow_ctx_overflow=True,
+            no_repack=no_repack,
         )
         doc = planned.to_dict()
     except GpusplitError as exc:
@@ -776,6 +825,12 @@ def _bench_planned(
         ]
     except GpusplitError as exc:
         return [bench_record(config=config, test=t, samples=None, error=exc.message, plan=doc, **common) for t in tests]
+    recovery = None
+    if outcome.recovery is not None:
+        from .documents import plan_without_repack
+
+        doc = plan_without_repack(doc, outcome.recovery.message)  # the row ran with --no-repack: its plan says so
+        recovery = outcome.recovery.to_dict()
     return [
         bench_record(
             config=config,
@@ -784,6 +839,7 @@ def _bench_planned(
             plan=doc,
             actual=outcome.actual,
             build=outcome.build,
+            recovery=recovery,
             **common,
         )
         for t in tests

@@ -183,6 +183,44 @@ def _plan_device(mem: DeviceMemory, model: ModelInfo, kind: str, total: int, fre
     }
 
 
+def host_weight_buffers(host: DeviceMemory) -> dict[str, int]:
+    """The host's weights by llama.cpp buffer: the mapped file and the CPU backend's copies (as its
+    log names them), each where it holds something."""
+    buffers = {"CPU_Mapped": host.mapped_bytes, "CPU_REPACK": host.repack_bytes, "AMX": host.amx_bytes}
+    return {name: size for name, size in buffers.items() if size}
+
+
+NO_REPACK_PYTHON = (
+    "llama_cpp.Llama() takes no --no-repack: set use_extra_bufts = False on the model parameters it builds "
+    "(llama_cpp.llama_model_default_params); `gpusplit run` does"
+)
+
+
+def plan_without_repack(plan_doc: Mapping[str, Any], why: str | None = None) -> dict[str, Any]:
+    """The same plan loaded with llama.cpp's extra buffer types off (--no-repack): its parameters,
+    flags and host weights (the mapped file alone); `why` is added to its reasons."""
+    import copy
+
+    doc = copy.deepcopy(dict(plan_doc))
+    if doc["engine_params"].get("use_extra_bufts", True):
+        doc["engine_params"]["use_extra_bufts"] = False
+        doc["settings"]["no_repack"] = True
+        doc["llama_args"] = [*doc["llama_args"], "--no-repack"]
+        doc["reasons"] = [*doc["reasons"], NO_REPACK_PYTHON]
+        host = doc["host"]
+        buffers = host.get("weight_buffers") or {}
+        if "no_repack_mapped_bytes" in host:
+            weights = host["weights_bytes"] - sum(buffers.values()) + host["no_repack_mapped_bytes"]
+            change = weights - host["weights_bytes"]
+            host["weights_bytes"] = weights
+            host["planned_bytes"] += change
+            host["headroom_bytes"] -= change
+            host["weight_buffers"] = {"CPU_Mapped": host["no_repack_mapped_bytes"]} if host["no_repack_mapped_bytes"] else {}
+    if why:
+        doc["reasons"] = [*doc["reasons"], why]
+    return doc
+
+
 def _alternative(c: Candidate) -> dict[str, Any]:
     return {
         "strategy": c.strategy,
@@ -221,10 +259,14 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         )
         devices.append(doc)
     host = _plan_device(best.memory.host, model, "host", plan.host.total_bytes, plan.host.free_bytes, 0)
+    host["weight_buffers"] = host_weight_buffers(best.memory.host)
+    host["no_repack_mapped_bytes"] = best.memory.host.mapped_no_repack_bytes
     prediction = best.prediction
     reasons = plan.reasons + best.memory.notes
     if best.placement.n_cpu_moe:
         reasons.append("llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides")
+    if not params.use_extra_bufts:
+        reasons.append(NO_REPACK_PYTHON)
     llama_args = params.cli_flags()
     extra: dict[str, Any] = {}
     projector = plan.request.projector
@@ -272,6 +314,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "type_v": s.type_v,
             "flash_attn": s.flash_attn,
             "swa_full": s.swa_full,
+            "no_repack": not s.extra_buffers,
         },
         "strategy": best.strategy,
         "split_mode": best.llama_mode,
@@ -434,6 +477,9 @@ def run_document(result: RunResult) -> dict[str, Any]:
             "ttft_ms": _round(t.ttft_ms),
         },
         "devices": rows,
+        # the host's weights by llama.cpp buffer (CPU_Mapped, CPU_REPACK, AMX): planned and as logged
+        "host_weights": {"planned": dict(plan_doc["host"].get("weight_buffers") or {}), "actual": dict(result.host_weights)},
+        "recovery": None if result.recovery is None else result.recovery.to_dict(),
     }
 
 
@@ -466,8 +512,10 @@ def bench_record(
     inventory: list[dict[str, Any]] | None = None,
     version: str = "",
     repetitions: int = 0,
+    recovery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed."""
+    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed. `recovery`:
+    llama.cpp crashed with the CPU's extra buffer types on and the row was measured without them."""
     from .bench_matrix import mean_sd
 
     avg, sd = mean_sd(samples or [])
@@ -523,6 +571,8 @@ def bench_record(
         "gpusplit_version": version,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "engine_params": None if plan is None else plan["engine_params"],
+        "no_repack": plan is not None and not plan["engine_params"].get("use_extra_bufts", True),
+        "recovery": recovery,
     }
 
 

@@ -118,6 +118,7 @@ class DeviceMemory:
     repack_bytes: int = 0  # of weights_bytes: the CPU_REPACK copy of weights the CPU computes with (host)
     amx_bytes: int = 0  # of weights_bytes: the AMX copy (host, on a CPU and build with AMX)
     mapped_bytes: int = 0  # of weights_bytes: the CPU_Mapped buffer (host, with mmap)
+    mapped_no_repack_bytes: int = 0  # the CPU_Mapped buffer had nothing been copied (--no-repack; host)
     lora_bytes: int = 0  # of weights_bytes: LoRA adapters' pairs for the layers held here
     projector_bytes: int = 0  # of weights_bytes: a multimodal projector's weights (--mmproj)
     runtime_bytes: int = 0  # outside llama.cpp's buffers: the driver's context, cuBLAS (CUDA devices)
@@ -418,6 +419,7 @@ def plan_memory(
     # Weights: input layer on the CPU, each block and the output layer where assigned.
     mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
     host_layer_weights = 0
+    copied: list[TensorInfo] = []  # host weights llama.cpp copies into an extra buffer type
     extra = host_extra_buffers(settings, device_backends)
     first_nextn = model.n_layer - model.n_nextn
     for il in range(model.n_layer + 1):
@@ -428,7 +430,9 @@ def plan_memory(
             on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
             if on_cpu:
                 host_layer_weights += t.n_bytes
-                if not _copy_on_host(host, t, extra, settings.cpu_repack):
+                if _copy_on_host(host, t, extra, settings.cpu_repack):
+                    copied.append(t)
+                else:
                     mapped.append(t)
             elif share:
                 _spread_tensor(t, devices, share, device_backends)
@@ -451,6 +455,7 @@ def plan_memory(
             host.layers.append(il)
 
     host.mapped_bytes = mapped_span_bytes(mapped)
+    host.mapped_no_repack_bytes = mapped_span_bytes(mapped + copied)
     host.weights_bytes = host.mapped_bytes + host.repack_bytes + host.amx_bytes
     for adapter in adapters:
         for base, nbytes in adapter.targets:

@@ -35,6 +35,9 @@ class EngineParams:
     n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
     seed: int = 0
     lora: tuple[str, ...] = ()  # LoRA adapters, applied at scale 1
+    # llama.cpp's use_extra_bufts: the CPU backend may copy host weights into AMX / CPU_REPACK
+    # buffers; False is llama-server's --no-repack (Llama() has no argument for it: the engine sets it)
+    use_extra_bufts: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> EngineParams:
@@ -111,6 +114,8 @@ class EngineParams:
             flags += ["--rpc", ",".join(self.rpc)]
         for path in self.lora:
             flags += ["--lora", path]
+        if not self.use_extra_bufts:
+            flags += ["--no-repack"]
         return flags
 
 
@@ -165,4 +170,5 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | N
         offload_kqv=settings.offload_kqv,
         n_cpu_moe=p.n_cpu_moe,
         lora=tuple(a.path for a in plan.request.adapters),
+        use_extra_bufts=settings.extra_buffers,
     )

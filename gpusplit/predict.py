@@ -255,7 +255,8 @@ def fit_speed(
         overhead, per_layer, inv_cache = _solve(rows, values)
         rate_float = f16.work.read_bytes / max(f16.token_s - overhead - per_layer * f16.work.blocks, 1e-9)
     bandwidth = {}
-    for cls, name in large.items():
+    measured = {cls: name for cls, name in large.items() if name in points}
+    for cls, name in measured.items():
         p = points[name]
         seconds = p.token_s - overhead - per_layer * p.work.blocks
         bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
@@ -287,12 +288,17 @@ def fit_speed(
                 flops_s = 4 * b.work.head_width * more / rate_flops
                 score_s = max((d.batch_s - b.batch_s - flops_s) / (b.work.heads * more), 0.0)
     flops: dict[str, float] = {}
-    for cls, name in large.items():
+    for cls, name in measured.items():
         p = points[name]
         seconds = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
         others = sum(f / flops.get(c, rate_flops) for c, f in p.work.flops.items() if f and c != cls)
         flops[cls] = p.batch_tokens * p.work.flops[cls] / max(seconds - p.batch_tokens * others, 1e-9)
+    # A class whose probe model failed is taken at the float class's rates, and said so.
+    unmeasured = [cls for cls in large if cls not in measured]
+    for cls in unmeasured:
+        bandwidth[cls], flops[cls] = bandwidth["float"], flops["float"]
     fitted = DeviceSpeed(
+        unmeasured=unmeasured,
         token_overhead_s=overhead,
         layer_overhead_s=per_layer,
         bandwidth=bandwidth,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from .devices import speed as speed_cache
 from .devices.rpc import serves_this_cpu
 from .devices.speed import DeviceSpeed, GroupSpeed
+from .errors import GpusplitError
 from .params import EngineParams
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
 SMALL_REPETITIONS = 5
+
+
+class ProbeError(GpusplitError):
+    """A device could not be measured (its small models or the f16 one failed)."""
+
 
 # Told what happens next; `measured` is True for the steps step_count counts (a model timed on a device).
 Step = Callable[[str, bool], None]
@@ -141,6 +147,7 @@ class Target:
     on_cpu: bool = False
     big: bool = False  # timed on the GPU set even if it is no local GPU
     this_cpu: bool = False  # an RPC worker serving this machine's CPU (its cache is this CPU's)
+    no_repack: bool = False  # llama.cpp's --no-repack: the CPU's extra buffer types off
 
     @property
     def local_gpu(self) -> bool:
@@ -184,6 +191,7 @@ def _params(target: Target, path: Path, threads: int) -> EngineParams:
         n_batch=BATCH_TOKENS,
         n_ubatch=BATCH_TOKENS,
         n_threads=threads,
+        use_extra_bufts=not target.no_repack,
     )
 
 
@@ -221,10 +229,13 @@ class Timing:
     batch_s: float | None
     load_s: float
     deep_batch_s: float | None = None
+    no_repack: bool = False  # run with the extra buffer types off, after llama.cpp crashed with them
 
 
-def _time_runs(runs: list[ProbeRun], on_step: Step | None = None) -> list[Timing]:
-    """Every run in one engine child, in order (on_step announces each as it starts)."""
+def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[str] | None = None) -> list[Timing | None]:
+    """Every run in one engine child, in order (on_step announces each as it starts). A run that
+    failed is None, and what happened is added to `notes`; a crash llama.cpp's extra buffer types
+    caused is recovered from (bench_series) and said there once."""
     from .runner import bench_series
 
     def started(index: int) -> None:
@@ -238,15 +249,19 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None) -> list[Timing
     def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
         return BATCH_TOKENS / statistics.median(samples[test]) if test in samples else None
 
-    return [
-        Timing(
-            1.0 / statistics.median(o.samples["tg"]),
-            per_batch(o.samples, "pp"),
-            o.load_ms / 1000,
-            per_batch(o.samples, "pp_deep"),
-        )
-        for o in outcomes
-    ]
+    recovery = next((o.recovery for o in outcomes if o.recovery is not None), None)
+    if recovery is not None and notes is not None:
+        notes.append(recovery.message)
+    timings: list[Timing | None] = []
+    for run, o in zip(runs, outcomes):
+        if o.error is not None or not o.samples.get("tg"):
+            timings.append(None)
+            if notes is not None:
+                notes.append(f"{run.label}: not measured ({o.error or 'no samples'})")
+            continue
+        timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
+                              per_batch(o.samples, "pp_deep"), o.recovery is not None))  # fmt: skip
+    return timings
 
 
 def _work(path: Path):
@@ -296,15 +311,19 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
                 f"{target.device.name}: {name}" + (" again" if again else ""),
             )
         )
-    for run, timed in zip(runs, _time_runs(runs, on_step)):
+    notes: list[str] = []
+    timings = _time_runs(runs, on_step, notes)
+    for run, timed in zip(runs, timings):
         name = run.name
+        if timed is None or (timed.batch_s is None and name not in points):
+            continue  # failed, or only its second round ran (generation alone): its class stays unmeasured
         token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
         record = {"token_s": round(token_s, 7), "load_s": round(timed.load_s, 4)}
         if batch_s is not None:
             record["batch_s"] = round(batch_s, 6)
         if deep_s is not None:
             record["deep_batch_s"] = round(deep_s, 6)
-        if name in raw:
+        if name in points:
             raw[name]["again"] = record
             first = points[name]
             token_s = min(token_s, first.token_s)
@@ -317,6 +336,11 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
             load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
+    missing = [name for name in (*SMALL, large["float"]) if name not in points]
+    if missing:
+        raise ProbeError(f"{target.device.name} could not be measured: {'; '.join(notes) or ', '.join(missing) + ' failed'}")
+    if notes:
+        raw["notes"] = notes
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
     fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
     rtt = rate = None
@@ -332,7 +356,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         name = large["kquant"]
         on_cpu = _params(target, paths[name], threads).with_(n_gpu_layers=0)
         (host,) = _time_runs([ProbeRun(name, on_cpu, 4, label=f"{target.device.name}: {name} from host memory")], on_step)
-        host_batch_s = host.batch_s or 0.0
+        host_batch_s = (host.batch_s if host is not None else None) or 0.0
         raw["upload"] = {"batch_s": round(host_batch_s, 6)}
         rate = offload_rate(_host_weight_bytes(paths[name]), host_batch_s, points[name].batch_s)
     return replace(
@@ -344,6 +368,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         identity=target.identity,
         measured_at=speed_cache.now(),
         probe=raw,
+        no_repack=target.no_repack or any(t is not None and t.no_repack for t in timings),
     )
 
 
@@ -391,6 +416,8 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     # (128 took 12 s of the probe's 97).
     label = f"tensor parallelism over {len(devices)} devices: l12"
     (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, label=label)], on_step)
+    if timed is None:
+        return None
     measured_token, measured_batch = timed.token_s, timed.batch_s or 0.0
     c = plan.best
     # What the devices' own figures and the bytes over the links predict, without fixed sync costs:
@@ -413,11 +440,14 @@ def step_count(inventory: Inventory) -> int:
     return (2 * len(SMALL) + 2 * len(LARGE) + 4) * (devices + 1) + (1 if devices >= 2 else 0) + local_gpus
 
 
-def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None) -> Inventory:
+def run_probe(
+    inventory: Inventory, threads: int, build: str, folder: Path, on_step: Step | None = None, no_repack: bool = False
+) -> Inventory:
     """Probe every device of the inventory (and the host), cache the figures, and return the
-    inventory with them attached."""
+    inventory with them attached. A device that cannot be measured is left out, and said in the
+    inventory's notes; `no_repack` measures with llama.cpp's extra buffer types off."""
     started = time.monotonic()
-    probed = targets(inventory, threads, build)
+    probed = [replace(t, no_repack=no_repack) for t in targets(inventory, threads, build)]
     gpu = any(t.local_gpu for t in probed)
     if gpu:
         # The GPU set is there anyway: the CPU is timed on it too. A GPU host's CPU often has a
@@ -426,10 +456,16 @@ def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_s
         probed = [replace(t, big=True) if t.on_cpu else t for t in probed]
     paths = probe_models(on_step, gpu=gpu)
     measured: dict[str, DeviceSpeed] = {}
+    failed: list[str] = []
     for target in probed:
-        speed = probe_device(target, paths, threads, on_step)
+        try:
+            speed = probe_device(target, paths, threads, on_step)
+        except ProbeError as exc:
+            failed.append(exc.message)  # the other devices are still measured
+            continue
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
+        inventory.notes.extend(f"{target.device.name}: {note}" for note in speed.probe.get("notes", [])[:1])
     from .api import attach_speeds
 
     inventory = attach_speeds(inventory, threads, build, folder)
@@ -437,5 +473,6 @@ def run_probe(inventory: Inventory, threads: int, build: str, folder: Path, on_s
     if group is not None:
         speed_cache.save(folder, group.identity, group)
         inventory.group_speed = group
+    inventory.notes.extend(failed)
     inventory.notes.append(f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s")
     return inventory

@@ -8,13 +8,65 @@ Library code: no printing; callbacks carry tokens, progress and log lines to who
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .params import EngineParams
 
 if TYPE_CHECKING:
+    from .engine.child import EngineCrash
     from .planner import Plan
+
+T = TypeVar("T")
+UPSTREAM_BUG = "https://github.com/ggml-org/llama.cpp/issues/20824"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """llama.cpp crashed while the CPU backend's extra buffer types held weights, and the work ran
+    again with them off (llama.cpp's --no-repack), which avoids its kernels for copied weights."""
+
+    crash: str  # the signal: SIGSEGV, SIGILL, ...
+    extra_buffers: tuple[str, ...]  # AMX, CPU_REPACK, ... that held weights when it crashed
+
+    @property
+    def message(self) -> str:
+        held = ", ".join(self.extra_buffers)
+        known = f" (llama.cpp's AMX kernels: {UPSTREAM_BUG})" if "AMX" in self.extra_buffers else ""
+        return (
+            f"llama.cpp crashed ({self.crash}) with weights in its {held} buffer{'s' if len(self.extra_buffers) > 1 else ''}, "
+            f"a llama.cpp bug{known}; ran it again with --no-repack, which avoids it: add --no-repack to skip the crash"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crash": self.crash, "extra_buffers": list(self.extra_buffers), "rerun": "--no-repack", "message": self.message}
+
+
+def recoverable(exc: EngineCrash, params: EngineParams) -> bool:
+    """A crash that running without the extra buffer types can avoid: a signal inside llama.cpp's
+    code (not an abort it chose, not a kill or a time limit) while those buffers held weights."""
+    from .engine.child import CRASH_SIGNALS
+
+    return params.use_extra_bufts and exc.signal in CRASH_SIGNALS and bool(exc.extra_buffers)
+
+
+def with_repack_fallback(call: Callable[[EngineParams], T], params: EngineParams) -> tuple[T, Recovery | None]:
+    """`call(params)`, and once more with the extra buffer types off if llama.cpp crashed in a way
+    that avoids (the second crash, if any, is raised as it is)."""
+    from .engine.child import EngineCrash
+
+    try:
+        return call(params), None
+    except EngineCrash as exc:
+        if not recoverable(exc, params):
+            raise
+        recovery = Recovery(exc.signal or "a signal", exc.extra_buffers)
+    try:
+        return call(params.with_(use_extra_bufts=False)), recovery
+    except EngineCrash as exc:
+        exc.message += f", also when run again with --no-repack (the first time it crashed with weights in {', '.join(recovery.extra_buffers)})"
+        exc.hint = exc.hint.replace("try --no-repack, ", "try ")
+        raise
 
 
 @dataclass
@@ -37,6 +89,8 @@ class RunResult:
     actual: dict[str, dict[str, int]]  # device name -> component -> bytes, from llama.cpp's log
     nvml_used_delta: dict[str, int] = field(default_factory=dict)  # device name -> bytes
     log: list[str] = field(default_factory=list)
+    recovery: Recovery | None = None  # llama.cpp crashed and the run was made again with --no-repack
+    host_weights: dict[str, int] = field(default_factory=dict)  # the host's weights by llama.cpp buffer
 
     def to_dict(self) -> dict[str, Any]:
         """The `gpusplit.run/1` document (what `gpusplit run --json` prints)."""
@@ -53,6 +107,8 @@ class BenchOutcome:
     actual: dict[str, dict[str, int]]
     build: dict[str, Any]
     load_ms: float = 0.0
+    recovery: Recovery | None = None
+    error: str | None = None  # a series' run that failed (bench_series): no samples
 
 
 def timings_from(result: dict[str, Any]) -> Timings:
@@ -133,19 +189,26 @@ def generate(
             for name, used in _nvml_used(nvidia).items():
                 after[name] = max(used, after.get(name, 0))
 
-    request = {
-        "params": params.as_dict(),
-        "prompt": prompt,
-        "n_predict": n_predict,
-        "temperature": temperature,
-        "stream": on_token is not None,
-        # long enough for the parent to read NVML before the child lets go of the model
-        "hold_s": 0.3 if before else 0.0,
-    }
-    result, log = run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
-    actual = parse_buffers(log, rpc_buffer_names(plan_doc)).by_device
+    def attempt(load: EngineParams) -> tuple[dict[str, Any], list[str]]:
+        request = {
+            "params": load.as_dict(),
+            "prompt": prompt,
+            "n_predict": n_predict,
+            "temperature": temperature,
+            "stream": on_token is not None,
+            # long enough for the parent to read NVML before the child lets go of the model
+            "hold_s": 0.3 if before else 0.0,
+        }
+        return run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
+
+    (result, log), recovery = with_repack_fallback(attempt, params)
+    if recovery is not None:
+        from .documents import plan_without_repack
+
+        plan_doc = plan_without_repack(plan_doc, recovery.message)
+    report = parse_buffers(log, rpc_buffer_names(plan_doc))
     delta = {name: after[name] - before[name] for name in after if name in before}
-    return RunResult(plan_doc, result["text"], timings_from(result), actual, delta, log)
+    return RunResult(plan_doc, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights)
 
 
 def bench_config(
@@ -161,9 +224,14 @@ def bench_config(
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
-    request = {"params": params.as_dict(), "tests": tests, "repetitions": repetitions, "stop_if": stop_if}
-    result, log = run_task("bench", request, timeout=timeout)
-    return _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device)
+    def attempt(load: EngineParams) -> tuple[dict[str, Any], list[str]]:
+        request = {"params": load.as_dict(), "tests": tests, "repetitions": repetitions, "stop_if": stop_if}
+        return run_task("bench", request, timeout=timeout)
+
+    (result, log), recovery = with_repack_fallback(attempt, params)
+    outcome = _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device)
+    outcome.recovery = recovery
+    return outcome
 
 
 def _bench_outcome(result: dict[str, Any], actual: dict[str, dict[str, int]]) -> BenchOutcome:
@@ -178,16 +246,46 @@ def bench_series(
     timeout: float | None = None,
 ) -> list[BenchOutcome]:
     """bench_config's tests for each (params, tests, repetitions) in turn, in one engine child (the
-    probe's models, one after another); `on_done(i)` as run i finishes. No buffers are read."""
-    from .engine.child import run_task
+    probe's models, one after another); `on_done(i)` as run i finishes. No buffers are read.
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event.get("event") == "run_done" and on_done is not None:
-            on_done(int(event["index"]))
+    A failure does not lose the series: the runs done are kept, and the rest go on in a new child.
+    A crash that the extra buffer types cause (see `recoverable`) is recovered from once: that run
+    and every later one go again with them off (the bug is in llama.cpp's kernels for copied
+    weights, which the later runs would meet too), each outcome carrying the `recovery`. A run that
+    fails otherwise, or crashes again, comes back with its `error` and no samples.
+    """
+    from .engine import EngineError
+    from .engine.child import EngineCrash, run_task
 
-    request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in runs]}
-    result, _ = run_task("bench_series", request, on_event=on_event, timeout=timeout)
-    return [_bench_outcome(run, {}) for run in result["runs"]]
+    outcomes: list[BenchOutcome | None] = [None] * len(runs)
+    recovery: Recovery | None = None
+    start = 0
+    while start < len(runs):
+        first = start
+
+        def on_event(event: dict[str, Any], first: int = first, recovered: Recovery | None = recovery) -> None:
+            if event.get("event") == "run_done":
+                index = first + int(event["index"])
+                outcomes[index] = replace(_bench_outcome(event["result"], {}), recovery=recovered)
+                if on_done is not None:
+                    on_done(index)
+
+        load = [(p.with_(use_extra_bufts=False) if recovery else p, t, r) for p, t, r in runs[first:]]
+        request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in load]}
+        try:
+            run_task("bench_series", request, on_event=on_event, timeout=timeout)
+            break
+        except EngineError as exc:
+            failed = next(i for i in range(first, len(runs)) if outcomes[i] is None)
+            if recovery is None and isinstance(exc, EngineCrash) and recoverable(exc, runs[failed][0]):
+                recovery = Recovery(exc.signal or "a signal", exc.extra_buffers)
+                start = failed
+                continue
+            outcomes[failed] = BenchOutcome({}, {}, {}, recovery=recovery, error=exc.message)
+            if on_done is not None:
+                on_done(failed)
+            start = failed + 1
+    return [o if o is not None else BenchOutcome({}, {}, {}, error="not run") for o in outcomes]
 
 
 def quantize(src: str, dst: str, ftype: int, threads: int | None = None, timeout: float | None = 600.0) -> float:

@@ -90,7 +90,8 @@ SPEED = _object(
         "expert_batch_factor_quant": NUM, "attention_score_s": NUM, "rtt_s": NULLABLE_NUM,
         "link_bytes_per_s": NULLABLE_NUM, "threads": NULLABLE_INT, "source": {"enum": ["measured", "catalog", "assumed"]},
         "identity": STR, "measured_at": STR, "probe": {"type": "object"},
-    }
+    },
+    {"unmeasured": STRS, "no_repack": BOOL},
 )  # fmt: skip
 GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})
 
@@ -103,7 +104,10 @@ DEVICE = _object(
     }
 )  # fmt: skip
 
-ENGINE = _object({"installed": BOOL}, {"rpc": BOOL, "backends": STRS, "cpu_repack": STR})
+ENGINE = _object(
+    {"installed": BOOL},
+    {"rpc": BOOL, "backends": STRS, "cpu_repack": STR, "cpu_extra_buffers": STRS, "cpu_features": STRS},
+)
 NVML_SUMMARY = _object(
     {"available": BOOL, "reason": NULLABLE_STR, "driver_version": NULLABLE_STR, "cuda_driver_version": NULLABLE_STR, "gpus": INT}
 )
@@ -132,7 +136,11 @@ _PLAN_HOST_FIELDS = {
     "layers": STR, "n_layers": INT, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "output_bytes": INT,
     "runtime_bytes": INT, "planned_bytes": INT, "headroom_bytes": INT,
 }  # fmt: skip
-PLAN_HOST = _object(_PLAN_HOST_FIELDS)
+# the host's weights per llama.cpp buffer (CPU_Mapped, CPU_REPACK, AMX), as its log names them
+# and the CPU_Mapped buffer it would be with --no-repack
+PLAN_HOST = _object(
+    _PLAN_HOST_FIELDS, {"weight_buffers": {"type": "object", "additionalProperties": INT}, "no_repack_mapped_bytes": INT}
+)
 PLAN_DEVICE = _object(
     {
         **_PLAN_HOST_FIELDS, "backend": STR, "description": STR, "bandwidth_bytes_per_s": NULLABLE_NUM,
@@ -152,7 +160,7 @@ ENGINE_PARAMS = _object(
         "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "n_threads": NULLABLE_INT, "n_cpu_moe": INT, "seed": INT,
         "extra": {"type": "object"},
     },
-    {"lora": STRS},
+    {"lora": STRS, "use_extra_bufts": BOOL},
 )  # fmt: skip
 
 LLAMA_CPP_PYTHON = _object(
@@ -189,7 +197,8 @@ PLAN = _object(
             {
                 "n_ctx": INT, "n_batch": INT, "n_ubatch": INT, "n_parallel": INT, "type_k": STR, "type_v": STR,
                 "flash_attn": BOOL, "swa_full": BOOL,
-            }
+            },
+            {"no_repack": BOOL},
         ),
         "strategy": STRATEGY,
         "split_mode": SPLIT_MODE,
@@ -222,6 +231,10 @@ PLAN = _object(
 COMPONENTS = _object({"weights": INT, "kv": INT, "compute": INT, "output": INT})
 ACTUAL_SOURCE = {"enum": ["device", "group"]}
 
+BUFFER_BYTES = {"type": "object", "additionalProperties": INT}  # llama.cpp buffer name -> bytes
+# llama.cpp crashed with the CPU's extra buffer types holding weights; the work ran again without them
+RECOVERY = _object({"crash": STR, "extra_buffers": STRS, "rerun": STR, "message": STR})
+
 RUN = _object(
     {
         "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
@@ -233,6 +246,8 @@ RUN = _object(
                                    "planned_bytes": INT, "planned_runtime_bytes": INT, "actual_bytes": INT,
                                    "diff_bytes": INT, "actual_source": ACTUAL_SOURCE,
                                    "nvml_used_delta_bytes": NULLABLE_INT})),
+        "host_weights": _object({"planned": BUFFER_BYTES, "actual": BUFFER_BYTES}),
+        "recovery": _nullable(RECOVERY),
     }
 )  # fmt: skip
 
@@ -254,7 +269,9 @@ BENCH_RECORD = _object(
         "build": _object({}, {"llama_cpp_python": STR, "system_info": STR}),
         "inventory": _array(DEVICE),
         "gpusplit_version": STR, "timestamp": STR, "engine_params": _nullable(ENGINE_PARAMS),
-    }
+    },
+    # written since the host's extra buffer types are planned (older files lack them)
+    {"no_repack": BOOL, "recovery": _nullable(RECOVERY)},
 )  # fmt: skip
 
 BENCH = _array(BENCH_RECORD)
@@ -272,7 +289,8 @@ TRIAL = _object(
         "predicted_pp": NULLABLE_NUM, "measured_tg": NULLABLE_NUM, "measured_pp": NULLABLE_NUM, "score": NULLABLE_NUM,
         "status": {"enum": ["ok", "skipped", "failed"]}, "error": NULLABLE_STR, "seconds": NUM,
         "min_headroom_bytes": NULLABLE_INT,
-    }
+    },
+    {"recovery": _nullable(RECOVERY)},
 )  # fmt: skip
 TUNE = _object(
     {

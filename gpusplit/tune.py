@@ -42,6 +42,7 @@ class Config:
     ubatch: int = 512
     flash_attn: bool = False
     threads: int | None = None
+    no_repack: bool = False  # llama.cpp's --no-repack: no AMX / CPU_REPACK copies of the host's weights
 
     @property
     def key(self) -> str:
@@ -49,6 +50,7 @@ class Config:
         return (
             f"mode={self.mode or 'auto'} split={split} ngl={self.ngl if self.ngl is not None else 'auto'} "
             f"n_cpu_moe={self.n_cpu_moe or 0} ub={self.ubatch} fa={int(self.flash_attn)} t={self.threads or 'auto'}"
+            + (" nr=1" if self.no_repack else "")
         )
 
 
@@ -67,6 +69,8 @@ class Trial:
     error: str | None = None
     seconds: float = 0.0
     min_headroom_bytes: int | None = None
+    # llama.cpp crashed with the CPU's extra buffer types on, and the trial was measured without them
+    recovery: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +119,7 @@ def _plan(model: Any, inventory: Any, settings: dict[str, Any], config: Config) 
     for name, value in (("mode", config.mode), ("split", config.split), ("ngl", config.ngl), ("n_cpu_moe", config.n_cpu_moe)):
         if value is not None:
             kwargs[name] = value
+    kwargs["no_repack"] = config.no_repack or bool(settings.get("no_repack"))
     return api.plan(model, inventory, **kwargs)
 
 
@@ -129,13 +134,22 @@ def seeds(plan: Any) -> list[Config]:
         mode = "none" if c.llama_mode == "none" else ("tensor" if c.llama_mode == "tensor" else "layer")
         ngl = -1 if p.n_gpu_layers < 0 or p.n_gpu_layers > plan.model.n_layer else p.n_gpu_layers
         out.append(
-            Config(mode, split, ngl if plan.devices else 0, p.n_cpu_moe or None, c.settings.n_ubatch, c.settings.flash_attn)
-        )
+            Config(mode, split, ngl if plan.devices else 0, p.n_cpu_moe or None, c.settings.n_ubatch, c.settings.flash_attn,
+                   no_repack=not c.settings.extra_buffers)
+        )  # fmt: skip
     return list(dict.fromkeys(out))
 
 
-def neighbours(best: Config, n_devices: int, n_layer: int, cores: int) -> Iterable[Config]:
-    """Moves around the best configuration so far: shares, layers, flash attention, batch, threads."""
+def host_copies(plan: Any) -> bool:
+    """Whether the plan's host keeps copies of its weights (AMX, CPU_REPACK): then --no-repack is a
+    configuration of its own, with less host memory and other CPU kernels."""
+    host = plan.best.memory.host
+    return bool(host.amx_bytes or host.repack_bytes)
+
+
+def neighbours(best: Config, n_devices: int, n_layer: int, cores: int, repack: bool = False) -> Iterable[Config]:
+    """Moves around the best configuration so far: shares, layers, flash attention, batch, threads,
+    and (`repack`: the host keeps copies of its weights) with and without them."""
     if best.mode == "layer" and best.split and n_devices == 2:
         share = best.split[0] / (sum(best.split) or 1.0)
         for step in SHARE_STEPS:
@@ -155,6 +169,8 @@ def neighbours(best: Config, n_devices: int, n_layer: int, cores: int) -> Iterab
     for threads in range(1, cores + 1):
         if threads != (best.threads or cores):  # no threads given means all cores
             yield replace(best, threads=threads)
+    if repack:
+        yield replace(best, no_repack=not best.no_repack)
 
 
 def tune(
@@ -167,14 +183,15 @@ def tune(
     previous: Iterable[Trial] = (),
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    measure: Callable[[Any, Config, float | None, float], tuple[float | None, float | None]] | None = None,
+    measure: Callable[[Any, Config, float | None, float], tuple[Any, ...]] | None = None,
 ) -> TuneResult:
     """Search for the configuration with the best `objective` (tg, pp or mixed) within `budget_s`.
 
     `previous` trials (a resumed log) are not run again; `on_trial` gets each new one as it ends;
     `should_stop()` ends the search early (Ctrl-C), always with the best so far. `measure(plan,
     config, best_tg, limit_s)` runs one trial (default: the engine) in at most limit_s seconds; it
-    returns (tg, pp) tokens/s.
+    returns (tg, pp) tokens/s, and optionally the runner.Recovery (as a dict) if llama.cpp crashed and
+    the trial was measured with --no-repack.
     """
     from .api import is_hypothetical
 
@@ -190,11 +207,15 @@ def tune(
     cores = os.cpu_count() or 1
     first = _plan(model, inventory, settings, Config())
     queue = seeds(first)
+    # Once llama.cpp crashed with the extra buffer types on (and the trial was measured without
+    # them), every later trial goes without them: the bug is in its kernels, the others would meet it.
+    avoid_repack = bool(settings.get("no_repack")) or any(t.recovery for t in trials)
+    repack = host_copies(first) and not avoid_repack
     notes = [] if measured else ["hypothetical devices: nothing can be measured, so configurations are ranked by prediction only"]
     stopped = "done"
     best = _best(trials)
     if best is not None:  # resumed: the neighbourhood of the best so far first
-        moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores)
+        moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores, repack)
         queue = [c for c in moves if c.key not in done] + queue
     try:
         while queue:
@@ -207,6 +228,8 @@ def tune(
                 stopped = "budget"
                 break
             config = queue.pop(0)
+            if avoid_repack and not config.no_repack:
+                config = replace(config, no_repack=True)
             if config.key in done:
                 continue
             # A trial may run to the end of the budget, and at least MIN_TRIAL_S (so that a short
@@ -217,10 +240,13 @@ def tune(
             trials.append(trial)
             if on_trial is not None:
                 on_trial(trial)
+            if trial.recovery:
+                avoid_repack, repack = True, False
             best = _best(trials)
             if best is not None and best.key == trial.key:
                 # A new best: its neighbourhood goes first.
-                moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores)
+                moves = neighbours(Config(**_config_args(best.config)), len(inventory.devices), first.model.n_layer, cores,
+                                   repack)  # fmt: skip
                 queue = [c for c in moves if c.key not in done] + queue
     except BaseException as exc:
         # Ctrl-C (KeyboardInterrupt, or the CLI's own interrupt): stop with the best so far.
@@ -228,8 +254,15 @@ def tune(
             raise
         stopped = "interrupted"
     best = _best(trials)
-    plan = _plan(model, inventory, settings, Config(**_config_args(best.config))) if best else first
+    plan = _plan(model, inventory, settings, _winner(best)) if best else first
     return TuneResult(trials, best, plan, measured, stopped, time.monotonic() - started, notes)
+
+
+def _winner(best: Trial) -> Config:
+    """The best trial's configuration, as it was measured (without the extra buffer types if
+    llama.cpp crashed with them)."""
+    config = Config(**_config_args(best.config))
+    return replace(config, no_repack=True) if best.recovery else config
 
 
 def _config_args(doc: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +279,7 @@ def _best(trials: list[Trial]) -> Trial | None:
 
 def _run_trial(
     model: Any, inventory: Any, settings: dict[str, Any], config: Config, objective: str, measured: bool,
-    measure: Callable[[Any, Config, float | None, float], tuple[float | None, float | None]], best: Trial | None,
+    measure: Callable[[Any, Config, float | None, float], tuple[Any, ...]], best: Trial | None,
     limit_s: float,
 ) -> Trial:  # fmt: skip
     started = time.monotonic()
@@ -269,7 +302,9 @@ def _run_trial(
         return trial
     best_tg = best.measured_tg if best is not None and objective != "pp" else None
     try:
-        trial.measured_tg, trial.measured_pp = measure(plan, config, best_tg, limit_s)
+        measured = measure(plan, config, best_tg, limit_s)
+        trial.measured_tg, trial.measured_pp = measured[0], measured[1]
+        trial.recovery = measured[2] if len(measured) > 2 else None
     except GpusplitError as exc:  # a dead worker, llama.cpp refusing: recorded, never the end
         trial.status, trial.error = "failed", exc.message
     else:
@@ -280,9 +315,12 @@ def _run_trial(
     return trial
 
 
-def measure_config(plan: Any, config: Config, best_tg: float | None, limit_s: float = 300.0) -> tuple[float | None, float | None]:
+def measure_config(
+    plan: Any, config: Config, best_tg: float | None, limit_s: float = 300.0
+) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """A short measurement in an engine child: tg first; pp only if generation is not clearly worse.
-    Both together are stopped after `limit_s` seconds."""
+    Both together are stopped after `limit_s` seconds. The third item: llama.cpp crashed with the
+    CPU's extra buffer types on and the trial was measured without them (runner.Recovery)."""
     import statistics
 
     from .api import default_threads
@@ -300,4 +338,5 @@ def measure_config(plan: Any, config: Config, best_tg: float | None, limit_s: fl
     outcome = bench_config(doc, params, [tg_test, pp_test], REPETITIONS, timeout=limit_s, stop_if=stop_if)
     tg = statistics.median(outcome.samples["tg"])
     pp = outcome.samples.get("pp")
-    return tg, statistics.median(pp) if pp else None
+    recovery = outcome.recovery.to_dict() if outcome.recovery is not None else None
+    return tg, statistics.median(pp) if pp else None, recovery

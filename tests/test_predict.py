@@ -474,7 +474,7 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     truth = _speed()
     rounds: dict[str, int] = {}
 
-    def fake_time_runs(runs, on_step=None):
+    def fake_time_runs(runs, on_step=None, notes=None):
         timings = []
         for run in runs:
             on_step(run.label, True)

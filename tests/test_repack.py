@@ -90,10 +90,10 @@ def test_plan_says_what_it_assumed_about_repacking(header_only_model):
     import gpusplit
     from gpusplit.devices.inventory import Inventory, host_device
 
-    # The CPU alone, described without the engine: an AVX2 build is assumed, and said.
+    # The CPU alone, described without the engine: a native build for this CPU is assumed, and said.
     plan = gpusplit.plan(header_only_model("llama-3.1-8b"), Inventory(devices=[], host=host_device()), ctx=1024)
-    assert plan.best.memory.host.repack_bytes > 0
-    assert any("CPU_REPACK" in r and "assuming an AVX2 build" in r for r in plan.reasons)
+    assert plan.best.memory.host.repack_bytes + plan.best.memory.host.amx_bytes > 0
+    assert any("CPU_REPACK" in r and "assumed: a native build for this CPU" in r for r in plan.reasons)
     # A GPU (CUDA, or given by size): its host buffer claims the CPU's weights, nothing is repacked.
     partial = gpusplit.plan(header_only_model("llama-3.1-8b"), gpusplit.detect_devices(gpus=["4GiB"]), ctx=1024)
     assert partial.best.memory.host.weights_bytes > 0 and partial.best.memory.host.repack_bytes == 0

@@ -12,7 +12,7 @@ import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
-from .options import Model, Rpc, Threads, Timeout, finite, local_model, resolve_model
+from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model, resolve_model
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -53,6 +53,7 @@ def bench(
         int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
     ] = 5,
     threads: Threads = None,
+    no_repack: NoRepack = False,
     output_format: Annotated[
         str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
     ] = "md",
@@ -142,11 +143,16 @@ def bench(
         skip=done_keys(previous),
         on_config=announce,
         plan_doc=doc,
+        no_repack=no_repack,
     )
+    warned: set[str] = set()
     try:
         for record in rows:
             records.append(record)
             unsaved.append(record)
+            if record.get("recovery") and record["config_key"] not in warned:
+                warned.add(record["config_key"])
+                output.warn(f"{record['config_key']}: {record['recovery']['message']}")
         save()
     except (KeyboardInterrupt, Interrupted, CLIError):
         _emit(records, output_format)  # what finished is on stdout too, not only in the file

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import output
-from .options import Threads, Timeout
+from .options import NoRepack, Threads, Timeout
 
 
 def devices(
@@ -24,6 +24,7 @@ def devices(
         help="Measure what llama.cpp achieves on each device (tens of seconds); plan, run and bench then use it.",
     ),
     threads: Threads = None,
+    no_repack: NoRepack = False,
     catalog: bool = typer.Option(False, "--catalog", help="List the built-in GPU catalog that --gpu NAME draws on."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.devices/1)."),
 ) -> int:
@@ -38,7 +39,7 @@ def devices(
 
             raise CLIError("--probe measures real devices, not --gpu ones", "drop --gpu")
         with output.StepProgress("probing") as progress:
-            inventory = api.probe_devices(rpc=rpc, timeout=timeout, threads=threads, on_step=progress.step)
+            inventory = api.probe_devices(rpc=rpc, timeout=timeout, threads=threads, on_step=progress.step, no_repack=no_repack)
     else:
         inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout, threads=threads)
     if json_output:
@@ -58,19 +59,25 @@ def _bandwidth(device) -> str:
 
 def _speed_row(device) -> tuple[str, ...]:
     s = device.speed
+
+    def rate(cls: str) -> str:
+        # a class whose probe model failed: taken at the float rate, and marked
+        return output.format_rate(s.bandwidth[cls]) + (" (not measured)" if cls in s.unmeasured else "")
+
     link = "-"
     if s.rtt_s:
         link = f"{s.rtt_s * 1e6:.0f} us, " + output.format_rate(s.link_bytes_per_s)
     threads = f" ({s.threads} threads)" if s.threads else ""
+    threads += ", --no-repack" if s.no_repack else ""
     return (
         device.name + threads,
         f"{s.token_overhead_s * 1e3:.3f} ms",
         f"{s.layer_overhead_s * 1e6:.0f} us",
-        output.format_rate(s.bandwidth["float"]),
-        output.format_rate(s.bandwidth["q8"]),
-        output.format_rate(s.bandwidth["q6k"]),
-        output.format_rate(s.bandwidth["kquant"]),
-        output.format_rate(s.bandwidth["legacy"]),
+        rate("float"),
+        rate("q8"),
+        rate("q6k"),
+        rate("kquant"),
+        rate("legacy"),
         f"{s.flops['float'] / 1e9:.0f} GFLOP/s",
         link,
         s.measured_at,
@@ -135,6 +142,18 @@ def _print_inventory(inventory) -> None:
             ],
             [_speed_row(d) for d in measured],
             right=("per token", "per layer", "f16 read", "q8_0 read", "Q6_K read", "Q4_K read", "Q4_0 read", "prompt f16"),
+        )
+    engine = inventory.engine or {}
+    if engine.get("installed") and "cpu_extra_buffers" in engine:
+        extra = ", ".join(engine["cpu_extra_buffers"]) or "none"
+        wide = [
+            f
+            for f in engine.get("cpu_features", [])
+            if f.startswith(("AVX512", "AMX", "DOTPROD", "MATMUL_INT8", "SVE", "KLEIDIAI"))
+        ]
+        output.message(
+            f"CPU backend: extra buffer types {extra} (weights it computes with are copied there beside the mapped file; "
+            f"CPU_REPACK rules: {engine.get('cpu_repack', 'none')})" + (f"; built for {', '.join(wide)}" if wide else "")
         )
     if inventory.group_speed is not None:
         g = inventory.group_speed

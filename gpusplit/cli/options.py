@@ -130,6 +130,14 @@ Mmproj = Annotated[
     Optional[str],
     typer.Option("--mmproj", metavar="FILE", help="A multimodal projector (mmproj-*.gguf), planned on the first GPU."),
 ]
+NoRepack = Annotated[
+    bool,
+    typer.Option(
+        "--no-repack",
+        "-nr",
+        help="Keep the host's weights in the mapped file only: no AMX / CPU_REPACK copies (llama.cpp's --no-repack).",
+    ),
+]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
 # The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
@@ -137,7 +145,7 @@ DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram", "threads")
 PLAN_SETTINGS = (
     "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
     "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow", "lora", "draft",
-    "ngl_draft", "mmproj",
+    "ngl_draft", "mmproj", "no_repack",
 )  # fmt: skip
 PLAN_OPTIONS = ("model", *DEVICE_OPTIONS, *PLAN_SETTINGS)
 

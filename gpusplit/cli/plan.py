@@ -30,6 +30,7 @@ from .options import (
     NCpuMoe,
     Ngl,
     NglDraft,
+    NoRepack,
     Parallel,
     Ram,
     Reserve,
@@ -73,6 +74,7 @@ def plan(
     ram: Ram = None,
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
+    no_repack: NoRepack = False,
     threads: Threads = None,
     measure: Annotated[
         bool,

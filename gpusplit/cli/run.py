@@ -28,6 +28,7 @@ from .options import (
     Model,
     NCpuMoe,
     Ngl,
+    NoRepack,
     Parallel,
     Ram,
     Reserve,
@@ -72,6 +73,7 @@ def run(
     ram: Ram = None,
     cpu_bandwidth: CpuBandwidth = None,
     allow_ctx_overflow: AllowCtxOverflow = False,
+    no_repack: NoRepack = False,
     plan_file: Annotated[
         Optional[str], typer.Option("--plan", help="Run the plan saved by `gpusplit plan --json` instead of planning.")
     ] = None,
@@ -105,6 +107,10 @@ def run(
         doc = api.load_plan_document(plan_file)
         if model and os.path.abspath(model) != os.path.abspath(doc["engine_params"]["model_path"]):
             raise CLIError(f"the plan is for {doc['engine_params']['model_path']}, not {model}", "drop MODEL or plan again")
+        if no_repack:
+            from ..documents import plan_without_repack
+
+            doc = plan_without_repack(doc)
     else:
         options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
         doc = plan_from(options, runnable="run").to_dict()
@@ -139,10 +145,13 @@ def run(
         if progress is not None:
             progress.close()
     run_doc = result.to_dict()
+    if stream:
+        output.stream_text("\n")
+    if run_doc["recovery"]:
+        output.warn(run_doc["recovery"]["message"])
     if json_output:
         output.emit_json(run_doc)
     else:
-        output.stream_text("\n")
         print_run(run_doc)
     return 0
 
@@ -233,6 +242,14 @@ def print_run(doc: dict[str, Any]) -> None:
             ["device", "planned", "of it runtime", "NVML", "planned vs NVML"],
             nvml_rows,
             right=("planned", "of it runtime", "NVML", "planned vs NVML"),
+        )
+    host = doc["host_weights"]
+    names = [n for n in ("CPU_Mapped", "CPU_REPACK", "AMX", "CPU_KLEIDIAI") if n in host["planned"] or n in host["actual"]]
+    if len(names) > 1 or any(n != "CPU_Mapped" for n in names):
+        # the host's weights, buffer by buffer: the copies llama.cpp makes beside the mapped file
+        output.message(
+            "host weights by llama.cpp buffer, planned / actual: "
+            + ", ".join(f"{n} {fb(host['planned'].get(n, 0))} / {fb(host['actual'].get(n, 0))}" for n in names)
         )
     if grouped:
         output.message(

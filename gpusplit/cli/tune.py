@@ -17,6 +17,7 @@ from .options import (
     Gpu,
     KvType,
     Model,
+    NoRepack,
     Ram,
     Rpc,
     Timeout,
@@ -50,6 +51,7 @@ def tune(
     resume: Annotated[
         Optional[str], typer.Option("--resume", metavar="FILE", help="Go on from FILE's trials (and append to it).")
     ] = None,
+    no_repack: NoRepack = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/1).")] = False,
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
@@ -62,11 +64,15 @@ def tune(
     location = local_model(resolve_model(model), "tune")
     info = read_model(location)
     inventory = devices_from({"gpu": gpu, "devices_file": devices_file, "rpc": rpc, "timeout": timeout, "ram": ram})
-    settings = {"ctx": ctx, "kv_type": kv_type, "flash_attn": flash_attn, "allow_ctx_overflow": ctx is not None}
+    settings = {
+        "ctx": ctx, "kv_type": kv_type, "flash_attn": flash_attn, "allow_ctx_overflow": ctx is not None, "no_repack": no_repack,
+    }  # fmt: skip
 
     def on_trial(t) -> None:
         measured = f"{t.measured_tg:.1f} t/s" if t.measured_tg else ("predicted" if t.score else "-")
         output.message(f"tune: {t.status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
+        if t.recovery:
+            output.warn(f"{t.key}: {t.recovery['message']}; the later trials run with --no-repack")
 
     # Ctrl-C ends the search inside api.tune, which returns the best so far (stopped: interrupted).
     result = api.tune(

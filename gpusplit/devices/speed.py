@@ -76,6 +76,10 @@ class DeviceSpeed:
     identity: str = ""  # what was measured: see device_identity
     measured_at: str = ""
     probe: dict[str, Any] = field(default_factory=dict)  # the raw timings the figures were fitted to
+    # Weight classes whose probe model failed: taken at the float class's rates.
+    unmeasured: list[str] = field(default_factory=list)
+    # Measured with llama.cpp's extra buffer types off (--no-repack), after it crashed with them on.
+    no_repack: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,14 +24,58 @@ from . import EngineError
 LOG_TAIL = 12
 
 
-class EngineCrash(EngineError):
-    """The child died (abort, signal) before giving a result."""
+# Signals of a crash inside llama.cpp's own code (not an abort it chose, not a kill from outside).
+CRASH_SIGNALS = frozenset({"SIGSEGV", "SIGILL", "SIGBUS", "SIGFPE"})
+# Log lines that say what went wrong, in the order they are preferred for the one-line error.
+_TELLING = re.compile(r"error|fail|assert|abort|exception|terminate|illegal|fault|crash|cannot|unable", re.IGNORECASE)
 
-    def __init__(self, message: str, log_tail: list[str], returncode: int) -> None:
-        hint = "last llama.cpp log lines: " + " | ".join(line.strip() for line in log_tail[-4:]) if log_tail else ""
-        super().__init__(message, hint, exit_code=1)
+
+class EngineCrash(EngineError):
+    """The child died (abort, signal) before giving a result. `signal` names the signal that
+    killed it (None for an exit), `extra_buffers` the CPU backend's extra buffer types (AMX,
+    CPU_REPACK, ...) that held weights when it died."""
+
+    def __init__(
+        self,
+        message: str,
+        log_tail: list[str],
+        returncode: int,
+        extra_buffers: tuple[str, ...] = (),
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message, crash_hint(log_tail, returncode, timed_out), exit_code=1)
         self.log_tail = log_tail
         self.returncode = returncode
+        self.extra_buffers = extra_buffers
+        self.timed_out = timed_out
+
+    @property
+    def signal(self) -> str | None:
+        if self.returncode >= 0 or self.timed_out:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+
+def last_meaningful_line(log: list[str]) -> str | None:
+    """llama.cpp's last line that says what went wrong (an error, an assert), else its last line."""
+    lines = [line.strip() for line in log if line.strip()]
+    telling = [line for line in lines if _TELLING.search(line)]
+    return (telling or lines or [None])[-1]
+
+
+def crash_hint(log: list[str], returncode: int, timed_out: bool = False) -> str:
+    """What llama.cpp last said, and what to try."""
+    said = last_meaningful_line(log)
+    if timed_out:
+        todo = "raise the time limit, or try a smaller test"
+    elif returncode == -signal.SIGKILL:
+        todo = "it was probably out of memory: lower --ctx or --ngl, or free memory"
+    else:
+        todo = "run it with --verbose for llama.cpp's whole log; try --no-repack, another --mode or fewer --ngl"
+    return (f'llama.cpp\'s last words: "{said}"; ' if said else "") + todo
 
 
 # llama.cpp's own reason for refusing a model or a context (llama.cpp, llama-context.cpp).
@@ -135,10 +179,15 @@ def run_task(
             message = f"{message.replace(' (see the log with --verbose)', '')}: {reason}"
         raise EngineError(message, error.get("hint", ""), int(error.get("exit_code", 1)))
     if result is None:
+        from .logparse import extra_weight_buffers
+
         reason = _describe_exit(proc.returncode)
-        if timer is not None and proc.returncode == -signal.SIGKILL and timeout:
+        timed_out = bool(timer is not None and proc.returncode == -signal.SIGKILL and timeout)
+        if timed_out:
             reason = f"it took longer than {timeout:g} s and was stopped"
-        raise EngineCrash(f"the llama.cpp engine process failed: {reason}", list(tail), proc.returncode)
+        raise EngineCrash(
+            f"the llama.cpp engine process failed: {reason}", list(tail), proc.returncode, extra_weight_buffers(log), timed_out
+        )
     return result, log
 
 

@@ -18,6 +18,7 @@ _LINE = re.compile(
     r"|llama_adapter_lora_init_impl):\s+"
     r"(?P<buffer>.+?)\s+(?P<kind>model|KV|compute|output|RS|LoRA)\s+buffer size =\s*(?P<mib>[\d.]+) MiB"
 )
+_LOAD_START = "llama_model_loader: loaded meta data"  # the first line of each model load
 _RPC_BUFFER = re.compile(r"^RPC(?P<dev>\d+)\[(?P<endpoint>[^\]]+)\]$")
 
 
@@ -26,6 +27,7 @@ class BufferReport:
     """Bytes per device name per component, as llama.cpp logged them."""
 
     by_device: dict[str, dict[str, int]] = field(default_factory=dict)
+    host_weights: dict[str, int] = field(default_factory=dict)  # the host's weights by buffer: CPU_Mapped, AMX, ...
 
     def add(self, device: str, component: str, nbytes: int) -> None:
         slot = self.by_device.setdefault(device, {})
@@ -49,7 +51,7 @@ def rpc_buffer_map(devices: list[tuple[str, str | None]]) -> dict[str, str]:
 
 
 def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str:
-    """Map a buffer name to the device that holds it: CPU_Mapped/CPU_REPACK -> CPU,
+    """Map a buffer name to the device that holds it: CPU_Mapped/CPU_REPACK/AMX -> CPU,
     RPC0[host:port] -> that worker's device name (RPCn in the model's order)."""
     buffer = buffer.strip()
     match = _RPC_BUFFER.match(buffer)
@@ -58,12 +60,28 @@ def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str
         if rpc_devices and key in rpc_devices:
             return rpc_devices[key]
         return f"RPC[{match['endpoint']}]#{match['dev']}"
-    if buffer.startswith("CPU"):
-        return "CPU"
+    if buffer.startswith("CPU") or buffer == "AMX":
+        return "CPU"  # the mapped file and the CPU backend's copies (CPU_REPACK, CPU_KLEIDIAI, AMX)
     # CUDA0_Split, CUDA_Host -> the device (pinned host memory is host RAM)
     if buffer.endswith("_Host"):
         return "CPU"
     return buffer.split("_")[0]
+
+
+def extra_weight_buffers(lines: list[str]) -> tuple[str, ...]:
+    """The CPU backend's extra buffer types (AMX, CPU_REPACK, CPU_KLEIDIAI) that llama.cpp put
+    weights in at its last model load, as its log says, in the order logged."""
+    from ..cpu_buffers import EXTRA_BUFFERS
+
+    starts = [i for i, line in enumerate(lines) if _LOAD_START in line]
+    found: list[str] = []
+    for line in lines[starts[-1] if starts else 0 :]:
+        match = _LINE.search(line)
+        if match and match["kind"] == "model" and float(match["mib"]) > 0:
+            buffer = match["buffer"].strip()
+            if buffer in EXTRA_BUFFERS and buffer not in found:
+                found.append(buffer)
+    return tuple(found)
 
 
 def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -> BufferReport:
@@ -75,5 +93,9 @@ def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -
         kinds = {"model": "weights", "LoRA": "weights", "KV": "kv", "RS": "kv", "compute": "compute", "output": "output"}
         component = kinds[match["kind"]]
         device = buffer_device(match["buffer"], rpc_devices)
-        report.add(device, component, round(float(match["mib"]) * MIB))
+        nbytes = round(float(match["mib"]) * MIB)
+        report.add(device, component, nbytes)
+        if device == "CPU" and match["kind"] == "model":
+            buffer = match["buffer"].strip()
+            report.host_weights[buffer] = report.host_weights.get(buffer, 0) + nbytes
     return report

@@ -12,7 +12,7 @@ import ctypes
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import REINSTALL_HINT, REINSTALL_RPC_HINT, EngineError, engine_lib_dir
 
@@ -96,6 +96,7 @@ def ggml() -> ctypes.CDLL:
         _fn(lib, "ggml_backend_reg_by_name", vp, cp)
         _fn(lib, "ggml_backend_reg_get_proc_address", vp, vp, cp)
         _fn(lib, "ggml_backend_register", None, vp)
+        _fn(lib, "ggml_backend_buft_name", cp, vp)
         _lib = lib
         return lib
 
@@ -131,45 +132,81 @@ def list_devices() -> list[RawDevice]:
     return devices
 
 
-def registry_devices() -> list[RegistryDevice]:
-    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out.
-    Read in an engine child (see tasks.task_registry): this process opens no GPU context."""
+def registry_devices() -> tuple[list[RegistryDevice], dict[str, Any]]:
+    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out, and
+    what the CPU backend offers (cpu_backend_info). Read in an engine child (see
+    tasks.task_registry): this process opens no GPU context."""
     from ..devices.inventory import RegistryDevice
     from .child import run_task
 
     result, _ = run_task("registry", {}, timeout=120)
     fields = RegistryDevice.__dataclass_fields__
-    return [RegistryDevice(**{f: d[f] for f in fields}) for d in result["devices"] if d["backend"] != "RPC"]
+    devices = [RegistryDevice(**{f: d[f] for f in fields}) for d in result["devices"] if d["backend"] != "RPC"]
+    return devices, result.get("cpu") or {}
 
 
-def engine_summary(devices: list[RegistryDevice]) -> dict[str, object]:
-    """What the devices document says of the engine: installed, RPC support, backends, and which
-    weight types its CPU backend repacks."""
+def engine_summary(devices: list[RegistryDevice], cpu: dict[str, Any]) -> dict[str, Any]:
+    """What the devices document says of the engine: installed, RPC support, backends, and what
+    its CPU backend does with the weights it computes with: its extra buffer types in llama.cpp's
+    order (AMX, CPU_KLEIDIAI, CPU_REPACK), the CPU_REPACK rules of its build, its features."""
     return {
         "installed": True,
         "rpc": supports_rpc(),
         "backends": sorted({d.backend for d in devices}),
-        "cpu_repack": cpu_repack_level(),
+        "cpu_repack": cpu.get("repack", "none"),
+        "cpu_extra_buffers": list(cpu.get("extra_buffers", [])),
+        "cpu_features": list(cpu.get("features", [])),
     }
 
 
-def cpu_repack_level() -> str:
-    """`avx512`, `avx2` or `none`: the x86 features ggml's CPU backend was compiled with, which
-    decide the types it repacks (ggml_cpu_has_* report compile-time flags, not the CPU's)."""
-    import platform
+class _Feature(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return "none"  # ARM and RISC-V repack other types by other rules, not modelled
-    lib_dir = engine_lib_dir()
-    try:
-        cpu = ctypes.CDLL(os.path.join(lib_dir, "libggml-cpu.so")) if lib_dir else None
-    except OSError:
-        cpu = None
-    if cpu is None:
-        return "avx2"
-    if cpu.ggml_cpu_has_avx512():
+
+def cpu_backend_info() -> dict[str, Any]:
+    """The CPU backend's extra buffer types (ggml_backend_dev_get_extra_bufts, in the order llama.cpp
+    tries them), its build's features (ggml_backend_get_features: AVX512, AMX_INT8, DOTPROD,
+    KLEIDIAI, REPACK, ...) and the CPU_REPACK rules they select (cpu_buffers.REPACK_RULES). The AMX
+    buffer type exists only in a build for a CPU with AMX, and only once the kernel grants the
+    tile state, so the list is what llama.cpp will use on this machine."""
+    lib = ggml()
+    reg = lib.ggml_backend_reg_by_name(b"CPU")
+    dev = lib.ggml_backend_dev_by_name(b"CPU")
+    features: list[str] = []
+    address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features") if reg else None
+    if address:
+        listed = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)(reg)
+        i = 0
+        while listed and listed[i].name:
+            name, value = _text(listed[i].name), _text(listed[i].value)
+            features.append(name if value in ("1", "") else f"{name}={value}")
+            i += 1
+    extra: list[str] = []
+    address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts") if reg and dev else None
+    if address:
+        bufts = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)(dev)
+        i = 0
+        while bufts and bufts[i]:
+            extra.append(_text(lib.ggml_backend_buft_name(bufts[i])))
+            i += 1
+    return {"extra_buffers": extra, "features": features, "repack": repack_level(features)}
+
+
+def repack_level(features: list[str]) -> str:
+    """Which CPU_REPACK rules a build follows, from its compile-time features (ggml_cpu_has_*
+    report what the build was compiled for, not what the CPU could do)."""
+    if "AVX512" in features:
         return "avx512"
-    return "avx2" if cpu.ggml_cpu_has_avx2() else "none"
+    if "AVX2" in features:
+        return "avx2"
+    if "DOTPROD" in features:
+        return "arm-dotprod"
+    return "none"
+
+
+def cpu_repack_level() -> str:
+    """`avx512`, `avx2`, `arm-dotprod` or `none`: the CPU_REPACK rules of this machine's build."""
+    return str(cpu_backend_info()["repack"])
 
 
 def supports_rpc() -> bool:

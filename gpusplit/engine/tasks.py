@@ -62,6 +62,7 @@ class Loaded:
         # A dry run simulates allocation without reading tensor data; mmap would assert there.
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE if dry_run or not params.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MMAP
         mp.no_alloc = dry_run
+        mp.use_extra_bufts = params.use_extra_bufts
         if params.n_cpu_moe:
             from .registry import cpu_buffer_type
 
@@ -130,15 +131,35 @@ class Loaded:
         self.lib.llama_model_free(self.model)
 
 
+# Tests only: make the child crash as llama.cpp's AMX kernels do on an AMX host (a SIGSEGV at the
+# first decode, after every buffer is logged), on any CPU. "extra-buffers": only while one of the
+# CPU backend's extra buffer types holds weights; "always": whatever the load.
+FAULT_ENV = "GPUSPLIT_TEST_FAULT"
+
+
+def injected_fault(loaded: Loaded) -> None:
+    """Crash here if a test asked for it (see FAULT_ENV); nothing otherwise."""
+    import os
+    import signal
+
+    fault = os.environ.get(FAULT_ENV)
+    if not fault:
+        return
+    from .logparse import extra_weight_buffers
+
+    if fault == "always" or (fault == "extra-buffers" and loaded.params.use_extra_bufts and extra_weight_buffers(LOG_LINES)):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
 def task_registry(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """ggml's device list with live memory. In a child because asking a CUDA device for its memory
     opens a context on it (about 530 MiB on an H200) that the asking process keeps until it ends:
     in the CLI's own process that would hold memory away from the run it then starts."""
     from dataclasses import asdict
 
-    from .registry import list_devices
+    from .registry import cpu_backend_info, list_devices
 
-    return {"devices": [asdict(d) for d in list_devices()]}
+    return {"devices": [asdict(d) for d in list_devices()], "cpu": cpu_backend_info()}
 
 
 def task_dryrun(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
@@ -268,6 +289,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     emit({"event": "progress", "value": 0.0})
     loaded = Loaded(params, on_progress=lambda v: emit({"event": "progress", "value": v}))
     emit({"event": "loaded", "load_ms": loaded.load_ms})
+    injected_fault(loaded)
     lib = loaded.lib
     vocab = lib.llama_model_get_vocab(loaded.model)
     tokens = _tokenize(lib, vocab, prompt)
@@ -368,6 +390,7 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     tests = request["tests"]  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
     reps = int(request.get("repetitions", 5))
     loaded = Loaded(params)
+    injected_fault(loaded)
     lib = loaded.lib
     vocab = lib.llama_model_get_vocab(loaded.model)
     n_vocab = lib.llama_vocab_n_tokens(vocab)
@@ -438,7 +461,8 @@ def task_bench_series(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     runs = []
     for index, run in enumerate(request["runs"]):
         runs.append(task_bench(run, emit))
-        emit({"event": "run_done", "index": index})
+        # each run's result as it ends: if llama.cpp crashes on a later one, these are kept
+        emit({"event": "run_done", "index": index, "result": runs[-1]})
     return {"runs": runs}
 
 
