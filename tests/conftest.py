@@ -15,6 +15,95 @@ os.environ.setdefault("GPUSPLIT_CACHE_DIR", str(Path(__file__).parent.parent / "
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 
+# ---------------------------------------------------------------------------------------------
+# No test can take the suite down: llama.cpp crashes by signals (its AMX kernels on Intel Xeons,
+# a failed GGML_ASSERT), so a model is loaded in an engine child or in a test marked `isolated`,
+# which runs in a forked process whose death fails that test alone. Loading one in the pytest
+# process itself fails the test that does it, on every CPU.
+
+PYTEST_PID = os.getpid()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "isolated: runs in a forked process (it loads llama.cpp in-process)")
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None or os.environ.get("GPUSPLIT_NO_ENGINE"):
+        return
+    import llama_cpp
+    import llama_cpp.llama_cpp as low_level
+
+    for module in (llama_cpp, low_level):
+        load = module.llama_model_load_from_file
+
+        def guarded(*args, load=load):
+            if os.getpid() == PYTEST_PID:
+                raise RuntimeError(
+                    "a test loaded a llama.cpp model in the pytest process, where a llama.cpp crash takes the whole "
+                    "suite down: mark it @pytest.mark.isolated or load it through the engine child"
+                )
+            return load(*args)
+
+        module.llama_model_load_from_file = guarded
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    """Run a test marked `isolated` in a forked process: an assertion fails it as usual, a skip
+    skips it, and a crash (a signal) fails it with the signal's name while the suite goes on."""
+    if pyfuncitem.get_closest_marker("isolated") is None:
+        return None
+    import signal
+    import traceback
+
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run the test, report, leave without pytest's teardown
+        os.close(read_end)
+        code, report = 0, ""
+        try:
+            pyfuncitem.obj(**args)
+        except pytest.skip.Exception as exc:
+            code, report = 2, str(exc.msg)
+        except BaseException as exc:
+            code, report = 1, "".join(traceback.format_exception(exc))
+        data = report.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(write_end, data) :]
+        os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    report = b"".join(chunks).decode("utf-8", "replace")
+    if os.WIFSIGNALED(status):
+        pytest.fail(f"the test's process died with {signal.Signals(os.WTERMSIG(status)).name}", pytrace=False)
+    if os.WEXITSTATUS(status) == 2:
+        pytest.skip(report)
+    if os.WEXITSTATUS(status) != 0:
+        pytest.fail(report, pytrace=False)
+    return True
+
+
+@pytest.fixture
+def plain_cpu_params(monkeypatch: pytest.MonkeyPatch):
+    """llama_cpp.Llama() without the CPU's extra buffer types (llama.cpp's --no-repack), for tests
+    of our files, not of llama.cpp's AMX kernels, which crash on some Xeons (see engine/tasks.py)."""
+    import llama_cpp.llama_cpp as low_level
+
+    defaults = low_level.llama_model_default_params
+
+    def no_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    monkeypatch.setattr(low_level, "llama_model_default_params", no_extra_buffers)
+
+
 @dataclass
 class CLIResult:
     exit_code: int

@@ -139,6 +139,7 @@ def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
     assert records["pp256 @ d1536"]["avg_ts"] < 0.8 * records["pp256"]["avg_ts"]
 
 
+@pytest.mark.isolated
 def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     """tg decodes one token at a time and waits for each, as generation must (the next token comes
     from the last logits) and as llama-bench does: without the wait llama.cpp overlaps consecutive
@@ -155,7 +156,8 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     real_sync, real_decode = llama_cpp.llama_synchronize, llama_cpp.llama_decode
     monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: waits.append(1) or real_sync(ctx))
     monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: decodes.append(batch.n_tokens) or real_decode(ctx, batch))
-    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1)
+    # (without the CPU's extra buffer types: llama.cpp's AMX kernels crash on some Xeons)
+    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1, use_extra_bufts=False)
     test = {"name": "tg8", "kind": "tg", "n": 8, "depth": 0}
     monkeypatch.setattr(tasks, "WARM_UP_S", 60.0)  # a busy machine must not cut the warm-up short here
     result = task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)

@@ -122,3 +122,27 @@ def test_host_weights_equal_llama_cpp_buffers_on_an_amx_host(fixtures, name):
         amx |= {t.name for t in model.input.tensors if host_copy(t, (AMX, REPACK), "avx512", op=MUL_MAT)[0] == AMX}
     logged = {tensor for tensor, _ in recorded["extra_bufts_on"]["amx_tensors"]}
     assert amx == logged or (not logged and name.endswith("f16"))
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("name", ["dense-f16", "dense-Q4_0", "dense-IQ4_NL", "moe-MXFP4_MOE"])
+def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
+    """Whatever CPU runs this: the engine's report of its extra buffer types covers what llama.cpp
+    used, and `plan`'s host weights equal llama.cpp's buffers, buffer by buffer."""
+    import gpusplit
+    from gpusplit.engine.child import run_task
+    from gpusplit.engine.logparse import extra_weight_buffers, parse_buffers
+    from gpusplit.params import engine_params
+
+    inventory = gpusplit.detect_devices()
+    engine = inventory.engine
+    assert engine is not None and engine["cpu_repack"] in ("none", "avx2", "avx512", "arm-dotprod")
+    plan = gpusplit.plan(fixtures(name), inventory, ctx=512, ngl=0)
+    _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
+    assert set(extra_weight_buffers(log)) <= set(engine["cpu_extra_buffers"])
+    planned = plan.to_dict()["host"]["weight_buffers"]
+    actual = parse_buffers(log).host_weights
+    assert set(planned) == {k for k, v in actual.items() if v}
+    for buffer, size in planned.items():
+        assert abs(size - actual[buffer]) <= 0.0051 * MIB, buffer
+    assert any("reported by this engine" in r for r in plan.reasons) == bool(planned.keys() - {MAPPED})

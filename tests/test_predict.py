@@ -501,3 +501,63 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     assert fitted.bandwidth["float"] == pytest.approx(truth.bandwidth["float"], rel=0.05)
     assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.05)
     assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
+
+
+def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
+    """A probe model that fails (llama.cpp crashed on it, even with --no-repack) leaves its weight
+    class unmeasured, taken at the float rates and said so; the rest is fitted as usual. Without the
+    small or the float models a device cannot be measured: that device is left out, the others go on."""
+    from pathlib import Path
+
+    from gpusplit import probe
+    from gpusplit.devices.inventory import Inventory
+
+    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
+    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    truth = _speed()
+    failing = {"q8_0", "moe8"}
+
+    def fake_time_runs(runs, on_step=None, notes=None):
+        out = []
+        for run in runs:
+            if run.name in failing:
+                notes.append(f"{run.label}: not measured (the llama.cpp engine process failed: it crashed)")
+                out.append(None)
+                continue
+            work = works[run.name]
+            token = truth.token_overhead_s + token_seconds(truth, work)
+            batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
+            out.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
+        return out
+
+    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
+    monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
+    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    paths = {name: Path(f"{name}.gguf") for name in works}
+    fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
+    assert fitted.unmeasured == ["q8"]
+    assert fitted.bandwidth["q8"] == fitted.bandwidth["float"] and fitted.flops["q8"] == fitted.flops["float"]
+    assert fitted.bandwidth["kquant"] == pytest.approx(truth.bandwidth["kquant"], rel=0.05)  # measured as ever
+    assert any("q8_0" in note for note in fitted.probe["notes"])
+    failing.add("f16")
+    with pytest.raises(probe.ProbeError, match="could not be measured"):
+        probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
+
+    # run_probe: the device that cannot be measured is left out and named; the others are measured
+    worker = Device("RPC0", "worker", "RPC", "gpu", 2**34, 2**33, index=0, endpoint="127.0.0.1:1")
+    measured = []
+
+    def fake_probe_device(target, paths, threads, on_step=None):
+        if target.on_cpu:
+            raise probe.ProbeError("CPU could not be measured: CPU: f16: not measured")
+        measured.append(target.device.name)
+        return truth
+
+    monkeypatch.setattr(probe, "probe_device", fake_probe_device)
+    monkeypatch.setattr(probe, "probe_models", lambda on_step=None, gpu=False: paths)
+    monkeypatch.setattr(probe, "probe_group", lambda *args: None)
+    monkeypatch.setattr(probe.speed_cache, "save", lambda *args: None)
+    monkeypatch.setattr("gpusplit.api.attach_speeds", lambda inventory, *args: inventory)
+    inventory = probe.run_probe(Inventory(devices=[worker], host=host), 2, "b", Path("."))
+    assert measured == ["RPC0"] and any("CPU could not be measured" in n for n in inventory.notes)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from gpusplit.cpu_buffers import repack_bytes
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.cpu_buffers import repack_bytes
 from gpusplit.memory import Placement, Settings, plan_memory
 from gpusplit.planner import Request, make_plan
 
@@ -34,14 +34,14 @@ def quantized(tmp_path_factory):
     return out
 
 
-def _host_bytes(path, rpc, ngl, repack):
+def _host_bytes(path, rpc, ngl, cpu):
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
     from gpusplit.params import engine_params
     from gpusplit.runner import rpc_buffer_names
 
     inventory = detect(rpc, registry=[])
-    settings = Settings(n_ctx=256, cpu_repack=repack)
+    settings = Settings(n_ctx=256, cpu_repack=cpu["repack"], cpu_extra_buffers=tuple(cpu["extra_buffers"]))
     plan = make_plan(
         read_model(path), inventory.devices, inventory.host, Request(settings=settings, mode="layer", n_gpu_layers=ngl)
     )
@@ -52,9 +52,9 @@ def _host_bytes(path, rpc, ngl, repack):
 
 @pytest.mark.parametrize("quant", list(FTYPES))
 def test_host_weights_exact_on_the_cpu_alone(quantized, quant):
-    from gpusplit.engine.registry import cpu_repack_level
+    from gpusplit.engine.registry import cpu_backend_info
 
-    memory, actual, log = _host_bytes(quantized[quant], [], 0, cpu_repack_level())
+    memory, actual, log = _host_bytes(quantized[quant], [], 0, cpu_backend_info())
     assert abs(memory.host.weights_bytes - actual["CPU"]["weights"]) <= TWO_FIGURES
     repacked = any("CPU_REPACK model buffer size" in line for line in log)
     assert repacked == (memory.host.repack_bytes > 0)  # Q6_K and IQ4_XS are never repacked on x86
@@ -63,10 +63,10 @@ def test_host_weights_exact_on_the_cpu_alone(quantized, quant):
 @pytest.mark.parametrize("quant", ["Q4_K_M", "Q4_0"])
 @pytest.mark.parametrize("ngl", [2, 4])
 def test_host_weights_exact_with_partial_offload(quantized, two_workers, quant, ngl):
-    from gpusplit.engine.registry import cpu_repack_level
+    from gpusplit.engine.registry import cpu_backend_info
 
-    memory, actual, _ = _host_bytes(quantized[quant], two_workers, ngl, cpu_repack_level())
-    assert memory.host.repack_bytes > 0
+    memory, actual, _ = _host_bytes(quantized[quant], two_workers, ngl, cpu_backend_info())
+    assert memory.host.repack_bytes + memory.host.amx_bytes > 0  # AMX takes them first on a Xeon with AMX
     assert abs(memory.host.weights_bytes - actual["CPU"]["weights"]) <= TWO_FIGURES
     for device in memory.devices:
         assert abs(device.weights_bytes - actual[device.name]["weights"]) <= 0.006 * MIB

@@ -480,8 +480,9 @@ def _generate(llama_cpp, path: Path, n: int = 8) -> tuple[list[int], bytes]:
 
 
 @pytest.mark.engine
+@pytest.mark.isolated
 @pytest.mark.parametrize("name", SMALL_TINY_MODELS)
-def test_llama_cpp_runs_tiny_model(tiny_dir, name):
+def test_llama_cpp_runs_tiny_model(tiny_dir, name, plain_cpu_params):
     llama_cpp = pytest.importorskip("llama_cpp", reason=ENGINE_REASON)
     path = tiny_dir / f"{name}.gguf"
     toks1, text1 = _generate(llama_cpp, path)
@@ -492,6 +493,7 @@ def test_llama_cpp_runs_tiny_model(tiny_dir, name):
 
 
 @pytest.mark.engine
+@pytest.mark.isolated
 def test_llama_cpp_accepts_sparse_header_only(tmp_path):
     """llama.cpp's dry run (no_alloc) accepts a sparse header-only file and sees its real size."""
     llama_cpp = pytest.importorskip("llama_cpp", reason=ENGINE_REASON)
@@ -518,7 +520,8 @@ def test_llama_cpp_accepts_sparse_header_only(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.engine
-def test_llama_cpp_runs_large_model(tmp_path):
+@pytest.mark.isolated
+def test_llama_cpp_runs_large_model(tmp_path, plain_cpu_params):
     llama_cpp = pytest.importorskip("llama_cpp", reason=ENGINE_REASON)
     path = write_tiny_model(tmp_path / "large.gguf", "dense-large-f16")
     assert 150e6 < path.stat().st_size < 210e6
@@ -569,7 +572,8 @@ def test_random_weights_decode_to_small_finite_values(tmp_path):
 
 
 @pytest.mark.engine
-def test_llama_cpp_runs_random_weights_model(tmp_path):
+@pytest.mark.isolated
+def test_llama_cpp_runs_random_weights_model(tmp_path, plain_cpu_params):
     """The full-size writer's output runs in llama.cpp: finite logits that differ between tokens."""
     import numpy as np
 
