@@ -104,6 +104,7 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
     """A draft model beside the main one: planned as llama-server places it (the main model's split
     mode and proportions, its own -ngld), checked by loading the draft with those parameters."""
     import gpusplit
+    from gpusplit.documents import host_weight_buffers
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
     from gpusplit.params import engine_params
@@ -132,6 +133,7 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
                     "kv_bytes": (mem.kv_bytes, real.get("kv", 0)), "compute_est": (mem.compute_bytes, real.get("compute", 0)),
                     "compute_meas": (mem.compute_bytes, real.get("compute", 0)), "output": (mem.output_bytes, real.get("output", 0)),
                     "repack": mem.repack_bytes,
+                    "buffers": len(host_weight_buffers(mem)) if mem.index is None else 1,
                 }
             )  # fmt: skip
     return rows
@@ -145,6 +147,7 @@ def main() -> int:
 
     import gpusplit
     from gpusplit.devices.inventory import Inventory
+    from gpusplit.documents import host_weight_buffers
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
     from gpusplit.params import engine_params
@@ -209,17 +212,83 @@ def main() -> int:
                                 "compute_meas": (mem.compute_bytes, real.get("compute", 0)),
                                 "output": (mem.output_bytes, real.get("output", 0)),
                                 "repack": mem.repack_bytes,
+                                "buffers": len(host_weight_buffers(mem)) if mem.index is None else 1,
                             }
                         )
                 print(f"{name} ctx {n_ctx} kv {kv}: done", file=sys.stderr, flush=True)
+            copies = host_copy_rows(Path(tmp))
             rows += draft_rows(Path(tmp), inventory)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=10)
-    write_report(rows, Path(args.out))
+    write_report(rows, Path(args.out), copies)
     return 0
+
+
+# The CPU backends a plan can be made for: (label, extra buffer types in llama.cpp's order, CPU_REPACK rules)
+CPU_LEVELS = (
+    ("AVX2", ("CPU_REPACK",), "avx2"),
+    ("AVX512", ("CPU_REPACK",), "avx512"),
+    ("AVX512 + AMX", ("AMX", "CPU_REPACK"), "avx512"),
+    ("ARM dot product", ("CPU_REPACK",), "arm-dotprod"),
+    ("--no-repack", (), "none"),
+)
+AMX_MEASURED = Path(__file__).resolve().parent.parent / "tests" / "data" / "amx-measured.json"
+
+
+def host_copy_rows(folder: Path) -> list[dict]:
+    """Per quantized fixture, the CPU alone at ctx 512: the host's weights by llama.cpp buffer as
+    planned for each CPU backend, against llama.cpp's buffers on this machine (loaded here, with its
+    extra buffer types on and off) and on an Intel Xeon with AMX (recorded: tests/data/amx-measured.json)."""
+    import json
+
+    from gpusplit.documents import host_weight_buffers
+    from gpusplit.engine.child import run_task
+    from gpusplit.engine.logparse import parse_buffers
+    from gpusplit.engine.registry import cpu_backend_info
+    from gpusplit.gguf import read_model
+    from gpusplit.memory import Placement, Settings, plan_memory
+    from gpusplit.params import EngineParams
+
+    here = cpu_backend_info()
+    recorded = json.loads(AMX_MEASURED.read_text())["models"]
+    out = []
+    for name in ["dense-f16", *QUANTIZED]:
+        path = fixture(folder, name)
+        model = read_model(path)
+        planned = {}
+        for label, extra, level in CPU_LEVELS:
+            settings = Settings(n_ctx=512, cpu_repack=level, cpu_extra_buffers=extra, extra_buffers=bool(extra))
+            planned[label] = host_weight_buffers(plan_memory(model, [], [], [], settings, Placement(n_gpu_layers=0)).host)
+        measured = {}
+        for on in (True, False):
+            params = EngineParams(model_path=str(path), n_ctx=512, use_extra_bufts=on)
+            _, log = run_task("load", {"params": params.as_dict()}, timeout=120)
+            measured[on] = parse_buffers(log).host_weights
+        here_settings = Settings(n_ctx=512, cpu_repack=here["repack"], cpu_extra_buffers=tuple(here["extra_buffers"]))
+        out.append(
+            {
+                "model": name,
+                "planned": planned,
+                "here": host_weight_buffers(plan_memory(model, [], [], [], here_settings, Placement(n_gpu_layers=0)).host),
+                "here_actual": measured[True],
+                "here_off_actual": measured[False],
+                "amx_actual": {k: round(v * MIB) for k, v in recorded[name]["extra_bufts_on"]["buffers"].items()}
+                if name in recorded and path.stat().st_size == recorded[name]["file_bytes"]
+                else None,
+            }
+        )
+    return out
+
+
+def _same(planned: dict[str, int], actual: dict[str, int] | None) -> bool | None:
+    """Each buffer equal to llama.cpp's print (0.01 MiB); None where there is no figure."""
+    if actual is None:
+        return None
+    actual = {k: v for k, v in actual.items() if v}
+    return set(planned) == set(actual) and all(abs(planned[k] - actual[k]) <= PRINT_TOLERANCE for k in planned)
 
 
 def _pct(planned: int, actual: int) -> float:
@@ -230,7 +299,7 @@ def _ok_total(planned: int, actual: int) -> bool:
     return abs(planned - actual) <= max(0.02 * actual, 4 * MIB)
 
 
-def write_report(rows: list[dict], out: Path) -> None:
+def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
     def mib(x: int) -> str:
         return f"{x / MIB:.2f}"
 
@@ -256,8 +325,8 @@ def write_report(rows: list[dict], out: Path) -> None:
             r["compute_meas"],
             r["output"],
         )
-        # A host that repacks weights prints two buffers (CPU_Mapped, CPU_REPACK), each rounded.
-        weights_exact += abs(pw - aw) <= PRINT_TOLERANCE * (2 if r.get("repack") else 1)
+        # A host that copies weights prints a buffer for each (CPU_Mapped, CPU_REPACK, AMX), each rounded.
+        weights_exact += abs(pw - aw) <= PRINT_TOLERANCE * r.get("buffers", 1)
         # Sliding-window models print two KV lines (two caches), each rounded.
         kv_exact += abs(pk - ak) <= 2 * PRINT_TOLERANCE
         err = _pct(pc, ac)
@@ -287,9 +356,11 @@ def write_report(rows: list[dict], out: Path) -> None:
         "- the dry-run (`--measure`) column is llama.cpp's own reservation; with several devices and "
         "pipeline parallelism the real load can differ from it by a few MiB.",
         "- quantized fixtures (`dense-Q4_K_M` ... `moe-MXFP4_MOE`) were made by llama.cpp's own quantizer. "
-        "On the CPU, llama.cpp copies the Q4_0 / Q4_K / IQ4_NL / MXFP4 matrices it multiplies (and Q2_K "
-        "with AVX512F) into a CPU_REPACK buffer while the file stays mapped from its first to its last "
-        "plain tensor; the CPU's weights are the sum of both buffers, each printed to 0.01 MiB.",
+        "On the CPU, llama.cpp copies the matrices it multiplies into its extra buffer types where their kernels "
+        "take them (x86: Q4_0 / Q4_K / IQ4_NL / MXFP4, and Q2_K with AVX512F, into CPU_REPACK; on a Xeon with AMX "
+        "first Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K / Q6_K / IQ4_XS and f16 into AMX) while the file stays mapped from "
+        "its first to its last plain tensor; the CPU's weights are the sum of the buffers, each printed to 0.01 MiB "
+        "(see the next section).",
         "- `deepseek2-mla` keeps one K-only cache of the latent (kv_lora_rank + rope dims), no V; "
         "`mamba2` keeps a recurrent state (R and S, f32, one cell per sequence) and no KV. Both exact. "
         "Their compute buffers are estimated with the attention model: off on MLA by up to 57 % on "
@@ -306,9 +377,56 @@ def write_report(rows: list[dict], out: Path) -> None:
         "lists, the CPU when there is none (tools/mtmd/clip.cpp, clip_init); its compute buffer, reserved "
         "by a warm-up on the largest image, is not planned. No projector can be generated here, so it has no row.",
     ]
+    section = _copies_section(copies)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines[:4] + summary[1:] + [""] + lines[4:]) + "\n")
-    print("\n".join(summary))
+    out.write_text("\n".join(lines[:4] + summary[1:] + section + [""] + lines[4:]) + "\n")
+    print("\n".join(summary + section))
+
+
+def _copies_section(copies: list[dict]) -> list[str]:
+    """The host's weight copies per CPU backend, planned against llama.cpp here and on an AMX Xeon."""
+    from gpusplit.engine.registry import cpu_backend_info
+
+    def cell(buffers: dict[str, int]) -> str:
+        return " + ".join(f"{k.replace('CPU_', '')} {v / MIB:.2f}" for k, v in buffers.items()) or "-"
+
+    here = cpu_backend_info()
+    here_ok = sum(bool(_same(c["here"], c["here_actual"])) for c in copies)
+    off_ok = sum(bool(_same(c["planned"]["--no-repack"], c["here_off_actual"])) for c in copies)
+    amx = [c for c in copies if c["amx_actual"] is not None]
+    amx_ok = sum(bool(_same(c["planned"]["AVX512 + AMX"], c["amx_actual"])) for c in amx)
+    lines = [
+        "",
+        "## The host's weight copies per CPU",
+        "",
+        "The CPU alone, ctx 512: the host's weights by llama.cpp buffer (MiB; Mapped = the mapped file, REPACK = "
+        "CPU_REPACK, AMX), as `plan` places them for each CPU backend, and what llama.cpp allocated: loaded here "
+        f"(this build: extra buffer types {', '.join(here['extra_buffers']) or 'none'}, CPU_REPACK rules {here['repack']}; "
+        "with them and with --no-repack) and on an Intel Xeon with AMX (recorded in `tests/data/amx-measured.json` for "
+        "these very files: llama.cpp's log there, 2 threads, llama-cpp-python 0.3.36 built natively).",
+        "",
+        f"- this machine: {here_ok}/{len(copies)} models equal buffer by buffer with extra buffer types on, "
+        f"{off_ok}/{len(copies)} with --no-repack",
+        f"- the AMX Xeon: {amx_ok}/{len(amx)} models equal buffer by buffer",
+        "",
+        "| model | "
+        + " | ".join(label for label, _, _ in CPU_LEVELS)
+        + " | llama.cpp here | llama.cpp here, --no-repack | llama.cpp on the AMX Xeon |",
+        "| --- " * (len(CPU_LEVELS) + 4) + "|",
+    ]
+    for c in copies:
+        amx_cell = (
+            "-"
+            if c["amx_actual"] is None
+            else cell(c["amx_actual"]) + (" (equal)" if _same(c["planned"]["AVX512 + AMX"], c["amx_actual"]) else " (DIFFERS)")
+        )
+        lines.append(
+            f"| {c['model']} | "
+            + " | ".join(cell(c["planned"][label]) for label, _, _ in CPU_LEVELS)
+            + f" | {cell(c['here_actual'])}{' (equal)' if _same(c['here'], c['here_actual']) else ' (DIFFERS)'}"
+            + f" | {cell(c['here_off_actual'])} | {amx_cell} |"
+        )
+    return lines
 
 
 def _where(r: dict | None) -> str:

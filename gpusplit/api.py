@@ -145,8 +145,13 @@ def detect_devices(
     elif devices_file:
         from .devices.hypothetical import load_devices_file
 
-        found, file_host, group = load_devices_file(os.fspath(devices_file))
-        inventory = Inventory(devices=[d.with_(index=i) for i, d in enumerate(found)], host=file_host or host_device())
+        found, file_host, group, file_engine = load_devices_file(os.fspath(devices_file))
+        inventory = Inventory(
+            devices=[d.with_(index=i) for i, d in enumerate(found)],
+            host=file_host or host_device(),
+            engine=file_engine,
+            engine_from_file=True,
+        )
         inventory.group_speed = group
     else:
         registry = engine = None
@@ -431,9 +436,19 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
     """What llama.cpp's CPU backend does with the host's weights: the engine's report where the
     inventory has one (detected here, or a devices file's), else what a native build for this CPU
     would do ({"extra_buffers", "repack", "source"})."""
+    from .cpu_buffers import EXTRA_BUFFERS, REPACK_RULES
+
     engine = inventory.engine or {}
     if "cpu_extra_buffers" in engine:
-        return {"extra_buffers": engine["cpu_extra_buffers"], "repack": engine.get("cpu_repack") or "none", "source": "engine"}
+        extra, repack = engine["cpu_extra_buffers"], engine.get("cpu_repack") or "none"
+        if not isinstance(extra, list) or any(b not in EXTRA_BUFFERS for b in extra) or repack not in REPACK_RULES:
+            # a devices file (untrusted input) that says something else
+            raise InputError(
+                f"the devices' engine.cpu_extra_buffers may list only {', '.join(EXTRA_BUFFERS)} and engine.cpu_repack "
+                f"be one of {', '.join(REPACK_RULES)}",
+                "write the file with `gpusplit devices --json`",
+            )
+        return {"extra_buffers": extra, "repack": repack, "source": "file" if inventory.engine_from_file else "engine"}
     from .devices.cpu import native_cpu_backend
 
     return native_cpu_backend()
@@ -447,7 +462,10 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | N
 
     copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
     parts = [f"{format_bytes(n)} in {name}" for n, name in copies if n]
-    where = "llama.cpp reported by this engine" if cpu.get("source") == "engine" else "assumed: a native build for this CPU"
+    where = {
+        "engine": "llama.cpp reported by this engine",
+        "file": "as the devices file's engine reported them",
+    }.get(cpu.get("source", ""), "assumed: a native build for this CPU")
     offered = ", ".join(cpu["extra_buffers"]) or "none"
     unmodelled = [b for b in cpu["extra_buffers"] if b not in MODELLED]
     tail = f"; {', '.join(unmodelled)} copies are not modelled (counted as mapped)" if unmodelled else ""

@@ -146,3 +146,30 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
     for buffer, size in planned.items():
         assert abs(size - actual[buffer]) <= 0.0051 * MIB, buffer
     assert any("reported by this engine" in r for r in plan.reasons) == bool(planned.keys() - {MAPPED})
+
+
+def test_plan_for_an_amx_host_from_its_devices_file(cli, header_only_model, tmp_path):
+    """`devices --json` written on an AMX host carries its engine's report; planning with that file
+    anywhere counts the AMX copies (Gemma-3-270M: 449.07 MiB of host weights, as llama.cpp held)."""
+    doc = json.loads(cli("devices", "--json", "--gpu", "8GiB").stdout)
+    doc["devices"] = []
+    doc["engine"] = {"installed": True, "cpu_repack": "avx512", "cpu_extra_buffers": ["AMX", "CPU_REPACK"]}
+    path = tmp_path / "amx-host.json"
+    path.write_text(json.dumps(doc))
+    result = cli("plan", "--json", str(header_only_model("gemma-3-270m")), "--devices-file", str(path), "--ctx", "512")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert {k: _mib(v) for k, v in plan["host"]["weight_buffers"].items()} == {"CPU_Mapped": 235.16, "AMX": 213.91}
+    assert any("213.91 MiB in AMX" in r and "devices file" in r for r in plan["reasons"])
+    no_repack = json.loads(cli("plan", "--json", str(header_only_model("gemma-3-270m")), "--devices-file", str(path),
+                               "--ctx", "512", "--no-repack").stdout)  # fmt: skip
+    assert no_repack["host"]["weight_buffers"] == {"CPU_Mapped": model_bytes(no_repack)}
+    assert no_repack["llama_args"][-1] == "--no-repack" and no_repack["engine_params"]["use_extra_bufts"] is False
+    doc["engine"]["cpu_extra_buffers"] = ["AMX", "GPU_MAGIC"]
+    path.write_text(json.dumps(doc))
+    bad = cli("plan", str(header_only_model("gemma-3-270m")), "--devices-file", str(path))
+    assert bad.exit_code == 2 and "cpu_extra_buffers" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def model_bytes(plan: dict) -> int:
+    return plan["model"]["total_bytes"]

@@ -114,7 +114,7 @@ def test_devices_file_round_trip(tmp_path, cli):
     assert result.exit_code == 0
     path = tmp_path / "inventory.json"
     path.write_text(result.stdout)
-    devices, host, _group = load_devices_file(str(path))
+    devices, host, _group, _engine = load_devices_file(str(path))
     assert [(d.name, d.total_bytes, d.bandwidth_bytes_per_s) for d in devices] == [
         ("GPU0", 24 * GIB, 1008e9),
         ("GPU1", 8 * GIB, 256e9),

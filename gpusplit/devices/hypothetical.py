@@ -115,9 +115,9 @@ def hypothetical_devices(specs: list[str]) -> list[Device]:
     return [d.with_(name=f"GPU{i}", index=i) for i, d in enumerate(devices)]
 
 
-def load_devices_file(path: str) -> tuple[list[Device], Device | None, GroupSpeed | None]:
-    """The devices, host row and tensor-parallel group speed of a `gpusplit devices --json` document
-    (measured speeds travel with it)."""
+def load_devices_file(path: str) -> tuple[list[Device], Device | None, GroupSpeed | None, dict[str, Any] | None]:
+    """The devices, host row, tensor-parallel group speed and engine report of a `gpusplit devices
+    --json` document (measured speeds travel with it, and what its llama.cpp's CPU backend copies)."""
     file = Path(path)
     if file.is_dir():
         raise DeviceSpecError(f"--devices-file {path}: is a directory, not a JSON file")
@@ -141,7 +141,8 @@ def load_devices_file(path: str) -> tuple[list[Device], Device | None, GroupSpee
             group = GroupSpeed(**doc["tensor_group"])
         except TypeError as exc:
             raise DeviceSpecError(f"--devices-file {path}: tensor_group: {exc}") from None
-    return [d for d in devices if d.index is not None], host, group
+    engine = doc.get("engine") if isinstance(doc.get("engine"), dict) else None  # checked where it is used (api)
+    return [d for d in devices if d.index is not None], host, group, engine
 
 
 def _device_from(path: str, where: int | str, raw: Any) -> Device:

@@ -38,7 +38,8 @@ class Inventory:
 
     devices: list[Device]  # llama.cpp's model device list, index = position
     host: Device
-    engine: dict[str, Any] | None = None  # what detection found of the engine; None: not consulted (--gpu, a file)
+    engine: dict[str, Any] | None = None  # what detection found of the engine; None: not consulted (--gpu)
+    engine_from_file: bool = False  # `engine` is a devices file's (another machine's, perhaps)
     nvml: NvmlReport | None = None
     workers: list[WorkerInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
