@@ -439,10 +439,15 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
     from .cpu_buffers import EXTRA_BUFFERS, REPACK_RULES
 
     engine = inventory.engine or {}
+    if inventory.engine_from_file and "cpu_repack" in engine and "cpu_extra_buffers" not in engine:
+        # a devices file written before the extra buffer types were reported: CPU_REPACK alone
+        engine = {**engine, "cpu_extra_buffers": [] if engine["cpu_repack"] == "none" else ["CPU_REPACK"]}
     if "cpu_extra_buffers" in engine:
         extra, repack = engine["cpu_extra_buffers"], engine.get("cpu_repack") or "none"
-        if not isinstance(extra, list) or any(b not in EXTRA_BUFFERS for b in extra) or repack not in REPACK_RULES:
-            # a devices file (untrusted input) that says something else
+        wrong = not isinstance(extra, list) or any(b not in EXTRA_BUFFERS for b in extra) or repack not in REPACK_RULES
+        if inventory.engine_from_file and wrong:
+            # a devices file (untrusted input) that says something else; a live engine may list types
+            # this code does not model (they are said, not counted)
             raise InputError(
                 f"the devices' engine.cpu_extra_buffers may list only {', '.join(EXTRA_BUFFERS)} and engine.cpu_repack "
                 f"be one of {', '.join(REPACK_RULES)}",
@@ -457,7 +462,7 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
 def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | None:
     """The plan's reason line for the weights llama.cpp copies beside the mapped file (or would, but
     for --no-repack), saying where the rules came from."""
-    from .cpu_buffers import MODELLED
+    from .cpu_buffers import HOST_COPIES_NOTE, MODELLED
     from .units import format_bytes
 
     copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
@@ -468,7 +473,7 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | N
     }.get(cpu.get("source", ""), "assumed: a native build for this CPU")
     offered = ", ".join(cpu["extra_buffers"]) or "none"
     unmodelled = [b for b in cpu["extra_buffers"] if b not in MODELLED]
-    tail = f"; {', '.join(unmodelled)} copies are not modelled (counted as mapped)" if unmodelled else ""
+    tail = f"; what {', '.join(unmodelled)} would take is not modelled" if unmodelled else ""
     if no_repack:
         if not cpu["extra_buffers"]:
             return None
@@ -476,7 +481,7 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | N
     if not parts:
         return None
     return (
-        f"the CPU also keeps {' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
+        f"{HOST_COPIES_NOTE}{' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
         f"with into its extra buffer types ({offered}; {where}){tail}; --no-repack keeps only the mapped file"
     )
 
@@ -733,6 +738,7 @@ def bench(
 
         plan_doc = plan_without_repack(plan_doc) if no_repack else plan_doc
         configs = [_plan_doc_config(plan_doc)]
+    carried: dict[str, Any] | None = None
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
         if not pending:
@@ -740,11 +746,19 @@ def bench(
         if on_config is not None:
             on_config(k, len(configs), config.key())
         if plan_doc is not None:
-            yield from _bench_plan_doc(plan_doc, config, pending, needed, repetitions, threads, config_timeout, common)
+            records = _bench_plan_doc(plan_doc, config, pending, needed, repetitions, threads, config_timeout, common)
         else:
-            yield from _bench_config(
-                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common, no_repack
-            )
+            records = _bench_config(
+                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common,
+                no_repack or carried is not None,
+            )  # fmt: skip
+        for record in records:
+            if carried is not None and record["recovery"] is None and record["no_repack"]:
+                record["recovery"] = carried  # run with --no-repack because an earlier configuration crashed
+            yield record
+        # Once llama.cpp crashed with the extra buffer types on, the later configurations go without
+        # them: the bug is in its kernels, which they would meet too (one crash, one warning).
+        carried = carried or next((r["recovery"] for r in records if r["recovery"]), None)
 
 
 def _plan_doc_config(doc: dict[str, Any]) -> Any:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .cpu_buffers import AMX, HOST_COPIES_NOTE, MAPPED, REPACK
+
 if TYPE_CHECKING:
     from .bench_matrix import Config, Test
     from .devices.inventory import Inventory
@@ -186,7 +188,7 @@ def _plan_device(mem: DeviceMemory, model: ModelInfo, kind: str, total: int, fre
 def host_weight_buffers(host: DeviceMemory) -> dict[str, int]:
     """The host's weights by llama.cpp buffer: the mapped file and the CPU backend's copies (as its
     log names them), each where it holds something."""
-    buffers = {"CPU_Mapped": host.mapped_bytes, "CPU_REPACK": host.repack_bytes, "AMX": host.amx_bytes}
+    buffers = {MAPPED: host.mapped_bytes, REPACK: host.repack_bytes, AMX: host.amx_bytes}
     return {name: size for name, size in buffers.items() if size}
 
 
@@ -206,7 +208,8 @@ def plan_without_repack(plan_doc: Mapping[str, Any], why: str | None = None) -> 
         doc["engine_params"]["use_extra_bufts"] = False
         doc["settings"]["no_repack"] = True
         doc["llama_args"] = [*doc["llama_args"], "--no-repack"]
-        doc["reasons"] = [*doc["reasons"], NO_REPACK_PYTHON]
+        # the reason that counted the copies no longer holds
+        doc["reasons"] = [r for r in doc["reasons"] if not r.startswith(HOST_COPIES_NOTE)] + [NO_REPACK_PYTHON]
         host = doc["host"]
         buffers = host.get("weight_buffers") or {}
         if "no_repack_mapped_bytes" in host:
@@ -215,7 +218,7 @@ def plan_without_repack(plan_doc: Mapping[str, Any], why: str | None = None) -> 
             host["weights_bytes"] = weights
             host["planned_bytes"] += change
             host["headroom_bytes"] -= change
-            host["weight_buffers"] = {"CPU_Mapped": host["no_repack_mapped_bytes"]} if host["no_repack_mapped_bytes"] else {}
+            host["weight_buffers"] = {MAPPED: host["no_repack_mapped_bytes"]} if host["no_repack_mapped_bytes"] else {}
     if why:
         doc["reasons"] = [*doc["reasons"], why]
     return doc

@@ -124,6 +124,11 @@ class DeviceMemory:
     runtime_bytes: int = 0  # outside llama.cpp's buffers: the driver's context, cuBLAS (CUDA devices)
 
     @property
+    def model_weights_bytes(self) -> int:
+        """The weights held here, each tensor once: without the CPU's copies (AMX, CPU_REPACK)."""
+        return self.weights_bytes - self.repack_bytes - self.amx_bytes - self.mapped_bytes + self.mapped_no_repack_bytes
+
+    @property
     def buffer_bytes(self) -> int:
         """What llama.cpp's own buffers hold (what its log and a run's actual figures show)."""
         return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.output_bytes

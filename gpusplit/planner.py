@@ -504,7 +504,7 @@ def _only_workers_on_this_machine(c: Candidate, devices: list[Device] | tuple[De
 
 def _gpu_share(c: Candidate) -> float:
     on_gpu = sum(m.weights_bytes + m.kv_bytes for m in c.memory.devices)
-    total = on_gpu + c.memory.host.weights_bytes + c.memory.host.kv_bytes
+    total = on_gpu + c.memory.host.model_weights_bytes + c.memory.host.kv_bytes  # the model's share, not its copies
     return on_gpu / total if total else 0.0
 
 

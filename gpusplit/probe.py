@@ -347,12 +347,12 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
         rate = os.path.getsize(paths[large["float"]]) / load_rpc if load_rpc > 0 else None
-    elif target.local_gpu:
+    elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
         # offload). Timed directly: the Q4_K_M model's batch with every block left on the CPU,
         # against the same batch with all of them on the GPU. (An H200's loads grew by 6-16 GB/s;
-        # these uploads ran at about 5.)
+        # these uploads ran at about 5.) Not when the Q4_K_M model failed: nothing to compare with.
         name = large["kquant"]
         on_cpu = _params(target, paths[name], threads).with_(n_gpu_layers=0)
         (host,) = _time_runs([ProbeRun(name, on_cpu, 4, label=f"{target.device.name}: {name} from host memory")], on_step)
@@ -394,7 +394,9 @@ def _round_trip(endpoint: str) -> float:
     return statistics.median(round_trips(endpoint))
 
 
-def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> GroupSpeed | None:
+def probe_group(
+    inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None, no_repack: bool = False
+) -> GroupSpeed | None:
     """Tensor parallelism over every device: what its synchronisation adds per layer."""
     from .api import plan as make_plan
 
@@ -409,7 +411,7 @@ def probe_group(inventory: Inventory, paths: dict[str, Path], threads: int, on_s
     model = read_model(paths["l12"])
     if model.architecture in TENSOR_UNSUPPORTED:
         return None
-    plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True)
+    plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True, no_repack=no_repack)
     params = EngineParams.from_dict(plan.to_dict()["engine_params"])
     params = params.with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
     # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
@@ -469,7 +471,7 @@ def run_probe(
     from .api import attach_speeds
 
     inventory = attach_speeds(inventory, threads, build, folder)
-    group = probe_group(inventory, paths, threads, on_step)
+    group = probe_group(inventory, paths, threads, on_step, no_repack)
     if group is not None:
         speed_cache.save(folder, group.identity, group)
         inventory.group_speed = group

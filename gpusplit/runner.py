@@ -41,6 +41,10 @@ class Recovery:
     def to_dict(self) -> dict[str, Any]:
         return {"crash": self.crash, "extra_buffers": list(self.extra_buffers), "rerun": "--no-repack", "message": self.message}
 
+    @classmethod
+    def from_crash(cls, exc: EngineCrash) -> Recovery:
+        return cls(exc.signal or "a signal", exc.extra_buffers)
+
 
 def recoverable(exc: EngineCrash, params: EngineParams) -> bool:
     """A crash that running without the extra buffer types can avoid: a signal inside llama.cpp's
@@ -50,17 +54,20 @@ def recoverable(exc: EngineCrash, params: EngineParams) -> bool:
     return params.use_extra_bufts and exc.signal in CRASH_SIGNALS and bool(exc.extra_buffers)
 
 
-def with_repack_fallback(call: Callable[[EngineParams], T], params: EngineParams) -> tuple[T, Recovery | None]:
+def with_repack_fallback(
+    call: Callable[[EngineParams], T], params: EngineParams, may_retry: Callable[[], bool] = lambda: True
+) -> tuple[T, Recovery | None]:
     """`call(params)`, and once more with the extra buffer types off if llama.cpp crashed in a way
-    that avoids (the second crash, if any, is raised as it is)."""
+    that avoids and `may_retry()` (nothing shown yet that a second run would show again); the
+    second crash, if any, is raised as it is."""
     from .engine.child import EngineCrash
 
     try:
         return call(params), None
     except EngineCrash as exc:
-        if not recoverable(exc, params):
+        if not recoverable(exc, params) or not may_retry():
             raise
-        recovery = Recovery(exc.signal or "a signal", exc.extra_buffers)
+        recovery = Recovery.from_crash(exc)
     try:
         return call(params.with_(use_extra_bufts=False)), recovery
     except EngineCrash as exc:
@@ -171,16 +178,21 @@ def generate(
     timeout: float | None = None,
 ) -> RunResult:
     """Load with `params` (the plan's, plus seed and threads) and generate in an engine child."""
+    import time
+
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
     nvidia = _nvidia_devices(plan_doc)
     before = _nvml_used(nvidia)
     after: dict[str, int] = {}
+    streamed = [False]  # text already shown: a rerun would show it twice, so a crash is not retried then
+    deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both attempts
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "token" and on_token is not None:
+            streamed[0] = True
             on_token(event.get("text", ""))
         elif kind == "progress" and on_progress is not None:
             on_progress(float(event.get("value", 0.0)))
@@ -199,9 +211,10 @@ def generate(
             # long enough for the parent to read NVML before the child lets go of the model
             "hold_s": 0.3 if before else 0.0,
         }
-        return run_task("generate", request, on_event=on_event, timeout=timeout, on_log=on_log)
+        left = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        return run_task("generate", request, on_event=on_event, timeout=left, on_log=on_log)
 
-    (result, log), recovery = with_repack_fallback(attempt, params)
+    (result, log), recovery = with_repack_fallback(attempt, params, lambda: not streamed[0])
     if recovery is not None:
         from .documents import plan_without_repack
 
@@ -221,12 +234,16 @@ def bench_config(
 ) -> BenchOutcome:
     """llama-bench's tests on one loaded configuration, in its own engine child. `stop_if`
     ({"test": name, "below_ts": x}) skips the later tests when that test's median is below x."""
+    import time
+
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
+    deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both attempts
+
     def attempt(load: EngineParams) -> tuple[dict[str, Any], list[str]]:
         request = {"params": load.as_dict(), "tests": tests, "repetitions": repetitions, "stop_if": stop_if}
-        return run_task("bench", request, timeout=timeout)
+        return run_task("bench", request, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))
 
     (result, log), recovery = with_repack_fallback(attempt, params)
     outcome = _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device)
@@ -254,9 +271,12 @@ def bench_series(
     weights, which the later runs would meet too), each outcome carrying the `recovery`. A run that
     fails otherwise, or crashes again, comes back with its `error` and no samples.
     """
+    import time
+
     from .engine import EngineError
     from .engine.child import EngineCrash, run_task
 
+    deadline = None if timeout is None else time.monotonic() + timeout  # one limit for the whole series
     outcomes: list[BenchOutcome | None] = [None] * len(runs)
     recovery: Recovery | None = None
     start = 0
@@ -272,13 +292,18 @@ def bench_series(
 
         load = [(p.with_(use_extra_bufts=False) if recovery else p, t, r) for p, t, r in runs[first:]]
         request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in load]}
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break  # out of time: the runs not done come back "not run"
         try:
-            run_task("bench_series", request, on_event=on_event, timeout=timeout)
+            run_task("bench_series", request, on_event=on_event, timeout=left)
             break
         except EngineError as exc:
-            failed = next(i for i in range(first, len(runs)) if outcomes[i] is None)
+            failed = next((i for i in range(first, len(runs)) if outcomes[i] is None), None)
+            if failed is None:
+                break  # it died after its last run was done: nothing is lost
             if recovery is None and isinstance(exc, EngineCrash) and recoverable(exc, runs[failed][0]):
-                recovery = Recovery(exc.signal or "a signal", exc.extra_buffers)
+                recovery = Recovery.from_crash(exc)
                 start = failed
                 continue
             outcomes[failed] = BenchOutcome({}, {}, {}, recovery=recovery, error=exc.message)

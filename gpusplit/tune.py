@@ -254,15 +254,8 @@ def tune(
             raise
         stopped = "interrupted"
     best = _best(trials)
-    plan = _plan(model, inventory, settings, _winner(best)) if best else first
+    plan = _plan(model, inventory, settings, Config(**_config_args(best.config))) if best else first
     return TuneResult(trials, best, plan, measured, stopped, time.monotonic() - started, notes)
-
-
-def _winner(best: Trial) -> Config:
-    """The best trial's configuration, as it was measured (without the extra buffer types if
-    llama.cpp crashed with them)."""
-    config = Config(**_config_args(best.config))
-    return replace(config, no_repack=True) if best.recovery else config
 
 
 def _config_args(doc: dict[str, Any]) -> dict[str, Any]:
@@ -302,9 +295,12 @@ def _run_trial(
         return trial
     best_tg = best.measured_tg if best is not None and objective != "pp" else None
     try:
-        measured = measure(plan, config, best_tg, limit_s)
-        trial.measured_tg, trial.measured_pp = measured[0], measured[1]
-        trial.recovery = measured[2] if len(measured) > 2 else None
+        result = measure(plan, config, best_tg, limit_s)
+        trial.measured_tg, trial.measured_pp = result[0], result[1]
+        trial.recovery = result[2] if len(result) > 2 else None
+        if trial.recovery:
+            # it ran with --no-repack: filed under that configuration, which is then not run again
+            trial.key, trial.config = replace(config, no_repack=True).key, asdict(replace(config, no_repack=True))
     except GpusplitError as exc:  # a dead worker, llama.cpp refusing: recorded, never the end
         trial.status, trial.error = "failed", exc.message
     else:

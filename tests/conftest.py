@@ -33,29 +33,38 @@ def pytest_configure(config: pytest.Config) -> None:
     import llama_cpp
     import llama_cpp.llama_cpp as low_level
 
+    loaders = ("llama_model_load_from_file", "llama_model_load_from_splits", "llama_load_model_from_file")
     for module in (llama_cpp, low_level):
-        load = module.llama_model_load_from_file
+        for name in loaders:
+            load = getattr(module, name, None)
+            if load is None:
+                continue
 
-        def guarded(*args, load=load):
-            if os.getpid() == PYTEST_PID:
-                raise RuntimeError(
-                    "a test loaded a llama.cpp model in the pytest process, where a llama.cpp crash takes the whole "
-                    "suite down: mark it @pytest.mark.isolated or load it through the engine child"
-                )
-            return load(*args)
+            def guarded(*args, load=load):
+                if os.getpid() == PYTEST_PID:
+                    raise RuntimeError(
+                        "a test loaded a llama.cpp model in the pytest process, where a llama.cpp crash takes the whole "
+                        "suite down: mark it @pytest.mark.isolated or load it through the engine child (fixtures run "
+                        "in the pytest process: load models in the test itself)"
+                    )
+                return load(*args)
 
-        module.llama_model_load_from_file = guarded
+            setattr(module, name, guarded)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     """Run a test marked `isolated` in a forked process: an assertion fails it as usual, a skip
-    skips it, and a crash (a signal) fails it with the signal's name while the suite goes on."""
+    skips it, an xfail xfails it, and a crash (a signal) fails it with the signal's name while the
+    suite goes on. Its fixtures run here, in the pytest process; only the test body is forked."""
     if pyfuncitem.get_closest_marker("isolated") is None:
         return None
+    import inspect
     import signal
+    import sys
     import traceback
 
+    assert not inspect.iscoroutinefunction(pyfuncitem.obj), "an isolated test cannot be async"
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -66,24 +75,38 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
             pyfuncitem.obj(**args)
         except pytest.skip.Exception as exc:
             code, report = 2, str(exc.msg)
+        except pytest.xfail.Exception as exc:
+            code, report = 3, str(exc.msg)
         except BaseException as exc:
             code, report = 1, "".join(traceback.format_exception(exc))
+        sys.stdout.flush()
+        sys.stderr.flush()
         data = report.encode("utf-8", "replace")
         while data:
             data = data[os.write(write_end, data) :]
         os._exit(code)
     os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
+    try:
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(read_end)
+        try:  # interrupted (Ctrl-C, a timeout): no orphan left running
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
     report = b"".join(chunks).decode("utf-8", "replace")
     if os.WIFSIGNALED(status):
         pytest.fail(f"the test's process died with {signal.Signals(os.WTERMSIG(status)).name}", pytrace=False)
-    if os.WEXITSTATUS(status) == 2:
+    code = os.WEXITSTATUS(status)
+    if code == 2:
         pytest.skip(report)
-    if os.WEXITSTATUS(status) != 0:
+    if code == 3:
+        pytest.xfail(report)
+    if code != 0:
         pytest.fail(report, pytrace=False)
     return True
 

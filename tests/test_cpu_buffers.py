@@ -173,3 +173,39 @@ def test_plan_for_an_amx_host_from_its_devices_file(cli, header_only_model, tmp_
 
 def model_bytes(plan: dict) -> int:
     return plan["model"]["total_bytes"]
+
+
+# A Sapphire Rapids Xeon's /proc/cpuinfo flags (abridged), an Ampere Altra's features, an old Atom's.
+XEON_AMX = "flags\t\t: fpu vme sse sse2 avx avx2 avx512f avx512dq avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+ARM_DOTPROD = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+ATOM = "flags\t\t: fpu sse sse2 ssse3\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "machine", "extra", "repack"),
+    [
+        (XEON_AMX, "x86_64", ["AMX", "CPU_REPACK"], "avx512"),
+        (XEON_AMX.replace(" amx_int8", ""), "x86_64", ["CPU_REPACK"], "avx512"),
+        (ARM_DOTPROD, "aarch64", ["CPU_REPACK"], "arm-dotprod"),
+        (ATOM, "x86_64", [], "none"),
+    ],
+)
+def test_without_the_engine_a_native_build_for_this_cpu_is_assumed(cpuinfo, machine, extra, repack):
+    from gpusplit.devices.cpu import cpu_flags, native_cpu_backend
+
+    cpu = native_cpu_backend(cpu_flags(cpuinfo), machine)
+    assert (cpu["extra_buffers"], cpu["repack"], cpu["source"]) == (extra, repack, "assumed")
+
+
+def test_the_cpu_backend_comes_from_the_engine_then_a_file_then_this_cpu():
+    from gpusplit.api import cpu_backend
+    from gpusplit.devices.inventory import Inventory, host_device
+
+    host = host_device()
+    # a live engine may list extra buffer types not modelled here: kept (and said), not refused
+    live = Inventory([], host, engine={"installed": True, "cpu_repack": "avx512", "cpu_extra_buffers": ["CPU_HBM", "CPU_REPACK"]})
+    assert cpu_backend(live) == {"extra_buffers": ["CPU_HBM", "CPU_REPACK"], "repack": "avx512", "source": "engine"}
+    # a devices file written before the extra buffer types were reported: its CPU_REPACK rules alone
+    old = Inventory([], host, engine={"installed": True, "cpu_repack": "avx2"}, engine_from_file=True)
+    assert cpu_backend(old) == {"extra_buffers": ["CPU_REPACK"], "repack": "avx2", "source": "file"}
+    assert cpu_backend(Inventory([], host))["source"] == "assumed"

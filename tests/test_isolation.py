@@ -36,12 +36,16 @@ def test_a_crash_fails_one_test_and_the_suite_goes_on(pytester):
         def test_fails():
             assert 1 + 1 == 3, "arithmetic"
 
+        @pytest.mark.isolated
+        def test_xfails():
+            pytest.xfail("known llama.cpp bug")
+
         def test_after_the_crash():
             assert True
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(passed=2, failed=2, skipped=1)
+    result.assert_outcomes(passed=2, failed=2, skipped=1, xfailed=1)
     result.stdout.fnmatch_lines(["*died with SIGSEGV*", "*arithmetic*", "*not on this CPU*"])
 
 

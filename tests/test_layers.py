@@ -62,6 +62,12 @@ def test_the_scan_sees_imports():
     assert "llama_cpp" in _runtime_imports(SOURCES["gpusplit.engine.tasks"])
 
 
+def test_the_cpu_backend_rules_sit_just_above_gguf():
+    """llama.cpp's rules for the CPU's weight copies know tensors, nothing else: devices (what a
+    native build would do here), memory and the engine's log reader all use them."""
+    assert {i for i in _runtime_imports(SOURCES["gpusplit.cpu_buffers"]) if i.startswith("gpusplit")} <= {"gpusplit.gguf.reader"}
+
+
 def test_only_the_engine_imports_llama_cpp():
     for name, imports in _imports_of("gpusplit").items():
         if not name.startswith("gpusplit.engine"):
@@ -69,7 +75,8 @@ def test_only_the_engine_imports_llama_cpp():
 
 
 @pytest.mark.parametrize(
-    "lower", ["gpusplit.gguf", "gpusplit.devices", "gpusplit.memory", "gpusplit.planner", "gpusplit.roofline"]
+    "lower",
+    ["gpusplit.gguf", "gpusplit.cpu_buffers", "gpusplit.devices", "gpusplit.memory", "gpusplit.planner", "gpusplit.roofline"],
 )
 def test_lower_layers_never_reach_up(lower):
     """GGUF reading, devices, memory, planning and prediction import neither the engine, the

@@ -193,7 +193,7 @@ def test_one_gpu_is_preferred_to_a_split_not_to_the_cpu_alone():
     from gpusplit.planner import rank
 
     def candidate(strategy: str, tg: float, basis: str = "measured") -> SimpleNamespace:
-        memory = SimpleNamespace(devices=[], host=SimpleNamespace(weights_bytes=1, kv_bytes=0))
+        memory = SimpleNamespace(devices=[], host=SimpleNamespace(model_weights_bytes=1, kv_bytes=0))
         prediction = SimpleNamespace(tg_tokens_per_s=tg, basis=basis)
         return SimpleNamespace(fits=True, strategy=strategy, prediction=prediction, memory=memory)
 
@@ -214,7 +214,7 @@ def test_the_cpu_alone_beats_a_worker_on_this_machine_unless_clearly_slower():
 
     def candidate(strategy: str, tg: float) -> SimpleNamespace:
         on_worker = [SimpleNamespace(index=0, weights_bytes=1, kv_bytes=0)] if strategy != "cpu-only" else []
-        memory = SimpleNamespace(devices=on_worker, host=SimpleNamespace(weights_bytes=1, kv_bytes=0))
+        memory = SimpleNamespace(devices=on_worker, host=SimpleNamespace(model_weights_bytes=1, kv_bytes=0))
         return SimpleNamespace(
             fits=True, strategy=strategy, prediction=SimpleNamespace(tg_tokens_per_s=tg, basis="measured"), memory=memory
         )

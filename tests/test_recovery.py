@@ -92,13 +92,17 @@ def test_another_crash_is_one_line_with_llama_cpp_last_words(cli, q4_0, monkeypa
 def test_bench_rows_recover_and_carry_no_repack(cli, q4_0, monkeypatch, tmp_path):
     monkeypatch.setenv("GPUSPLIT_TEST_FAULT", "extra-buffers")
     out = tmp_path / "rows.jsonl"
-    result = cli("bench", q4_0, "-p", "16", "-n", "4", "-r", "1", "--ctx", "256", "--output", str(out), "-o", "json")
+    result = cli(
+        "bench", q4_0, "-p", "16", "-n", "4", "-r", "1", "--ctx", "256", "--ctx", "512", "--output", str(out), "-o", "json"
+    )
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["status"] for r in rows] == ["ok"] * 4
     assert all(r["recovery"]["crash"] == "SIGSEGV" and r["no_repack"] for r in rows)
     assert all(r["engine_params"]["use_extra_bufts"] is False for r in rows)
-    assert len(_warnings(result.stderr)) == 1  # one line per configuration, not per test
+    # one crash, one line: the second configuration ran with --no-repack from the start
+    assert len(_warnings(result.stderr)) == 1 and "crashed" in _warnings(result.stderr)[0]
+    assert rows[2]["engine_params"]["n_ctx"] == 512
     monkeypatch.delenv("GPUSPLIT_TEST_FAULT")
     plain = json.loads(cli("bench", q4_0, "-p", "16", "-n", "4", "-r", "1", "--ctx", "256", "-o", "json").stdout)
     assert all(r["recovery"] is None and not r["no_repack"] for r in plain)

@@ -150,9 +150,10 @@ def bench(
         for record in rows:
             records.append(record)
             unsaved.append(record)
-            if record.get("recovery") and record["config_key"] not in warned:
-                warned.add(record["config_key"])
-                output.warn(f"{record['config_key']}: {record['recovery']['message']}")
+            if record.get("recovery") and record["recovery"]["message"] not in warned:
+                # once: the later configurations run with --no-repack and carry the same recovery
+                warned.add(record["recovery"]["message"])
+                output.warn(f"{record['config_key']}: {record['recovery']['message']}; the later configurations run with it too")
         save()
     except (KeyboardInterrupt, Interrupted, CLIError):
         _emit(records, output_format)  # what finished is on stdout too, not only in the file

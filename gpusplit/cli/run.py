@@ -244,8 +244,8 @@ def print_run(doc: dict[str, Any]) -> None:
             right=("planned", "of it runtime", "NVML", "planned vs NVML"),
         )
     host = doc["host_weights"]
-    names = [n for n in ("CPU_Mapped", "CPU_REPACK", "AMX", "CPU_KLEIDIAI") if n in host["planned"] or n in host["actual"]]
-    if len(names) > 1 or any(n != "CPU_Mapped" for n in names):
+    names = list(dict.fromkeys([*host["planned"], *host["actual"]]))  # llama.cpp's buffer names, the mapped file first
+    if len(names) > 1:
         # the host's weights, buffer by buffer: the copies llama.cpp makes beside the mapped file
         output.message(
             "host weights by llama.cpp buffer, planned / actual: "

@@ -32,25 +32,20 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 def native_cpu_backend(flags: set[str] | None = None, machine: str | None = None) -> dict[str, Any]:
     """The CPU backend a native build would have here, in the shape of the engine's report:
     {"extra_buffers", "repack", "features", "source": "assumed"}."""
+    from ..cpu_buffers import AMX, REPACK, repack_level
+
     flags = cpu_flags() if flags is None else flags
     machine = (machine or platform.machine()).lower()
-    features: list[str] = []
-    extra: list[str] = []
+    features: list[str] = []  # in ggml's names (ggml_backend_get_features), as a native build reports them
     if machine in ("x86_64", "amd64"):
         if not flags:
-            repack = "avx2"  # no /proc/cpuinfo (macOS, Windows): the usual x86 wheel
-        else:
-            repack = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "none"
-        features = [name.upper() for name in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if name in flags]
-        if {"amx_int8", "avx512_vnni"} <= flags:
-            extra.append("AMX")
-    elif machine in ("aarch64", "arm64"):
-        # no /proc/cpuinfo on macOS: every Apple Silicon CPU has the dot-product extension
-        dotprod = "asimddp" in flags or (not flags and machine == "arm64")
-        repack = "arm-dotprod" if dotprod else "none"
-        features = ["DOTPROD"] if dotprod else []
-    else:
-        repack = "none"
-    if repack != "none":
-        extra.append("CPU_REPACK")
+            features = ["AVX2"]  # no /proc/cpuinfo (macOS, Windows): the usual x86 wheel
+        names = {"avx2": "AVX2", "avx512f": "AVX512", "avx512_vnni": "AVX512_VNNI", "amx_int8": "AMX_INT8"}
+        features += [name for flag, name in names.items() if flag in flags]
+    elif machine in ("aarch64", "arm64") and ("asimddp" in flags or (not flags and machine == "arm64")):
+        features = ["DOTPROD"]  # no /proc/cpuinfo on macOS: every Apple Silicon CPU has it
+    repack = repack_level(features)
+    # ggml-cpu registers AMX for a build with AMX-INT8 and AVX512-VNNI, before CPU_REPACK
+    extra = [AMX] if {"AMX_INT8", "AVX512_VNNI"} <= set(features) else []
+    extra += [REPACK] if repack != "none" else []
     return {"extra_buffers": extra, "repack": repack, "features": features, "source": "assumed"}

@@ -72,7 +72,7 @@ def crash_hint(log: list[str], returncode: int, timed_out: bool = False) -> str:
     if timed_out:
         todo = "raise the time limit, or try a smaller test"
     elif returncode == -signal.SIGKILL:
-        todo = "it was probably out of memory: lower --ctx or --ngl, or free memory"
+        todo = "it was probably out of memory: lower --ctx or --ngl, add --no-repack (no copies of the host's weights), or free memory"
     else:
         todo = "run it with --verbose for llama.cpp's whole log; try --no-repack, another --mode or fewer --ngl"
     return (f'llama.cpp\'s last words: "{said}"; ' if said else "") + todo

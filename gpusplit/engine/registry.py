@@ -169,39 +169,27 @@ def cpu_backend_info() -> dict[str, Any]:
     KLEIDIAI, REPACK, ...) and the CPU_REPACK rules they select (cpu_buffers.REPACK_RULES). The AMX
     buffer type exists only in a build for a CPU with AMX, and only once the kernel grants the
     tile state, so the list is what llama.cpp will use on this machine."""
+    from ..cpu_buffers import repack_level
+
     lib = ggml()
     reg = lib.ggml_backend_reg_by_name(b"CPU")
     dev = lib.ggml_backend_dev_by_name(b"CPU")
-    features: list[str] = []
-    address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features") if reg else None
-    if address:
-        listed = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)(reg)
-        i = 0
-        while listed and listed[i].name:
-            name, value = _text(listed[i].name), _text(listed[i].value)
-            features.append(name if value in ("1", "") else f"{name}={value}")
-            i += 1
-    extra: list[str] = []
-    address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts") if reg and dev else None
-    if address:
-        bufts = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)(dev)
-        i = 0
-        while bufts and bufts[i]:
-            extra.append(_text(lib.ggml_backend_buft_name(bufts[i])))
-            i += 1
+
+    def listed(proc: bytes, item: type, arg: int | None) -> list[Any]:
+        """A NULL-terminated array that a CPU backend function returns (empty if it has none)."""
+        address = lib.ggml_backend_reg_get_proc_address(reg, proc) if reg and arg else None
+        array = ctypes.CFUNCTYPE(ctypes.POINTER(item), ctypes.c_void_p)(address)(arg) if address else None
+        out = []
+        while array and (array[len(out)].name if item is _Feature else array[len(out)]):
+            out.append(array[len(out)])
+        return out
+
+    features = [
+        _text(f.name) if _text(f.value) in ("1", "") else f"{_text(f.name)}={_text(f.value)}"
+        for f in listed(b"ggml_backend_get_features", _Feature, reg)
+    ]
+    extra = [_text(lib.ggml_backend_buft_name(b)) for b in listed(b"ggml_backend_dev_get_extra_bufts", ctypes.c_void_p, dev)]
     return {"extra_buffers": extra, "features": features, "repack": repack_level(features)}
-
-
-def repack_level(features: list[str]) -> str:
-    """Which CPU_REPACK rules a build follows, from its compile-time features (ggml_cpu_has_*
-    report what the build was compiled for, not what the CPU could do)."""
-    if "AVX512" in features:
-        return "avx512"
-    if "AVX2" in features:
-        return "avx2"
-    if "DOTPROD" in features:
-        return "arm-dotprod"
-    return "none"
 
 
 def cpu_repack_level() -> str:
