@@ -338,7 +338,10 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
     missing = [name for name in (*SMALL, large["float"]) if name not in points]
     if missing:
-        raise ProbeError(f"{target.device.name} could not be measured: {'; '.join(notes) or ', '.join(missing) + ' failed'}")
+        failures = [n for n in notes if ": not measured (" in n]
+        why = failures[0] if failures else f"{missing[0]} failed"
+        more = f" (and {len(failures) - 1} more runs)" if len(failures) > 1 else ""
+        raise ProbeError(f"{target.device.name} could not be measured: {why}{more}")
     if notes:
         raw["notes"] = notes
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
@@ -475,6 +478,9 @@ def run_probe(
     if group is not None:
         speed_cache.save(folder, group.identity, group)
         inventory.group_speed = group
+    if failed and not measured:
+        raise ProbeError(failed[0] if len(failed) == 1 else f"no device could be measured: {'; '.join(failed)}",
+                         "try --no-repack; `gpusplit run --verbose` shows llama.cpp's log")  # fmt: skip
     inventory.notes.extend(failed)
     inventory.notes.append(f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s")
     return inventory

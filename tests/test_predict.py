@@ -561,3 +561,5 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     monkeypatch.setattr("gpusplit.api.attach_speeds", lambda inventory, *args: inventory)
     inventory = probe.run_probe(Inventory(devices=[worker], host=host), 2, "b", Path("."))
     assert measured == ["RPC0"] and any("CPU could not be measured" in n for n in inventory.notes)
+    with pytest.raises(probe.ProbeError, match="CPU could not be measured"):  # nothing measured: a failure (exit 1)
+        probe.run_probe(Inventory(devices=[], host=host), 2, "b", Path("."))
