@@ -109,11 +109,14 @@ def main() -> int:
         "generation t/s default / --no-repack | change |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    noise = 0.0
     for name in paths:
         on, off = buffers[(name, False)], buffers[(name, True)]
         copies = ", ".join(f"{b} {v / MIB:.1f} MiB" for b, v in on.items() if b != "CPU_Mapped") or "none"
         pp_on, pp_off = median(name, False, 0), median(name, True, 0)
         tg_on, tg_off = median(name, False, 1), median(name, True, 1)
+        if copies == "none":  # a control: the same load twice
+            noise = max(noise, abs(pp_off - pp_on) / pp_on, abs(tg_off - tg_on) / tg_on)
         lines.append(
             f"| {name} | {copies} | {sum(on.values()) / MIB:.1f} / {sum(off.values()) / MIB:.1f} | {pp_on:.1f} / {pp_off:.1f} | "
             f"{100 * (pp_off - pp_on) / pp_on:+.0f}% | {tg_on:.1f} / {tg_off:.1f} | {100 * (tg_off - tg_on) / tg_on:+.0f}% |"
