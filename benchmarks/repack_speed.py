@@ -121,6 +121,11 @@ def main() -> int:
             f"| {name} | {copies} | {sum(on.values()) / MIB:.1f} / {sum(off.values()) / MIB:.1f} | {pp_on:.1f} / {pp_off:.1f} | "
             f"{100 * (pp_off - pp_on) / pp_on:+.0f}% | {tg_on:.1f} / {tg_off:.1f} | {100 * (tg_off - tg_on) / tg_on:+.0f}% |"
         )
+    lines += [
+        "",
+        f"The control rows (no copy: the same load twice) moved by up to {100 * noise:.0f} % between the two columns "
+        "on this run: a change smaller than that is noise on this machine.",
+    ]
     if recovered:
         lines += [
             "",
