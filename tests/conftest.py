@@ -115,8 +115,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
 def plain_cpu_params(monkeypatch: pytest.MonkeyPatch):
     """llama_cpp.Llama() without the CPU's extra buffer types (llama.cpp's --no-repack), for tests
     of our files, not of llama.cpp's AMX kernels, which crash on some Xeons (see engine/tasks.py)."""
-    import llama_cpp.llama_cpp as low_level
-
+    low_level = pytest.importorskip("llama_cpp.llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     defaults = low_level.llama_model_default_params
 
     def no_extra_buffers():
