@@ -230,7 +230,7 @@ def probe_devices(
     inventory = detect(
         parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine_summary(registry, cpu)
     )
-    total = step_count(inventory)
+    total = step_count(inventory, no_repack)
     done = [0]
 
     def step(text: str, measured: bool) -> None:

@@ -149,6 +149,7 @@ class MemoryPlan:
     split_shares: dict[int, float] = field(default_factory=dict)  # row/tensor modes: device -> share
     notes: list[str] = field(default_factory=list)
     host_layer_weights_bytes: int = 0  # weights of blocks or the output layer left on the CPU (offload, --n-cpu-moe)
+    host_copied: frozenset[str] = frozenset()  # host weights copied into AMX / CPU_REPACK (they run other kernels)
 
     @property
     def all_on_gpu(self) -> bool:
@@ -425,6 +426,7 @@ def plan_memory(
     mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
     host_layer_weights = 0
     copied: list[TensorInfo] = []  # host weights llama.cpp copies into an extra buffer type
+    copied_names: set[str] = set()
     extra = host_extra_buffers(settings, device_backends)
     first_nextn = model.n_layer - model.n_nextn
     for il in range(model.n_layer + 1):
@@ -437,6 +439,7 @@ def plan_memory(
                 host_layer_weights += t.n_bytes
                 if _copy_on_host(host, t, extra, settings.cpu_repack):
                     copied.append(t)
+                    copied_names.add(t.name)
                 else:
                     mapped.append(t)
             elif share:
@@ -448,7 +451,8 @@ def plan_memory(
             # (on the CPU only its AMX or repacked copy is new: the mapped one is the input layer's).
             for t in model.input.tensors:
                 if t.name == "token_embd.weight" and dev is None:
-                    _copy_on_host(host, t, extra, settings.cpu_repack, op=MUL_MAT)
+                    if _copy_on_host(host, t, extra, settings.cpu_repack, op=MUL_MAT):
+                        copied_names.add(t.name)  # the output's copy; the input reads the mapped rows
                 elif t.name == "token_embd.weight":
                     for i in share or [dev]:
                         devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
@@ -567,6 +571,7 @@ def plan_memory(
         split_shares=share,
         notes=notes,
         host_layer_weights_bytes=host_layer_weights,
+        host_copied=frozenset(copied_names),
     )
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .devices.rpc import serves_this_cpu
-from .devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, weight_class
+from .devices.speed import COPIED, WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, rate_of, weight_class
 from .memory import CTX_PAD, MemoryPlan, Settings, layer_kv_bytes, pad
 
 if TYPE_CHECKING:
@@ -57,13 +57,28 @@ class Prediction:
 
 @dataclass
 class Work:
-    """What one device does for a token: layers, weight bytes read and FLOPs, by weight class."""
+    """What one device does for a token: layers, weight bytes read and FLOPs, by weight class (a
+    class of copied weights, "legacy+copy", apart: see devices/speed.py). Missing classes are 0."""
 
     blocks: int = 0
-    bytes: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))
-    flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))
-    expert_flops: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WEIGHT_CLASSES, 0.0))  # of flops
+    bytes: dict[str, float] = field(default_factory=dict)
+    flops: dict[str, float] = field(default_factory=dict)
+    expert_flops: dict[str, float] = field(default_factory=dict)  # of flops
     weight_bytes: float = 0.0  # all weights held (for the cache test)
+    # The output layer's matrices, which a prompt batch multiplies for its last token only (llama.cpp
+    # computes the logits of the tokens that ask for them): read once per batch, not in `flops`.
+    once_bytes: dict[str, float] = field(default_factory=dict)
+    # Matrix rows a token multiplies (each a dot product with a fixed cost of its own, which narrow
+    # rows feel: 131,072 rows of 256 cost ~0.8 ms more a token than their bytes on a 2-core EPYC), and
+    # the output layer's, which a prompt batch multiplies once.
+    rows: dict[str, float] = field(default_factory=dict)  # "float" / "quant" -> rows
+    once_rows: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, cls: str, amount: float) -> None:
+        """Add to one of the per-class figures (bytes, flops, expert_flops, once_bytes)."""
+        table = getattr(self, kind)
+        table[cls] = table.get(cls, 0.0) + amount
+
     # Attention in a prompt batch, summed over this device's layers (a share of them in row/tensor
     # modes): heads, and heads x head width (for the FLOPs of QK^T and softmax(QK^T)V).
     heads: float = 0.0
@@ -126,13 +141,13 @@ def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) 
         layer_overhead_s=g.layer_overhead_s,
         # A card slower than the H200 is bound by its memory; a faster one no faster than the
         # H200's kernels read each weight class (the dequantizing kernels bind there, not memory).
-        bandwidth={c: min(bw, g.bandwidth[c]) for c in WEIGHT_CLASSES},
+        bandwidth={c: min(bw, rate_of(g.bandwidth, c)) for c in WEIGHT_CLASSES},
         cache_bandwidth=bw,
         cache_bytes=0,
         batch_overhead_s=g.batch_overhead_s,
         batch_layer_overhead_s=g.batch_layer_overhead_s,
         # dense matmuls run ~150 FLOP per byte of weights read, up to what the H200 reached
-        flops={c: min(150 * bw, g.flops[c]) for c in WEIGHT_CLASSES},
+        flops={c: min(150 * bw, rate_of(g.flops, c)) for c in WEIGHT_CLASSES},
         source="catalog" if device.bandwidth_source in ("catalog", "measured") else "assumed",
     )
 
@@ -151,12 +166,18 @@ def _read_seconds(speed: DeviceSpeed, work: Work, cached_bytes: float | None = N
     cached_bytes = work.weight_bytes if cached_bytes is None else cached_bytes
     if work.weight_bytes and cached_bytes <= speed.cache_bytes:
         return work.read_bytes / speed.cache_bandwidth
-    return sum(b / speed.bandwidth[c] for c, b in work.bytes.items() if b)
+    return sum(b / rate_of(speed.bandwidth, c) for c, b in work.bytes.items() if b)
 
 
 def token_seconds(speed: DeviceSpeed, work: Work, kv_bytes: float = 0.0, cached_bytes: float | None = None) -> float:
-    """A device's own share of one token: its layers and the weights (and KV cache) it reads."""
-    return speed.layer_overhead_s * work.blocks + _read_seconds(speed, work, cached_bytes) + kv_bytes / speed.bandwidth["float"]
+    """A device's own share of one token: its layers, its matrices' rows, and the weights (and KV
+    cache) it reads."""
+    return (
+        speed.layer_overhead_s * work.blocks
+        + row_seconds(speed, work.rows)
+        + _read_seconds(speed, work, cached_bytes)
+        + kv_bytes / speed.bandwidth["float"]
+    )
 
 
 def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0) -> float:
@@ -181,15 +202,27 @@ def attention_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int)
 
 
 def _expert_factor(speed: DeviceSpeed, cls: str) -> float:
-    return speed.expert_batch_factor if cls == "float" else speed.expert_batch_factor_quant
+    return speed.expert_batch_factor if cls.removesuffix(COPIED) == "float" else speed.expert_batch_factor_quant
+
+
+def once_seconds(speed: DeviceSpeed, work: Work) -> float:
+    """A prompt batch's output matmul: one token's logits, so one read of the output weights."""
+    return sum(b / rate_of(speed.bandwidth, c) for c, b in work.once_bytes.items() if b) + row_seconds(speed, work.once_rows)
+
+
+def row_seconds(speed: DeviceSpeed, rows: dict[str, float]) -> float:
+    """What a token's matrix rows cost besides their bytes: each a dot product with a fixed cost, a
+    quantized one more than a float one (its input is quantized, its blocks unpacked)."""
+    costs = speed.row_overhead_s
+    return sum(n * costs.get(kind, costs.get("float", 0.0)) for kind, n in rows.items() if n)
 
 
 def batch_terms(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0) -> tuple[float, float]:
     """(fixed seconds, seconds per token) of a device's share of a prompt batch."""
-    per_token = sum(f / speed.flops[c] for c, f in work.flops.items() if f)
-    per_token += sum((_expert_factor(speed, c) - 1) * f / speed.flops[c] for c, f in work.expert_flops.items() if f)
+    per_token = sum(f / rate_of(speed.flops, c) for c, f in work.flops.items() if f)
+    per_token += sum((_expert_factor(speed, c) - 1) * f / rate_of(speed.flops, c) for c, f in work.expert_flops.items() if f)
     per_token += attention_seconds(speed, work, n_tokens, depth) / max(n_tokens, 1)
-    return speed.batch_layer_overhead_s * work.blocks, per_token
+    return speed.batch_layer_overhead_s * work.blocks + once_seconds(speed, work), per_token
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,37 +267,60 @@ def fit_speed(
     moe_deep: str | None = None,
     moe_quant: tuple[str, str] | None = None,
     deep: tuple[str, str] | None = None,
+    rows: dict[str, str] | None = None,
 ) -> DeviceSpeed:
     """Figures from probe timings: `small` models (few bytes, different layer counts) give the
     fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
     FLOP/s of its weight class; a `moe` model (and a deeper `moe_deep` one, whose difference leaves
     the fixed costs out) how much slower f16 expert matmuls run in a batch, and the `moe_quant`
     pair (the same two quantized) how much slower quantized ones do; the `deep` pair (a model's prompt
-    batch, and the same after a long context) what attention costs per score."""
-    # Generation: token_s = O + C * layers + bytes / rate (the cache rate for small models when
-    # they fit the cache; otherwise the float rate, refined in two passes).
+    batch, and the same after a long context) what attention costs per score; the `rows` models (row
+    kind -> a model of many narrow rows: a large vocabulary over a narrow width, f16 and quantized)
+    what a matrix row costs besides its bytes."""
+    # Generation: token_s = O + C * layers + R * rows + bytes / rate (the cache rate for small models
+    # when they fit the cache; otherwise each class's rate), refined in a few passes: the rows models
+    # give R (a float row's, a quantized row's) once the rates are known, and the rates need R.
     f16 = points[large["float"]]
     rate_float = f16.work.read_bytes / f16.token_s
-    for _ in range(3):
-        rows, values = [], []
+    per_row: dict[str, float] = {}
+    bandwidth: dict[str, float] = {}
+    # classes in `large`'s order, each from its probe model (one with others' weights too after those)
+    measured = {cls: name for cls, name in large.items() if name in points and points[name].work.bytes.get(cls)}
+
+    def row_seconds(work: Work) -> float:
+        return sum(n * per_row.get(kind, per_row.get("float", 0.0)) for kind, n in work.rows.items())
+
+    for _ in range(4):
+        equations, values = [], []
         for name in small:
             p = points[name]
             cached = p.work.weight_bytes <= cache_bytes
-            rows.append([1.0, p.work.blocks, p.work.read_bytes if cached else 0.0])
-            values.append(p.token_s - (0.0 if cached else p.work.read_bytes / rate_float))
-        overhead, per_layer, inv_cache = _solve(rows, values)
-        rate_float = f16.work.read_bytes / max(f16.token_s - overhead - per_layer * f16.work.blocks, 1e-9)
-    bandwidth = {}
-    measured = {cls: name for cls, name in large.items() if name in points}
-    for cls, name in measured.items():
-        p = points[name]
-        seconds = p.token_s - overhead - per_layer * p.work.blocks
-        bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
+            equations.append([1.0, p.work.blocks, p.work.read_bytes if cached else 0.0])
+            values.append(p.token_s - row_seconds(p.work) - (0.0 if cached else p.work.read_bytes / rate_float))
+        overhead, per_layer, inv_cache = _solve(equations, values)
+        rate_float = f16.work.read_bytes / max(f16.token_s - overhead - per_layer * f16.work.blocks - row_seconds(f16.work), 1e-9)
+        bandwidth = {}
+        for cls, name in measured.items():
+            p = points[name]
+            seconds = p.token_s - overhead - per_layer * p.work.blocks - row_seconds(p.work)
+            bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
+        for kind, name in (rows or {}).items():
+            if name in points and points[name].work.rows.get(kind):
+                r = points[name]
+                reads = sum(b / rate_of({"float": rate_float, **bandwidth}, c) for c, b in r.work.bytes.items() if b)
+                left = r.token_s - overhead - per_layer * r.work.blocks - reads
+                per_row[kind] = max(left / r.work.rows[kind], 0.0)
     cache_rate = 1.0 / inv_cache if inv_cache > 0 else 4 * bandwidth["float"]
     # Prompt batches: batch_s = O + C * layers + n * flops / rate + attention (its FLOPs at the float
     # rate and a cost per score, from the `deep` pair: what a longer context adds to the same batch).
     f16_flops = points[large["float"]]
-    rate_flops = f16_flops.batch_tokens * f16_flops.work.total_flops / f16_flops.batch_s
+    measured_rates = DeviceSpeed(0, 0, {"float": rate_float, **bandwidth}, 0, 0, 0, 0, {}, row_overhead_s=per_row)
+
+    def batch_s(p: ProbePoint) -> float:
+        """The probe batch's time less its output matmul (one token's, read once)."""
+        return p.batch_s - once_seconds(measured_rates, p.work)
+
+    rate_flops = f16_flops.batch_tokens * f16_flops.work.total_flops / batch_s(f16_flops)
     score_s = 0.0
 
     def attention(p: ProbePoint) -> float:
@@ -276,31 +332,31 @@ def fit_speed(
         for name in small:
             p = points[name]
             rows.append([1.0, p.work.blocks])
-            values.append(p.batch_s - p.batch_tokens * p.work.total_flops / rate_flops - attention(p))
+            values.append(batch_s(p) - p.batch_tokens * p.work.total_flops / rate_flops - attention(p))
         batch_overhead, batch_per_layer = _solve(rows, values)
         p = f16_flops
-        rest = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
+        rest = batch_s(p) - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
         rate_flops = p.batch_tokens * p.work.total_flops / max(rest, 1e-9)
         if deep and deep[0] in points and deep[1] in points:
             b, d = points[deep[0]], points[deep[1]]
             more = attention_scores(d.batch_tokens, d.depth) - attention_scores(b.batch_tokens, b.depth)
             if more > 0 and b.work.heads:
                 flops_s = 4 * b.work.head_width * more / rate_flops
-                score_s = max((d.batch_s - b.batch_s - flops_s) / (b.work.heads * more), 0.0)
+                score_s = max((batch_s(d) - batch_s(b) - flops_s) / (b.work.heads * more), 0.0)
     flops: dict[str, float] = {}
     for cls, name in measured.items():
         p = points[name]
-        seconds = p.batch_s - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
-        others = sum(f / flops.get(c, rate_flops) for c, f in p.work.flops.items() if f and c != cls)
-        flops[cls] = p.batch_tokens * p.work.flops[cls] / max(seconds - p.batch_tokens * others, 1e-9)
-    # A class whose probe model failed is taken at the float class's rates, and said so.
+        seconds = batch_s(p) - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
+        known = {"float": rate_flops, **flops}
+        others = sum(f / rate_of(known, c) for c, f in p.work.flops.items() if f and c != cls)
+        flops[cls] = p.batch_tokens * p.work.flops.get(cls, 0.0) / max(seconds - p.batch_tokens * others, 1e-9)
+    # A class whose probe model failed is read at the nearest measured class's rates (rate_of), and said so.
     unmeasured = [cls for cls in large if cls not in measured]
-    for cls in unmeasured:
-        bandwidth[cls], flops[cls] = bandwidth["float"], flops["float"]
     fitted = DeviceSpeed(
         unmeasured=unmeasured,
         token_overhead_s=overhead,
         layer_overhead_s=per_layer,
+        row_overhead_s=per_row,
         bandwidth=bandwidth,
         cache_bandwidth=cache_rate,
         cache_bytes=cache_bytes,
@@ -317,7 +373,7 @@ def fit_speed(
         deep = points.get(deep_moe) if deep_moe else None
 
         def expert_seconds(q: ProbePoint) -> float:
-            return q.batch_tokens * sum(f / flops[c] for c, f in q.work.expert_flops.items() if f)
+            return q.batch_tokens * sum(f / rate_of(flops, c) for c, f in q.work.expert_flops.items() if f)
 
         if deep is not None and deep.work.blocks > p.work.blocks:
             # What the extra MoE layers of the deeper model add to a batch, against what the dense
@@ -344,11 +400,8 @@ def fit_speed(
 
 def _other_classes(work: Work, cls: str, known: dict[str, float], rate_float: float) -> float:
     """Seconds a probe spends on weights outside its class (norms, embeddings: mostly float)."""
-    seconds = 0.0
-    for other, nbytes in work.bytes.items():
-        if other != cls and nbytes:
-            seconds += nbytes / known.get(other, rate_float)
-    return seconds
+    rates = {"float": rate_float, **known}
+    return sum(nbytes / rate_of(rates, other) for other, nbytes in work.bytes.items() if other != cls and nbytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,20 +423,33 @@ def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> 
         # Where this layer runs, and in what shares (its experts on the host under n_cpu_moe).
         layer_targets = {None: 1.0} if dev is None else (share_of or {dev: 1.0})
         holders: set[int | None] = set()
-        for t in group.tensors:
+        tensors = list(group.tensors)
+        if il == model.n_layer and not any(t.name == "output.weight" for t in tensors):
+            # Tied embeddings: the output matmul reads token_embd, wherever the output layer runs
+            # (a published Gemma-3-270M reads its 170 MiB of Q8_0 embeddings there for every token,
+            # more than its 18 layers together).
+            tensors += [t for t in model.input.tensors if t.name == "token_embd.weight"]
+        for t in tensors:
             expert = "_exps" in t.name
             used = expert_share if expert else 1.0
             targets = {None: 1.0} if il < n_cpu_moe and expert else layer_targets
-            cls = weight_class(t.ggml_type.name)
             matrix = len(t.shape) >= 2
             for target, share in targets.items():
+                # the host's copies (CPU_REPACK, AMX) run other kernels than its mapped weights
+                cls = weight_class(t.ggml_type.name, copied=target is None and t.name in memory.host_copied)
                 w = works.setdefault(target, Work())
-                w.bytes[cls] += t.n_bytes * used * share
+                w.add("bytes", cls, t.n_bytes * used * share)
                 w.weight_bytes += t.n_bytes * share
-                if matrix:
-                    w.flops[cls] += 2 * t.n_elements * used * share
+                rows = t.n_elements / t.shape[0] * used * share if matrix else 0.0
+                kind = "quant" if t.ggml_type.is_quantized else "float"
+                w.add("rows", kind, rows)
+                if matrix and il == model.n_layer:
+                    w.add("once_bytes", cls, t.n_bytes * share)
+                    w.add("once_rows", kind, rows)
+                elif matrix:
+                    w.add("flops", cls, 2 * t.n_elements * used * share)
                     if expert:
-                        w.expert_flops[cls] += 2 * t.n_elements * used * share
+                        w.add("expert_flops", cls, 2 * t.n_elements * used * share)
                 holders.add(target)
         if il < model.n_layer:
             for target in holders:

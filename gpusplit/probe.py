@@ -39,20 +39,40 @@ if TYPE_CHECKING:
     from .devices.device import Device
     from .devices.inventory import Inventory
 
-PROBE_VERSION = "2"
+PROBE_VERSION = "3"
 SMALL = ("l1", "l12", "wide2")
+ROWS = "rows"  # one narrow layer under a 262,144-token vocabulary: what a matrix row costs
+ROWS_QUANT = "rows-q8_0"  # the same quantized: a quantized row's cost
 MOE = "moe"
 MOE_DEEP = "moe8"
 MOE_QUANT = ("moe-q4_k_m", "moe8-q4_k_m")  # the same two, quantized: quantized experts' factor
 DEEP = "deep"  # the attention model's prompt batch after DEEP_TOKENS of context (Target.attention_model)
 # In this order: Q4_K_M models hold Q6_K tensors too, which the q6k figures, fitted first, account for.
-LARGE = {"float": "f16", "q8": "q8_0", "q6k": "q6_k", "kquant": "q4_k_m", "legacy": "q4_0"}
+LARGE = {
+    "float": "f16", "q8": "q8_0", "q6k": "q6_k", "q5k": "q5_k_m", "kquant": "q4_k_m", "legacy": "q4_0", "q4_1": "q4_1",
+    "q5_0": "q5_0", "iq4": "iq4_xs",
+}  # fmt: skip
 LARGE_GPU = {cls: f"gpu-{name}" for cls, name in LARGE.items()}
-QUANTIZE = {"q8_0": 7, "q6_k": 18, "q4_k_m": 15, "q4_0": 2}  # LLAMA_FTYPE_MOSTLY_Q8_0, _Q6_K, _Q4_K_M, _Q4_0
+# llama_ftype of each quantized probe model (llama.cpp's quantizer makes them from the f16 one)
+QUANTIZE = {"q8_0": 7, "q6_k": 18, "q5_k_m": 17, "q4_k_m": 15, "q4_0": 2, "q4_1": 3, "q5_0": 8, "iq4_xs": 30}
+# The type that names each class's probe model (what decides whether the CPU copies it)
+CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquant": "Q4_K", "legacy": "Q4_0",
+              "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
+PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
 GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
-TG_TOKENS = {"l1": 256, "l12": 64, "wide2": 64, "moe": 64, "moe8": 32, "moe-q4_k_m": 64, "moe8-q4_k_m": 32}
+TG_TOKENS = {
+    "l1": 256,
+    "l12": 64,
+    "wide2": 64,
+    "rows": 64,
+    "rows-q8_0": 64,
+    "moe": 64,
+    "moe8": 32,
+    "moe-q4_k_m": 64,
+    "moe8-q4_k_m": 32,
+}
 TG_TOKENS_LARGE = 24
 GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
@@ -84,6 +104,9 @@ def _specs() -> dict[str, object]:
         "l1": replace(base, name="probe-l1", n_layer=1),
         "l12": replace(base, name="probe-l12", n_layer=12),
         "wide2": replace(wide, name="probe-wide2", n_layer=2),
+        # 262,144 output rows of 256 (128 MB of f16, 68 of q8_0: past any cache): a row's own cost,
+        # which real models' large vocabularies and narrow layers pay (Gemma-3-270M: 262,144 rows of 640)
+        ROWS: replace(base, name="probe-rows", n_layer=1, n_head=4, n_head_kv=2, n_ff=512, n_vocab=262144),
         # 195 MB: several times any CPU cache (a GPU's L2 is smaller still)
         "f16": replace(wide, name="probe-f16", n_layer=4, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096),
         # Mixtral-style experts: what a prompt batch pays for llama.cpp's per-expert matmuls
@@ -124,6 +147,7 @@ def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Pa
         for name, ftype in QUANTIZE.items()
     ]
     jobs += [(name, name.removesuffix("-q4_k_m"), QUANTIZE["q4_k_m"]) for name in MOE_QUANT]
+    jobs.append((ROWS_QUANT, ROWS, QUANTIZE["q8_0"]))
     for name, source, ftype in jobs:
         path = folder / f"{name}.gguf"
         if not path.is_file():
@@ -148,6 +172,40 @@ class Target:
     big: bool = False  # timed on the GPU set even if it is no local GPU
     this_cpu: bool = False  # an RPC worker serving this machine's CPU (its cache is this CPU's)
     no_repack: bool = False  # llama.cpp's --no-repack: the CPU's extra buffer types off
+    extra_buffers: tuple[str, ...] = ()  # the CPU's extra buffer types (the host target only)
+    repack_level: str = "none"
+
+    @property
+    def copied_classes(self) -> tuple[str, ...]:
+        """The classes whose probe model the CPU copies into an extra buffer type: timed by default
+        (the copies' kernels) and once more with --no-repack (the plain ones)."""
+        if not self.on_cpu or self.no_repack or not self.extra_buffers:
+            return ()
+        from .cpu_buffers import host_copy
+        from .gguf.reader import TensorInfo
+        from .gguf.types import type_by_name
+
+        def copied(type_name: str) -> bool:
+            t = type_by_name(type_name)
+            shape = (1536, 4096)  # a probe model's matrix (rows a multiple of every kernel's)
+            n = shape[0] * shape[1]
+            weight = TensorInfo("blk.0.ffn_up.weight", shape, t, 0, 0, n, n // t.block_size * t.type_size)
+            return host_copy(weight, self.extra_buffers, self.repack_level)[1] > 0
+
+        return tuple(cls for cls in self.large if copied(CLASS_TYPE[cls]))
+
+    def fit_classes(self) -> dict[str, str]:
+        """Class -> probe run that measures it: the plain classes, and where the CPU copies a class
+        its copies' class ("legacy+copy") from the default run and the plain one from a --no-repack run."""
+        from .devices.speed import COPIED
+
+        out = {}
+        copied = self.copied_classes
+        for cls, name in self.large.items():
+            out[cls] = name + PLAIN if cls in copied else name
+            if cls in copied:
+                out[cls + COPIED] = name
+        return out
 
     @property
     def local_gpu(self) -> bool:
@@ -167,7 +225,15 @@ class Target:
 
 
 def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
-    out = [Target(inventory.host, speed_cache.identity_of(inventory.host, threads, build), on_cpu=True)]
+    engine = inventory.engine or {}
+    host = Target(
+        inventory.host,
+        speed_cache.identity_of(inventory.host, threads, build),
+        on_cpu=True,
+        extra_buffers=tuple(engine.get("cpu_extra_buffers") or ()),
+        repack_level=engine.get("cpu_repack") or "none",
+    )
+    out = [host]
     for d in inventory.devices:
         if d.endpoint:
             # Only this worker registered: its devices come first in llama.cpp's list.
@@ -264,13 +330,29 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
     return timings
 
 
-def _work(path: Path):
-    """What a token of this probe model reads and computes, with the model on one device."""
+SPIKE = 1.5  # rounds further apart than this: the slower one met a busy moment
+
+
+def two_rounds(first: float, second: float) -> float:
+    """One figure from a model's two rounds: their mean, as this machine's speed drifts both ways
+    between them (the same 12-layer decode read 520 to 766 us within a minute here, and the faster
+    round alone left predictions 10-30 % fast), unless one round is a spike (a busy moment only
+    ever adds time): then the faster."""
+    low, high = sorted((first, second))
+    return low if high > SPIKE * low else (low + high) / 2
+
+
+def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none"):
+    """What a token of this probe model reads and computes, with the model on one device; on the
+    CPU with the extra buffer types `copies`, its copied weights in their classes of their own."""
     from .gguf.model import read_model
     from .memory import Placement, Settings, plan_memory
     from .predict import placement_work
 
     model = read_model(path)
+    if copies:
+        settings = Settings(n_ctx=2048, cpu_repack=repack_level, cpu_extra_buffers=copies)
+        return placement_work(model, plan_memory(model, [], [], [], settings, Placement(n_gpu_layers=0)))[None]
     memory = plan_memory(model, ["probe"], ["probe"], [2**62], Settings(n_ctx=2048), Placement("none", -1, (), 0))
     # The input layer stays on the CPU (works[None]); its one row per token is negligible.
     return placement_work(model, memory)[0]
@@ -284,24 +366,27 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     raw = {}
     load_rpc = 0.0
     large = target.large
-    # The small models twice, at the start and near the end: their timings set the fixed costs,
-    # which one busy moment on a shared machine tripled (a worker's 0.3 ms decode of the 1-layer
-    # model read 0.8 ms in one probe); a busy moment only ever adds time, so the faster of the two
-    # rounds counts. The big models' generation (each weight class's memory rate) twice too, the
-    # second time alone: a slow second made a CPU's f16 decode read 6.3 ms where other probes read
-    # 4.5-5.3, and put that CPU behind an RPC worker running on its own cores. (A remote worker
-    # gets the big set, ~500 MB, uploaded twice: 4 s more over 1 GbE.)
+    # The small and rows models twice, at the start and near the end: their timings set the fixed
+    # costs, which drift both ways between rounds and which one busy moment on a shared machine
+    # tripled (a worker's 0.3 ms decode of the 1-layer model read 0.8 ms in one probe): two_rounds
+    # takes their mean, or the faster round past a spike. The big models' generation (each weight
+    # class's memory rate) twice too, the second time alone. (A remote worker gets the big set,
+    # ~1 GB, uploaded twice: 8 s more over 1 GbE.)
     big = tuple(large.values())
+    # Where the CPU copies a class's weights, its probe model runs once more with --no-repack: the
+    # plain kernels, for weights of that class it does not copy (a --no-repack plan, other shapes).
+    plain = tuple(large[cls] + PLAIN for cls in target.copied_classes)
     runs = []
-    for name in (*SMALL, *big, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, *big):
+    for name in (*SMALL, ROWS, ROWS_QUANT, *big, *plain, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, ROWS, ROWS_QUANT, *big):
         again = any(r.name == name for r in runs)
         prompt = not (again and name in big)
+        params = _params(target, paths[name.removesuffix(PLAIN)], threads)
         runs.append(
             ProbeRun(
                 name,
-                _params(target, paths[name], threads),
+                params.with_(use_extra_bufts=False) if name in plain else params,
                 TG_TOKENS.get(name, TG_TOKENS_LARGE),
-                SMALL_REPETITIONS if name in SMALL else (BIG_REPETITIONS if name in big else REPETITIONS),
+                SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if name in big else REPETITIONS),
                 # Prompt batches vary by a percent or two between runs (after the warm-up, which
                 # they need: a first batch ran 3-15 % slow here): three for the small models, one
                 # for the big and MoE ones (most of the probe's time).
@@ -326,12 +411,15 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         if name in points:
             raw[name]["again"] = record
             first = points[name]
-            token_s = min(token_s, first.token_s)
+            token_s = two_rounds(first.token_s, token_s)
             if batch_s is None or batch_s >= first.batch_s:  # the deep batch stays with its base's round
                 batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
         else:
             raw[name] = record
-        points[name] = ProbePoint(name, _work(paths[name]), token_s, batch_s, BATCH_TOKENS)
+        # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
+        copies = target.extra_buffers if run.params.use_extra_bufts and not timed.no_repack and target.on_cpu else ()
+        work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
+        points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
@@ -345,7 +433,17 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     if notes:
         raw["notes"] = notes
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
-    fitted = fit_speed(points, cache, SMALL, large, MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP))
+    fitted = fit_speed(
+        points,
+        cache,
+        SMALL,
+        target.fit_classes(),
+        MOE,
+        MOE_DEEP,
+        MOE_QUANT,
+        (target.attention_model, DEEP),
+        {"float": ROWS, "quant": ROWS_QUANT},
+    )
     rtt = rate = None
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
@@ -437,12 +535,14 @@ def probe_group(
     )
 
 
-def step_count(inventory: Inventory) -> int:
+def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
-    the host (the small and big ones twice), and one tensor-parallel run over two devices or more."""
+    the host (the small and big ones twice, the CPU's copied ones once more plain), and one
+    tensor-parallel run over two devices or more."""
     devices = len(inventory.devices)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
-    return (2 * len(SMALL) + 2 * len(LARGE) + 4) * (devices + 1) + (1 if devices >= 2 else 0) + local_gpus
+    plain = len(replace(targets(inventory, 1, "")[0], no_repack=no_repack).copied_classes)
+    return (2 * len(SMALL) + 4 + 2 * len(LARGE) + 4) * (devices + 1) + plain + (1 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(

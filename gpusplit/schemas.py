@@ -91,7 +91,7 @@ SPEED = _object(
         "link_bytes_per_s": NULLABLE_NUM, "threads": NULLABLE_INT, "source": {"enum": ["measured", "catalog", "assumed"]},
         "identity": STR, "measured_at": STR, "probe": {"type": "object"},
     },
-    {"unmeasured": STRS, "no_repack": BOOL},
+    {"unmeasured": STRS, "no_repack": BOOL, "row_overhead_s": {"type": "object", "additionalProperties": NUM}},
 )  # fmt: skip
 GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})
 

@@ -14,54 +14,105 @@ from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placeme
 
 GB = 1e9
 MIB = 2**20
-LARGE = {"float": "f16", "q8": "q8_0", "q6k": "q6_k", "kquant": "q4_k_m", "legacy": "q4_0"}
+# Every class from its probe model; on this CPU Q4_0 is copied (CPU_REPACK), so its default run
+# measures the copies and a --no-repack run the plain kernels.
+LARGE = {
+    "float": "f16", "q8": "q8_0", "q6k": "q6_k", "q5k": "q5_k_m", "kquant": "q4_k_m", "legacy": "q4_0:plain",
+    "legacy+copy": "q4_0", "q4_1": "q4_1", "q5_0": "q5_0", "iq4": "iq4_xs",
+}  # fmt: skip
+PLAIN_LARGE = {**{k: v for k, v in LARGE.items() if k != "legacy+copy"}, "legacy": "q4_0"}  # no copies
 
 
 def _speed(**changes) -> DeviceSpeed:
     base = DeviceSpeed(
         token_overhead_s=80e-6,
         layer_overhead_s=35e-6,
-        bandwidth={"float": 40 * GB, "q8": 33 * GB, "q6k": 31 * GB, "kquant": 30 * GB, "legacy": 28 * GB},
+        bandwidth={
+            "float": 40 * GB,
+            "q8": 33 * GB,
+            "q6k": 31 * GB,
+            "q5k": 29 * GB,
+            "kquant": 30 * GB,
+            "legacy": 28 * GB,
+            "legacy+copy": 36 * GB,
+            "q4_1": 20 * GB,
+            "q5_0": 22 * GB,
+            "iq4": 26 * GB,
+        },
         cache_bandwidth=90 * GB,
         cache_bytes=32 * MIB,
         batch_overhead_s=0.4e-3,
         batch_layer_overhead_s=2e-3,
-        flops={"float": 350 * GB, "q8": 250 * GB, "q6k": 380 * GB, "kquant": 450 * GB, "legacy": 300 * GB},
+        flops={
+            "float": 350 * GB,
+            "q8": 250 * GB,
+            "q6k": 380 * GB,
+            "q5k": 360 * GB,
+            "kquant": 450 * GB,
+            "legacy": 300 * GB,
+            "legacy+copy": 700 * GB,
+            "q4_1": 150 * GB,
+            "q5_0": 170 * GB,
+            "iq4": 320 * GB,
+        },
     )
     return replace(base, **changes)
 
 
-def _work(blocks: int, nbytes: float, cls: str = "float") -> Work:
-    w = Work(blocks=blocks, weight_bytes=nbytes)
+def _work(blocks: int, nbytes: float, cls: str = "float", row_bytes: float = 3072) -> Work:
+    """`nbytes` of weights in rows of `row_bytes` (1536 f16 elements by default)."""
+    w = Work(blocks=blocks, weight_bytes=nbytes, rows={"float" if cls == "float" else "quant": nbytes / row_bytes})
     w.bytes[cls] = nbytes
     w.flops[cls] = nbytes  # f16: 2 FLOP per 2-byte weight
     return w
 
 
 def test_weight_classes():
-    assert [weight_class(t) for t in ("F16", "BF16", "F32", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "IQ4_XS", "MXFP4")] == [
-        "float", "float", "float", "q8", "kquant", "q6k", "q6k", "kquant", "legacy",
+    types = ("F16", "BF16", "F32", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "IQ4_XS", "MXFP4", "Q4_1", "Q5_0", "Q3_K")
+    assert [weight_class(t) for t in types] == [
+        "float", "float", "float", "q8", "kquant", "q6k", "q5k", "iq4", "legacy", "q4_1", "q5_0", "kquant",
     ]  # fmt: skip
+    assert weight_class("Q4_0", copied=True) == "legacy+copy"
 
 
-def _dense_probe_works() -> dict[str, Work]:
-    """The small and large probe models' work, as the fit tests use them."""
-    return {
+def test_a_class_not_measured_reads_at_the_nearest_measured_one():
+    from gpusplit.devices.speed import rate_of
+
+    rates = {"float": 40.0, "legacy": 30.0, "legacy+copy": 50.0, "kquant": 25.0}
+    assert rate_of(rates, "legacy+copy") == 50.0  # measured as such
+    assert rate_of(rates, "kquant+copy") == 25.0  # copies not measured: its plain rate
+    assert rate_of(rates, "q4_1") == 30.0 and rate_of(rates, "iq4") == 25.0  # the nearest class
+    assert rate_of(rates, "q5k") == 40.0  # q6k not measured either: float
+
+
+def _dense_probe_works(copies: bool = False) -> dict[str, Work]:
+    """The small and large probe models' work, as the fit tests use them; with `copies`, the CPU
+    copies Q4_0 (its default run reads the copies, a --no-repack run the plain weights)."""
+    works = {
+        "rows": _work(1, 128 * MIB, row_bytes=512),  # 262,144 rows of 256 f16 elements
+        "rows-q8_0": _work(1, 68 * MIB, "q8", row_bytes=272),  # the same in q8_0
         "l1": _work(1, 1.6 * MIB),
         "l12": _work(12, 13 * MIB),
         "wide2": _work(2, 25 * MIB),
         "f16": _work(8, 390 * MIB, "float"),
         "q8_0": _work(8, 207 * MIB, "q8"),
         "q6_k": _work(8, 160 * MIB, "q6k"),
+        "q5_k_m": _mixed(_work(8, 110 * MIB, "q5k"), q6k=30 * MIB),
         "q4_k_m": _mixed(_work(8, 90 * MIB, "kquant"), q6k=30 * MIB),  # Q4_K_M keeps some tensors in Q6_K
-        "q4_0": _work(8, 110 * MIB, "legacy"),
+        "q4_0": _work(8, 110 * MIB, "legacy+copy" if copies else "legacy"),
+        "q4_1": _work(8, 122 * MIB, "q4_1"),
+        "q5_0": _work(8, 134 * MIB, "q5_0"),
+        "iq4_xs": _mixed(_work(8, 100 * MIB, "iq4"), q6k=10 * MIB),
     }
+    if copies:
+        works["q4_0:plain"] = _work(8, 110 * MIB, "legacy")
+    return works
 
 
 def _mixed(work: Work, **more: float) -> Work:
     for cls, nbytes in more.items():
-        work.bytes[cls] += nbytes
-        work.flops[cls] += nbytes
+        work.add("bytes", cls, nbytes)
+        work.add("flops", cls, nbytes)
         work.weight_bytes += nbytes
     return work
 
@@ -85,16 +136,20 @@ def _probe_points(
 
 def test_the_fit_inverts_the_equations():
     """Probe timings made by the predictor's own equations from known figures give those figures back."""
-    truth = _speed(expert_batch_factor=2.0)
+    truth = _speed(expert_batch_factor=2.0, row_overhead_s={"float": 3e-9, "quant": 6e-9})
     moe = _work(2, 80 * MIB)
     moe.expert_flops["float"] = 0.75 * moe.flops["float"]
-    points = _probe_points(truth, {**_dense_probe_works(), "moe": moe})
-    fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
+    points = _probe_points(truth, {**_dense_probe_works(copies=True), "moe": moe})
+    fitted = fit_speed(
+        points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe", rows={"float": "rows", "quant": "rows-q8_0"}
+    )
+    assert fitted.row_overhead_s["float"] == pytest.approx(3e-9, rel=0.05)
+    assert fitted.row_overhead_s["quant"] == pytest.approx(6e-9, rel=0.05)
     assert fitted.expert_batch_factor == pytest.approx(2.0, rel=0.03)
     assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.02)
     assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.02)
     assert fitted.cache_bandwidth == pytest.approx(truth.cache_bandwidth, rel=0.02)
-    for cls in WEIGHT_CLASSES:
+    for cls in [*WEIGHT_CLASSES, "legacy+copy"]:
         assert fitted.bandwidth[cls] == pytest.approx(truth.bandwidth[cls], rel=0.02), cls
         assert fitted.flops[cls] == pytest.approx(truth.flops[cls], rel=0.03), cls
     assert fitted.batch_layer_overhead_s == pytest.approx(truth.batch_layer_overhead_s, rel=0.05)
@@ -112,11 +167,11 @@ def test_attention_cost_per_score_from_a_deeper_context():
         work.heads, work.head_width = heads, heads * (32 if name in ("l1", "l12") else 128)
     works["deep"] = works["l12"]
     points = _probe_points(truth, works, depths={"deep": 1536})
-    fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, deep=("l12", "deep"))
+    fitted = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), PLAIN_LARGE, deep=("l12", "deep"))
     assert fitted.attention_score_s == pytest.approx(2e-9, rel=0.03)
     assert fitted.batch_layer_overhead_s == pytest.approx(0.3e-3, rel=0.05)
     assert fitted.flops["float"] == pytest.approx(truth.flops["float"], rel=0.03)
-    folded = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE)
+    folded = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), PLAIN_LARGE)
     assert folded.attention_score_s == 0.0 and folded.batch_layer_overhead_s > 5 * truth.batch_layer_overhead_s
     many_heads = _work(12, 100 * MIB)
     many_heads.heads, many_heads.head_width = 12 * 32, 12 * 32 * 64
@@ -159,8 +214,8 @@ def test_expert_factor_from_two_moe_models_ignores_fixed_costs():
         moes[name] = _work(blocks, size * MIB * blocks, cls)
         moes[name].expert_flops[cls] = 0.75 * moes[name].flops[cls]
     points = _probe_points(truth, {**_dense_probe_works(), **moes}, dict.fromkeys(moes, 0.03))
-    two = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe", "moe8", ("moe-q", "moe8-q"))
-    one = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), LARGE, "moe")
+    two = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), PLAIN_LARGE, "moe", "moe8", ("moe-q", "moe8-q"))
+    one = fit_speed(points, truth.cache_bytes, ("l1", "l12", "wide2"), PLAIN_LARGE, "moe")
     assert two.expert_batch_factor == pytest.approx(2.0, rel=0.03)
     assert two.expert_batch_factor_quant == pytest.approx(1.3, rel=0.03)  # quantized experts, their own pair
     assert one.expert_batch_factor > 2.3  # the fixed cost read as slower experts
@@ -179,7 +234,7 @@ def test_a_negative_overhead_is_never_fitted():
         "q4_k_m": ProbePoint("q4_k_m", _work(8, 117 * MIB, "kquant"), 3e-3, 0.5, 512),
         "q4_0": ProbePoint("q4_0", _work(8, 110 * MIB, "legacy"), 3e-3, 0.6, 512),
     }
-    fitted = fit_speed(points, 32 * MIB, ("l1", "l12", "wide2"), LARGE)
+    fitted = fit_speed(points, 32 * MIB, ("l1", "l12", "wide2"), PLAIN_LARGE)
     assert fitted.token_overhead_s >= 0 and fitted.layer_overhead_s >= 0 and fitted.batch_overhead_s >= 0
     assert all(v > 0 for v in fitted.bandwidth.values()) and all(v > 0 for v in fitted.flops.values())
 
@@ -371,7 +426,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     """The CPU at the run's threads, each local GPU by its index among local GPUs, each worker's
     k-th device by k (only that worker is registered when it is probed)."""
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.probe import step_count, targets
+    from gpusplit.probe import LARGE as LARGE_PROBE
+    from gpusplit.probe import SMALL, step_count, targets
 
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     devices = [
@@ -393,9 +449,18 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
     assert (
-        step_count(Inventory(devices=devices, host=host)) == 20 * 5 + 1 + 2
+        step_count(Inventory(devices=devices, host=host)) == (2 * len(SMALL) + 4 + 2 * len(LARGE_PROBE) + 4) * 5 + 1 + 2
     )  # + the tensor-parallel run, each local GPU's upload
-    assert step_count(Inventory(devices=[], host=host)) == 20  # 3 small and 5 big models twice, 4 MoE
+    assert step_count(Inventory(devices=[], host=host)) == 32  # 3 small, 2 rows and 9 big models twice, 4 MoE
+    # A CPU that copies some classes' weights (CPU_REPACK, AMX) times those models once more, plain.
+    repack = Inventory(devices=[], host=host, engine={"cpu_extra_buffers": ["CPU_REPACK"], "cpu_repack": "avx512"})
+    (cpu,) = targets(repack, 2, "b")
+    assert cpu.copied_classes == ("kquant", "legacy")  # Q4_K and Q4_0 on x86
+    assert cpu.fit_classes()["legacy"] == "q4_0:plain" and cpu.fit_classes()["legacy+copy"] == "q4_0"
+    assert step_count(repack) == 34 and step_count(repack, no_repack=True) == 32
+    amx = Inventory(devices=[], host=host, engine={"cpu_extra_buffers": ["AMX", "CPU_REPACK"], "cpu_repack": "avx512"})
+    assert "q5_0" not in targets(amx, 2, "b")[0].copied_classes  # no AMX kernel, not repacked on x86
+    assert len(targets(amx, 2, "b")[0].copied_classes) == 8
     # A loopback worker with the host's memory serves this CPU: it is given this CPU's cache.
     here = Device(
         "RPC0", "127.0.0.1:50052", "RPC", "gpu", host.total_bytes, 2**33, index=0, source="rpc", endpoint="127.0.0.1:50052"
@@ -488,7 +553,7 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
         return timings
 
     monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
+    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
     monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)  # not this machine's
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     paths = {name: Path(f"{name}.gguf") for name in works}
@@ -531,13 +596,16 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
         return out
 
     monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path: works[Path(path).stem])
+    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
     monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     paths = {name: Path(f"{name}.gguf") for name in works}
     fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
     assert fitted.unmeasured == ["q8"]
-    assert fitted.bandwidth["q8"] == fitted.bandwidth["float"] and fitted.flops["q8"] == fitted.flops["float"]
+    from gpusplit.devices.speed import rate_of
+
+    assert "q8" not in fitted.bandwidth  # read at the nearest measured class's rates: float's
+    assert rate_of(fitted.bandwidth, "q8") == fitted.bandwidth["float"] and rate_of(fitted.flops, "q8") == fitted.flops["float"]
     assert fitted.bandwidth["kquant"] == pytest.approx(truth.bandwidth["kquant"], rel=0.05)  # measured as ever
     assert any("q8_0" in note for note in fitted.probe["notes"])
     failing.add("f16")

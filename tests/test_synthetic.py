@@ -295,6 +295,14 @@ EXPECTED_TENSORS = {
     "gpt-oss-120b": 687,
     "qwen3-next-80b-a3b": 807,  # 12 attention blocks x 16 + 36 delta-net blocks x 17 + 3
     "llama-4-scout": 627,
+    "smollm2-135m": 272,  # 30 blocks x 9, token_embd, output_norm (tied)
+    "smollm2-360m": 290,
+    "qwen2.5-0.5b": 290,  # 24 blocks x 12 (q/k/v biases), tied
+    "qwen2.5-1.5b": 338,
+    "llama-3.2-1b": 147,  # 16 x 9, rope_freqs, token_embd, output_norm (tied)
+    "gemma-3-1b": 340,
+    "tinyllama-1.1b": 201,  # 22 x 9, token_embd, output_norm, output
+    "phi-3-mini": 195,  # 32 x 6 (attn_qkv, ffn_up with the gate), token_embd, output_norm, output
 }
 EXPECTED_VOCAB = {  # (tokens, merges)
     "llama-3.1-8b": (128256, 280147),
@@ -307,6 +315,14 @@ EXPECTED_VOCAB = {  # (tokens, merges)
     "gpt-oss-120b": (201088, 446189),
     "qwen3-next-80b-a3b": (151936, 151387),
     "llama-4-scout": (202048, 439802),
+    "smollm2-135m": (49152, 48900),
+    "smollm2-360m": (49152, 48900),
+    "qwen2.5-0.5b": (151936, 151387),
+    "qwen2.5-1.5b": (151936, 151387),
+    "llama-3.2-1b": (128256, 280147),
+    "gemma-3-1b": (262144, 0),
+    "tinyllama-1.1b": (32000, 0),
+    "phi-3-mini": (32064, 0),
 }
 # approximate sizes of published Q4_K_M files (bartowski / ggml-org / Qwen), bytes
 PUBLISHED_Q4_K_M = {

@@ -57,31 +57,46 @@ def _bandwidth(device) -> str:
     return "-"
 
 
+# The weight types each class is named by in the table (devices/speed.py's WEIGHT_CLASSES).
+TYPE_NAMES = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquant": "Q4_K", "legacy": "Q4_0",
+              "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
+
+
 def _speed_row(device) -> tuple[str, ...]:
     s = device.speed
-
-    def rate(cls: str) -> str:
-        # a class whose probe model failed: taken at the float rate, and marked
-        return output.format_rate(s.bandwidth[cls]) + (" (not measured)" if cls in s.unmeasured else "")
-
     link = "-"
     if s.rtt_s:
         link = f"{s.rtt_s * 1e6:.0f} us, " + output.format_rate(s.link_bytes_per_s)
     threads = f" ({s.threads} threads)" if s.threads else ""
     threads += ", --no-repack" if s.no_repack else ""
+    rows = s.row_overhead_s or {}
     return (
         device.name + threads,
         f"{s.token_overhead_s * 1e3:.3f} ms",
         f"{s.layer_overhead_s * 1e6:.0f} us",
-        rate("float"),
-        rate("q8"),
-        rate("q6k"),
-        rate("kquant"),
-        rate("legacy"),
+        " / ".join(f"{rows[k] * 1e9:.1f}" for k in ("float", "quant") if k in rows) + " ns" if rows else "-",
         f"{s.flops['float'] / 1e9:.0f} GFLOP/s",
         link,
         s.measured_at,
     )
+
+
+def _read_row(device) -> tuple[str, ...]:
+    """A device's read rate (GB/s) per weight type: its copies' apart where the CPU makes them
+    (CPU_REPACK, AMX), and a type whose probe model failed marked."""
+    from ..devices.speed import COPIED
+
+    s = device.speed
+
+    def cell(cls: str) -> str:
+        if cls not in s.bandwidth:
+            return "-"
+        text = f"{s.bandwidth[cls] / 1e9:.0f}"
+        if cls + COPIED in s.bandwidth:
+            text += f" ({s.bandwidth[cls + COPIED] / 1e9:.0f} copied)"
+        return text
+
+    return (device.name, *(cell(cls) for cls in TYPE_NAMES))
 
 
 def _link(device) -> str:
@@ -127,21 +142,15 @@ def _print_inventory(inventory) -> None:
     if measured:
         output.print_table(
             "measured by gpusplit devices --probe (what llama.cpp achieves)",
-            [
-                "device",
-                "per token",
-                "per layer",
-                "f16 read",
-                "q8_0 read",
-                "Q6_K read",
-                "Q4_K read",
-                "Q4_0 read",
-                "prompt f16",
-                "link",
-                "measured",
-            ],
+            ["device", "per token", "per layer", "per row (f16 / quantized)", "prompt f16", "link", "measured"],
             [_speed_row(d) for d in measured],
-            right=("per token", "per layer", "f16 read", "q8_0 read", "Q6_K read", "Q4_K read", "Q4_0 read", "prompt f16"),
+            right=("per token", "per layer", "per row (f16 / quantized)", "prompt f16"),
+        )
+        output.print_table(
+            "weights read per second (GB/s; copied: the CPU's CPU_REPACK / AMX copies; - : not measured)",
+            ["device", *TYPE_NAMES.values()],
+            [_read_row(d) for d in measured],
+            right=tuple(TYPE_NAMES.values()),
         )
     engine = inventory.engine or {}
     if engine.get("installed") and "cpu_extra_buffers" in engine:

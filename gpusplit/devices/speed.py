@@ -17,30 +17,41 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# Weight classes the device's speed is measured for. llama.cpp reads float weights, q8_0, the
-# k-quants of 5 and 6 bits, the other k-quants (and i-quants) and the legacy 32-element blocks
-# (q4_0, q5_0, iq4_nl, mxfp4) at different rates: dequantization work differs, and a local CPU
-# repacks some of them (on x86 Q4_0, Q4_K and IQ4_NL, not Q5_K or Q6_K), an RPC worker none. With
-# Q6_K read as Q4_K, a Q6_K model's prompt was predicted 11-17 % slow on this CPU and 22-23 % fast on
-# its RPC workers.
-WEIGHT_CLASSES = ("float", "q8", "q6k", "kquant", "legacy")
-LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4")
-SIX_BIT = ("Q6_K", "Q5_K")
-SPEED_VERSION = 6  # bump when the meaning of a field changes: old cache files are then ignored
+# Weight classes the device's speed is measured for: the types llama.cpp reads at rates of their own
+# (their dequantizing kernels differ), each timed by a probe model of that type. On a 2-core EPYC,
+# unrepacked Q4_1 ran prompts at half Q4_0's plain rate and a quarter of its repacked one, and a
+# SmolLM2 Q4_1 model read at Q4_0's (repacked) rates was predicted +240 % on prompts.
+WEIGHT_CLASSES = ("float", "q8", "q6k", "q5k", "kquant", "legacy", "q4_1", "q5_0", "iq4")
+_CLASS_OF = {
+    **dict.fromkeys(("F32", "F16", "BF16", "F64"), "float"),
+    **dict.fromkeys(("Q8_0", "Q8_1", "Q8_K"), "q8"),
+    "Q6_K": "q6k",
+    "Q5_K": "q5k",
+    **dict.fromkeys(("Q4_0", "MXFP4", "NVFP4"), "legacy"),
+    **dict.fromkeys(("Q4_1", "Q5_1"), "q4_1"),
+    "Q5_0": "q5_0",
+    **dict.fromkeys(("IQ4_XS", "IQ4_NL"), "iq4"),
+}
+# Weights the CPU's extra buffer types hold (CPU_REPACK, AMX) run other kernels: a class of their
+# own on that device ("legacy+copy"), timed by the default run of a probe model whose weights are copied.
+COPIED = "+copy"
+# A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
+FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
+SPEED_VERSION = 7  # bump when the meaning of a field changes: old cache files are then ignored
 
 
-def weight_class(type_name: str) -> str:
-    """'F16' -> 'float', 'Q8_0' -> 'q8', 'Q6_K' -> 'q6k', 'Q4_K' -> 'kquant', 'Q4_0' -> 'legacy'."""
-    name = type_name.upper()
-    if name in ("F32", "F16", "BF16", "F64"):
-        return "float"
-    if name in ("Q8_0", "Q8_1", "Q8_K"):
-        return "q8"
-    if name in LEGACY:
-        return "legacy"
-    if name in SIX_BIT:
-        return "q6k"
-    return "kquant"
+def weight_class(type_name: str, copied: bool = False) -> str:
+    """'F16' -> 'float', 'Q8_0' -> 'q8', 'Q6_K' -> 'q6k', 'Q4_K' -> 'kquant', 'Q4_0' -> 'legacy', ...
+    (other k- and i-quants: 'kquant'); with `copied`, the class of those weights in the CPU's copies."""
+    cls = _CLASS_OF.get(type_name.upper(), "kquant")
+    return cls + COPIED if copied else cls
+
+
+def rate_of(rates: dict[str, float], cls: str) -> float:
+    """A device's rate for a class: measured, else its plain (uncopied) one, else the nearest class's."""
+    while cls not in rates and cls != "float":
+        cls = cls.removesuffix(COPIED) if cls.endswith(COPIED) else FALLBACK.get(cls, "float")
+    return rates[cls]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,9 @@ class DeviceSpeed:
     # Attention in a prompt batch: seconds per score (one head, one token, one KV cell) besides its
     # FLOPs, from a probe model's prompt after a long context against the same at depth 0.
     attention_score_s: float = 0.0
+    # Each matrix row a token multiplies, besides its bytes (a dot product's fixed cost: narrow rows
+    # and large vocabularies feel it), for float and quantized rows ("float", "quant").
+    row_overhead_s: dict[str, float] = field(default_factory=dict)
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None

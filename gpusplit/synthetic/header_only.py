@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpusplit.synthetic.tiny import (
+    FTYPE_MOSTLY_F16,
     FTYPE_MOSTLY_MXFP4_MOE,
     FTYPE_MOSTLY_Q4_K_M,
     TensorPlan,
@@ -71,6 +72,8 @@ class HeaderOnlySpec:
     linear_key_heads: int = 0
     linear_value_heads: int = 0
     n_ff_shexp: int = 0
+    qkv_bias: bool = False  # qwen2: attn_q/k/v carry biases
+    fused: bool = False  # phi3: one attn_qkv matrix, and ffn_up holding the gate (2 x n_ff rows)
 
     @property
     def is_llama_70b(self) -> bool:
@@ -203,6 +206,189 @@ HEADER_ONLY_MODELS: dict[str, HeaderOnlySpec] = {
         sliding_window=512,
         tied=True,
         write_key_length=True,
+    ),
+    # https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json
+    # hidden_size 576, num_hidden_layers 30, num_attention_heads 9, num_key_value_heads 3,
+    # intermediate_size 1536, vocab_size 49152, rope_theta 100000, max_position_embeddings 8192,
+    # rms_norm_eps 1e-5, tie_word_embeddings true; GPT-2 style BPE, 48,900 merges, 17 specials.
+    "smollm2-135m": HeaderOnlySpec(
+        name="smollm2-135m",
+        display_name="SmolLM2 135M Instruct",
+        source="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json",
+        arch="llama",
+        n_layer=30,
+        n_embd=576,
+        n_head=9,
+        n_head_kv=3,
+        head_dim=64,
+        n_ff=1536,
+        n_vocab=49152,
+        n_ctx_train=8192,
+        rope_theta=100000.0,
+        rms_eps=1e-5,
+        tokenizer="smollm",
+        n_merges=48900,
+        tied=True,
+    ),
+    # https://huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct/blob/main/config.json
+    # hidden_size 960, num_hidden_layers 32, num_attention_heads 15, num_key_value_heads 5,
+    # intermediate_size 2560, vocab_size 49152, rope_theta 100000, tie_word_embeddings true.
+    "smollm2-360m": HeaderOnlySpec(
+        name="smollm2-360m",
+        display_name="SmolLM2 360M Instruct",
+        source="https://huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct/blob/main/config.json",
+        arch="llama",
+        n_layer=32,
+        n_embd=960,
+        n_head=15,
+        n_head_kv=5,
+        head_dim=64,
+        n_ff=2560,
+        n_vocab=49152,
+        n_ctx_train=8192,
+        rope_theta=100000.0,
+        rms_eps=1e-5,
+        tokenizer="smollm",
+        n_merges=48900,
+        tied=True,
+    ),
+    # https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct/blob/main/config.json
+    # hidden_size 896, num_hidden_layers 24, num_attention_heads 14, num_key_value_heads 2,
+    # intermediate_size 4864, vocab_size 151936, rope_theta 1e6, max_position_embeddings 32768,
+    # rms_norm_eps 1e-6, tie_word_embeddings true; q/k/v projections with biases.
+    "qwen2.5-0.5b": HeaderOnlySpec(
+        name="qwen2.5-0.5b",
+        display_name="Qwen2.5 0.5B Instruct",
+        source="https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct/blob/main/config.json",
+        arch="qwen2",
+        n_layer=24,
+        n_embd=896,
+        n_head=14,
+        n_head_kv=2,
+        head_dim=64,
+        n_ff=4864,
+        n_vocab=151936,
+        n_ctx_train=32768,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="qwen2",
+        n_merges=151387,
+        tied=True,
+        qkv_bias=True,
+    ),
+    # https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct/blob/main/config.json
+    # hidden_size 1536, num_hidden_layers 28, num_attention_heads 12, num_key_value_heads 2,
+    # intermediate_size 8960, vocab_size 151936, tie_word_embeddings true.
+    "qwen2.5-1.5b": HeaderOnlySpec(
+        name="qwen2.5-1.5b",
+        display_name="Qwen2.5 1.5B Instruct",
+        source="https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct/blob/main/config.json",
+        arch="qwen2",
+        n_layer=28,
+        n_embd=1536,
+        n_head=12,
+        n_head_kv=2,
+        head_dim=128,
+        n_ff=8960,
+        n_vocab=151936,
+        n_ctx_train=32768,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="qwen2",
+        n_merges=151387,
+        tied=True,
+        qkv_bias=True,
+    ),
+    # https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/main/config.json
+    # hidden_size 2048, num_hidden_layers 16, num_attention_heads 32, num_key_value_heads 8,
+    # head_dim 64, intermediate_size 8192, vocab_size 128256, rope_theta 500000, rope_scaling
+    # llama3 (factor 32), max_position_embeddings 131072, tie_word_embeddings true.
+    "llama-3.2-1b": HeaderOnlySpec(
+        name="llama-3.2-1b",
+        display_name="Llama 3.2 1B Instruct",
+        source="https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/main/config.json",
+        arch="llama",
+        n_layer=16,
+        n_embd=2048,
+        n_head=32,
+        n_head_kv=8,
+        head_dim=64,
+        n_ff=8192,
+        n_vocab=128256,
+        n_ctx_train=131072,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        tokenizer="llama3",
+        n_merges=280147,
+        rope_freqs=True,
+        tied=True,
+    ),
+    # https://huggingface.co/google/gemma-3-1b-it/blob/main/config.json
+    # hidden_size 1152, num_hidden_layers 26, num_attention_heads 4, num_key_value_heads 1,
+    # head_dim 256, intermediate_size 6912, vocab_size 262144, sliding_window 512, rope_theta 1e6,
+    # max_position_embeddings 32768, rms_norm_eps 1e-6, tied.
+    "gemma-3-1b": HeaderOnlySpec(
+        name="gemma-3-1b",
+        display_name="Gemma 3 1B",
+        source="https://huggingface.co/google/gemma-3-1b-it/blob/main/config.json",
+        arch="gemma3",
+        n_layer=26,
+        n_embd=1152,
+        n_head=4,
+        n_head_kv=1,
+        head_dim=256,
+        n_ff=6912,
+        n_vocab=262144,
+        n_ctx_train=32768,
+        rope_theta=1_000_000.0,
+        rms_eps=1e-6,
+        tokenizer="gemma3",
+        sliding_window=512,
+        tied=True,
+        write_key_length=True,
+    ),
+    # https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/blob/main/config.json
+    # hidden_size 2048, num_hidden_layers 22, num_attention_heads 32, num_key_value_heads 4,
+    # intermediate_size 5632, vocab_size 32000, rope_theta 10000, max_position_embeddings 2048,
+    # rms_norm_eps 1e-5, tie_word_embeddings false; Llama 2's SentencePiece vocabulary.
+    "tinyllama-1.1b": HeaderOnlySpec(
+        name="tinyllama-1.1b",
+        display_name="TinyLlama 1.1B Chat v1.0",
+        source="https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/blob/main/config.json",
+        arch="llama",
+        n_layer=22,
+        n_embd=2048,
+        n_head=32,
+        n_head_kv=4,
+        head_dim=64,
+        n_ff=5632,
+        n_vocab=32000,
+        n_ctx_train=2048,
+        rope_theta=10000.0,
+        rms_eps=1e-5,
+        tokenizer="mistral",
+    ),
+    # https://huggingface.co/microsoft/Phi-3-mini-4k-instruct/blob/main/config.json
+    # hidden_size 3072, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads 32,
+    # intermediate_size 8192, vocab_size 32064, rope_theta 10000, max_position_embeddings 4096,
+    # rms_norm_eps 1e-5, tie_word_embeddings false; qkv_proj and gate_up_proj fused (as in the GGUF).
+    "phi-3-mini": HeaderOnlySpec(
+        name="phi-3-mini",
+        display_name="Phi 3 Mini 4k Instruct",
+        source="https://huggingface.co/microsoft/Phi-3-mini-4k-instruct/blob/main/config.json",
+        arch="phi3",
+        n_layer=32,
+        n_embd=3072,
+        n_head=32,
+        n_head_kv=32,
+        head_dim=96,
+        n_ff=8192,
+        n_vocab=32064,
+        n_ctx_train=4096,
+        rope_theta=10000.0,
+        rms_eps=1e-5,
+        tokenizer="mistral",
+        fused=True,
     ),
     # https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json
     # hidden_size 2048, num_hidden_layers 48, num_attention_heads 32, num_key_value_heads 4,
@@ -389,9 +575,18 @@ def _shapes(spec: HeaderOnlySpec) -> list[tuple[str, tuple[int, ...]]]:
         if spec.arch == "llama4":
             out.extend(_llama4_block(spec, i))
             continue
+        if spec.fused:
+            out.append((b + "attn_qkv.weight", (q_dim + 2 * kv_dim, E)))
+            out.append((b + "attn_output.weight", (E, q_dim)))
+            out.append((b + "ffn_norm.weight", (E,)))
+            out.append((b + "ffn_down.weight", (E, spec.n_ff)))
+            out.append((b + "ffn_up.weight", (2 * spec.n_ff, E)))
+            continue
         out.append((b + "attn_q.weight", (q_dim, E)))
         out.append((b + "attn_k.weight", (kv_dim, E)))
         out.append((b + "attn_v.weight", (kv_dim, E)))
+        if spec.qkv_bias:
+            out += [(b + "attn_q.bias", (q_dim,)), (b + "attn_k.bias", (kv_dim,)), (b + "attn_v.bias", (kv_dim,))]
         out.append((b + "attn_output.weight", (E, q_dim)))
         if spec.arch in ("gemma3", "qwen3moe"):
             out.append((b + "attn_q_norm.weight", (hd,)))
@@ -608,11 +803,14 @@ def q4_k_m_types(spec: HeaderOnlySpec, tensors: list[tuple[str, tuple[int, ...]]
     return out
 
 
-def header_only_tensor_plan(name_or_spec: str | HeaderOnlySpec) -> list[TensorPlan]:
-    """Name, shape (numpy order), Q4_K_M type and kind of every tensor of a header-only model."""
+def header_only_tensor_plan(name_or_spec: str | HeaderOnlySpec, f16: bool = False) -> list[TensorPlan]:
+    """Name, shape (numpy order), Q4_K_M type and kind of every tensor of a header-only model; with
+    `f16` the matrices are F16 instead (a source for llama.cpp's quantizer, as a converted model is)."""
     spec = _resolve(name_or_spec)
     shapes = _shapes(spec)
     types = q4_k_m_types(spec, shapes)
+    if f16:
+        types = ["F32" if t == "F32" else "F16" for t in types]
     return [TensorPlan(n, s, t, "norm" if len(s) == 1 else "weight") for (n, s), t in zip(shapes, types)]
 
 
@@ -728,6 +926,20 @@ def header_only_vocab(spec: HeaderOnlySpec) -> Vocab:
             specials=[("<|begin_of_text|>", CONTROL), ("<|end_of_text|>", CONTROL), ("<|eot|>", CONTROL)],
             special_ids={"bos": 200000, "eos": 200002},
             add_bos=True,
+        )
+    if spec.tokenizer == "smollm":
+        # SmolLM2's 17 special tokens (<|endoftext|>, <|im_start|>, <|im_end|>, ...), here after the pieces
+        specials = [("<|endoftext|>", CONTROL), ("<|im_start|>", CONTROL), ("<|im_end|>", CONTROL)]
+        specials += [(f"<special_{i}>", CONTROL) for i in range(14)]
+        n_normal = spec.n_vocab - len(specials)
+        return large_bpe_vocab(
+            spec.n_vocab,
+            spec.n_merges,
+            pre="smollm",
+            n_normal=n_normal,
+            specials=specials,
+            special_ids={"bos": n_normal + 1, "eos": n_normal + 2},
+            add_bos=False,
         )
     if spec.tokenizer == "mistral":
         return spm_vocab(spec.n_vocab, style="llama")
@@ -882,28 +1094,31 @@ def _random_blocks(ggml_type: str, n_blocks: int, rng: Any) -> Any:
     return blocks.reshape(-1)
 
 
-def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpec, seed: int = 0) -> Path:
+def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpec, seed: int = 0, f16: bool = False) -> Path:
     """Write the *complete* model `name` (a HEADER_ONLY_MODELS key or a spec) with random weights.
 
     Same header as :func:`write_header_only`, then real tensor data: norms are ones, float matrices
     random normal (x0.02), quantized matrices valid random blocks of their Q4_K_M type (scales
     fixed so weights stay small and finite). llama.cpp loads and runs it at the published model's
     size and speed; the text it writes is noise. Each tensor is a random pattern of 1 MiB repeated,
-    so writing the 4.9 GB Llama-3.1-8B takes seconds, not minutes. Deterministic.
+    so writing the 4.9 GB Llama-3.1-8B takes seconds, not minutes. Deterministic. With `f16` every
+    matrix is F16: a source for llama.cpp's quantizer, which then gives each tensor the type it gives
+    the published file of any quantization (`synthetic.real_shaped`).
     """
     import gguf
     import numpy as np
 
     spec = _resolve(name)
     path = Path(path)
-    plan = header_only_tensor_plan(spec)
+    plan = header_only_tensor_plan(spec, f16=f16)
     vocab = header_only_vocab(spec)
     rng = np.random.default_rng(seed)
     pattern_bytes = 1 << 20
     with gguf_file(path, spec.arch) as (w, _):
         w.add_name(spec.display_name)
-        w.add_description(f"synthetic model written by gpusplit: real shapes and Q4_K_M types, random weights (seed {seed})")
-        w.add_file_type(FTYPE_MOSTLY_MXFP4_MOE if spec.arch == "gpt-oss" else FTYPE_MOSTLY_Q4_K_M)
+        kind = "F16" if f16 else "Q4_K_M"
+        w.add_description(f"synthetic model written by gpusplit: real shapes and {kind} types, random weights (seed {seed})")
+        w.add_file_type(FTYPE_MOSTLY_F16 if f16 else FTYPE_MOSTLY_MXFP4_MOE if spec.arch == "gpt-oss" else FTYPE_MOSTLY_Q4_K_M)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_custom_alignment(gguf.GGUF_DEFAULT_ALIGNMENT)
         w.add_string("general.source.url", spec.source)
@@ -914,7 +1129,9 @@ def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpe
         for t in plan:
             nbytes = _nbytes(t.shape, t.ggml_type)
             if t.kind == "norm":
-                w.write_tensor_data(np.ones(t.shape, dtype=np.float32))
+                # norms (and rope factors) of one, biases of zero
+                fill = np.zeros if t.name.endswith(".bias") else np.ones
+                w.write_tensor_data(fill(t.shape, dtype=np.float32))
                 continue
             if t.ggml_type not in patterns:
                 if t.ggml_type in ("F32", "F16"):
