@@ -371,6 +371,19 @@ def prediction_document(p: Any) -> dict[str, Any]:
         "bytes_per_token": p.bytes_per_token,
         "limited_by": p.limited_by,
         "assumptions": list(p.assumptions),
+        "parts": _parts(p.parts),
+    }
+
+
+def _parts(parts: Mapping[str, Any]) -> dict[str, Any]:
+    """A prediction's seconds per generated token by part, in microseconds (rounded)."""
+
+    def us(x: float) -> float:
+        return round(x * 1e6, 2)
+
+    return {
+        **{k: us(v) for k, v in parts.items() if k != "devices"},
+        "devices": {name: {k: us(v) for k, v in d.items()} for name, d in (parts.get("devices") or {}).items()},
     }
 
 
@@ -470,6 +483,8 @@ def run_document(result: RunResult) -> dict[str, Any]:
             "gen_error_pct": error_pct(predicted["tg_tokens_per_s"], t.gen_tps),
             "prompt_error_pct": error_pct(pp, t.prompt_tps),
             "basis": predicted["basis"],
+            # where a generated token's predicted time goes: the term to look at when gen_tps misses
+            "parts": predicted.get("parts") or {},
         },
         "timings": {
             "load_ms": round(t.load_ms, 2),
@@ -576,6 +591,8 @@ def bench_record(
         "engine_params": None if plan is None else plan["engine_params"],
         "no_repack": plan is not None and not plan["engine_params"].get("use_extra_bufts", True),
         "recovery": recovery,
+        # a generation test's predicted seconds per token by part (microseconds): which term missed
+        "predicted_parts": (plan["predicted"].get("parts") or None) if plan is not None and test.kind == "tg" else None,
     }
 
 

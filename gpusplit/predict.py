@@ -53,6 +53,9 @@ class Prediction:
     # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (documents.predicted_pp).
     batch_fixed_s: float = 0.0
     batch_token_s: float = 0.0
+    # Where a token's predicted seconds go: "fixed", "links", "sync", and per device (its name) its
+    # "layers", "rows", "weights", "output" and "kv" (see token_parts): what to look at when it misses.
+    parts: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,12 +175,21 @@ def _read_seconds(speed: DeviceSpeed, work: Work, cached_bytes: float | None = N
 def token_seconds(speed: DeviceSpeed, work: Work, kv_bytes: float = 0.0, cached_bytes: float | None = None) -> float:
     """A device's own share of one token: its layers, its matrices' rows, and the weights (and KV
     cache) it reads."""
-    return (
-        speed.layer_overhead_s * work.blocks
-        + row_seconds(speed, work.rows)
-        + _read_seconds(speed, work, cached_bytes)
-        + kv_bytes / speed.bandwidth["float"]
-    )
+    return sum(token_parts(speed, work, kv_bytes, cached_bytes).values())
+
+
+def token_parts(speed: DeviceSpeed, work: Work, kv_bytes: float = 0.0, cached_bytes: float | None = None) -> dict[str, float]:
+    """token_seconds by part: its layers' fixed costs, its rows', the weights it reads (the output
+    layer's apart) and its KV cache."""
+    reads = _read_seconds(speed, work, cached_bytes)
+    output_share = sum(work.once_bytes.values()) / work.read_bytes if work.read_bytes else 0.0
+    return {
+        "layers": speed.layer_overhead_s * work.blocks,
+        "rows": row_seconds(speed, work.rows),
+        "weights": reads * (1 - output_share),
+        "output": reads * output_share,
+        "kv": kv_bytes / speed.bandwidth["float"],
+    }
 
 
 def batch_seconds(speed: DeviceSpeed, work: Work, n_tokens: int, depth: int = 0) -> float:
@@ -500,7 +512,8 @@ def predict(
     # measured; a Q4_0 model split over the two, 28 MB each, went from +19 % to -2 %.)
     sharing = [i for i in works if i is None or (i in used and serves_this_cpu(devices[i], host))]
     shared_bytes = sum(works[i].weight_bytes for i in sharing)
-    per_device = {i: token_seconds(speeds[i], works[i], kv.get(i, 0.0), shared_bytes if i in sharing else None) for i in works}
+    parts = {i: token_parts(speeds[i], works[i], kv.get(i, 0.0), shared_bytes if i in sharing else None) for i in works}
+    per_device = {i: sum(p.values()) for i, p in parts.items()}
     batch = {i: batch_terms(speeds[i], works[i], n_batch, depth) for i in works}
     offload = _op_offload_device(devices, used, n_batch)
     if offload is not None and works[None].total_flops:
@@ -556,6 +569,12 @@ def predict(
         pp_range=None if pp is None else (pp * (1 - u_pp), pp * (1 + u_pp)),
         batch_fixed_s=batch_fixed,
         batch_token_s=batch_token,
+        parts={
+            "fixed": fixed,
+            "links": hops,
+            "sync": sync,
+            "devices": {("CPU" if i is None else devices[i].name): p for i, p in parts.items() if sum(p.values())},
+        },
     )
 
 

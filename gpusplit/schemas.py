@@ -184,6 +184,12 @@ ALTERNATIVE = _object(
 DRAFT_ROW = _object({"name": STR, "weights_bytes": INT, "kv_bytes": INT, "compute_bytes": INT, "planned_bytes": INT})
 DRAFT = _object({"path": STR, "name": STR, "n_gpu_layers": INT, "devices": _array(DRAFT_ROW), "host": DRAFT_ROW})
 
+# where a generated token's predicted microseconds go: fixed costs, links, synchronisation, and per device
+DEVICE_PARTS = _object({"layers": NUM, "rows": NUM, "weights": NUM, "output": NUM, "kv": NUM})
+PREDICTED_PARTS = _object(
+    {"fixed": NUM, "links": NUM, "sync": NUM, "devices": {"type": "object", "additionalProperties": DEVICE_PARTS}}
+)
+
 PLAN = _object(
     {
         "schema": _const("gpusplit.plan/1"),
@@ -212,7 +218,8 @@ PLAN = _object(
                 "tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "tg_range": RANGE, "pp_range": RANGE,
                 "basis": BASIS, "batch_fixed_s": NUM, "batch_token_s": NUM, "bytes_per_token": INT, "limited_by": STR,
                 "assumptions": STRS,
-            }
+            },
+            {"parts": PREDICTED_PARTS},
         ),
         "devices": _array(PLAN_DEVICE),
         "host": PLAN_HOST,
@@ -239,7 +246,8 @@ RUN = _object(
     {
         "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
         "predicted": _object({"gen_tps": NULLABLE_NUM, "prompt_tps": NULLABLE_NUM, "gen_error_pct": NULLABLE_NUM,
-                              "prompt_error_pct": NULLABLE_NUM, "basis": BASIS}),
+                              "prompt_error_pct": NULLABLE_NUM, "basis": BASIS},
+                             {"parts": {"anyOf": [PREDICTED_PARTS, {"type": "object", "maxProperties": 0}]}}),
         "timings": _object({"load_ms": NUM, "prompt_tokens": INT, "prompt_tps": NULLABLE_NUM, "gen_tokens": INT,
                             "gen_tps": NULLABLE_NUM, "ttft_ms": NULLABLE_NUM}),
         "devices": _array(_object({"name": STR, "index": NULLABLE_INT, "planned": COMPONENTS, "actual": COMPONENTS,
@@ -271,7 +279,7 @@ BENCH_RECORD = _object(
         "gpusplit_version": STR, "timestamp": STR, "engine_params": _nullable(ENGINE_PARAMS),
     },
     # written since the host's extra buffer types are planned (older files lack them)
-    {"no_repack": BOOL, "recovery": _nullable(RECOVERY)},
+    {"no_repack": BOOL, "recovery": _nullable(RECOVERY), "predicted_parts": _nullable(PREDICTED_PARTS)},
 )  # fmt: skip
 
 BENCH = _array(BENCH_RECORD)

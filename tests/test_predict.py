@@ -632,3 +632,24 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     assert measured == ["RPC0"] and any("CPU could not be measured" in n for n in inventory.notes)
     with pytest.raises(probe.ProbeError, match="CPU could not be measured"):  # nothing measured: a failure (exit 1)
         probe.run_probe(Inventory(devices=[], host=host), 2, "b", Path("."))
+
+
+def test_a_tied_output_is_read_per_token_and_the_parts_add_up(header_only_model):
+    """Gemma-3-270M's tied embeddings (170 MiB of Q8_0) are its output matrix: read for every
+    generated token, once per prompt batch. The prediction's parts add up to its seconds per token,
+    and say that the output, not the layers, is where Gemma's token goes."""
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory, host_device
+    from gpusplit.memory import Placement, Settings, plan_memory
+
+    path = header_only_model("gemma-3-270m")
+    model = gpusplit.read_model(path)
+    memory = plan_memory(model, [], [], [], Settings(n_ctx=512), Placement(n_gpu_layers=0))
+    work = placement_work(model, memory)[None]
+    (embd,) = [t for t in model.input.tensors if t.name == "token_embd.weight"]
+    assert sum(work.once_bytes.values()) == embd.n_bytes and embd.n_bytes > 160 * MIB
+    assert work.read_bytes > embd.n_bytes  # the layers' weights besides
+    p = gpusplit.plan(path, Inventory(devices=[], host=host_device()), ctx=512).best.prediction
+    cpu = p.parts["devices"]["CPU"]
+    assert p.parts["fixed"] + p.parts["links"] + p.parts["sync"] + sum(cpu.values()) == pytest.approx(p.seconds_per_token)
+    assert cpu["output"] > cpu["weights"]
