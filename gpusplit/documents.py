@@ -612,5 +612,10 @@ def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any
         "notes": list(result.notes),
         "trials": [t.to_dict() for t in result.trials],
         "best": None if result.best is None else result.best.to_dict(),
+        # the final rounds: the best few measured again in turn; the margin inside the spread is noise
+        "runner_up": result.runner_up,
+        "margin_pct": result.margin_pct,
+        "spread_pct": result.spread_pct,
+        "chosen": result.chosen,
         "plan": result.plan.to_dict(),
     }

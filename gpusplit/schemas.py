@@ -298,14 +298,15 @@ TRIAL = _object(
         "status": {"enum": ["ok", "skipped", "failed"]}, "error": NULLABLE_STR, "seconds": NUM,
         "min_headroom_bytes": NULLABLE_INT,
     },
-    {"recovery": _nullable(RECOVERY)},
+    {"recovery": _nullable(RECOVERY), "samples": NUMS, "round": INT},
 )  # fmt: skip
 TUNE = _object(
     {
         "schema": _const("gpusplit.tune/1"), "objective": {"enum": ["tg", "pp", "mixed"]}, "budget_s": NUM,
         "elapsed_s": NUM, "measured": BOOL, "stopped": {"enum": ["budget", "done", "interrupted"]}, "notes": STRS,
         "trials": _array(TRIAL), "best": _nullable(TRIAL), "plan": PLAN,
-    }
+    },
+    {"runner_up": NULLABLE_STR, "margin_pct": NULLABLE_NUM, "spread_pct": NULLABLE_NUM, "chosen": STR},
 )  # fmt: skip
 
 SCHEMAS: dict[str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ import pytest
 
 import gpusplit
 from gpusplit.engine import EngineError
-from gpusplit.tune import MIN_TRIAL_S, Config, read_trials, seeds, tune
+from gpusplit.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, Config, read_trials, seeds, tune
 
 
 @pytest.fixture
@@ -96,8 +96,56 @@ def test_resume_does_not_measure_again(cpu_only, tmp_path):
     assert first.stopped == "interrupted" and len(read_trials(log)) == 3
     measure = fake_measure()
     again = tune(model, inventory, {"ctx": 256}, budget_s=60, previous=read_trials(log), measure=measure)
-    assert not {c.key for c in measure.calls} & {t.key for t in read_trials(log)}
-    assert len(again.trials) == 3 + len(measure.calls) and again.stopped == "done"
+    logged = {t.key for t in read_trials(log)}
+    searched = measure.calls[: len(measure.calls) - FINAL_ROUNDS * FINALISTS]  # then the finalists, measured again
+    assert not {c.key for c in searched} & logged
+    assert len(again.trials) == 3 + len(searched) and again.stopped == "done"
+
+
+def noisy_measure(readings):
+    """A fake whose readings per configuration come from `readings[key]` in turn (the last repeats);
+    anything else reads 50 t/s."""
+    calls = []
+
+    def measure(plan, config, best_tg, limit_s):
+        calls.append(config.key)
+        values = readings.get(config.key, [50.0])
+        tg = values[min(sum(1 for k in calls if k == config.key) - 1, len(values) - 1)]
+        return tg, tg * 10
+
+    measure.calls = calls
+    return measure
+
+
+def test_the_best_few_are_measured_again_and_a_lead_inside_the_noise_goes_to_the_plan(cpu_only):
+    """Two configurations as fast as this machine can tell (the tuned one read 112 once, then 96 and
+    101; the plan's own choice 100, 110, 95): the plan's own choice wins, and the margin and the
+    spread are reported."""
+    model, inventory = cpu_only
+    planned = seeds(gpusplit.plan(model, inventory, ctx=256))[0]
+    tuned = Config(**{**planned.__dict__, "threads": 1})
+    measure = noisy_measure({planned.key: [100.0, 110.0, 95.0], tuned.key: [112.0, 96.0, 101.0]})
+    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure)
+    assert measure.calls.count(planned.key) == 1 + FINAL_ROUNDS and measure.calls.count(tuned.key) == 1 + FINAL_ROUNDS
+    assert result.best.key == planned.key and result.chosen.startswith("closest to the plan")
+    assert result.runner_up is not None and 0 <= result.margin_pct <= result.spread_pct
+    assert sorted(result.best.samples) == [95.0, 100.0, 110.0] and result.best.score == 100.0  # their median
+    assert any("inside the" in n for n in result.notes)
+
+
+def test_a_clear_winner_stays_the_winner(cpu_only, tmp_path):
+    model, inventory = cpu_only
+    planned = seeds(gpusplit.plan(model, inventory, ctx=256))[0]
+    tuned = Config(**{**planned.__dict__, "flash_attn": not planned.flash_attn})
+    measure = noisy_measure({planned.key: [100.0, 104.0, 98.0], tuned.key: [150.0, 146.0, 153.0]})
+    log = tmp_path / "trials.jsonl"
+    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure,
+                  on_trial=lambda t: log.open("a").write(json.dumps(t.to_dict()) + "\n"))  # fmt: skip
+    assert result.best.key == tuned.key and result.chosen == "fastest"
+    assert result.margin_pct == pytest.approx(100 * (150 - 100) / 100, abs=0.1) and result.spread_pct < 10
+    # the final rounds are in the JSONL too, and a resumed tune reads them into their trial's samples
+    again = {t.key: t for t in read_trials(log)}
+    assert sorted(again[tuned.key].samples) == [146.0, 150.0, 153.0]
 
 
 def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path):

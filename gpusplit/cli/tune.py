@@ -70,7 +70,8 @@ def tune(
 
     def on_trial(t) -> None:
         measured = f"{t.measured_tg:.1f} t/s" if t.measured_tg else ("predicted" if t.score else "-")
-        output.message(f"tune: {t.status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
+        status = f"again {t.round}" if t.round else t.status  # a finalist measured again
+        output.message(f"tune: {status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
         if t.recovery:
             output.warn(f"{t.key}: {t.recovery['message']}; the later trials run with --no-repack")
 
@@ -115,6 +116,11 @@ def _print(doc: dict) -> None:
     best = doc["best"]
     if best:
         output.line(f"best: {best['key']} ({best['strategy']}), score {best['score']:.1f}")
+        if doc.get("runner_up"):
+            output.line(
+                f"  {doc['chosen']}: {doc['margin_pct']:+.1f} % over {doc['runner_up']} (measured again in turn; "
+                f"their measurements spread {doc['spread_pct']:.1f} %)"
+            )
         import shlex
 
         output.line("  " + shlex.join(["llama-server", *doc["plan"]["llama_args"]]))
