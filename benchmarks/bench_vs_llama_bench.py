@@ -1,16 +1,21 @@
 """`gpusplit bench` against llama.cpp's own llama-bench, same model, threads and batch sizes,
-interleaved (issue 6's target: gpusplit's tokens/s >= 95 % of llama-bench's on the CPU).
+interleaved: is gpusplit's harness as fast as llama.cpp's (target: within 5 % on pp and tg)?
 
 llama-bench is built from the llama.cpp sources vendored in the llama-cpp-python 0.3.36 sdist,
 in a scratch folder that is not committed:
 
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/sdist
     tar xzf /tmp/sdist/llama_cpp_python-0.3.36.tar.gz -C /tmp/sdist
-    cmake -S /tmp/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp -B /tmp/lb/build -DCMAKE_BUILD_TYPE=Release \
+    cmake -S /tmp/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp -B /tmp/lb/build -DCMAKE_BUILD_TYPE=Release \\
         -DLLAMA_CURL=OFF -DGGML_RPC=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF
     cmake --build /tmp/lb/build --target llama-bench -j2
 
-    python benchmarks/bench_vs_llama_bench.py --llama-bench /tmp/lb/build/bin/llama-bench [--rounds 3]
+    python benchmarks/bench_vs_llama_bench.py --llama-bench /tmp/lb/build/bin/llama-bench [--rounds 3] [--out FILE]
+
+Models: the demo-sized generated f16 model and real-shaped ones (gpusplit.synthetic.real_shaped:
+published shapes and quantizations, random weights). Both tools run pp512 and tg128 with the same
+threads, n_batch = n_ubatch = 512, flash attention off, an f16 KV cache and llama.cpp's repacking on,
+alternating which goes first; each figure is the median over rounds of each run's mean.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ("pp512", "tg128")
+REAL = ("smollm2-135m-Q4_1", "gemma-3-270m-Q4_K_M", "qwen2.5-0.5b-Q4_K_M", "llama-3.2-1b-Q4_K_M")
 
 
 def llama_bench(binary: str, model: str, threads: int, reps: int) -> dict[str, float]:
@@ -44,32 +53,59 @@ def gpusplit_bench(model: str, threads: int, reps: int) -> dict[str, float]:
     return {r["test"]: r["avg_ts"] for r in json.loads(out)}
 
 
+def models(folder: Path) -> dict[str, Path]:
+    from gpusplit.runner import quantize
+    from gpusplit.synthetic import write_tiny_model
+    from gpusplit.synthetic.real_shaped import REAL_SHAPED, write_real_shaped
+
+    out = {"generated dense f16 (186 MB)": write_tiny_model(folder / "dense-large-f16.gguf", "dense-large-f16")}
+    for name in REAL:
+        out[REAL_SHAPED[name].label] = write_real_shaped(folder, name, quantize)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama-bench", required=True)
-    parser.add_argument("--model", default="dense-large-f16")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each tool")
-    parser.add_argument("-r", type=int, default=5, help="repetitions inside each run")
+    parser.add_argument("-r", type=int, default=3, help="repetitions inside each run")
+    parser.add_argument("--folder", default=str(ROOT / "scratch" / "bench-vs"), help="where the models are written")
+    parser.add_argument("--out", help="write the table (markdown) here too")
     args = parser.parse_args()
-    from gpusplit.synthetic import write_tiny_model
+    from gpusplit.devices.inventory import host_device
 
     threads = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(write_tiny_model(Path(tmp) / f"{args.model}.gguf", args.model))
-        ours: dict[str, list[float]] = {"pp512": [], "tg128": []}
-        theirs: dict[str, list[float]] = {"pp512": [], "tg128": []}
-        for _ in range(args.rounds):
-            for key, value in gpusplit_bench(model, threads, args.r).items():
-                ours[key].append(value)
-            for key, value in llama_bench(args.llama_bench, model, threads, args.r).items():
-                theirs[key].append(value)
-    print(f"model {args.model}, CPU, {threads} threads, n_batch = n_ubatch = 512, flash attention off, f16 KV; "
-          f"{args.rounds} interleaved rounds of -r {args.r}\n")  # fmt: skip
-    print("| test | gpusplit bench (median t/s) | llama-bench (median t/s) | ratio | target |")
-    print("| --- | --- | --- | --- | --- |")
-    for test in ("pp512", "tg128"):
-        a, b = statistics.median(ours[test]), statistics.median(theirs[test])
-        print(f"| {test} | {a:.1f} | {b:.1f} | {a / b:.3f} | >= 0.95 |")
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for label, model in models(folder).items():
+        ours: dict[str, list[float]] = {t: [] for t in TESTS}
+        theirs: dict[str, list[float]] = {t: [] for t in TESTS}
+        for n in range(args.rounds):
+            runs = [(ours, gpusplit_bench), (theirs, lambda m, t, r: llama_bench(args.llama_bench, m, t, r))]
+            for store, run in runs if n % 2 == 0 else runs[::-1]:
+                for key, value in run(str(model), threads, args.r).items():
+                    store[key].append(value)
+        for test in TESTS:
+            a, b = statistics.median(ours[test]), statistics.median(theirs[test])
+            lines.append(f"| {label} | {test} | {a:.1f} | {b:.1f} | {a / b:.3f} |")
+        print(lines[-2] + "\n" + lines[-1], file=sys.stderr, flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = [
+        "# gpusplit bench against llama-bench",
+        "",
+        f"Generated by `python benchmarks/bench_vs_llama_bench.py --rounds {args.rounds} -r {args.r}` at commit {commit} on "
+        f"{host_device().description} ({platform.machine()}), {threads} threads; llama-bench built from the same vendored "
+        "llama.cpp. n_batch = n_ubatch = 512, flash attention off, f16 KV cache, the CPU only; the tools alternate, each "
+        "figure the median over rounds. Target: gpusplit within 5 % of llama-bench (ratio 0.95 or more).",
+        "",
+        "| model | test | gpusplit bench t/s | llama-bench t/s | ratio |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    text = "\n".join(head + lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
     return 0
 
 
