@@ -200,6 +200,37 @@ def predict_row(row: dict) -> float | None:
     return p.tg_tokens_per_s if row["test"].startswith("tg") else p.pp_tokens_per_s
 
 
+RUN_PROMPT = "The history of the world is a long story of " * 4  # tokens: as the real-shaped vocabulary splits it
+RUN_TOKENS = 128
+
+
+def run_rows(paths: dict[str, Path], store: Path) -> list[dict]:
+    """`gpusplit run` on each real-shaped model, the CPU at 2 threads: what it measures (its prompt
+    and its 128 generated tokens, greedy sampling included) against what its plan predicts, the
+    median of PASSES runs taken in turn."""
+    import gpusplit
+
+    inventory = gpusplit.detect_devices(threads=2)
+    real = {label: path for label, path in paths.items() if label.endswith(REAL_LABEL)}
+    samples: dict[str, list[dict]] = {label: [] for label in real}
+    for _ in range(PASSES):
+        for label, path in real.items():
+            plan = gpusplit.plan(str(path), inventory, ctx=1024)
+            doc = gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS, threads=2).to_dict()
+            samples[label].append(
+                {"gen": doc["timings"]["gen_tps"], "prompt": doc["timings"]["prompt_tps"], "tokens": doc["timings"]["prompt_tokens"],
+                 "gen_predicted": doc["predicted"]["gen_tps"], "prompt_predicted": doc["predicted"]["prompt_tps"]}
+            )  # fmt: skip
+    out = []
+    for label, runs in samples.items():
+        row = {"model": label}
+        for key in ("gen", "prompt", "gen_predicted", "prompt_predicted", "tokens"):
+            row[key] = statistics.median(r[key] for r in runs)
+        out.append(row)
+    store.write_text(json.dumps(out))
+    return out
+
+
 def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
     """Per model: every candidate the planner ranks over the two workers, run as planned; each
     candidate's tg128 the median of PASSES runs, the candidates taken in turn in each pass (measured
@@ -285,6 +316,8 @@ def main() -> int:
             ranks = json.loads(ranking_store.read_text())
         else:
             ranks = ranking(paths, a, b, ranking_store)
+        runs_store = SCRATCH / "runs.json"
+        runs = json.loads(runs_store.read_text()) if args.reuse and runs_store.exists() else run_rows(paths, runs_store)
     finally:
         for proc in (worker_a, worker_b):
             proc.terminate()
@@ -295,7 +328,7 @@ def main() -> int:
     if not args.reuse:
         run_file.write_text(json.dumps(time.monotonic() - started))
     seconds = json.loads(run_file.read_text()) if run_file.exists() else None
-    write_report(Path(args.out), rows, ranks, seconds, probe_seconds, args.reuse)
+    write_report(Path(args.out), rows, ranks, seconds, probe_seconds, args.reuse, runs)
     return 0
 
 
@@ -327,6 +360,30 @@ def _group_summary(rows: list[dict], title: str) -> list[str]:
     ]
 
 
+def _run_summary(runs: list[dict]) -> list[str]:
+    """`gpusplit run`'s own timings against its prediction (generation within 20 %)."""
+    if not runs:
+        return []
+    from gpusplit.documents import error_pct
+
+    lines = [
+        f"## `gpusplit run` against its prediction (real-shaped models, the CPU at 2 threads, a {runs[0]['tokens']:.0f}-token "
+        f"prompt and {RUN_TOKENS} generated tokens, greedy; median of {PASSES} runs)",
+        "",
+        "| model | generation t/s predicted / measured | error | prompt t/s predicted / measured | error |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    within = 0
+    for r in runs:
+        gen, prompt = error_pct(r["gen_predicted"], r["gen"]), error_pct(r["prompt_predicted"], r["prompt"])
+        within += gen is not None and abs(gen) <= 20
+        lines.append(
+            f"| {r['model']} | {r['gen_predicted']:.1f} / {r['gen']:.1f} | {gen:+.1f} % | "
+            f"{r['prompt_predicted']:.1f} / {r['prompt']:.1f} | {prompt:+.1f} % |"
+        )
+    return [f"`run`'s generation within 20 % of its prediction: {within} of {len(runs)} models", "", *lines, ""]
+
+
 def _largest_part(parts: dict | None) -> str:
     """The predicted part a generated token spends most on (what to suspect when it misses)."""
     if not parts:
@@ -339,7 +396,13 @@ def _largest_part(parts: dict | None) -> str:
 
 
 def write_report(
-    out: Path, rows: list[dict], ranks: list[dict], seconds: float | None, probe: list[float] | None, reused: bool = False
+    out: Path,
+    rows: list[dict],
+    ranks: list[dict],
+    seconds: float | None,
+    probe: list[float] | None,
+    reused: bool = False,
+    runs: list[dict] | None = None,
 ) -> None:
     from gpusplit.devices.inventory import host_device
     from gpusplit.documents import error_pct
@@ -374,6 +437,7 @@ def write_report(
         (f"- whole run: {seconds / 60:.1f} minutes" if seconds else "")
         + ("; predicted again (`--reuse`) over its measurements" if reused else ""),
         "",
+        *_run_summary(runs or []),
         "## Rows outside their target (20 % generation, 30 % prompt), with the part a generated token spends most on",
         "",
         "| model | setup | test | predicted t/s | measured t/s | error | largest predicted part |",

@@ -53,6 +53,9 @@ class Prediction:
     # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (documents.predicted_pp).
     batch_fixed_s: float = 0.0
     batch_token_s: float = 0.0
+    # A greedy sample of a generated token over the vocabulary on the host (what `run` adds to each
+    # token; llama-bench's tg has none): tg_tokens_per_s is decoding alone.
+    sample_s: float = 0.0
     # Where a token's predicted seconds go: "fixed", "links", "sync", and per device (its name) its
     # "layers", "rows", "weights", "output" and "kv" (see token_parts): what to look at when it misses.
     parts: dict[str, object] = field(default_factory=dict)
@@ -569,6 +572,7 @@ def predict(
         pp_range=None if pp is None else (pp * (1 - u_pp), pp * (1 + u_pp)),
         batch_fixed_s=batch_fixed,
         batch_token_s=batch_token,
+        sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
         parts={
             "fixed": fixed,
             "links": hops,

@@ -274,6 +274,7 @@ class ProbeRun:
     prompt: bool = True
     deep: bool = False
     label: str = ""
+    sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
 
     def tests(self) -> list[dict]:
         tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
@@ -296,6 +297,7 @@ class Timing:
     load_s: float
     deep_batch_s: float | None = None
     no_repack: bool = False  # run with the extra buffer types off, after llama.cpp crashed with them
+    sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
 
 
 def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[str] | None = None) -> list[Timing | None]:
@@ -310,7 +312,9 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
 
     started(0)
     # One limit for the whole series (a device's probe takes about 20 s here): a hang shows in 30 min.
-    outcomes = bench_series([(r.params, r.tests(), r.repetitions) for r in runs], lambda i: started(i + 1), timeout=1800)
+    outcomes = bench_series(
+        [(r.params, r.tests(), r.repetitions, r.sample_reps) for r in runs], lambda i: started(i + 1), timeout=1800
+    )
 
     def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
         return BATCH_TOKENS / statistics.median(samples[test]) if test in samples else None
@@ -326,11 +330,12 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
                 notes.append(f"{run.label}: not measured ({o.error or 'no samples'})")
             continue
         timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
-                              per_batch(o.samples, "pp_deep"), o.recovery is not None))  # fmt: skip
+                              per_batch(o.samples, "pp_deep"), o.recovery is not None, o.sample_s))  # fmt: skip
     return timings
 
 
 SPIKE = 1.5  # rounds further apart than this: the slower one met a busy moment
+SAMPLE_REPS = 21
 
 
 def two_rounds(first: float, second: float) -> float:
@@ -394,6 +399,8 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
                 prompt,
                 prompt and name == target.attention_model,
                 f"{target.device.name}: {name}" + (" again" if again else ""),
+                # the host's sampling cost, from a 512- and a 262,144-token vocabulary
+                SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
             )
         )
     notes: list[str] = []
@@ -424,6 +431,14 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
             load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
+    sampled = {run.name: t.sample_s for run, t in zip(runs, timings) if t is not None and t.sample_s}
+    sample_fixed = sample_per_vocab = 0.0
+    if "l1" in sampled and ROWS in sampled:
+        # a greedy sample: a fixed part and a part per vocabulary entry (its candidate array)
+        small_vocab, large_vocab = _vocab(paths["l1"]), _vocab(paths[ROWS])
+        sample_per_vocab = max((sampled[ROWS] - sampled["l1"]) / (large_vocab - small_vocab), 0.0)
+        sample_fixed = max(sampled["l1"] - sample_per_vocab * small_vocab, 0.0)
+        raw["sample"] = {"l1_s": round(sampled["l1"], 7), "rows_s": round(sampled[ROWS], 7)}
     missing = [name for name in (*SMALL, large["float"]) if name not in points]
     if missing:
         failures = [n for n in notes if ": not measured (" in n]
@@ -470,7 +485,15 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         measured_at=speed_cache.now(),
         probe=raw,
         no_repack=target.no_repack or any(t is not None and t.no_repack for t in timings),
+        sample_fixed_s=sample_fixed,
+        sample_per_vocab_s=sample_per_vocab,
     )
+
+
+def _vocab(path: Path) -> int:
+    from .gguf.model import read_model
+
+    return read_model(path).n_vocab
 
 
 def offload_rate(host_bytes: int, host_batch_s: float, device_batch_s: float) -> float | None:

@@ -116,6 +116,7 @@ class BenchOutcome:
     load_ms: float = 0.0
     recovery: Recovery | None = None
     error: str | None = None  # a series' run that failed (bench_series): no samples
+    sample_s: float | None = None  # a greedy sample's seconds, where the run asked for it (sample_reps)
 
 
 def timings_from(result: dict[str, Any]) -> Timings:
@@ -254,11 +255,13 @@ def bench_config(
 def _bench_outcome(result: dict[str, Any], actual: dict[str, dict[str, int]]) -> BenchOutcome:
     """task_bench's result (samples per test, build, load time) with the buffers read from its log."""
     samples = {r["test"]: r["samples_ts"] for r in result["results"]}
-    return BenchOutcome(samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0))
+    return BenchOutcome(
+        samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0), sample_s=result.get("sample_s")
+    )
 
 
 def bench_series(
-    runs: list[tuple[EngineParams, list[dict[str, Any]], int]],
+    runs: list[tuple[EngineParams, list[dict[str, Any]], int] | tuple[EngineParams, list[dict[str, Any]], int, int]],
     on_done: Callable[[int], None] | None = None,
     timeout: float | None = None,
 ) -> list[BenchOutcome]:
@@ -290,8 +293,14 @@ def bench_series(
                 if on_done is not None:
                     on_done(index)
 
-        load = [(p.with_(use_extra_bufts=False) if recovery else p, t, r) for p, t, r in runs[first:]]
-        request = {"runs": [{"params": p.as_dict(), "tests": t, "repetitions": r} for p, t, r in load]}
+        # (params, tests, repetitions[, greedy samples to time after them])
+        load = [(run[0].with_(use_extra_bufts=False) if recovery else run[0], *run[1:]) for run in runs[first:]]
+        request = {
+            "runs": [
+                {"params": run[0].as_dict(), "tests": run[1], "repetitions": run[2], "sample_reps": run[3] if len(run) > 3 else 0}
+                for run in load
+            ]
+        }
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break  # out of time: the runs not done come back "not run"

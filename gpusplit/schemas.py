@@ -91,7 +91,8 @@ SPEED = _object(
         "link_bytes_per_s": NULLABLE_NUM, "threads": NULLABLE_INT, "source": {"enum": ["measured", "catalog", "assumed"]},
         "identity": STR, "measured_at": STR, "probe": {"type": "object"},
     },
-    {"unmeasured": STRS, "no_repack": BOOL, "row_overhead_s": {"type": "object", "additionalProperties": NUM}},
+    {"unmeasured": STRS, "no_repack": BOOL, "row_overhead_s": {"type": "object", "additionalProperties": NUM},
+     "sample_fixed_s": NUM, "sample_per_vocab_s": NUM},
 )  # fmt: skip
 GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})
 
@@ -219,7 +220,7 @@ PLAN = _object(
                 "basis": BASIS, "batch_fixed_s": NUM, "batch_token_s": NUM, "bytes_per_token": INT, "limited_by": STR,
                 "assumptions": STRS,
             },
-            {"parts": PREDICTED_PARTS},
+            {"parts": PREDICTED_PARTS, "sample_s": NUM},
         ),
         "devices": _array(PLAN_DEVICE),
         "host": PLAN_HOST,

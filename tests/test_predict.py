@@ -653,3 +653,19 @@ def test_a_tied_output_is_read_per_token_and_the_parts_add_up(header_only_model)
     cpu = p.parts["devices"]["CPU"]
     assert p.parts["fixed"] + p.parts["links"] + p.parts["sync"] + sum(cpu.values()) == pytest.approx(p.seconds_per_token)
     assert cpu["output"] > cpu["weights"]
+
+
+def test_run_predicts_its_sampling_beside_the_decode(header_only_model):
+    """`run` samples every generated token greedily over the vocabulary on the host: the probe's
+    figures (a fixed part and one per entry) price it, on top of the decode llama-bench's tg times."""
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory, host_device
+    from gpusplit.documents import run_document
+    from gpusplit.runner import RunResult, Timings
+
+    host = host_device().with_(speed=_speed(sample_fixed_s=2e-6, sample_per_vocab_s=1e-9))
+    plan = gpusplit.plan(header_only_model("gemma-3-270m"), Inventory(devices=[], host=host), ctx=512)
+    p = plan.best.prediction
+    assert p.sample_s == pytest.approx(2e-6 + 262144 * 1e-9)
+    doc = run_document(RunResult(plan.to_dict(), "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
+    assert doc["predicted"]["gen_tps"] == pytest.approx(1 / (1 / p.tg_tokens_per_s + p.sample_s), rel=1e-3)

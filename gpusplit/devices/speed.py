@@ -82,6 +82,10 @@ class DeviceSpeed:
     # Each matrix row a token multiplies, besides its bytes (a dot product's fixed cost: narrow rows
     # and large vocabularies feel it), for float and quantized rows ("float", "quant").
     row_overhead_s: dict[str, float] = field(default_factory=dict)
+    # The host's greedy sample of a generated token (`run`, a server): a fixed part and one per
+    # vocabulary entry (the sampler's candidate array); 0 where not measured.
+    sample_fixed_s: float = 0.0
+    sample_per_vocab_s: float = 0.0
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None

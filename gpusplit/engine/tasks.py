@@ -451,8 +451,31 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
     }
+    out = {"results": results, "load_ms": loaded.load_ms, "build": info}
+    if request.get("sample_reps"):
+        out["sample_s"] = _sample_seconds(lib, loaded, int(request["sample_reps"]))
     loaded.close()
-    return {"results": results, "load_ms": loaded.load_ms, "build": info}
+    return out
+
+
+def _sample_seconds(lib: Any, loaded: Loaded, reps: int) -> float:
+    """The median time of a greedy sample over the vocabulary's logits (what `run` adds to each
+    generated token besides its decode: its sampler builds a candidate per vocabulary entry)."""
+    import statistics
+
+    lib.llama_memory_clear(lib.llama_get_memory(loaded.ctx), True)
+    one = (lib.llama_token * 1)(0)
+    if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(one, 1)) != 0:
+        raise EngineError("llama.cpp failed to decode a token before timing the sampler")
+    lib.llama_synchronize(loaded.ctx)
+    sampler = _sampler(lib, 0.0, 0)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        lib.llama_sampler_sample(sampler, loaded.ctx, -1)
+        times.append(time.perf_counter() - started)
+    lib.llama_sampler_free(sampler)
+    return statistics.median(times)
 
 
 def task_bench_series(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
