@@ -84,16 +84,15 @@ def _speed_row(device) -> tuple[str, ...]:
 def _read_row(device) -> tuple[str, ...]:
     """A device's read rate (GB/s) per weight type: its copies' apart where the CPU makes them
     (CPU_REPACK, AMX), and a type whose probe model failed marked."""
-    from ..devices.speed import COPIED
-
     s = device.speed
 
     def cell(cls: str) -> str:
         if cls not in s.bandwidth:
             return "-"
         text = f"{s.bandwidth[cls] / 1e9:.0f}"
-        if cls + COPIED in s.bandwidth:
-            text += f" ({s.bandwidth[cls + COPIED] / 1e9:.0f} copied)"
+        copied = s.copied_bandwidth(cls)
+        if copied:
+            text += f" ({copied / 1e9:.0f} copied)"
         return text
 
     return (device.name, *(cell(cls) for cls in TYPE_NAMES))

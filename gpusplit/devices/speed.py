@@ -102,6 +102,10 @@ class DeviceSpeed:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def copied_bandwidth(self, cls: str) -> float | None:
+        """The read rate of a class's weights in the CPU's copies (CPU_REPACK, AMX), where measured."""
+        return self.bandwidth.get(cls + COPIED)
+
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> DeviceSpeed:
         known = {f.name for f in fields(cls)}
