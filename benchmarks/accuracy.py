@@ -121,7 +121,7 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
         plan = gpusplit.plan(fixture(folder, "dense-f16"), inventory, ctx=1024, draft=draft_path, ngl_draft=ngld, **placement)
         params = engine_params(plan).with_(model_path=str(draft_path), n_gpu_layers=draft.n_layer + 1 if ngld < 0 else ngld)
         _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
-        actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
+        actual = parse_buffers(log, rpc_buffer_names(gpusplit.document(plan))).by_device
         for mem in plan.draft.devices + [plan.draft.host]:
             real = actual.get(mem.name, {})
             if not mem.planned_bytes and not real:
@@ -191,7 +191,7 @@ def main() -> int:
                     plan = gpusplit.plan(model, devices, **settings, **placement)
                     params = engine_params(plan)
                     _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
-                    actual = parse_buffers(log, rpc_buffer_names(plan.to_dict())).by_device
+                    actual = parse_buffers(log, rpc_buffer_names(gpusplit.document(plan))).by_device
                     estimated = {m.name: m.compute_bytes for m in plan.best.memory.devices + [plan.best.memory.host]}
                     plan = gpusplit.plan(model, devices, **settings, **placement, measure=True)
                     for mem in plan.best.memory.devices + [plan.best.memory.host]:
@@ -303,11 +303,10 @@ def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
     def mib(x: int) -> str:
         return f"{x / MIB:.2f}"
 
-    import subprocess
-
     from gpusplit.devices.inventory import host_device
+    from gpusplit.provenance import commit as checkout_commit
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [
         "# Planned vs actual memory (llama.cpp 0.3.36, CPU and two loopback RPC workers)",
         "",

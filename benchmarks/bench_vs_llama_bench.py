@@ -90,7 +90,9 @@ def main() -> int:
             a, b = statistics.median(ours[test]), statistics.median(theirs[test])
             lines.append(f"| {label} | {test} | {a:.1f} | {b:.1f} | {a / b:.3f} |")
         print(lines[-2] + "\n" + lines[-1], file=sys.stderr, flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    from gpusplit.provenance import commit as checkout_commit
+
+    commit = checkout_commit()  # "+changes" when the tree differs from it
     head = [
         "# gpusplit bench against llama-bench",
         "",

@@ -196,7 +196,7 @@ def predict_row(row: dict) -> float | None:
         split=None if split == "auto" else split, ngl=(kw.get("ngls") or [None])[0], allow_ctx_overflow=True,
     )  # fmt: skip
     p = plan.best.prediction
-    row["parts"] = plan.to_dict()["predicted"]["parts"]
+    row["parts"] = gpusplit.document(plan)["predicted"]["parts"]
     return p.tg_tokens_per_s if row["test"].startswith("tg") else p.pp_tokens_per_s
 
 
@@ -216,7 +216,7 @@ def run_rows(paths: dict[str, Path], store: Path) -> list[dict]:
     for _ in range(PASSES):
         for label, path in real.items():
             plan = gpusplit.plan(str(path), inventory, ctx=1024)
-            doc = gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS, threads=2).to_dict()
+            doc = gpusplit.document(gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS, threads=2))
             samples[label].append(
                 {"gen": doc["timings"]["gen_tps"], "prompt": doc["timings"]["prompt_tps"], "tokens": doc["timings"]["prompt_tokens"],
                  "gen_predicted": doc["predicted"]["gen_tps"], "prompt_predicted": doc["predicted"]["prompt_tps"]}
@@ -247,7 +247,7 @@ def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
         if label.endswith(REAL_LABEL) and not any(path.name.startswith(n) for n in RANKED_REAL):
             continue
         plan = gpusplit.plan(str(path), inventory, ctx=512)
-        doc = plan.to_dict()
+        doc = gpusplit.document(plan)
         ranked = [(rank, c) for rank, c in enumerate([plan.best, *plan.alternatives]) if c.fits]
         samples: dict[int, list[float]] = {rank: [] for rank, _ in ranked}
         for _ in range(PASSES):
@@ -412,7 +412,9 @@ def write_report(
         r["err"] = error_pct(r["predicted"], r["measured"])
     real = [r for r in ok if r["model"].endswith(REAL_LABEL)]
     generated = [r for r in ok if not r["model"].endswith(REAL_LABEL)]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    from gpusplit.provenance import commit as checkout_commit
+
+    commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [
         "# Predicted vs measured speed",
         "",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,12 @@ def measure(path: Path, no_repack: bool, repetitions: int) -> tuple[float, float
         if r["status"] != "ok":
             raise SystemExit(f"{path.name}: {r['error']}")
     plan = gpusplit.plan(str(path), no_repack=no_repack or bool(rows[0]["recovery"]), ctx=256, ngl=0)
-    return by_test["pp128"]["avg_ts"], by_test["tg32"]["avg_ts"], plan.to_dict()["host"]["weight_buffers"], rows[0]["recovery"]
+    return (
+        by_test["pp128"]["avg_ts"],
+        by_test["tg32"]["avg_ts"],
+        gpusplit.document(plan)["host"]["weight_buffers"],
+        rows[0]["recovery"],
+    )
 
 
 def machine() -> str:
@@ -92,7 +96,9 @@ def main() -> int:
     def median(name: str, no_repack: bool, index: int) -> float:
         return statistics.median(x[index] for x in results[(name, no_repack)])
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    from gpusplit.provenance import commit as checkout_commit
+
+    commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [
         "# What --no-repack costs (CPU)",
         "",

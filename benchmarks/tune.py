@@ -98,10 +98,12 @@ def main() -> int:
     finally:
         for proc in (worker_a, worker_b):
             proc.terminate()
+    from gpusplit.provenance import commit, machine
+
     lines = [
         "# tune vs an exhaustive grid",
         "",
-        "Written by `python benchmarks/tune.py` on a 2-core x86_64 machine without a GPU (llama-cpp-python 0.3.36);",
+        f"Written by `python benchmarks/tune.py` at commit {commit()} on {machine()}, without a GPU (llama-cpp-python 0.3.36);",
         "objective tg. The grid measures every point of the space tune searches (see the script); tune gets a",
         "quarter of the grid's time as its budget. *ratio* compares the winner's grid measurement (or its own,",
         "where the grid does not hold it) with the grid's best: the target is at least 0.95.",

@@ -17,7 +17,7 @@ args = parser.parse_args()
 model = gpusplit.read_model(args.model or gpusplit.demo_model_path())
 devices = gpusplit.detect_devices(rpc=args.rpc)
 plan = gpusplit.plan(model, devices, ctx=1024)
-doc = plan.to_dict()  # the gpusplit.plan/1 document, as `gpusplit plan --json` prints it
+doc = gpusplit.document(plan)  # the gpusplit.plan/1 document, as `gpusplit plan --json` prints it
 print(f"plan: {doc['strategy']}, fits: {doc['fits']}, best context: {doc['best_ctx']} tokens")
 print("llama-server", *doc["llama_args"])
 
@@ -26,7 +26,7 @@ try:
 except gpusplit.GpusplitError as exc:  # one line and a hint, as the CLI prints them
     raise SystemExit(f"run failed: {exc}") from None
 print(f"generated {result.timings.gen_tokens} tokens at {result.timings.gen_tps:.0f} tokens/s: {result.text!r}")
-for device in result.to_dict()["devices"]:
+for device in gpusplit.document(result)["devices"]:
     print(f"  {device['name']}: planned {device['planned_bytes']:,} bytes, llama.cpp allocated {device['actual_bytes']:,}")
 
 for row in gpusplit.bench(model.path, rpc=args.rpc, n_prompt=[64], n_gen=[16], repetitions=2):

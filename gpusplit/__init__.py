@@ -5,7 +5,7 @@ The library the `gpusplit` command stands on (see docs/api.md):
     import gpusplit
 
     plan = gpusplit.plan("model.gguf", gpusplit.detect_devices(gpus=["24GiB", "8GiB"]))
-    print(plan.best.strategy, plan.to_dict()["llama_args"])
+    print(plan.best.strategy, gpusplit.document(plan)["llama_args"])
 
 Names are imported on first use, so `import gpusplit` stays cheap for the CLI and its tab completion.
 """
@@ -29,6 +29,7 @@ _EXPORTS = {
     "download_model": "gpusplit.api",
     "probe_devices": "gpusplit.api",
     "load_plan_document": "gpusplit.api",
+    "document": "gpusplit.api",
     "GpusplitError": "gpusplit.errors",
     "InputError": "gpusplit.errors",
     "GGUFError": "gpusplit.gguf.errors",
@@ -52,6 +53,7 @@ __all__ = [
     "bench",
     "demo_model_path",
     "detect_devices",
+    "document",
     "download_model",
     "load_plan_document",
     "plan",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         bench,
         demo_model_path,
         detect_devices,
+        document,
         download_model,
         load_plan_document,
         plan,

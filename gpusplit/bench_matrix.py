@@ -9,15 +9,12 @@ flushed as each configuration finishes, so an interrupted bench keeps every fini
 from __future__ import annotations
 
 import itertools
-import json
-import math
-import os
-import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import journal
 from .documents import BENCH_SCHEMA
 
 
@@ -73,43 +70,27 @@ def matrix(
     return configs
 
 
-def mean_sd(samples: list[float]) -> tuple[float, float]:
-    if not samples:
-        return math.nan, math.nan
-    return statistics.fmean(samples), statistics.stdev(samples) if len(samples) > 1 else 0.0
-
-
 # ---------------------------------------------------------------------------------------------
 # JSONL: append, resume, read
 
 
+def is_bench_record(record: dict[str, Any]) -> bool:
+    return record.get("schema") == BENCH_SCHEMA
+
+
+def check_results_file(path: Path, option: str) -> None:
+    """Refuse (exit 2, file untouched) a --output/--resume file that is not a bench JSONL."""
+    journal.check_ours(path, is_bench_record, BENCH_SCHEMA, option)
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record and make it durable before the next configuration starts."""
-    line = json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    journal.append(path, record)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every complete record of a JSONL file; a line cut short by a kill is ignored."""
-    records = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("schema") == BENCH_SCHEMA:
-            records.append(record)
-    return records
+    """Every complete record of a bench JSONL file; a line cut short by a kill is ignored."""
+    return journal.read(path, is_bench_record)
 
 
 def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:

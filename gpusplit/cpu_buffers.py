@@ -15,14 +15,10 @@ the figures recorded on that host) and on AMD EPYC hosts with CPU_REPACK alone (
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
+from .devices.cpu import AMX, KLEIDIAI, MAPPED, REPACK
 from .gguf.reader import TensorInfo
 
-AMX = "AMX"
-REPACK = "CPU_REPACK"
-KLEIDIAI = "CPU_KLEIDIAI"
-MAPPED = "CPU_Mapped"
 EXTRA_BUFFERS = (AMX, KLEIDIAI, REPACK)  # ggml-cpu's order (it has others, for hardware not modelled here)
 MODELLED = frozenset({AMX, REPACK})  # KleidiAI's rules are not modelled: its weights are counted as mapped
 TENSOR_ALIGNMENT = 32  # ggml-impl.h: each tensor of a buffer starts on this boundary
@@ -38,17 +34,6 @@ REPACK_RULES: dict[str, dict[str, int]] = {
     "arm-dotprod": {"Q4_0": 4, "Q4_K": 8, "Q5_K": 8, "Q6_K": 8, "IQ4_NL": 4, "MXFP4": 4, "Q8_0": 4, "Q1_0": 4},
 }
 REPACKED_TYPES = {level: frozenset(rules) for level, rules in REPACK_RULES.items()}
-
-
-def repack_level(features: Iterable[str]) -> str:
-    """Which REPACK_RULES a build follows, from the features it was compiled for (ggml's names:
-    AVX512, AVX2, DOTPROD; ggml_cpu_has_* report the build's flags, not the CPU's)."""
-    found = set(features)
-    if "AVX512" in found:
-        return "avx512"
-    if "AVX2" in found:
-        return "avx2"
-    return "arm-dotprod" if "DOTPROD" in found else "none"
 
 
 # AMX (ggml-cpu/amx/amx.cpp, extra_buffer_type::supports_op): a 2-D MUL_MAT whose output rows are

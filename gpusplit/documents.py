@@ -10,11 +10,14 @@ document against its schema: a field added here and not there fails. Pure: no pr
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .cpu_buffers import AMX, HOST_COPIES_NOTE, MAPPED, REPACK
+from .engine.logparse import TENSOR_GROUP, spread_group
 
 if TYPE_CHECKING:
     from .bench_matrix import Config, Test
@@ -34,9 +37,13 @@ COMPARE_SCHEMA = "gpusplit.bench-compare/1"
 TUNE_SCHEMA = "gpusplit.tune/1"
 
 COMPONENTS = ("weights", "kv", "compute", "output")
-# llama.cpp's tensor parallelism wraps the devices in one "Meta()" device and logs one figure per
-# buffer for the whole group: the largest device's share (ggml-backend-meta.cpp takes the max).
-TENSOR_GROUP = "Meta()"
+
+
+def mean_sd(samples: list[float]) -> tuple[float, float]:
+    """The mean and standard deviation of a test's samples (NaN, NaN for none)."""
+    if not samples:
+        return math.nan, math.nan
+    return statistics.fmean(samples), statistics.stdev(samples) if len(samples) > 1 else 0.0
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -243,6 +250,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
     from .params import engine_params
+    from .sources import projector_flags
     from .units import format_bytes
 
     best = plan.best
@@ -274,8 +282,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     projector = plan.request.projector
     if projector is not None:
-        remote = projector.path.startswith(("http://", "https://"))
-        llama_args += ["--mmproj-url" if remote else "--mmproj", projector.path]
+        llama_args += projector_flags(projector.path)
         where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
         reasons.append(
             f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
@@ -389,14 +396,10 @@ def _parts(parts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predicted_pp(predicted: Mapping[str, Any], n_tokens: int) -> float | None:
-    """Prompt tokens/s the plan predicts for a prompt of n_tokens (one batch). A short batch still
-    reads every weight once: it takes at least its fixed costs plus one generation step (on an
-    H200, 17 tokens of Llama-8B took 10.4 ms where the compute alone predicted 6.5)."""
-    seconds = predicted["batch_fixed_s"] + n_tokens * predicted["batch_token_s"]
-    tg = predicted.get("tg_tokens_per_s")
-    if tg:
-        seconds = max(seconds, predicted["batch_fixed_s"] + 1 / tg)
-    return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
+    """Prompt tokens/s a plan document's `predicted` gives a prompt of n_tokens (one batch)."""
+    from .predict import prompt_tokens_per_s
+
+    return prompt_tokens_per_s(predicted["batch_fixed_s"], predicted["batch_token_s"], predicted.get("tg_tokens_per_s"), n_tokens)
 
 
 def error_pct(predicted: float | None, measured: float | None) -> float | None:
@@ -408,18 +411,6 @@ def error_pct(predicted: float | None, measured: float | None) -> float | None:
 
 # ---------------------------------------------------------------------------------------------
 # planned vs actual, shared by run/1 and bench/1
-
-
-def spread_group(by_device: Mapping[str, Mapping[str, int]], group: list[str]) -> dict[str, dict[str, int]]:
-    """Give each device of a tensor-parallel group the group's `Meta()` figure (a bound, and exact
-    for equal shares), in place of the Meta() entry."""
-    meta = by_device.get(TENSOR_GROUP)
-    out = {name: dict(parts) for name, parts in by_device.items()}
-    if meta is None or not group:
-        return out
-    del out[TENSOR_GROUP]
-    out.update({name: dict(meta) for name in group})
-    return out
 
 
 def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
@@ -538,7 +529,6 @@ def bench_record(
 ) -> dict[str, Any]:
     """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed. `recovery`:
     llama.cpp crashed with the CPU's extra buffer types on and the row was measured without them."""
-    from .bench_matrix import mean_sd
 
     avg, sd = mean_sd(samples or [])
     predicted = None
@@ -621,5 +611,24 @@ def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any
         "margin_pct": result.margin_pct,
         "spread_pct": result.spread_pct,
         "chosen": result.chosen,
-        "plan": result.plan.to_dict(),
+        "plan": plan_document(result.plan),
     }
+
+
+def document_of(result: Any, **context: Any) -> dict[str, Any]:
+    """Any result's document, by what it is (see api.document)."""
+    from .devices.inventory import Inventory
+    from .gguf.model import ModelInfo
+    from .planner import Plan
+
+    if isinstance(result, Plan):
+        return plan_document(result)
+    if isinstance(result, Inventory):
+        return devices_document(result)
+    if isinstance(result, ModelInfo):
+        return inspect_document(result, **context)
+    if hasattr(result, "timings") and hasattr(result, "actual"):  # runner.RunResult (a layer above)
+        return run_document(result)
+    if hasattr(result, "trials") and hasattr(result, "stopped"):  # tune.TuneResult (a layer above)
+        return tune_document(result, context["objective"], context["budget_s"])
+    raise TypeError(f"no gpusplit document for a {type(result).__name__}")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .cpu_buffers import AMX, MUL_MAT, REPACK, host_copy
+from .devices.backends import OP_OFFLOAD_MIN_BATCH
+from .devices.backends import backend as backend_of
 from .gguf.adapter import AdapterInfo
 from .gguf.model import ModelInfo
 from .gguf.reader import TensorInfo
@@ -25,16 +27,9 @@ MIB = 1024 * 1024
 CTX_PAD = 256  # llama.cpp pads n_ctx (and n_ctx_seq) to a multiple of 256
 PIPELINE_COPIES = 4  # GGML_SCHED_MAX_COPIES: input copies kept with pipeline parallelism
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads quantized rows to this many elements
-SPLIT_MODES = ("none", "layer", "row", "tensor")
 
 # Gemma scales the token embeddings by sqrt(n_embd) on the host before the first block.
 SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
-# Backends whose host buffer type comes before the CPU's extra buffer types (AMX, CPU_REPACK) in
-# llama.cpp's CPU buffer list; with mmap the weights it claims go back to the mapped file, so
-# nothing is copied.
-# A GPU given only by its size (--gpu 24GiB) is taken for the usual case, CUDA.
-HOST_BUFFER_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical"})
-OFFLOAD_MIN_BATCH = 32  # ggml-cuda's offload_op: ops of at least this many tokens go to the GPU
 
 
 # What a CUDA device holds beyond llama.cpp's buffers while it runs a model: the driver's context
@@ -48,13 +43,12 @@ OFFLOAD_MIN_BATCH = 32  # ggml-cuda's offload_op: ops of at least this many toke
 CUDA_CONTEXT_BYTES = 524 * 2**20
 CUDA_BLOCK_KERNELS_BYTES = 74 * 2**20
 CUBLAS_BYTES = 94 * 2**20
-RUNTIME_BACKENDS = frozenset({"CUDA", "hypothetical"})
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
 def runtime_bytes(backend: str, settings: Settings, float_weights: bool, blocks: bool = True) -> int:
     """Memory a device of `backend` uses outside llama.cpp's buffers (0 where not measured)."""
-    if backend not in RUNTIME_BACKENDS:
+    if not backend_of(backend).runtime_measured:
         return 0
     if not blocks:
         return CUDA_CONTEXT_BYTES
@@ -519,9 +513,9 @@ def plan_memory(
     # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
     # Llama-8B blocks on the CPU, the CPU kept only its inputs (as with every block offloaded) and
     # the GPU's buffer grew by the K and V of one ubatch.
-    offload_to = next((i for i in active if device_backends[i] in HOST_BUFFER_BACKENDS), None)
+    offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
     host_blocks = any(il < model.n_layer for il in host.layers)
-    if host_blocks and offload_to is not None and s.tokens >= OFFLOAD_MIN_BATCH:
+    if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
         gpu = devices[offload_to]
         borrowed = _layers_compute(s, settings) - s.e * s.tokens * 4  # as a device's own blocks
         if out_dev is None:
@@ -579,7 +573,7 @@ def host_extra_buffers(settings: Settings, device_backends: Sequence[str]) -> tu
     """The CPU's extra buffer types that can take the host's weights in this load: none with
     --no-repack, none behind a GPU's host buffer (it comes first and, with mmap, hands them back to
     the mapped file), else the backend's own, in its order."""
-    if not settings.extra_buffers or any(b in HOST_BUFFER_BACKENDS for b in device_backends):
+    if not settings.extra_buffers or any(backend_of(b).host_buffer for b in device_backends):
         return ()
     return settings.cpu_extra_buffers
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .values import SPLIT_MODES
+
 if TYPE_CHECKING:
     from .planner import Candidate, Plan
 
-SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
 LLAMA_MAX_DEVICES = 16
 
 
 @dataclass(frozen=True)
 class EngineParams:
-    model_path: str
+    model_path: str  # a path, URL or hub name as the user gave it (sources.py says how each loads)
+    model_url: str | None = None  # a registry name's file URL (llama-server's -mu)
     rpc: tuple[str, ...] = ()
     n_gpu_layers: int = 0
     split_mode: str = "layer"  # none, layer, row, tensor
@@ -60,8 +62,10 @@ class EngineParams:
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama(...)` (what `plan` prints for Python users)."""
+        from .sources import python_model_kwargs
+
         kwargs: dict[str, Any] = {
-            "model_path": self.model_path,
+            **python_model_kwargs(self.model_path),
             "n_gpu_layers": self.n_gpu_layers,
             "split_mode": SPLIT_MODES[self.split_mode],
             "main_gpu": self.main_gpu,
@@ -85,19 +89,13 @@ class EngineParams:
             kwargs["n_threads_batch"] = self.n_threads
         if self.lora:
             kwargs["lora_path"] = self.lora[0]  # Llama() takes one adapter
-        if self.model_path.startswith("hf://"):
-            # Llama.from_pretrained(repo_id, filename, **kwargs) downloads through huggingface_hub.
-            from .hub import parse_hf
-
-            name = parse_hf(self.model_path)
-            del kwargs["model_path"]
-            filename = name.path or (f"*{name.quant}*.gguf" if name.quant else "*.gguf")
-            kwargs = {"repo_id": name.repo, "filename": filename, **kwargs}
         return kwargs
 
     def cli_flags(self) -> list[str]:
         """llama-server / llama-cli flags for the same load."""
-        flags = [*_model_flags(self.model_path), "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
+        from .sources import model_flags
+
+        flags = [*model_flags(self.model_path, self.model_url), "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
         if self.split_mode in ("none", "row"):
             flags += ["-mg", str(self.main_gpu)]
         if self.tensor_split:
@@ -117,18 +115,6 @@ class EngineParams:
         if not self.use_extra_bufts:
             flags += ["--no-repack"]
         return flags
-
-
-def _model_flags(path: str) -> list[str]:
-    """-m FILE, or llama.cpp's own Hugging Face flags for a hf:// name (it downloads it itself)."""
-    if path.startswith("hf://"):
-        from .hub import parse_hf
-
-        name = parse_hf(path)
-        if name.path:
-            return ["-hfr", name.repo, "-hff", name.path]
-        return ["-hf", f"{name.repo}:{name.quant}" if name.quant else name.repo]
-    return ["-m", path]
 
 
 def _short(value: float) -> str:
@@ -154,6 +140,7 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | N
     settings = c.settings
     return EngineParams(
         model_path=model.path,
+        model_url=model.source_url,
         rpc=rpc,
         n_gpu_layers=ngl if plan.devices else 0,
         split_mode=c.llama_mode,

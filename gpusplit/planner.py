@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .devices.device import Device
-from .devices.rpc import on_this_machine
+from .devices.rpc import serves_this_cpu
 from .devices.speed import GroupSpeed
 from .errors import InputError
 from .gguf.adapter import AdapterInfo, ProjectorInfo
@@ -106,7 +106,7 @@ class Candidate:
 class Plan:
     """A plan: the model, the devices, the best candidate (`best`: strategy, placement, memory per
     device, fit, prediction), the other candidates ranked, the best context and the fit score.
-    `to_dict()` gives the `gpusplit.plan/1` document."""
+    documents.plan_document(plan) gives the `gpusplit.plan/1` document."""
 
     model: ModelInfo
     devices: list[Device]
@@ -123,12 +123,6 @@ class Plan:
     compute_source: str = "estimate"  # or "measured" (llama.cpp's dry run)
     warnings: list[str] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
     draft: MemoryPlan | None = None  # the draft model's bytes per device (--draft), counted in best.fits
-
-    def to_dict(self) -> dict:
-        """The `gpusplit.plan/1` document (what `gpusplit plan --json` prints)."""
-        from .documents import plan_document
-
-        return plan_document(self)
 
 
 def reserves_for(devices: list[Device], reserve: int | None) -> list[int]:
@@ -454,21 +448,17 @@ def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Re
 
 
 SIMPLER_WITHIN = 0.95  # a single GPU wins unless a split is predicted more than 5 % faster
-# The CPU alone wins over RPC workers on this machine unless they are predicted more than 10 %
-# faster: a loopback worker serving this CPU does the same work plus round trips (one on the same
-# two cores as the CPU, measured by its own probe, was predicted 0.4-6 % ahead and ran 4-7 % behind;
-# a GPU behind one is far more than 10 % faster).
-LOCAL_WORKERS_WITHIN = 0.9
 SPLITS = ("layer-split", "tensor-split")  # what a single GPU is preferred to when about as fast
 
 
-def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = ()) -> list[Candidate]:
+def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = (), host: Device | None = None) -> list[Candidate]:
     """Fitting plans first; then the fastest predicted generation; then the seed's preference
     (one GPU, no inter-GPU traffic, unless a split is clearly faster), and over the CPU alone unless
     both were measured: the CPU moves nothing either, and a measured loopback worker predicted 4 %
     behind the measured CPU, put first, ran 11 % behind it. (With assumed figures, a GPU about as
-    fast as the CPU on paper is the better bet.) And the CPU alone over RPC workers on this machine
-    unless they are clearly faster (see LOCAL_WORKERS_WITHIN)."""
+    fast as the CPU on paper is the better bet.) And the CPU alone over workers that serve this
+    machine's CPU, whatever their prediction: they compute on the cores the CPU alone would use, so
+    they can only add round trips (a lead predicted for them is the prediction's error)."""
 
     # Speeds only compare when every fitting candidate has one (all bandwidths known).
     speeds_known = all(c.prediction.tg_tokens_per_s for c in cands if c.fits)
@@ -492,14 +482,14 @@ def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = ()
     measured = single is not None and single.prediction.basis == top.prediction.basis == "measured"
     if top.strategy in SPLITS or not measured:
         prefer(single, SIMPLER_WITHIN)
-    if devices and _only_workers_on_this_machine(ranked[0], devices):
-        prefer(next((c for c in ranked if c.strategy == "cpu-only" and c.fits), None), LOCAL_WORKERS_WITHIN)
+    if devices and host is not None and _only_workers_serving_this_cpu(ranked[0], devices, host):
+        prefer(next((c for c in ranked if c.strategy == "cpu-only" and c.fits), None), 0.0)
     return ranked
 
 
-def _only_workers_on_this_machine(c: Candidate, devices: list[Device] | tuple[Device, ...]) -> bool:
+def _only_workers_serving_this_cpu(c: Candidate, devices: list[Device] | tuple[Device, ...], host: Device) -> bool:
     used = [m.index for m in c.memory.devices if m.index is not None and m.weights_bytes]
-    return bool(used) and all(on_this_machine(devices[i].endpoint) for i in used)
+    return bool(used) and all(serves_this_cpu(devices[i], host) for i in used)
 
 
 def _gpu_share(c: Candidate) -> float:
@@ -542,7 +532,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
     if request.draft is not None:
         return _plan_with_draft(model, devices, host, request)
     validate(model, devices, request)
-    cands = rank(candidates(model, devices, host, request), devices)
+    cands = rank(candidates(model, devices, host, request), devices, host)
     best = cands[0]
     refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), request.adapters)
     if refused:
@@ -686,7 +676,7 @@ def context_budgets(plan: Plan, candidate: Candidate) -> tuple[list[int], list[d
 def finish_measured(plan: Plan, cands: list[Candidate], best_ctx: int | None) -> Plan:
     """The plan re-ranked on measured candidates, with the measured best context and the score
     and reasons that follow from them."""
-    ranked = rank(cands, plan.devices)
+    ranked = rank(cands, plan.devices, plan.host)
     best = ranked[0]
     request = plan.request
     score = fit_score(best, _ideal_tps(plan.model, plan.devices, plan.host, request))

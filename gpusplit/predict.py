@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .devices.backends import OP_OFFLOAD_MIN_BATCH, backend
 from .devices.rpc import serves_this_cpu
 from .devices.speed import COPIED, WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, rate_of, weight_class
 from .memory import CTX_PAD, MemoryPlan, Settings, layer_kv_bytes, pad
@@ -50,7 +51,7 @@ class Prediction:
     basis: str = "assumed"  # measured (every device used was probed) | catalog | assumed
     tg_range: tuple[float, float] | None = None
     pp_range: tuple[float, float] | None = None
-    # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (documents.predicted_pp).
+    # A prompt batch of n tokens takes batch_fixed_s + n * batch_token_s (prompt_tokens_per_s).
     batch_fixed_s: float = 0.0
     batch_token_s: float = 0.0
     # A greedy sample of a generated token over the vocabulary on the host (what `run` adds to each
@@ -75,7 +76,7 @@ class Work:
     # computes the logits of the tokens that ask for them): read once per batch, not in `flops`.
     once_bytes: dict[str, float] = field(default_factory=dict)
     # Matrix rows a token multiplies (each a dot product with a fixed cost of its own, which narrow
-    # rows feel: 131,072 rows of 256 cost ~0.8 ms more a token than their bytes on a 2-core EPYC), and
+    # rows feel: the probe's `rows` models measure it; docs/prediction.md shows what it adds), and
     # the output layer's, which a prompt batch multiplies once.
     rows: dict[str, float] = field(default_factory=dict)  # "float" / "quant" -> rows
     once_rows: dict[str, float] = field(default_factory=dict)
@@ -119,6 +120,16 @@ GPU_MEASURED = DeviceSpeed(
     flops={"float": 205.3e12, "q8": 123.3e12, "q6k": 118.2e12, "kquant": 118.2e12, "legacy": 105.7e12},
     source="measured",
 )
+
+
+def prompt_tokens_per_s(batch_fixed_s: float, batch_token_s: float, tg_tokens_per_s: float | None, n_tokens: int) -> float | None:
+    """Prompt tokens/s for one batch of n_tokens: its fixed costs plus n_tokens times the cost of a
+    token. A short batch still reads every weight once, so it takes at least its fixed costs plus
+    one generation step (a handful of tokens cost about what one decode does)."""
+    seconds = batch_fixed_s + n_tokens * batch_token_s
+    if tg_tokens_per_s:
+        seconds = max(seconds, batch_fixed_s + 1 / tg_tokens_per_s)
+    return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
 
 
 def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) -> DeviceSpeed:
@@ -546,7 +557,6 @@ def predict(
     seconds = fixed + compute + hops + sync
     batch_fixed += fixed_batch + sync_batch
     batch_token += hops_batch / n_batch
-    seconds_batch = batch_fixed + n_batch * batch_token
 
     involved = [None, *used]
     # The host counts when it holds weights, or when it is all there is.
@@ -558,7 +568,7 @@ def predict(
         basis = basis if basis != "measured" else "catalog"
     limited = max(per_device, key=lambda i: per_device[i])
     tg = 1.0 / seconds if seconds > 0 else None
-    pp = n_batch / seconds_batch if seconds_batch > 0 else None
+    pp = prompt_tokens_per_s(batch_fixed, batch_token, tg, n_batch)
     u_tg, u_pp = UNCERTAINTY[basis]
     return Prediction(
         tg_tokens_per_s=tg,
@@ -582,16 +592,11 @@ def predict(
     )
 
 
-# Backends whose devices take over big batches' matmuls on host-resident weights (offload_op).
-OP_OFFLOAD_BACKENDS = ("CUDA", "ROCm", "HIP", "MUSA", "Vulkan", "SYCL", "CANN", "hypothetical")
-OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda's op_offload_min_batch_size default
-
-
 def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:
     if n_batch < OP_OFFLOAD_MIN_BATCH:
         return None
     for i in used:
-        if i is not None and not devices[i].endpoint and devices[i].backend in OP_OFFLOAD_BACKENDS:
+        if i is not None and not devices[i].endpoint and backend(devices[i].backend).op_offload:
             return i
     return None
 

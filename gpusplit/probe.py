@@ -24,12 +24,13 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .devices import speed as speed_cache
+from .devices.backends import backend
 from .devices.rpc import serves_this_cpu
 from .devices.speed import DeviceSpeed, GroupSpeed
 from .errors import GpusplitError
@@ -59,7 +60,6 @@ QUANTIZE = {"q8_0": 7, "q6_k": 18, "q5_k_m": 17, "q4_k_m": 15, "q4_0": 2, "q4_1"
 CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquant": "Q4_K", "legacy": "Q4_0",
               "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
 PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
-GPU_BACKENDS = frozenset({"CUDA", "ROCm", "MUSA", "Vulkan", "Metal", "SYCL", "CANN"})
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {
@@ -83,7 +83,7 @@ REPETITIONS = 3
 PP_REPETITIONS = 1
 BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
-# difference of two of them, which one slow sample moved threefold (a worker's 29 -> 91 us a layer).
+# difference of two of them, which one slow sample can move several times over.
 SMALL_REPETITIONS = 5
 
 
@@ -209,7 +209,7 @@ class Target:
 
     @property
     def local_gpu(self) -> bool:
-        return not self.on_cpu and not self.rpc and self.device.backend in GPU_BACKENDS
+        return not self.on_cpu and not self.rpc and backend(self.device.backend).gpu
 
     @property
     def attention_model(self) -> str:
@@ -311,7 +311,7 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
             on_step(runs[index].label, True)
 
     started(0)
-    # One limit for the whole series (a device's probe takes about 20 s here): a hang shows in 30 min.
+    # One limit for the whole series, far above a device's probe (tens of seconds): a hang shows in 30 min.
     outcomes = bench_series(
         [(r.params, r.tests(), r.repetitions, r.sample_reps) for r in runs], lambda i: started(i + 1), timeout=1800
     )
@@ -339,10 +339,9 @@ SAMPLE_REPS = 21
 
 
 def two_rounds(first: float, second: float) -> float:
-    """One figure from a model's two rounds: their mean, as this machine's speed drifts both ways
-    between them (the same 12-layer decode read 520 to 766 us within a minute here, and the faster
-    round alone left predictions 10-30 % fast), unless one round is a spike (a busy moment only
-    ever adds time): then the faster."""
+    """One figure from a model's two rounds: their mean, as a shared machine's speed drifts both
+    ways between them (taking the faster round alone biases every prediction fast), unless one
+    round is a spike (a busy moment only ever adds time): then the faster."""
     low, high = sorted((first, second))
     return low if high > SPIKE * low else (low + high) / 2
 
@@ -372,9 +371,8 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     load_rpc = 0.0
     large = target.large
     # The small and rows models twice, at the start and near the end: their timings set the fixed
-    # costs, which drift both ways between rounds and which one busy moment on a shared machine
-    # tripled (a worker's 0.3 ms decode of the 1-layer model read 0.8 ms in one probe): two_rounds
-    # takes their mean, or the faster round past a spike. The big models' generation (each weight
+    # costs, which drift both ways between rounds and which one busy moment on a shared machine can
+    # multiply: two_rounds takes their mean, or the faster round past a spike. The big models' generation (each weight
     # class's memory rate) twice too, the second time alone. (A remote worker gets the big set,
     # ~1 GB, uploaded twice: 8 s more over 1 GbE.)
     big = tuple(large.values())
@@ -522,7 +520,8 @@ def probe_group(
     inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None, no_repack: bool = False
 ) -> GroupSpeed | None:
     """Tensor parallelism over every device: what its synchronisation adds per layer."""
-    from .api import plan as make_plan
+    from .params import engine_params
+    from .planning import plan as make_plan
 
     devices = inventory.devices
     if len(devices) < 2 or any(d.speed is None for d in devices):
@@ -536,10 +535,10 @@ def probe_group(
     if model.architecture in TENSOR_UNSUPPORTED:
         return None
     plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True, no_repack=no_repack)
-    params = EngineParams.from_dict(plan.to_dict()["engine_params"])
+    params = engine_params(plan)
     params = params.with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
-    # Tensor parallelism over workers runs tens of tokens a second here: 32 tokens are plenty
-    # (128 took 12 s of the probe's 97).
+    # Tensor parallelism's synchronisation is a cost per layer: a short generation shows it as well
+    # as a long one, and over slow workers a long one would take most of the probe.
     label = f"tensor parallelism over {len(devices)} devices: l12"
     (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, label=label)], on_step)
     if timed is None:
@@ -563,7 +562,7 @@ def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     the host (the small and big ones twice, the CPU's copied ones once more plain), and one
     tensor-parallel run over two devices or more."""
     devices = len(inventory.devices)
-    local_gpus = sum(1 for d in inventory.devices if not d.endpoint and d.backend in GPU_BACKENDS)
+    local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
     plain = len(replace(targets(inventory, 1, "")[0], no_repack=no_repack).copied_classes)
     return (2 * len(SMALL) + 4 + 2 * len(LARGE) + 4) * (devices + 1) + plain + (1 if devices >= 2 else 0) + local_gpus
 
@@ -594,7 +593,7 @@ def run_probe(
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
         inventory.notes.extend(f"{target.device.name}: {note}" for note in speed.probe.get("notes", [])[:1])
-    from .api import attach_speeds
+    from .devices.inventory import attach_speeds
 
     inventory = attach_speeds(inventory, threads, build, folder)
     group = probe_group(inventory, paths, threads, on_step, no_repack)
@@ -607,3 +606,39 @@ def run_probe(
     inventory.notes.extend(failed)
     inventory.notes.append(f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s")
     return inventory
+
+
+def probe_devices(
+    *,
+    rpc: Sequence[str] | None = None,
+    timeout: float = 3.0,
+    threads: int | None = None,
+    on_step: Callable[[int, int, str], None] | None = None,
+    no_repack: bool = False,
+) -> Inventory:
+    """Measure what llama.cpp achieves on every device here (the CPU at `threads`, each GPU, each
+    `rpc` worker), cache the figures, and return the inventory carrying them. Plans made later
+    predict speed from these figures. Needs the engine; tens of seconds. A probe model that fails
+    leaves its weight class unmeasured (said in the figures) rather than failing the probe; a crash
+    with the CPU's extra buffer types on is measured again without them (`no_repack`: from the start)."""
+    from .devices.cpu import default_threads
+    from .devices.inventory import detect
+    from .devices.rpc import parse_endpoints
+    from .devices.speed import speed_folder
+    from .engine import engine_build_id, require_engine
+    from .engine.inventory import engine_summary, registry_devices
+
+    require_engine()
+    registry, cpu = registry_devices()
+    inventory = detect(
+        parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine_summary(registry, cpu)
+    )
+    total = step_count(inventory, no_repack)
+    done = [0]
+
+    def step(text: str, measured: bool) -> None:
+        if on_step is not None:
+            on_step(done[0], total, text)
+        done[0] += measured
+
+    return run_probe(inventory, threads or default_threads(), engine_build_id(), speed_folder(), step, no_repack)

@@ -99,12 +99,6 @@ class RunResult:
     recovery: Recovery | None = None  # llama.cpp crashed and the run was made again with --no-repack
     host_weights: dict[str, int] = field(default_factory=dict)  # the host's weights by llama.cpp buffer
 
-    def to_dict(self) -> dict[str, Any]:
-        """The `gpusplit.run/1` document (what `gpusplit run --json` prints)."""
-        from .documents import run_document
-
-        return run_document(self)
-
 
 @dataclass
 class BenchOutcome:

@@ -161,7 +161,7 @@ ENGINE_PARAMS = _object(
         "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "n_threads": NULLABLE_INT, "n_cpu_moe": INT, "seed": INT,
         "extra": {"type": "object"},
     },
-    {"lora": STRS, "use_extra_bufts": BOOL},
+    {"lora": STRS, "use_extra_bufts": BOOL, "model_url": NULLABLE_STR},
 )  # fmt: skip
 
 LLAMA_CPP_PYTHON = _object(

@@ -12,16 +12,20 @@ prediction, and the result says so. No terminal I/O: callers get each trial thro
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import journal
 from .errors import GpusplitError, InputError
+
+if TYPE_CHECKING:
+    from .devices.inventory import Inventory
+    from .gguf.model import ModelInfo
 
 OBJECTIVES = ("tg", "pp", "mixed")
 TG_TOKENS, PP_TOKENS = 64, 256
@@ -29,10 +33,11 @@ REPETITIONS = 3  # median of 3 after the runner's warm-up: short trials on a bus
 CLEARLY_WORSE = 0.7  # a generation speed below this share of the best skips the prompt test
 MIN_TRIAL_S = 30.0  # the least time a trial gets, even at the end of the budget
 SHARE_STEPS = (0.2, 0.1, 0.05)  # coarse to fine moves of one device's share
-# Before choosing, the best few are measured again, in turn: on a 2-vCPU VM ten trials of a 135M
-# model that differed only in micro-batch, flash attention or threads read 83 to 112 t/s, and the
-# 112 won. A winner whose margin over the runner-up is inside their spread is no winner: then the
-# configuration closest to the plan's own choice is taken among those within the spread.
+# Before choosing, the best few are measured again, in turn: on a shared machine trials that differ
+# only in settings that barely move generation (micro-batch, flash attention) read tens of percent
+# apart, and the luckiest one would win. A winner whose margin over the runner-up is inside their
+# spread is no winner: then the configuration closest to the plan's own choice is taken among
+# those within the spread.
 FINALISTS = 3
 FINAL_ROUNDS = 2
 MIXED_PROMPT, MIXED_GEN = 512, 128  # `mixed`: a chat turn, 512 tokens in and 128 out
@@ -113,16 +118,34 @@ def score(objective: str, tg: float | None, pp: float | None) -> float | None:
     return (MIXED_PROMPT + MIXED_GEN) / (MIXED_PROMPT / pp + MIXED_GEN / tg)
 
 
+TRIAL_SCHEMA = "gpusplit.trial/1"
+TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
+
+
+def is_trial_record(record: dict[str, Any]) -> bool:
+    """A line of a --trials file: schema-marked, or (files written before the mark) a trial's fields."""
+    if "schema" in record:
+        return record["schema"] == TRIAL_SCHEMA
+    return {"key", "config", "status"} <= record.keys() <= TRIAL_FIELDS
+
+
+def check_trials_file(path: Path, option: str = "--trials") -> None:
+    """Refuse (exit 2, file untouched) a trials file that is not tune's JSONL."""
+    journal.check_ours(path, is_trial_record, TRIAL_SCHEMA, option)
+
+
+def append_trial(path: Path, trial: Trial) -> None:
+    journal.append(path, {"schema": TRIAL_SCHEMA, **trial.to_dict()})
+
+
 def read_trials(path: Path) -> list[Trial]:
     """The trials of an earlier run (JSONL, one per line; a final round's measurement joins its
-    trial's samples); a torn last line is ignored."""
-    if not path.exists():
-        return []
+    trial's samples); a torn line is ignored."""
     out: dict[str, Trial] = {}
-    for line in path.read_text().splitlines():
+    for record in journal.read(path, is_trial_record):
         try:
-            trial = Trial(**json.loads(line))
-        except (ValueError, TypeError):
+            trial = Trial(**{k: v for k, v in record.items() if k != "schema"})
+        except TypeError:
             continue
         if trial.round and trial.key in out:
             first = out[trial.key]
@@ -134,7 +157,7 @@ def read_trials(path: Path) -> list[Trial]:
 
 
 def _plan(model: Any, inventory: Any, settings: dict[str, Any], config: Config) -> Any:
-    from . import api
+    from .planning import plan
 
     kwargs = dict(settings)
     kwargs.update(ubatch=config.ubatch, batch=max(config.ubatch, settings.get("batch", 512)), flash_attn=config.flash_attn)
@@ -142,7 +165,7 @@ def _plan(model: Any, inventory: Any, settings: dict[str, Any], config: Config) 
         if value is not None:
             kwargs[name] = value
     kwargs["no_repack"] = config.no_repack or bool(settings.get("no_repack"))
-    return api.plan(model, inventory, **kwargs)
+    return plan(model, inventory, **kwargs)
 
 
 def seeds(plan: Any) -> list[Config]:
@@ -215,7 +238,7 @@ def tune(
     returns (tg, pp) tokens/s, and optionally the runner.Recovery (as a dict) if llama.cpp crashed and
     the trial was measured with --no-repack.
     """
-    from .api import is_hypothetical
+    from .devices.device import is_hypothetical
 
     if objective not in OBJECTIVES:
         raise InputError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "use tg, pp or mixed")
@@ -412,13 +435,14 @@ def measure_config(
     CPU's extra buffer types on and the trial was measured without them (runner.Recovery)."""
     import statistics
 
-    from .api import default_threads
+    from .devices.cpu import default_threads
+    from .documents import plan_document
     from .params import engine_params
     from .runner import bench_config
 
     # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
     params = engine_params(plan).with_(n_threads=config.threads or default_threads())
-    doc = plan.to_dict()
+    doc = plan_document(plan)
     tg_test = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
     pp_test = {"name": "pp", "kind": "pp", "n": PP_TOKENS, "depth": 0}
     # One load for both tests: the prompt test is skipped in the child when generation is clearly
@@ -429,3 +453,44 @@ def measure_config(
     pp = outcome.samples.get("pp")
     recovery = outcome.recovery.to_dict() if outcome.recovery is not None else None
     return tg, statistics.median(pp) if pp else None, recovery
+
+
+def tune_model(
+    model: ModelInfo | str | os.PathLike[str],
+    devices: Inventory | None = None,
+    *,
+    objective: str = "tg",
+    budget: float | str = 120.0,
+    trials_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_trial: Callable[[Any], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **settings: Any,
+) -> Any:
+    """The fastest configuration that fits, found by measurement within `budget` seconds
+    (`objective`: tg, pp or mixed); returns a `tune.TuneResult` whose `.plan` is the winner.
+
+    Seeded by `plan(model, devices, **settings)`; never runs a configuration that does not fit.
+    Each trial is appended to `trials_file` (JSONL) as it ends; with `resume` the trials already
+    there are not run again. Hypothetical devices are ranked by prediction only (the result says so).
+    """
+    from .hardware import detect_devices
+    from .sources import read_model
+    from .values import parse_duration
+
+    info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
+    inventory = devices if devices is not None else detect_devices()
+    seconds = parse_duration(budget) or 0.0
+    path = Path(trials_file) if trials_file is not None else None
+    if path is not None:
+        check_trials_file(path, "--resume" if resume else "--trials")  # never append to someone else's file
+    previous = read_trials(path) if path is not None and resume else []
+
+    def record(trial: Any) -> None:
+        if path is not None:
+            append_trial(path, trial)
+        if on_trial is not None:
+            on_trial(trial)
+
+    return tune(info, inventory, settings, objective=objective, budget_s=seconds, previous=previous, on_trial=record,
+                  should_stop=should_stop)  # fmt: skip

@@ -106,6 +106,11 @@ def test_formats_parse_and_agree(cli, tiny_model, tmp_path):
     as_csv = list(csv.DictReader(io.StringIO(docs["csv"])))
     md_rows = [line for line in docs["md"].splitlines() if line.startswith("| gpusplit synthetic")]
     assert as_json == as_jsonl == read_records(out)
+    # --json is -o json, as in every other command; with another -o it names the clash
+    flag = cli("bench", str(tiny_model("dense-f16")), *FAST, "--ctx", "512", "--resume", str(out), "--json")
+    assert json.loads(flag.stdout) == as_json
+    clash = cli("bench", str(tiny_model("dense-f16")), *FAST, "--resume", str(out), "--json", "-o", "csv")
+    assert clash.exit_code == 2 and "--json and -o csv" in clash.stderr
     assert [float(row["avg_ts"]) for row in as_csv] == [r["avg_ts"] for r in as_json]
     assert len(md_rows) == len(as_json) == 2
     for row, r in zip(md_rows, as_json):

@@ -154,3 +154,22 @@ def test_plans_on_cuda_suggest_flash_attention(cli, header_only_model):
     # no layer and batches too small to offload: the GPU holds nothing, nothing to suggest
     assert rpc_like["devices"][0]["planned_bytes"] == 0
     assert not any("flash attention is off" in r for r in rpc_like["reasons"])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--mode", "row", "--main-gpu", "1", "--parallel", "2", "--kv-type", "q8_0", "--flash-attn", "--no-repack"],
+        ["--split", "3,1", "--ngl", "40", "--n-cpu-moe", "0", "--kv-type-k", "q8_0", "--kv-type-v", "q4_0"],
+    ],
+)
+def test_every_printed_flag_line_is_one_llama_server_parses(cli, header_only_model, extra):
+    """The flags a plan prints, checked against llama-server's own option table (llama.cpp's
+    common/arg.cpp, recorded in tests/data): each word an option it knows, with its values."""
+    from llama_server import model_source, rejected
+
+    model = str(header_only_model("llama-3.1-70b"))
+    doc = plan_json(cli, model, "--gpu", "24GiB", "--gpu", "24GiB", *extra)
+    assert not rejected(doc["llama_args"]), doc["llama_args"]
+    assert model_source(doc["llama_args"]) == ("-m", model)

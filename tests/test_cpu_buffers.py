@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gpusplit.cpu_buffers import AMX, MAPPED, MUL_MAT, MUL_MAT_ID, OTHER, REPACK, amx_bytes, host_copy, weight_op
+from gpusplit.documents import plan_document
 from gpusplit.gguf import read_model
 from gpusplit.gguf.reader import TensorInfo
 from gpusplit.gguf.types import type_by_name
@@ -140,7 +141,7 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
     plan = gpusplit.plan(fixtures(name), inventory, ctx=512, ngl=0)
     _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
     assert set(extra_weight_buffers(log)) <= set(engine["cpu_extra_buffers"])
-    planned = plan.to_dict()["host"]["weight_buffers"]
+    planned = plan_document(plan)["host"]["weight_buffers"]
     actual = parse_buffers(log).host_weights
     assert set(planned) == {k for k, v in actual.items() if v}
     for buffer, size in planned.items():
@@ -198,8 +199,8 @@ def test_without_the_engine_a_native_build_for_this_cpu_is_assumed(cpuinfo, mach
 
 
 def test_the_cpu_backend_comes_from_the_engine_then_a_file_then_this_cpu():
-    from gpusplit.api import cpu_backend
     from gpusplit.devices.inventory import Inventory, host_device
+    from gpusplit.planning import cpu_backend
 
     host = host_device()
     # a live engine may list extra buffer types not modelled here: kept (and said), not refused

@@ -192,3 +192,22 @@ def test_catalog_listing(cli):
     doc = json.loads(cli("devices", "--catalog", "--json").stdout)
     assert len(doc["cards"]) >= 30
     assert all(card["source"].startswith("http") for card in doc["cards"])
+
+
+def test_a_worker_note_counts_only_while_its_worker_runs(tmp_path):
+    """A worker's note says what it serves; a note left by a worker that is gone (its port may be
+    someone else's now) is ignored, and a worker removes only its own note."""
+    import json
+    import subprocess
+    import sys
+
+    from gpusplit.devices.rpc import read_worker_note, remove_worker_note, write_worker_note
+
+    path = write_worker_note("127.0.0.1:50060", [{"name": "CPU", "description": "x", "type": "cpu"}], 2, folder=tmp_path)
+    assert read_worker_note("127.0.0.1:50060", folder=tmp_path)["devices"][0]["type"] == "cpu"
+    assert read_worker_note("127.0.0.1:50061", folder=tmp_path) is None
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": int(gone)}))
+    assert read_worker_note("127.0.0.1:50060", folder=tmp_path) is None
+    remove_worker_note("127.0.0.1:50060", folder=tmp_path)
+    assert path.exists()  # not this process's note: left alone

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from fakehub import TOKEN, FakeHub, FakeOllama
+from llama_server import model_source, rejected
 
 from gpusplit.hub import ModelNameError, choose_gguf, parse_hf, parse_ollama
 
@@ -102,6 +103,7 @@ def test_plan_a_hf_name_reads_only_the_header(cli, hub, tiny_model):
     assert doc["model"]["path"] == "hf://acme/Tiny-GGUF:q8_0" and doc["model"]["file_type"] == "Q8_0"
     _valid(doc)
     assert doc["llama_args"][:2] == ["-hf", "acme/Tiny-GGUF:q8_0"]  # llama.cpp's own flag for the name
+    assert not rejected(doc["llama_args"])
     assert doc["llama_cpp_python"]["repo_id"] == "acme/Tiny-GGUF" and doc["llama_cpp_python"]["filename"] == "*q8_0*.gguf"
     size = tiny_model("dense-q8_0").stat().st_size
     fetched = sum(s.bytes_sent for s in hub.cdn.seen)
@@ -205,9 +207,27 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
     # one manifest fetch for the header and the projector (was two)
     assert sum(1 for s in ollama.seen if "/manifests/" in s.path) == 1
     assert doc["llama_args"][-2] == "--mmproj-url" and "/blobs/sha256:" in doc["llama_args"][-1]
+    # llama-server cannot open an ollama:// name: it downloads the model's blob by URL (-mu)
+    flag, where = model_source(doc["llama_args"])
+    assert flag == "-mu" and where.startswith(f"http://{ollama.netloc}/v2/library/tiny/blobs/sha256:"), doc["llama_args"]
+    assert where != doc["llama_args"][-1] and not rejected(doc["llama_args"])
+    assert doc["engine_params"]["model_url"] == where
     assert any("projector (mlp) on GPU0" in r for r in doc["reasons"])
     other = cli("inspect", "--json", f"ollama://{ollama.netloc}/acme/tiny")
     assert other.exit_code == 0 and json.loads(other.stdout)["model"]["file_type"] == "F16"
+
+
+def test_the_library_plans_an_ollama_projector_as_the_cli_does(ollama):
+    import gpusplit
+    from gpusplit.documents import plan_document
+
+    name = f"ollama://{ollama.netloc}/tiny:q8"
+    devices = gpusplit.detect_devices(gpus=["8GiB"])
+    with_projector = plan_document(gpusplit.plan(name, devices))
+    assert "--mmproj-url" in with_projector["llama_args"]
+    without = plan_document(gpusplit.plan(name, devices, mmproj=""))
+    assert "--mmproj-url" not in without["llama_args"]
+    assert with_projector["devices"][0]["planned_bytes"] > without["devices"][0]["planned_bytes"]
 
 
 def test_unknown_ollama_model_is_exit_2(cli, ollama):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,29 +64,41 @@ def test_the_scan_sees_imports():
     assert "llama_cpp" in _runtime_imports(SOURCES["gpusplit.engine.tasks"])
 
 
-def test_the_cpu_backend_rules_sit_just_above_gguf():
-    """llama.cpp's rules for the CPU's weight copies know tensors, nothing else: devices (what a
-    native build would do here), memory and the engine's log reader all use them."""
-    assert {i for i in _runtime_imports(SOURCES["gpusplit.cpu_buffers"]) if i.startswith("gpusplit")} <= {"gpusplit.gguf.reader"}
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter over the package under `root`, with this project's contracts (pyproject.toml)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+         str(ROOT / "pyproject.toml"), "--no-cache", "--no-logo"],
+        capture_output=True, text=True, timeout=300, cwd=root, env=env,
+    )  # fmt: skip
 
 
-def test_only_the_engine_imports_llama_cpp():
-    for name, imports in _imports_of("gpusplit").items():
-        if not name.startswith("gpusplit.engine"):
-            assert "llama_cpp" not in imports, name
+def test_the_layer_contracts_hold():
+    """pyproject.toml's contracts: every module in a layer (exhaustive), each importing only the
+    layers below it (lazy imports included), llama_cpp only under engine/, no cycles in a package."""
+    pytest.importorskip("importlinter", reason="import-linter is in the 'test' extra")
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
-    "lower",
-    ["gpusplit.gguf", "gpusplit.cpu_buffers", "gpusplit.devices", "gpusplit.memory", "gpusplit.planner", "gpusplit.roofline"],
+    ("module", "line"),
+    [
+        ("predict.py", "from .api import plan"),  # a lower layer reaching up, as the old hand test let pass
+        ("planner.py", "def _reach_up():\n    from .cli import output"),  # lazily, inside a function
+        ("devices/device.py", "from ..engine import registry"),  # devices below the engine
+        ("memory.py", "import llama_cpp"),  # llama.cpp outside the engine
+    ],
 )
-def test_lower_layers_never_reach_up(lower):
-    """GGUF reading, devices, memory, planning and prediction import neither the engine, the
-    runner, the API nor the CLI (the engine hands its device list up through the API)."""
-    higher = ("gpusplit.engine", "gpusplit.runner", "gpusplit.api", "gpusplit.cli")
-    for name, imports in _imports_of(lower).items():
-        reached = sorted(i for i in imports if i.startswith(higher))
-        assert not reached, f"{name} imports {reached}"
+def test_the_contracts_catch_a_wrong_import(tmp_path, module, line):
+    pytest.importorskip("importlinter", reason="import-linter is in the 'test' extra")
+    shutil.copytree(PACKAGE, tmp_path / "gpusplit", ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "gpusplit" / module
+    target.write_text(target.read_text() + "\n\n" + line + "\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
 
 
 def test_the_cli_holds_no_planning_or_engine_logic():
@@ -98,7 +112,8 @@ def test_the_cli_holds_no_planning_or_engine_logic():
         "gpusplit.units",
         "gpusplit.bench_matrix",  # JSONL results: append, read, compare
         "gpusplit.devices.catalog",  # the catalog table that devices --catalog lists
-        "gpusplit.gguf.remote",  # is_url
+        "gpusplit.journal",  # results files: tune --output refuses to overwrite a file that is not a plan
+        "gpusplit.sources",  # what kind of place a model location names (a URL cannot be run)
     }
     for name, imports in _imports_of("gpusplit.cli").items():
         outside = sorted(i for i in imports if not i.startswith("gpusplit.cli") and i not in allowed)

@@ -204,13 +204,17 @@ def test_one_gpu_is_preferred_to_a_split_not_to_the_cpu_alone():
     assert rank([candidate("tensor-split", 110), candidate("single-gpu", 97)])[0].strategy == "tensor-split"
 
 
-def test_the_cpu_alone_beats_a_worker_on_this_machine_unless_clearly_slower():
-    """A loopback RPC worker serving this machine's CPU does the CPU's work plus round trips: predicted
-    up to 10 % ahead of the CPU alone, it comes second (on two shared cores such a worker, predicted
-    0.4-6 % ahead, ran 4-7 % behind). A worker on another machine, or one clearly faster, comes first."""
+def test_the_cpu_alone_beats_workers_that_serve_this_cpu(monkeypatch, tmp_path):
+    """A worker serving this machine's CPU computes on the cores the CPU alone would use: the CPU
+    alone comes first whatever the workers' predicted lead. A worker on this machine serving a
+    GPU, or one on another machine, is ranked by its prediction. The worker's own note says what
+    it serves; without one (llama.cpp's rpc-server) a loopback device with the host's RAM is the CPU."""
     from types import SimpleNamespace
 
+    from gpusplit.devices.rpc import write_worker_note
     from gpusplit.planner import rank
+
+    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path))
 
     def candidate(strategy: str, tg: float) -> SimpleNamespace:
         on_worker = [SimpleNamespace(index=0, weights_bytes=1, kv_bytes=0)] if strategy != "cpu-only" else []
@@ -219,10 +223,20 @@ def test_the_cpu_alone_beats_a_worker_on_this_machine_unless_clearly_slower():
             fits=True, strategy=strategy, prediction=SimpleNamespace(tg_tokens_per_s=tg, basis="measured"), memory=memory
         )
 
-    def worker(endpoint: str) -> Device:
-        return Device("RPC0", endpoint, "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint=endpoint)
+    host = Device("CPU", "AMD EPYC", "CPU", "cpu", 2**35, 2**34, source="host")
 
-    here, there = [worker("127.0.0.1:50052")], [worker("10.0.0.7:50052")]
-    assert rank([candidate("single-gpu", 105), candidate("cpu-only", 100)], here)[0].strategy == "cpu-only"
-    assert rank([candidate("single-gpu", 105), candidate("cpu-only", 100)], there)[0].strategy == "single-gpu"
-    assert rank([candidate("single-gpu", 115), candidate("cpu-only", 100)], here)[0].strategy == "single-gpu"
+    def worker(endpoint: str, total: int = 2**34) -> list[Device]:
+        return [Device("RPC0", endpoint, "RPC", "gpu", total, 2**33, index=0, source="rpc", endpoint=endpoint)]
+
+    def first(devices: list[Device], worker_tg: float) -> str:
+        return rank([candidate("single-gpu", worker_tg), candidate("cpu-only", 100)], devices, host)[0].strategy
+
+    write_worker_note("127.0.0.1:50052", [{"name": "CPU", "description": "AMD EPYC", "type": "cpu"}], 2)
+    write_worker_note("127.0.0.1:50053", [{"name": "CUDA0", "description": "RTX 4090", "type": "gpu"}], 2)
+    assert first(worker("127.0.0.1:50052"), 150) == "cpu-only"  # this CPU, however fast it looks
+    assert first(worker("127.0.0.1:50053"), 105) == "single-gpu"  # a GPU behind a loopback worker
+    assert first(worker("10.0.0.7:50052"), 105) == "single-gpu"  # another machine
+    # no note (llama.cpp's rpc-server): the host's RAM marks this CPU, other memory a GPU
+    assert first(worker("127.0.0.1:50054", total=host.total_bytes), 150) == "cpu-only"
+    assert first(worker("127.0.0.1:50054", total=2**34), 105) == "single-gpu"
+    assert first(worker("127.0.0.1:50052"), 99) == "cpu-only"  # and of course when it is slower

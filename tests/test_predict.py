@@ -10,6 +10,7 @@ import pytest
 
 from gpusplit.devices.device import Device
 from gpusplit.devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, identity_of, load, save, weight_class
+from gpusplit.documents import plan_document
 from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placement_work, token_seconds
 
 GB = 1e9
@@ -258,8 +259,7 @@ def test_cache_round_trip_and_identity(tmp_path):
 
 
 def test_attached_speeds_are_the_measured_figures(tmp_path):
-    from gpusplit.api import attach_speeds
-    from gpusplit.devices.inventory import Inventory
+    from gpusplit.devices.inventory import Inventory, attach_speeds
 
     host = Device("CPU", "AMD EPYC, 2 threads", "CPU", "cpu", 2**34, 2**33, source="host")
     gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=0, pci_bus_id="0000:01:00.0", bandwidth_bytes_per_s=900 * GB)
@@ -627,7 +627,7 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     monkeypatch.setattr(probe, "probe_models", lambda on_step=None, gpu=False: paths)
     monkeypatch.setattr(probe, "probe_group", lambda *args: None)
     monkeypatch.setattr(probe.speed_cache, "save", lambda *args: None)
-    monkeypatch.setattr("gpusplit.api.attach_speeds", lambda inventory, *args: inventory)
+    monkeypatch.setattr("gpusplit.hardware.attach_speeds", lambda inventory, *args: inventory)
     inventory = probe.run_probe(Inventory(devices=[worker], host=host), 2, "b", Path("."))
     assert measured == ["RPC0"] and any("CPU could not be measured" in n for n in inventory.notes)
     with pytest.raises(probe.ProbeError, match="CPU could not be measured"):  # nothing measured: a failure (exit 1)
@@ -667,5 +667,5 @@ def test_run_predicts_its_sampling_beside_the_decode(header_only_model):
     plan = gpusplit.plan(header_only_model("gemma-3-270m"), Inventory(devices=[], host=host), ctx=512)
     p = plan.best.prediction
     assert p.sample_s == pytest.approx(2e-6 + 262144 * 1e-9)
-    doc = run_document(RunResult(plan.to_dict(), "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
+    doc = run_document(RunResult(plan_document(plan), "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
     assert doc["predicted"]["gen_tps"] == pytest.approx(1 / (1 / p.tg_tokens_per_s + p.sample_s), rel=1e-3)

@@ -12,6 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from llama_server import model_source, rejected
 
 from gpusplit.gguf import GGUFError, read_gguf
 from gpusplit.gguf.remote import HTTPSource
@@ -112,6 +113,11 @@ def test_plan_reads_a_url_and_run_refuses_one(cli, server, tmp_path, header_only
     base, _ = server()
     plan = cli("plan", "--json", f"{base}/m.gguf", "--gpu", "RTX 4090")
     assert plan.exit_code == 0 and json.loads(plan.stdout)["strategy"] == "single-gpu"
+    # llama-server takes a URL with -mu (it downloads the file), never with -m
+    args = json.loads(plan.stdout)["llama_args"]
+    assert model_source(args) == ("-mu", f"{base}/m.gguf") and not rejected(args)
+    shown = cli("plan", f"{base}/m.gguf", "--gpu", "RTX 4090")
+    assert f"llama-server -mu {base}/m.gguf " in shown.stdout
     run = cli("run", f"{base}/m.gguf")
     assert run.exit_code == 2 and "needs a local model file" in run.stderr
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gpusplit.documents import plan_document
+
 HOSTILE = [b"\x1b", b"\x07", "\x9b".encode(), "\x9d".encode(), "\x90".encode()]
 HOSTILE_CHARS = ["\x1b", "\x07", "\x9b", "\x9d", "\x90"]
 
@@ -222,8 +224,8 @@ def test_measure_gives_best_ctx_and_score_from_the_dry_run(tmp_path, two_workers
     settings = {"ctx": 4096, "mode": "none", "main_gpu": 0, "ngl": -1, "reserve": reserve}
     measured = gpusplit.plan(model, inventory, measure=True, **settings)
     estimated = gpusplit.plan(model, inventory, **settings)
-    doc = measured.to_dict()
-    assert doc["compute_source"] == "measured" and estimated.to_dict()["compute_source"] == "estimate"
+    doc = plan_document(measured)
+    assert doc["compute_source"] == "measured" and plan_document(estimated)["compute_source"] == "estimate"
     best = doc["best_ctx"]
     assert 4096 < best < model.context_length
     contexts, budgets = context_budgets(measured, measured.best)

@@ -57,6 +57,9 @@ def bench(
     output_format: Annotated[
         str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
     ] = "md",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (an array of gpusplit.bench/1 records): -o json.")
+    ] = False,
     plan_file: Annotated[
         Optional[str],
         typer.Option(
@@ -81,8 +84,12 @@ def bench(
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""
     from .. import api
-    from ..bench_matrix import append_record, done_keys, read_records
+    from ..bench_matrix import append_record, check_results_file, done_keys, read_records
 
+    if json_output:
+        if output_format not in ("md", "json"):
+            raise CLIError(f"--json and -o {output_format} ask for two formats", "give one of them")
+        output_format = "json"
     if output_format not in FORMATS:
         raise CLIError(f"--output-format {output_format!r} is not one of {', '.join(FORMATS)}", "use md, csv, json or jsonl")
     if compare_files:
@@ -91,6 +98,7 @@ def bench(
         raise CLIError("--resume and --output name different files", "--resume FILE appends to FILE; drop --output")
     target = Path(resume or output_file) if (resume or output_file) else None
     if target is not None:
+        check_results_file(target, "--resume" if resume else "--output")  # never append to someone else's file
         _check_writable(target)
     previous = read_records(Path(resume)) if resume else []
     model = local_model(model, "bench")

@@ -32,6 +32,7 @@ def devices(
     if catalog:
         return _print_catalog(json_output)
     from .. import api
+    from ..documents import devices_document
 
     if probe:
         if gpu:
@@ -43,7 +44,7 @@ def devices(
     else:
         inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout, threads=threads)
     if json_output:
-        output.emit_json(inventory.to_dict())
+        output.emit_json(devices_document(inventory))
         return 0
     _print_inventory(inventory)
     return 0

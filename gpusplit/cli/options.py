@@ -184,13 +184,14 @@ def local_model(location: str | None, command: str) -> str | None:
     first (Hugging Face's own progress bar and cache; Ollama blobs into gpusplit's cache)."""
     from .. import api
     from ..errors import InputError
-    from ..gguf.remote import is_url
+    from ..sources import source_of
 
     if location is None:
         return None
-    if is_url(location):
+    source = source_of(location)
+    if source.kind == "url":
         raise InputError(f"{command} needs a local model file, not a URL", "download it first; plan and inspect read URLs")
-    if not api.is_remote(location):
+    if not source.remote:
         return location
     output.message(f"{command}: downloading {location} (resumable; cached)")
     path = api.download_model(location, on_progress=output.download_progress)
@@ -233,7 +234,4 @@ def plan_from(options: dict[str, Any], measure: bool = False, runnable: str | No
         api.require_complete(info, runnable)
     settings = {name: options[name] for name in PLAN_SETTINGS if name in options}
     settings["lora"] = settings.get("lora") or ()
-    model = options.get("model") or ""
-    if "mmproj" in options and not options["mmproj"] and model.startswith("ollama://"):
-        settings["mmproj"] = api.model_projector(model)  # Ollama loads a manifest's projector with its model
     return api.plan(info, devices_from(options), measure=measure, **settings)

@@ -85,7 +85,9 @@ def plan(
 ) -> int:
     """Plan how to split a model over the devices: memory per device, strategy, context, flags."""
     options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-    doc = plan_from(options, measure=measure).to_dict()
+    from ..documents import plan_document
+
+    doc = plan_document(plan_from(options, measure=measure))
     for warning in doc["warnings"]:
         output.warn(warning)
     if json_output:

@@ -113,7 +113,9 @@ def run(
             doc = plan_without_repack(doc)
     else:
         options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-        doc = plan_from(options, runnable="run").to_dict()
+        from ..documents import plan_document
+
+        doc = plan_document(plan_from(options, runnable="run"))
         for warning in doc["warnings"]:
             output.warn(warning)
     for reason in doc["reasons"]:

@@ -60,6 +60,11 @@ def tune(
 
     if resume and trials and Path(resume) != Path(trials):
         raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
+    if output_file:
+        from ..documents import PLAN_SCHEMA
+        from ..journal import check_replaceable
+
+        check_replaceable(Path(output_file), lambda doc: doc.get("schema") == PLAN_SCHEMA, PLAN_SCHEMA, "--output")
     seconds = api.parse_duration(budget)
     location = local_model(resolve_model(model), "tune")
     info = read_model(location)

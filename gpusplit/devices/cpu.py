@@ -8,10 +8,34 @@ report (engine/registry.py, cpu_backend_info) replaces this guess wherever it is
 
 from __future__ import annotations
 
+import os
 import platform
+from collections.abc import Iterable
 from typing import Any
 
 CPUINFO_LIMIT = 1 << 20  # /proc/cpuinfo of a 512-thread machine is ~1 MiB; one processor's flags are enough
+# llama.cpp's names for the host's weight buffers: the mapped file and the CPU backend's copies
+AMX = "AMX"
+REPACK = "CPU_REPACK"
+KLEIDIAI = "CPU_KLEIDIAI"
+MAPPED = "CPU_Mapped"
+
+
+def default_threads() -> int:
+    """The CPU threads runs use unless told: every core."""
+    return os.cpu_count() or 1
+
+
+def repack_level(features: Iterable[str]) -> str:
+    """Which CPU_REPACK rules a build follows (cpu_buffers.REPACK_RULES), from the features it was
+    compiled for (ggml's names: AVX512, AVX2, DOTPROD; ggml_cpu_has_* report the build's flags,
+    not the CPU's)."""
+    found = set(features)
+    if "AVX512" in found:
+        return "avx512"
+    if "AVX2" in found:
+        return "avx2"
+    return "arm-dotprod" if "DOTPROD" in found else "none"
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -32,8 +56,6 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 def native_cpu_backend(flags: set[str] | None = None, machine: str | None = None) -> dict[str, Any]:
     """The CPU backend a native build would have here, in the shape of the engine's report:
     {"extra_buffers", "repack", "features", "source": "assumed"}."""
-    from ..cpu_buffers import AMX, REPACK, repack_level
-
     flags = cpu_flags() if flags is None else flags
     machine = (machine or platform.machine()).lower()
     features: list[str] = []  # in ggml's names (ggml_backend_get_features), as a native build reports them

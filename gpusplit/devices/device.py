@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -120,3 +121,9 @@ def normalise_pci_bus_id(bus_id: str | bytes | None) -> str | None:
         except ValueError:
             return bus_id
     return bus_id
+
+
+def is_hypothetical(devices: Sequence[Device]) -> bool:
+    """Devices described rather than found (--gpu sizes or catalog names, a saved devices file):
+    they can be planned for, not run on or measured."""
+    return any(d.source in ("size", "catalog", "file") for d in devices)

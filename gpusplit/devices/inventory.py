@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
@@ -48,12 +49,6 @@ class Inventory:
     @property
     def best_gpu(self) -> Device | None:
         return next((d for d in self.devices if d.best), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The `gpusplit.devices/1` document (what `gpusplit devices --json` prints)."""
-        from ..documents import devices_document
-
-        return devices_document(self)
 
 
 def order_like_llama(registry: list[RegistryDevice]) -> list[RegistryDevice]:
@@ -248,3 +243,23 @@ def detect(
         devices = [d.with_(best=True) if d is best else d for d in devices]
     engine_doc = dict(engine) if engine is not None else {"installed": False}
     return Inventory(devices=devices, host=host_device(), engine=engine_doc, nvml=nvml, workers=workers, notes=notes)
+
+
+def attach_speeds(inventory: Inventory, threads: int, build: str, folder: Path) -> Inventory:
+    """The inventory with each device's (and the host's) cached measurement, where there is one;
+    a measured device's bandwidth is then the measured figure."""
+    from . import speed as speeds
+
+    def with_speed(device: Device) -> Device:
+        found = speeds.load(folder, speeds.identity_of(device, threads, build))
+        if not isinstance(found, speeds.DeviceSpeed):
+            return device
+        return device.with_(speed=found, bandwidth_bytes_per_s=found.bandwidth["float"], bandwidth_source="measured")
+
+    inventory.host = with_speed(inventory.host)
+    inventory.devices = [with_speed(d) for d in inventory.devices]
+    members = [d.speed.identity for d in inventory.devices if d.speed is not None]
+    if len(members) >= 2 and len(members) == len(inventory.devices):
+        group = speeds.load(folder, speeds.group_identity(members))
+        inventory.group_speed = group if isinstance(group, speeds.GroupSpeed) else None
+    return inventory

@@ -12,11 +12,14 @@ size (u64) | data.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import re
 import socket
 import struct
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GpusplitError, InputError
@@ -89,9 +92,59 @@ def on_this_machine(endpoint: str | None) -> bool:
 
 
 def serves_this_cpu(device: Device, host: Device) -> bool:
-    """Whether an RPC device is this machine's CPU served by a worker on it: a loopback worker whose
-    device has the host's memory (a CPU worker reports the machine's RAM, a GPU worker its VRAM)."""
-    return on_this_machine(device.endpoint) and device.total_bytes == host.total_bytes
+    """Whether an RPC device is this machine's CPU served by a worker on it, so that it computes on
+    the cores the CPU alone would use. A `gpusplit worker` says what it serves in a note in this
+    machine's cache (see `write_worker_note`): only a worker on this machine can leave one. A worker
+    without a note (llama.cpp's own rpc-server, which reports only memory) on a loopback address
+    is taken for this CPU when its device reports the host's RAM, as a CPU device does."""
+    if not on_this_machine(device.endpoint):
+        return False
+    note = read_worker_note(device.endpoint or "")
+    if note is not None:
+        return bool(note["devices"]) and all(d.get("type") == "cpu" for d in note["devices"])
+    return device.total_bytes == host.total_bytes
+
+
+def _notes_folder() -> Path:
+    from ..synthetic import cache_dir
+
+    return cache_dir() / "workers"
+
+
+def _note_path(endpoint: str, folder: Path | None = None) -> Path:
+    return (folder or _notes_folder()) / (re.sub(r"[^A-Za-z0-9._-]", "_", endpoint) + ".json")
+
+
+def write_worker_note(endpoint: str, devices: list[dict[str, str]], threads: int, folder: Path | None = None) -> Path:
+    """What a worker on this machine serves (devices: name, description, type cpu|gpu), for clients
+    on the same machine; `remove_worker_note` when it stops. A note whose process is gone is ignored."""
+    path = _note_path(endpoint, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    note = {"endpoint": endpoint, "pid": os.getpid(), "threads": threads, "devices": devices}
+    path.write_text(json.dumps(note))
+    return path
+
+
+def remove_worker_note(endpoint: str, folder: Path | None = None) -> None:
+    path = _note_path(endpoint, folder)
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:
+    """The note of a live worker at `endpoint` on this machine, or None."""
+    try:
+        note = json.loads(_note_path(endpoint, folder).read_text())
+        pid = int(note["pid"])
+        os.kill(pid, 0)  # the worker that wrote it still runs (a dead one's port may be anyone's now)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if note.get("endpoint") != endpoint or not isinstance(note.get("devices"), list):
+        return None
+    return note
 
 
 def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:

@@ -195,3 +195,10 @@ def cpu_cache_bytes() -> int:
     except (OSError, ValueError):
         return 0
     return best
+
+
+def speed_folder() -> Path:
+    """Where device measurements are cached (under the user cache folder)."""
+    from ..synthetic import cache_dir
+
+    return cache_dir() / "speeds"

@@ -56,3 +56,9 @@ def engine_build_id() -> str:
         if name.startswith("libggml") and name.endswith(".so"):
             sizes.append(f"{name}:{os.path.getsize(os.path.join(lib_dir, name))}")
     return f"llama-cpp-python=={release}|" + ",".join(sizes)
+
+
+def require_engine() -> None:
+    """Raise EngineError (with how to install it) when llama-cpp-python is not there."""
+    if not engine_available():
+        raise EngineError("the llama.cpp engine (llama-cpp-python) is not installed", REINSTALL_HINT)

@@ -10,6 +10,7 @@ llama.cpp prints two decimals of MiB, so each figure is exact to +-0.005 MiB.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
@@ -99,3 +100,20 @@ def parse_buffers(lines: list[str], rpc_devices: dict[str, str] | None = None) -
             buffer = match["buffer"].strip()
             report.host_weights[buffer] = report.host_weights.get(buffer, 0) + nbytes
     return report
+
+
+# llama.cpp's tensor parallelism wraps the devices in one "Meta()" device and logs one figure per
+# buffer for the whole group: the largest device's share (ggml-backend-meta.cpp takes the max).
+TENSOR_GROUP = "Meta()"
+
+
+def spread_group(by_device: Mapping[str, Mapping[str, int]], group: list[str]) -> dict[str, dict[str, int]]:
+    """Give each device of a tensor-parallel group the group's `Meta()` figure (a bound, and exact
+    for equal shares), in place of the Meta() entry."""
+    meta = by_device.get(TENSOR_GROUP)
+    out = {name: dict(parts) for name, parts in by_device.items()}
+    if meta is None or not group:
+        return out
+    del out[TENSOR_GROUP]
+    out.update({name: dict(meta) for name in group})
+    return out

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import REINSTALL_HINT, REINSTALL_RPC_HINT, EngineError, engine_lib_dir
 
 if TYPE_CHECKING:
-    from ..devices.inventory import RegistryDevice
+    pass
 
 
 class _Caps(ctypes.Structure):
@@ -130,33 +130,6 @@ def list_devices() -> list[RawDevice]:
             )
         )
     return devices
-
-
-def registry_devices() -> tuple[list[RegistryDevice], dict[str, Any]]:
-    """ggml's device list as the device layer takes it (RegistryDevice), RPC entries left out, and
-    what the CPU backend offers (cpu_backend_info). Read in an engine child (see
-    tasks.task_registry): this process opens no GPU context."""
-    from ..devices.inventory import RegistryDevice
-    from .child import run_task
-
-    result, _ = run_task("registry", {}, timeout=120)
-    fields = RegistryDevice.__dataclass_fields__
-    devices = [RegistryDevice(**{f: d[f] for f in fields}) for d in result["devices"] if d["backend"] != "RPC"]
-    return devices, result.get("cpu") or {}
-
-
-def engine_summary(devices: list[RegistryDevice], cpu: dict[str, Any]) -> dict[str, Any]:
-    """What the devices document says of the engine: installed, RPC support, backends, and what
-    its CPU backend does with the weights it computes with: its extra buffer types in llama.cpp's
-    order (AMX, CPU_KLEIDIAI, CPU_REPACK), the CPU_REPACK rules of its build, its features."""
-    return {
-        "installed": True,
-        "rpc": supports_rpc(),
-        "backends": sorted({d.backend for d in devices}),
-        "cpu_repack": cpu.get("repack", "none"),
-        "cpu_extra_buffers": list(cpu.get("extra_buffers", [])),
-        "cpu_features": list(cpu.get("features", [])),
-    }
 
 
 class _Feature(ctypes.Structure):

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
+from ..params import LLAMA_MAX_DEVICES, EngineParams, ggml_type_id
+from ..values import SPLIT_MODES
 from . import EngineError
 
 Emit = Callable[[dict[str, Any]], None]
@@ -177,9 +178,8 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     finds the largest context whose compute fits every budget. A dry-run model sizes a context in
     milliseconds, so the search costs little more than the model load.
     """
-    from ..documents import spread_group
     from ..planner import largest_fitting
-    from .logparse import parse_buffers
+    from .logparse import parse_buffers, spread_group
 
     rpc_names = request.get("rpc_names") or {}
     results = []
@@ -247,9 +247,8 @@ def _sampler(lib: Any, temperature: float, seed: int) -> Any:
 
 
 # Generation warms up for this long (bench: or the test's length, if shorter; run: or 64 tokens):
-# with two threads on a 2-vCPU VM the first 30-50 ms of single-token decodes ran at half speed in
-# most runs (the demo's 64 tokens at 1,600-1,850 t/s instead of 3,400-3,700; one thread showed
-# nothing of the kind).
+# the first tens of milliseconds of single-token decodes can run far slower than the rest (threads
+# waking, caches filling), as llama-bench's own warm-up run allows for.
 WARM_UP_S = 0.05
 
 
@@ -305,8 +304,8 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     buf = ctypes.create_string_buffer(256)
     pieces: list[str] = []
-    # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold 13-token prompt
-    # of the demo model read 242 and 2,797 t/s in two runs, its warm rate being several thousand.
+    # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold first prompt
+    # measures the start-up, not the model.
     _warm_up(lib, loaded.ctx, tokens)
     started = time.perf_counter()
     ttft_ms = None

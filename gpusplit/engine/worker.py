@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..devices.device import DEV_TYPE_CPU
+from ..devices.rpc import remove_worker_note, write_worker_note
 from . import EngineError
 from .registry import RawDevice, ggml, list_devices, rpc_library
 
@@ -82,12 +84,18 @@ def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int
 
     thread = threading.Thread(target=run_server, name="rpc-server", daemon=True)
     thread.start()
+    # Clients on this machine read what is served from here (devices.rpc.serves_this_cpu).
+    served = [
+        {"name": d.name, "description": d.description, "type": "cpu" if d.type == DEV_TYPE_CPU else "gpu"} for d in plan.devices
+    ]
+    write_worker_note(plan.endpoint, served, plan.threads)
     if on_started is not None:
         on_started()
     try:
         while not stopped.wait(0.2):
             pass
     finally:
+        remove_worker_note(plan.endpoint)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if received else 1

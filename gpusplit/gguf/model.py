@@ -111,6 +111,7 @@ class ModelInfo:
     is_mla: bool = False  # MLA: one K-only cache of the latent (kv_lora_rank + rope dims)
     memory_rules: str = "attention"  # attention | mla | recurrent | hybrid | approximate
     n_nextn: int = 0  # trailing NextN (multi-token prediction) blocks: llama.cpp skips them unless asked
+    source_url: str | None = None  # a model read by its hub or registry name: the URL of its first file
 
     def has_kv(self, il: int) -> bool:
         return self.kv_layers[il] if self.kv_layers else self.n_head_kv[il] > 0

@@ -1,0 +1,85 @@
+"""Results files: gpusplit appends to its own JSONL as results come, resumes from it, and never
+writes into a file it did not write (bench --output/--resume, tune --trials/--resume/--output)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from gpusplit import journal
+from gpusplit.bench_matrix import is_bench_record, read_records
+from gpusplit.tune import Trial, append_trial, is_trial_record, read_trials
+
+SYSTEM_TEXT = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foreign_files(tmp_path: Path) -> list[Path]:
+    """A system file's copy, another tool's JSON Lines, a pretty-printed plan, a binary file."""
+    files = {
+        "passwd": SYSTEM_TEXT,
+        "other.jsonl": '{"model": "x", "tps": 12.5}\n{"model": "y", "tps": 13.0}\n',
+        "plan.json": json.dumps({"schema": "gpusplit.plan/1", "fits": True}, indent=1) + "\n",
+    }
+    paths = []
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        paths.append(tmp_path / name)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
+    return [*paths, tmp_path / "blob.bin"]
+
+
+@pytest.mark.parametrize("option", ["--resume", "--output"])
+def test_bench_refuses_a_file_it_did_not_write_and_leaves_it_as_it_was(cli, tiny_model, tmp_path, option):
+    for path in foreign_files(tmp_path):
+        before = digest(path)
+        result = cli("bench", str(tiny_model("dense-f16")), "-p", "8", "-n", "4", "-r", "1", option, str(path))
+        assert result.exit_code == 2, (path, result.stderr)
+        assert "not a gpusplit.bench/1 record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert digest(path) == before
+
+
+def test_tune_refuses_foreign_trials_and_output_files(cli, tiny_model, tmp_path):
+    model = str(tiny_model("dense-f16"))
+    for option in ("--trials", "--resume", "--output"):
+        for path in foreign_files(tmp_path):
+            if option == "--output" and path.name == "plan.json":
+                continue  # a plan document is tune's own --output: it may be replaced
+            before = digest(path)
+            result = cli("tune", model, "--gpu", "8GiB", "--budget", "5", option, str(path))
+            assert result.exit_code == 2, (option, path, result.stderr)
+            assert "left untouched" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+            assert digest(path) == before
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_line(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    first = {"schema": "gpusplit.bench/1", "config_key": "a", "test": "tg4"}
+    journal.append(path, first)
+    with path.open("a") as f:
+        f.write('{"schema": "gpusplit.bench/1", "config_key": "b", "te')  # killed mid-write
+    journal.check_ours(path, is_bench_record, "gpusplit.bench/1", "--resume")  # still ours
+    second = {"schema": "gpusplit.bench/1", "config_key": "c", "test": "tg4"}
+    journal.append(path, second)
+    assert read_records(path) == [first, second]
+    journal.check_ours(path, is_bench_record, "gpusplit.bench/1", "--resume")  # the torn line stays tolerated
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2]) == second
+
+
+def test_trials_are_marked_and_older_unmarked_files_still_resume(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    old = Trial(key="mode=auto", config={"mode": None}, measured_tg=50.0, score=50.0)
+    path.write_text(json.dumps(old.to_dict()) + "\n")  # as tune wrote trials before they carried a schema
+    journal.check_ours(path, is_trial_record, "gpusplit.trial/1", "--resume")
+    new = Trial(key="mode=layer", config={"mode": "layer"}, measured_tg=60.0, score=60.0)
+    append_trial(path, new)
+    assert json.loads(path.read_text().splitlines()[1])["schema"] == "gpusplit.trial/1"
+    assert [t.key for t in read_trials(path)] == ["mode=auto", "mode=layer"]
+    assert not is_trial_record({"key": "k", "config": {}, "status": "ok", "password": "x"})  # not only a trial's fields
