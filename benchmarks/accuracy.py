@@ -121,7 +121,7 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
         plan = gpusplit.plan(fixture(folder, "dense-f16"), inventory, ctx=1024, draft=draft_path, ngl_draft=ngld, **placement)
         params = engine_params(plan).with_(model_path=str(draft_path), n_gpu_layers=draft.n_layer + 1 if ngld < 0 else ngld)
         _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
-        actual = parse_buffers(log, rpc_buffer_names(gpusplit.document(plan))).by_device
+        actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
         for mem in plan.draft.devices + [plan.draft.host]:
             real = actual.get(mem.name, {})
             if not mem.planned_bytes and not real:
@@ -191,7 +191,7 @@ def main() -> int:
                     plan = gpusplit.plan(model, devices, **settings, **placement)
                     params = engine_params(plan)
                     _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
-                    actual = parse_buffers(log, rpc_buffer_names(gpusplit.document(plan))).by_device
+                    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
                     estimated = {m.name: m.compute_bytes for m in plan.best.memory.devices + [plan.best.memory.host]}
                     plan = gpusplit.plan(model, devices, **settings, **placement, measure=True)
                     for mem in plan.best.memory.devices + [plan.best.memory.host]:

@@ -28,7 +28,7 @@ from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
 from .errors import GpusplitError, InputError
 from .hardware import detect_devices
-from .planning import plan, read_adapter, require_complete
+from .planning import plan, plan_from_document, read_adapter, require_complete
 from .probe import probe_devices
 from .tune import tune_model as tune
 from .values import check_kv_type, check_mode, parse_duration, parse_rate, parse_size, parse_split
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "bench", "check_kv_type", "check_mode", "default_threads", "demo_model_path", "detect_devices", "document",
     "download_model", "is_hypothetical", "is_remote", "load_plan_document", "model_projector", "parse_duration",
-    "parse_rate", "parse_size", "parse_split", "plan", "probe_devices", "read_adapter", "read_model",
-    "require_complete", "run", "serve_worker", "tune",
+    "parse_rate", "parse_size", "parse_split", "plan", "plan_from_document", "probe_devices", "read_adapter", "read_model",
+    "require_complete", "run", "serve_worker", "tune", "without_repack",
 ]  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -113,6 +113,14 @@ def document(result: Any, **context: Any) -> dict[str, Any]:
 # Running
 
 
+def without_repack(plan: Plan, why: str | None = None) -> Plan:
+    """The same plan loaded with llama.cpp's --no-repack (no AMX / CPU_REPACK copies of the host's
+    weights); `why` joins its reasons."""
+    from .planner import without_extra_buffers
+
+    return without_extra_buffers(plan, why)
+
+
 def load_plan_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A `gpusplit.plan/1` document saved by `gpusplit plan --json`."""
     import json
@@ -151,29 +159,32 @@ def run(
     generated, `on_progress` the load progress (0-1), `on_log` llama.cpp's log lines.
     `document(result)` is the `gpusplit.run/1` document.
     """
-    from .documents import plan_document
+    from .devices.rpc import probe
     from .engine import require_engine
-    from .params import EngineParams
+    from .params import engine_params
+    from .planning import plan_from_document
     from .runner import generate
 
-    doc = plan if isinstance(plan, dict) else plan_document(plan)
     if not prompt or not prompt.strip():
         raise InputError("the prompt is empty", "give some text to continue")
-    require_complete(doc["model"], "run")
-    if not doc["fits"]:
+    if isinstance(plan, dict):
+        if is_hypothetical_doc(plan):
+            raise InputError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
+        require_complete(plan["model"], "run")
+        plan = plan_from_document(plan)  # its configuration, on the devices here now
+    require_complete(plan.model, "run")
+    if is_hypothetical(plan.devices):
+        raise InputError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
+    if not plan.best.fits:
         raise GpusplitError(
             "the plan does not fit these devices",
             "see `gpusplit plan` for the figures; lower --ctx, use --kv-type q8_0, or add devices",
         )
-    if is_hypothetical_doc(doc):
-        raise InputError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
     require_engine()
-    from .devices.rpc import probe
-
-    for endpoint in doc["engine_params"].get("rpc") or []:
+    for endpoint in dict.fromkeys(d.endpoint for d in plan.devices if d.endpoint):
         probe(endpoint)  # a dead worker must fail here, not abort llama.cpp
-    params = EngineParams.from_dict(doc["engine_params"]).with_(seed=seed, n_threads=threads or default_threads())
-    return generate(doc, params, prompt, n_predict, temperature, on_token, on_progress, on_log, timeout)
+    params = engine_params(plan).with_(seed=seed, n_threads=threads or default_threads())
+    return generate(plan, params, prompt, n_predict, temperature, on_token, on_progress, on_log, timeout)
 
 
 def is_hypothetical_doc(doc: dict[str, Any]) -> bool:

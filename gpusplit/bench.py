@@ -15,6 +15,7 @@ from .values import check_kv_type, check_mode, parse_split
 
 if TYPE_CHECKING:
     from .gguf.model import ModelInfo
+    from .planner import Plan
 
 
 def bench(
@@ -36,7 +37,7 @@ def bench(
     config_timeout: float = 1800.0,
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
-    plan_doc: dict[str, Any] | None = None,
+    saved_plan: Plan | dict[str, Any] | None = None,
     no_repack: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """llama-bench's tests (pp: a prompt batch, tg: token by token) over the matrix of modes,
@@ -44,8 +45,8 @@ def bench(
     per (configuration, test), yielded as each configuration finishes. A configuration that fails
     (a refused plan, llama.cpp aborting, a dead worker) yields failed records and the matrix goes
     on. `skip` holds (config_key, test) pairs already done; `on_config(k, total, key)` announces
-    each configuration before it runs. With `plan_doc` (a `gpusplit.plan/1` document, e.g. what
-    `tune --output` writes) that one configuration is run exactly as planned, not planned again.
+    each configuration before it runs. With `saved_plan` (a Plan, or a `gpusplit.plan/1` document
+    such as `tune --output` writes) that one configuration is run as it was planned.
     `no_repack` runs every configuration with llama.cpp's --no-repack. A configuration whose load
     crashes with the CPU's extra buffer types on (llama.cpp's AMX bug) is measured again without
     them, its records marked with the `recovery`.
@@ -86,11 +87,14 @@ def bench(
         "repetitions": repetitions,
     }
     needed = max(t.n + t.depth for t in tests)
-    if plan_doc is not None:
-        from .documents import plan_without_repack
+    if saved_plan is not None:
+        from .planner import without_extra_buffers
+        from .planning import plan_from_document
 
-        plan_doc = plan_without_repack(plan_doc) if no_repack else plan_doc
-        configs = [_plan_doc_config(plan_doc)]
+        if isinstance(saved_plan, dict):
+            saved_plan = plan_from_document(saved_plan)  # on the devices it names (its own RPC workers)
+        saved_plan = without_extra_buffers(saved_plan) if no_repack else saved_plan
+        configs = [_saved_plan_config(saved_plan)]
     carried: dict[str, Any] | None = None
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
@@ -98,8 +102,8 @@ def bench(
             continue
         if on_config is not None:
             on_config(k, len(configs), config.key())
-        if plan_doc is not None:
-            records = _bench_plan_doc(plan_doc, config, pending, needed, repetitions, threads, config_timeout, common)
+        if saved_plan is not None:
+            records = _bench_saved_plan(saved_plan, config, pending, needed, repetitions, threads, config_timeout, common)
         else:
             records = _bench_config(
                 info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common,
@@ -114,17 +118,18 @@ def bench(
         carried = carried or next((r["recovery"] for r in records if r["recovery"]), None)
 
 
-def _plan_doc_config(doc: dict[str, Any]) -> Any:
+def _saved_plan_config(saved: Plan) -> Any:
     """A saved plan's engine parameters as a bench configuration (the key its records carry)."""
     from .bench_matrix import Config
+    from .params import engine_params
 
-    p = doc["engine_params"]
-    split = ",".join(f"{x:g}" for x in p["tensor_split"]) or "auto"
-    return Config(p["split_mode"], split, p["n_gpu_layers"], p["n_ctx"], p["type_k"], p["flash_attn"])
+    p = engine_params(saved)
+    split = ",".join(f"{x:g}" for x in p.tensor_split) or "auto"
+    return Config(p.split_mode, split, p.n_gpu_layers, p.n_ctx, p.type_k, p.flash_attn)
 
 
-def _bench_plan_doc(
-    doc: dict[str, Any],
+def _bench_saved_plan(
+    saved: Plan,
     config: Any,
     tests: list[Any],
     needed: int,
@@ -136,11 +141,14 @@ def _bench_plan_doc(
     """A saved plan as one bench configuration: its engine parameters as they are, not planned again."""
     from .documents import bench_record
 
-    n_ctx = doc["engine_params"]["n_ctx"]
+    n_ctx = saved.best.settings.n_ctx
     if needed > n_ctx:
         error = f"the plan's context ({n_ctx}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
-        return [bench_record(config=config, test=t, samples=None, error=error, plan=doc, **common) for t in tests]
-    return _bench_planned(doc, config, tests, repetitions, threads, config_timeout, common)
+        return [bench_record(config=config, test=t, samples=None, error=error, plan=saved, **common) for t in tests]
+    if not saved.best.fits:
+        return [bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=saved, **common)
+                for t in tests]  # fmt: skip
+    return _bench_planned(saved, config, tests, repetitions, threads, config_timeout, common)
 
 
 def _bench_config(
@@ -157,7 +165,7 @@ def _bench_config(
     no_repack: bool = False,
 ) -> list[dict[str, Any]]:
     """One configuration, planned then run in its own engine child; a failure becomes failed records."""
-    from .documents import bench_record, plan_document
+    from .documents import bench_record
     from .hardware import detect_devices
     from .planning import plan
 
@@ -176,19 +184,18 @@ def _bench_config(
             allow_ctx_overflow=True,
             no_repack=no_repack,
         )
-        doc = plan_document(planned)
     except GpusplitError as exc:
         return [bench_record(config=config, test=t, samples=None, error=f"plan: {exc.message}", **common) for t in tests]
-    if not doc["fits"]:
+    if not planned.best.fits:
         return [
-            bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=doc, **common)
+            bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=planned, **common)
             for t in tests
         ]
-    return _bench_planned(doc, config, tests, repetitions, threads, config_timeout, common)
+    return _bench_planned(planned, config, tests, repetitions, threads, config_timeout, common)
 
 
 def _bench_planned(
-    doc: dict[str, Any],
+    planned: Plan,
     config: Any,
     tests: list[Any],
     repetitions: int,
@@ -196,34 +203,33 @@ def _bench_planned(
     config_timeout: float,
     common: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """A plan document's configuration run in its own engine child; a failure becomes failed records."""
+    """A plan's configuration run in its own engine child; a failure becomes failed records."""
     from .documents import bench_record
     from .engine.child import EngineCrash
-    from .params import EngineParams
+    from .params import engine_params
+    from .planner import without_extra_buffers
     from .runner import bench_config
 
-    params = EngineParams.from_dict(doc["engine_params"]).with_(n_threads=threads or default_threads())
+    params = engine_params(planned).with_(n_threads=threads or default_threads())
     try:
-        outcome = bench_config(doc, params, [t.as_dict() for t in tests], repetitions, timeout=config_timeout)
+        outcome = bench_config(planned, params, [t.as_dict() for t in tests], repetitions, timeout=config_timeout)
     except EngineCrash as exc:
         return [
-            bench_record(config=config, test=t, samples=None, error=exc.message, log_tail=exc.log_tail, plan=doc, **common)
+            bench_record(config=config, test=t, samples=None, error=exc.message, log_tail=exc.log_tail, plan=planned, **common)
             for t in tests
         ]
     except GpusplitError as exc:
-        return [bench_record(config=config, test=t, samples=None, error=exc.message, plan=doc, **common) for t in tests]
+        return [bench_record(config=config, test=t, samples=None, error=exc.message, plan=planned, **common) for t in tests]
     recovery = None
     if outcome.recovery is not None:
-        from .documents import plan_without_repack
-
-        doc = plan_without_repack(doc, outcome.recovery.message)  # the row ran with --no-repack: its plan says so
+        planned = without_extra_buffers(planned, outcome.recovery.message)  # the row ran with --no-repack: its plan says so
         recovery = outcome.recovery.to_dict()
     return [
         bench_record(
             config=config,
             test=t,
             samples=outcome.samples.get(t.name),
-            plan=doc,
+            plan=planned,
             actual=outcome.actual,
             build=outcome.build,
             recovery=recovery,

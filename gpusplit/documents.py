@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .cpu_buffers import AMX, HOST_COPIES_NOTE, MAPPED, REPACK
+from .cpu_buffers import AMX, MAPPED, REPACK
 from .engine.logparse import TENSOR_GROUP, spread_group
 
 if TYPE_CHECKING:
@@ -203,32 +203,6 @@ NO_REPACK_PYTHON = (
     "llama_cpp.Llama() takes no --no-repack: set use_extra_bufts = False on the model parameters it builds "
     "(llama_cpp.llama_model_default_params); `gpusplit run` does"
 )
-
-
-def plan_without_repack(plan_doc: Mapping[str, Any], why: str | None = None) -> dict[str, Any]:
-    """The same plan loaded with llama.cpp's extra buffer types off (--no-repack): its parameters,
-    flags and host weights (the mapped file alone); `why` is added to its reasons."""
-    import copy
-
-    doc = copy.deepcopy(dict(plan_doc))
-    if doc["engine_params"].get("use_extra_bufts", True):
-        doc["engine_params"]["use_extra_bufts"] = False
-        doc["settings"]["no_repack"] = True
-        doc["llama_args"] = [*doc["llama_args"], "--no-repack"]
-        # the reason that counted the copies no longer holds
-        doc["reasons"] = [r for r in doc["reasons"] if not r.startswith(HOST_COPIES_NOTE)] + [NO_REPACK_PYTHON]
-        host = doc["host"]
-        buffers = host.get("weight_buffers") or {}
-        if "no_repack_mapped_bytes" in host:
-            weights = host["weights_bytes"] - sum(buffers.values()) + host["no_repack_mapped_bytes"]
-            change = weights - host["weights_bytes"]
-            host["weights_bytes"] = weights
-            host["planned_bytes"] += change
-            host["headroom_bytes"] -= change
-            host["weight_buffers"] = {MAPPED: host["no_repack_mapped_bytes"]} if host["no_repack_mapped_bytes"] else {}
-    if why:
-        doc["reasons"] = [*doc["reasons"], why]
-    return doc
 
 
 def _alternative(c: Candidate) -> dict[str, Any]:
@@ -457,7 +431,7 @@ def actual_rows(plan_doc: Mapping[str, Any], actual: Mapping[str, Mapping[str, i
 
 def run_document(result: RunResult) -> dict[str, Any]:
     """`gpusplit.run/1`: the plan, the text, timings, planned vs actual per device."""
-    plan_doc = result.plan
+    plan_doc = plan_document(result.plan)
     rows = actual_rows(plan_doc, result.actual)
     for row in rows:
         row["nvml_used_delta_bytes"] = result.nvml_used_delta.get(row["name"])
@@ -519,7 +493,7 @@ def bench_record(
     samples: list[float] | None,
     error: str | None = None,
     log_tail: list[str] | None = None,
-    plan: dict[str, Any] | None = None,
+    plan: Plan | None = None,
     actual: Mapping[str, Mapping[str, int]] | None = None,
     build: dict[str, Any] | None = None,
     inventory: list[dict[str, Any]] | None = None,
@@ -536,15 +510,16 @@ def bench_record(
     split_mode = n_gpu_layers = None
     devices = []
     basis = None
-    if plan is not None:
-        pred = plan["predicted"]
+    doc = None if plan is None else plan_document(plan)
+    if doc is not None:
+        pred = doc["predicted"]
         predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
         basis = pred["basis"]
-        backends = sorted({d["backend"] for d in plan["devices"] if d["planned_bytes"]})
+        backends = sorted({d["backend"] for d in doc["devices"] if d["planned_bytes"]})
         backend = ",".join(backends) if backends else "CPU"
-        split_mode, n_gpu_layers = plan["split_mode"], plan["n_gpu_layers"]
+        split_mode, n_gpu_layers = doc["split_mode"], doc["n_gpu_layers"]
         loaded = actual is not None and samples is not None
-        for row in actual_rows(plan, actual or {}):
+        for row in actual_rows(doc, actual or {}):
             devices.append(
                 {
                     "name": row["name"],
@@ -582,11 +557,11 @@ def bench_record(
         "inventory": inventory or [],
         "gpusplit_version": version,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "engine_params": None if plan is None else plan["engine_params"],
-        "no_repack": plan is not None and not plan["engine_params"].get("use_extra_bufts", True),
+        "engine_params": None if doc is None else doc["engine_params"],
+        "no_repack": doc is not None and not doc["engine_params"].get("use_extra_bufts", True),
         "recovery": recovery,
         # a generation test's predicted seconds per token by part (microseconds): which term missed
-        "predicted_parts": (plan["predicted"].get("parts") or None) if plan is not None and test.kind == "tg" else None,
+        "predicted_parts": (doc["predicted"].get("parts") or None) if doc is not None and test.kind == "tg" else None,
     }
 
 

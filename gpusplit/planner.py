@@ -637,6 +637,23 @@ def _plan_reasons(best: Candidate) -> list[str]:
 # Measured plans (`plan --measure`): the same decisions, on compute buffers from llama.cpp's dry run
 
 
+def without_extra_buffers(plan: Plan, why: str | None = None) -> Plan:
+    """The same plan loaded with llama.cpp's extra buffer types off (--no-repack): its best
+    candidate evaluated again without the host's weight copies, the rest as it was; `why` joins
+    its reasons (a crash that this avoids, say)."""
+    from .cpu_buffers import HOST_COPIES_NOTE
+
+    best, request, reasons = plan.best, plan.request, list(plan.reasons)
+    if best.settings.extra_buffers:
+        request = replace(request, settings=replace(request.settings, extra_buffers=False))
+        settings = replace(best.settings, extra_buffers=False)
+        again = evaluate(plan.model, plan.devices, plan.host, request, best.placement, best.strategy, settings)
+        again.reasons = list(best.reasons)
+        best = again
+        reasons = [r for r in reasons if not r.startswith(HOST_COPIES_NOTE)]
+    return replace(plan, best=best, request=request, settings=request.settings, reasons=reasons + ([why] if why else []))
+
+
 def apply_measured_compute(plan: Plan, candidate: Candidate, compute: dict[str, int]) -> None:
     """Replace a candidate's estimated compute buffers with measured ones (device name -> bytes,
     "CPU" for the host) and redo its fit."""

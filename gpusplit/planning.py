@@ -259,3 +259,59 @@ def _draft_request(draft: ModelInfo | str | os.PathLike[str] | None, ngl_draft: 
     from .sources import read_model
 
     return DraftRequest(draft if not isinstance(draft, (str, os.PathLike)) else read_model(draft), ngl_draft)
+
+
+def plan_from_document(doc: dict[str, Any], devices: Inventory | None = None) -> Plan:
+    """A saved `gpusplit.plan/1` document as a Plan again: its model read, its configuration (split
+    mode and proportions, offloaded layers, context, batches, caches, adapters, draft, projector,
+    --no-repack) evaluated as given on `devices` (default: the devices here now, the plan's RPC
+    workers included), so that free memory, the fit and the prediction are today's. The devices must
+    be the ones the plan names, in the same order."""
+    from .devices.rpc import parse_endpoints
+    from .hardware import detect_devices
+    from .sources import read_model
+
+    params = doc["engine_params"]
+    model = read_model(params["model_path"])
+    saved = doc["model"]
+    if model.total_bytes != saved["total_bytes"] or model.n_layer != saved["n_layer"]:
+        raise InputError(
+            f"the plan was made for another file than {params['model_path']} ({saved['total_bytes']:,} bytes of weights, "
+            f"this one {model.total_bytes:,})",
+            "plan it again: gpusplit plan --json MODEL > plan.json",
+        )
+    inventory = devices if devices is not None else detect_devices(rpc=parse_endpoints(list(params.get("rpc") or [])))
+    wanted = [(d["name"], d.get("endpoint")) for d in doc["devices"]]
+    found = [(d.name, d.endpoint) for d in inventory.devices]
+    if wanted != found:
+        names = ", ".join(name for name, _ in wanted) or "the CPU alone"
+        here = ", ".join(name for name, _ in found) or "the CPU alone"
+        raise InputError(f"the plan is for {names}; the devices here are {here}", "plan again on these devices")
+    reserves = {d.get("reserve_bytes") for d in doc["devices"]}
+    draft = doc.get("draft") or {}
+    args = list(doc.get("llama_args") or [])
+    projector = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--mmproj", "--mmproj-url")), "")
+    return plan(
+        model,
+        inventory,
+        ctx=params["n_ctx"],
+        batch=params["n_batch"],
+        ubatch=params["n_ubatch"],
+        parallel=params["n_seq_max"],
+        kv_type_k=params["type_k"],
+        kv_type_v=params["type_v"],
+        flash_attn=params["flash_attn"],
+        swa_full=params["swa_full"],
+        ngl=params["n_gpu_layers"],
+        mode=params["split_mode"],
+        split=tuple(params["tensor_split"]) or None,
+        main_gpu=params["main_gpu"],
+        n_cpu_moe=params["n_cpu_moe"],
+        reserve=reserves.pop() if len(reserves) == 1 and None not in reserves else None,
+        allow_ctx_overflow=True,
+        lora=tuple(params.get("lora") or ()),
+        draft=draft.get("path"),
+        ngl_draft=draft.get("n_gpu_layers", -1),
+        mmproj=projector,
+        no_repack=not params.get("use_extra_bufts", True),
+    )

@@ -7,7 +7,7 @@ Library code: no printing; callbacks carry tokens, progress and log lines to who
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -90,7 +90,7 @@ class Timings:
 class RunResult:
     """What one `run` did: the plan it ran, the text, timings and what llama.cpp allocated."""
 
-    plan: dict[str, Any]  # the gpusplit.plan/1 document that ran
+    plan: Plan  # the plan that ran (with --no-repack, where a crash made it run again so)
     text: str
     timings: Timings
     actual: dict[str, dict[str, int]]  # device name -> component -> bytes, from llama.cpp's log
@@ -127,21 +127,15 @@ def timings_from(result: dict[str, Any]) -> Timings:
     )
 
 
-def rpc_buffer_names(plan_doc: Mapping[str, Any]) -> dict[str, str]:
+def rpc_buffer_names(plan: Plan) -> dict[str, str]:
     """'host:port#k' (the k-th device of that worker, as llama.cpp names its buffers) -> RPCn."""
-    from .engine.logparse import rpc_buffer_map
-
-    return rpc_buffer_map([(d["name"], d.get("endpoint")) for d in plan_doc["devices"]])
-
-
-def _rpc_names_of(plan: Plan) -> dict[str, str]:
     from .engine.logparse import rpc_buffer_map
 
     return rpc_buffer_map([(d.name, d.endpoint) for d in plan.devices])
 
 
-def _nvidia_devices(plan_doc: Mapping[str, Any]) -> dict[str, str]:
-    return {d["name"]: d["pci_bus_id"] for d in plan_doc["devices"] if d.get("pci_bus_id") and d.get("backend") == "CUDA"}
+def _nvidia_devices(plan: Plan) -> dict[str, str]:
+    return {d.name: d.pci_bus_id for d in plan.devices if d.pci_bus_id and d.backend == "CUDA"}
 
 
 def _nvml_used(pci_ids: dict[str, str]) -> dict[str, int]:
@@ -162,7 +156,7 @@ def _nvml_used(pci_ids: dict[str, str]) -> dict[str, int]:
 
 
 def generate(
-    plan_doc: dict[str, Any],
+    plan: Plan,
     params: EngineParams,
     prompt: str,
     n_predict: int,
@@ -178,7 +172,7 @@ def generate(
     from .engine.child import run_task
     from .engine.logparse import parse_buffers
 
-    nvidia = _nvidia_devices(plan_doc)
+    nvidia = _nvidia_devices(plan)
     before = _nvml_used(nvidia)
     after: dict[str, int] = {}
     streamed = [False]  # text already shown: a rerun would show it twice, so a crash is not retried then
@@ -211,16 +205,16 @@ def generate(
 
     (result, log), recovery = with_repack_fallback(attempt, params, lambda: not streamed[0])
     if recovery is not None:
-        from .documents import plan_without_repack
+        from .planner import without_extra_buffers
 
-        plan_doc = plan_without_repack(plan_doc, recovery.message)
-    report = parse_buffers(log, rpc_buffer_names(plan_doc))
+        plan = without_extra_buffers(plan, recovery.message)
+    report = parse_buffers(log, rpc_buffer_names(plan))
     delta = {name: after[name] - before[name] for name in after if name in before}
-    return RunResult(plan_doc, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights)
+    return RunResult(plan, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights)
 
 
 def bench_config(
-    plan_doc: dict[str, Any],
+    plan: Plan,
     params: EngineParams,
     tests: list[dict[str, Any]],
     repetitions: int,
@@ -241,7 +235,7 @@ def bench_config(
         return run_task("bench", request, timeout=None if deadline is None else max(deadline - time.monotonic(), 1.0))
 
     (result, log), recovery = with_repack_fallback(attempt, params)
-    outcome = _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan_doc)).by_device)
+    outcome = _bench_outcome(result, parse_buffers(log, rpc_buffer_names(plan)).by_device)
     outcome.recovery = recovery
     return outcome
 
@@ -332,7 +326,7 @@ def measure(plan: Plan, timeout: float = 300.0) -> Plan:
     from .params import engine_params
     from .planner import apply_measured_compute, context_budgets, finish_measured
 
-    names = _rpc_names_of(plan)
+    names = rpc_buffer_names(plan)
     candidates = [plan.best, *plan.alternatives]
     loads = []
     for c in candidates:

@@ -436,19 +436,17 @@ def measure_config(
     import statistics
 
     from .devices.cpu import default_threads
-    from .documents import plan_document
     from .params import engine_params
     from .runner import bench_config
 
     # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
     params = engine_params(plan).with_(n_threads=config.threads or default_threads())
-    doc = plan_document(plan)
     tg_test = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
     pp_test = {"name": "pp", "kind": "pp", "n": PP_TOKENS, "depth": 0}
     # One load for both tests: the prompt test is skipped in the child when generation is clearly
     # worse than the best so far (it used to load the model a second time for it).
     stop_if = {"test": "tg", "below_ts": CLEARLY_WORSE * best_tg} if best_tg else None
-    outcome = bench_config(doc, params, [tg_test, pp_test], REPETITIONS, timeout=limit_s, stop_if=stop_if)
+    outcome = bench_config(plan, params, [tg_test, pp_test], REPETITIONS, timeout=limit_s, stop_if=stop_if)
     tg = statistics.median(outcome.samples["tg"])
     pp = outcome.samples.get("pp")
     recovery = outcome.recovery.to_dict() if outcome.recovery is not None else None

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from gpusplit.devices.inventory import detect
-from gpusplit.documents import plan_document
 from gpusplit.gguf import read_model
 from gpusplit.memory import Settings
 from gpusplit.planner import DraftRequest, Request, make_plan
@@ -48,7 +47,7 @@ def test_draft_placement_matches_a_real_load(tiny_model, two_workers):
     # llama-server loads the draft with the main model's parameters but its own file, -ngld and f16 caches.
     params = engine_params(plan).with_(model_path=draft.path, n_gpu_layers=draft.n_layer + 1)
     _, log = run_task("load", {"params": params.as_dict()}, timeout=120)
-    actual = parse_buffers(log, rpc_buffer_names(plan_document(plan))).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     for mem in plan.draft.devices + [plan.draft.host]:
         real = actual.get(mem.name, {})
         assert abs(mem.weights_bytes - real.get("weights", 0)) <= 0.006 * MIB, mem.name

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from gpusplit.devices.inventory import detect
-from gpusplit.documents import plan_document
 from gpusplit.gguf import GGUFError, read_model
 from gpusplit.gguf.adapter import read_adapter
 from gpusplit.memory import Settings
@@ -72,7 +71,7 @@ def test_lora_buffers_match_a_real_load(tiny_model, two_workers, adapter, ngl):
     assert params.lora == (str(adapter),) and params.cli_flags()[-2:] == ["--lora", str(adapter)]
     _, log = run_task("load", {"params": params.as_dict()}, timeout=120)
     assert any("LoRA buffer size" in line for line in log)
-    actual = parse_buffers(log, rpc_buffer_names(plan_document(plan))).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     for mem in plan.best.memory.devices + [plan.best.memory.host]:
         # model and LoRA buffers: two printed figures
         assert abs(mem.weights_bytes - actual.get(mem.name, {}).get("weights", 0)) <= 0.0101 * MIB, mem.name

@@ -10,7 +10,6 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
 
 from gpusplit.devices.inventory import detect
-from gpusplit.documents import plan_document
 from gpusplit.engine.child import run_task
 from gpusplit.engine.logparse import parse_buffers
 from gpusplit.gguf import read_model
@@ -53,7 +52,7 @@ def test_planned_bytes_match_a_real_load(tiny_model, two_workers):
         Request(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
     )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})
-    actual = parse_buffers(log, rpc_buffer_names(plan_document(plan))).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     for mem in plan.best.memory.devices + [plan.best.memory.host]:
         real = actual[mem.name]
         assert abs(mem.weights_bytes - real.get("weights", 0)) <= 0.006 * MIB
@@ -93,6 +92,6 @@ def test_sliding_window_pipeline_compute_matches_a_real_load(tiny_model, two_wor
     )
     assert plan.best.memory.pipeline_parallel
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})
-    actual = parse_buffers(log, rpc_buffer_names(plan_document(plan))).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     for mem in plan.best.memory.devices + [plan.best.memory.host]:
         assert mem.compute_bytes == pytest.approx(actual[mem.name]["compute"], rel=0.10), mem.name

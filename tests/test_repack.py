@@ -8,7 +8,6 @@ import pytest
 
 from gpusplit.cpu_buffers import repack_bytes
 from gpusplit.devices.inventory import detect
-from gpusplit.documents import plan_document
 from gpusplit.gguf import read_model
 from gpusplit.memory import Placement, Settings, plan_memory
 from gpusplit.planner import Request, make_plan
@@ -47,7 +46,7 @@ def _host_bytes(path, rpc, ngl, cpu):
         read_model(path), inventory.devices, inventory.host, Request(settings=settings, mode="layer", n_gpu_layers=ngl)
     )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
-    actual = parse_buffers(log, rpc_buffer_names(plan_document(plan))).by_device
+    actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
     return plan.best.memory, actual, log
 
 

@@ -198,8 +198,10 @@ def test_nvml_used_memory_is_read_after_loading_and_after_generating(cli, tiny_m
     doc = run_json(cli, str(tiny_model("dense-f16")))  # a plan for this machine
     monkeypatch.setattr(runner, "_nvidia_devices", lambda plan_doc: {"CPU": "00000000:01:00.0"})
     monkeypatch.setattr(runner, "_nvml_used", fake_used)
+    from gpusplit.planning import plan_from_document
+
     params = runner.EngineParams.from_dict(doc["plan"]["engine_params"])
-    result = runner.generate(doc["plan"], params, "Once upon a time", 8)
+    result = runner.generate(plan_from_document(doc["plan"]), params, "Once upon a time", 8)
     assert len(seen) == 3
     assert result.nvml_used_delta == {"CPU": 6000 * MIB}
 

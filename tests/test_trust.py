@@ -231,7 +231,7 @@ def test_measure_gives_best_ctx_and_score_from_the_dry_run(tmp_path, two_workers
     contexts, budgets = context_budgets(measured, measured.best)
     i = contexts.index(best)
     load = {"params": engine_params(measured).as_dict(), "contexts": [best, best + 256]}
-    result, _ = run_task("measure", {"loads": [load], "rpc_names": rpc_buffer_names(doc)})
+    result, _ = run_task("measure", {"loads": [load], "rpc_names": rpc_buffer_names(measured)})
     compute = result["loads"][0]["measured"]
     assert all(compute[str(best)].get(n, 0) <= b for n, b in budgets[i].items())
     assert any(compute[str(best + 256)].get(n, 0) > b for n, b in budgets[i + 1].items())

@@ -8,7 +8,6 @@ import json
 import pytest
 
 import gpusplit
-from gpusplit.documents import plan_document
 from gpusplit.engine import EngineError
 from gpusplit.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, Config, read_trials, seeds, tune
 
@@ -224,7 +223,7 @@ def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_mo
     plan = gpusplit.plan(str(tiny_model("dense-f16")), Inventory(devices=[], host=host_device()), ctx=256)
     params = engine_params(plan).with_(n_threads=1)
     tests = [{"name": "tg", "kind": "tg", "n": 8, "depth": 0}, {"name": "pp", "kind": "pp", "n": 32, "depth": 0}]
-    both = bench_config(plan_document(plan), params, tests, 1, stop_if={"test": "tg", "below_ts": 0.001})
+    both = bench_config(plan, params, tests, 1, stop_if={"test": "tg", "below_ts": 0.001})
     assert set(both.samples) == {"tg", "pp"}
-    only_tg = bench_config(plan_document(plan), params, tests, 1, stop_if={"test": "tg", "below_ts": 1e12})
+    only_tg = bench_config(plan, params, tests, 1, stop_if={"test": "tg", "below_ts": 1e12})
     assert set(only_tg.samples) == {"tg"}

@@ -150,7 +150,7 @@ def bench(
         config_timeout=config_timeout,
         skip=done_keys(previous),
         on_config=announce,
-        plan_doc=doc,
+        saved_plan=doc,
         no_repack=no_repack,
     )
     warned: set[str] = set()

@@ -103,21 +103,23 @@ def run(
 
     text = _prompt(prompt, prompt_file)
     model = local_model(model, "run")
-    if plan_file:
-        doc = api.load_plan_document(plan_file)
-        if model and os.path.abspath(model) != os.path.abspath(doc["engine_params"]["model_path"]):
-            raise CLIError(f"the plan is for {doc['engine_params']['model_path']}, not {model}", "drop MODEL or plan again")
-        if no_repack:
-            from ..documents import plan_without_repack
+    from ..documents import plan_document, run_document
 
-            doc = plan_without_repack(doc)
+    if plan_file:
+        saved = api.load_plan_document(plan_file)
+        if model and os.path.abspath(model) != os.path.abspath(saved["engine_params"]["model_path"]):
+            raise CLIError(f"the plan is for {saved['engine_params']['model_path']}, not {model}", "drop MODEL or plan again")
+        if api.is_hypothetical_doc(saved):
+            raise CLIError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
+        planned = api.plan_from_document(saved)  # its configuration, on the devices here now
+        if no_repack:
+            planned = api.without_repack(planned)
     else:
         options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-        from ..documents import plan_document
-
-        doc = plan_document(plan_from(options, runnable="run"))
-        for warning in doc["warnings"]:
-            output.warn(warning)
+        planned = plan_from(options, runnable="run")
+    doc = plan_document(planned)
+    for warning in doc["warnings"]:
+        output.warn(warning)
     for reason in doc["reasons"]:
         if "tensor parallelism" in reason or "row split" in reason:
             output.message(reason)
@@ -132,7 +134,7 @@ def run(
 
     try:
         result = api.run(
-            doc,
+            planned,
             prompt=text,
             n_predict=n_predict,
             temperature=temp,
@@ -146,7 +148,7 @@ def run(
     finally:
         if progress is not None:
             progress.close()
-    run_doc = result.to_dict()
+    run_doc = run_document(result)
     if stream:
         output.stream_text("\n")
     if run_doc["recovery"]:

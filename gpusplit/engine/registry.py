@@ -142,7 +142,7 @@ def cpu_backend_info() -> dict[str, Any]:
     KLEIDIAI, REPACK, ...) and the CPU_REPACK rules they select (cpu_buffers.REPACK_RULES). The AMX
     buffer type exists only in a build for a CPU with AMX, and only once the kernel grants the
     tile state, so the list is what llama.cpp will use on this machine."""
-    from ..cpu_buffers import repack_level
+    from ..devices.cpu import repack_level
 
     lib = ggml()
     reg = lib.ggml_backend_reg_by_name(b"CPU")
