@@ -223,8 +223,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
-    from .params import engine_params
-    from .sources import projector_flags
+    from .params import draft_layers, engine_params, llama_server_args
     from .units import format_bytes
 
     best = plan.best
@@ -252,11 +251,10 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         reasons.append("llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides")
     if not params.use_extra_bufts:
         reasons.append(NO_REPACK_PYTHON)
-    llama_args = params.cli_flags()
+    llama_args = llama_server_args(plan)
     extra: dict[str, Any] = {}
     projector = plan.request.projector
     if projector is not None:
-        llama_args += projector_flags(projector.path)
         where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
         reasons.append(
             f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
@@ -264,8 +262,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         )
     if plan.draft is not None and plan.request.draft is not None:
         draft = plan.request.draft
-        ngld = draft.model.n_layer + 1 if draft.n_gpu_layers < 0 else draft.n_gpu_layers
-        llama_args += ["-md", draft.model.path, "-ngld", str(ngld)]
+        ngld = draft_layers(draft)
         reasons.append("llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server")
         extra["draft"] = {
             "path": draft.model.path,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .values import SPLIT_MODES
 
 if TYPE_CHECKING:
-    from .planner import Candidate, Plan
+    from .planner import Candidate, DraftRequest, Plan
 
 LLAMA_MAX_DEVICES = 16
 
@@ -159,3 +159,21 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | N
         lora=tuple(a.path for a in plan.request.adapters),
         use_extra_bufts=settings.extra_buffers,
     )
+
+
+def draft_layers(draft: DraftRequest) -> int:
+    """The draft model's -ngld: its offloaded layers, the output layer counted (-1: all)."""
+    return draft.model.n_layer + 1 if draft.n_gpu_layers < 0 else draft.n_gpu_layers
+
+
+def llama_server_args(plan: Plan) -> list[str]:
+    """llama-server's flags for the plan's best candidate: the load's own (engine_params), then the
+    multimodal projector and the speculative-decoding draft model it counted."""
+    from .sources import projector_flags
+
+    args = engine_params(plan).cli_flags()
+    if plan.request.projector is not None:
+        args += projector_flags(plan.request.projector.path)
+    if plan.draft is not None and plan.request.draft is not None:
+        args += ["-md", plan.request.draft.model.path, "-ngld", str(draft_layers(plan.request.draft))]
+    return args

@@ -161,7 +161,7 @@ def test_plans_on_cuda_suggest_flash_attention(cli, header_only_model):
     [
         [],
         ["--mode", "row", "--main-gpu", "1", "--parallel", "2", "--kv-type", "q8_0", "--flash-attn", "--no-repack"],
-        ["--split", "3,1", "--ngl", "40", "--n-cpu-moe", "0", "--kv-type-k", "q8_0", "--kv-type-v", "q4_0"],
+        ["--split", "3,1", "--ngl", "40", "--n-cpu-moe", "0", "--kv-type-k", "q8_0", "--kv-type-v", "q4_0", "--flash-attn"],
     ],
 )
 def test_every_printed_flag_line_is_one_llama_server_parses(cli, header_only_model, extra):
