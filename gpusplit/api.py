@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .bench import bench
+from .bench_job import bench
 from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
 from .errors import GpusplitError, InputError

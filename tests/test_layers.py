@@ -169,3 +169,18 @@ def test_import_gpusplit_exports_the_api_lazily():
     import gpusplit
 
     assert sorted(set(gpusplit.__all__) - {"__version__"}) == report["exports"]
+
+
+def test_no_module_shadows_an_exported_name():
+    """Importing a submodule sets it as an attribute of the package: a module named like an
+    exported function (`gpusplit/bench.py` beside `gpusplit.bench()`) would replace it."""
+    import importlib
+
+    import gpusplit
+
+    modules = {name.split(".")[1] for name in SOURCES if name.count(".") >= 1}
+    for name in modules:
+        importlib.import_module(f"gpusplit.{name}")
+    clashes = sorted(set(gpusplit._EXPORTS) & modules)
+    assert not clashes, f"modules named like exported names: {clashes}"
+    assert all(not isinstance(getattr(gpusplit, n), type(gpusplit)) for n in gpusplit._EXPORTS)

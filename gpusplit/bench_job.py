@@ -1,4 +1,4 @@
-"""`gpusplit bench`: llama-bench's tests over a matrix of configurations, each planned, then run in
+"""`gpusplit bench` (the job; bench_matrix.py holds its matrix and results files): llama-bench's tests over a matrix of configurations, each planned, then run in
 its own engine child; one `gpusplit.bench/1` record per (configuration, test), yielded as each
 configuration finishes. A configuration that fails becomes failed records and the matrix goes on.
 """
