@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,19 @@ def read(path: Path, is_ours: Callable[[Record], bool]) -> list[Record]:
     return records
 
 
+def _is_stream(path: Path) -> bool:
+    """A character device or a pipe (/dev/stdout, /dev/null, a FIFO): it holds nothing to damage."""
+    mode = path.stat().st_mode
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def check_ours(path: Path, is_ours: Callable[[Record], bool], what: str, option: str) -> None:
     """Raise ForeignFileError when `path` exists and holds anything but our records (see above)."""
-    if not path.exists():
+    if not path.exists() or _is_stream(path):
         return
     if not path.is_file():
-        raise ForeignFileError(f"{option} {path} is not a regular file", "name a new file to write the results to")
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise ForeignFileError(f"{option} {path} is {what}", "name a new file to write the results to")
     for number, line in _lines(path):
         if not line:
             continue
@@ -92,7 +100,8 @@ def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, 
     if not path.exists():
         return
     if not path.is_file():
-        raise ForeignFileError(f"{option} {path} is not a regular file", "name a new file to write to")
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise ForeignFileError(f"{option} {path} is {what}", "name a new file to write to")
     size = path.stat().st_size
     if size == 0:
         return

@@ -10,7 +10,6 @@ import pytest
 
 from gpusplit.devices.device import Device
 from gpusplit.devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, identity_of, load, save, weight_class
-from gpusplit.documents import plan_document
 from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placement_work, token_seconds
 
 GB = 1e9
@@ -667,5 +666,5 @@ def test_run_predicts_its_sampling_beside_the_decode(header_only_model):
     plan = gpusplit.plan(header_only_model("gemma-3-270m"), Inventory(devices=[], host=host), ctx=512)
     p = plan.best.prediction
     assert p.sample_s == pytest.approx(2e-6 + 262144 * 1e-9)
-    doc = run_document(RunResult(plan_document(plan), "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
+    doc = run_document(RunResult(plan, "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
     assert doc["predicted"]["gen_tps"] == pytest.approx(1 / (1 / p.tg_tokens_per_s + p.sample_s), rel=1e-3)
