@@ -211,3 +211,54 @@ def test_a_worker_note_counts_only_while_its_worker_runs(tmp_path):
     assert read_worker_note("127.0.0.1:50060", folder=tmp_path) is None
     remove_worker_note("127.0.0.1:50060", folder=tmp_path)
     assert path.exists()  # not this process's note: left alone
+
+
+def _fake_rpc_server(version: tuple[int, int, int], hello_payload: int):
+    """A listener that speaks only llama.cpp RPC's HELLO as a server of `version` does: it takes a
+    HELLO whose payload is `hello_payload` bytes (24 from protocol 7, none before) and hangs up on
+    any other; it answers with its version (and, from protocol 7, its connection capabilities)."""
+    import struct
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    head = conn.recv(9, socket.MSG_WAITALL)
+                    cmd, size = struct.unpack("<BQ", head)
+                    if cmd != 14 or size != hello_payload:
+                        continue  # ggml-rpc.cpp: "HELLO request size mismatch", the connection closed
+                    conn.recv(size, socket.MSG_WAITALL) if size else b""
+                    reply = bytes([*version, 0]) + b"\0" * 24 if hello_payload else bytes(version)
+                    conn.sendall(struct.pack("<Q", len(reply)) + reply)
+                    conn.recv(1)  # the client hangs up when it has read the version
+                except OSError:
+                    continue
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    ("version", "payload"),
+    [((3, 0, 0), 0), ((6, 1, 0), 0), ((8, 0, 0), 24)],  # older llama.cpp builds, and a newer protocol
+)
+def test_a_worker_of_another_protocol_is_named_with_both_versions(cli, version, payload):
+    server = _fake_rpc_server(version, payload)
+    port = server.getsockname()[1]
+    try:
+        result = cli("devices", "--rpc", f"127.0.0.1:{port}", "--timeout", "2")
+    finally:
+        server.close()
+    theirs = ".".join(map(str, version))
+    assert result.exit_code == 1, result.stderr
+    assert f"127.0.0.1:{port}: speaks RPC protocol {theirs}, this llama.cpp speaks 7.0.0" in result.stderr
+    assert "ggml-rpc-server" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .device import Device
 
 RPC_PROTO_MAJOR = 7
+RPC_PROTO_VERSION = "7.0.0"  # ggml-rpc.h of the llama.cpp that llama-cpp-python 0.3.36 vendors
 CMD_GET_DEVICE_MEMORY = 11
 CMD_HELLO = 14
 CMD_DEVICE_COUNT = 15
@@ -218,18 +219,46 @@ class _Conn:
             pass
 
 
+def version_mismatch(theirs: str) -> str:
+    """One line: both protocol versions and the fix."""
+    return (
+        f"speaks RPC protocol {theirs}, this llama.cpp speaks {RPC_PROTO_VERSION}: run the same llama.cpp on both "
+        "sides (`gpusplit worker` from the same gpusplit and llama-cpp-python, or llama.cpp's `ggml-rpc-server`, "
+        "`rpc-server` in older builds, from the release llama-cpp-python 0.3.36 vendors)"
+    )
+
+
+def _older_hello(endpoint: str, deadline: float) -> bytes | None:
+    """The version of a server that speaks the HELLO of protocols 2-6 (no payload, 3 bytes back), or None."""
+    try:
+        conn = _Conn(endpoint, deadline)
+    except RPCError:
+        return None
+    try:
+        return conn.call(CMD_HELLO, b"", 3)
+    except RPCError:
+        return None
+    finally:
+        conn.close()
+
+
 def probe(endpoint: str, timeout: float = 3.0) -> WorkerInfo:
     """Handshake with a worker and read its devices' live memory, all within `timeout` seconds."""
-    conn = _Conn(endpoint, time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    conn = _Conn(endpoint, deadline)
     try:
-        hello = conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
+        try:
+            hello = conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
+        except RPCError:
+            # A server of protocol 2-6 takes HELLO without its connection capabilities and hangs up on
+            # ours: ask again as it expects, to name its version rather than a closed connection.
+            older = _older_hello(endpoint, deadline)
+            if older is None:
+                raise
+            hello = older
         major, minor, patch = hello[0], hello[1], hello[2]
         if major != RPC_PROTO_MAJOR:
-            raise RPCError(
-                endpoint,
-                f"speaks RPC protocol {major}.{minor}.{patch}, this llama.cpp needs {RPC_PROTO_MAJOR}.x "
-                "(run the same llama-cpp-python version on both sides)",
-            )
+            raise RPCError(endpoint, version_mismatch(f"{major}.{minor}.{patch}"))
         (count,) = struct.unpack("<I", conn.call(CMD_DEVICE_COUNT, b"", 4))
         if count > MAX_REMOTE_DEVICES:
             raise RPCError(endpoint, f"claims {count} devices (more than {MAX_REMOTE_DEVICES})")
