@@ -223,7 +223,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
-    from .params import draft_layers, engine_params, llama_server_args
+    from .params import draft_layers, engine_params, llama_server_args, worker_commands
     from .units import format_bytes
 
     best = plan.best
@@ -313,6 +313,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "devices": devices,
         "host": host,
         "llama_args": llama_args,
+        "workers": worker_commands(plan),
         "llama_cpp_python": params.llama_kwargs(),
         "engine_params": params.as_dict(),
         "reasons": reasons,

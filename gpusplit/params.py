@@ -177,3 +177,22 @@ def llama_server_args(plan: Plan) -> list[str]:
     if plan.draft is not None and plan.request.draft is not None:
         args += ["-md", plan.request.draft.model.path, "-ngld", str(draft_layers(plan.request.draft))]
     return args
+
+
+def worker_commands(plan: Plan) -> list[dict[str, Any]]:
+    """How to start each RPC worker the plan uses, on its own machine: gpusplit's worker and
+    llama.cpp's own server (`ggml-rpc-server`, `rpc-server` in older builds), bound to the address
+    the plan reaches it at. Neither has authentication: a non-loopback address is for a trusted
+    network (gpusplit asks for --allow-remote)."""
+    from .devices.rpc import is_loopback, parse_endpoint
+
+    commands = []
+    for endpoint in engine_params(plan).rpc:
+        host, port = parse_endpoint(endpoint)
+        remote = [] if is_loopback(host) else ["--allow-remote"]
+        commands.append({
+            "endpoint": endpoint,
+            "gpusplit": ["gpusplit", "worker", "--host", host, "--port", str(port), *remote],
+            "llama_cpp": ["ggml-rpc-server", "-H", host, "-p", str(port)],
+        })  # fmt: skip
+    return commands

@@ -231,7 +231,7 @@ PLAN = _object(
         "warnings": STRS,
         "alternatives": _array(ALTERNATIVE),
     },
-    {"draft": DRAFT},
+    {"draft": DRAFT, "workers": _array(_object({"endpoint": STR, "gpusplit": STRS, "llama_cpp": STRS}))},
 )  # fmt: skip
 
 # --------------------------------------------------------------------------------------------- run

@@ -173,3 +173,36 @@ def test_every_printed_flag_line_is_one_llama_server_parses(cli, header_only_mod
     doc = plan_json(cli, model, "--gpu", "24GiB", "--gpu", "24GiB", *extra)
     assert not rejected(doc["llama_args"]), doc["llama_args"]
     assert model_source(doc["llama_args"]) == ("-m", model)
+
+
+def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_model):
+    """Each worker's start command, bound where the plan reaches it: gpusplit's (with
+    --allow-remote off loopback) and llama.cpp's ggml-rpc-server; the llama-server line names both."""
+    gib = 2**30
+    workers = [("RPC0", "10.0.0.7:50052"), ("RPC1", "127.0.0.1:50053")]
+    devices = {
+        "schema": "gpusplit.devices/1",
+        "devices": [
+            {"name": name, "description": endpoint, "backend": "RPC", "type": "gpu", "total_bytes": 24 * gib,
+             "free_bytes": 24 * gib, "index": i, "endpoint": endpoint}
+            for i, (name, endpoint) in enumerate(workers)
+        ],
+    }  # fmt: skip
+    path = tmp_path / "workers.json"
+    path.write_text(json.dumps(devices))
+    model = str(header_only_model("llama-3.1-8b"))
+    doc = plan_json(cli, model, "--devices-file", str(path), "--split", "1,1")
+    assert doc["workers"] == [
+        {"endpoint": "10.0.0.7:50052", "gpusplit": ["gpusplit", "worker", "--host", "10.0.0.7", "--port", "50052", "--allow-remote"],
+         "llama_cpp": ["ggml-rpc-server", "-H", "10.0.0.7", "-p", "50052"]},
+        {"endpoint": "127.0.0.1:50053", "gpusplit": ["gpusplit", "worker", "--host", "127.0.0.1", "--port", "50053"],
+         "llama_cpp": ["ggml-rpc-server", "-H", "127.0.0.1", "-p", "50053"]},
+    ]  # fmt: skip
+    args = doc["llama_args"]
+    assert args[args.index("--rpc") + 1] == "10.0.0.7:50052,127.0.0.1:50053"
+    shown = cli("plan", model, "--devices-file", str(path), "--split", "1,1").stdout
+    assert "gpusplit worker --host 10.0.0.7 --port 50052 --allow-remote    # or: ggml-rpc-server -H 10.0.0.7 -p 50052" in shown
+    # the gpusplit command is one the CLI takes
+    assert cli("worker", "--help").exit_code == 0 and all(
+        flag in cli("worker", "--help").stdout for flag in ("--host", "--port", "--allow-remote")
+    )

@@ -165,6 +165,10 @@ def print_plan(doc: dict) -> None:
         fields += [("speed from", note) for note in doc["predicted"]["assumptions"]]
     output.print_fields("plan", fields)
     # Whole lines, never wrapped by a table, so that they can be copied and pasted.
+    if doc.get("workers"):
+        output.line("start the RPC workers, each on its machine (gpusplit's, or llama.cpp's own):")
+        for worker in doc["workers"]:
+            output.line("  " + shlex.join(worker["gpusplit"]) + "    # or: " + shlex.join(worker["llama_cpp"]))
     output.line("run it with llama-server:")
     output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))
     output.line("or from Python (llama-cpp-python):")

@@ -1,0 +1,76 @@
+"""The namespaced-hosts harness itself: its links have the bandwidth and delay their profile says,
+a gpusplit worker inside one is reached as a remote machine, and nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from netlab import PREFIX, Lab, Profile, unavailable
+
+REASON = unavailable()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no namespaced hosts here: {REASON}")
+
+ECHO = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    conn, _ = server.accept()
+    with conn:
+        while data := conn.recv(1 << 16):
+            conn.sendall(data)
+"""
+
+
+def _leftovers() -> list[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=10).stdout
+    return [line for line in (names + links).splitlines() if f"{PREFIX}-" in line or " gsh" in line]
+
+
+def test_a_link_has_its_profiles_delay_and_bandwidth():
+    before = _leftovers()
+    profile = Profile("test", 40e6, 0.005)  # 40 Mbit/s, 10 ms round trip
+    with Lab() as lab:
+        host = lab.host(profile)
+        lab.spawn(host, [sys.executable, "-c", ECHO, host.address, "7000"])
+        lab.wait_listening(host, 7000)
+        host_part, port = lab.relay(host, 7000).rsplit(":", 1)
+        with socket.create_connection((host_part, int(port)), timeout=10) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            trips = []
+            for _ in range(5):
+                started = time.monotonic()
+                conn.sendall(b"x")
+                assert conn.recv(1) == b"x"
+                trips.append(time.monotonic() - started)
+            payload = b"\0" * (2 << 20)
+            started = time.monotonic()
+            conn.sendall(payload)
+            received = 0
+            while received < len(payload):
+                received += len(conn.recv(1 << 16))
+            echoed_s = time.monotonic() - started
+    assert 0.010 <= min(trips) < 0.1, trips  # both delays, no more than scheduling on top
+    # 2 MiB each way through 40 Mbit/s links (the two directions overlap): at least 0.42 s
+    assert 0.4 <= echoed_s < 10, echoed_s
+    assert _leftovers() == before  # namespaces and veth pairs gone
+
+
+def test_a_worker_in_a_namespace_is_a_remote_machine(cli):
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    with Lab() as lab:
+        host = lab.host("1gbe")
+        lab.spawn(host, [sys.executable, "-m", "gpusplit", "worker", "--host", host.address, "--port", "50052",
+                         "--threads", "1", "--allow-remote"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        lab.wait_listening(host, 50052)
+        endpoint = lab.relay(host, 50052)
+        result = cli("devices", "--rpc", endpoint, "--json")
+    assert result.exit_code == 0, result.stderr
+    (worker,) = [d for d in json.loads(result.stdout)["devices"] if d["backend"] == "RPC"]
+    assert worker["endpoint"] == endpoint and not endpoint.startswith("127.")
+    assert worker["total_bytes"] > 0
