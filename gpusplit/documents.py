@@ -352,6 +352,8 @@ def prediction_document(p: Any) -> dict[str, Any]:
         "assumptions": list(p.assumptions),
         "parts": _parts(p.parts),
         "sample_s": round(p.sample_s, 9),
+        "load": {name: {"bytes": nbytes, "seconds": round(seconds, 3)} for name, (nbytes, seconds) in p.load.items()},
+        "load_s": round(p.load_s, 3),
     }
 
 
@@ -452,6 +454,9 @@ def run_document(result: RunResult) -> dict[str, Any]:
             "basis": predicted["basis"],
             # where a generated token's predicted time goes: the term to look at when gen_tps misses
             "parts": predicted.get("parts") or {},
+            # the RPC workers' uploads (the local part of a load is not predicted): None without workers
+            "load_s": predicted.get("load_s") or None,
+            "load_error_pct": error_pct(predicted.get("load_s"), t.load_ms / 1000),
         },
         "timings": {
             "load_ms": round(t.load_ms, 2),

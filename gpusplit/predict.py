@@ -60,6 +60,14 @@ class Prediction:
     # Where a token's predicted seconds go: "fixed", "links", "sync", and per device (its name) its
     # "layers", "rows", "weights", "output" and "kv" (see token_parts): what to look at when it misses.
     parts: dict[str, object] = field(default_factory=dict)
+    # Loading: the bytes llama.cpp sends each RPC worker (the weights it holds; its KV cache and
+    # compute buffers are allocated there, not sent) and the seconds that takes over its link.
+    load: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def load_s(self) -> float:
+        """Seconds the workers' uploads take (one after another, as llama.cpp sends them)."""
+        return sum(seconds for _, seconds in self.load.values())
 
 
 @dataclass
@@ -583,6 +591,11 @@ def predict(
         batch_fixed_s=batch_fixed,
         batch_token_s=batch_token,
         sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
+        load={
+            devices[m.index].name: (m.weights_bytes, m.weights_bytes / _link(speeds[m.index], devices[m.index]))
+            for m in memory.devices
+            if m.index is not None and devices[m.index].endpoint and m.weights_bytes and m.index in speeds
+        },
         parts={
             "fixed": fixed,
             "links": hops,

@@ -200,6 +200,12 @@ def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_m
     ]  # fmt: skip
     args = doc["llama_args"]
     assert args[args.index("--rpc") + 1] == "10.0.0.7:50052,127.0.0.1:50053"
+    # at load each worker receives the weights it holds, over its link (unmeasured: 10 GbE assumed)
+    load = doc["predicted"]["load"]
+    for device in doc["devices"]:
+        assert load[device["name"]]["bytes"] == device["weights_bytes"] > 0
+        assert load[device["name"]]["seconds"] == pytest.approx(device["weights_bytes"] / 1.25e9, abs=1e-3)
+    assert doc["predicted"]["load_s"] == pytest.approx(sum(x["seconds"] for x in load.values()), abs=2e-3)
     shown = cli("plan", model, "--devices-file", str(path), "--split", "1,1").stdout
     assert "gpusplit worker --host 10.0.0.7 --port 50052 --allow-remote    # or: ggml-rpc-server -H 10.0.0.7 -p 50052" in shown
     # the gpusplit command is one the CLI takes

@@ -169,6 +169,13 @@ def print_plan(doc: dict) -> None:
         output.line("start the RPC workers, each on its machine (gpusplit's, or llama.cpp's own):")
         for worker in doc["workers"]:
             output.line("  " + shlex.join(worker["gpusplit"]) + "    # or: " + shlex.join(worker["llama_cpp"]))
+        load = doc["predicted"].get("load") or {}
+        by_endpoint = {d["name"]: d.get("endpoint") for d in doc["devices"]}
+        for name, sent in load.items():
+            output.line(
+                f"  at load {name} ({by_endpoint.get(name)}) receives {output.format_bytes(sent['bytes'])}: "
+                f"{sent['seconds']:.1f} s over its link ({doc['predicted']['basis']})"
+            )
     output.line("run it with llama-server:")
     output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))
     output.line("or from Python (llama-cpp-python):")

@@ -200,7 +200,7 @@ def print_run(doc: dict[str, Any]) -> None:
     output.print_table(
         f"timings (split mode {doc['split_mode']}); predicted {p['basis']}",
         ["load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "predicted", "error", "first token"],
-        [(f"{t['load_ms']:.0f} ms", str(t["prompt_tokens"]), num(t["prompt_tps"], ".1f"), num(p["prompt_tps"], ".1f"),
+        [(f"{t['load_ms']:.0f} ms" + (f" (uploads predicted {p['load_s'] * 1000:.0f} ms)" if p.get("load_s") else ""), str(t["prompt_tokens"]), num(t["prompt_tps"], ".1f"), num(p["prompt_tps"], ".1f"),
           error(p["prompt_error_pct"]), str(t["gen_tokens"]), num(t["gen_tps"], ".1f"), num(p["gen_tps"], ".1f"),
           error(p["gen_error_pct"]), f"{num(t['ttft_ms'], '.0f')} ms")],
         right=("load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "first token"),
