@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,6 +110,8 @@ def main() -> int:
     parser.add_argument("--profiles", nargs="+", default=["veth", "1gbe", "wifi", "wan"], choices=sorted(PROFILES))
     parser.add_argument("--out", default="docs/links.md")
     args = parser.parse_args()
+    # A kill must still tear the lab down (namespaces, veth pairs, workers): through SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reason = unavailable()
     if reason:
         print(f"links: cannot make namespaced hosts here: {reason}", file=sys.stderr)

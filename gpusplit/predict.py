@@ -592,7 +592,10 @@ def predict(
         batch_token_s=batch_token,
         sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
         load={
-            devices[m.index].name: (m.weights_bytes, m.weights_bytes / _link(speeds[m.index], devices[m.index]))
+            devices[m.index].name: (
+                m.weights_bytes,
+                speeds[m.index].load_fixed_s + m.weights_bytes / _link(speeds[m.index], devices[m.index]),
+            )
             for m in memory.devices
             if m.index is not None and devices[m.index].endpoint and m.weights_bytes and m.index in speeds
         },

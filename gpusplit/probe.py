@@ -368,7 +368,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
 
     points = {}
     raw = {}
-    load_rpc = 0.0
+    load_rpc = load_small = 0.0
     large = target.large
     # The small and rows models twice, at the start and near the end: their timings set the fixed
     # costs, which drift both ways between rounds and which one busy moment on a shared machine can
@@ -429,6 +429,8 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
         if name == large["float"]:
             load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
+        if name == "l1":
+            load_small = min(load_small, timed.load_s) if load_small else timed.load_s
     sampled = {run.name: t.sample_s for run, t in zip(runs, timings) if t is not None and t.sample_s}
     sample_fixed = sample_per_vocab = 0.0
     if "l1" in sampled and ROWS in sampled:
@@ -458,9 +460,18 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         {"float": ROWS, "quant": ROWS_QUANT},
     )
     rtt = rate = None
+    load_fixed = 0.0
     if target.rpc:
         rtt = _round_trip(target.rpc[0])
-        rate = os.path.getsize(paths[large["float"]]) / load_rpc if load_rpc > 0 else None
+        # A load over the link: a fixed part (allocations and graph reservation, each a round trip,
+        # and the worker's own setup) and the bytes at the link's rate; from the small model's load
+        # and the big one's (each wholly on the worker).
+        big, small = os.path.getsize(paths[large["float"]]), os.path.getsize(paths["l1"])
+        if load_rpc > 0 and load_small > 0 and load_rpc > load_small:
+            rate = (big - small) / (load_rpc - load_small)
+            load_fixed = max(load_small - small / rate, 0.0)
+        elif load_rpc > 0:
+            rate = big / load_rpc
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
@@ -477,6 +488,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         fitted,
         rtt_s=rtt,
         link_bytes_per_s=rate,
+        load_fixed_s=load_fixed,
         threads=threads if target.on_cpu else None,
         source="measured",
         identity=target.identity,

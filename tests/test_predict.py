@@ -668,3 +668,24 @@ def test_run_predicts_its_sampling_beside_the_decode(header_only_model):
     assert p.sample_s == pytest.approx(2e-6 + 262144 * 1e-9)
     doc = run_document(RunResult(plan, "", Timings(1.0, 4, 100.0, 8, 50.0, 1.0), {}))
     assert doc["predicted"]["gen_tps"] == pytest.approx(1 / (1 / p.tg_tokens_per_s + p.sample_s), rel=1e-3)
+
+
+def test_a_load_over_a_link_is_its_fixed_part_and_its_bytes(header_only_model):
+    """Loading sends each RPC worker the weights it holds: the worker's measured fixed part of a load
+    (allocations and graph reservation over the link) plus the bytes at the link's rate, one worker
+    after another; a local device receives nothing over a link."""
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory, host_device
+
+    def worker(name: str, index: int, endpoint: str, fixed: float, rate: float) -> Device:
+        return Device(name, endpoint, "RPC", "gpu", 64 * 2**30, 64 * 2**30, index=index, source="rpc", endpoint=endpoint,
+                      speed=_speed(load_fixed_s=fixed, link_bytes_per_s=rate, rtt_s=0.02))  # fmt: skip
+
+    devices = [worker("RPC0", 0, "10.0.0.7:50052", 0.8, 12.5e6), worker("RPC1", 1, "10.0.0.8:50052", 0.3, 125e6)]
+    plan = gpusplit.plan(header_only_model("llama-3.1-8b"), Inventory(devices=devices, host=host_device()), split="1,1")
+    load = plan.best.prediction.load
+    for device, memory in zip(devices, plan.best.memory.devices):
+        nbytes, seconds = load[device.name]
+        assert nbytes == memory.weights_bytes > 0
+        assert seconds == pytest.approx(device.speed.load_fixed_s + nbytes / device.speed.link_bytes_per_s)
+    assert plan.best.prediction.load_s == pytest.approx(sum(s for _, s in load.values()))

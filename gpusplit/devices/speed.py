@@ -37,7 +37,7 @@ _CLASS_OF = {
 COPIED = "+copy"
 # A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
 FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
-SPEED_VERSION = 7  # bump when the meaning of a field changes: old cache files are then ignored
+SPEED_VERSION = 8  # bump when the meaning of a field changes: old cache files are then ignored
 
 
 def weight_class(type_name: str, copied: bool = False) -> str:
@@ -89,6 +89,9 @@ class DeviceSpeed:
     # RPC workers: round trip and transfer rate of the link to them.
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None
+    # What a load onto an RPC worker costs besides its bytes: allocations and graph reservation
+    # (round trips over the link) and the worker's own setup.
+    load_fixed_s: float = 0.0
     threads: int | None = None  # the CPU threads the figures hold for
     source: str = "measured"  # measured (devices --probe) | catalog | assumed
     identity: str = ""  # what was measured: see device_identity
