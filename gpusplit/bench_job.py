@@ -139,15 +139,10 @@ def _bench_saved_plan(
     common: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """A saved plan as one bench configuration: its engine parameters as they are, not planned again."""
-    from .documents import bench_record
-
     n_ctx = saved.best.settings.n_ctx
     if needed > n_ctx:
         error = f"the plan's context ({n_ctx}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
-        return [bench_record(config=config, test=t, samples=None, error=error, plan=saved, **common) for t in tests]
-    if not saved.best.fits:
-        return [bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=saved, **common)
-                for t in tests]  # fmt: skip
+        return _records(config, tests, common, saved, error=error)
     return _bench_planned(saved, config, tests, repetitions, threads, config_timeout, common)
 
 
@@ -165,7 +160,6 @@ def _bench_config(
     no_repack: bool = False,
 ) -> list[dict[str, Any]]:
     """One configuration, planned then run in its own engine child; a failure becomes failed records."""
-    from .documents import bench_record
     from .hardware import detect_devices
     from .planning import plan
 
@@ -185,12 +179,7 @@ def _bench_config(
             no_repack=no_repack,
         )
     except GpusplitError as exc:
-        return [bench_record(config=config, test=t, samples=None, error=f"plan: {exc.message}", **common) for t in tests]
-    if not planned.best.fits:
-        return [
-            bench_record(config=config, test=t, samples=None, error="the plan does not fit these devices", plan=planned, **common)
-            for t in tests
-        ]
+        return _records(config, tests, common, error=f"plan: {exc.message}")
     return _bench_planned(planned, config, tests, repetitions, threads, config_timeout, common)
 
 
@@ -203,37 +192,47 @@ def _bench_planned(
     config_timeout: float,
     common: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """A plan's configuration run in its own engine child; a failure becomes failed records."""
-    from .documents import bench_record
+    """A plan's configuration run in its own engine child; a failure (it does not fit, llama.cpp
+    fails) becomes failed records."""
     from .engine.child import EngineCrash
     from .params import engine_params
     from .planner import without_extra_buffers
     from .runner import bench_config
 
+    if not planned.best.fits:
+        return _records(config, tests, common, planned, error="the plan does not fit these devices")
     params = engine_params(planned).with_(n_threads=threads or default_threads())
     try:
         outcome = bench_config(planned, params, [t.as_dict() for t in tests], repetitions, timeout=config_timeout)
     except EngineCrash as exc:
-        return [
-            bench_record(config=config, test=t, samples=None, error=exc.message, log_tail=exc.log_tail, plan=planned, **common)
-            for t in tests
-        ]
+        return _records(config, tests, common, planned, error=exc.message, log_tail=exc.log_tail)
     except GpusplitError as exc:
-        return [bench_record(config=config, test=t, samples=None, error=exc.message, plan=planned, **common) for t in tests]
+        return _records(config, tests, common, planned, error=exc.message)
     recovery = None
     if outcome.recovery is not None:
         planned = without_extra_buffers(planned, outcome.recovery.message)  # the row ran with --no-repack: its plan says so
         recovery = outcome.recovery.to_dict()
+    return _records(
+        config, tests, common, planned, samples=outcome.samples, actual=outcome.actual, build=outcome.build, recovery=recovery
+    )
+
+
+def _records(
+    config: Any,
+    tests: list[Any],
+    common: dict[str, Any],
+    planned: Plan | None = None,
+    samples: dict[str, list[float]] | None = None,
+    **fields: Any,
+) -> list[dict[str, Any]]:
+    """One `gpusplit.bench/1` record per test of a configuration (with `error` when it failed; no
+    `samples` then), its plan rendered once for all of them."""
+    from .documents import bench_record, plan_document
+
+    doc = None if planned is None else plan_document(planned)
     return [
         bench_record(
-            config=config,
-            test=t,
-            samples=outcome.samples.get(t.name),
-            plan=planned,
-            actual=outcome.actual,
-            build=outcome.build,
-            recovery=recovery,
-            **common,
+            config=config, test=t, samples=None if samples is None else samples.get(t.name), plan=doc, **fields, **common
         )
         for t in tests
     ]

@@ -496,7 +496,7 @@ def bench_record(
     samples: list[float] | None,
     error: str | None = None,
     log_tail: list[str] | None = None,
-    plan: Plan | None = None,
+    plan: dict[str, Any] | None = None,
     actual: Mapping[str, Mapping[str, int]] | None = None,
     build: dict[str, Any] | None = None,
     inventory: list[dict[str, Any]] | None = None,
@@ -513,7 +513,7 @@ def bench_record(
     split_mode = n_gpu_layers = None
     devices = []
     basis = None
-    doc = None if plan is None else plan_document(plan)
+    doc = plan  # the configuration's gpusplit.plan/1 document
     if doc is not None:
         pred = doc["predicted"]
         predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
