@@ -27,22 +27,11 @@ def commit(root: Path = ROOT) -> str:
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else the platform's word for it."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f.read(1 << 20).splitlines():
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Hardware", "Model"):
-                    return " ".join(value.split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> str:
     """This machine in one phrase: CPU model, cores, architecture, OS."""
-    return f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()}, {platform.system()})"
+    from .devices.cpu import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores ({platform.machine()}, {platform.system()})"
 
 
 def header(command: str, verb: str = "Generated", extra: str = "") -> str:

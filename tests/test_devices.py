@@ -262,3 +262,12 @@ def test_a_worker_of_another_protocol_is_named_with_both_versions(cli, version, 
     assert result.exit_code == 1, result.stderr
     assert f"127.0.0.1:{port}: speaks RPC protocol {theirs}, this llama.cpp speaks 7.0.0" in result.stderr
     assert "ggml-rpc-server" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_cpu_is_named_from_its_first_processor():
+    from gpusplit.devices.cpu import cpu_name
+
+    x86 = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nprocessor\t: 1\nmodel name\t: other\n"
+    assert cpu_name(x86) == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu_name("processor\t: 0\nFeatures\t: fp asimd\nHardware\t: BCM2835\n") == "BCM2835"  # an ARM board
+    assert cpu_name("") != ""  # the platform's word for it, at worst "CPU"

@@ -21,6 +21,23 @@ KLEIDIAI = "CPU_KLEIDIAI"
 MAPPED = "CPU_Mapped"
 
 
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (/proc/cpuinfo's `model name`, or an ARM board's `Hardware`/`Model`),
+    else the platform's word for it."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read(CPUINFO_LIMIT)
+        except OSError:
+            cpuinfo = ""
+    found: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        found.setdefault(key.strip(), value.strip())  # the first processor's
+    name = next((found[key] for key in ("model name", "Hardware", "Model") if found.get(key)), "")
+    return name or platform.processor() or platform.machine() or "CPU"
+
+
 def default_threads() -> int:
     """The CPU threads runs use unless told: every core."""
     return os.cpu_count() or 1

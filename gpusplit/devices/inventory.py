@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cpu import cpu_name
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
 from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
 from .rpc import WorkerInfo, probe
@@ -77,24 +78,11 @@ def host_memory() -> tuple[int, int]:
     return int(memory.total), int(memory.available)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "CPU"
-
-
 def host_device() -> Device:
     total, available = host_memory()
     return Device(
         name="CPU",
-        description=f"{_cpu_name()}, {os.cpu_count() or 1} threads",
+        description=f"{cpu_name()}, {os.cpu_count() or 1} threads",
         backend="CPU",
         type="cpu",
         total_bytes=total,
