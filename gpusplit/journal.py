@@ -60,13 +60,17 @@ def _is_stream(path: Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
+def _require_file(path: Path, option: str, hint: str) -> None:
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ForeignFileError(f"{option} {path} is {kind}", hint)
+
+
 def check_ours(path: Path, is_ours: Callable[[Record], bool], what: str, option: str) -> None:
     """Raise ForeignFileError when `path` exists and holds anything but our records (see above)."""
     if not path.exists() or _is_stream(path):
         return
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "not a regular file"
-        raise ForeignFileError(f"{option} {path} is {what}", "name a new file to write the results to")
+    _require_file(path, option, "name a new file to write the results to")
     for number, line in _lines(path):
         if not line:
             continue
@@ -99,9 +103,7 @@ def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, 
     gpusplit would overwrite (a saved plan) must be one it wrote."""
     if not path.exists():
         return
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "not a regular file"
-        raise ForeignFileError(f"{option} {path} is {what}", "name a new file to write to")
+    _require_file(path, option, "name a new file to write to")
     size = path.stat().st_size
     if size == 0:
         return
