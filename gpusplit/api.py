@@ -23,20 +23,35 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .bench_job import bench
 from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
 from .errors import GpusplitError, InputError
 from .hardware import detect_devices
 from .planning import plan, plan_from_document, read_adapter, require_complete
-from .probe import probe_devices
-from .tune import tune_model as tune
 from .values import check_kv_type, check_mode, parse_duration, parse_rate, parse_size, parse_split
 
 if TYPE_CHECKING:
+    from .bench_job import bench
     from .gguf.model import ModelInfo
     from .planner import Plan
+    from .probe import probe_devices
     from .runner import RunResult
+    from .tune import tune_model as tune
+
+# The jobs that measure are imported on first use: planning (what most commands do) need not load them.
+_JOBS = {"bench": ("bench_job", "bench"), "probe_devices": ("probe", "probe_devices"), "tune": ("tune", "tune_model")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _JOBS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attribute = _JOBS[name]
+    value = getattr(import_module(f"{__package__}.{module}"), attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "bench", "check_kv_type", "check_mode", "default_threads", "demo_model_path", "detect_devices", "document",
