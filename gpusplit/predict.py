@@ -591,14 +591,7 @@ def predict(
         batch_fixed_s=batch_fixed,
         batch_token_s=batch_token,
         sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
-        load={
-            devices[m.index].name: (
-                m.weights_bytes,
-                speeds[m.index].load_fixed_s + m.weights_bytes / _link(speeds[m.index], devices[m.index]),
-            )
-            for m in memory.devices
-            if m.index is not None and devices[m.index].endpoint and m.weights_bytes and m.index in speeds
-        },
+        load=_load(model, memory, devices, speeds),
         parts={
             "fixed": fixed,
             "links": hops,
@@ -606,6 +599,24 @@ def predict(
             "devices": {("CPU" if i is None else devices[i].name): p for i, p in parts.items() if sum(p.values())},
         },
     )
+
+
+def _load(
+    model: ModelInfo, memory: MemoryPlan, devices: list[Device], speeds: dict[int | None, DeviceSpeed]
+) -> dict[str, tuple[int, float]]:
+    """Per RPC worker, the bytes a load sends it and the seconds that takes: its fixed part, the
+    bytes over its link, and on the worker holding the output what the vocabulary adds."""
+    output = memory.layer_device[-1] if memory.layer_device else None
+    load = {}
+    for m in memory.devices:
+        if m.index is None or not devices[m.index].endpoint or not m.weights_bytes or m.index not in speeds:
+            continue
+        speed = speeds[m.index]
+        seconds = speed.load_fixed_s + m.weights_bytes / _link(speed, devices[m.index])
+        if m.index == output:
+            seconds += model.n_vocab * speed.load_per_vocab_s
+        load[devices[m.index].name] = (m.weights_bytes, seconds)
+    return load
 
 
 def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:
@@ -635,7 +646,10 @@ def _kv_per_device(model: ModelInfo, memory: MemoryPlan, settings: Settings, dep
     return out
 
 
-def _link(speed: DeviceSpeed, device: Device | None) -> float:
+def _link(speed: DeviceSpeed, device: Device | None, back: bool = False) -> float:
+    """Bytes per second to the device (`back`: from it, where that was measured apart)."""
+    if back and speed.download_bytes_per_s:
+        return speed.download_bytes_per_s
     if speed.link_bytes_per_s:
         # measured by the probe: an RPC worker's upload, or for a local GPU the rate weights reach
         # it from mapped host memory (about 5.8 GB/s on a PCIe 5.0 x16 H200, whose link says 63)
@@ -688,7 +702,7 @@ def _hop(a: int | None, b: int | None, nbytes: float, devices: list[Device], spe
         device = devices[side]
         if device.endpoint:
             remote = True
-            seconds += nbytes / _link(speeds[side], device)
+            seconds += nbytes / _link(speeds[side], device, back=side == a)
     if not remote:
         side = a if a is not None else b
         seconds = (LOCAL_HOP_S if latency else 0.0) + nbytes / _link(speeds[side], devices[side] if side is not None else None)

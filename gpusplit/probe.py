@@ -368,7 +368,6 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
 
     points = {}
     raw = {}
-    load_rpc = load_small = 0.0
     large = target.large
     # The small and rows models twice, at the start and near the end: their timings set the fixed
     # costs, which drift both ways between rounds and which one busy moment on a shared machine can
@@ -402,12 +401,28 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             )
         )
     notes: list[str] = []
+    rtt = down = None
+    if target.rpc:
+        # The link first, while the worker is idle: its round trip and each way's rate.
+        rtt = _round_trip(target.rpc[0])
+        down = _link_rates(target.rpc[0], raw)[1]
     timings = _time_runs(runs, on_step, notes)
+    loads: dict[str, float] = {}
     for run, timed in zip(runs, timings):
         name = run.name
+        if timed is not None:
+            loads[name] = min(loads.get(name, timed.load_s), timed.load_s)  # each model's faster load
         if timed is None or (timed.batch_s is None and name not in points):
             continue  # failed, or only its second round ran (generation alone): its class stays unmeasured
         token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
+        if down:
+            # A worker sends each token's logits back (a batch's: its last token's) over the link:
+            # bytes the predictor counts as a transfer, not as the model's rows (a 262,144-entry
+            # vocabulary's megabyte took 88 ms over 100 Mbit/s, and read as 5x the rows' cost).
+            logits_s = _vocab(paths[name.removesuffix(PLAIN)]) * 4 / down
+            token_s = max(token_s - logits_s, 1e-6)
+            batch_s = None if batch_s is None else max(batch_s - logits_s, 1e-6)
+            deep_s = None if deep_s is None else max(deep_s - logits_s, 1e-6)
         record = {"token_s": round(token_s, 7), "load_s": round(timed.load_s, 4)}
         if batch_s is not None:
             record["batch_s"] = round(batch_s, 6)
@@ -427,10 +442,6 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
-        if name == large["float"]:
-            load_rpc = min(load_rpc, timed.load_s) if load_rpc else timed.load_s  # the upload: its faster round
-        if name == "l1":
-            load_small = min(load_small, timed.load_s) if load_small else timed.load_s
     sampled = {run.name: t.sample_s for run, t in zip(runs, timings) if t is not None and t.sample_s}
     sample_fixed = sample_per_vocab = 0.0
     if "l1" in sampled and ROWS in sampled:
@@ -446,7 +457,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         more = f" (and {len(failures) - 1} more runs)" if len(failures) > 1 else ""
         raise ProbeError(f"{target.device.name} could not be measured: {why}{more}")
     if notes:
-        raw["notes"] = notes
+        raw["notes"] = raw.get("notes", []) + notes
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
     fitted = fit_speed(
         points,
@@ -459,19 +470,10 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         (target.attention_model, DEEP),
         {"float": ROWS, "quant": ROWS_QUANT},
     )
-    rtt = rate = None
-    load_fixed = 0.0
+    rate = None
+    load_fixed = load_per_vocab = 0.0
     if target.rpc:
-        rtt = _round_trip(target.rpc[0])
-        # A load over the link: a fixed part (allocations and graph reservation, each a round trip,
-        # and the worker's own setup) and the bytes at the link's rate; from the small model's load
-        # and the big one's (each wholly on the worker).
-        big, small = os.path.getsize(paths[large["float"]]), os.path.getsize(paths["l1"])
-        if load_rpc > 0 and load_small > 0 and load_rpc > load_small:
-            rate = (big - small) / (load_rpc - load_small)
-            load_fixed = max(load_small - small / rate, 0.0)
-        elif load_rpc > 0:
-            rate = big / load_rpc
+        rate, load_fixed, load_per_vocab = _load_figures(loads, paths, large["float"])
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
@@ -488,7 +490,9 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         fitted,
         rtt_s=rtt,
         link_bytes_per_s=rate,
+        download_bytes_per_s=down,
         load_fixed_s=load_fixed,
+        load_per_vocab_s=load_per_vocab,
         threads=threads if target.on_cpu else None,
         source="measured",
         identity=target.identity,
@@ -519,6 +523,41 @@ def _host_weight_bytes(path: Path) -> int:
 
     model = read_model(path)
     return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
+
+
+def _load_figures(loads: dict[str, float], paths: dict[str, Path], big_name: str) -> tuple[float | None, float, float]:
+    """A load onto a worker: (bytes per second, fixed seconds, seconds per vocabulary entry). The
+    bytes a model sends (its blocks and output; the input layer stays on the host) at the link's
+    rate, from the small model's load and the big one's; a fixed part (allocations and graph
+    reservation, each a round trip, and the worker's own setup); and what a vocabulary adds (the
+    host's tokenizer, the worker's logits buffers), from the 262,144-entry model's load."""
+    if big_name not in loads:
+        return None, 0.0, 0.0
+    sent = {name: _work(paths[name]).weight_bytes for name in ("l1", big_name, ROWS) if name in loads}
+    if "l1" in loads and loads[big_name] > loads["l1"]:
+        rate = (sent[big_name] - sent["l1"]) / (loads[big_name] - loads["l1"])
+        fixed = max(loads["l1"] - sent["l1"] / rate, 0.0)
+    else:
+        rate, fixed = sent[big_name] / loads[big_name], 0.0
+    per_vocab = 0.0
+    if ROWS in loads and "l1" in loads:
+        left = loads[ROWS] - loads["l1"] - (sent[ROWS] - sent["l1"]) / rate
+        per_vocab = max(left / (_vocab(paths[ROWS]) - _vocab(paths["l1"])), 0.0)
+    return rate, fixed, per_vocab
+
+
+def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
+    """Each way's rate over the link to a worker, recorded in `raw`; (None, None) where the worker
+    would not take the test buffer (its notes say why)."""
+    from .devices.rpc import RPCError, link_rates
+
+    try:
+        up, down = link_rates(endpoint)
+    except RPCError as exc:
+        raw.setdefault("notes", []).append(f"link rates not measured: {exc}")
+        return None, None
+    raw["link"] = {"up_bytes_per_s": round(up), "down_bytes_per_s": round(down)}
+    return up, down
 
 
 def _round_trip(endpoint: str) -> float:

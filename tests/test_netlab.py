@@ -74,3 +74,22 @@ def test_a_worker_in_a_namespace_is_a_remote_machine(cli):
     (worker,) = [d for d in json.loads(result.stdout)["devices"] if d["backend"] == "RPC"]
     assert worker["endpoint"] == endpoint and not endpoint.startswith("127.")
     assert worker["total_bytes"] > 0
+
+
+def test_link_rates_measure_each_way_of_a_shaped_link():
+    """devices/rpc.link_rates moves real tensor bytes both ways through a worker's RPC: over a link
+    shaped to 40 Mbit/s (5 MB/s), both ways read near 5 MB/s, not the loopback's gigabytes."""
+    pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.devices.rpc import link_rates, probe
+
+    with Lab() as lab:
+        host = lab.host(Profile("test", 40e6, 0.002))
+        lab.spawn(host, [sys.executable, "-m", "gpusplit", "worker", "--host", host.address, "--port", "50052",
+                         "--threads", "1", "--allow-remote"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        lab.wait_listening(host, 50052)
+        endpoint = lab.relay(host, 50052)
+        up, down = link_rates(endpoint, nbytes=2 << 20, rounds=1)
+        after = probe(endpoint)  # the worker still serves, its test buffer freed
+    assert 3.5e6 <= up <= 6e6, up
+    assert 3.5e6 <= down <= 6e6, down
+    assert after.devices and after.version.startswith("7.")

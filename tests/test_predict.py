@@ -568,6 +568,50 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
 
 
+def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_load_parts(monkeypatch):
+    """Over 100 Mbit/s, every token a worker runs sends its logits back: a 262,144-entry vocabulary's
+    megabyte takes 84 ms, which a fit read as the rows model's rows (5x their cost, and every
+    prediction over the link 25-61 % slow). The probe measures the link first, takes each model's
+    logits download out of its timings, and fits the loads: a fixed part, the bytes at the rate the
+    loads ran, and the vocabulary's part."""
+    from pathlib import Path
+
+    from gpusplit import probe
+
+    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
+    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    vocab = {name: (262144 if name.startswith("rows") else 512) for name in works}
+    truth = _speed(row_overhead_s={"float": 2e-9, "quant": 3e-9}, cache_bytes=0)
+    down, up, rtt = 12.5e6, 11e6, 0.02
+    load_fixed, per_vocab = 0.3, 2e-6
+
+    def fake_time_runs(runs, on_step=None, notes=None):
+        out = []
+        for run in runs:
+            work, logits = works[run.name], vocab[run.name] * 4 / down
+            token = rtt + truth.token_overhead_s + token_seconds(truth, work) + logits
+            batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, 512) + logits
+            load = load_fixed + work.weight_bytes / up + vocab[run.name] * per_vocab
+            out.append(probe.Timing(token, batch if run.prompt else None, load, batch * 1.5 if run.deep else None))
+        return out
+
+    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
+    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
+    monkeypatch.setattr(probe, "_vocab", lambda path: vocab[Path(path).stem])
+    monkeypatch.setattr(probe, "_round_trip", lambda endpoint: rtt)
+    monkeypatch.setattr(probe, "_link_rates", lambda endpoint, raw: (up, down))
+    worker = Device("RPC0", "worker", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="10.0.0.7:50052")
+    paths = {name: Path(f"{name}.gguf") for name in works}
+    fitted = probe.probe_device(probe.Target(worker, "id", rpc=("10.0.0.7:50052",)), paths, 1)
+    assert fitted.rtt_s == rtt and fitted.download_bytes_per_s == down
+    # the rows' own cost, not the logits' download (which alone would read as 84 ms / 262,144 = 320 ns a row)
+    assert fitted.row_overhead_s["float"] == pytest.approx(2e-9, abs=1e-9)
+    assert fitted.token_overhead_s == pytest.approx(rtt + truth.token_overhead_s, rel=0.05)
+    assert fitted.link_bytes_per_s == pytest.approx(up, rel=0.01)
+    assert fitted.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab, rel=0.01)
+    assert fitted.load_per_vocab_s == pytest.approx(per_vocab, rel=0.01)
+
+
 def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     """A probe model that fails (llama.cpp crashed on it, even with --no-repack) leaves its weight
     class unmeasured, taken at the float rates and said so; the rest is fitted as usual. Without the
@@ -682,10 +726,19 @@ def test_a_load_over_a_link_is_its_fixed_part_and_its_bytes(header_only_model):
                       speed=_speed(load_fixed_s=fixed, link_bytes_per_s=rate, rtt_s=0.02))  # fmt: skip
 
     devices = [worker("RPC0", 0, "10.0.0.7:50052", 0.8, 12.5e6), worker("RPC1", 1, "10.0.0.8:50052", 0.3, 125e6)]
-    plan = gpusplit.plan(header_only_model("llama-3.1-8b"), Inventory(devices=devices, host=host_device()), split="1,1")
+    path = header_only_model("llama-3.1-8b")
+    plan = gpusplit.plan(path, Inventory(devices=devices, host=host_device()), split="1,1")
     load = plan.best.prediction.load
     for device, memory in zip(devices, plan.best.memory.devices):
         nbytes, seconds = load[device.name]
         assert nbytes == memory.weights_bytes > 0
         assert seconds == pytest.approx(device.speed.load_fixed_s + nbytes / device.speed.link_bytes_per_s)
+    # The vocabulary's part of a load (the host's tokenizer, the logits buffers) goes to the worker
+    # holding the output: the last one.
+    from dataclasses import replace
+
+    vocab_priced = [d.with_(speed=replace(d.speed, load_per_vocab_s=2e-6)) for d in devices]
+    priced = gpusplit.plan(path, Inventory(devices=vocab_priced, host=host_device()), split="1,1").best.prediction.load
+    assert priced["RPC0"] == load["RPC0"]
+    assert priced["RPC1"][1] == pytest.approx(load["RPC1"][1] + 128256 * 2e-6)
     assert plan.best.prediction.load_s == pytest.approx(sum(s for _, s in load.values()))

@@ -68,6 +68,8 @@ def _speed_row(device) -> tuple[str, ...]:
     link = "-"
     if s.rtt_s:
         link = f"{s.rtt_s * 1e6:.0f} us, " + output.format_rate(s.link_bytes_per_s)
+        if s.download_bytes_per_s:
+            link += " up, " + output.format_rate(s.download_bytes_per_s) + " back"
     threads = f" ({s.threads} threads)" if s.threads else ""
     threads += ", --no-repack" if s.no_repack else ""
     rows = s.row_overhead_s or {}

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 RPC_PROTO_MAJOR = 7
 RPC_PROTO_VERSION = "7.0.0"  # ggml-rpc.h of the llama.cpp that llama-cpp-python 0.3.36 vendors
+CMD_ALLOC_BUFFER = 0
+CMD_BUFFER_GET_BASE = 3
+CMD_FREE_BUFFER = 4
+CMD_SET_TENSOR = 6
+CMD_GET_TENSOR = 8
 CMD_GET_DEVICE_MEMORY = 11
 CMD_HELLO = 14
 CMD_DEVICE_COUNT = 15
@@ -185,28 +190,34 @@ class _Conn:
         return left
 
     def _recv_exact(self, n: int) -> bytes:
-        data = bytearray()
-        while len(data) < n:
+        data = bytearray(n)
+        view = memoryview(data)
+        got = 0
+        while got < n:
             self.sock.settimeout(self._left())
             try:
-                chunk = self.sock.recv(n - len(data))
+                count = self.sock.recv_into(view[got:])
             except TimeoutError:
                 raise RPCError(
                     self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)"
                 ) from None
             except OSError as exc:
                 raise RPCError(self.endpoint, f"connection failed: {exc.strerror or exc}") from None
-            if not chunk:
+            if not count:
                 raise RPCError(self.endpoint, "closed the connection (not a llama.cpp RPC worker, or a different version)")
-            data += chunk
+            got += count
         return bytes(data)
 
-    def call(self, cmd: int, payload: bytes, response_size: int) -> bytes:
+    def send(self, cmd: int, payload: bytes) -> None:
+        """A command the server answers nothing to (SET_TENSOR, FREE_BUFFER)."""
         self.sock.settimeout(self._left())
         try:
             self.sock.sendall(struct.pack("<BQ", cmd, len(payload)) + payload)
         except OSError as exc:
             raise RPCError(self.endpoint, f"send failed: {exc.strerror or exc}") from None
+
+    def call(self, cmd: int, payload: bytes, response_size: int) -> bytes:
+        self.send(cmd, payload)
         (size,) = struct.unpack("<Q", self._recv_exact(8))
         if size != response_size:
             raise RPCError(self.endpoint, f"unexpected reply of {size} bytes to command {cmd} (not a compatible RPC worker)")
@@ -285,3 +296,62 @@ def round_trips(endpoint: str, count: int = 20, timeout: float = 3.0) -> list[fl
         return times
     finally:
         conn.close()
+
+
+def _rpc_tensor(buffer: int, data: int, nbytes: int) -> bytes:
+    """ggml-rpc.cpp's packed rpc_tensor (296 bytes): an F32 vector of nbytes at `data` in `buffer`."""
+    ne = (nbytes // 4, 1, 1, 1)
+    nb = (4, nbytes, nbytes, nbytes)
+    return (
+        struct.pack("<QIQ4I4II", 0, 0, buffer, *ne, *nb, 0)
+        + b"\0" * 64  # op_params
+        + struct.pack("<i", 0)  # flags
+        + b"\0" * (8 * 10)  # src
+        + struct.pack("<QQQ", 0, 0, data)  # view_src, view_offs, data
+        + b"\0" * 64  # name
+        + struct.pack("<i", 0)  # use_count
+    )
+
+
+def link_rates(endpoint: str, nbytes: int = 8 << 20, rounds: int = 2, timeout: float = 120.0) -> tuple[float, float]:
+    """Bytes per second to the worker and back, as llama.cpp moves them: SET_TENSOR of `nbytes`
+    into a buffer on its first device (then one round trip, as the server answers nothing to it),
+    and GET_TENSOR of the same bytes; the faster of `rounds` after a warm-up round (TCP's window
+    grows over the first ones). The round trip is taken out of both."""
+    nbytes -= nbytes % 4
+    conn = _Conn(endpoint, time.monotonic() + timeout)
+    buffer = None
+    try:
+        conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
+        rtt = min(_timed(lambda: conn.call(CMD_DEVICE_COUNT, b"", 4)) for _ in range(5))
+        buffer, size = struct.unpack("<QQ", conn.call(CMD_ALLOC_BUFFER, struct.pack("<IQ", 0, nbytes), 16))
+        if not buffer or size < nbytes:
+            raise RPCError(endpoint, f"could not allocate {nbytes} bytes to measure its link")
+        (base,) = struct.unpack("<Q", conn.call(CMD_BUFFER_GET_BASE, struct.pack("<Q", buffer), 8))
+        tensor = _rpc_tensor(buffer, base, nbytes)
+        payload = tensor + struct.pack("<Q", 0) + bytes(nbytes)
+        request = tensor + struct.pack("<QQ", 0, nbytes)
+
+        def upload() -> None:
+            conn.send(CMD_SET_TENSOR, payload)
+            conn.call(CMD_DEVICE_COUNT, b"", 4)
+
+        def download() -> None:
+            conn.call(CMD_GET_TENSOR, request, nbytes)
+
+        up = min(_timed(upload) for _ in range(rounds + 1))
+        down = min(_timed(download) for _ in range(rounds + 1))
+        return nbytes / max(up - rtt, 1e-9), nbytes / max(down - rtt, 1e-9)
+    finally:
+        if buffer:
+            try:
+                conn.send(CMD_FREE_BUFFER, struct.pack("<Q", buffer))
+            except RPCError:
+                pass  # the worker frees a client's buffers when it hangs up
+        conn.close()
+
+
+def _timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started

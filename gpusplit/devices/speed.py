@@ -37,7 +37,7 @@ _CLASS_OF = {
 COPIED = "+copy"
 # A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
 FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
-SPEED_VERSION = 8  # bump when the meaning of a field changes: old cache files are then ignored
+SPEED_VERSION = 9  # bump when the meaning of a field changes: old cache files are then ignored
 
 
 def weight_class(type_name: str, copied: bool = False) -> str:
@@ -86,12 +86,17 @@ class DeviceSpeed:
     # vocabulary entry (the sampler's candidate array); 0 where not measured.
     sample_fixed_s: float = 0.0
     sample_per_vocab_s: float = 0.0
-    # RPC workers: round trip and transfer rate of the link to them.
+    # RPC workers: round trip and transfer rate of the link to them (a load's rate: the bytes a
+    # load sends, over what they took), and back from them (logits, activations; measured apart,
+    # as links are not always symmetric: None where not measured, taken as the same).
     rtt_s: float | None = None
     link_bytes_per_s: float | None = None
+    download_bytes_per_s: float | None = None
     # What a load onto an RPC worker costs besides its bytes: allocations and graph reservation
-    # (round trips over the link) and the worker's own setup.
+    # (round trips over the link) and the worker's own setup; and per vocabulary entry of a model
+    # whose output is there (the host's tokenizer, the worker's logits buffers: 2 us here).
     load_fixed_s: float = 0.0
+    load_per_vocab_s: float = 0.0
     threads: int | None = None  # the CPU threads the figures hold for
     source: str = "measured"  # measured (devices --probe) | catalog | assumed
     identity: str = ""  # what was measured: see device_identity
