@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .devices.cpu import default_threads
@@ -218,16 +219,20 @@ def serve_worker(
     devices: Sequence[str] = (),
     threads: int | None = None,
     allow_remote: bool = False,
+    cache: bool | str | os.PathLike[str] = False,
     on_warning: Callable[[str], None] | None = None,
     on_started: Callable[[str], None] | None = None,
 ) -> None:
     """Serve this machine's devices (by ggml name; default every GPU, else the CPU) over llama.cpp's
     RPC protocol until SIGINT/SIGTERM. The protocol has no authentication: a non-loopback `host`
-    needs `allow_remote`. `on_started` receives a line describing what is served."""
+    needs `allow_remote`. `on_started` receives a line describing what is served. With `cache`
+    (True: llama.cpp's own folder, which `ggml-rpc-server -c` uses; or a folder), weights over
+    10 MiB are kept on disk here as they arrive, and a later load of the same weights reads them
+    from there instead of the link."""
     from .devices.rpc import is_loopback
     from .engine import REINSTALL_RPC_HINT, EngineError, require_engine
     from .engine.registry import supports_rpc
-    from .engine.worker import WorkerPlan, check_port, choose_devices, serve
+    from .engine.worker import WorkerPlan, check_port, choose_devices, default_cache_dir, serve
     from .units import format_bytes
 
     if not is_loopback(host) and not allow_remote:
@@ -242,12 +247,22 @@ def serve_worker(
         on_warning(f"serving on {host}: anyone who can reach port {port} can use these devices (no authentication)")
     chosen = choose_devices(list(devices))
     check_port(host, port)
-    worker = WorkerPlan(f"{host}:{port}", chosen, threads or default_threads())
+    cache_dir = None
+    if cache:
+        cache_dir = default_cache_dir() if cache is True else Path(cache).expanduser()
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot use {cache_dir} as the weight cache: {exc.strerror or exc}", "give another with --cache-dir"
+            ) from None
+    worker = WorkerPlan(f"{host}:{port}", chosen, threads or default_threads(), cache_dir)
     listing = ", ".join(f"{d.name} ({d.description}, {format_bytes(d.free_bytes)} free)" for d in chosen)
+    caching = f", caching weights in {cache_dir}" if cache_dir is not None else ""
 
     def started() -> None:
         if on_started is not None:
-            on_started(f"worker serving {listing} on {worker.endpoint} with {worker.threads} threads; Ctrl-C stops it")
+            on_started(f"worker serving {listing} on {worker.endpoint} with {worker.threads} threads{caching}; Ctrl-C stops it")
 
     if serve(worker, on_started=started) != 0:
         raise EngineError(f"the RPC server on {worker.endpoint} stopped unexpectedly")

@@ -352,7 +352,11 @@ def prediction_document(p: Any) -> dict[str, Any]:
         "assumptions": list(p.assumptions),
         "parts": _parts(p.parts),
         "sample_s": round(p.sample_s, 9),
-        "load": {name: {"bytes": nbytes, "seconds": round(seconds, 3)} for name, (nbytes, seconds) in p.load.items()},
+        "load": {
+            name: {"bytes": nbytes, "seconds": round(seconds, 3)}
+            | ({"cached_seconds": round(p.load_cached[name], 3)} if name in p.load_cached else {})
+            for name, (nbytes, seconds) in p.load.items()
+        },
         "load_s": round(p.load_s, 3),
     }
 

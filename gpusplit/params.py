@@ -183,16 +183,17 @@ def worker_commands(plan: Plan) -> list[dict[str, Any]]:
     """How to start each RPC worker the plan uses, on its own machine: gpusplit's worker and
     llama.cpp's own server (`ggml-rpc-server`, `rpc-server` in older builds), bound to the address
     the plan reaches it at. Neither has authentication: a non-loopback address is for a trusted
-    network (gpusplit asks for --allow-remote)."""
+    network (gpusplit asks for --allow-remote). Remote ones keep a weight cache (--cache, -c)."""
     from .devices.rpc import is_loopback, parse_endpoint
 
     commands = []
     for endpoint in engine_params(plan).rpc:
         host, port = parse_endpoint(endpoint)
-        remote = [] if is_loopback(host) else ["--allow-remote"]
+        # Across machines, the weight cache: a second load reads the weights from the worker's disk.
+        local = is_loopback(host)
         commands.append({
             "endpoint": endpoint,
-            "gpusplit": ["gpusplit", "worker", "--host", host, "--port", str(port), *remote],
-            "llama_cpp": ["ggml-rpc-server", "-H", host, "-p", str(port)],
+            "gpusplit": ["gpusplit", "worker", "--host", host, "--port", str(port), *([] if local else ["--allow-remote", "--cache"])],
+            "llama_cpp": ["ggml-rpc-server", "-H", host, "-p", str(port), *([] if local else ["-c"])],
         })  # fmt: skip
     return commands

@@ -36,6 +36,10 @@ DEFAULT_CPU_BANDWIDTH = 60e9  # bytes/s: an unprobed CPU (typical dual-channel D
 DEFAULT_PCIE = 25e9  # bytes/s: PCIe 4.0 x16 in practice, when a device's link is unknown
 DEFAULT_NETWORK = 1.25e9  # bytes/s: 10 GbE, for an RPC worker whose link was not measured
 LOCAL_HOP_S = 10e-6  # one CPU <-> GPU copy's fixed cost
+RPC_HASH_THRESHOLD = 10 * 1024 * 1024  # ggml-rpc.cpp: weights over this go by hash first (the worker's cache)
+# A worker reading a cached tensor (ggml-rpc-server -c): the file from its page cache or disk, then
+# copied into the buffer; benchmarks/links.py measures cached loads against it.
+CACHE_READ_BYTES_PER_S = 1.5e9
 # How far a prediction may be off, by basis (the benchmark's targets for measured devices).
 UNCERTAINTY = {"measured": (0.2, 0.3), "catalog": (0.5, 0.6), "assumed": (0.7, 0.8)}
 
@@ -63,6 +67,9 @@ class Prediction:
     # Loading: the bytes llama.cpp sends each RPC worker (the weights it holds; its KV cache and
     # compute buffers are allocated there, not sent) and the seconds that takes over its link.
     load: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # The same seconds when the worker keeps a weight cache (`gpusplit worker --cache`,
+    # `ggml-rpc-server -c`) that already holds these weights: its large tensors read from its disk.
+    load_cached: dict[str, float] = field(default_factory=dict)
 
     @property
     def load_s(self) -> float:
@@ -578,6 +585,7 @@ def predict(
     tg = 1.0 / seconds if seconds > 0 else None
     pp = prompt_tokens_per_s(batch_fixed, batch_token, tg, n_batch)
     u_tg, u_pp = UNCERTAINTY[basis]
+    load, load_cached = _load(model, memory, devices, speeds)
     return Prediction(
         tg_tokens_per_s=tg,
         pp_tokens_per_s=pp,
@@ -591,7 +599,8 @@ def predict(
         batch_fixed_s=batch_fixed,
         batch_token_s=batch_token,
         sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
-        load=_load(model, memory, devices, speeds),
+        load=load,
+        load_cached=load_cached,
         parts={
             "fixed": fixed,
             "links": hops,
@@ -603,20 +612,44 @@ def predict(
 
 def _load(
     model: ModelInfo, memory: MemoryPlan, devices: list[Device], speeds: dict[int | None, DeviceSpeed]
-) -> dict[str, tuple[int, float]]:
+) -> tuple[dict[str, tuple[int, float]], dict[str, float]]:
     """Per RPC worker, the bytes a load sends it and the seconds that takes: its fixed part, the
-    bytes over its link, and on the worker holding the output what the vocabulary adds."""
+    bytes over its link, a round trip for each tensor over 10 MiB (llama.cpp asks the worker for it
+    by hash first) and, on the worker holding the output, what the vocabulary adds; and the seconds
+    when the worker's cache holds those tensors (read from its disk instead of the link)."""
     output = memory.layer_device[-1] if memory.layer_device else None
-    load = {}
+    load, cached = {}, {}
     for m in memory.devices:
         if m.index is None or not devices[m.index].endpoint or not m.weights_bytes or m.index not in speeds:
             continue
         speed = speeds[m.index]
-        seconds = speed.load_fixed_s + m.weights_bytes / _link(speed, devices[m.index])
-        if m.index == output:
-            seconds += model.n_vocab * speed.load_per_vocab_s
-        load[devices[m.index].name] = (m.weights_bytes, seconds)
-    return load
+        rate = _link(speed, devices[m.index])
+        seconds = speed.load_fixed_s + (model.n_vocab * speed.load_per_vocab_s if m.index == output else 0.0)
+        name = devices[m.index].name
+        big = _hashed_tensors(model, memory, m.index)
+        if big is None:  # rows split over devices (row, tensor): the share of every tensor each holds
+            load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
+            continue
+        count, fraction = big
+        hashed_bytes = m.weights_bytes * fraction
+        seconds += count * (speed.rtt_s or 0.0)
+        load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
+        cached[name] = seconds + (m.weights_bytes - hashed_bytes) / rate + hashed_bytes / CACHE_READ_BYTES_PER_S
+    return load, cached
+
+
+def _hashed_tensors(model: ModelInfo, memory: MemoryPlan, index: int) -> tuple[int, float] | None:
+    """How many of the weights a device holds go by hash (ggml-rpc.cpp: over HASH_THRESHOLD), and
+    their share of its bytes; None where tensors are split over devices by rows."""
+    if memory.split_shares:
+        return None
+    groups = [model.blocks[il] for il, dev in enumerate(memory.layer_device[:-1]) if dev == index]
+    if memory.layer_device and memory.layer_device[-1] == index:
+        groups.append(model.output)
+    tensors = [t for g in groups for t in g.tensors]
+    total = sum(t.n_bytes for t in tensors)
+    big = [t.n_bytes for t in tensors if t.n_bytes > RPC_HASH_THRESHOLD]
+    return len(big), (sum(big) / total if total else 0.0)
 
 
 def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:

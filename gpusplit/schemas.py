@@ -222,7 +222,7 @@ PLAN = _object(
                 "assumptions": STRS,
             },
             {"parts": PREDICTED_PARTS, "sample_s": NUM, "load_s": NUM,
-             "load": {"type": "object", "additionalProperties": _object({"bytes": INT, "seconds": NUM})}},
+             "load": {"type": "object", "additionalProperties": _object({"bytes": INT, "seconds": NUM}, {"cached_seconds": NUM})}},
         ),
         "devices": _array(PLAN_DEVICE),
         "host": PLAN_HOST,

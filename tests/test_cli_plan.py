@@ -177,7 +177,11 @@ def test_every_printed_flag_line_is_one_llama_server_parses(cli, header_only_mod
 
 def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_model):
     """Each worker's start command, bound where the plan reaches it: gpusplit's (with
-    --allow-remote off loopback) and llama.cpp's ggml-rpc-server; the llama-server line names both."""
+    --allow-remote and the weight cache off loopback) and llama.cpp's ggml-rpc-server; the
+    llama-server line names both; each worker's load is predicted, and again from its cache."""
+    import gpusplit
+    from gpusplit.predict import CACHE_READ_BYTES_PER_S
+
     gib = 2**30
     workers = [("RPC0", "10.0.0.7:50052"), ("RPC1", "127.0.0.1:50053")]
     devices = {
@@ -191,10 +195,12 @@ def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_m
     path = tmp_path / "workers.json"
     path.write_text(json.dumps(devices))
     model = str(header_only_model("llama-3.1-8b"))
+    model_info = gpusplit.read_model(model)
     doc = plan_json(cli, model, "--devices-file", str(path), "--split", "1,1")
     assert doc["workers"] == [
-        {"endpoint": "10.0.0.7:50052", "gpusplit": ["gpusplit", "worker", "--host", "10.0.0.7", "--port", "50052", "--allow-remote"],
-         "llama_cpp": ["ggml-rpc-server", "-H", "10.0.0.7", "-p", "50052"]},
+        {"endpoint": "10.0.0.7:50052", "gpusplit": ["gpusplit", "worker", "--host", "10.0.0.7", "--port", "50052", "--allow-remote",
+                      "--cache"],
+         "llama_cpp": ["ggml-rpc-server", "-H", "10.0.0.7", "-p", "50052", "-c"]},
         {"endpoint": "127.0.0.1:50053", "gpusplit": ["gpusplit", "worker", "--host", "127.0.0.1", "--port", "50053"],
          "llama_cpp": ["ggml-rpc-server", "-H", "127.0.0.1", "-p", "50053"]},
     ]  # fmt: skip
@@ -205,10 +211,23 @@ def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_m
     for device in doc["devices"]:
         assert load[device["name"]]["bytes"] == device["weights_bytes"] > 0
         assert load[device["name"]]["seconds"] == pytest.approx(device["weights_bytes"] / 1.25e9, abs=1e-3)
+        # from the worker's cache: its tensors over 10 MiB (the FFN's, the output) read from its disk
+        # instead of the (assumed 10 GbE) link, the rest sent as before
+        first, last = (int(x) for x in device["layers"].split(",")[0].split("-"))
+        groups = list(model_info.blocks[first : last + 1]) + ([model_info.output] if "output" in device["layers"] else [])
+        tensors = [t.n_bytes for g in groups for t in g.tensors]
+        hashed = sum(n for n in tensors if n > 10 * 2**20) / sum(tensors) * device["weights_bytes"]
+        expected = hashed / CACHE_READ_BYTES_PER_S + (device["weights_bytes"] - hashed) / 1.25e9
+        assert load[device["name"]]["cached_seconds"] == pytest.approx(expected, abs=2e-3)
+        assert expected < load[device["name"]]["seconds"]
     assert doc["predicted"]["load_s"] == pytest.approx(sum(x["seconds"] for x in load.values()), abs=2e-3)
     shown = cli("plan", model, "--devices-file", str(path), "--split", "1,1").stdout
-    assert "gpusplit worker --host 10.0.0.7 --port 50052 --allow-remote    # or: ggml-rpc-server -H 10.0.0.7 -p 50052" in shown
+    assert (
+        "gpusplit worker --host 10.0.0.7 --port 50052 --allow-remote --cache    # or: ggml-rpc-server -H 10.0.0.7 -p 50052 -c"
+        in shown
+    )
+    assert "s again from its cache" in shown
     # the gpusplit command is one the CLI takes
     assert cli("worker", "--help").exit_code == 0 and all(
-        flag in cli("worker", "--help").stdout for flag in ("--host", "--port", "--allow-remote")
+        flag in cli("worker", "--help").stdout for flag in ("--host", "--port", "--allow-remote", "--cache")
     )

@@ -122,3 +122,32 @@ def test_worker_stops_cleanly_on_signals(sig):
     assert proc.returncode == 0, err
     assert "worker stopped" in err
     assert "Traceback" not in err
+
+
+def test_a_caching_worker_keeps_large_weights_and_serves_the_next_load_from_them(tmp_path):
+    """`gpusplit worker --cache-dir` hands llama.cpp's RPC server its weight cache: a load stores
+    each weight over 10 MiB there (named by its hash, as ggml-rpc-server -c does), and a second
+    load of the same model generates the same text from them."""
+    from dataclasses import replace
+
+    from gpusplit.synthetic import TINY_MODELS, write_tiny_model
+
+    # one block and a 32,768-entry vocabulary: its output matrix (16 MiB of f16) goes by hash
+    spec = replace(TINY_MODELS["dense-f16"], name="cache-f16", n_layer=1, n_vocab=32768)
+    model = write_tiny_model(tmp_path / "cache-f16.gguf", spec)
+    cache = tmp_path / "rpc-cache"
+    port = free_port()
+    proc = start_worker(port, "--cache-dir", str(cache))
+    try:
+        endpoint = f"127.0.0.1:{port}"
+        first, _, _ = run_child(model, endpoints=[endpoint])
+        stored = sorted(cache.iterdir())
+        assert [p.stat().st_size for p in stored] == [32768 * 256 * 2]
+        assert re.fullmatch(r"[0-9a-f]{16}", stored[0].name)
+        second, _, _ = run_child(model, endpoints=[endpoint])
+        assert second == first and sorted(cache.iterdir()) == stored
+    finally:
+        proc.terminate()
+        _, log = proc.communicate(timeout=10)
+    # stored by the first load only: the second one's hash found it (nothing sent, nothing saved)
+    assert log.count("saved to") == 1, log[-2000:]

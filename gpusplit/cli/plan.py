@@ -172,9 +172,10 @@ def print_plan(doc: dict) -> None:
         load = doc["predicted"].get("load") or {}
         by_endpoint = {d["name"]: d.get("endpoint") for d in doc["devices"]}
         for name, sent in load.items():
+            cached = f", {sent['cached_seconds']:.1f} s again from its cache" if "cached_seconds" in sent else ""
             output.line(
                 f"  at load {name} ({by_endpoint.get(name)}) receives {output.format_bytes(sent['bytes'])}: "
-                f"{sent['seconds']:.1f} s over its link ({doc['predicted']['basis']})"
+                f"{sent['seconds']:.1f} s over its link{cached} ({doc['predicted']['basis']})"
             )
     output.line("run it with llama-server:")
     output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))

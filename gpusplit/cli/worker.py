@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -19,6 +20,13 @@ def worker(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --host. The RPC protocol has no authentication or encryption."
     ),
+    cache: bool = typer.Option(
+        False,
+        "--cache",
+        "-c",
+        help="Keep received weights on disk (llama.cpp's cache folder, as ggml-rpc-server -c): a second load reads them here, not over the link.",
+    ),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="The folder for --cache (implies it)."),
 ) -> int:
     """Serve this machine's devices to other gpusplit / llama.cpp clients over RPC (until Ctrl-C)."""
     from .. import api
@@ -30,6 +38,7 @@ def worker(
         devices=names,
         threads=threads or None,
         allow_remote=allow_remote,
+        cache=cache_dir if cache_dir is not None else cache,
         on_warning=output.warn,
         on_started=output.message,
     )

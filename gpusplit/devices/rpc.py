@@ -329,7 +329,7 @@ def link_rates(endpoint: str, nbytes: int = 8 << 20, rounds: int = 2, timeout: f
             raise RPCError(endpoint, f"could not allocate {nbytes} bytes to measure its link")
         (base,) = struct.unpack("<Q", conn.call(CMD_BUFFER_GET_BASE, struct.pack("<Q", buffer), 8))
         tensor = _rpc_tensor(buffer, base, nbytes)
-        payload = tensor + struct.pack("<Q", 0) + bytes(nbytes)
+        payload = tensor + struct.pack("<BQ", 0, 0) + bytes(nbytes)  # cache flag (not to the worker's -c cache), offset
         request = tensor + struct.pack("<QQ", 0, nbytes)
 
         def upload() -> None:

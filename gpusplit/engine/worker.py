@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..devices.device import DEV_TYPE_CPU
 from ..devices.rpc import remove_worker_note, write_worker_note
@@ -25,6 +28,19 @@ class WorkerPlan:
     endpoint: str
     devices: tuple[RawDevice, ...]
     threads: int
+    cache_dir: Path | None = None  # llama.cpp's RPC weight cache (ggml-rpc-server -c): None for none
+
+
+def default_cache_dir() -> Path:
+    """Where llama.cpp's `ggml-rpc-server -c` keeps its weight cache (tools/rpc/rpc-server.cpp's
+    fs_get_cache_directory() / "rpc"), so that both servers share one."""
+    if os.environ.get("LLAMA_CACHE"):
+        return Path(os.environ["LLAMA_CACHE"]) / "rpc"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "llama.cpp" / "rpc"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "llama.cpp" / "rpc"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama.cpp" / "rpc"
 
 
 def choose_devices(names: list[str]) -> tuple[RawDevice, ...]:
@@ -79,7 +95,8 @@ def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def run_server() -> None:
-        start(plan.endpoint.encode(), None, plan.threads, len(plan.devices), handles)
+        cache = str(plan.cache_dir).encode() if plan.cache_dir is not None else None
+        start(plan.endpoint.encode(), cache, plan.threads, len(plan.devices), handles)
         stopped.set()  # the loop only returns on failure
 
     thread = threading.Thread(target=run_server, name="rpc-server", daemon=True)
