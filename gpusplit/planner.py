@@ -570,7 +570,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Re
         best_ctx,
         score,
         reserves_for(devices, request.reserve),
-        _plan_reasons(best),
+        _plan_reasons(best) + _link_reasons(best, cands[1:], devices),
         request=request,
         warnings=warnings,
     )
@@ -618,6 +618,39 @@ def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, requ
     total = memory.host.planned_bytes + sum(m.planned_bytes for m in memory.devices)
     reasons = [*plan.reasons, f"draft model {draft.model.name}: {format_bytes(total)} beside the main model, placed like it"]
     return replace(plan, devices=devices, host=host, best=best, draft=memory, request=request, reasons=reasons)
+
+
+def _link_cost(c: Candidate, devices: list[Device]) -> tuple[float, list[str]]:
+    """Seconds of a token spent on the links to the RPC workers a candidate uses (a round trip to
+    each, measured or not, and the bytes over them), and those workers' names."""
+    used = [m.index for m in c.memory.devices if m.index is not None and (m.weights_bytes or m.kv_bytes)]
+    workers = [i for i in used if devices[i].endpoint]
+    trips = sum((devices[i].speed.rtt_s or 0.0) if devices[i].speed else 0.0 for i in workers)
+    transfers = c.prediction.parts.get("links", 0.0) if workers else 0.0
+    return trips + float(transfers if isinstance(transfers, (int, float)) else 0.0), [devices[i].name for i in workers]
+
+
+def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device]) -> list[str]:
+    """What the links to RPC workers cost: the chosen plan's share of each token, or, where the
+    chosen plan uses none, what the fastest one over them would have paid."""
+    tps = best.prediction.tg_tokens_per_s
+    if not tps:
+        return []
+    cost, names = _link_cost(best, devices)
+    if names:
+        return [
+            f"the links to {', '.join(names)} take {cost * 1e3:.1f} ms of each token's {1e3 / tps:.1f} ms "
+            "(round trips and transfers; counted in the prediction)"
+        ]
+    linked = [(c, *_link_cost(c, devices)) for c in others if c.fits and c.prediction.tg_tokens_per_s]
+    linked = [(c, cost, names) for c, cost, names in linked if names and cost > 0]
+    if not linked:
+        return []
+    c, cost, names = max(linked, key=lambda x: x[0].prediction.tg_tokens_per_s or 0.0)
+    return [
+        f"not over the link: {c.strategy} on {', '.join(names)} is predicted {c.prediction.tg_tokens_per_s:.1f} tokens/s, "
+        f"its links taking {cost * 1e3:.1f} ms of each token (round trips and transfers), against {tps:.1f} here"
+    ]
 
 
 def _plan_reasons(best: Candidate) -> list[str]:

@@ -749,3 +749,30 @@ def test_a_load_over_a_link_is_its_fixed_part_and_its_bytes(header_only_model):
     assert priced["RPC0"] == load["RPC0"]
     assert priced["RPC1"][1] == pytest.approx(load["RPC1"][1] + 128256 * 2e-6)
     assert plan.best.prediction.load_s == pytest.approx(sum(s for _, s in load.values()))
+
+
+def test_a_split_over_a_slow_link_is_ranked_with_its_link_and_the_reason_says_so(header_only_model):
+    """A worker 20 ms and 100 Mbit/s away: every token pays the round trip and its logits over the
+    link. The CPU here is ranked first on that prediction, and the plan says what the worker would
+    have cost; a plan put on the worker says what share of its token the link takes."""
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory, host_device
+
+    link = {"rtt_s": 0.02, "link_bytes_per_s": 12.5e6, "download_bytes_per_s": 12.5e6}
+    fast = _speed(token_overhead_s=0.02 + 80e-6, **link)  # the same machine's speed, over the link
+    worker = Device("RPC0", "10.0.0.7:50052", "RPC", "gpu", 64 * 2**30, 64 * 2**30, index=0, source="rpc",
+                    endpoint="10.0.0.7:50052", speed=fast)  # fmt: skip
+    inventory = Inventory(devices=[worker], host=host_device().with_(speed=_speed()))
+    path = header_only_model("smollm2-135m")
+    plan = gpusplit.plan(path, inventory, ctx=512)
+    assert plan.best.strategy == "cpu-only"
+    over = next(c for c in plan.alternatives if c.strategy == "single-gpu")
+    logits_s = 49152 * 4 / 12.5e6
+    assert 1 / over.prediction.tg_tokens_per_s > 0.02 + logits_s  # the round trip and the logits, at least
+    # the round trip, the logits back and the token's activations out (576 floats: 0.2 ms)
+    link_ms = (0.02 + logits_s + 576 * 4 / 12.5e6) * 1e3
+    (reason,) = [r for r in plan.reasons if r.startswith("not over the link")]
+    assert "RPC0" in reason and f"its links taking {link_ms:.1f} ms of each token" in reason
+    forced = gpusplit.plan(path, inventory, ctx=512, mode="none")
+    (reason,) = [r for r in forced.reasons if r.startswith("the links to RPC0 take")]
+    assert f"{link_ms:.1f} ms of each token's {1e3 / forced.best.prediction.tg_tokens_per_s:.1f} ms" in reason
