@@ -231,3 +231,21 @@ def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_m
     assert cli("worker", "--help").exit_code == 0 and all(
         flag in cli("worker", "--help").stdout for flag in ("--host", "--port", "--allow-remote", "--cache")
     )
+
+
+def test_plan_draws_each_devices_memory_as_a_bar(cli, header_only_model):
+    """Under the table, a bar per device: each part of its planned memory in a character of its own
+    (readable with NO_COLOR), scaled to its free memory, the rest dots; a device it overfills says so."""
+    model = str(header_only_model("llama-3.1-8b"))
+    doc = plan_json(cli, model, "--gpu", "RTX 4090", "--ctx", "8192")
+    shown = cli("plan", model, "--gpu", "RTX 4090", "--ctx", "8192").stdout
+    (gpu,) = [d for d in doc["devices"] if d["name"] == "GPU0"]
+    (bar,) = [line for line in shown.splitlines() if line.startswith("  GPU0 ")]
+    cells = {char: bar.count(char) for char in "█▓▒░·"}
+    assert sum(cells.values()) == 40
+    assert cells["█"] == pytest.approx(40 * gpu["weights_bytes"] / gpu["free_bytes"], abs=1)
+    assert cells["▓"] == pytest.approx(40 * gpu["kv_bytes"] / gpu["free_bytes"], abs=1)
+    assert "of 24.00 GiB free" in bar and "does not fit" not in bar
+    over = cli("plan", model, "--gpu", "RTX 3060 8GB", "--ctx", "131072").stdout
+    (bar,) = [line for line in over.splitlines() if line.startswith("  GPU0 ")]
+    assert "·" not in bar and bar.endswith("does not fit")

@@ -153,6 +153,52 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     _make_console(sys.stdout).print(table)
 
 
+# Memory bars: each part its own character (readable without colour) and colour.
+BAR_PARTS = (("weights", "█", "blue"), ("KV", "▓", "dark_orange"), ("compute", "▒", "green"), ("runtime", "░", "magenta"))
+
+
+def bar_cells(parts: Sequence[int], capacity: int, width: int) -> list[int]:
+    """Cells of a `width`-cell bar per part, scaled to `capacity` (or to the parts' total where they
+    exceed it); a part that is not nothing gets a cell at least, and rounding never overfills."""
+    scale = max(capacity, sum(parts), 1)
+    cells, edge, total = [], 0, 0
+    for value in parts:
+        total += value
+        end = min(width, round(total / scale * width))
+        end = max(end, edge + 1) if value > 0 and edge < width else end
+        cells.append(max(end - edge, 0))
+        edge = max(edge, end)
+    return cells
+
+
+def print_bars(title: str, rows: Iterable[tuple[str, dict[str, int], int]], width: int = 40) -> None:
+    """Per device, its planned memory by part against its free memory: one bar each, after a legend."""
+    from rich.text import Text
+
+    rows = list(rows)
+    label_width = max((len(sanitize(label)) for label, _, _ in rows), default=0)
+    console = _make_console(sys.stdout)
+    legend = Text(sanitize(title) + " (")
+    for i, (name, char, style) in enumerate(BAR_PARTS):
+        legend.append(("" if i == 0 else " ") + char, style=style)
+        legend.append(" " + name)
+    legend.append(" · free)")
+    console.print(legend)
+    for label, parts, capacity in rows:
+        values = [int(parts.get(name, 0)) for name, _, _ in BAR_PARTS]
+        line = Text("  " + sanitize(label).ljust(label_width) + " ")
+        cells = bar_cells(values, capacity, width)
+        for (_, char, style), n in zip(BAR_PARTS, cells):
+            line.append(char * n, style=style)
+        line.append("·" * max(width - sum(cells), 0), style="dim")
+        used = sum(values)
+        over = used > capacity
+        line.append(" " + format_bytes(used) + " of " + format_bytes(capacity) + " free", style="bold red" if over else None)
+        if over:
+            line.append(" - does not fit", style="bold red")
+        console.print(line)
+
+
 # ---------------------------------------------------------------------------------------------
 # stderr
 

@@ -132,6 +132,15 @@ def print_plan(doc: dict) -> None:
         rows = [row[:5] + row[6:] for row in rows]
         headers.remove("runtime")
     output.print_table(title, headers, rows, right=tuple(h for h in headers[2:]))
+    output.print_bars(
+        "memory",
+        (
+            (d["name"], {"weights": d["weights_bytes"], "KV": d["kv_bytes"], "compute": d["compute_bytes"] + d["output_bytes"],
+                         "runtime": d["runtime_bytes"]}, d["free_bytes"])
+            for d in [*doc["devices"], doc["host"]]
+            if d["planned_bytes"] or d["index"] is not None
+        ),
+    )  # fmt: skip
     if "draft" in doc:
         d = doc["draft"]
         draft_rows = [
