@@ -7,9 +7,10 @@ Per link profile: two hosts (A and B), each running `gpusplit worker --threads 1
 the lab's delaying relay; `gpusplit devices --probe` over the links; then, on a real-shaped model
 (SmolLM2-135M's shapes in Q4_1, random weights), `gpusplit bench` tg128/pp512 (median of 3 after a
 warm-up) on one remote worker and on a layer split over both, and `gpusplit run` for the load
-time (the workers' uploads) against the plan's prediction. Last, the planner's first choice over
+time (the workers' uploads) against the plan's prediction, before the bench with the workers' weight
+caches empty and after it from them. Last, the planner's first choice over
 A and B (the CPU here included) against the fastest measured setup. Targets: generation within
-20 %, prompt within 30 %, load within 30 %.
+20 %, prompt within 30 %, loads within 30 %.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,10 +65,12 @@ def within(value: float | None, target: float) -> str:
 
 def one_profile(name: str, model: str, rows: list[dict], choices: list[dict]) -> None:
     started = time.monotonic()
-    with Lab() as lab:
+    with Lab() as lab, tempfile.TemporaryDirectory() as caches:
         hosts = [lab.host(name), lab.host(name)]
-        for host in hosts:
-            lab.spawn(host, [*GPUSPLIT, "worker", "--host", host.address, "--port", str(PORT), "--threads", "1", "--allow-remote"],
+        for i, host in enumerate(hosts):
+            # each worker with a weight cache of its own, empty at the start
+            lab.spawn(host, [*GPUSPLIT, "worker", "--host", host.address, "--port", str(PORT), "--threads", "1", "--allow-remote",
+                             "--cache-dir", str(Path(caches) / f"worker{i}")],
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         for host in hosts:
             lab.wait_listening(host, PORT)
@@ -81,15 +85,20 @@ def one_profile(name: str, model: str, rows: list[dict], choices: list[dict]) ->
         measured_tg = {}
         for setup, args in setups.items():
             print(f"{name}: {setup}", file=sys.stderr, flush=True)
+            # The first load of these weights (the workers' caches hold none of them: setups share
+            # no worker's layers), then the measurements, then a load from the caches.
+            first = gpusplit("run", model, *args, "-n", "16", "--json")
             speeds = bench(model, *args)
-            run = gpusplit("run", model, *args, "-n", "16", "--json")
+            again = gpusplit("run", model, *args, "-n", "16", "--json")
+            plan = gpusplit("plan", model, *args, "--json")
+            cached_pred = sum(w.get("cached_seconds", w["seconds"]) for w in plan["predicted"]["load"].values())
             tg, tg_pred = speeds["tg128"]
             pp, pp_pred = speeds["pp512"]
-            load_s, load_pred = run["timings"]["load_ms"] / 1000, run["predicted"]["load_s"]
             measured_tg[setup] = tg
             rows.append({
                 "profile": name, "setup": setup, "tg": tg, "tg_pred": tg_pred, "pp": pp, "pp_pred": pp_pred,
-                "load": load_s, "load_pred": load_pred,
+                "load": first["timings"]["load_ms"] / 1000, "load_pred": first["predicted"]["load_s"],
+                "cached": again["timings"]["load_ms"] / 1000, "cached_pred": cached_pred,
             })  # fmt: skip
         measured_tg["the CPU alone"] = bench(model, "--ngl", "0", "--rpc", both)["tg128"][0]
         plan = gpusplit("plan", model, "--rpc", both, "--json")
@@ -138,7 +147,8 @@ def main() -> int:
         "this one by a veth pair shaped with `tc tbf` and a relay adding the one-way delay; probed over their",
         "links first (`devices --probe`). Model: SmolLM2-135M's shapes in Q4_1 (random weights). bench",
         "tg128/pp512, median of 3 after a warm-up; load: `gpusplit run`'s load time against the predicted",
-        "uploads. Profiles (rate each way, round trip): "
+        "uploads, first with the workers' weight caches (`--cache-dir`) empty, then again from them (their",
+        "tensors over 10 MiB: SmolLM2's tied output matrix, 18 MB). Profiles (rate each way, round trip): "
         + "; ".join(
             f"{p} {PROFILES[p].rate_bits / 1e6:.0f} Mbit/s, {2 * PROFILES[p].one_way_s * 1000:.1f} ms"
             if PROFILES[p].rate_bits
@@ -147,8 +157,8 @@ def main() -> int:
         )
         + ". Targets: generation 20 %, prompt 30 %, load 30 %.",
         "",
-        "| link | setup | tg predicted / measured | error | pp predicted / measured | error | load predicted / measured s | error |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| link | setup | tg predicted / measured | error | pp predicted / measured | error | load predicted / measured s | error | again from the workers' caches s | error |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         e_tg, e_pp, e_load = error(r["tg_pred"], r["tg"]), error(r["pp_pred"], r["pp"]), error(r["load_pred"], r["load"])
@@ -156,18 +166,22 @@ def main() -> int:
         def pct(x: float | None) -> str:
             return "-" if x is None else f"{x:+.1f} %"
 
+        e_cached = error(r["cached_pred"], r["cached"])
         lines.append(
             f"| {r['profile']} | {r['setup']} | {r['tg_pred'] or 0:.1f} / {r['tg']:.1f} | {pct(e_tg)} | "
-            f"{r['pp_pred'] or 0:.1f} / {r['pp']:.1f} | {pct(e_pp)} | {r['load_pred'] or 0:.2f} / {r['load']:.2f} | {pct(e_load)} |"
+            f"{r['pp_pred'] or 0:.1f} / {r['pp']:.1f} | {pct(e_pp)} | {r['load_pred'] or 0:.2f} / {r['load']:.2f} | {pct(e_load)} | "
+            f"{r['cached_pred'] or 0:.2f} / {r['cached']:.2f} | {pct(e_cached)} |"
         )
     ok = (
         sum(within(error(r["tg_pred"], r["tg"]), 20) == "yes" for r in rows),
         sum(within(error(r["pp_pred"], r["pp"]), 30) == "yes" for r in rows),
         sum(within(error(r["load_pred"], r["load"]), 30) == "yes" for r in rows),
+        sum(within(error(r["cached_pred"], r["cached"]), 30) == "yes" for r in rows),
     )
     lines += [
         "",
-        f"Within target: generation {ok[0]} of {len(rows)}, prompt {ok[1]} of {len(rows)}, load {ok[2]} of {len(rows)}.",
+        f"Within target: generation {ok[0]} of {len(rows)}, prompt {ok[1]} of {len(rows)}, load {ok[2]} of {len(rows)}, "
+        f"load from the caches {ok[3]} of {len(rows)}.",
         "",
         "## The planner's first choice over A and B (the CPU here included) against the fastest measured",
         "",
