@@ -469,11 +469,45 @@ def test_demo_model(monkeypatch, tmp_path, tiny_dir):
     p = demo_model_path()
     assert p.parent == tmp_path / "cache"
     assert p.name.startswith("demo-") and p.suffix == ".gguf"
-    assert sha256(p) == sha256(tiny_dir / "dense-f16.gguf")
+    # dense-f16's shapes, types and sizes (its memory and speed figures are that model's); only its
+    # vocabulary's pieces, embedding and output matrix differ (what makes it recite its sentence)
+    from gpusplit.gguf.model import read_model
+
+    demo, tiny = read_model(p), read_model(tiny_dir / "dense-f16.gguf")
+    tensors = [[(t.name, t.shape, t.ggml_type, t.n_bytes) for t in m.input.tensors + m.output.tensors] +
+               [(t.name, t.shape, t.ggml_type, t.n_bytes) for b in m.blocks for t in b.tensors] for m in (demo, tiny)]  # fmt: skip
+    assert tensors[0] == tensors[1] and demo.n_vocab == tiny.n_vocab
+    assert abs(p.stat().st_size - (tiny_dir / "dense-f16.gguf").stat().st_size) < 4096
+    assert sha256(p) != sha256(tiny_dir / "dense-f16.gguf")
     mtime = p.stat().st_mtime_ns
     assert demo_model_path() == p
     assert p.stat().st_mtime_ns == mtime  # reused, not rewritten
     assert [q.name for q in p.parent.iterdir()] == [p.name]  # no temporary files left
+
+
+@pytest.mark.engine
+@pytest.mark.isolated
+def test_the_demo_model_recites_its_sentence_whatever_the_prompt(monkeypatch, tmp_path):
+    """README command 1 ends with the demo's text: greedy decoding says the one sentence it was built
+    to say and then ends (its end-of-text token), after any prompt that does not itself end in one of
+    the sentence's words (from which it would go on)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.synthetic.demo import DEMO_SENTENCE
+
+    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path / "cache"))
+    llm = llama_cpp.Llama(model_path=str(demo_model_path()), n_ctx=256, n_threads=2, verbose=False, seed=0)
+    try:
+        for prompt in (b"Once upon a time", b"Hello world", b""):
+            tokens = llm.tokenize(prompt, add_bos=True)
+            out: list[int] = []
+            for token in llm.generate(tokens, temp=0.0):
+                if token == llm.token_eos() or len(out) == 64:
+                    break
+                out.append(token)
+            llm.reset()
+            assert llm.detokenize(out).decode().strip() == DEMO_SENTENCE, prompt
+    finally:
+        llm.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -362,12 +362,21 @@ def resolve_spec(spec_or_name: TinySpec | str) -> TinySpec:
         raise KeyError(f"unknown tiny model {spec_or_name!r}; known: {', '.join(TINY_MODELS)}") from None
 
 
-def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str, seed: int = 0) -> Path:
+def write_tiny_model(
+    path: str | os.PathLike[str],
+    spec_or_name: TinySpec | str,
+    seed: int = 0,
+    *,
+    vocab: Vocab | None = None,
+    tensors: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> Path:
     """Write the model `spec_or_name` (a TinySpec or a TINY_MODELS name) to `path`.
 
     Deterministic: the same spec and seed give the same bytes. The file is written to a temporary
     file in the same folder and renamed into place, so a reader never sees half a model.
-    Returns the path.
+    `vocab` replaces the spec's vocabulary (the same size), `tensors` (name -> float32 array of
+    the tensor's shape) some random tensors, `description` the file's. Returns the path.
     """
     import gguf
     import numpy as np
@@ -375,12 +384,15 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
     spec = resolve_spec(spec_or_name)
     path = Path(path)
     plan = tensor_plan(spec)
-    vocab = tiny_vocab(spec)
+    vocab = vocab or tiny_vocab(spec)
     assert len(vocab) == spec.n_vocab
+    tensors = tensors or {}
 
     with gguf_file(path, spec.arch) as (w, _):
         w.add_name(f"gpusplit synthetic {spec.name}")
-        w.add_description(f"synthetic model with random weights (seed {seed}) written by gpusplit; not a trained model")
+        w.add_description(
+            description or f"synthetic model with random weights (seed {seed}) written by gpusplit; not a trained model"
+        )
         w.add_file_type(spec.file_type)
         if spec.dtype == "q8_0":
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -394,6 +406,8 @@ def write_tiny_model(path: str | os.PathLike[str], spec_or_name: TinySpec | str,
                 arr = np.ones(t.shape, dtype=np.float32)
             else:
                 arr = rng.standard_normal(t.shape, dtype=np.float32) * np.float32(0.02)
+            if t.name in tensors:
+                arr = np.asarray(tensors[t.name], dtype=np.float32).reshape(t.shape)
             if t.ggml_type == "F16":
                 arr = arr.astype(np.float16)
             elif t.ggml_type == "Q8_0":
