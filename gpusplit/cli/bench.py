@@ -278,11 +278,22 @@ def _compare(files: list[str], fmt: str) -> int:
         return 0
     output.print_table(
         f"{files[1]} vs {files[0]}",
-        ["configuration", "test", "a t/s", "b t/s", "b / a"],
+        ["configuration", "test", "a t/s", "b t/s", "b / a", "b is"],
         (
-            (r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}")
+            (r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
+             change_text(r["ratio"]))
             for r in rows
         ),
         right=("a t/s", "b t/s", "b / a"),
-    )
+    )  # fmt: skip
     return 0
+
+
+def change_text(ratio: float | None, same_within: float = 0.005) -> str:
+    """'12.3 % faster', '4.0 % slower', or 'the same' (within half a percent)."""
+    if ratio is None:
+        return "-"
+    change = (ratio - 1) * 100
+    if abs(change) < same_within * 100:
+        return "the same"
+    return f"{abs(change):.1f} % {'faster' if change > 0 else 'slower'}"
