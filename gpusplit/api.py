@@ -58,7 +58,7 @@ __all__ = [
     "bench", "check_kv_type", "check_mode", "default_threads", "demo_model_path", "detect_devices", "document",
     "download_model", "is_hypothetical", "is_remote", "load_plan_document", "model_projector", "parse_duration",
     "parse_rate", "parse_size", "parse_split", "plan", "plan_from_document", "probe_devices", "read_adapter", "read_model",
-    "require_complete", "run", "serve_worker", "tune", "without_repack",
+    "report", "require_complete", "run", "serve_worker", "tune", "without_repack",
 ]  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -210,6 +210,18 @@ def is_hypothetical_doc(doc: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Workers
+
+
+def report(
+    files: Sequence[str | os.PathLike[str]], *, on_warning: Callable[[str], None] | None = None, generated_by: str = ""
+) -> str:
+    """One self-contained HTML page (a string) from gpusplit's outputs: bench JSONL or --json, tune
+    --trials JSONL or --json, plan/run/devices --json files, in any mix (gpusplit/report.py). A
+    file that cannot be read goes to `on_warning` and is left out; nothing readable is an
+    InputError (exit 2), and so is a missing matplotlib (the `report` extra)."""
+    from .report import report as make_report
+
+    return make_report(files, on_warning or (lambda text: None), generated_by)
 
 
 def serve_worker(

@@ -61,6 +61,36 @@ def amx_devices(env: dict[str, str]) -> dict:
     return doc
 
 
+def chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def report_blocks(small: str, rpc: str, env: dict[str, str], tmp: str) -> dict[str, str]:
+    """`gpusplit report` over real outputs (bench over the two workers, tune, plan and run), and
+    headless Chromium's screenshot of the page, docs/report-demo.png."""
+    folder = Path(tmp) / "results"
+    folder.mkdir()
+    files = [str(folder / name) for name in ("bench.jsonl", "trials.jsonl", "plan.json", "run.json")]
+    sh(["bench", small, "--rpc", rpc, "--mode", "none", "--mode", "layer", "--split", "0.5,0.5", "--split", "0.7,0.3",
+        "-p", "64", "-n", "16", "-r", "3", "--output", files[0]], env)  # fmt: skip
+    sh(["tune", small, "--budget", "30s", "--trials", files[1]], env)
+    for command, path in (("plan", files[2]), ("run", files[3])):
+        out = subprocess.run([sys.executable, "-m", "gpusplit", command, small, "--json"], capture_output=True, text=True,
+                             env=env, check=True).stdout  # fmt: skip
+        Path(path).write_text(out)
+    page = ROOT / "docs" / "report-demo.html"
+    block = sh(["report", *files, "-o", str(page)], env)
+    browser = chromium()
+    if browser is None:
+        raise SystemExit("guide: headless Chromium is needed for the report's screenshot (apt install chromium)")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={ROOT / 'docs' / 'report-demo.png'}", "--window-size=1100,2600", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    return {"report": block.replace(str(ROOT / "docs") + "/", "docs/")}
+
+
 def provenance() -> str:
     """The command, commit and machine this guide's outputs come from."""
     from gpusplit.devices.inventory import host_device
@@ -132,6 +162,8 @@ def main() -> int:
                 ),
             }
             blocks.update(named_models(Path(big), env))
+            blocks["run_demo"] = sh(["run", "-n", "64"], env)
+            blocks.update(report_blocks(small, rpc, env, tmp))
     finally:
         for p in procs:
             p.terminate()

@@ -41,6 +41,7 @@ def _register() -> None:
     from . import devices as devices_cmd
     from . import inspect as inspect_cmd
     from . import plan as plan_cmd
+    from . import report as report_cmd
     from . import run as run_cmd
     from . import tune as tune_cmd
     from . import worker as worker_cmd
@@ -52,6 +53,7 @@ def _register() -> None:
     app.command("bench")(bench_cmd.bench)
     app.command("tune")(tune_cmd.tune)
     app.command("worker")(worker_cmd.worker)
+    app.command("report")(report_cmd.report)
 
 
 _register()

@@ -1,0 +1,34 @@
+"""`gpusplit report`: one self-contained HTML page from bench, tune, plan, run and devices outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List
+
+import typer
+
+from . import output
+
+
+def report(
+    files: Annotated[
+        List[Path],
+        typer.Argument(
+            help="bench JSONL (-o) or --json, tune --trials JSONL or --json, plan/run/devices --json files, in any mix.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")] = Path("report.html"),
+) -> int:
+    """Draw results as one HTML page that opens offline: charts with their numbers in tables."""
+    import shlex
+
+    from .. import __version__, api
+
+    generated_by = f"gpusplit {__version__}: " + shlex.join(["gpusplit", "report", *map(str, files), "-o", str(out)])
+    page = api.report(files, on_warning=output.warn, generated_by=generated_by)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    output.message(f"report written to {out} ({len(page) // 1024} KiB)")
+    return 0

@@ -1,0 +1,516 @@
+"""`gpusplit report`: one self-contained HTML page from gpusplit's own outputs.
+
+Reads any mix of `bench` JSONL (or `bench --json`), `tune --trials` JSONL (or `tune --json`),
+`plan --json`, `run --json` and `devices --json` files, and draws each kind: tokens/s per
+configuration with the repetitions' spread and the prediction marked; every tune trial in order,
+failures marked, the winner and its flags; memory per device as stacked bars against free memory
+(planned beside actual for a run); each probed device's rates by weight class. Every chart has its
+numbers in a table below it.
+
+The page opens offline: charts are inline SVG drawn by matplotlib (the `report` extra) with text
+as paths (no fonts), no scripts, no external references. Every string from the files is escaped
+(model names are untrusted) and loses its control characters. A file that cannot be read (empty,
+unknown, a torn JSONL line) is named in one line through `on_warning`; the rest is still reported.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GpusplitError, InputError
+from .units import format_bytes
+
+MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
+KINDS = ("bench", "tune", "plan", "run", "devices")
+SCHEMA_KIND = {
+    "gpusplit.bench/1": "bench",
+    "gpusplit.trial/1": "tune",
+    "gpusplit.tune/1": "tune",
+    "gpusplit.plan/1": "plan",
+    "gpusplit.run/1": "run",
+    "gpusplit.devices/1": "devices",
+}
+COMPONENTS = (("weights", "#4e79a7"), ("KV", "#f28e2b"), ("compute", "#59a14f"), ("runtime", "#b07aa1"))
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # and bidi controls
+
+
+class ReportError(InputError):
+    """Nothing in the files could be reported (exit 2)."""
+
+
+class MissingExtraError(GpusplitError):
+    """matplotlib (the `report` extra) is not installed (exit 2)."""
+
+    exit_code = 2
+
+
+@dataclass
+class Source:
+    """One input file and what it held: bench records, tune trials (and the tune document), or one
+    plan, run or devices document."""
+
+    path: str
+    kind: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    doc: dict[str, Any] | None = None
+
+
+def clean(text: Any, limit: int = 200) -> str:
+    """A string from a file, safe to show: control characters dropped, cut to `limit`."""
+    value = _CONTROL.sub("", str(text))
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def esc(text: Any, limit: int = 200) -> str:
+    return html.escape(clean(text, limit), quote=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _is_trial(record: dict[str, Any]) -> bool:
+    from .tune import is_trial_record
+
+    return is_trial_record(record)
+
+
+def _kind_of(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    schema = record.get("schema")
+    if schema in SCHEMA_KIND:
+        return SCHEMA_KIND[schema]
+    return "tune" if schema is None and _is_trial(record) else None
+
+
+def read_source(path: str | Path, on_warning: Callable[[str], None]) -> Source | None:
+    """What one file holds, or None (said through `on_warning`) where nothing in it is ours."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        on_warning(f"{name}: cannot be read ({exc.strerror or exc}): skipped")
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        on_warning(f"{name}: larger than {format_bytes(MAX_FILE_BYTES)}, not a gpusplit output: skipped")
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if not text.strip():
+        on_warning(f"{name}: empty: skipped")
+        return None
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, list) and whole and all(_kind_of(r) == "bench" for r in whole):
+        return Source(name, "bench", records=whole)  # bench --json
+    if isinstance(whole, dict):
+        kind = _kind_of(whole)
+        if kind is None:
+            on_warning(
+                f"{name}: not a gpusplit bench, tune, plan, run or devices output (schema {clean(whole.get('schema'), 60)!r}): skipped"
+            )
+            return None
+        if kind == "bench":
+            return Source(name, "bench", records=[whole])
+        if whole.get("schema") == "gpusplit.trial/1" or (kind == "tune" and "trials" not in whole):
+            return Source(name, "tune", records=[whole])
+        if kind == "tune":
+            return Source(name, "tune", records=list(whole["trials"]), doc=whole)
+        return Source(name, kind, doc=whole)
+    return _read_lines(name, text, on_warning)
+
+
+def _read_lines(name: str, text: str, on_warning: Callable[[str], None]) -> Source | None:
+    """A JSONL file: bench records or tune trials, one kind per file; a line that does not parse
+    (a run killed mid-write) or is another kind's is named and skipped."""
+    records: list[dict[str, Any]] = []
+    kinds: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            on_warning(f"{name} line {number}: not a complete JSON record (cut short?): skipped")
+            continue
+        kind = _kind_of(record)
+        if kind not in ("bench", "tune") or (kinds and kind not in kinds):
+            on_warning(f"{name} line {number}: not a gpusplit bench or tune record: skipped")
+            continue
+        kinds.add(kind)
+        records.append(record)
+    if not records:
+        on_warning(f"{name}: no gpusplit bench, tune, plan, run or devices output in it: skipped")
+        return None
+    return Source(name, kinds.pop(), records=records)
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts (matplotlib, imported only here)
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingExtraError(
+            "gpusplit report draws its charts with matplotlib, which is not installed",
+            'install the report extra: pip install "gpusplit[report]"',
+        ) from None
+    matplotlib.rcParams.update(
+        {
+            "svg.fonttype": "path",  # text as shapes: the page needs no font
+            "text.parse_math": False,  # a model name with $ in it is a name, not TeX
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+    from matplotlib.figure import Figure
+
+    return Figure
+
+
+class _Charts:
+    def __init__(self) -> None:
+        self.Figure = _matplotlib()
+        self.count = 0
+
+    def figure(self, width: float, height: float) -> Any:
+        return self.Figure(figsize=(width, height), layout="constrained")
+
+    def svg(self, fig: Any) -> str:
+        """The figure as inline SVG: its ids unique on the page, no metadata, no comments (which
+        would carry the files' strings unescaped)."""
+        import matplotlib
+
+        self.count += 1
+        matplotlib.rcParams["svg.hashsalt"] = f"gpusplit-chart-{self.count}"
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+        text = buffer.getvalue()
+        text = text[text.index("<svg") :]
+        text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+        text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+        return f'<div class="chart">{text}</div>'
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=num' if i in right else ''}>{esc(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _bench_rows(sources: list[Source]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(file, label, record) for every record, in file order."""
+    out = []
+    for s in sources:
+        for r in s.records:
+            out.append((s.path, f"{clean(r.get('config_key', '?'), 60)} · {clean(r.get('test', '?'), 20)}", r))
+    return out
+
+
+def bench_section(sources: list[Source], charts: _Charts) -> str:
+    parts = ["<h2>Benchmarks</h2>"]
+    names = {r.get("model", {}).get("name", "?") for s in sources for r in s.records}
+    parts.append(f"<p>Model{'s' if len(names) > 1 else ''}: {esc(', '.join(sorted(map(str, names))), 300)}. "
+                 "Bars: mean tokens/s; whiskers: the slowest and fastest repetition; ◆: predicted.</p>")  # fmt: skip
+    rows = _bench_rows(sources)
+    files = [s.path for s in sources]
+    for kind, title in (("pp", "Prompt processing"), ("tg", "Generation")):
+        mine = [(f, label, r) for f, label, r in rows if r.get("test_kind") == kind]
+        if not mine:
+            continue
+        labels = list(dict.fromkeys(label for _, label, _ in mine))
+        fig = charts.figure(8.5, 0.9 + 0.32 * len(labels) * max(len(files), 1))
+        ax = fig.subplots()
+        height = 0.8 / len(files)
+        for fi, path in enumerate(files):
+            color = PALETTE[fi % len(PALETTE)]
+            by_label = {label: r for f, label, r in mine if f == path}
+            for li, label in enumerate(labels):
+                r = by_label.get(label)
+                if r is None:
+                    continue
+                y = li + (fi - (len(files) - 1) / 2) * height
+                if r.get("status") != "ok" or not r.get("avg_ts"):
+                    ax.plot([0], [y], marker="x", color="#e15759", markersize=8)
+                    ax.annotate("failed", (0, y), xytext=(6, -3), textcoords="offset points", color="#e15759")
+                    continue
+                samples = [x for x in r.get("samples_ts") or [] if isinstance(x, (int, float))]
+                low, high = (min(samples), max(samples)) if samples else (r["avg_ts"], r["avg_ts"])
+                ax.barh(y, r["avg_ts"], height=height * 0.9, color=color, label=clean(path, 60) if li == 0 else None)
+                ax.errorbar(r["avg_ts"], y, xerr=[[r["avg_ts"] - low], [high - r["avg_ts"]]], color="#333", capsize=3, lw=1)
+                if r.get("predicted_ts"):
+                    ax.plot([r["predicted_ts"]], [y], marker="D", color="#222", markersize=5)
+        ax.set_yticks(range(len(labels)), [clean(label, 60) for label in labels])
+        ax.invert_yaxis()
+        ax.set_xlabel("tokens/s")
+        ax.set_title(f"{title} (tokens/s)")
+        if len(files) > 1:
+            ax.legend(loc="lower right", fontsize=8)
+        parts.append(f"<h3>{title}</h3>")
+        parts.append(charts.svg(fig))
+        parts.append(
+            _table(
+                ["file", "configuration", "test", "status", "mean t/s", "slowest", "fastest", "predicted t/s", "error %"],
+                (
+                    (
+                        f, r.get("config_key", "?"), r.get("test", "?"), r.get("status", "?"), _num(r.get("avg_ts")),
+                        _num(min(r["samples_ts"]) if r.get("samples_ts") else None),
+                        _num(max(r["samples_ts"]) if r.get("samples_ts") else None),
+                        _num(r.get("predicted_ts")), _num(r.get("prediction_error_pct"), 1),
+                    )
+                    for f, _, r in mine
+                ),
+                right=(4, 5, 6, 7, 8),
+            )
+        )  # fmt: skip
+        failed = [(f, r) for f, _, r in mine if r.get("status") != "ok"]
+        for f, r in failed:
+            parts.append(
+                f"<p class=fail>{esc(f)}: {esc(r.get('config_key'))} {esc(r.get('test'))} failed: {esc(r.get('error'), 400)}</p>"
+            )
+    return "\n".join(parts)
+
+
+def tune_section(source: Source, charts: _Charts) -> str:
+    trials = source.records
+    doc = source.doc or {}
+    best = doc.get("best")
+    if best is None:
+        scored = [t for t in trials if t.get("status") == "ok" and t.get("score")]
+        best = max(scored, key=lambda t: t["score"]) if scored else None
+    parts = [f"<h2>Tune: {esc(source.path)}</h2>"]
+    fig = charts.figure(8.5, 3.6)
+    ax = fig.subplots()
+    elapsed, xs, ys, colors = 0.0, [], [], []
+    for t in trials:
+        elapsed += float(t.get("seconds") or 0.0)
+        xs.append(elapsed)
+        ys.append(t.get("score") or t.get("measured_tg") or 0.0)
+        colors.append({"ok": "#4e79a7", "skipped": "#bab0ac", "failed": "#e15759"}.get(t.get("status"), "#bab0ac"))
+    ok = [(x, y) for x, y, t in zip(xs, ys, trials) if t.get("status") == "ok"]
+    if ok:
+        ax.plot(*zip(*ok), color="#4e79a7", lw=0.8, alpha=0.5)
+    for status, marker, color in (("ok", "o", "#4e79a7"), ("skipped", "s", "#bab0ac"), ("failed", "x", "#e15759")):
+        points = [(x, y) for x, y, t in zip(xs, ys, trials) if t.get("status") == status]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=color, label=status, zorder=3)
+    if best is not None:
+        index = next((i for i, t in enumerate(trials) if t.get("key") == best.get("key")), None)
+        if index is not None:
+            ax.scatter([xs[index]], [ys[index]], marker="*", s=220, color="#edc948", edgecolor="#333", zorder=4, label="winner")
+    ax.set_xlabel("seconds into the search")
+    ax.set_ylabel(f"score ({esc(doc.get('objective', 'tokens/s'))})")
+    ax.set_title("Every trial, in order")
+    ax.legend(loc="lower right", fontsize=8)
+    parts.append(charts.svg(fig))
+    if best is not None:
+        flags = doc.get("plan", {}).get("llama_args")
+        shown = " ".join(map(str, flags)) if flags else best.get("key", "")
+        parts.append(f"<p>Winner: <b>{esc(best.get('key'))}</b>, {_num(best.get('score'))} "
+                     f"(measured tg {_num(best.get('measured_tg'))} t/s, pp {_num(best.get('measured_pp'))} t/s)."
+                     f"{' ' + esc(doc.get('chosen')) + '.' if doc.get('chosen') else ''}</p>"
+                     f"<pre>{esc('llama-server ' + shown, 2000)}</pre>")  # fmt: skip
+    parts.append(
+        _table(
+            ["#", "configuration", "status", "score", "measured tg", "measured pp", "predicted tg", "seconds", "error"],
+            (
+                (i + 1, t.get("key"), t.get("status"), _num(t.get("score")), _num(t.get("measured_tg")),
+                 _num(t.get("measured_pp")), _num(t.get("predicted_tg")), _num(t.get("seconds"), 1), t.get("error") or "")
+                for i, t in enumerate(trials)
+            ),
+            right=(0, 3, 4, 5, 6, 7),
+        )
+    )  # fmt: skip
+    return "\n".join(parts)
+
+
+def _plan_devices(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in [*plan.get("devices", []), plan.get("host", {})] if d]
+
+
+def memory_section(source: Source, charts: _Charts) -> str:
+    """A plan's (or a run's: planned beside actual) memory per device, stacked, against free memory."""
+    doc = source.doc or {}
+    run = doc if source.kind == "run" else None
+    plan = doc.get("plan", {}) if run else doc
+    devices = _plan_devices(plan)
+    model = plan.get("model", {}).get("name", "?")
+    title = "Run" if run else "Plan"
+    parts = [f"<h2>{title}: {esc(model)} ({esc(plan.get('strategy', '?'))}) — {esc(source.path)}</h2>"]
+    actual = {d.get("name"): d for d in (run or {}).get("devices", [])}
+    bars: list[tuple[str, dict[str, float], float | None]] = []  # label, component -> bytes, free
+    for d in devices:
+        planned = {"weights": d.get("weights_bytes", 0), "KV": d.get("kv_bytes", 0),
+                   "compute": d.get("compute_bytes", 0) + d.get("output_bytes", 0), "runtime": d.get("runtime_bytes", 0)}  # fmt: skip
+        bars.append((f"{d.get('name')} planned" if run else str(d.get("name")), planned, d.get("free_bytes")))
+        measured = actual.get(d.get("name"))
+        if measured and measured.get("actual"):
+            a = measured["actual"]
+            bars.append((f"{d.get('name')} actual",
+                         {"weights": a.get("weights", 0), "KV": a.get("kv", 0), "compute": a.get("compute", 0) + a.get("output", 0),
+                          "runtime": a.get("runtime", 0)}, d.get("free_bytes")))  # fmt: skip
+    gib = 2**30
+    fig = charts.figure(8.5, 1.0 + 0.45 * len(bars))
+    ax = fig.subplots()
+    for i, (_label, parts_bytes, free) in enumerate(bars):
+        left = 0.0
+        for component, color in COMPONENTS:
+            value = float(parts_bytes.get(component) or 0) / gib
+            if value:
+                ax.barh(
+                    i,
+                    value,
+                    left=left,
+                    color=color,
+                    label=component if component not in ax.get_legend_handles_labels()[1] else None,
+                )
+                left += value
+        if free:
+            ax.plot([free / gib, free / gib], [i - 0.42, i + 0.42], color="#e15759", lw=2,
+                    label="free" if "free" not in ax.get_legend_handles_labels()[1] else None)  # fmt: skip
+    ax.set_yticks(range(len(bars)), [clean(b[0], 40) for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("GiB")
+    ax.set_title("Memory per device (red: free before loading)")
+    ax.legend(loc="lower right", fontsize=8)
+    parts.append(charts.svg(fig))
+    parts.append(
+        _table(
+            ["device", "weights", "KV", "compute", "runtime", "total", "free"],
+            ((label, *(format_bytes(int(b.get(c) or 0)) for c, _ in COMPONENTS), format_bytes(int(sum(float(v or 0) for v in b.values()))),
+              format_bytes(int(free)) if free else "-") for label, b, free in bars),
+            right=(1, 2, 3, 4, 5, 6),
+        )
+    )  # fmt: skip
+    if run:
+        t = run.get("timings", {})
+        p = run.get("predicted", {})
+        parts.append(
+            _table(
+                ["", "load ms", "prompt t/s", "generation t/s"],
+                [("measured", _num(t.get("load_ms"), 0), _num(t.get("prompt_tps"), 1), _num(t.get("gen_tps"), 1)),
+                 ("predicted", _num((p.get("load_s") or 0) * 1000, 0) if p.get("load_s") else "-", _num(p.get("prompt_tps"), 1),
+                  _num(p.get("gen_tps"), 1))],
+                right=(1, 2, 3),
+            )
+        )  # fmt: skip
+        if run.get("text"):
+            parts.append(f"<p>Generated: <q>{esc(run['text'], 600)}</q></p>")
+    return "\n".join(parts)
+
+
+def probe_section(source: Source, charts: _Charts) -> str:
+    doc = source.doc or {}
+    measured = [d for d in [*doc.get("devices", []), doc.get("host") or {}] if d and d.get("speed")]
+    parts = [f"<h2>Devices: {esc(source.path)}</h2>"]
+    if not measured:
+        parts.append("<p>No device here was probed (gpusplit devices --probe measures them).</p>")
+        return "\n".join(parts)
+    classes = list(dict.fromkeys(c for d in measured for c in d["speed"].get("bandwidth", {})))
+    fig = charts.figure(8.5, 3.4)
+    ax = fig.subplots()
+    width = 0.8 / len(measured)
+    for di, d in enumerate(measured):
+        rates = d["speed"].get("bandwidth", {})
+        xs = [ci + (di - (len(measured) - 1) / 2) * width for ci in range(len(classes))]
+        ax.bar(xs, [float(rates.get(c) or 0) / 1e9 for c in classes], width=width * 0.9, color=PALETTE[di % len(PALETTE)],
+               label=clean(d.get("name"), 40))  # fmt: skip
+    ax.set_xticks(range(len(classes)), [clean(c, 20) for c in classes], rotation=30, ha="right")
+    ax.set_ylabel("GB/s")
+    ax.set_title("Weights read per second, by weight class (devices --probe)")
+    ax.legend(fontsize=8)
+    parts.append(charts.svg(fig))
+    parts.append(
+        _table(
+            ["device", *classes, "token overhead ms", "round trip ms"],
+            ((d.get("name"), *(_num(float(d["speed"]["bandwidth"].get(c) or 0) / 1e9, 1) for c in classes),
+              _num(d["speed"].get("token_overhead_s", 0) * 1e3, 3),
+              _num(d["speed"]["rtt_s"] * 1e3, 3) if d["speed"].get("rtt_s") else "-") for d in measured),
+            right=tuple(range(1, len(classes) + 3)),
+        )
+    )  # fmt: skip
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 62em; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; } h3 { margin-top: 1.2em; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 12px; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f4f4f4; } .chart svg { max-width: 100%; height: auto; } .fail, .warn { color: #b3261e; }
+pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; word-break: break-all; } .meta { color: #666; font-size: 12px; }
+"""
+
+
+def render(sources: list[Source], warnings: Sequence[str] = (), generated_by: str = "") -> str:
+    """The report page for these sources."""
+    charts = _Charts()
+    sections = []
+    bench = [s for s in sources if s.kind == "bench"]
+    if bench:
+        sections.append(bench_section(bench, charts))
+    for s in sources:
+        if s.kind == "tune":
+            sections.append(tune_section(s, charts))
+    for s in sources:
+        if s.kind in ("plan", "run"):
+            sections.append(memory_section(s, charts))
+    for s in sources:
+        if s.kind == "devices":
+            sections.append(probe_section(s, charts))
+    files = "".join(
+        f"<li>{esc(s.path, 300)}: {esc(s.kind)}{f' ({len(s.records)} records)' if s.records else ''}</li>" for s in sources
+    )
+    notes = "".join(f'<li class="warn">{esc(w, 400)}</li>' for w in warnings)
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>gpusplit report</title><style>{STYLE}</style></head><body>"
+        f"<h1>gpusplit report</h1><p class=meta>{esc(generated_by, 400)}</p><ul>{files}</ul>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )
+
+
+def report(paths: Sequence[str | Path], on_warning: Callable[[str], None] = lambda text: None, generated_by: str = "") -> str:
+    """The page for these files. A file that cannot be read is said through `on_warning` and left
+    out; ReportError when none can be; MissingExtraError without matplotlib."""
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        warnings.append(text)
+        on_warning(text)
+
+    sources = [s for s in (read_source(p, warn) for p in paths) if s is not None]
+    if not sources:
+        raise ReportError(
+            "nothing to report: none of the files is a gpusplit bench, tune, plan, run or devices output",
+            "give files written by gpusplit bench -o, tune --trials, or plan/run/devices --json",
+        )
+    return render(sources, warnings, generated_by)
