@@ -644,9 +644,12 @@ def _hashed_tensors(model: ModelInfo, memory: MemoryPlan, index: int) -> tuple[i
     if memory.split_shares:
         return None
     groups = [model.blocks[il] for il, dev in enumerate(memory.layer_device[:-1]) if dev == index]
-    if memory.layer_device and memory.layer_device[-1] == index:
-        groups.append(model.output)
     tensors = [t for g in groups for t in g.tensors]
+    if memory.layer_device and memory.layer_device[-1] == index:
+        tensors += model.output.tensors
+        if not any(t.name == "output.weight" for t in model.output.tensors):
+            # tied embeddings: token_embd loaded again as the output matrix (SmolLM2's 18 MB)
+            tensors += [t for t in model.input.tensors if t.name == "token_embd.weight"]
     total = sum(t.n_bytes for t in tensors)
     big = [t.n_bytes for t in tensors if t.n_bytes > RPC_HASH_THRESHOLD]
     return len(big), (sum(big) / total if total else 0.0)

@@ -335,6 +335,9 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
 
 
 SPIKE = 1.5  # rounds further apart than this: the slower one met a busy moment
+# Loads fitted this much faster than the link's measured rate came from the worker's cache (loads
+# read 1.0-1.02x the link's rate without one, and 0.55x where the worker's own copying dominates).
+CACHED_LOADS = 1.5
 SAMPLE_REPS = 21
 
 
@@ -401,17 +404,21 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
             )
         )
     notes: list[str] = []
-    rtt = down = None
+    rtt = up = down = None
     if target.rpc:
         # The link first, while the worker is idle: its round trip and each way's rate.
         rtt = _round_trip(target.rpc[0])
-        down = _link_rates(target.rpc[0], raw)[1]
+        up, down = _link_rates(target.rpc[0], raw)
     timings = _time_runs(runs, on_step, notes)
+    # Each model's first load: a worker with a weight cache (--cache, ggml-rpc-server -c) serves the
+    # second from its disk (the big float model's 18 s over 100 Mbit/s came back in 5); but the
+    # small models' faster (no tensor of theirs is large enough to be cached; a first connection's
+    # load ran 0.26 s slower over 20 ms).
     loads: dict[str, float] = {}
     for run, timed in zip(runs, timings):
         name = run.name
-        if timed is not None:
-            loads[name] = min(loads.get(name, timed.load_s), timed.load_s)  # each model's faster load
+        if timed is not None and (name not in loads or (name in SMALL and timed.load_s < loads[name])):
+            loads[name] = timed.load_s
         if timed is None or (timed.batch_s is None and name not in points):
             continue  # failed, or only its second round ran (generation alone): its class stays unmeasured
         token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
@@ -474,6 +481,15 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     load_fixed = load_per_vocab = 0.0
     if target.rpc:
         rate, load_fixed, load_per_vocab = _load_figures(loads, paths, large["float"])
+        if rate and up and rate > CACHED_LOADS * up:
+            # Faster than the bytes can cross the link: its cache held them already (an earlier
+            # probe's). The link's own rate then, and the small model's load (never cached) fixed.
+            raw.setdefault("notes", []).append(
+                f"loads ran at {rate / 1e6:.0f} MB/s over a {up / 1e6:.0f} MB/s link: the worker's weight cache served them; "
+                "the link's rate is used"
+            )
+            small = loads.get("l1", 0.0) - (_work(paths["l1"]).weight_bytes / up if "l1" in loads else 0.0)
+            rate, load_fixed, load_per_vocab = up, max(small, 0.0), 0.0
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op

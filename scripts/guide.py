@@ -82,6 +82,8 @@ def report_blocks(small: str, rpc: str, env: dict[str, str], tmp: str) -> dict[s
         Path(path).write_text(out)
     page = ROOT / "docs" / "report-demo.html"
     block = sh(["report", *files, "-o", str(page)], env)
+    text = page.read_text()
+    page.write_text(text.replace("<!DOCTYPE html>\n", f"<!DOCTYPE html>\n<!-- {provenance()} -->\n", 1))
     browser = chromium()
     if browser is None:
         raise SystemExit("guide: headless Chromium is needed for the report's screenshot (apt install chromium)")

@@ -17,8 +17,17 @@ PROVENANCE = re.compile(
 CODE_GENERATED = {"cli.md", "api.md"}  # scripts/generate.py; tests/test_generated.py and test_examples.py compare them
 
 
+IMAGES = {".png", ".jpg", ".svg"}  # a screenshot's provenance is the document that shows it
+
+
 def _docs() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*") if p.is_file())
+    return sorted(p for p in DOCS.rglob("*") if p.is_file() and p.suffix not in IMAGES)
+
+
+def test_every_image_is_shown_by_a_document():
+    images = [p for p in DOCS.rglob("*") if p.is_file() and p.suffix in IMAGES]
+    texts = " ".join(p.read_text(errors="replace") for p in _docs())
+    assert all(f"({p.name})" in texts for p in images), [p.name for p in images if f"({p.name})" not in texts]
 
 
 def _head(path: Path) -> str:

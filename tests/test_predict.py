@@ -584,14 +584,18 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     truth = _speed(row_overhead_s={"float": 2e-9, "quant": 3e-9}, cache_bytes=0)
     down, up, rtt = 12.5e6, 11e6, 0.02
     load_fixed, per_vocab = 0.3, 2e-6
+    cached = {"before": False}  # the worker's weight cache held every model before the probe
 
     def fake_time_runs(runs, on_step=None, notes=None):
-        out = []
+        out, seen = [], set()
         for run in runs:
             work, logits = works[run.name], vocab[run.name] * 4 / down
             token = rtt + truth.token_overhead_s + token_seconds(truth, work) + logits
             batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, 512) + logits
             load = load_fixed + work.weight_bytes / up + vocab[run.name] * per_vocab
+            if run.name != "l1" and (cached["before"] or run.name in seen):
+                load = load_fixed + work.weight_bytes / 1.5e9  # from the worker's cache
+            seen.add(run.name)
             out.append(probe.Timing(token, batch if run.prompt else None, load, batch * 1.5 if run.deep else None))
         return out
 
@@ -610,6 +614,12 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     assert fitted.link_bytes_per_s == pytest.approx(up, rel=0.01)
     assert fitted.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab, rel=0.01)
     assert fitted.load_per_vocab_s == pytest.approx(per_vocab, rel=0.01)
+    # a worker whose cache served the second round's loads: fitted from the first (as above); one
+    # whose cache held the models before the probe: loads faster than its link, so the link's rate
+    cached["before"] = True
+    again = probe.probe_device(probe.Target(worker, "id", rpc=("10.0.0.7:50052",)), paths, 1)
+    assert again.link_bytes_per_s == up and again.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab)
+    assert any("weight cache served them" in note for note in again.probe["notes"])
 
 
 def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
@@ -776,3 +786,25 @@ def test_a_split_over_a_slow_link_is_ranked_with_its_link_and_the_reason_says_so
     forced = gpusplit.plan(path, inventory, ctx=512, mode="none")
     (reason,) = [r for r in forced.reasons if r.startswith("the links to RPC0 take")]
     assert f"{link_ms:.1f} ms of each token's {1e3 / forced.best.prediction.tg_tokens_per_s:.1f} ms" in reason
+
+
+def test_tensor_parallelism_over_a_slow_link_is_never_first(header_only_model):
+    """Two workers across a 1 GbE link: tensor parallelism would pay two all-reduces per layer over
+    it. The planner does not offer it unless asked, and asked for, its prediction pays for them."""
+    import gpusplit
+    from gpusplit.devices.inventory import Inventory, host_device
+
+    link = {"rtt_s": 3e-4, "link_bytes_per_s": 117e6, "download_bytes_per_s": 117e6}
+    workers = [
+        Device(f"RPC{i}", f"10.0.0.{7 + i}:50052", "RPC", "gpu", 64 * 2**30, 64 * 2**30, index=i, source="rpc",
+               endpoint=f"10.0.0.{7 + i}:50052", speed=_speed(token_overhead_s=3e-4 + 80e-6, **link))
+        for i in range(2)
+    ]  # fmt: skip
+    inventory = Inventory(devices=workers, host=host_device().with_(speed=_speed()))
+    path = header_only_model("llama-3.2-1b")
+    plan = gpusplit.plan(path, inventory, ctx=2048)
+    assert all(c.strategy != "tensor-split" for c in [plan.best, *plan.alternatives])
+    tensor = gpusplit.plan(path, inventory, ctx=2048, mode="tensor")
+    layer = gpusplit.plan(path, inventory, ctx=2048, mode="layer")
+    assert tensor.best.prediction.parts["sync"] > 16 * 2 * 3e-4  # 16 layers, two round trips each at least
+    assert tensor.best.prediction.tg_tokens_per_s < layer.best.prediction.tg_tokens_per_s

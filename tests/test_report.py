@@ -195,3 +195,30 @@ def test_the_page_renders_in_headless_chromium(cli, outputs, tmp_path):
         & (abs(pixels[..., 2] - 0xA7 / 255) < 0.03)
     )
     assert blue.sum() > 2000
+
+
+def test_probed_devices_are_drawn_by_weight_class(cli, tmp_path):
+    """A devices --json file whose devices were probed: each device's read rate per weight class,
+    charted and in the table (GB/s), with its fixed cost per token and its link's round trip."""
+    from gpusplit.devices.speed import DeviceSpeed
+
+    doc = json.loads(cli("devices", "--json").stdout)
+    rates = {"float": 21.5e9, "q8": 30.25e9, "kquant": 41.0e9}
+    speed = DeviceSpeed(0.00125, 2e-5, rates, 90e9, 0, 1e-3, 1e-4, {"float": 1e12}, rtt_s=None)
+    doc["host"]["speed"] = speed.as_dict()
+    worker = {**doc["host"], "name": "RPC0", "speed": {**speed.as_dict(), "bandwidth": {"float": 9.75e9}, "rtt_s": 0.0205}}
+    doc["devices"] = [worker]
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps(doc))
+    result, page = _report(cli, tmp_path, path)
+    assert result.exit_code == 0, result.stderr
+    assert page.count("<svg") == 1
+    for value in ("21.5", "30.2", "41.0", "9.8", "1.250", "20.500"):
+        assert f"<td class=num>{value}</td>" in page, value
+    unprobed = tmp_path / "plain.json"
+    plain = json.loads(cli("devices", "--json").stdout)
+    for d in [*plain["devices"], plain["host"]]:
+        d.pop("speed", None)
+    unprobed.write_text(json.dumps(plain))
+    result, page = _report(cli, tmp_path, unprobed)
+    assert page.count("<svg") == 0 and "No device here was probed" in page
