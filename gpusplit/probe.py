@@ -410,15 +410,17 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
     timings = _time_runs(runs, on_step, notes)
-    # Each model's first load: a worker with a weight cache (--cache, ggml-rpc-server -c) serves the
-    # second from its disk (the big float model's 18 s over 100 Mbit/s came back in 5); but the
-    # small models' faster (no tensor of theirs is large enough to be cached; a first connection's
-    # load ran 0.26 s slower over 20 ms).
+    # Each model's faster load (a first one reads the model file from disk: the big float model's
+    # took 0.78 s over an unshaped link, its second 0.29), and its first one apart: a worker with a
+    # weight cache (--cache, ggml-rpc-server -c) serves the second from its disk (the same model's
+    # 18 s over 100 Mbit/s came back in 5).
     loads: dict[str, float] = {}
+    first_loads: dict[str, float] = {}
     for run, timed in zip(runs, timings):
         name = run.name
-        if timed is not None and (name not in loads or (name in SMALL and timed.load_s < loads[name])):
-            loads[name] = timed.load_s
+        if timed is not None:
+            first_loads.setdefault(name, timed.load_s)
+            loads[name] = min(loads.get(name, timed.load_s), timed.load_s)
         if timed is None or (timed.batch_s is None and name not in points):
             continue  # failed, or only its second round ran (generation alone): its class stays unmeasured
         token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
@@ -482,8 +484,11 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     if target.rpc:
         rate, load_fixed, load_per_vocab = _load_figures(loads, paths, large["float"])
         if rate and up and rate > CACHED_LOADS * up:
-            # Faster than the bytes can cross the link: its cache held them already (an earlier
-            # probe's). The link's own rate then, and the small model's load (never cached) fixed.
+            # Faster than the bytes can cross the link: the worker's cache served the second loads.
+            rate, load_fixed, load_per_vocab = _load_figures(first_loads, paths, large["float"])
+        if rate and up and rate > CACHED_LOADS * up:
+            # Even the first: its cache held them already (an earlier probe's). The link's own rate
+            # then, and the small model's load (nothing of it large enough to be cached) fixed.
             raw.setdefault("notes", []).append(
                 f"loads ran at {rate / 1e6:.0f} MB/s over a {up / 1e6:.0f} MB/s link: the worker's weight cache served them; "
                 "the link's rate is used"
