@@ -330,11 +330,11 @@ def tune_section(source: Source, charts: _Charts) -> str:
     parts.append(charts.svg(fig))
     if best is not None:
         flags = doc.get("plan", {}).get("llama_args")
-        shown = " ".join(map(str, flags)) if flags else best.get("key", "")
+        # the winner's llama-server flags where the tune document gives them (a trials file has its key)
+        shown = f"<pre>{esc('llama-server ' + ' '.join(map(str, flags)), 2000)}</pre>" if flags else ""
         parts.append(f"<p>Winner: <b>{esc(best.get('key'))}</b>, {_num(best.get('score'))} "
                      f"(measured tg {_num(best.get('measured_tg'))} t/s, pp {_num(best.get('measured_pp'))} t/s)."
-                     f"{' ' + esc(doc.get('chosen')) + '.' if doc.get('chosen') else ''}</p>"
-                     f"<pre>{esc('llama-server ' + shown, 2000)}</pre>")  # fmt: skip
+                     f"{' ' + esc(doc.get('chosen')) + '.' if doc.get('chosen') else ''}</p>{shown}")  # fmt: skip
     parts.append(
         _table(
             ["#", "configuration", "status", "score", "measured tg", "measured pp", "predicted tg", "seconds", "error"],
