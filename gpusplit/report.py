@@ -320,7 +320,9 @@ def tune_section(source: Source, charts: _Charts) -> str:
         if points:
             ax.scatter(*zip(*points), marker=marker, color=color, label=status, zorder=3)
     if best is not None:
-        index = next((i for i, t in enumerate(trials) if t.get("key") == best.get("key")), None)
+        # the winner's best measurement (the final rounds measure it again, under the same key)
+        same = [i for i, t in enumerate(trials) if t.get("key") == best.get("key")]
+        index = max(same, key=lambda i: ys[i]) if same else None
         if index is not None:
             ax.scatter([xs[index]], [ys[index]], marker="*", s=220, color="#edc948", edgecolor="#333", zorder=4, label="winner")
     ax.set_xlabel("seconds into the search")
