@@ -626,8 +626,8 @@ def _link_cost(c: Candidate, devices: list[Device]) -> tuple[float, list[str]]:
     used = [m.index for m in c.memory.devices if m.index is not None and (m.weights_bytes or m.kv_bytes)]
     workers = [i for i in used if devices[i].endpoint]
     trips = sum((devices[i].speed.rtt_s or 0.0) if devices[i].speed else 0.0 for i in workers)
-    transfers = c.prediction.parts.get("links", 0.0) if workers else 0.0
-    return trips + float(transfers if isinstance(transfers, (int, float)) else 0.0), [devices[i].name for i in workers]
+    transfers = float(c.prediction.parts.get("links", 0.0)) if workers else 0.0
+    return trips + transfers, [devices[i].name for i in workers]
 
 
 def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device]) -> list[str]:

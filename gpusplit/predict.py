@@ -626,15 +626,13 @@ def _load(
         rate = _link(speed, devices[m.index])
         seconds = speed.load_fixed_s + (model.n_vocab * speed.load_per_vocab_s if m.index == output else 0.0)
         name = devices[m.index].name
-        big = _hashed_tensors(model, memory, m.index)
-        if big is None:  # rows split over devices (row, tensor): the share of every tensor each holds
-            load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
-            continue
-        count, fraction = big
-        hashed_bytes = m.weights_bytes * fraction
-        seconds += count * (speed.rtt_s or 0.0)
+        big = _hashed_tensors(model, memory, m.index)  # None: rows split over devices (row, tensor)
+        if big is not None:
+            seconds += big[0] * (speed.rtt_s or 0.0)
         load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
-        cached[name] = seconds + (m.weights_bytes - hashed_bytes) / rate + hashed_bytes / CACHE_READ_BYTES_PER_S
+        if big is not None:
+            hashed_bytes = m.weights_bytes * big[1]
+            cached[name] = seconds + (m.weights_bytes - hashed_bytes) / rate + hashed_bytes / CACHE_READ_BYTES_PER_S
     return load, cached
 
 

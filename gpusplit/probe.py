@@ -493,8 +493,8 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
                 f"loads ran at {rate / 1e6:.0f} MB/s over a {up / 1e6:.0f} MB/s link: the worker's weight cache served them; "
                 "the link's rate is used"
             )
-            small = loads.get("l1", 0.0) - (_work(paths["l1"]).weight_bytes / up if "l1" in loads else 0.0)
-            rate, load_fixed, load_per_vocab = up, max(small, 0.0), 0.0
+            rate, load_fixed, _ = _load_figures(loads, paths, large["float"], rate=up)
+            load_per_vocab = 0.0  # the large vocabulary's model came from the cache too
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
@@ -546,16 +546,21 @@ def _host_weight_bytes(path: Path) -> int:
     return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
 
 
-def _load_figures(loads: dict[str, float], paths: dict[str, Path], big_name: str) -> tuple[float | None, float, float]:
+def _load_figures(
+    loads: dict[str, float], paths: dict[str, Path], big_name: str, rate: float | None = None
+) -> tuple[float | None, float, float]:
     """A load onto a worker: (bytes per second, fixed seconds, seconds per vocabulary entry). The
     bytes a model sends (its blocks and output; the input layer stays on the host) at the link's
-    rate, from the small model's load and the big one's; a fixed part (allocations and graph
-    reservation, each a round trip, and the worker's own setup); and what a vocabulary adds (the
-    host's tokenizer, the worker's logits buffers), from the 262,144-entry model's load."""
-    if big_name not in loads:
+    rate, from the small model's load and the big one's (or `rate` where given); a fixed part
+    (allocations and graph reservation, each a round trip, and the worker's own setup); and what a
+    vocabulary adds (the host's tokenizer, the worker's logits buffers), from the 262,144-entry
+    model's load."""
+    if big_name not in loads and rate is None:
         return None, 0.0, 0.0
     sent = {name: _work(paths[name]).weight_bytes for name in ("l1", big_name, ROWS) if name in loads}
-    if "l1" in loads and loads[big_name] > loads["l1"]:
+    if rate is not None:
+        fixed = max(loads["l1"] - sent["l1"] / rate, 0.0) if "l1" in loads else 0.0
+    elif "l1" in loads and loads[big_name] > loads["l1"]:
         rate = (sent[big_name] - sent["l1"]) / (loads[big_name] - loads["l1"])
         fixed = max(loads["l1"] - sent["l1"] / rate, 0.0)
     else:
