@@ -221,6 +221,17 @@ def _alternative(c: Candidate) -> dict[str, Any]:
     }
 
 
+def memory_parts(device: Mapping[str, Any]) -> dict[str, int]:
+    """A `gpusplit.plan/1` device's planned bytes by part, as the memory bars draw them (the output
+    layer's compute buffer counted with compute)."""
+    return {
+        "weights": device.get("weights_bytes", 0),
+        "KV": device.get("kv_bytes", 0),
+        "compute": device.get("compute_bytes", 0) + device.get("output_bytes", 0),
+        "runtime": device.get("runtime_bytes", 0),
+    }
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
     from .params import draft_layers, engine_params, llama_server_args, worker_commands

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .documents import memory_parts
 from .errors import GpusplitError, InputError
 from .units import format_bytes
 
@@ -367,9 +368,7 @@ def memory_section(source: Source, charts: _Charts) -> str:
     actual = {d.get("name"): d for d in (run or {}).get("devices", [])}
     bars: list[tuple[str, dict[str, float], float | None]] = []  # label, component -> bytes, free
     for d in devices:
-        planned = {"weights": d.get("weights_bytes", 0), "KV": d.get("kv_bytes", 0),
-                   "compute": d.get("compute_bytes", 0) + d.get("output_bytes", 0), "runtime": d.get("runtime_bytes", 0)}  # fmt: skip
-        bars.append((f"{d.get('name')} planned" if run else str(d.get("name")), planned, d.get("free_bytes")))
+        bars.append((f"{d.get('name')} planned" if run else str(d.get("name")), memory_parts(d), d.get("free_bytes")))
         measured = actual.get(d.get("name"))
         if measured and measured.get("actual"):
             a = measured["actual"]

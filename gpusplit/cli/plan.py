@@ -102,6 +102,8 @@ def plan(
 
 
 def print_plan(doc: dict) -> None:
+    from ..documents import memory_parts
+
     fb = output.format_bytes
     rows = []
     for d in [*doc["devices"], doc["host"]]:
@@ -135,8 +137,7 @@ def print_plan(doc: dict) -> None:
     output.print_bars(
         "memory",
         (
-            (d["name"], {"weights": d["weights_bytes"], "KV": d["kv_bytes"], "compute": d["compute_bytes"] + d["output_bytes"],
-                         "runtime": d["runtime_bytes"]}, d["free_bytes"])
+            (d["name"], memory_parts(d), d["free_bytes"])
             for d in [*doc["devices"], doc["host"]]
             if d["planned_bytes"] or d["index"] is not None
         ),
