@@ -614,9 +614,10 @@ def _load(
     model: ModelInfo, memory: MemoryPlan, devices: list[Device], speeds: dict[int | None, DeviceSpeed]
 ) -> tuple[dict[str, tuple[int, float]], dict[str, float]]:
     """Per RPC worker, the bytes a load sends it and the seconds that takes: its fixed part, the
-    bytes over its link, a round trip for each tensor over 10 MiB (llama.cpp asks the worker for it
-    by hash first) and, on the worker holding the output, what the vocabulary adds; and the seconds
-    when the worker's cache holds those tensors (read from its disk instead of the link)."""
+    bytes over its link, for each tensor over 10 MiB a round trip (llama.cpp offers it by hash
+    first) and what such a byte costs besides (hashed here, and by a caching worker, which writes it
+    to disk), and, on the worker holding the output, what the vocabulary adds; and the seconds when
+    the worker's cache holds those tensors (hashed here, read from its disk instead of the link)."""
     output = memory.layer_device[-1] if memory.layer_device else None
     load, cached = {}, {}
     for m in memory.devices:
@@ -627,12 +628,14 @@ def _load(
         seconds = speed.load_fixed_s + (model.n_vocab * speed.load_per_vocab_s if m.index == output else 0.0)
         name = devices[m.index].name
         big = _hashed_tensors(model, memory, m.index)  # None: rows split over devices (row, tensor)
-        if big is not None:
-            seconds += big[0] * (speed.rtt_s or 0.0)
-        load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
-        if big is not None:
-            hashed_bytes = m.weights_bytes * big[1]
-            cached[name] = seconds + (m.weights_bytes - hashed_bytes) / rate + hashed_bytes / CACHE_READ_BYTES_PER_S
+        if big is None:
+            load[name] = (m.weights_bytes, seconds + m.weights_bytes / rate)
+            continue
+        seconds += big[0] * (speed.rtt_s or 0.0)
+        hashed_bytes = m.weights_bytes * big[1]
+        sent = seconds + (m.weights_bytes - hashed_bytes) / rate
+        load[name] = (m.weights_bytes, sent + hashed_bytes * (speed.load_hashed_s_per_byte or 1.0 / rate))
+        cached[name] = sent + hashed_bytes * (speed.load_cached_s_per_byte or 1.0 / CACHE_READ_BYTES_PER_S)
     return load, cached
 
 
@@ -641,16 +644,22 @@ def _hashed_tensors(model: ModelInfo, memory: MemoryPlan, index: int) -> tuple[i
     their share of its bytes; None where tensors are split over devices by rows."""
     if memory.split_shares:
         return None
-    groups = [model.blocks[il] for il, dev in enumerate(memory.layer_device[:-1]) if dev == index]
-    tensors = [t for g in groups for t in g.tensors]
-    if memory.layer_device and memory.layer_device[-1] == index:
+    held = [il for il, dev in enumerate(memory.layer_device[:-1]) if dev == index]
+    count, hashed, total = offered_by_hash(model, held, bool(memory.layer_device) and memory.layer_device[-1] == index)
+    return count, (hashed / total if total else 0.0)
+
+
+def offered_by_hash(model: ModelInfo, layers: list[int], output: bool) -> tuple[int, int, int]:
+    """Of the weights a worker holding these layers (and the output) is sent at load: how many
+    tensors llama.cpp offers by hash first (over HASH_THRESHOLD), their bytes, and all the bytes."""
+    tensors = [t for il in layers for t in model.blocks[il].tensors]
+    if output:
         tensors += model.output.tensors
         if not any(t.name == "output.weight" for t in model.output.tensors):
             # tied embeddings: token_embd loaded again as the output matrix (SmolLM2's 18 MB)
             tensors += [t for t in model.input.tensors if t.name == "token_embd.weight"]
-    total = sum(t.n_bytes for t in tensors)
     big = [t.n_bytes for t in tensors if t.n_bytes > RPC_HASH_THRESHOLD]
-    return len(big), (sum(big) / total if total else 0.0)
+    return len(big), sum(big), sum(t.n_bytes for t in tensors)
 
 
 def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:

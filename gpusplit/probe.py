@@ -335,8 +335,9 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
 
 
 SPIKE = 1.5  # rounds further apart than this: the slower one met a busy moment
-# Loads fitted this much faster than the link's measured rate came from the worker's cache (loads
-# read 1.0-1.02x the link's rate without one, and 0.55x where the worker's own copying dominates).
+# A first load's large tensors this much slower a byte than the later loads': the worker's weight
+# cache served the later ones (over an unshaped veth here 6 ns a byte against 2.5; without a cache
+# the two agree within a busy moment's 20 %).
 CACHED_LOADS = 1.5
 SAMPLE_REPS = 21
 
@@ -480,21 +481,12 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         {"float": ROWS, "quant": ROWS_QUANT},
     )
     rate = None
-    load_fixed = load_per_vocab = 0.0
+    loaded = LoadFit()
     if target.rpc:
-        rate, load_fixed, load_per_vocab = _load_figures(loads, paths, large["float"])
-        if rate and up and rate > CACHED_LOADS * up:
-            # Faster than the bytes can cross the link: the worker's cache served the second loads.
-            rate, load_fixed, load_per_vocab = _load_figures(first_loads, paths, large["float"])
-        if rate and up and rate > CACHED_LOADS * up:
-            # Even the first: its cache held them already (an earlier probe's). The link's own rate
-            # then, and the small model's load (nothing of it large enough to be cached) fixed.
-            raw.setdefault("notes", []).append(
-                f"loads ran at {rate / 1e6:.0f} MB/s over a {up / 1e6:.0f} MB/s link: the worker's weight cache served them; "
-                "the link's rate is used"
-            )
-            rate, load_fixed, _ = _load_figures(loads, paths, large["float"], rate=up)
-            load_per_vocab = 0.0  # the large vocabulary's model came from the cache too
+        loaded = _load_figures(loads, first_loads, paths, large["float"], rtt or 0.0, up)
+        rate = loaded.rate
+        if loaded.note:
+            raw.setdefault("notes", []).append(loaded.note)
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
@@ -512,8 +504,10 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         rtt_s=rtt,
         link_bytes_per_s=rate,
         download_bytes_per_s=down,
-        load_fixed_s=load_fixed,
-        load_per_vocab_s=load_per_vocab,
+        load_fixed_s=loaded.fixed_s,
+        load_per_vocab_s=loaded.per_vocab_s,
+        load_hashed_s_per_byte=loaded.hashed_s_per_byte,
+        load_cached_s_per_byte=loaded.cached_s_per_byte,
         threads=threads if target.on_cpu else None,
         source="measured",
         identity=target.identity,
@@ -546,30 +540,106 @@ def _host_weight_bytes(path: Path) -> int:
     return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
 
 
+@dataclass(frozen=True)
+class LoadFit:
+    """What a load onto a worker costs (see _load_figures); rate None: not measured."""
+
+    rate: float | None = None
+    fixed_s: float = 0.0
+    per_vocab_s: float = 0.0
+    hashed_s_per_byte: float = 0.0
+    cached_s_per_byte: float = 0.0
+    note: str = ""
+
+
 def _load_figures(
-    loads: dict[str, float], paths: dict[str, Path], big_name: str, rate: float | None = None
-) -> tuple[float | None, float, float]:
-    """A load onto a worker: (bytes per second, fixed seconds, seconds per vocabulary entry). The
-    bytes a model sends (its blocks and output; the input layer stays on the host) at the link's
-    rate, from the small model's load and the big one's (or `rate` where given); a fixed part
-    (allocations and graph reservation, each a round trip, and the worker's own setup); and what a
-    vocabulary adds (the host's tokenizer, the worker's logits buffers), from the 262,144-entry
-    model's load."""
-    if big_name not in loads and rate is None:
-        return None, 0.0, 0.0
-    sent = {name: _work(paths[name]).weight_bytes for name in ("l1", big_name, ROWS) if name in loads}
-    if rate is not None:
-        fixed = max(loads["l1"] - sent["l1"] / rate, 0.0) if "l1" in loads else 0.0
-    elif "l1" in loads and loads[big_name] > loads["l1"]:
-        rate = (sent[big_name] - sent["l1"]) / (loads[big_name] - loads["l1"])
-        fixed = max(loads["l1"] - sent["l1"] / rate, 0.0)
+    loads: dict[str, float], first_loads: dict[str, float], paths: dict[str, Path], big_name: str, rtt: float,
+    up: float | None,
+) -> LoadFit:  # fmt: skip
+    """A load onto a worker, from the probe models' loads (each model's fastest, and its first):
+    - the bytes sent as they are, at the rate the largest model with no tensor over 10 MiB loaded
+      beside the smallest one (never served from a cache), and a fixed part (allocations and graph
+      reservation, each a round trip, and the worker's own setup);
+    - a byte of a tensor over 10 MiB (offered by hash first, a round trip each), and what a
+      vocabulary adds (the host's tokenizer, the worker's logits buffers), from the big float model
+      and the 262,144-entry one: on a first load (the host hashes it, sends it, and a worker with a
+      weight cache hashes it again and writes it to disk: 6 ns a byte over an unshaped veth here,
+      where the link alone takes 1.5), and from the worker's cache where its later loads came from
+      there (the host's hash and the worker's disk read: 2.5 ns)."""
+    from .predict import CACHE_READ_BYTES_PER_S
+
+    if "l1" not in loads or big_name not in loads:
+        return LoadFit()
+    sent = {name: _sent(paths[name]) for name in loads}
+    # the largest plain model (q8_0: 108 MB, nothing over 10 MiB), or the float one taken as plain
+    plain = max((n for n in loads if n != "l1" and sent[n].hashed == 0), key=lambda n: sent[n].total, default=big_name)
+    if loads[plain] > loads["l1"]:
+        rate = (sent[plain].total - sent["l1"].total) / (loads[plain] - loads["l1"])
     else:
-        rate, fixed = sent[big_name] / loads[big_name], 0.0
+        rate = sent[plain].total / loads[plain]
+    fixed = max(loads["l1"] - sent["l1"].total / rate, 0.0)
+    if plain == big_name:
+        return LoadFit(rate, fixed)
+    # A first load's bytes read from disk (the probe models' files cold): what the plain model's
+    # first load took beyond its fastest, per byte, taken out of the float model's first load.
+    cold = max(first_loads.get(plain, loads[plain]) - loads[plain], 0.0) / sent[plain].total
+
+    def beyond(name: str, seconds: float) -> float:
+        """What a load took beyond its fixed part, its plain bytes and its hashed tensors' round trips."""
+        return seconds - fixed - sent[name].plain / rate - sent[name].n_hashed * rtt
+
+    vocab_l1 = _vocab(paths["l1"])
     per_vocab = 0.0
-    if ROWS in loads and "l1" in loads:
-        left = loads[ROWS] - loads["l1"] - (sent[ROWS] - sent["l1"]) / rate
-        per_vocab = max(left / (_vocab(paths[ROWS]) - _vocab(paths["l1"])), 0.0)
-    return rate, fixed, per_vocab
+    hashed = beyond(big_name, loads[big_name]) / sent[big_name].hashed
+    if ROWS in loads and sent[ROWS].hashed:
+        # two unknowns (a hashed byte, a vocabulary entry) from two models: solved together
+        a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, beyond(big_name, loads[big_name])
+        a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, beyond(ROWS, loads[ROWS])
+        det = a1 * b2 - a2 * b1
+        if det:
+            per_vocab = max((a1 * r2 - a2 * r1) / det, 0.0)
+            hashed = (r1 - b1 * per_vocab) / a1
+    first_seconds = first_loads.get(big_name, loads[big_name]) - cold * sent[big_name].total
+    first = (beyond(big_name, first_seconds) - (_vocab(paths[big_name]) - vocab_l1) * per_vocab) / sent[big_name].hashed
+    first, hashed = max(first, 0.0), max(hashed, 0.0)
+    note = ""
+    if first > CACHED_LOADS * hashed:
+        cached = hashed  # the worker's cache served the later loads: timed
+    else:
+        # no cache (or one that held them before the probe): a hashed byte from a cache is the
+        # host's hash (what such a byte took beyond the link) and the worker's disk read
+        cached = max(hashed - 1.0 / rate, 0.0) + 1.0 / CACHE_READ_BYTES_PER_S
+        if up and first * up < 1.0 / CACHED_LOADS:
+            # faster than its bytes can cross the link: the cache held them before the probe
+            note = (
+                f"large tensors loaded at {1e-6 / first:.0f} MB/s over a {up / 1e6:.0f} MB/s link: the worker's "
+                "weight cache served them; a first load is taken at the link's rate"
+            )
+            cached, first = first, 1.0 / up + first
+    return LoadFit(rate, fixed, per_vocab, first, cached, note)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a probe model sends a worker at load: all its weights (the input layer stays on the
+    host), those of its tensors over 10 MiB (offered by hash first), and how many those are."""
+
+    total: int
+    hashed: int
+    n_hashed: int
+
+    @property
+    def plain(self) -> int:
+        return self.total - self.hashed
+
+
+def _sent(path: Path) -> Sent:
+    from .gguf.model import read_model
+    from .predict import offered_by_hash
+
+    model = read_model(path)
+    n_hashed, hashed, total = offered_by_hash(model, list(range(len(model.blocks))), True)
+    return Sent(total, hashed, n_hashed)
 
 
 def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:

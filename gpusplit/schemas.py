@@ -93,6 +93,7 @@ SPEED = _object(
     },
     {"unmeasured": STRS, "no_repack": BOOL, "row_overhead_s": {"type": "object", "additionalProperties": NUM},
      "sample_fixed_s": NUM, "sample_per_vocab_s": NUM, "load_fixed_s": NUM, "load_per_vocab_s": NUM,
+     "load_hashed_s_per_byte": NUM, "load_cached_s_per_byte": NUM,
      "download_bytes_per_s": NULLABLE_NUM},
 )  # fmt: skip
 GROUP_SPEED = _object({"layer_sync_s": NUM, "batch_layer_sync_s": NUM, "identity": STR, "measured_at": STR})

@@ -572,8 +572,9 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     """Over 100 Mbit/s, every token a worker runs sends its logits back: a 262,144-entry vocabulary's
     megabyte takes 84 ms, which a fit read as the rows model's rows (5x their cost, and every
     prediction over the link 25-61 % slow). The probe measures the link first, takes each model's
-    logits download out of its timings, and fits the loads: a fixed part, the bytes at the rate the
-    loads ran, and the vocabulary's part."""
+    logits download out of its timings, and fits the loads: a fixed part, the plain bytes at the
+    rate the loads ran, what a byte of a tensor over 10 MiB costs on a first load and from the
+    worker's cache, and the vocabulary's part."""
     from pathlib import Path
 
     from gpusplit import probe
@@ -581,22 +582,31 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
     works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
     vocab = {name: (262144 if name.startswith("rows") else 512) for name in works}
+    # The float models' matrices go by hash (the real f16 probe model: 74 % of its bytes), the rows
+    # models' output matrix (99 %); the quantized ones hold nothing over 10 MiB.
+    share = {"f16": 0.74, "rows": 0.99, "rows-q8_0": 0.99, "moe": 0.9, "moe8": 0.92}
+    sent = {
+        name: probe.Sent(int(w.weight_bytes), int(w.weight_bytes * share.get(name, 0)), 12 if name in share else 0)
+        for name, w in works.items()
+    }
     truth = _speed(row_overhead_s={"float": 2e-9, "quant": 3e-9}, cache_bytes=0)
     down, up, rtt = 12.5e6, 11e6, 0.02
-    load_fixed, per_vocab = 0.3, 2e-6
-    cached = {"before": False, "cold": False}  # a cache held every model before; first loads read cold files
+    load_fixed, per_vocab, host_hash, store, read, disk = 0.3, 2e-6, 1e-9, 4e-9, 0.7e-9, 200e6
+    worker = {"caches": True, "held": False, "cold": False}
 
     def fake_time_runs(runs, on_step=None, notes=None):
         out, seen = [], set()
         for run in runs:
-            work, logits = works[run.name], vocab[run.name] * 4 / down
+            work, logits, s = works[run.name], vocab[run.name] * 4 / down, sent[run.name]
             token = rtt + truth.token_overhead_s + token_seconds(truth, work) + logits
             batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, 512) + logits
-            load = load_fixed + work.weight_bytes / up + vocab[run.name] * per_vocab
-            if cached["cold"]:
-                load += 0.5 if run.name not in seen else 0.0  # the model file read from disk the first time
-            elif run.name != "l1" and (cached["before"] or run.name in seen):
-                load = load_fixed + work.weight_bytes / 1.5e9  # from the worker's cache
+            if worker["held"] or (worker["caches"] and run.name in seen):
+                hashed = host_hash + read  # from the worker's cache
+            else:
+                hashed = host_hash + 1 / up + (store if worker["caches"] else 0.0)
+            load = load_fixed + vocab[run.name] * per_vocab + s.n_hashed * rtt + s.plain / up + s.hashed * hashed
+            if worker["cold"] and run.name not in seen:
+                load += s.total / disk  # the model file read from disk the first time
             seen.add(run.name)
             out.append(probe.Timing(token, batch if run.prompt else None, load, batch * 1.5 if run.deep else None))
         return out
@@ -604,11 +614,17 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
     monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
     monkeypatch.setattr(probe, "_vocab", lambda path: vocab[Path(path).stem])
+    monkeypatch.setattr(probe, "_sent", lambda path: sent[Path(path).stem])
     monkeypatch.setattr(probe, "_round_trip", lambda endpoint: rtt)
     monkeypatch.setattr(probe, "_link_rates", lambda endpoint, raw: (up, down))
-    worker = Device("RPC0", "worker", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="10.0.0.7:50052")
+    device = Device("RPC0", "worker", "RPC", "gpu", 2**34, 2**33, index=0, source="rpc", endpoint="10.0.0.7:50052")
     paths = {name: Path(f"{name}.gguf") for name in works}
-    fitted = probe.probe_device(probe.Target(worker, "id", rpc=("10.0.0.7:50052",)), paths, 1)
+
+    def fit():
+        return probe.probe_device(probe.Target(device, "id", rpc=("10.0.0.7:50052",)), paths, 1)
+
+    # A worker with a weight cache, empty at the start: its second round's large tensors came from it.
+    fitted = fit()
     assert fitted.rtt_s == rtt and fitted.download_bytes_per_s == down
     # the rows' own cost, not the logits' download (which alone would read as 84 ms / 262,144 = 320 ns a row)
     assert fitted.row_overhead_s["float"] == pytest.approx(2e-9, abs=1e-9)
@@ -616,17 +632,25 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     assert fitted.link_bytes_per_s == pytest.approx(up, rel=0.01)
     assert fitted.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab, rel=0.01)
     assert fitted.load_per_vocab_s == pytest.approx(per_vocab, rel=0.01)
-    # a worker whose cache served the second round's loads: fitted from the first (as above); one
-    # whose cache held the models before the probe: loads faster than its link, so the link's rate
-    cached["before"] = True
-    again = probe.probe_device(probe.Target(worker, "id", rpc=("10.0.0.7:50052",)), paths, 1)
-    assert again.link_bytes_per_s == up and again.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab)
-    assert any("weight cache served them" in note for note in again.probe["notes"])
-    # no cache, but each model's first load read its file cold: the faster loads set the figures
-    cached.update(before=False, cold=True)
-    cold = probe.probe_device(probe.Target(worker, "id", rpc=("10.0.0.7:50052",)), paths, 1)
+    assert fitted.load_hashed_s_per_byte == pytest.approx(1 / up + host_hash + store, rel=0.01)
+    assert fitted.load_cached_s_per_byte == pytest.approx(host_hash + read, rel=0.01)
+    # One whose cache held the models before the probe: large tensors faster than the link can carry
+    # them; a first load then at the link's rate (its store not seen), said in a note.
+    worker["held"] = True
+    held = fit()
+    assert held.link_bytes_per_s == pytest.approx(up, rel=0.01)
+    assert held.load_cached_s_per_byte == pytest.approx(host_hash + read, rel=0.01)
+    assert held.load_hashed_s_per_byte == pytest.approx(1 / up + host_hash + read, rel=0.01)
+    assert any("weight cache served them" in note for note in held.probe["notes"])
+    # No cache, and each model's first load read its file cold: the cold read is no cache's store;
+    # a load from a cache (were one started) is the host's hash and a disk read.
+    worker.update(caches=False, held=False, cold=True)
+    cold = fit()
     assert cold.link_bytes_per_s == pytest.approx(up, rel=0.01)
     assert cold.load_fixed_s == pytest.approx(load_fixed + 512 * per_vocab, rel=0.01)
+    assert cold.load_hashed_s_per_byte == pytest.approx(1 / up + host_hash, rel=0.02)
+    assert cold.load_cached_s_per_byte == pytest.approx(host_hash + 1 / 1.5e9, rel=0.02)
+    assert "notes" not in cold.probe or not any("weight cache" in n for n in cold.probe["notes"])
 
 
 def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
@@ -766,6 +790,19 @@ def test_a_load_over_a_link_is_its_fixed_part_and_its_bytes(header_only_model):
     assert priced["RPC0"] == load["RPC0"]
     assert priced["RPC1"][1] == pytest.approx(load["RPC1"][1] + 128256 * 2e-6)
     assert plan.best.prediction.load_s == pytest.approx(sum(s for _, s in load.values()))
+    # Where the probe timed a large tensor's byte (hashed here, sent, stored by a caching worker;
+    # and from its cache), those bytes cost that instead of the link's rate, the rest as before.
+    timed = [d.with_(speed=replace(d.speed, load_hashed_s_per_byte=2e-7, load_cached_s_per_byte=3e-9)) for d in devices]
+    hashed_plan = gpusplit.plan(path, Inventory(devices=timed, host=host_device()), split="1,1").best.prediction
+    for device, memory in zip(devices, plan.best.memory.devices):
+        held = [il for il, dev in enumerate(plan.best.memory.layer_device[:-1]) if dev == device.index]
+        tensors = [t.n_bytes for il in held for t in model.blocks[il].tensors]
+        tensors += [t.n_bytes for t in model.output.tensors] if device.index == 1 else []
+        big = sum(n for n in tensors if n > 10 * 2**20) / sum(tensors) * memory.weights_bytes
+        rest = load[device.name][1] - memory.weights_bytes / device.speed.link_bytes_per_s
+        plain = (memory.weights_bytes - big) / device.speed.link_bytes_per_s
+        assert hashed_plan.load[device.name][1] == pytest.approx(rest + plain + big * 2e-7)
+        assert hashed_plan.load_cached[device.name] == pytest.approx(rest + plain + big * 3e-9)
 
 
 def test_a_split_over_a_slow_link_is_ranked_with_its_link_and_the_reason_says_so(header_only_model):

@@ -37,7 +37,7 @@ _CLASS_OF = {
 COPIED = "+copy"
 # A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
 FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
-SPEED_VERSION = 9  # bump when the meaning of a field changes: old cache files are then ignored
+SPEED_VERSION = 10  # bump when the meaning of a field changes: old cache files are then ignored
 
 
 def weight_class(type_name: str, copied: bool = False) -> str:
@@ -97,6 +97,12 @@ class DeviceSpeed:
     # whose output is there (the host's tokenizer, the worker's logits buffers: 2 us here).
     load_fixed_s: float = 0.0
     load_per_vocab_s: float = 0.0
+    # A byte of a tensor over 10 MiB, which llama.cpp offers by hash first: on a first load (hashed
+    # on the host, sent, and hashed and written to disk by a worker with a weight cache), and from
+    # the worker's cache (hashed on the host, read from the worker's disk). 0: not measured (the
+    # link's rate; the cache at CACHE_READ_BYTES_PER_S).
+    load_hashed_s_per_byte: float = 0.0
+    load_cached_s_per_byte: float = 0.0
     threads: int | None = None  # the CPU threads the figures hold for
     source: str = "measured"  # measured (devices --probe) | catalog | assumed
     identity: str = ""  # what was measured: see device_identity
