@@ -58,7 +58,7 @@ __all__ = [
     "bench", "check_kv_type", "check_mode", "default_threads", "demo_model_path", "detect_devices", "document",
     "download_model", "is_hypothetical", "is_remote", "load_plan_document", "model_projector", "parse_duration",
     "parse_rate", "parse_size", "parse_split", "plan", "plan_from_document", "probe_devices", "read_adapter", "read_model",
-    "report", "require_complete", "run", "serve_worker", "tune", "without_repack",
+    "report", "require_complete", "run", "serve_worker", "tune", "without_repack", "write_report",
 ]  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -222,6 +222,29 @@ def report(
     from .report import report as make_report
 
     return make_report(files, on_warning or (lambda text: None), generated_by)
+
+
+def write_report(
+    files: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    on_warning: Callable[[str], None] | None = None,
+    generated_by: str = "",
+) -> int:
+    """`report`'s page written to `out` (whole or not at all), its size returned. A file at `out`
+    that is not a page report wrote is refused before any work (ForeignFileError, exit 2): a
+    mistyped name must not replace a results file."""
+    from pathlib import Path
+
+    from .report import check_replaceable
+
+    path = Path(out)
+    check_replaceable(path)
+    page = report(files, on_warning=on_warning, generated_by=generated_by)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return len(page.encode("utf-8"))
 
 
 def serve_worker(

@@ -26,6 +26,7 @@ from typing import Any
 
 from .documents import memory_parts
 from .errors import GpusplitError, InputError
+from .text import sanitize_text
 from .units import format_bytes
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
@@ -40,7 +41,9 @@ SCHEMA_KIND = {
 }
 COMPONENTS = (("weights", "#4e79a7"), ("KV", "#f28e2b"), ("compute", "#59a14f"), ("runtime", "#b07aa1"))
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # and bidi controls
+
+
+PAGE_MARK = "<h1>gpusplit report</h1>"  # how check_replaceable knows a page this module wrote
 
 
 class ReportError(InputError):
@@ -66,12 +69,31 @@ class Source:
 
 def clean(text: Any, limit: int = 200) -> str:
     """A string from a file, safe to show: control characters dropped, cut to `limit`."""
-    value = _CONTROL.sub("", str(text))
+    value = sanitize_text(str(text))
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def esc(text: Any, limit: int = 200) -> str:
     return html.escape(clean(text, limit), quote=True)
+
+
+def check_replaceable(path: Path, option: str = "--output") -> None:
+    """Raise ForeignFileError unless `path` is missing, empty or a page `report` wrote: a mistyped
+    -o (a results file, a model) must not be replaced by a page."""
+    from .journal import ForeignFileError
+
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ForeignFileError(f"{option} {path} is {'a directory' if path.is_dir() else 'not a regular file'}",
+                               "name a new file to write the page to")  # fmt: skip
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head and not (head.startswith(b"<!DOCTYPE html>") and PAGE_MARK.encode() in head):
+        raise ForeignFileError(
+            f"{option} {path} is not a page gpusplit report wrote, so it will not overwrite it",
+            "name a new file, or a report page; this one was left untouched",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +514,7 @@ def render(sources: list[Source], warnings: Sequence[str] = (), generated_by: st
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>gpusplit report</title><style>{STYLE}</style></head><body>"
-        f"<h1>gpusplit report</h1><p class=meta>{esc(generated_by, 400)}</p><ul>{files}</ul>"
+        f"{PAGE_MARK}<p class=meta>{esc(generated_by, 400)}</p><ul>{files}</ul>"
         + (f"<ul>{notes}</ul>" if notes else "")
         + "\n".join(sections)
         + "</body></html>\n"

@@ -110,6 +110,7 @@ def test_the_cli_holds_no_planning_or_engine_logic():
         "gpusplit.documents",
         "gpusplit.errors",
         "gpusplit.units",
+        "gpusplit.text",  # untrusted strings made safe to show (the HTML report uses the same)
         "gpusplit.bench_matrix",  # JSONL results: append, read, compare
         "gpusplit.devices.catalog",  # the catalog table that devices --catalog lists
         "gpusplit.journal",  # results files: tune --output refuses to overwrite a file that is not a plan

@@ -162,6 +162,26 @@ def test_bad_files_are_named_one_line_each_and_the_rest_reported(cli, outputs, t
     assert not (tmp_path / "none.html").exists()
 
 
+def test_a_page_replaces_only_an_earlier_page(cli, outputs, tmp_path):
+    """-o names where the page goes: an earlier report page there is replaced, but a file gpusplit
+    report did not write (a results file named by mistake) is left as it was: exit 2, one line."""
+    results = tmp_path / "bench.jsonl"
+    results.write_text(outputs["bench.jsonl"].read_text())
+    before = results.read_bytes()
+    refused = cli("report", str(outputs["plan.json"]), "-o", str(results))
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert str(results) in refused.stderr and "will not overwrite" in refused.stderr
+    assert results.read_bytes() == before
+    folder = cli("report", str(outputs["plan.json"]), "-o", str(tmp_path))
+    assert folder.exit_code == 2 and "is a directory" in folder.stderr
+    page = tmp_path / "page.html"
+    assert cli("report", str(outputs["plan.json"]), "-o", str(page)).exit_code == 0
+    first = page.read_text()
+    again = cli("report", str(outputs["plan.json"]), str(outputs["bench.jsonl"]), "-o", str(page))
+    assert again.exit_code == 0, again.stderr
+    assert page.read_text() != first and str(outputs["bench.jsonl"]) in page.read_text()
+
+
 def test_without_matplotlib_the_command_names_the_extra(cli, tmp_path, monkeypatch, outputs):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
     result = cli("report", str(outputs["plan.json"]), "-o", str(tmp_path / "r.html"))

@@ -18,7 +18,14 @@ def report(
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")] = Path("report.html"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the HTML page; a page report wrote there before is replaced, any other file refused.",
+        ),
+    ] = Path("report.html"),
 ) -> int:
     """Draw results as one HTML page that opens offline: charts with their numbers in tables."""
     import shlex
@@ -26,9 +33,6 @@ def report(
     from .. import __version__, api
 
     generated_by = f"gpusplit {__version__}: " + shlex.join(["gpusplit", "report", *map(str, files), "-o", str(out)])
-    page = api.report(files, on_warning=output.warn, generated_by=generated_by)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    output.message(f"report written to {out} ({len(page) // 1024} KiB)")
+    size = api.write_report(files, out, on_warning=output.warn, generated_by=generated_by)
+    output.message(f"report written to {out} ({size // 1024} KiB)")
     return 0
