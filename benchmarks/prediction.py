@@ -247,14 +247,13 @@ def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
         if label.endswith(REAL_LABEL) and not any(path.name.startswith(n) for n in RANKED_REAL):
             continue
         plan = gpusplit.plan(str(path), inventory, ctx=512)
-        doc = gpusplit.document(plan)
         ranked = [(rank, c) for rank, c in enumerate([plan.best, *plan.alternatives]) if c.fits]
         samples: dict[int, list[float]] = {rank: [] for rank, _ in ranked}
         for _ in range(PASSES):
             for rank, c in ranked:
                 # The CPU alone at 2 threads; over the workers the client at CLIENT_THREADS, as in the rows.
                 params = engine_params(plan, c).with_(n_threads=2 if c.strategy == "cpu-only" else CLIENT_THREADS)
-                samples[rank] += bench_config(doc, params, tests, 1, timeout=900).samples["tg"]
+                samples[rank] += bench_config(plan, params, tests, 1, timeout=900).samples["tg"]
         measured = []
         for rank, c in ranked:
             what = f"{c.strategy} ({c.llama_mode}" + (
