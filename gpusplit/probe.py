@@ -589,18 +589,18 @@ def _load_figures(
         return seconds - fixed - sent[name].plain / rate - sent[name].n_hashed * rtt
 
     vocab_l1 = _vocab(paths["l1"])
-    per_vocab = 0.0
-    hashed = beyond(big_name, loads[big_name]) / sent[big_name].hashed
+    # the float model: its hashed bytes, its vocabulary beyond l1's, what its fastest load took beyond
+    a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, beyond(big_name, loads[big_name])
+    per_vocab, hashed = 0.0, r1 / a1
     if ROWS in loads and sent[ROWS].hashed:
         # two unknowns (a hashed byte, a vocabulary entry) from two models: solved together
-        a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, beyond(big_name, loads[big_name])
         a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, beyond(ROWS, loads[ROWS])
         det = a1 * b2 - a2 * b1
         if det:
             per_vocab = max((a1 * r2 - a2 * r1) / det, 0.0)
             hashed = (r1 - b1 * per_vocab) / a1
     first_seconds = first_loads.get(big_name, loads[big_name]) - cold * sent[big_name].total
-    first = (beyond(big_name, first_seconds) - (_vocab(paths[big_name]) - vocab_l1) * per_vocab) / sent[big_name].hashed
+    first = (beyond(big_name, first_seconds) - b1 * per_vocab) / a1
     first, hashed = max(first, 0.0), max(hashed, 0.0)
     note = ""
     if first > CACHED_LOADS * hashed:
