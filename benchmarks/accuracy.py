@@ -82,7 +82,7 @@ QUANTIZED = {
 
 def fixture(folder: Path, name: str) -> Path:
     """A generated model, quantized by llama.cpp's own quantizer where the name says a type."""
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import TINY_MODELS, write_tiny_model
     from gpusplit.synthetic.tiny import MAMBA2_TINY, MLA_TINY
 
@@ -104,11 +104,11 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
     """A draft model beside the main one: planned as llama-server places it (the main model's split
     mode and proportions, its own -ngld), checked by loading the draft with those parameters."""
     import gpusplit
-    from gpusplit.documents import host_weight_buffers
+    from gpusplit.documents.render import host_weight_buffers
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
 
     rows = []
     draft_path = fixture(folder, "moe-Q4_K_M")
@@ -147,11 +147,11 @@ def main() -> int:
 
     import gpusplit
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.documents import host_weight_buffers
+    from gpusplit.documents.render import host_weight_buffers
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
     from gpusplit.synthetic import write_tiny_lora
 
     models = ["dense-f16", "dense-q8_0", "tied-f16", "tied-q8_0", "moe-f16", "moe-q8_0", "gemma3-f16", "gemma3-q8_0"]
@@ -244,13 +244,13 @@ def host_copy_rows(folder: Path) -> list[dict]:
     extra buffer types on and off) and on an Intel Xeon with AMX (recorded: tests/data/amx-measured.json)."""
     import json
 
-    from gpusplit.documents import host_weight_buffers
+    from gpusplit.documents.render import host_weight_buffers
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
+    from gpusplit.engine.params import EngineParams
     from gpusplit.engine.registry import cpu_backend_info
     from gpusplit.gguf import read_model
-    from gpusplit.memory import Placement, Settings, plan_memory
-    from gpusplit.params import EngineParams
+    from gpusplit.planning.memory import Placement, Settings, plan_memory
 
     here = cpu_backend_info()
     recorded = json.loads(AMX_MEASURED.read_text())["models"]
@@ -304,7 +304,7 @@ def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
         return f"{x / MIB:.2f}"
 
     from gpusplit.devices.inventory import host_device
-    from gpusplit.provenance import commit as checkout_commit
+    from gpusplit.documents.provenance import commit as checkout_commit
 
     commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [

@@ -54,7 +54,7 @@ def gpusplit_bench(model: str, threads: int, reps: int) -> dict[str, float]:
 
 
 def models(folder: Path) -> dict[str, Path]:
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import write_tiny_model
     from gpusplit.synthetic.real_shaped import REAL_SHAPED, write_real_shaped
 
@@ -90,7 +90,7 @@ def main() -> int:
             a, b = statistics.median(ours[test]), statistics.median(theirs[test])
             lines.append(f"| {label} | {test} | {a:.1f} | {b:.1f} | {a / b:.3f} |")
         print(lines[-2] + "\n" + lines[-1], file=sys.stderr, flush=True)
-    from gpusplit.provenance import commit as checkout_commit
+    from gpusplit.documents.provenance import commit as checkout_commit
 
     commit = checkout_commit()  # "+changes" when the tree differs from it
     head = [

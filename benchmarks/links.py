@@ -125,8 +125,8 @@ def main() -> int:
     if reason:
         print(f"links: cannot make namespaced hosts here: {reason}", file=sys.stderr)
         return 2
-    from gpusplit.provenance import header
-    from gpusplit.runner import quantize
+    from gpusplit.documents.provenance import header
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic.real_shaped import write_real_shaped
 
     model = str(write_real_shaped(ROOT / "scratch" / "prediction" / "real", "smollm2-135m-Q4_1", quantize))

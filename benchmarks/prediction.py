@@ -68,7 +68,7 @@ RANKED_REAL = ("smollm2-135m-Q4_1", "qwen2.5-0.5b-Q4_K_M", "gemma-3-270m-Q4_K_M"
 
 def real_models(folder: Path, quick: bool) -> dict[str, Path]:
     """Every real-shaped model, written once into `folder` (quick: the two of the issue that asked for them)."""
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic.real_shaped import REAL_SHAPED, write_real_shaped
 
     names = ["smollm2-135m-Q4_1", "gemma-3-270m-Q4_K_M"] if quick else list(REAL_SHAPED)
@@ -81,7 +81,7 @@ def real_models(folder: Path, quick: bool) -> dict[str, Path]:
 def models(folder: Path, quick: bool) -> dict[str, Path]:
     """The models of the table: generated, and quantized by llama.cpp's own quantizer."""
     from gpusplit.api import demo_model_path
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import TINY_MODELS, write_tiny_model
 
     out = {"demo (dense f16, 7 MB)": Path(demo_model_path())}
@@ -237,8 +237,8 @@ def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
     one after the other, the CPU alone and worker B, 4-7 % apart on the same cores, swapped places
     with the machine's drift)."""
     import gpusplit
-    from gpusplit.params import engine_params
-    from gpusplit.runner import bench_config
+    from gpusplit.jobs.runner import bench_config
+    from gpusplit.planning.launch import engine_params
 
     out = []
     inventory = gpusplit.detect_devices(rpc=[a, b], threads=2)
@@ -363,7 +363,7 @@ def _run_summary(runs: list[dict]) -> list[str]:
     """`gpusplit run`'s own timings against its prediction (generation within 20 %)."""
     if not runs:
         return []
-    from gpusplit.documents import error_pct
+    from gpusplit.documents.render import error_pct
 
     lines = [
         f"## `gpusplit run` against its prediction (real-shaped models, the CPU at 2 threads, a {runs[0]['tokens']:.0f}-token "
@@ -404,14 +404,14 @@ def write_report(
     runs: list[dict] | None = None,
 ) -> None:
     from gpusplit.devices.inventory import host_device
-    from gpusplit.documents import error_pct
+    from gpusplit.documents.render import error_pct
 
     ok = [r for r in rows if r["status"] == "ok" and r["predicted"]]
     for r in ok:
         r["err"] = error_pct(r["predicted"], r["measured"])
     real = [r for r in ok if r["model"].endswith(REAL_LABEL)]
     generated = [r for r in ok if not r["model"].endswith(REAL_LABEL)]
-    from gpusplit.provenance import commit as checkout_commit
+    from gpusplit.documents.provenance import commit as checkout_commit
 
     commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [

@@ -26,8 +26,8 @@ TYPES = {"q8_0": 7, "q4_k_m": 15, "q6_k": 18, "q4_0": 2, "q4_1": 3, "iq4_nl": 25
 
 
 def models() -> dict[str, Path]:
-    from gpusplit.probe import model_folder, probe_models
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.probe import model_folder, probe_models
+    from gpusplit.jobs.runner import quantize
 
     paths = probe_models()
     out = {"f16": paths["f16"]}
@@ -96,7 +96,7 @@ def main() -> int:
     def median(name: str, no_repack: bool, index: int) -> float:
         return statistics.median(x[index] for x in results[(name, no_repack)])
 
-    from gpusplit.provenance import commit as checkout_commit
+    from gpusplit.documents.provenance import commit as checkout_commit
 
     commit = checkout_commit()  # "+changes" when the tree differs from it
     lines = [

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def grid(n_devices: int) -> list:
-    from gpusplit.tune import Config
+    from gpusplit.jobs.tune import Config
 
     places = [Config(mode="layer", ngl=0)]  # the CPU alone is in the space with workers too
     if n_devices == 2:
@@ -45,9 +45,9 @@ def main() -> int:
 
     import gpusplit
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
+    from gpusplit.jobs.tune import _plan, measure_config, tune
     from gpusplit.synthetic import write_tiny_model
-    from gpusplit.tune import _plan, measure_config, tune
 
     folder = ROOT / "scratch" / "tune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def main() -> int:
     finally:
         for proc in (worker_a, worker_b):
             proc.terminate()
-    from gpusplit.provenance import commit, machine
+    from gpusplit.documents.provenance import commit, machine
 
     lines = [
         "# tune vs an exhaustive grid",

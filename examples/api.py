@@ -30,4 +30,5 @@ for device in gpusplit.document(result)["devices"]:
     print(f"  {device['name']}: planned {device['planned_bytes']:,} bytes, llama.cpp allocated {device['actual_bytes']:,}")
 
 for row in gpusplit.bench(model.path, rpc=args.rpc, n_prompt=[64], n_gen=[16], repetitions=2):
-    print(f"bench {row['test']}: {row['avg_ts']:.1f} tokens/s ({row['status']})")
+    speed = f"{row.mean_ts:.1f} tokens/s" if row.ok else f"failed: {row.error}"
+    print(f"bench {row.test.name}: {speed}")  # gpusplit.document(row) is its gpusplit.bench/1 record

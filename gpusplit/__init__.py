@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .base.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -30,14 +30,14 @@ _EXPORTS = {
     "probe_devices": "gpusplit.api",
     "load_plan_document": "gpusplit.api",
     "document": "gpusplit.api",
-    "GpusplitError": "gpusplit.errors",
-    "InputError": "gpusplit.errors",
+    "GpusplitError": "gpusplit.base.errors",
+    "InputError": "gpusplit.base.errors",
     "GGUFError": "gpusplit.gguf.errors",
     "ModelInfo": "gpusplit.gguf.model",
     "Device": "gpusplit.devices.device",
     "Inventory": "gpusplit.devices.inventory",
-    "Plan": "gpusplit.planner",
-    "RunResult": "gpusplit.runner",
+    "Plan": "gpusplit.planning.planner",
+    "RunResult": "gpusplit.jobs.runner",
 }
 
 __all__ = [
@@ -77,13 +77,13 @@ if TYPE_CHECKING:
         read_model,
         run,
     )
+    from .base.errors import GpusplitError, InputError
     from .devices.device import Device
     from .devices.inventory import Inventory
-    from .errors import GpusplitError, InputError
     from .gguf.errors import GGUFError
     from .gguf.model import ModelInfo
-    from .planner import Plan
-    from .runner import RunResult
+    from .jobs.runner import RunResult
+    from .planning.planner import Plan
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ probe); `document(obj)` turns any result into its JSON document.
     result = gpusplit.run(plan, prompt="Once upon a time", n_predict=32)
     print(result.text, result.timings.gen_tps)
     for row in gpusplit.bench("model.gguf", rpc=["127.0.0.1:50052"], modes=["layer", "tensor"]):
-        print(row["config_key"], row["test"], row["avg_ts"])
+        print(row.config.key(), row.test.name, row.mean_ts)
 
 Every failure is a `gpusplit.GpusplitError` with a one-line `message`, a `hint` and the CLI's
 `exit_code` (2 for wrong input, 1 for a failure while working). Nothing here prints.
@@ -24,23 +24,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .base.errors import GpusplitError, InputError
+from .base.units import parse_duration, parse_rate, parse_size
 from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
-from .errors import GpusplitError, InputError
-from .hardware import detect_devices
-from .planning import plan, plan_from_document, read_adapter, require_complete
-from .values import check_kv_type, check_mode, parse_duration, parse_rate, parse_size, parse_split
+from .documents.read import load_plan_document, plan_from_document, read_devices_file
+from .engine.detect import with_ram
+from .planning.prepare import read_adapter, require_complete
+from .planning.values import check_kv_type, check_mode, parse_split
 
 if TYPE_CHECKING:
-    from .bench_job import bench
+    from collections.abc import Iterator
+
+    from .devices.inventory import Inventory
     from .gguf.model import ModelInfo
-    from .planner import Plan
-    from .probe import probe_devices
-    from .runner import RunResult
-    from .tune import tune_model as tune
+    from .jobs.bench import BenchRow
+    from .jobs.probe import probe_devices
+    from .jobs.runner import RunResult
+    from .jobs.tune import Trial, TuneResult
+    from .planning.planner import Plan
 
 # The jobs that measure are imported on first use: planning (what most commands do) need not load them.
-_JOBS = {"bench": ("bench_job", "bench"), "probe_devices": ("probe", "probe_devices"), "tune": ("tune", "tune_model")}
+_JOBS = {"probe_devices": ("jobs.probe", "probe_devices")}
 
 
 def __getattr__(name: str) -> Any:
@@ -113,6 +118,58 @@ def demo_model_path() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Devices
+
+
+def detect_devices(
+    *,
+    rpc: Sequence[str] | None = None,
+    gpus: Sequence[str] | None = None,
+    devices_file: str | os.PathLike[str] | None = None,
+    timeout: float = 3.0,
+    ram: int | str | None = None,
+    threads: int | None = None,
+) -> Inventory:
+    """The devices to plan for, in llama.cpp's order, and the host: what llama.cpp would use here
+    (its device registry when the engine is installed, NVML, and the `rpc` workers as "host:port"),
+    hypothetical cards (`gpus`: "24GiB", "RTX 4090", "16GiB@448GB/s", "2xA100-80GB"), or a saved
+    `gpusplit devices --json` document (`devices_file`). `ram` replaces the host's free memory.
+    Devices measured by `probe_devices` carry their speed (the CPU's at `threads`, default all cores)."""
+    from .engine.detect import detect_devices as detect
+
+    if gpus and devices_file:
+        raise InputError("--gpu and --devices-file both describe the devices", "give one of them")
+    if devices_file:
+        return with_ram(read_devices_file(devices_file), ram)
+    return detect(rpc=rpc, gpus=gpus, timeout=timeout, ram=ram, threads=threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def plan(
+    model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = None, *, measure: bool = False, **settings: Any
+) -> Plan:
+    """How to split `model` over `devices` (default: `detect_devices()`): see planning/prepare.py's
+    `plan` for the settings. With `measure`, compute buffers, the fit, the best context and the
+    score come from llama.cpp's dry run on the real devices (needs the engine)."""
+    from .planning.prepare import plan as make_plan
+
+    planned = make_plan(model, devices, **settings)
+    if measure:
+        if is_hypothetical(planned.devices):
+            raise InputError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
+        require_complete(planned.model, "be measured")  # llama.cpp checks that the tensor data is there
+        from .engine import require_engine
+        from .jobs.runner import measure as measure_plan
+
+        require_engine()
+        planned = measure_plan(planned)
+    return planned
+
+
+# ---------------------------------------------------------------------------------------------
 # Documents
 
 
@@ -120,7 +177,7 @@ def document(result: Any, **context: Any) -> dict[str, Any]:
     """The JSON document of a result: a Plan (`gpusplit.plan/1`), a RunResult (`gpusplit.run/1`),
     an Inventory (`gpusplit.devices/1`), a ModelInfo (`gpusplit.inspect/1`) or a tune result
     (`gpusplit.tune/1`, given `objective` and `budget_s`): what the CLI prints with --json."""
-    from .documents import document_of
+    from .documents.render import document_of
 
     return document_of(result, **context)
 
@@ -132,28 +189,9 @@ def document(result: Any, **context: Any) -> dict[str, Any]:
 def without_repack(plan: Plan, why: str | None = None) -> Plan:
     """The same plan loaded with llama.cpp's --no-repack (no AMX / CPU_REPACK copies of the host's
     weights); `why` joins its reasons."""
-    from .planner import without_extra_buffers
+    from .planning.planner import without_extra_buffers
 
     return without_extra_buffers(plan, why)
-
-
-def load_plan_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A `gpusplit.plan/1` document saved by `gpusplit plan --json`."""
-    import json
-    from pathlib import Path
-
-    file = Path(path)
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--plan {path}: no such file", "save one with: gpusplit plan --json MODEL > plan.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--plan {path}: not a readable JSON plan ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != "gpusplit.plan/1" or "engine_params" not in doc:
-        raise InputError(
-            f"--plan {path}: not a gpusplit.plan/1 document", "save one with: gpusplit plan --json MODEL > plan.json"
-        )
-    return doc
 
 
 def run(
@@ -177,9 +215,8 @@ def run(
     """
     from .devices.rpc import probe
     from .engine import require_engine
-    from .params import engine_params
-    from .planning import plan_from_document
-    from .runner import generate
+    from .jobs.runner import generate
+    from .planning.launch import engine_params
 
     if not prompt or not prompt.strip():
         raise InputError("the prompt is empty", "give some text to continue")
@@ -206,6 +243,54 @@ def run(
 def is_hypothetical_doc(doc: dict[str, Any]) -> bool:
     """A plan for cards named with --gpu (a saved inventory may hold real devices)."""
     return any(d.get("kind") in ("size", "catalog") for d in doc["devices"])
+
+
+def bench(
+    model: str | os.PathLike[str], *, saved_plan: Plan | dict[str, Any] | None = None, **options: Any
+) -> Iterator[BenchRow]:
+    """llama-bench's tests over a matrix of configurations (jobs/bench.py's `bench` for the
+    options), one BenchRow per (configuration, test) as each configuration finishes;
+    `document(row)` is its `gpusplit.bench/1` record. `saved_plan` (a Plan, or a saved
+    `gpusplit.plan/1` document) runs that one configuration as it was planned."""
+    from .jobs.bench import bench as run_bench
+
+    if isinstance(saved_plan, dict):
+        saved_plan = plan_from_document(saved_plan)  # on the devices it names (its own RPC workers)
+    return run_bench(model, saved_plan=saved_plan, **options)
+
+
+def tune(
+    model: ModelInfo | str | os.PathLike[str],
+    devices: Inventory | None = None,
+    *,
+    objective: str = "tg",
+    budget: float | str = 120.0,
+    trials_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_trial: Callable[[Trial], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **settings: Any,
+) -> TuneResult:
+    """The fastest configuration that fits, found by measurement within `budget` seconds
+    (`objective`: tg, pp or mixed); its `.plan` is the winner (jobs/tune.py). Each trial is
+    appended to `trials_file` (JSONL) as it ends; with `resume` the trials already there are not
+    run again."""
+    from .documents.results import append_trial, check_trials_file, read_trials
+    from .jobs.tune import tune_model
+
+    path = Path(trials_file) if trials_file is not None else None
+    if path is not None:
+        check_trials_file(path, "--resume" if resume else "--trials")  # never append to someone else's file
+    previous = read_trials(path) if path is not None and resume else []
+
+    def record(trial: Trial) -> None:
+        if path is not None:
+            append_trial(path, trial)
+        if on_trial is not None:
+            on_trial(trial)
+
+    return tune_model(model, devices, objective=objective, budget=budget, previous=previous, on_trial=record,
+                      should_stop=should_stop, **settings)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,11 +349,11 @@ def serve_worker(
     (True: llama.cpp's own folder, which `ggml-rpc-server -c` uses; or a folder), weights over
     10 MiB are kept on disk here as they arrive, and a later load of the same weights reads them
     from there instead of the link."""
+    from .base.units import format_bytes
     from .devices.rpc import is_loopback
     from .engine import REINSTALL_RPC_HINT, EngineError, require_engine
     from .engine.registry import supports_rpc
     from .engine.worker import WorkerPlan, check_port, choose_devices, default_cache_dir, serve
-    from .units import format_bytes
 
     if not is_loopback(host) and not allow_remote:
         raise InputError(

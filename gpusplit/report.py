@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .documents import memory_parts
-from .errors import GpusplitError, InputError
-from .text import sanitize_text
-from .units import format_bytes
+from .base.errors import GpusplitError, InputError
+from .base.text import sanitize_text
+from .base.units import format_bytes
+from .documents.render import memory_parts
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
 KINDS = ("bench", "tune", "plan", "run", "devices")
@@ -80,7 +80,7 @@ def esc(text: Any, limit: int = 200) -> str:
 def check_replaceable(path: Path, option: str = "--output") -> None:
     """Raise ForeignFileError unless `path` is missing, empty or a page `report` wrote: a mistyped
     -o (a results file, a model) must not be replaced by a page."""
-    from .journal import ForeignFileError
+    from .base.journal import ForeignFileError
 
     if not path.exists():
         return
@@ -101,7 +101,7 @@ def check_replaceable(path: Path, option: str = "--output") -> None:
 
 
 def _is_trial(record: dict[str, Any]) -> bool:
-    from .tune import is_trial_record
+    from .documents.results import is_trial_record
 
     return is_trial_record(record)
 

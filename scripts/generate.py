@@ -37,7 +37,7 @@ def cli_docs() -> str:
             env={**os.environ, "COLUMNS": "100", "NO_COLOR": "1"},
         )
         text = out.read_text()
-    from gpusplit.provenance import code_header
+    from gpusplit.documents.provenance import code_header
 
     title, _, rest = text.partition("\n")
     return f"{title}\n\n{code_header('python scripts/generate.py')}\n{rest}"
@@ -67,7 +67,7 @@ def api_docs() -> str:
     sys.path.insert(0, str(ROOT))
     import gpusplit
     import gpusplit.api
-    from gpusplit.provenance import code_header
+    from gpusplit.documents.provenance import code_header
 
     def clean(doc: str | None) -> str:
         return inspect.cleandoc(doc or "")

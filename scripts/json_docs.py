@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpusplit.schemas import SCHEMAS  # noqa: E402
+from gpusplit.documents.schemas import SCHEMAS  # noqa: E402
 
 INTRO = """# JSON output
 
@@ -95,7 +95,7 @@ def main() -> int:
             ),
             "gpusplit.tune/1": json.loads(gpusplit("tune", "--json", "--budget", "10s")),
         }
-    from gpusplit.provenance import header
+    from gpusplit.documents.provenance import header
 
     lines = [INTRO.format(provenance=header("python scripts/json_docs.py", extra=", without a GPU"))]
     for name, schema in SCHEMAS.items():

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gpusplit.bench_matrix import read_records
+from gpusplit.documents.results import read_records
 
 pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
 
@@ -166,8 +166,8 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     import llama_cpp
 
     from gpusplit.engine import tasks
+    from gpusplit.engine.params import EngineParams
     from gpusplit.engine.tasks import task_bench
-    from gpusplit.params import EngineParams
 
     waits, decodes = [], []
     real_sync, real_decode = llama_cpp.llama_synchronize, llama_cpp.llama_decode
@@ -190,8 +190,8 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
 def test_a_series_times_each_model_in_one_engine_child(tiny_model):
     """The probe's runs, one engine child for all: each run's own samples and load, reported as each
     finishes, in order."""
-    from gpusplit.params import EngineParams
-    from gpusplit.runner import bench_series
+    from gpusplit.engine.params import EngineParams
+    from gpusplit.jobs.runner import bench_series
 
     tg = [{"name": "tg", "kind": "tg", "n": 4, "depth": 0}]
     pp = [*tg, {"name": "pp", "kind": "pp", "n": 32, "depth": 0, "repetitions": 1}]

@@ -180,7 +180,7 @@ def test_a_plan_over_workers_says_how_to_start_each(cli, tmp_path, header_only_m
     --allow-remote and the weight cache off loopback) and llama.cpp's ggml-rpc-server; the
     llama-server line names both; each worker's load is predicted, and again from its cache."""
     import gpusplit
-    from gpusplit.predict import CACHE_READ_BYTES_PER_S
+    from gpusplit.planning.predict import CACHE_READ_BYTES_PER_S
 
     gib = 2**30
     workers = [("RPC0", "10.0.0.7:50052"), ("RPC1", "127.0.0.1:50053")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gpusplit.schemas import BENCH, SCHEMAS
+from gpusplit.documents.schemas import BENCH, SCHEMAS
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
 ROOT = Path(__file__).resolve().parent.parent

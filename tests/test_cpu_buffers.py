@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from gpusplit.cpu_buffers import AMX, MAPPED, MUL_MAT, MUL_MAT_ID, OTHER, REPACK, amx_bytes, host_copy, weight_op
-from gpusplit.documents import plan_document
+from gpusplit.documents.render import plan_document
 from gpusplit.gguf import read_model
 from gpusplit.gguf.reader import TensorInfo
 from gpusplit.gguf.types import type_by_name
-from gpusplit.memory import Placement, Settings, plan_memory
+from gpusplit.planning.cpu_buffers import AMX, MAPPED, MUL_MAT, MUL_MAT_ID, OTHER, REPACK, amx_bytes, host_copy, weight_op
+from gpusplit.planning.memory import Placement, Settings, plan_memory
 
 MIB = 1024 * 1024
 MEASURED = json.loads((Path(__file__).parent / "data" / "amx-measured.json").read_text())
@@ -133,7 +133,7 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
     import gpusplit
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import extra_weight_buffers, parse_buffers
-    from gpusplit.params import engine_params
+    from gpusplit.planning.launch import engine_params
 
     inventory = gpusplit.detect_devices()
     engine = inventory.engine
@@ -200,7 +200,7 @@ def test_without_the_engine_a_native_build_for_this_cpu_is_assumed(cpuinfo, mach
 
 def test_the_cpu_backend_comes_from_the_engine_then_a_file_then_this_cpu():
     from gpusplit.devices.inventory import Inventory, host_device
-    from gpusplit.planning import cpu_backend
+    from gpusplit.planning.prepare import cpu_backend
 
     host = host_device()
     # a live engine may list extra buffer types not modelled here: kept (and said), not refused

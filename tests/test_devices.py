@@ -9,11 +9,14 @@ import time
 import fake_pynvml
 import pytest
 
+from gpusplit.base.errors import InputError
+from gpusplit.base.units import size_from_text as parse_size
 from gpusplit.devices.device import Device, pick_best_gpu
-from gpusplit.devices.hypothetical import DeviceSpecError, hypothetical_devices, load_devices_file, parse_size
+from gpusplit.devices.hypothetical import hypothetical_devices
 from gpusplit.devices.inventory import RegistryDevice, detect, from_nvml_and_workers, from_registry, order_like_llama
 from gpusplit.devices.nvml import query_nvml
 from gpusplit.devices.rpc import EndpointError, RPCError, parse_endpoints, probe
+from gpusplit.documents.read import load_devices_file
 
 GIB = 2**30
 
@@ -99,7 +102,7 @@ def test_hypothetical_gpu_specs(spec, total, bandwidth, count):
 
 @pytest.mark.parametrize("bad", ["", "0GiB", "-4GiB", "24 furlongs", "24GiB@fast", "nan GiB", "99xRTX 4090", "1e99GiB"])
 def test_bad_gpu_specs_are_refused(bad):
-    with pytest.raises((DeviceSpecError, ValueError)):
+    with pytest.raises((InputError, ValueError)):
         hypothetical_devices([bad])
 
 
@@ -133,7 +136,7 @@ def test_devices_file_round_trip(tmp_path, cli):
 def test_bad_devices_files(tmp_path, content, phrase):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(DeviceSpecError, match=phrase):
+    with pytest.raises(InputError, match=phrase):
         load_devices_file(str(path))
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.memory import Settings
-from gpusplit.planner import DraftRequest, Request, make_plan
+from gpusplit.planning.memory import Settings
+from gpusplit.planning.planner import DraftRequest, Request, make_plan
 
 MIB = 1024 * 1024
 
@@ -37,8 +37,8 @@ def test_draft_placement_matches_a_real_load(tiny_model, two_workers):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
 
     inventory = detect(two_workers, registry=[])
     draft = read_model(tiny_model("moe-f16"))
@@ -94,6 +94,6 @@ def test_a_model_is_not_a_projector(cli, tiny_model):
 def _valid(doc):
     """The document validates against the closed gpusplit.plan/1 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.schemas import SCHEMAS
+    from gpusplit.documents.schemas import SCHEMAS
 
     jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])

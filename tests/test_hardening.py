@@ -247,7 +247,7 @@ def test_signals_during_run_leave_no_child(tiny_model, sig, code, phase):
 def test_sigterm_during_bench_keeps_finished_rows(tiny_model, tmp_path):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     out = tmp_path / "r.jsonl"
-    from gpusplit.bench_matrix import read_records
+    from gpusplit.documents.results import read_records
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-f16")), "-p", "16", "-n", "300", "-r", "3",
@@ -320,7 +320,7 @@ def test_worker_survives_a_client_that_disconnects_mid_transfer():
 
 def test_output_turning_read_only_during_bench(tiny_model, tmp_path):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
-    from gpusplit.bench_matrix import read_records
+    from gpusplit.documents.results import read_records
 
     mount_point = tmp_path / "mnt"
     mount_point.mkdir()

@@ -10,7 +10,7 @@ import pytest
 from fakehub import TOKEN, FakeHub, FakeOllama
 from llama_server import model_source, rejected
 
-from gpusplit.hub import ModelNameError, choose_gguf, parse_hf, parse_ollama
+from gpusplit.sources.hub import ModelNameError, choose_gguf, parse_hf, parse_ollama
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
 
 def test_the_library_plans_an_ollama_projector_as_the_cli_does(ollama):
     import gpusplit
-    from gpusplit.documents import plan_document
+    from gpusplit.documents.render import plan_document
 
     name = f"ollama://{ollama.netloc}/tiny:q8"
     devices = gpusplit.detect_devices(gpus=["8GiB"])
@@ -284,6 +284,6 @@ def _split(folder):
 def _valid(doc):
     """The document validates against the closed gpusplit.plan/1 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.schemas import SCHEMAS
+    from gpusplit.documents.schemas import SCHEMAS
 
     jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gpusplit import journal
-from gpusplit.bench_matrix import is_bench_record, read_records
-from gpusplit.tune import Trial, append_trial, is_trial_record, read_trials
+from gpusplit.base import journal
+from gpusplit.documents.results import append_trial, is_bench_record, is_trial_record, read_records, read_trials
+from gpusplit.jobs.tune import Trial
 
 SYSTEM_TEXT = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 

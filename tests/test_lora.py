@@ -10,8 +10,8 @@ import pytest
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import GGUFError, read_model
 from gpusplit.gguf.adapter import read_adapter
-from gpusplit.memory import Settings
-from gpusplit.planner import PlanError, Request, make_plan
+from gpusplit.planning.memory import Settings
+from gpusplit.planning.planner import PlanError, Request, make_plan
 from gpusplit.synthetic import write_tiny_lora
 
 MIB = 1024 * 1024
@@ -37,7 +37,7 @@ def test_a_model_is_not_an_adapter(tiny_model):
 
 
 def test_adapter_bytes_follow_their_layers(tiny_model, adapter):
-    from gpusplit.memory import Placement, plan_memory
+    from gpusplit.planning.memory import Placement, plan_memory
 
     model = read_model(tiny_model("dense-f16"))
     info = read_adapter(adapter)
@@ -59,8 +59,8 @@ def test_lora_buffers_match_a_real_load(tiny_model, two_workers, adapter, ngl):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
 
     inventory = detect(two_workers, registry=[])
     request = Request(
@@ -89,6 +89,6 @@ def test_plan_cli_takes_lora(cli, tiny_model, adapter):
 def _valid(doc):
     """The document validates against the closed gpusplit.plan/1 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.schemas import SCHEMAS
+    from gpusplit.documents.schemas import SCHEMAS
 
     jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])

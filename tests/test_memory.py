@@ -6,7 +6,7 @@ import pytest
 from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
 
 from gpusplit.gguf import read_model
-from gpusplit.memory import Placement, Settings, assign_layers, kv_cells, layer_kv_bytes, plan_memory, split_points
+from gpusplit.planning.memory import Placement, Settings, assign_layers, kv_cells, layer_kv_bytes, plan_memory, split_points
 
 
 def _model(tmp_path, name="m", **kwargs):
@@ -127,7 +127,7 @@ def test_cuda_devices_also_hold_the_driver_context_and_cublas(header_only_model,
     flash attention and 598 MiB with it (no cuBLAS call); the runtime counts in the total but not
     in the buffers a run compares with llama.cpp's log. Only CUDA devices (and size-only GPUs,
     taken for CUDA) that hold something get it; RPC workers' contexts are on their own machines."""
-    from gpusplit.memory import CUBLAS_BYTES, CUDA_BLOCK_KERNELS_BYTES, CUDA_CONTEXT_BYTES
+    from gpusplit.planning.memory import CUBLAS_BYTES, CUDA_BLOCK_KERNELS_BYTES, CUDA_CONTEXT_BYTES
 
     quantized = read_model(header_only_model("llama-3.1-8b"))
     split = Placement("layer", -1, (0.5, 0.5))

@@ -9,8 +9,8 @@ import pytest
 
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.memory import Settings, layer_kv_bytes
-from gpusplit.planner import PlanError, Request, make_plan
+from gpusplit.planning.memory import Settings, layer_kv_bytes
+from gpusplit.planning.planner import PlanError, Request, make_plan
 from gpusplit.synthetic import write_tiny_model
 from gpusplit.synthetic.tiny import MAMBA2_TINY, MLA_TINY
 
@@ -67,7 +67,7 @@ def test_recurrent_models_warn_that_compute_is_estimated(state_models):
 
 
 def test_nextn_blocks_hold_no_weights_and_no_cache(state_models):
-    from gpusplit.memory import Placement, plan_memory
+    from gpusplit.planning.memory import Placement, plan_memory
 
     model = read_model(state_models["mla"])
     last = model.blocks[-1].n_bytes
@@ -93,7 +93,7 @@ def test_mla_refuses_different_k_and_v_types(state_models):
 def _load(path, settings, **changes):
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
+    from gpusplit.planning.launch import engine_params
 
     inventory = detect([], registry=[])
     plan = make_plan(read_model(path), inventory.devices, inventory.host, Request(settings=settings))
@@ -119,7 +119,7 @@ def test_recurrent_state_matches_a_real_load(state_models, n_parallel):
 
 def test_llama_cpp_refuses_mla_with_different_k_and_v_types(state_models):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
-    from gpusplit.errors import GpusplitError
+    from gpusplit.base.errors import GpusplitError
 
     with pytest.raises(GpusplitError) as err:
         _load(state_models["mla"], Settings(n_ctx=256, flash_attn=True), type_k="q8_0", type_v="f16")

@@ -13,10 +13,10 @@ from gpusplit.devices.inventory import detect
 from gpusplit.engine.child import run_task
 from gpusplit.engine.logparse import parse_buffers
 from gpusplit.gguf import read_model
-from gpusplit.memory import Settings
-from gpusplit.params import engine_params
-from gpusplit.planner import Request, make_plan
-from gpusplit.runner import rpc_buffer_names
+from gpusplit.jobs.runner import rpc_buffer_names
+from gpusplit.planning.launch import engine_params
+from gpusplit.planning.memory import Settings
+from gpusplit.planning.planner import Request, make_plan
 
 ASSIGNED = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+),")
 MIB = 1024 * 1024

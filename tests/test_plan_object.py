@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 import gpusplit
-from gpusplit.documents import plan_document
-from gpusplit.errors import InputError
-from gpusplit.params import engine_params
-from gpusplit.planner import without_extra_buffers
-from gpusplit.planning import plan_from_document
+from gpusplit.base.errors import InputError
+from gpusplit.documents.read import plan_from_document
+from gpusplit.documents.render import plan_document
+from gpusplit.planning.launch import engine_params
+from gpusplit.planning.planner import without_extra_buffers
 
 GPUS = ["24GiB", "24GiB"]
 

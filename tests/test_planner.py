@@ -9,8 +9,8 @@ import pytest
 from gpusplit.devices.device import Device
 from gpusplit.devices.hypothetical import hypothetical_devices
 from gpusplit.gguf import read_model
-from gpusplit.memory import CTX_PAD, Settings
-from gpusplit.planner import PlanError, Request, evaluate, make_plan
+from gpusplit.planning.memory import CTX_PAD, Settings
+from gpusplit.planning.planner import PlanError, Request, evaluate, make_plan
 
 GIB = 2**30
 HOST = Device("CPU", "test host", "CPU", "cpu", 128 * GIB, 128 * GIB, source="host")
@@ -190,7 +190,7 @@ def test_one_gpu_is_preferred_to_a_split_not_to_the_cpu_alone():
     assumed figures the GPU does."""
     from types import SimpleNamespace
 
-    from gpusplit.planner import rank
+    from gpusplit.planning.planner import rank
 
     def candidate(strategy: str, tg: float, basis: str = "measured") -> SimpleNamespace:
         memory = SimpleNamespace(devices=[], host=SimpleNamespace(model_weights_bytes=1, kv_bytes=0))
@@ -212,7 +212,7 @@ def test_the_cpu_alone_beats_workers_that_serve_this_cpu(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     from gpusplit.devices.rpc import write_worker_note
-    from gpusplit.planner import rank
+    from gpusplit.planning.planner import rank
 
     monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path))
 

@@ -10,7 +10,7 @@ import pytest
 
 from gpusplit.devices.device import Device
 from gpusplit.devices.speed import WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, identity_of, load, save, weight_class
-from gpusplit.predict import ProbePoint, Work, batch_seconds, fit_speed, placement_work, token_seconds
+from gpusplit.planning.predict import ProbePoint, Work, batch_seconds, fit_speed, placement_work, token_seconds
 
 GB = 1e9
 MIB = 2**20
@@ -184,7 +184,7 @@ def test_attention_follows_the_layers_and_the_shares(tiny_model):
     """Each device attends with the heads of the layers it holds (its share of every layer's heads
     in row/tensor modes); the CPU keeps the heads of the layers left on it."""
     from gpusplit.gguf.model import read_model
-    from gpusplit.memory import Placement, Settings, plan_memory
+    from gpusplit.planning.memory import Placement, Settings, plan_memory
 
     model = read_model(tiny_model("dense-f16"))
     heads = sum(model.n_head)
@@ -272,8 +272,8 @@ def test_attached_speeds_are_the_measured_figures(tmp_path):
 
 
 def _plan(model, devices, host, **request):
-    from gpusplit.memory import Settings
-    from gpusplit.planner import Request, make_plan
+    from gpusplit.planning.memory import Settings
+    from gpusplit.planning.planner import Request, make_plan
 
     return make_plan(model, devices, host, Request(settings=Settings(n_ctx=512), **request))
 
@@ -351,7 +351,7 @@ def test_devices_on_this_machine_share_its_cache(tiny_model):
 
 def test_placement_work_counts_experts_at_their_used_share(tiny_model):
     from gpusplit.gguf.model import read_model
-    from gpusplit.memory import Placement, Settings, plan_memory
+    from gpusplit.planning.memory import Placement, Settings, plan_memory
 
     model = read_model(tiny_model("moe-f16"))
     memory = plan_memory(model, ["d"], ["d"], [2**40], Settings(n_ctx=256), Placement("none", -1, (), 0))
@@ -366,7 +366,7 @@ def test_placement_work_counts_experts_at_their_used_share(tiny_model):
 
 def test_devices_document_carries_speeds_and_a_devices_file_keeps_them(cli, tmp_path, header_only_model):
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.documents import devices_document
+    from gpusplit.documents.render import devices_document
 
     speed = _speed(source="measured", identity="x")
     gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 24 * 2**30, 24 * 2**30, index=0, speed=speed,
@@ -426,8 +426,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     """The CPU at the run's threads, each local GPU by its index among local GPUs, each worker's
     k-th device by k (only that worker is registered when it is probed)."""
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.probe import LARGE as LARGE_PROBE
-    from gpusplit.probe import SMALL, step_count, targets
+    from gpusplit.jobs.probe import LARGE as LARGE_PROBE
+    from gpusplit.jobs.probe import SMALL, step_count, targets
 
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     devices = [
@@ -473,7 +473,7 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
 def test_gpu_probe_model_is_big_enough_for_a_gpu():
     """The GPU probe set: Llama-8B-wide layers, f16 big enough that an H200 at ~4.8 TB/s spends
     hundreds of microseconds per token reading it, and not written unless a GPU is probed."""
-    from gpusplit.probe import LARGE, LARGE_GPU, _specs
+    from gpusplit.jobs.probe import LARGE, LARGE_GPU, _specs
     from gpusplit.synthetic import tiny_model_size
 
     specs = _specs()
@@ -505,7 +505,7 @@ def test_offload_rate_is_what_host_weights_add_to_a_batch():
     """A local GPU's link is timed as llama.cpp uses it: the extra time of a prompt batch whose
     blocks stay in host memory (uploaded per batch), per byte of those blocks. Seen on an H200:
     bench pp512 of Llama-8B with 17 blocks on the CPU took 542 ms where all on the GPU took 62."""
-    from gpusplit.probe import offload_rate
+    from gpusplit.jobs.probe import offload_rate
 
     assert offload_rate(2_220_000_000, 0.542, 0.062) == pytest.approx(4.625e9, rel=0.01)
     assert offload_rate(2_220_000_000, 0.05, 0.062) is None  # not slower: nothing to tell
@@ -514,7 +514,7 @@ def test_offload_rate_is_what_host_weights_add_to_a_batch():
 
 def test_cpu_is_timed_on_the_big_set_beside_a_gpu(monkeypatch):
     from gpusplit.devices.inventory import Inventory
-    from gpusplit.probe import LARGE, LARGE_GPU, targets
+    from gpusplit.jobs.probe import LARGE, LARGE_GPU, targets
 
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=0, pci_bus_id="0000:01:00.0")
@@ -531,8 +531,8 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     costs nor the memory rate. The progress bar counts every step."""
     from pathlib import Path
 
-    from gpusplit import probe
     from gpusplit.devices.inventory import Inventory
+    from gpusplit.jobs import probe
 
     works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
     works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
@@ -577,7 +577,7 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     worker's cache, and the vocabulary's part."""
     from pathlib import Path
 
-    from gpusplit import probe
+    from gpusplit.jobs import probe
 
     works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
     works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
@@ -659,8 +659,8 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     small or the float models a device cannot be measured: that device is left out, the others go on."""
     from pathlib import Path
 
-    from gpusplit import probe
     from gpusplit.devices.inventory import Inventory
+    from gpusplit.jobs import probe
 
     works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
     works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
@@ -711,7 +711,7 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     monkeypatch.setattr(probe, "probe_models", lambda on_step=None, gpu=False: paths)
     monkeypatch.setattr(probe, "probe_group", lambda *args: None)
     monkeypatch.setattr(probe.speed_cache, "save", lambda *args: None)
-    monkeypatch.setattr("gpusplit.hardware.attach_speeds", lambda inventory, *args: inventory)
+    monkeypatch.setattr("gpusplit.engine.detect.attach_speeds", lambda inventory, *args: inventory)
     inventory = probe.run_probe(Inventory(devices=[worker], host=host), 2, "b", Path("."))
     assert measured == ["RPC0"] and any("CPU could not be measured" in n for n in inventory.notes)
     with pytest.raises(probe.ProbeError, match="CPU could not be measured"):  # nothing measured: a failure (exit 1)
@@ -724,7 +724,7 @@ def test_a_tied_output_is_read_per_token_and_the_parts_add_up(header_only_model)
     and say that the output, not the layers, is where Gemma's token goes."""
     import gpusplit
     from gpusplit.devices.inventory import Inventory, host_device
-    from gpusplit.memory import Placement, Settings, plan_memory
+    from gpusplit.planning.memory import Placement, Settings, plan_memory
 
     path = header_only_model("gemma-3-270m")
     model = gpusplit.read_model(path)
@@ -744,8 +744,8 @@ def test_run_predicts_its_sampling_beside_the_decode(header_only_model):
     figures (a fixed part and one per entry) price it, on top of the decode llama-bench's tg times."""
     import gpusplit
     from gpusplit.devices.inventory import Inventory, host_device
-    from gpusplit.documents import run_document
-    from gpusplit.runner import RunResult, Timings
+    from gpusplit.documents.render import run_document
+    from gpusplit.jobs.runner import RunResult, Timings
 
     host = host_device().with_(speed=_speed(sample_fixed_s=2e-6, sample_per_vocab_s=1e-9))
     plan = gpusplit.plan(header_only_model("gemma-3-270m"), Inventory(devices=[], host=host), ctx=512)

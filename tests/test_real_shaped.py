@@ -26,7 +26,7 @@ def test_smollm2_q4_1_is_the_published_file(tmp_path):
     """SmolLM2-135M-Instruct's published Q4_1: Q4_1 layers and the tied embeddings in Q8_0 (Q6_K does
     not fit rows of 576), 92.10 MiB of tensors, as llama.cpp maps the published file."""
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
 
     path = write_real_shaped(tmp_path, "smollm2-135m-Q4_1", quantize)
     model = read_model(path)

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from gpusplit.cpu_buffers import AMX, REPACK
+from gpusplit.planning.cpu_buffers import AMX, REPACK
 
 pytestmark = pytest.mark.engine
 MIB = 1024 * 1024
@@ -23,7 +23,7 @@ MIB = 1024 * 1024
 def q4_0(tmp_path_factory):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     from gpusplit.engine.registry import cpu_backend_info
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import write_tiny_model
 
     if not cpu_backend_info()["extra_buffers"]:
@@ -124,8 +124,8 @@ def test_tune_recovers_and_its_winner_carries_no_repack(cli, q4_0, monkeypatch, 
 def test_a_series_keeps_what_ran_and_recovers_once(q4_0, tiny_model, monkeypatch):
     """The probe's series: a crash loses nothing done, the rest runs without the extra buffer types,
     and a run that fails whatever is done comes back failed while the others are measured."""
-    from gpusplit.params import EngineParams
-    from gpusplit.runner import bench_series
+    from gpusplit.engine.params import EngineParams
+    from gpusplit.jobs.runner import bench_series
 
     tg = [{"name": "tg", "kind": "tg", "n": 4, "depth": 0}]
     runs = [

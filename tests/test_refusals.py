@@ -9,9 +9,9 @@ import pytest
 
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.memory import Placement, Settings
-from gpusplit.planner import PlanError, Request, make_plan
-from gpusplit.refusals import refusals
+from gpusplit.planning.memory import Placement, Settings
+from gpusplit.planning.planner import PlanError, Request, make_plan
+from gpusplit.planning.refusals import refusals
 from gpusplit.synthetic import TINY_MODELS, write_tiny_model
 
 # Head size 48: a multiple of no K-quant block (256) and of no 32-element block.
@@ -67,9 +67,9 @@ def test_plan_refuses_what_llama_cpp_refuses(models, rule, model, settings, reas
 @pytest.mark.parametrize(("rule", "model", "settings", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_llama_cpp_really_refuses_it(models, rule, model, settings, reason):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
+    from gpusplit.base.errors import GpusplitError
     from gpusplit.engine.child import run_task
-    from gpusplit.errors import GpusplitError
-    from gpusplit.params import engine_params
+    from gpusplit.planning.launch import engine_params
 
     allowed = _plan(models[model], Settings(n_ctx=256))  # a plan llama.cpp accepts, then the refused settings
     params = engine_params(allowed).with_(

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from gpusplit.cpu_buffers import repack_bytes
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
-from gpusplit.memory import Placement, Settings, plan_memory
-from gpusplit.planner import Request, make_plan
+from gpusplit.planning.cpu_buffers import repack_bytes
+from gpusplit.planning.memory import Placement, Settings, plan_memory
+from gpusplit.planning.planner import Request, make_plan
 
 MIB = 1024 * 1024
 # llama.cpp prints each buffer to 0.01 MiB; the host's weights are two buffers (CPU_Mapped, CPU_REPACK).
@@ -22,7 +22,7 @@ FTYPES = {"Q4_K_M": 15, "Q4_0": 2, "Q6_K": 18, "IQ4_XS": 30}
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
-    from gpusplit.runner import quantize
+    from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import write_tiny_model
 
     folder = tmp_path_factory.mktemp("quantized")
@@ -37,8 +37,8 @@ def quantized(tmp_path_factory):
 def _host_bytes(path, rpc, ngl, cpu):
     from gpusplit.engine.child import run_task
     from gpusplit.engine.logparse import parse_buffers
-    from gpusplit.params import engine_params
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
 
     inventory = detect(rpc, registry=[])
     settings = Settings(n_ctx=256, cpu_repack=cpu["repack"], cpu_extra_buffers=tuple(cpu["extra_buffers"]))

@@ -112,7 +112,7 @@ def test_a_report_of_real_outputs_draws_each_with_its_numbers(cli, outputs, tmp_
         assert html.escape(t["key"]) in page
     # memory: the plan's weights per device, the run's planned beside actual, its text
     plan = json.loads(outputs["plan.json"].read_text())
-    from gpusplit.units import format_bytes
+    from gpusplit.base.units import format_bytes
 
     for d in [*plan["devices"], plan["host"]]:
         if d["weights_bytes"]:

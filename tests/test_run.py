@@ -186,7 +186,7 @@ def test_nvml_used_memory_is_read_after_loading_and_after_generating(cli, tiny_m
     largest reading minus the first, and the child holds the model while the last one is taken."""
     import time
 
-    from gpusplit import runner
+    from gpusplit.jobs import runner
 
     readings = iter([1000 * MIB, 5000 * MIB, 7000 * MIB])
     seen: list[float] = []
@@ -198,7 +198,7 @@ def test_nvml_used_memory_is_read_after_loading_and_after_generating(cli, tiny_m
     doc = run_json(cli, str(tiny_model("dense-f16")))  # a plan for this machine
     monkeypatch.setattr(runner, "_nvidia_devices", lambda plan_doc: {"CPU": "00000000:01:00.0"})
     monkeypatch.setattr(runner, "_nvml_used", fake_used)
-    from gpusplit.planning import plan_from_document
+    from gpusplit.documents.read import plan_from_document
 
     params = runner.EngineParams.from_dict(doc["plan"]["engine_params"])
     result = runner.generate(plan_from_document(doc["plan"]), params, "Once upon a time", 8)
@@ -216,7 +216,7 @@ def test_a_cpu_run_warms_up_before_it_times(tiny_model, monkeypatch):
     import llama_cpp
 
     from gpusplit.engine import tasks
-    from gpusplit.params import EngineParams
+    from gpusplit.engine.params import EngineParams
 
     sizes = []
     real = llama_cpp.llama_decode

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpusplit.documents import plan_document
+from gpusplit.documents.render import plan_document
 
 HOSTILE = [b"\x1b", b"\x07", "\x9b".encode(), "\x9d".encode(), "\x90".encode()]
 HOSTILE_CHARS = ["\x1b", "\x07", "\x9b", "\x9d", "\x90"]
@@ -153,8 +153,8 @@ def test_whole_layer_counts_place_exactly_in_llama_cpp(tiny_model, two_workers):
 
     import gpusplit
     from gpusplit.engine.child import run_task
-    from gpusplit.params import engine_params
-    from gpusplit.planner import at_least_one_block
+    from gpusplit.planning.launch import engine_params
+    from gpusplit.planning.planner import at_least_one_block
 
     model = gpusplit.read_model(tiny_model("dense-f16"))
     inventory = gpusplit.detect_devices(rpc=two_workers)
@@ -211,9 +211,9 @@ def test_measure_gives_best_ctx_and_score_from_the_dry_run(tmp_path, two_workers
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     import gpusplit
     from gpusplit.engine.child import run_task
-    from gpusplit.params import engine_params
-    from gpusplit.planner import context_budgets
-    from gpusplit.runner import rpc_buffer_names
+    from gpusplit.jobs.runner import rpc_buffer_names
+    from gpusplit.planning.launch import engine_params
+    from gpusplit.planning.planner import context_budgets
     from gpusplit.synthetic import write_header_only
 
     # The real shapes of Llama 3.1 8B, its data a sparse hole: llama.cpp's dry run reads no data.

@@ -8,8 +8,9 @@ import json
 import pytest
 
 import gpusplit
+from gpusplit.documents.results import read_trials
 from gpusplit.engine import EngineError
-from gpusplit.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, Config, read_trials, seeds, tune
+from gpusplit.jobs.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, Config, seeds, tune
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_budget_stops_with_the_best_so_far(cpu_only, monkeypatch):
     from types import SimpleNamespace
 
     clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr("gpusplit.tune.time", SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr("gpusplit.jobs.tune.time", SimpleNamespace(monotonic=lambda: clock.now))
     model, inventory = cpu_only
     measure = fake_measure(delay=0.2, clock=clock)
     result = tune(model, inventory, {"ctx": 256}, budget_s=0.5, measure=measure)
@@ -170,7 +171,7 @@ def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path
     assert len(read_trials(log)) == len(doc["trials"])
     assert json.loads((tmp_path / "tuned.json").read_text()) == doc["plan"]
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.schemas import SCHEMAS
+    from gpusplit.documents.schemas import SCHEMAS
 
     jsonschema.validate(doc, SCHEMAS["gpusplit.tune/1"])
 
@@ -202,7 +203,7 @@ def test_tune_for_real_then_run_its_plan(cli, tmp_path):
 
 
 def test_neighbours_move_every_knob():
-    from gpusplit.tune import neighbours
+    from gpusplit.jobs.tune import neighbours
 
     best = Config(mode="layer", split=(0.5, 0.5), ngl=10, n_cpu_moe=3, ubatch=512, flash_attn=False, threads=None)
     moves = list(neighbours(best, n_devices=2, n_layer=32, cores=4))
@@ -217,8 +218,8 @@ def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_mo
     below the threshold (then pp is never run)."""
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     from gpusplit.devices.inventory import Inventory, host_device
-    from gpusplit.params import engine_params
-    from gpusplit.runner import bench_config
+    from gpusplit.jobs.runner import bench_config
+    from gpusplit.planning.launch import engine_params
 
     plan = gpusplit.plan(str(tiny_model("dense-f16")), Inventory(devices=[], host=host_device()), ctx=256)
     params = engine_params(plan).with_(n_threads=1)

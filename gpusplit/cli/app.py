@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import typer
 
-from .. import __version__
+from ..base.version import __version__
 from . import errors, output
 
 app = typer.Typer(

@@ -84,7 +84,7 @@ def bench(
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""
     from .. import api
-    from ..bench_matrix import append_record, check_results_file, done_keys, read_records
+    from ..documents.results import append_record, check_results_file, done_keys, read_records
 
     if json_output:
         if output_format not in ("md", "json"):
@@ -153,9 +153,11 @@ def bench(
         saved_plan=doc,
         no_repack=no_repack,
     )
+    from ..documents.render import bench_records
+
     warned: set[str] = set()
     try:
-        for record in rows:
+        for record in bench_records(rows):
             records.append(record)
             unsaved.append(record)
             if record.get("recovery") and record["recovery"]["message"] not in warned:
@@ -263,8 +265,8 @@ def _emit(records: list[dict[str, Any]], fmt: str) -> None:
 
 
 def _compare(files: list[str], fmt: str) -> int:
-    from ..bench_matrix import compare, read_records
-    from ..documents import compare_document
+    from ..documents.render import compare_document
+    from ..documents.results import compare, read_records
 
     if len(files) != 2:
         raise CLIError("--compare takes exactly two files", "gpusplit bench --compare a.jsonl --compare b.jsonl")

@@ -32,7 +32,7 @@ def devices(
     if catalog:
         return _print_catalog(json_output)
     from .. import api
-    from ..documents import devices_document
+    from ..documents.render import devices_document
 
     if probe:
         if gpu:
@@ -181,7 +181,7 @@ def _print_catalog(json_output: bool) -> int:
     from ..devices.catalog import CATALOG
 
     if json_output:
-        from ..documents import catalog_document
+        from ..documents.render import catalog_document
 
         output.emit_json(catalog_document(CATALOG))
         return 0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GpusplitError, InputError
+from ..base.errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GpusplitError, InputError
 from . import output
 
 __all__ = ["EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "CLIError", "Interrupted", "describe", "run_guarded"]

@@ -14,7 +14,7 @@ def inspect(
     tensors: bool = typer.Option(False, "--tensors", help="Also list every tensor (name, shape, type, bytes)."),
 ) -> int:
     """Describe a model from its GGUF header: hyperparameters and bytes per layer."""
-    from ..documents import inspect_document
+    from ..documents.render import inspect_document
 
     info = read_model(resolve_model(model))
     doc = inspect_document(info, tensors=tensors)

@@ -13,7 +13,7 @@ from . import output
 if TYPE_CHECKING:
     from ..devices.inventory import Inventory
     from ..gguf.model import ModelInfo
-    from ..planner import Plan
+    from ..planning.planner import Plan
 
 
 def finite(value: float | None) -> float | None:
@@ -183,7 +183,7 @@ def local_model(location: str | None, command: str) -> str | None:
     """The model `run`/`bench` load: a local file as given; a hf:// or ollama:// name downloaded
     first (Hugging Face's own progress bar and cache; Ollama blobs into gpusplit's cache)."""
     from .. import api
-    from ..errors import InputError
+    from ..base.errors import InputError
     from ..sources import source_of
 
     if location is None:

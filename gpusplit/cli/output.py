@@ -18,8 +18,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..text import sanitize, sanitize_text
-from ..units import format_bytes, format_count, format_rate
+from ..base.text import sanitize, sanitize_text
+from ..base.units import format_bytes, format_count, format_rate
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -85,7 +85,7 @@ def plan(
 ) -> int:
     """Plan how to split a model over the devices: memory per device, strategy, context, flags."""
     options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-    from ..documents import plan_document
+    from ..documents.render import plan_document
 
     doc = plan_document(plan_from(options, measure=measure))
     for warning in doc["warnings"]:
@@ -102,7 +102,7 @@ def plan(
 
 
 def print_plan(doc: dict) -> None:
-    from ..documents import memory_parts
+    from ..documents.render import memory_parts
 
     fb = output.format_bytes
     rows = []

@@ -30,7 +30,8 @@ def report(
     """Draw results as one HTML page that opens offline: charts with their numbers in tables."""
     import shlex
 
-    from .. import __version__, api
+    from .. import api
+    from ..base.version import __version__
 
     generated_by = f"gpusplit {__version__}: " + shlex.join(["gpusplit", "report", *map(str, files), "-o", str(out)])
     size = api.write_report(files, out, on_warning=output.warn, generated_by=generated_by)

@@ -103,7 +103,7 @@ def run(
 
     text = _prompt(prompt, prompt_file)
     model = local_model(model, "run")
-    from ..documents import plan_document, run_document
+    from ..documents.render import plan_document, run_document
 
     if plan_file:
         saved = api.load_plan_document(plan_file)

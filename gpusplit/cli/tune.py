@@ -56,13 +56,13 @@ def tune(
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
     from .. import api
-    from ..documents import tune_document
+    from ..documents.render import tune_document
 
     if resume and trials and Path(resume) != Path(trials):
         raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
     if output_file:
-        from ..documents import PLAN_SCHEMA
-        from ..journal import check_replaceable
+        from ..base.journal import check_replaceable
+        from ..documents.render import PLAN_SCHEMA
 
         check_replaceable(Path(output_file), lambda doc: doc.get("schema") == PLAN_SCHEMA, PLAN_SCHEMA, "--output")
     seconds = api.parse_duration(budget)

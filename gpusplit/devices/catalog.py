@@ -43,7 +43,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 __all__ = [
     "BACKENDS",

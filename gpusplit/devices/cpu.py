@@ -19,6 +19,7 @@ AMX = "AMX"
 REPACK = "CPU_REPACK"
 KLEIDIAI = "CPU_KLEIDIAI"
 MAPPED = "CPU_Mapped"
+EXTRA_BUFFERS = (AMX, KLEIDIAI, REPACK)  # ggml-cpu's order (it has others, for hardware not modelled here)
 
 
 def cpu_name(cpuinfo: str | None = None) -> str:

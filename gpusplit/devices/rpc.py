@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GpusplitError, InputError
+from ..base.errors import GpusplitError, InputError
 
 if TYPE_CHECKING:
     from .device import Device
@@ -112,7 +112,7 @@ def serves_this_cpu(device: Device, host: Device) -> bool:
 
 
 def _notes_folder() -> Path:
-    from ..synthetic import cache_dir
+    from ..base.paths import cache_dir
 
     return cache_dir() / "workers"
 

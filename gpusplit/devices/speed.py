@@ -213,6 +213,6 @@ def cpu_cache_bytes() -> int:
 
 def speed_folder() -> Path:
     """Where device measurements are cached (under the user cache folder)."""
-    from ..synthetic import cache_dir
+    from ..base.paths import cache_dir
 
     return cache_dir() / "speeds"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..errors import GpusplitError
+from ..base.errors import GpusplitError
 
 REINSTALL_HINT = 'install the engine: CMAKE_ARGS="-DGGML_RPC=ON" pip install "llama-cpp-python==0.3.36"'
 REINSTALL_RPC_HINT = (

@@ -72,7 +72,7 @@ def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str
 def extra_weight_buffers(lines: list[str]) -> tuple[str, ...]:
     """The CPU backend's extra buffer types (AMX, CPU_REPACK, CPU_KLEIDIAI) that llama.cpp put
     weights in at its last model load, as its log says, in the order logged."""
-    from ..cpu_buffers import EXTRA_BUFFERS
+    from ..devices.cpu import EXTRA_BUFFERS
 
     starts = [i for i, line in enumerate(lines) if _LOAD_START in line]
     found: list[str] = []

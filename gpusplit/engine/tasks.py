@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..params import LLAMA_MAX_DEVICES, EngineParams, ggml_type_id
-from ..values import SPLIT_MODES
 from . import EngineError
+from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -178,7 +177,7 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     finds the largest context whose compute fits every budget. A dry-run model sizes a context in
     milliseconds, so the search costs little more than the model load.
     """
-    from ..planner import largest_fitting
+    from ..base.search import largest_fitting
     from .logparse import parse_buffers, spread_group
 
     rpc_names = request.get("rpc_names") or {}

@@ -10,7 +10,8 @@
 Importing this package is cheap: numpy and gguf are imported only when a file is written.
 """
 
-from gpusplit.synthetic.demo import cache_dir, demo_model_path
+from gpusplit.base.paths import cache_dir
+from gpusplit.synthetic.demo import demo_model_path
 from gpusplit.synthetic.header_only import (
     HEADER_ONLY_MODELS,
     HeaderOnlySpec,

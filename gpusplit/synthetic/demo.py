@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from ..base.paths import cache_dir
 
 DEMO_MODEL = "dense-f16"
 DEMO_SEED = 0
-
-
-def cache_dir() -> Path:
-    """gpusplit's cache folder: $GPUSPLIT_CACHE_DIR, else $XDG_CACHE_HOME/gpusplit, else ~/.cache/gpusplit."""
-    env = os.environ.get("GPUSPLIT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "gpusplit"
-    return Path.home() / ".cache" / "gpusplit"
 
 
 # What greedy decoding of the demo model says after a prompt (one that does not end in one of these

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 
-from .devices.cpu import AMX, KLEIDIAI, MAPPED, REPACK
-from .gguf.reader import TensorInfo
+from ..devices.cpu import AMX, MAPPED, REPACK
+from ..gguf.reader import TensorInfo
 
-EXTRA_BUFFERS = (AMX, KLEIDIAI, REPACK)  # ggml-cpu's order (it has others, for hardware not modelled here)
 MODELLED = frozenset({AMX, REPACK})  # KleidiAI's rules are not modelled: its weights are counted as mapped
 TENSOR_ALIGNMENT = 32  # ggml-impl.h: each tensor of a buffer starts on this boundary
 

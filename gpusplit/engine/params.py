@@ -1,17 +1,15 @@
 """The exact llama.cpp parameters of one load, as plain data: the same object drives the dry run,
-the real run and the flags printed for llama-server, so they cannot drift apart."""
+the real run and the flags printed for llama-server, so they cannot drift apart. What the engine
+takes; the planner builds it (planning/launch.py) and knows nothing of how it is run."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
-
-from .values import SPLIT_MODES
-
-if TYPE_CHECKING:
-    from .planner import Candidate, DraftRequest, Plan
+from typing import Any
 
 LLAMA_MAX_DEVICES = 16
+# llama.cpp's split modes and their llama_split_mode ids
+SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class EngineParams:
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama(...)` (what `plan` prints for Python users)."""
-        from .sources import python_model_kwargs
+        from ..sources import python_model_kwargs
 
         kwargs: dict[str, Any] = {
             **python_model_kwargs(self.model_path),
@@ -93,7 +91,7 @@ class EngineParams:
 
     def cli_flags(self) -> list[str]:
         """llama-server / llama-cli flags for the same load."""
-        from .sources import model_flags
+        from ..sources import model_flags
 
         flags = [*model_flags(self.model_path, self.model_url), "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
         if self.split_mode in ("none", "row"):
@@ -123,77 +121,6 @@ def _short(value: float) -> str:
 
 
 def ggml_type_id(name: str) -> int:
-    from .gguf.types import type_by_name
+    from ..gguf.types import type_by_name
 
     return type_by_name(name).id
-
-
-def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | None = None) -> EngineParams:
-    """The llama.cpp parameters of a candidate of the plan (the best one by default)."""
-    c = candidate or plan.best
-    model = plan.model
-    p = c.placement
-    ngl = model.n_layer + 1 if p.n_gpu_layers < 0 else p.n_gpu_layers
-    # An explicit split makes the load reproducible (llama.cpp's default follows free memory).
-    split = tuple(p.tensor_split) if c.llama_mode != "none" else ()
-    rpc = tuple(dict.fromkeys(d.endpoint for d in plan.devices if d.endpoint))
-    settings = c.settings
-    return EngineParams(
-        model_path=model.path,
-        model_url=model.source_url,
-        rpc=rpc,
-        n_gpu_layers=ngl if plan.devices else 0,
-        split_mode=c.llama_mode,
-        main_gpu=p.main_gpu,
-        tensor_split=split,
-        n_ctx=n_ctx or settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_ubatch=settings.n_ubatch,
-        n_seq_max=settings.n_parallel,
-        type_k=settings.type_k,
-        type_v=settings.type_v,
-        flash_attn=settings.flash_attn,
-        swa_full=settings.swa_full,
-        offload_kqv=settings.offload_kqv,
-        n_cpu_moe=p.n_cpu_moe,
-        lora=tuple(a.path for a in plan.request.adapters),
-        use_extra_bufts=settings.extra_buffers,
-    )
-
-
-def draft_layers(draft: DraftRequest) -> int:
-    """The draft model's -ngld: its offloaded layers, the output layer counted (-1: all)."""
-    return draft.model.n_layer + 1 if draft.n_gpu_layers < 0 else draft.n_gpu_layers
-
-
-def llama_server_args(plan: Plan) -> list[str]:
-    """llama-server's flags for the plan's best candidate: the load's own (engine_params), then the
-    multimodal projector and the speculative-decoding draft model it counted."""
-    from .sources import projector_flags
-
-    args = engine_params(plan).cli_flags()
-    if plan.request.projector is not None:
-        args += projector_flags(plan.request.projector.path)
-    if plan.draft is not None and plan.request.draft is not None:
-        args += ["-md", plan.request.draft.model.path, "-ngld", str(draft_layers(plan.request.draft))]
-    return args
-
-
-def worker_commands(plan: Plan) -> list[dict[str, Any]]:
-    """How to start each RPC worker the plan uses, on its own machine: gpusplit's worker and
-    llama.cpp's own server (`ggml-rpc-server`, `rpc-server` in older builds), bound to the address
-    the plan reaches it at. Neither has authentication: a non-loopback address is for a trusted
-    network (gpusplit asks for --allow-remote). Remote ones keep a weight cache (--cache, -c)."""
-    from .devices.rpc import is_loopback, parse_endpoint
-
-    commands = []
-    for endpoint in engine_params(plan).rpc:
-        host, port = parse_endpoint(endpoint)
-        # Across machines, the weight cache: a second load reads the weights from the worker's disk.
-        local = is_loopback(host)
-        commands.append({
-            "endpoint": endpoint,
-            "gpusplit": ["gpusplit", "worker", "--host", host, "--port", str(port), *([] if local else ["--allow-remote", "--cache"])],
-            "llama_cpp": ["ggml-rpc-server", "-H", host, "-p", str(port), *([] if local else ["-c"])],
-        })  # fmt: skip
-    return commands

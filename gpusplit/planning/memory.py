@@ -15,13 +15,13 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..devices.backends import OP_OFFLOAD_MIN_BATCH
+from ..devices.backends import backend as backend_of
+from ..gguf.adapter import AdapterInfo
+from ..gguf.model import ModelInfo
+from ..gguf.reader import TensorInfo
+from ..gguf.types import type_by_name
 from .cpu_buffers import AMX, MUL_MAT, REPACK, host_copy
-from .devices.backends import OP_OFFLOAD_MIN_BATCH
-from .devices.backends import backend as backend_of
-from .gguf.adapter import AdapterInfo
-from .gguf.model import ModelInfo
-from .gguf.reader import TensorInfo
-from .gguf.types import type_by_name
 
 MIB = 1024 * 1024
 CTX_PAD = 256  # llama.cpp pads n_ctx (and n_ctx_seq) to a multiple of 256

@@ -1,7 +1,7 @@
 """From a user's settings to a Plan: every setting checked the same way whether it came from the
 command line or a script (one line naming the problem and a fix), the CPU backend's weight copies,
 the projector and draft model read, then the planner's pure functions, and llama.cpp's dry run when
-asked to measure. No printing, no device detection (callers pass the devices).
+No printing.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .values import check_kv_type, check_mode, parse_rate, parse_size, parse_split
+from ..base.errors import InputError
+from ..base.units import parse_rate, parse_size
+from .values import check_kv_type, check_mode, parse_split
 
 if TYPE_CHECKING:
-    from .devices.inventory import Inventory
-    from .gguf.adapter import AdapterInfo
-    from .gguf.model import ModelInfo
+    from ..devices.inventory import Inventory
+    from ..gguf.adapter import AdapterInfo
+    from ..gguf.model import ModelInfo
     from .planner import Plan
 
 DEFAULT_CTX = 4096
@@ -28,7 +29,7 @@ DEFAULT_CTX = 4096
 
 def read_adapter(location: str | os.PathLike[str]) -> AdapterInfo:
     """Read a LoRA adapter's header (`--lora`): the base tensors it adapts and their bytes."""
-    from .gguf.adapter import read_adapter as read
+    from ..gguf.adapter import read_adapter as read
 
     return read(os.fspath(location))
 
@@ -46,7 +47,7 @@ def require_complete(model: ModelInfo | dict[str, Any], command: str) -> None:
     model_doc = model
     if model_doc.get("complete", True):
         return
-    from .units import format_bytes
+    from ..base.units import format_bytes
 
     missing = model_doc.get("missing_bytes") or 0
     if missing >= model_doc.get("total_bytes", 0):
@@ -86,7 +87,6 @@ def plan(
     reserve: int | str | None = None,
     cpu_bandwidth: float | str | None = None,
     allow_ctx_overflow: bool = False,
-    measure: bool = False,
     threads: int | None = None,
     lora: Sequence[str | os.PathLike[str]] = (),
     draft: ModelInfo | str | os.PathLike[str] | None = None,
@@ -99,8 +99,7 @@ def plan(
     `gpusplit.document(plan)` is the `gpusplit.plan/1` document.
 
     Settings mirror llama.cpp's (ctx, batch, ubatch, parallel, kv_type, flash_attn, ...); a
-    `split`, `ngl` or `n_cpu_moe` is evaluated as given. With `measure`, compute buffers, the
-    fit, the best context and the score come from llama.cpp's dry run on the real devices.
+    `split`, `ngl` or `n_cpu_moe` is evaluated as given.
     Predicted speeds use each device's measured figures (`probe_devices`) where there are some;
     `threads` picks the CPU's (when `devices` is not given). `lora` adapters are loaded with the
     model: their bytes go where the layers they adapt go. A `draft` model (speculative decoding,
@@ -110,21 +109,16 @@ def plan(
     weights include the copies llama.cpp's CPU backend makes (AMX, CPU_REPACK); `no_repack` plans
     the load without them (llama.cpp's --no-repack: the engine turns its extra buffer types off).
     """
-    from .devices.device import is_hypothetical
-    from .hardware import detect_devices
+    from ..engine.detect import detect_devices
+    from ..sources import default_projector, read_model
     from .memory import Settings
     from .planner import Request, make_plan
     from .predict import DEFAULT_CPU_BANDWIDTH
-    from .sources import default_projector, read_model
 
     check_mode(mode)
     info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
     inventory = devices if devices is not None else detect_devices(threads=threads)
     found = inventory.devices
-    if measure and is_hypothetical(found):
-        raise InputError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
-    if measure:
-        require_complete(info, "be measured")  # llama.cpp checks that the tensor data is there
     limit = info.context_length or DEFAULT_CTX
     n_ctx = ctx if ctx is not None else min(DEFAULT_CTX, limit)
     if n_ctx <= 0:
@@ -179,13 +173,6 @@ def plan(
     note = host_copies_note(result.best.memory.host, cpu, no_repack)
     if note:
         result.reasons.append(note)
-    if measure:
-        from .engine import require_engine
-
-        require_engine()
-        from .runner import measure as measure_plan
-
-        result = measure_plan(result)
     return result
 
 
@@ -193,7 +180,8 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
     """What llama.cpp's CPU backend does with the host's weights: the engine's report where the
     inventory has one (detected here, or a devices file's), else what a native build for this CPU
     would do ({"extra_buffers", "repack", "source"})."""
-    from .cpu_buffers import EXTRA_BUFFERS, REPACK_RULES
+    from ..devices.cpu import EXTRA_BUFFERS
+    from .cpu_buffers import REPACK_RULES
 
     engine = inventory.engine or {}
     if inventory.engine_from_file and "cpu_repack" in engine and "cpu_extra_buffers" not in engine:
@@ -211,7 +199,7 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
                 "write the file with `gpusplit devices --json`",
             )
         return {"extra_buffers": extra, "repack": repack, "source": "file" if inventory.engine_from_file else "engine"}
-    from .devices.cpu import native_cpu_backend
+    from ..devices.cpu import native_cpu_backend
 
     return native_cpu_backend()
 
@@ -219,8 +207,8 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
 def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | None:
     """The plan's reason line for the weights llama.cpp copies beside the mapped file (or would, but
     for --no-repack), saying where the rules came from."""
+    from ..base.units import format_bytes
     from .cpu_buffers import HOST_COPIES_NOTE, MODELLED
-    from .units import format_bytes
 
     copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
     parts = [f"{format_bytes(n)} in {name}" for n, name in copies if n]
@@ -244,7 +232,7 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | N
 
 
 def _read_projector(location: str | os.PathLike[str]) -> Any:
-    from .gguf.adapter import read_projector
+    from ..gguf.adapter import read_projector
 
     return read_projector(os.fspath(location))
 
@@ -256,62 +244,6 @@ def _draft_request(draft: ModelInfo | str | os.PathLike[str] | None, ngl_draft: 
         return None
     if ngl_draft < -1:
         raise InputError(f"--ngl-draft {ngl_draft} is negative", "use -1 for all, or a count of layers")
-    from .sources import read_model
+    from ..sources import read_model
 
     return DraftRequest(draft if not isinstance(draft, (str, os.PathLike)) else read_model(draft), ngl_draft)
-
-
-def plan_from_document(doc: dict[str, Any], devices: Inventory | None = None) -> Plan:
-    """A saved `gpusplit.plan/1` document as a Plan again: its model read, its configuration (split
-    mode and proportions, offloaded layers, context, batches, caches, adapters, draft, projector,
-    --no-repack) evaluated as given on `devices` (default: the devices here now, the plan's RPC
-    workers included), so that free memory, the fit and the prediction are today's. The devices must
-    be the ones the plan names, in the same order."""
-    from .devices.rpc import parse_endpoints
-    from .hardware import detect_devices
-    from .sources import read_model
-
-    params = doc["engine_params"]
-    model = read_model(params["model_path"])
-    saved = doc["model"]
-    if model.total_bytes != saved["total_bytes"] or model.n_layer != saved["n_layer"]:
-        raise InputError(
-            f"the plan was made for another file than {params['model_path']} ({saved['total_bytes']:,} bytes of weights, "
-            f"this one {model.total_bytes:,})",
-            "plan it again: gpusplit plan --json MODEL > plan.json",
-        )
-    inventory = devices if devices is not None else detect_devices(rpc=parse_endpoints(list(params.get("rpc") or [])))
-    wanted = [(d["name"], d.get("endpoint")) for d in doc["devices"]]
-    found = [(d.name, d.endpoint) for d in inventory.devices]
-    if wanted != found:
-        names = ", ".join(name for name, _ in wanted) or "the CPU alone"
-        here = ", ".join(name for name, _ in found) or "the CPU alone"
-        raise InputError(f"the plan is for {names}; the devices here are {here}", "plan again on these devices")
-    reserves = {d.get("reserve_bytes") for d in doc["devices"]}
-    draft = doc.get("draft") or {}
-    args = list(doc.get("llama_args") or [])
-    projector = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--mmproj", "--mmproj-url")), "")
-    return plan(
-        model,
-        inventory,
-        ctx=params["n_ctx"],
-        batch=params["n_batch"],
-        ubatch=params["n_ubatch"],
-        parallel=params["n_seq_max"],
-        kv_type_k=params["type_k"],
-        kv_type_v=params["type_v"],
-        flash_attn=params["flash_attn"],
-        swa_full=params["swa_full"],
-        ngl=params["n_gpu_layers"],
-        mode=params["split_mode"],
-        split=tuple(params["tensor_split"]) or None,
-        main_gpu=params["main_gpu"],
-        n_cpu_moe=params["n_cpu_moe"],
-        reserve=reserves.pop() if len(reserves) == 1 and None not in reserves else None,
-        allow_ctx_overflow=True,
-        lora=tuple(params.get("lora") or ()),
-        draft=draft.get("path"),
-        ngl_draft=draft.get("n_gpu_layers", -1),
-        mmproj=projector,
-        no_repack=not params.get("use_extra_bufts", True),
-    )

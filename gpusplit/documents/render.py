@@ -13,19 +13,19 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .cpu_buffers import AMX, MAPPED, REPACK
-from .engine.logparse import TENSOR_GROUP, spread_group
+from ..engine.logparse import TENSOR_GROUP, spread_group
+from ..planning.cpu_buffers import AMX, MAPPED, REPACK
 
 if TYPE_CHECKING:
-    from .bench_matrix import Config, Test
-    from .devices.inventory import Inventory
-    from .gguf.model import ModelInfo, TensorGroup
-    from .memory import DeviceMemory
-    from .planner import Candidate, Plan
-    from .runner import RunResult
+    from ..devices.inventory import Inventory
+    from ..gguf.model import ModelInfo, TensorGroup
+    from ..jobs.bench import BenchRow
+    from ..jobs.runner import RunResult
+    from ..planning.memory import DeviceMemory
+    from ..planning.planner import Candidate, Plan
 
 PLAN_SCHEMA = "gpusplit.plan/1"
 RUN_SCHEMA = "gpusplit.run/1"
@@ -234,8 +234,8 @@ def memory_parts(device: Mapping[str, Any]) -> dict[str, int]:
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
-    from .params import draft_layers, engine_params, llama_server_args, worker_commands
-    from .units import format_bytes
+    from ..base.units import format_bytes
+    from ..planning.launch import draft_layers, engine_params, llama_server_args, worker_commands
 
     best = plan.best
     model = plan.model
@@ -386,7 +386,7 @@ def _parts(parts: Mapping[str, Any]) -> dict[str, Any]:
 
 def predicted_pp(predicted: Mapping[str, Any], n_tokens: int) -> float | None:
     """Prompt tokens/s a plan document's `predicted` gives a prompt of n_tokens (one batch)."""
-    from .predict import prompt_tokens_per_s
+    from ..planning.predict import prompt_tokens_per_s
 
     return prompt_tokens_per_s(predicted["batch_fixed_s"], predicted["batch_token_s"], predicted.get("tg_tokens_per_s"), n_tokens)
 
@@ -503,32 +503,18 @@ def bench_model(model: ModelInfo) -> dict[str, Any]:
     }
 
 
-def bench_record(
-    *,
-    model: dict[str, Any],
-    config: Config,
-    test: Test,
-    samples: list[float] | None,
-    error: str | None = None,
-    log_tail: list[str] | None = None,
-    plan: dict[str, Any] | None = None,
-    actual: Mapping[str, Mapping[str, int]] | None = None,
-    build: dict[str, Any] | None = None,
-    inventory: list[dict[str, Any]] | None = None,
-    version: str = "",
-    repetitions: int = 0,
-    recovery: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed. `recovery`:
-    llama.cpp crashed with the CPU's extra buffer types on and the row was measured without them."""
-
+def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed. `plan_doc`
+    is the row's plan as a document where the caller rendered it already (one per configuration)."""
+    test = row.test
+    samples = list(row.samples) if row.samples is not None else None
     avg, sd = mean_sd(samples or [])
     predicted = None
     backend = "CPU"
     split_mode = n_gpu_layers = None
     devices = []
     basis = None
-    doc = plan  # the configuration's gpusplit.plan/1 document
+    doc = plan_doc if plan_doc is not None or row.plan is None else plan_document(row.plan)
     if doc is not None:
         pred = doc["predicted"]
         predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
@@ -536,23 +522,23 @@ def bench_record(
         backends = sorted({d["backend"] for d in doc["devices"] if d["planned_bytes"]})
         backend = ",".join(backends) if backends else "CPU"
         split_mode, n_gpu_layers = doc["split_mode"], doc["n_gpu_layers"]
-        loaded = actual is not None and samples is not None
-        for row in actual_rows(doc, actual or {}):
+        loaded = row.actual is not None and samples is not None
+        for actual_row in actual_rows(doc, row.actual or {}):
             devices.append(
                 {
-                    "name": row["name"],
-                    "planned_bytes": row["planned_bytes"],
-                    "actual_bytes": row["actual_bytes"] if loaded else None,
-                    "actual_source": row["actual_source"],
+                    "name": actual_row["name"],
+                    "planned_bytes": actual_row["planned_bytes"],
+                    "actual_bytes": actual_row["actual_bytes"] if loaded else None,
+                    "actual_source": actual_row["actual_source"],
                 }
             )
-    ok = error is None and samples is not None
+    ok = row.ok
     return {
         "schema": BENCH_SCHEMA,
         "status": "ok" if ok else "failed",
-        "model": model,
-        "config": config.as_dict(),
-        "config_key": config.key(),
+        "model": bench_model(row.model),
+        "config": row.config.as_dict(),
+        "config_key": row.config.key(),
         "split_mode": split_mode,
         "n_gpu_layers": n_gpu_layers,
         "backend": backend,
@@ -560,7 +546,7 @@ def bench_record(
         "test_kind": test.kind,
         "n_tokens": test.n,
         "depth": test.depth,
-        "repetitions": repetitions,
+        "repetitions": row.repetitions,
         "samples_ts": [round(s, 3) for s in samples or []],
         "avg_ts": None if not ok else round(avg, 3),
         "stddev_ts": None if not ok else round(sd, 3),
@@ -569,18 +555,31 @@ def bench_record(
         "prediction_error_pct": error_pct(predicted, avg) if ok else None,
         "roofline_share": None if not ok or not predicted else round(avg / predicted, 4),
         "devices": devices,
-        "error": error,
-        "log_tail": list(log_tail or []),
-        "build": build or {},
-        "inventory": inventory or [],
-        "gpusplit_version": version,
+        "error": row.error,
+        "log_tail": list(row.log_tail),
+        "build": dict(row.build or {}),
+        "inventory": [d.as_dict() for d in row.inventory],
+        "gpusplit_version": row.version,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "engine_params": None if doc is None else doc["engine_params"],
         "no_repack": doc is not None and not doc["engine_params"].get("use_extra_bufts", True),
-        "recovery": recovery,
+        "recovery": None if row.recovery is None else row.recovery.to_dict(),
         # a generation test's predicted seconds per token by part (microseconds): which term missed
         "predicted_parts": (doc["predicted"].get("parts") or None) if doc is not None and test.kind == "tg" else None,
     }
+
+
+def bench_records(rows: Iterable[BenchRow]) -> Iterator[dict[str, Any]]:
+    """Rows as `gpusplit.bench/1` records, each configuration's plan rendered once."""
+    rendered: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        doc = None
+        if row.plan is not None:
+            doc = rendered.get(id(row.plan))
+            if doc is None:
+                rendered.clear()  # one configuration at a time
+                doc = rendered[id(row.plan)] = plan_document(row.plan)
+        yield bench_record(row, doc)
 
 
 def compare_document(a: str, b: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -610,9 +609,12 @@ def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any
 
 def document_of(result: Any, **context: Any) -> dict[str, Any]:
     """Any result's document, by what it is (see api.document)."""
-    from .devices.inventory import Inventory
-    from .gguf.model import ModelInfo
-    from .planner import Plan
+    from ..devices.inventory import Inventory
+    from ..gguf.model import ModelInfo
+    from ..jobs.bench import BenchRow
+    from ..jobs.runner import RunResult
+    from ..jobs.tune import TuneResult
+    from ..planning.planner import Plan
 
     if isinstance(result, Plan):
         return plan_document(result)
@@ -620,8 +622,10 @@ def document_of(result: Any, **context: Any) -> dict[str, Any]:
         return devices_document(result)
     if isinstance(result, ModelInfo):
         return inspect_document(result, **context)
-    if hasattr(result, "timings") and hasattr(result, "actual"):  # runner.RunResult (a layer above)
+    if isinstance(result, RunResult):
         return run_document(result)
-    if hasattr(result, "trials") and hasattr(result, "stopped"):  # tune.TuneResult (a layer above)
+    if isinstance(result, BenchRow):
+        return bench_record(result)
+    if isinstance(result, TuneResult):
         return tune_document(result, context["objective"], context["budget_s"])
     raise TypeError(f"no gpusplit document for a {type(result).__name__}")

@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .devices.backends import OP_OFFLOAD_MIN_BATCH, backend
-from .devices.rpc import serves_this_cpu
-from .devices.speed import COPIED, WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, rate_of, weight_class
+from ..devices.backends import OP_OFFLOAD_MIN_BATCH, backend
+from ..devices.rpc import serves_this_cpu
+from ..devices.speed import COPIED, WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, rate_of, weight_class
 from .memory import CTX_PAD, MemoryPlan, Settings, layer_kv_bytes, pad
 
 if TYPE_CHECKING:
-    from .devices.device import Device
-    from .gguf.model import ModelInfo
+    from ..devices.device import Device
+    from ..gguf.model import ModelInfo
 
 DEFAULT_CPU_BANDWIDTH = 60e9  # bytes/s: an unprobed CPU (typical dual-channel DDR5); --cpu-bandwidth overrides
 DEFAULT_PCIE = 25e9  # bytes/s: PCIe 4.0 x16 in practice, when a device's link is unknown

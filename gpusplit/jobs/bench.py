@@ -1,21 +1,63 @@
-"""`gpusplit bench` (the job; bench_matrix.py holds its matrix and results files): llama-bench's tests over a matrix of configurations, each planned, then run in
-its own engine child; one `gpusplit.bench/1` record per (configuration, test), yielded as each
-configuration finishes. A configuration that fails becomes failed records and the matrix goes on.
+"""`gpusplit bench` (the job; matrix.py holds its matrix): llama-bench's tests over a matrix of
+configurations, each planned, then run in its own engine child; one BenchRow per (configuration,
+test), yielded as each configuration finishes (documents/render.py's bench_record is its
+`gpusplit.bench/1` record). A configuration that fails becomes failed rows and the matrix goes on.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .devices.cpu import default_threads
-from .errors import GpusplitError, InputError
-from .values import check_kv_type, check_mode, parse_split
+from ..base.errors import GpusplitError, InputError
+from ..devices.cpu import default_threads
+from ..planning.values import check_kv_type, check_mode, parse_split
 
 if TYPE_CHECKING:
-    from .gguf.model import ModelInfo
-    from .planner import Plan
+    from ..devices.device import Device
+    from ..gguf.model import ModelInfo
+    from ..planning.planner import Plan
+    from .matrix import Config, Test
+    from .runner import Recovery
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One (configuration, test) of a bench: measured (`samples`, tokens/s per repetition) or
+    failed (`error`, and llama.cpp's last log lines). `plan` is the configuration's plan (None when
+    planning it failed); `actual` llama.cpp's buffers per device as it logged them; `recovery` says
+    the row ran with --no-repack after llama.cpp crashed with the CPU's extra buffer types on."""
+
+    model: ModelInfo
+    config: Config
+    test: Test
+    samples: tuple[float, ...] | None = None
+    plan: Plan | None = None
+    error: str | None = None
+    log_tail: tuple[str, ...] = ()
+    actual: Mapping[str, Mapping[str, int]] | None = None
+    build: Mapping[str, str] | None = None
+    inventory: tuple[Device, ...] = ()
+    version: str = ""
+    repetitions: int = 0
+    recovery: Recovery | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.samples is not None
+
+    @property
+    def mean_ts(self) -> float | None:
+        """Tokens/s, the mean of the repetitions (None for a failed row)."""
+        return statistics.fmean(self.samples) if self.ok and self.samples else None
+
+    @property
+    def no_repack(self) -> bool:
+        """Run with llama.cpp's --no-repack (the CPU's extra buffer types off)."""
+        return self.plan is not None and not self.plan.best.settings.extra_buffers
 
 
 def bench(
@@ -37,28 +79,27 @@ def bench(
     config_timeout: float = 1800.0,
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
-    saved_plan: Plan | dict[str, Any] | None = None,
+    saved_plan: Plan | None = None,
     no_repack: bool = False,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[BenchRow]:
     """llama-bench's tests (pp: a prompt batch, tg: token by token) over the matrix of modes,
-    splits, n_gpu_layers, contexts, KV types and flash attention: one `gpusplit.bench/1` record
-    per (configuration, test), yielded as each configuration finishes. A configuration that fails
+    splits, n_gpu_layers, contexts, KV types and flash attention: one BenchRow per
+    (configuration, test), yielded as each configuration finishes. A configuration that fails
     (a refused plan, llama.cpp aborting, a dead worker) yields failed records and the matrix goes
     on. `skip` holds (config_key, test) pairs already done; `on_config(k, total, key)` announces
-    each configuration before it runs. With `saved_plan` (a Plan, or a `gpusplit.plan/1` document
-    such as `tune --output` writes) that one configuration is run as it was planned.
+    each configuration before it runs. With `saved_plan` that one configuration is run as it was
+    planned.
     `no_repack` runs every configuration with llama.cpp's --no-repack. A configuration whose load
     crashes with the CPU's extra buffer types on (llama.cpp's AMX bug) is measured again without
     them, its records marked with the `recovery`.
     """
-    from . import __version__
-    from .bench_matrix import matrix, tests_for
-    from .devices.rpc import parse_endpoints
-    from .documents import bench_model
-    from .engine import require_engine
-    from .hardware import detect_devices
-    from .planning import require_complete
-    from .sources import read_model
+    from ..base.version import __version__
+    from ..devices.rpc import parse_endpoints
+    from ..engine import require_engine
+    from ..engine.detect import detect_devices
+    from ..planning.prepare import require_complete
+    from ..sources import read_model
+    from .matrix import matrix, tests_for
 
     for m in modes:
         check_mode(m)
@@ -80,22 +121,19 @@ def bench(
     require_engine()
     configs = matrix(list(modes), list(splits), list(ngls), list(ctxs), kvs, list(flash_attn))
     inventory = detect_devices(rpc=endpoints, timeout=timeout, threads=threads)
-    common = {
-        "model": bench_model(info),
+    common: dict[str, Any] = {
+        "model": info,
         "version": __version__,
-        "inventory": [d.as_dict() for d in inventory.devices],
+        "inventory": tuple(inventory.devices),
         "repetitions": repetitions,
     }
     needed = max(t.n + t.depth for t in tests)
     if saved_plan is not None:
-        from .planner import without_extra_buffers
-        from .planning import plan_from_document
+        from ..planning.planner import without_extra_buffers
 
-        if isinstance(saved_plan, dict):
-            saved_plan = plan_from_document(saved_plan)  # on the devices it names (its own RPC workers)
         saved_plan = without_extra_buffers(saved_plan) if no_repack else saved_plan
         configs = [_saved_plan_config(saved_plan)]
-    carried: dict[str, Any] | None = None
+    carried: Recovery | None = None
     for k, config in enumerate(configs, 1):
         pending = [t for t in tests if (config.key(), t.name) not in skip]
         if not pending:
@@ -109,19 +147,19 @@ def bench(
                 info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common,
                 no_repack or carried is not None,
             )  # fmt: skip
-        for record in records:
-            if carried is not None and record["recovery"] is None and record["no_repack"]:
-                record["recovery"] = carried  # run with --no-repack because an earlier configuration crashed
-            yield record
+        for row in records:
+            if carried is not None and row.recovery is None and row.no_repack:
+                row = replace(row, recovery=carried)  # run with --no-repack because an earlier configuration crashed
+            yield row
         # Once llama.cpp crashed with the extra buffer types on, the later configurations go without
         # them: the bug is in its kernels, which they would meet too (one crash, one warning).
-        carried = carried or next((r["recovery"] for r in records if r["recovery"]), None)
+        carried = carried or next((r.recovery for r in records if r.recovery), None)
 
 
 def _saved_plan_config(saved: Plan) -> Any:
     """A saved plan's engine parameters as a bench configuration (the key its records carry)."""
-    from .bench_matrix import Config
-    from .params import engine_params
+    from ..planning.launch import engine_params
+    from .matrix import Config
 
     p = engine_params(saved)
     split = ",".join(f"{x:g}" for x in p.tensor_split) or "auto"
@@ -137,7 +175,7 @@ def _bench_saved_plan(
     threads: int | None,
     config_timeout: float,
     common: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[BenchRow]:
     """A saved plan as one bench configuration: its engine parameters as they are, not planned again."""
     n_ctx = saved.best.settings.n_ctx
     if needed > n_ctx:
@@ -158,10 +196,10 @@ def _bench_config(
     config_timeout: float,
     common: dict[str, Any],
     no_repack: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[BenchRow]:
     """One configuration, planned then run in its own engine child; a failure becomes failed records."""
-    from .hardware import detect_devices
-    from .planning import plan
+    from ..engine.detect import detect_devices
+    from ..planning.prepare import plan
 
     try:
         # Devices again for each configuration: live free memory, and a worker that died since
@@ -191,12 +229,12 @@ def _bench_planned(
     threads: int | None,
     config_timeout: float,
     common: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[BenchRow]:
     """A plan's configuration run in its own engine child; a failure (it does not fit, llama.cpp
     fails) becomes failed records."""
-    from .engine.child import EngineCrash
-    from .params import engine_params
-    from .planner import without_extra_buffers
+    from ..engine.child import EngineCrash
+    from ..planning.launch import engine_params
+    from ..planning.planner import without_extra_buffers
     from .runner import bench_config
 
     if not planned.best.fits:
@@ -208,10 +246,9 @@ def _bench_planned(
         return _records(config, tests, common, planned, error=exc.message, log_tail=exc.log_tail)
     except GpusplitError as exc:
         return _records(config, tests, common, planned, error=exc.message)
-    recovery = None
-    if outcome.recovery is not None:
-        planned = without_extra_buffers(planned, outcome.recovery.message)  # the row ran with --no-repack: its plan says so
-        recovery = outcome.recovery.to_dict()
+    recovery = outcome.recovery
+    if recovery is not None:
+        planned = without_extra_buffers(planned, recovery.message)  # the row ran with --no-repack: its plan says so
     return _records(
         config, tests, common, planned, samples=outcome.samples, actual=outcome.actual, build=outcome.build, recovery=recovery
     )
@@ -223,16 +260,19 @@ def _records(
     common: dict[str, Any],
     planned: Plan | None = None,
     samples: dict[str, list[float]] | None = None,
+    log_tail: Sequence[str] = (),
     **fields: Any,
-) -> list[dict[str, Any]]:
-    """One `gpusplit.bench/1` record per test of a configuration (with `error` when it failed; no
-    `samples` then), its plan rendered once for all of them."""
-    from .documents import bench_record, plan_document
-
-    doc = None if planned is None else plan_document(planned)
+) -> list[BenchRow]:
+    """One row per test of a configuration (with `error` when it failed; no `samples` then)."""
     return [
-        bench_record(
-            config=config, test=t, samples=None if samples is None else samples.get(t.name), plan=doc, **fields, **common
+        BenchRow(
+            config=config,
+            test=t,
+            samples=None if samples is None or samples.get(t.name) is None else tuple(samples[t.name]),
+            plan=planned,
+            log_tail=tuple(log_tail),
+            **fields,
+            **common,
         )
         for t in tests
     ]

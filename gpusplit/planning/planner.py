@@ -12,15 +12,16 @@ offload), or for MoE models the experts of the first blocks on the CPU; no GPU -
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .devices.device import Device
-from .devices.rpc import serves_this_cpu
-from .devices.speed import GroupSpeed
-from .errors import InputError
-from .gguf.adapter import AdapterInfo, ProjectorInfo
-from .gguf.model import ModelInfo
+from ..base.errors import InputError
+from ..base.search import largest_fitting
+from ..base.units import format_bytes
+from ..devices.device import Device
+from ..devices.rpc import serves_this_cpu
+from ..devices.speed import GroupSpeed
+from ..gguf.adapter import AdapterInfo, ProjectorInfo
+from ..gguf.model import ModelInfo
 from .memory import (
     CTX_PAD,
     MIB,
@@ -35,7 +36,6 @@ from .memory import (
 )
 from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
 from .refusals import TENSOR_UNSUPPORTED, refusals
-from .units import format_bytes
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
@@ -260,19 +260,6 @@ def at_least_one_block(
     for i in sorted(gpus, key=lambda i: ideal[i] - int(ideal[i]), reverse=True)[: act - sum(counts.values())]:
         counts[i] += 1
     return tuple(float(counts.get(i, 0)) for i in range(n_devices))
-
-
-def largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | None:
-    """The largest value in [low, high] for which fits(value) holds (fits is monotone)."""
-    if not fits(low):
-        return None
-    while low < high:
-        mid = (low + high + 1) // 2
-        if fits(mid):
-            low = mid
-        else:
-            high = mid - 1
-    return low
 
 
 def candidates(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> list[Candidate]:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from ..base.errors import InputError
 
 if TYPE_CHECKING:
-    from .gguf.model import ModelInfo
+    from ..gguf.model import ModelInfo
 
 HF, OLLAMA, URL, FILE = "hf", "ollama", "url", "file"
 PREFIXES = {"hf://": HF, "ollama://": OLLAMA, "http://": URL, "https://": URL}
@@ -62,7 +62,7 @@ def read_model(
     files are read by range requests, `on_fetch(bytes_so_far)` reporting progress and `on_note`
     what a name resolved to). Reads no tensor data. A name's model keeps the name as its `path`
     and the URL it was read from as its `source_url`."""
-    from .gguf.model import read_model as read
+    from ..gguf.model import read_model as read
 
     source = source_of(location)
     if not source.is_name:

@@ -29,16 +29,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .devices import speed as speed_cache
-from .devices.backends import backend
-from .devices.rpc import serves_this_cpu
-from .devices.speed import DeviceSpeed, GroupSpeed
-from .errors import GpusplitError
-from .params import EngineParams
+from ..base.errors import GpusplitError
+from ..devices import speed as speed_cache
+from ..devices.backends import backend
+from ..devices.rpc import serves_this_cpu
+from ..devices.speed import DeviceSpeed, GroupSpeed
+from ..engine.params import EngineParams
 
 if TYPE_CHECKING:
-    from .devices.device import Device
-    from .devices.inventory import Inventory
+    from ..devices.device import Device
+    from ..devices.inventory import Inventory
 
 PROBE_VERSION = "3"
 SMALL = ("l1", "l12", "wide2")
@@ -96,7 +96,7 @@ Step = Callable[[str, bool], None]
 
 
 def _specs() -> dict[str, object]:
-    from .synthetic.tiny import TINY_MODELS
+    from ..synthetic.tiny import TINY_MODELS
 
     base = TINY_MODELS["dense-f16"]  # llama, width 256, GQA
     wide = TINY_MODELS["dense-large-f16"]  # width 768, vocabulary 1024
@@ -118,7 +118,7 @@ def _specs() -> dict[str, object]:
 
 
 def model_folder() -> Path:
-    from .synthetic import cache_dir
+    from ..base.paths import cache_dir
 
     return cache_dir() / "probe-models" / f"v{PROBE_VERSION}"
 
@@ -126,8 +126,8 @@ def model_folder() -> Path:
 def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Path]:
     """The probe models, generated (and quantized by llama.cpp) on first use into the cache; the
     GPU set only with `gpu`."""
+    from ..synthetic import write_tiny_model
     from .runner import quantize
-    from .synthetic import write_tiny_model
 
     folder = model_folder()
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,9 +181,9 @@ class Target:
         (the copies' kernels) and once more with --no-repack (the plain ones)."""
         if not self.on_cpu or self.no_repack or not self.extra_buffers:
             return ()
-        from .cpu_buffers import host_copy
-        from .gguf.reader import TensorInfo
-        from .gguf.types import type_by_name
+        from ..gguf.reader import TensorInfo
+        from ..gguf.types import type_by_name
+        from ..planning.cpu_buffers import host_copy
 
         def copied(type_name: str) -> bool:
             t = type_by_name(type_name)
@@ -197,7 +197,7 @@ class Target:
     def fit_classes(self) -> dict[str, str]:
         """Class -> probe run that measures it: the plain classes, and where the CPU copies a class
         its copies' class ("legacy+copy") from the default run and the plain one from a --no-repack run."""
-        from .devices.speed import COPIED
+        from ..devices.speed import COPIED
 
         out = {}
         copied = self.copied_classes
@@ -353,9 +353,9 @@ def two_rounds(first: float, second: float) -> float:
 def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none"):
     """What a token of this probe model reads and computes, with the model on one device; on the
     CPU with the extra buffer types `copies`, its copied weights in their classes of their own."""
-    from .gguf.model import read_model
-    from .memory import Placement, Settings, plan_memory
-    from .predict import placement_work
+    from ..gguf.model import read_model
+    from ..planning.memory import Placement, Settings, plan_memory
+    from ..planning.predict import placement_work
 
     model = read_model(path)
     if copies:
@@ -368,7 +368,7 @@ def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none"):
 
 def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> DeviceSpeed:
     """Time every probe model wholly on the target and fit its figures."""
-    from .predict import ProbePoint, fit_speed
+    from ..planning.predict import ProbePoint, fit_speed
 
     points = {}
     raw = {}
@@ -520,7 +520,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
 
 
 def _vocab(path: Path) -> int:
-    from .gguf.model import read_model
+    from ..gguf.model import read_model
 
     return read_model(path).n_vocab
 
@@ -534,7 +534,7 @@ def offload_rate(host_bytes: int, host_batch_s: float, device_batch_s: float) ->
 
 def _host_weight_bytes(path: Path) -> int:
     """The weights llama.cpp uploads per batch with no block offloaded: all but the input layer."""
-    from .gguf.model import read_model
+    from ..gguf.model import read_model
 
     model = read_model(path)
     return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
@@ -566,7 +566,7 @@ def _load_figures(
       weight cache hashes it again and writes it to disk: 6 ns a byte over an unshaped veth here,
       where the link alone takes 1.5), and from the worker's cache where its later loads came from
       there (the host's hash and the worker's disk read: 2.5 ns)."""
-    from .predict import CACHE_READ_BYTES_PER_S
+    from ..planning.predict import CACHE_READ_BYTES_PER_S
 
     if "l1" not in loads or big_name not in loads:
         return LoadFit()
@@ -634,8 +634,8 @@ class Sent:
 
 
 def _sent(path: Path) -> Sent:
-    from .gguf.model import read_model
-    from .predict import offered_by_hash
+    from ..gguf.model import read_model
+    from ..planning.predict import offered_by_hash
 
     model = read_model(path)
     n_hashed, hashed, total = offered_by_hash(model, list(range(len(model.blocks))), True)
@@ -645,7 +645,7 @@ def _sent(path: Path) -> Sent:
 def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
     """Each way's rate over the link to a worker, recorded in `raw`; (None, None) where the worker
     would not take the test buffer (its notes say why)."""
-    from .devices.rpc import RPCError, link_rates
+    from ..devices.rpc import RPCError, link_rates
 
     try:
         up, down = link_rates(endpoint)
@@ -658,7 +658,7 @@ def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
 
 def _round_trip(endpoint: str) -> float:
     """Median seconds of one request and answer to the worker."""
-    from .devices.rpc import round_trips
+    from ..devices.rpc import round_trips
 
     return statistics.median(round_trips(endpoint))
 
@@ -667,15 +667,15 @@ def probe_group(
     inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None, no_repack: bool = False
 ) -> GroupSpeed | None:
     """Tensor parallelism over every device: what its synchronisation adds per layer."""
-    from .params import engine_params
-    from .planning import plan as make_plan
+    from ..planning.launch import engine_params
+    from ..planning.prepare import plan as make_plan
 
     devices = inventory.devices
     if len(devices) < 2 or any(d.speed is None for d in devices):
         return None
-    from .gguf.model import read_model
-    from .planner import TENSOR_UNSUPPORTED
-    from .predict import predict
+    from ..gguf.model import read_model
+    from ..planning.planner import TENSOR_UNSUPPORTED
+    from ..planning.predict import predict
 
     # The 12-layer model: the synchronisation per layer is what its layers add over the predictions.
     model = read_model(paths["l12"])
@@ -740,7 +740,7 @@ def run_probe(
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
         inventory.notes.extend(f"{target.device.name}: {note}" for note in speed.probe.get("notes", [])[:1])
-    from .devices.inventory import attach_speeds
+    from ..devices.inventory import attach_speeds
 
     inventory = attach_speeds(inventory, threads, build, folder)
     group = probe_group(inventory, paths, threads, on_step, no_repack)
@@ -768,12 +768,12 @@ def probe_devices(
     predict speed from these figures. Needs the engine; tens of seconds. A probe model that fails
     leaves its weight class unmeasured (said in the figures) rather than failing the probe; a crash
     with the CPU's extra buffer types on is measured again without them (`no_repack`: from the start)."""
-    from .devices.cpu import default_threads
-    from .devices.inventory import detect
-    from .devices.rpc import parse_endpoints
-    from .devices.speed import speed_folder
-    from .engine import engine_build_id, require_engine
-    from .engine.inventory import engine_summary, registry_devices
+    from ..devices.cpu import default_threads
+    from ..devices.inventory import detect
+    from ..devices.rpc import parse_endpoints
+    from ..devices.speed import speed_folder
+    from ..engine import engine_build_id, require_engine
+    from ..engine.inventory import engine_summary, registry_devices
 
     require_engine()
     registry, cpu = registry_devices()

@@ -29,7 +29,7 @@ def commit(root: Path = ROOT) -> str:
 
 def machine() -> str:
     """This machine in one phrase: CPU model, cores, architecture, OS."""
-    from .devices.cpu import cpu_name
+    from ..devices.cpu import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores ({platform.machine()}, {platform.system()})"
 

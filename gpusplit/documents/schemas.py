@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .devices.speed import WEIGHT_CLASSES
+from ..devices.speed import WEIGHT_CLASSES
 
 INT = {"type": "integer"}
 NUM = {"type": "number"}

@@ -16,16 +16,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import journal
-from .errors import GpusplitError, InputError
+from ..base.errors import GpusplitError, InputError
 
 if TYPE_CHECKING:
-    from .devices.inventory import Inventory
-    from .gguf.model import ModelInfo
+    from ..devices.inventory import Inventory
+    from ..gguf.model import ModelInfo
 
 OBJECTIVES = ("tg", "pp", "mixed")
 TG_TOKENS, PP_TOKENS = 64, 256
@@ -118,46 +116,8 @@ def score(objective: str, tg: float | None, pp: float | None) -> float | None:
     return (MIXED_PROMPT + MIXED_GEN) / (MIXED_PROMPT / pp + MIXED_GEN / tg)
 
 
-TRIAL_SCHEMA = "gpusplit.trial/1"
-TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
-
-
-def is_trial_record(record: dict[str, Any]) -> bool:
-    """A line of a --trials file: schema-marked, or (files written before the mark) a trial's fields."""
-    if "schema" in record:
-        return record["schema"] == TRIAL_SCHEMA
-    return {"key", "config", "status"} <= record.keys() <= TRIAL_FIELDS
-
-
-def check_trials_file(path: Path, option: str = "--trials") -> None:
-    """Refuse (exit 2, file untouched) a trials file that is not tune's JSONL."""
-    journal.check_ours(path, is_trial_record, TRIAL_SCHEMA, option)
-
-
-def append_trial(path: Path, trial: Trial) -> None:
-    journal.append(path, {"schema": TRIAL_SCHEMA, **trial.to_dict()})
-
-
-def read_trials(path: Path) -> list[Trial]:
-    """The trials of an earlier run (JSONL, one per line; a final round's measurement joins its
-    trial's samples); a torn line is ignored."""
-    out: dict[str, Trial] = {}
-    for record in journal.read(path, is_trial_record):
-        try:
-            trial = Trial(**{k: v for k, v in record.items() if k != "schema"})
-        except TypeError:
-            continue
-        if trial.round and trial.key in out:
-            first = out[trial.key]
-            first.samples = [*first.samples, *trial.samples]
-            first.score = statistics.median(first.samples) if first.samples else first.score
-        elif not trial.round:
-            out[trial.key] = trial
-    return list(out.values())
-
-
 def _plan(model: Any, inventory: Any, settings: dict[str, Any], config: Config) -> Any:
-    from .planning import plan
+    from ..planning.prepare import plan
 
     kwargs = dict(settings)
     kwargs.update(ubatch=config.ubatch, batch=max(config.ubatch, settings.get("batch", 512)), flash_attn=config.flash_attn)
@@ -238,7 +198,7 @@ def tune(
     returns (tg, pp) tokens/s, and optionally the runner.Recovery (as a dict) if llama.cpp crashed and
     the trial was measured with --no-repack.
     """
-    from .devices.device import is_hypothetical
+    from ..devices.device import is_hypothetical
 
     if objective not in OBJECTIVES:
         raise InputError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "use tg, pp or mixed")
@@ -435,8 +395,8 @@ def measure_config(
     CPU's extra buffer types on and the trial was measured without them (runner.Recovery)."""
     import statistics
 
-    from .devices.cpu import default_threads
-    from .params import engine_params
+    from ..devices.cpu import default_threads
+    from ..planning.launch import engine_params
     from .runner import bench_config
 
     # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
@@ -459,36 +419,24 @@ def tune_model(
     *,
     objective: str = "tg",
     budget: float | str = 120.0,
-    trials_file: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    on_trial: Callable[[Any], None] | None = None,
+    previous: Iterable[Trial] = (),
+    on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     **settings: Any,
-) -> Any:
+) -> TuneResult:
     """The fastest configuration that fits, found by measurement within `budget` seconds
-    (`objective`: tg, pp or mixed); returns a `tune.TuneResult` whose `.plan` is the winner.
+    (`objective`: tg, pp or mixed); returns a TuneResult whose `.plan` is the winner.
 
     Seeded by `plan(model, devices, **settings)`; never runs a configuration that does not fit.
-    Each trial is appended to `trials_file` (JSONL) as it ends; with `resume` the trials already
-    there are not run again. Hypothetical devices are ranked by prediction only (the result says so).
+    `previous` trials (a resumed log) are not run again. Hypothetical devices are ranked by
+    prediction only (the result says so).
     """
-    from .hardware import detect_devices
-    from .sources import read_model
-    from .values import parse_duration
+    from ..base.units import parse_duration
+    from ..engine.detect import detect_devices
+    from ..sources import read_model
 
     info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
     inventory = devices if devices is not None else detect_devices()
     seconds = parse_duration(budget) or 0.0
-    path = Path(trials_file) if trials_file is not None else None
-    if path is not None:
-        check_trials_file(path, "--resume" if resume else "--trials")  # never append to someone else's file
-    previous = read_trials(path) if path is not None and resume else []
-
-    def record(trial: Any) -> None:
-        if path is not None:
-            append_trial(path, trial)
-        if on_trial is not None:
-            on_trial(trial)
-
-    return tune(info, inventory, settings, objective=objective, budget_s=seconds, previous=previous, on_trial=record,
-                  should_stop=should_stop)  # fmt: skip
+    return tune(info, inventory, settings, objective=objective, budget_s=seconds, previous=previous, on_trial=on_trial,
+                should_stop=should_stop)  # fmt: skip

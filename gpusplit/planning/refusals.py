@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .gguf.adapter import AdapterInfo
-from .gguf.model import ModelInfo
-from .gguf.types import type_by_name
+from ..gguf.adapter import AdapterInfo
+from ..gguf.model import ModelInfo
+from ..gguf.types import type_by_name
 from .memory import Placement, Settings
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ

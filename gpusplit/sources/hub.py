@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import GpusplitError, InputError
-from .gguf.remote import USER_AGENT, authorize, http_timeout
+from ..base.errors import GpusplitError, InputError
+from ..gguf.remote import USER_AGENT, authorize, http_timeout
 
 HF_PREFIX, OLLAMA_PREFIX = "hf://", "ollama://"
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -394,7 +394,7 @@ def _resolve_ollama(name: str) -> RemoteModel:
 
 
 def ollama_blob_path(digest: str) -> Path:
-    from .synthetic.demo import cache_dir
+    from ..base.paths import cache_dir
 
     return cache_dir() / "ollama" / "blobs" / digest.replace(":", "-")
 
