@@ -114,11 +114,12 @@ def draft_rows(folder: Path, inventory) -> list[dict]:
     draft_path = fixture(folder, "moe-Q4_K_M")
     draft = gpusplit.read_model(draft_path)
     for label, placement, ngld in (
-        ("layer 0.6/0.4", {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}, -1),
-        ("single", {"mode": "none", "main_gpu": 1, "ngl": -1}, -1),
-        ("layer 0.6/0.4, ngld 2", {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}, 2),
+        ("layer 0.6/0.4", {"split_mode": "layer", "tensor_split": (0.6, 0.4), "n_gpu_layers": -1}, -1),
+        ("single", {"split_mode": "none", "main_gpu": 1, "n_gpu_layers": -1}, -1),
+        ("layer 0.6/0.4, ngld 2", {"split_mode": "layer", "tensor_split": (0.6, 0.4), "n_gpu_layers": -1}, 2),
     ):
-        plan = gpusplit.plan(fixture(folder, "dense-f16"), inventory, ctx=1024, draft=draft_path, ngl_draft=ngld, **placement)
+        request = gpusplit.Request(n_ctx=1024, draft=str(draft_path), n_gpu_layers_draft=ngld, **placement)
+        plan = gpusplit.plan(fixture(folder, "dense-f16"), inventory, request)
         params = engine_params(plan).with_(model_path=str(draft_path), n_gpu_layers=draft.n_layer + 1 if ngld < 0 else ngld)
         _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
         actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
@@ -172,28 +173,37 @@ def main() -> int:
             for name, n_ctx, (kv, fa) in grid:
                 path = fixture(Path(tmp), name.removesuffix("+lora"))
                 model = gpusplit.read_model(path)
-                settings = {"ctx": n_ctx, "kv_type": kv, "flash_attn": fa, "allow_ctx_overflow": True}
+                settings = gpusplit.Request(n_ctx=n_ctx, type_k=kv, type_v=kv, flash_attn=fa, allow_ctx_overflow=True)
                 if name.endswith("+lora"):
                     # A LoRA adapter (attn_q, attn_v, ffn_down of every block) on the quantized model.
-                    settings["lora"] = [str(write_tiny_lora(Path(tmp) / "dense-lora.gguf", "dense-f16"))]
+                    settings = settings.with_(lora=(str(write_tiny_lora(Path(tmp) / "dense-lora.gguf", "dense-f16")),))
                 placements = {
-                    "cpu": (cpu_only, {"ngl": 0}),
-                    "layer 0.6/0.4": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": -1}),
-                    "partial": (inventory, {"mode": "layer", "split": (0.6, 0.4), "ngl": model.n_layer // 2}),
-                    "single": (inventory, {"mode": "none", "main_gpu": 0, "ngl": -1}),
+                    "cpu": (cpu_only, {"n_gpu_layers": 0}),
+                    "layer 0.6/0.4": (inventory, {"split_mode": "layer", "tensor_split": (0.6, 0.4), "n_gpu_layers": -1}),
+                    "partial": (
+                        inventory,
+                        {"split_mode": "layer", "tensor_split": (0.6, 0.4), "n_gpu_layers": model.n_layer // 2},
+                    ),
+                    "single": (inventory, {"split_mode": "none", "main_gpu": 0, "n_gpu_layers": -1}),
                 }
                 if name.startswith("gemma3"):
                     # Sliding-window models under pipeline parallelism: where the global layer and the
                     # output layer fall decides which masks and copies a device holds.
-                    placements["layer 0.5/0.5"] = (inventory, {"mode": "layer", "split": (0.5, 0.5), "ngl": -1})
-                    placements["layer 0.85/0.15"] = (inventory, {"mode": "layer", "split": (0.85, 0.15), "ngl": -1})
+                    placements["layer 0.5/0.5"] = (
+                        inventory,
+                        {"split_mode": "layer", "tensor_split": (0.5, 0.5), "n_gpu_layers": -1},
+                    )
+                    placements["layer 0.85/0.15"] = (
+                        inventory,
+                        {"split_mode": "layer", "tensor_split": (0.85, 0.15), "n_gpu_layers": -1},
+                    )
                 for label, (devices, placement) in placements.items():
-                    plan = gpusplit.plan(model, devices, **settings, **placement)
+                    plan = gpusplit.plan(model, devices, settings.with_(**placement))
                     params = engine_params(plan)
                     _, log = run_task("load", {"params": params.as_dict()}, timeout=300)
                     actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
                     estimated = {m.name: m.compute_bytes for m in plan.best.memory.devices + [plan.best.memory.host]}
-                    plan = gpusplit.plan(model, devices, **settings, **placement, measure=True)
+                    plan = gpusplit.plan(model, devices, settings.with_(**placement), measure=True)
                     for mem in plan.best.memory.devices + [plan.best.memory.host]:
                         real = actual.get(mem.name, {})
                         if not mem.planned_bytes and not real:
@@ -260,11 +270,11 @@ def host_copy_rows(folder: Path) -> list[dict]:
         model = read_model(path)
         planned = {}
         for label, extra, level in CPU_LEVELS:
-            settings = Settings(n_ctx=512, cpu_repack=level, cpu_extra_buffers=extra, extra_buffers=bool(extra))
+            settings = Settings(n_ctx=512, cpu_repack=level, cpu_extra_buffers=extra, no_repack=not extra)
             planned[label] = host_weight_buffers(plan_memory(model, [], [], [], settings, Placement(n_gpu_layers=0)).host)
         measured = {}
         for on in (True, False):
-            params = EngineParams(model_path=str(path), n_ctx=512, use_extra_bufts=on)
+            params = EngineParams(model_path=str(path), n_ctx=512, no_repack=not on)
             _, log = run_task("load", {"params": params.as_dict()}, timeout=120)
             measured[on] = parse_buffers(log).host_weights
         here_settings = Settings(n_ctx=512, cpu_repack=here["repack"], cpu_extra_buffers=tuple(here["extra_buffers"]))

@@ -150,7 +150,7 @@ def measure_rows(paths: dict[str, Path], a: str, b: str, store: Path) -> list[di
                     if label.endswith(REAL_LABEL) and setup not in REAL_SETUPS:
                         continue
                     started = time.monotonic()
-                    records = list(gpusplit.bench(str(path), n_prompt=[PP], n_gen=[TG], repetitions=1, **kw))
+                    records = bench_records(gpusplit, path, kw)
                     for r in records:
                         line = {"pass": n, "model": label, "path": str(path), "setup": setup, "kw": kw, "test": r["test"],
                                 "status": r["status"], "samples": r["samples_ts"], "error": r["error"]}  # fmt: skip
@@ -159,6 +159,16 @@ def measure_rows(paths: dict[str, Path], a: str, b: str, store: Path) -> list[di
                         out.flush()
                     print(f"  pass {n + 1}: {label} / {setup}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     return aggregate(lines)
+
+
+def bench_records(gpusplit, path: Path, kw: dict) -> list[dict]:
+    """`gpusplit.bench` of one setup (kw: rpc, threads, and one mode, split and ngl) as records."""
+    matrix = gpusplit.Matrix(
+        modes=tuple(kw.get("modes") or ["auto"]), splits=tuple(kw.get("splits") or ["auto"]), ngls=tuple(kw.get("ngls") or [None])
+    )
+    rows = gpusplit.bench(str(path), gpusplit.Request(n_threads=kw.get("threads")), matrix=matrix,
+                          tests=gpusplit.Tests((PP,), (TG,)), rpc=tuple(kw.get("rpc") or ()), repetitions=1)  # fmt: skip
+    return [gpusplit.document(r) for r in rows]
 
 
 def aggregate(lines: list[dict]) -> list[dict]:
@@ -191,10 +201,12 @@ def predict_row(row: dict) -> float | None:
     inventory = gpusplit.detect_devices(rpc=kw.get("rpc"), threads=kw.get("threads"))
     mode = (kw.get("modes") or ["auto"])[0]
     split = (kw.get("splits") or ["auto"])[0]
-    plan = gpusplit.plan(
-        row["path"], inventory, ctx=max(256, -(-max(TG, PP) // 256) * 256), mode=None if mode == "auto" else mode,
-        split=None if split == "auto" else split, ngl=(kw.get("ngls") or [None])[0], allow_ctx_overflow=True,
+    request = gpusplit.Request(
+        n_ctx=max(256, -(-max(TG, PP) // 256) * 256), split_mode=None if mode == "auto" else mode,
+        tensor_split=None if split == "auto" else gpusplit.api.split_shares(split), n_gpu_layers=(kw.get("ngls") or [None])[0],
+        allow_ctx_overflow=True, n_threads=kw.get("threads"),
     )  # fmt: skip
+    plan = gpusplit.plan(row["path"], inventory, request)
     p = plan.best.prediction
     row["parts"] = gpusplit.document(plan)["predicted"]["parts"]
     return p.tg_tokens_per_s if row["test"].startswith("tg") else p.pp_tokens_per_s
@@ -215,7 +227,7 @@ def run_rows(paths: dict[str, Path], store: Path) -> list[dict]:
     samples: dict[str, list[dict]] = {label: [] for label in real}
     for _ in range(PASSES):
         for label, path in real.items():
-            plan = gpusplit.plan(str(path), inventory, ctx=1024)
+            plan = gpusplit.plan(str(path), inventory, gpusplit.Request(n_ctx=1024))
             doc = gpusplit.document(gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS, threads=2))
             samples[label].append(
                 {"gen": doc["timings"]["gen_tps"], "prompt": doc["timings"]["prompt_tps"], "tokens": doc["timings"]["prompt_tokens"],
@@ -246,7 +258,7 @@ def ranking(paths: dict[str, Path], a: str, b: str, store: Path) -> list[dict]:
     for label, path in paths.items():
         if label.endswith(REAL_LABEL) and not any(path.name.startswith(n) for n in RANKED_REAL):
             continue
-        plan = gpusplit.plan(str(path), inventory, ctx=512)
+        plan = gpusplit.plan(str(path), inventory, gpusplit.Request(n_ctx=512))
         ranked = [(rank, c) for rank, c in enumerate([plan.best, *plan.alternatives]) if c.fits]
         samples: dict[int, list[float]] = {rank: [] for rank, _ in ranked}
         for _ in range(PASSES):
@@ -295,9 +307,9 @@ def main() -> int:
         if not args.reuse:
             # The CPU at 1 thread and both workers (the client at 1 thread, as in the rows), then the CPU at 2.
             t0 = time.monotonic()
-            gpusplit.probe_devices(rpc=[a, b], threads=CLIENT_THREADS)
+            gpusplit.probe_devices(rpc=[a, b], request=gpusplit.Request(n_threads=CLIENT_THREADS))
             t1 = time.monotonic()
-            gpusplit.probe_devices(threads=2)
+            gpusplit.probe_devices(request=gpusplit.Request(n_threads=2))
             probe_seconds = (t1 - t0, time.monotonic() - t1)
             print(
                 f"probed: CPU at 1 thread and two workers {probe_seconds[0]:.0f} s; CPU at 2 threads {probe_seconds[1]:.0f} s",

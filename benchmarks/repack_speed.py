@@ -43,12 +43,18 @@ def measure(path: Path, no_repack: bool, repetitions: int) -> tuple[float, float
     """(pp t/s, tg t/s, the host's weights by llama.cpp buffer as planned, the recovery if it crashed)."""
     import gpusplit
 
-    rows = list(gpusplit.bench(str(path), n_prompt=[128], n_gen=[32], repetitions=repetitions, no_repack=no_repack))
+    request = gpusplit.Request(no_repack=no_repack)
+    rows = [
+        gpusplit.document(r)
+        for r in gpusplit.bench(str(path), request, tests=gpusplit.Tests((128,), (32,)), repetitions=repetitions)
+    ]
     by_test = {r["test"]: r for r in rows}
     for r in rows:
         if r["status"] != "ok":
             raise SystemExit(f"{path.name}: {r['error']}")
-    plan = gpusplit.plan(str(path), no_repack=no_repack or bool(rows[0]["recovery"]), ctx=256, ngl=0)
+    plan = gpusplit.plan(
+        str(path), request=gpusplit.Request(no_repack=no_repack or bool(rows[0]["recovery"]), n_ctx=256, n_gpu_layers=0)
+    )
     return (
         by_test["pp128"]["avg_ts"],
         by_test["tg32"]["avg_ts"],

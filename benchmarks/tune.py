@@ -23,16 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def grid(n_devices: int) -> list:
-    from gpusplit.jobs.tune import Config
-
-    places = [Config(mode="layer", ngl=0)]  # the CPU alone is in the space with workers too
+def grid(base, n_devices: int) -> list:
+    """Every point of tune's space, as requests: `base` with the tuned fields set."""
+    places = [dict(split_mode="layer", n_gpu_layers=0)]  # the CPU alone is in the space with workers too
     if n_devices == 2:
-        places += [Config(mode="layer", split=(s, round(1 - s, 1)), ngl=-1) for s in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
-        places += [Config(mode="none", split=None, ngl=-1, threads=None)]  # the planner's main GPU; the other below
+        places += [
+            dict(split_mode="layer", tensor_split=(s, round(1 - s, 1)), n_gpu_layers=-1)
+            for s in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        ]
+        places += [dict(split_mode="none", n_gpu_layers=-1)]  # the planner's main GPU; the other below
     out = []
     for place, fa, ub, threads in itertools.product(places, (False, True), (256, 512, 1024), (1, 2)):
-        out.append(Config(place.mode, place.split, place.ngl, None, ub, fa, threads))
+        out.append(base.with_(**place, n_ubatch=ub, n_batch=max(ub, base.n_batch), flash_attn=fa, n_threads=threads))
     return out
 
 
@@ -46,7 +48,7 @@ def main() -> int:
     import gpusplit
     from gpusplit.devices.inventory import Inventory
     from gpusplit.jobs.runner import quantize
-    from gpusplit.jobs.tune import _plan, measure_config, tune
+    from gpusplit.jobs.tune import key, measure_config, tune
     from gpusplit.synthetic import write_tiny_model
 
     folder = ROOT / "scratch" / "tune"
@@ -69,15 +71,15 @@ def main() -> int:
         for model_label, path in (("dense f16 (186 MB)", dense), ("MoE Q4_K_M", moe)):
             model = gpusplit.read_model(path)
             for setup, inventory in (("CPU alone", cpu), ("workers A (1 thread) + B (2 threads)", workers)):
-                settings = {"ctx": 512}
+                settings = gpusplit.Request(n_ctx=512)
                 started = time.monotonic()
                 measured = {}
-                for config in grid(len(inventory.devices)):
+                for config in grid(settings, len(inventory.devices)):
                     try:
-                        plan = _plan(model, inventory, settings, config)
+                        plan = gpusplit.plan(model, inventory, config)
                         if not plan.best.fits:
                             continue
-                        measured[config.key] = measure_config(plan, config, None)[0]
+                        measured[key(config)] = measure_config(plan, None)[0]
                     except gpusplit.GpusplitError:
                         continue
                 grid_s = time.monotonic() - started

@@ -16,8 +16,8 @@ args = parser.parse_args()
 
 model = gpusplit.read_model(args.model or gpusplit.demo_model_path())
 devices = gpusplit.detect_devices(rpc=args.rpc)
-plan = gpusplit.plan(model, devices, ctx=1024)
-doc = gpusplit.document(plan)  # the gpusplit.plan/1 document, as `gpusplit plan --json` prints it
+plan = gpusplit.plan(model, devices, gpusplit.Request(n_ctx=1024))  # one typed request: llama.cpp's names
+doc = gpusplit.document(plan)  # the gpusplit.plan/2 document, as `gpusplit plan --json` prints it
 print(f"plan: {doc['strategy']}, fits: {doc['fits']}, best context: {doc['best_ctx']} tokens")
 print("llama-server", *doc["llama_args"])
 
@@ -29,6 +29,7 @@ print(f"generated {result.timings.gen_tokens} tokens at {result.timings.gen_tps:
 for device in gpusplit.document(result)["devices"]:
     print(f"  {device['name']}: planned {device['planned_bytes']:,} bytes, llama.cpp allocated {device['actual_bytes']:,}")
 
-for row in gpusplit.bench(model.path, rpc=args.rpc, n_prompt=[64], n_gen=[16], repetitions=2):
+# one configuration (the plan's own), llama-bench's tests: a 64-token prompt and 16 generated tokens
+for row in gpusplit.bench(model.path, tests=gpusplit.Tests(n_prompt=(64,), n_gen=(16,)), rpc=args.rpc, repetitions=2):
     speed = f"{row.mean_ts:.1f} tokens/s" if row.ok else f"failed: {row.error}"
-    print(f"bench {row.test.name}: {speed}")  # gpusplit.document(row) is its gpusplit.bench/1 record
+    print(f"bench {row.test.name}: {speed}")  # gpusplit.document(row) is its gpusplit.bench/2 record

@@ -4,7 +4,7 @@ The library the `gpusplit` command stands on (see docs/api.md):
 
     import gpusplit
 
-    plan = gpusplit.plan("model.gguf", gpusplit.detect_devices(gpus=["24GiB", "8GiB"]))
+    plan = gpusplit.plan("model.gguf", gpusplit.detect_devices(gpus=["24GiB", "8GiB"]), gpusplit.Request(n_ctx=8192))
     print(plan.best.strategy, gpusplit.document(plan)["llama_args"])
 
 Names are imported on first use, so `import gpusplit` stays cheap for the CLI and its tab completion.
@@ -30,6 +30,11 @@ _EXPORTS = {
     "probe_devices": "gpusplit.api",
     "load_plan_document": "gpusplit.api",
     "document": "gpusplit.api",
+    "Request": "gpusplit.api",
+    "Matrix": "gpusplit.api",
+    "Tests": "gpusplit.api",
+    "tune": "gpusplit.api",
+    "report": "gpusplit.api",
     "GpusplitError": "gpusplit.base.errors",
     "InputError": "gpusplit.base.errors",
     "GGUFError": "gpusplit.gguf.errors",
@@ -46,9 +51,12 @@ __all__ = [
     "GpusplitError",
     "InputError",
     "Inventory",
+    "Matrix",
     "ModelInfo",
     "Plan",
+    "Request",
     "RunResult",
+    "Tests",
     "__version__",
     "bench",
     "demo_model_path",
@@ -60,11 +68,16 @@ __all__ = [
     "probe_devices",
     "read_adapter",
     "read_model",
+    "report",
     "run",
+    "tune",
 ]
 
 if TYPE_CHECKING:
     from .api import (
+        Matrix,
+        Request,
+        Tests,
         bench,
         demo_model_path,
         detect_devices,
@@ -75,7 +88,9 @@ if TYPE_CHECKING:
         probe_devices,
         read_adapter,
         read_model,
+        report,
         run,
+        tune,
     )
     from .base.errors import GpusplitError, InputError
     from .devices.device import Device

@@ -1,69 +1,67 @@
 """The library face of gpusplit: what the CLI itself calls, and what scripts import. Each call is a
-few lines over the module that does the work (sources, hardware, planning, runner, bench, tune,
-probe); `document(obj)` turns any result into its JSON document.
+few lines over the module that does the work (sources, devices, planning, the jobs, the
+documents); `document(obj)` turns any result into its JSON document.
 
     import gpusplit
 
     model = gpusplit.read_model("model.gguf")
     devices = gpusplit.detect_devices(rpc=["127.0.0.1:50052", "127.0.0.1:50053"])
-    plan = gpusplit.plan(model, devices, ctx=4096)
+    plan = gpusplit.plan(model, devices, gpusplit.Request(n_ctx=4096))
     print(gpusplit.document(plan)["llama_args"])
     result = gpusplit.run(plan, prompt="Once upon a time", n_predict=32)
     print(result.text, result.timings.gen_tps)
-    for row in gpusplit.bench("model.gguf", rpc=["127.0.0.1:50052"], modes=["layer", "tensor"]):
+    for row in gpusplit.bench("model.gguf", rpc=["127.0.0.1:50052"], matrix=gpusplit.Matrix(modes=("layer", "tensor"))):
         print(row.config.key(), row.test.name, row.mean_ts)
 
-Every failure is a `gpusplit.GpusplitError` with a one-line `message`, a `hint` and the CLI's
-`exit_code` (2 for wrong input, 1 for a failure while working). Nothing here prints.
+Every failure is a `gpusplit.GpusplitError` with a one-line `message` and a `hint`, in the
+library's terms (a parameter by its name: `n_ctx`, `tensor_split`); `InputError` is wrong input.
+Nothing here prints.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .base.errors import GpusplitError, InputError
-from .base.units import parse_duration, parse_rate, parse_size
+from .base.units import format_bytes, parse_duration, parse_rate, parse_size, parse_sizes
 from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
+from .devices.inventory import Inventory
+from .devices.rpc import is_loopback
+from .devices.rpc import probe as probe_worker
 from .documents.read import load_plan_document, plan_from_document, read_devices_file
+from .documents.render import document_of
+from .documents.results import append_trial, check_trials_file, read_trials
+from .engine import REINSTALL_RPC_HINT, EngineError, require_engine
+from .engine.detect import detect_devices as detect_here
 from .engine.detect import with_ram
+from .gguf.model import ModelInfo
+from .jobs.bench import BenchRow
+from .jobs.bench import bench as run_bench
+from .jobs.matrix import Matrix, Tests
+from .jobs.probe import probe_devices as probe_here
+from .jobs.runner import RunResult, generate
+from .jobs.runner import measure as measure_plan
+from .jobs.tune import Trial, TuneResult, tune_model
+from .planning.launch import engine_params
+from .planning.planner import Plan
+from .planning.planner import without_repack as plan_without_repack
+from .planning.prepare import plan as make_plan
 from .planning.prepare import read_adapter, require_complete
-from .planning.values import check_kv_type, check_mode, parse_split
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from .devices.inventory import Inventory
-    from .gguf.model import ModelInfo
-    from .jobs.bench import BenchRow
-    from .jobs.probe import probe_devices
-    from .jobs.runner import RunResult
-    from .jobs.tune import Trial, TuneResult
-    from .planning.planner import Plan
-
-# The jobs that measure are imported on first use: planning (what most commands do) need not load them.
-_JOBS = {"probe_devices": ("jobs.probe", "probe_devices")}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _JOBS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    module, attribute = _JOBS[name]
-    value = getattr(import_module(f"{__package__}.{module}"), attribute)
-    globals()[name] = value
-    return value
-
+from .planning.request import DEFAULT, Request, kv_type, split_shares
+from .sources import default_projector, download, is_remote, source_of
+from .sources import read_model as read_from
+from .synthetic import demo_model_path as demo_path
 
 __all__ = [
-    "bench", "check_kv_type", "check_mode", "default_threads", "demo_model_path", "detect_devices", "document",
-    "download_model", "is_hypothetical", "is_remote", "load_plan_document", "model_projector", "parse_duration",
-    "parse_rate", "parse_size", "parse_split", "plan", "plan_from_document", "probe_devices", "read_adapter", "read_model",
-    "report", "require_complete", "run", "serve_worker", "tune", "without_repack", "write_report",
+    "DEFAULT_PROMPT", "Matrix", "Request", "Tests", "bench", "default_threads", "demo_model_path", "detect_devices",
+    "document", "download_model", "format_bytes", "is_hypothetical", "is_remote", "kv_type", "load_plan_document",
+    "model_projector", "parse_duration", "parse_rate", "parse_size", "parse_sizes", "plan", "plan_from_document",
+    "probe_devices", "read_adapter", "read_model", "report", "require_complete", "run", "serve_worker", "source_of",
+    "split_shares", "tune", "without_repack", "write_report",
 ]  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -82,39 +80,24 @@ def read_model(
     model name (hf://OWNER/REPO[:QUANT|/file.gguf][@REV], ollama://[REGISTRY/][NS/]MODEL[:TAG])
     (range requests; `on_fetch(bytes_so_far)` reports progress, `on_note` what a name resolved
     to). Reads no tensor data."""
-    from .sources import read_model as read
-
-    return read(location, on_fetch, on_note)
-
-
-def is_remote(location: str) -> bool:
-    """An http(s) URL or a hf:// / ollama:// name (read by range requests, not from disk)."""
-    from .sources import is_remote as remote
-
-    return remote(location)
+    return read_from(location, on_fetch, on_note)
 
 
 def model_projector(name: str) -> str | None:
     """The projector an ollama:// model's manifest carries (Ollama loads it with the model): its
-    blob URL, for `plan(mmproj=...)`; None for anything else."""
-    from .sources import default_projector
-
+    blob URL, for `Request(mmproj=...)`; None for anything else."""
     return default_projector(name)
 
 
 def download_model(name: str, on_progress: Callable[[int, int], None] | None = None) -> str:
     """A hf:// or ollama:// model on disk (huggingface_hub's cache, or gpusplit's for Ollama):
     the local path of its first file, for `run` and `bench`."""
-    from .sources import download
-
     return download(name, on_progress)
 
 
 def demo_model_path() -> str:
     """The built-in demo model (a small real model, generated into the cache on first use)."""
-    from .synthetic import demo_model_path as path
-
-    return str(path())
+    return str(demo_path())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,13 +118,26 @@ def detect_devices(
     hypothetical cards (`gpus`: "24GiB", "RTX 4090", "16GiB@448GB/s", "2xA100-80GB"), or a saved
     `gpusplit devices --json` document (`devices_file`). `ram` replaces the host's free memory.
     Devices measured by `probe_devices` carry their speed (the CPU's at `threads`, default all cores)."""
-    from .engine.detect import detect_devices as detect
-
     if gpus and devices_file:
-        raise InputError("--gpu and --devices-file both describe the devices", "give one of them")
+        raise InputError("{p.gpus} and {p.devices_file} both describe the devices", "give one of them", parameter="gpus")
     if devices_file:
         return with_ram(read_devices_file(devices_file), ram)
-    return detect(rpc=rpc, gpus=gpus, timeout=timeout, ram=ram, threads=threads)
+    return detect_here(rpc=rpc, gpus=gpus, timeout=timeout, ram=ram, threads=threads)
+
+
+def probe_devices(
+    *,
+    rpc: Sequence[str] | None = None,
+    timeout: float = 3.0,
+    request: Request | None = None,
+    on_step: Callable[[int, int, str], None] | None = None,
+) -> Inventory:
+    """Measure what llama.cpp achieves on every device here (the CPU at the request's `n_threads`,
+    each GPU, each `rpc` worker; with its `no_repack`, the CPU's weights uncopied), cache the
+    figures and return the inventory carrying them: plans made later predict speed from them.
+    Needs the engine; tens of seconds."""
+    request = request or DEFAULT
+    return probe_here(rpc=rpc, timeout=timeout, threads=request.n_threads, on_step=on_step, no_repack=request.no_repack)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,24 +145,32 @@ def detect_devices(
 
 
 def plan(
-    model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = None, *, measure: bool = False, **settings: Any
+    model: ModelInfo | str | os.PathLike[str],
+    devices: Inventory | None = None,
+    request: Request | None = None,
+    *,
+    measure: bool = False,
 ) -> Plan:
-    """How to split `model` over `devices` (default: `detect_devices()`): see planning/prepare.py's
-    `plan` for the settings. With `measure`, compute buffers, the fit, the best context and the
-    score come from llama.cpp's dry run on the real devices (needs the engine)."""
-    from .planning.prepare import plan as make_plan
-
-    planned = make_plan(model, devices, **settings)
+    """How to split `model` over `devices` (default: `detect_devices()`) as `request` asks (see
+    `Request`): bytes per device, the strategy, the best context, a fit score and llama.cpp's
+    parameters. With `measure`, compute buffers, the fit, the best context and the score come
+    from llama.cpp's dry run on the real devices (needs the engine)."""
+    planned = make_plan(model, devices, request or DEFAULT)
     if measure:
         if is_hypothetical(planned.devices):
-            raise InputError("--measure needs the real devices", "drop --gpu / --devices-file, or plan without --measure")
+            raise InputError(
+                "{p.measure} needs the real devices", "plan for the devices here, or without {p.measure}", parameter="measure"
+            )
         require_complete(planned.model, "be measured")  # llama.cpp checks that the tensor data is there
-        from .engine import require_engine
-        from .jobs.runner import measure as measure_plan
-
         require_engine()
         planned = measure_plan(planned)
     return planned
+
+
+def without_repack(plan: Plan, why: str | None = None) -> Plan:
+    """The same plan loaded with llama.cpp's --no-repack (no AMX / CPU_REPACK copies of the host's
+    weights); `why` joins its reasons."""
+    return plan_without_repack(plan, why)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,24 +178,15 @@ def plan(
 
 
 def document(result: Any, **context: Any) -> dict[str, Any]:
-    """The JSON document of a result: a Plan (`gpusplit.plan/1`), a RunResult (`gpusplit.run/1`),
-    an Inventory (`gpusplit.devices/1`), a ModelInfo (`gpusplit.inspect/1`) or a tune result
-    (`gpusplit.tune/1`, given `objective` and `budget_s`): what the CLI prints with --json."""
-    from .documents.render import document_of
-
+    """The JSON document of a result: a Plan (`gpusplit.plan/2`), a RunResult (`gpusplit.run/2`),
+    a BenchRow (`gpusplit.bench/1`), an Inventory (`gpusplit.devices/1`), a ModelInfo
+    (`gpusplit.inspect/1`) or a TuneResult (`gpusplit.tune/2`, given `objective` and `budget_s`):
+    what the CLI prints with --json."""
     return document_of(result, **context)
 
 
 # ---------------------------------------------------------------------------------------------
 # Running
-
-
-def without_repack(plan: Plan, why: str | None = None) -> Plan:
-    """The same plan loaded with llama.cpp's --no-repack (no AMX / CPU_REPACK copies of the host's
-    weights); `why` joins its reasons."""
-    from .planning.planner import without_extra_buffers
-
-    return without_extra_buffers(plan, why)
 
 
 def run(
@@ -201,67 +196,69 @@ def run(
     n_predict: int = 64,
     temperature: float = 0.0,
     seed: int = 0,
-    threads: int | None = None,
     timeout: float | None = None,
     on_token: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
     on_log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Load the planned model with the plan's split in an engine child process and generate.
+    """Load the planned model with the plan's split (and its request's threads) in an engine child
+    process and generate.
 
-    `plan` is a Plan or a saved `gpusplit.plan/1` document. `on_token` receives text as it is
+    `plan` is a Plan or a saved `gpusplit.plan` document. `on_token` receives text as it is
     generated, `on_progress` the load progress (0-1), `on_log` llama.cpp's log lines.
-    `document(result)` is the `gpusplit.run/1` document.
+    `document(result)` is the `gpusplit.run/2` document.
     """
-    from .devices.rpc import probe
-    from .engine import require_engine
-    from .jobs.runner import generate
-    from .planning.launch import engine_params
-
     if not prompt or not prompt.strip():
-        raise InputError("the prompt is empty", "give some text to continue")
+        raise InputError("{p.prompt} is empty", "give some text to continue", parameter="prompt")
     if isinstance(plan, dict):
-        if is_hypothetical_doc(plan):
-            raise InputError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
-        require_complete(plan["model"], "run")
         plan = plan_from_document(plan)  # its configuration, on the devices here now
     require_complete(plan.model, "run")
     if is_hypothetical(plan.devices):
-        raise InputError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
+        raise InputError(
+            "this plan is for hypothetical devices ({p.gpus})", "plan against the real devices to run", parameter="saved_plan"
+        )
     if not plan.best.fits:
         raise GpusplitError(
             "the plan does not fit these devices",
-            "see `gpusplit plan` for the figures; lower --ctx, use --kv-type q8_0, or add devices",
+            "the plan's figures say where; lower {p.n_ctx}, quantize the KV cache ({p.type_k} q8_0), or add devices",
         )
     require_engine()
     for endpoint in dict.fromkeys(d.endpoint for d in plan.devices if d.endpoint):
-        probe(endpoint)  # a dead worker must fail here, not abort llama.cpp
-    params = engine_params(plan).with_(seed=seed, n_threads=threads or default_threads())
+        probe_worker(endpoint)  # a dead worker must fail here, not abort llama.cpp
+    params = engine_params(plan).with_(seed=seed, n_threads=plan.request.n_threads or default_threads())
     return generate(plan, params, prompt, n_predict, temperature, on_token, on_progress, on_log, timeout)
 
 
-def is_hypothetical_doc(doc: dict[str, Any]) -> bool:
-    """A plan for cards named with --gpu (a saved inventory may hold real devices)."""
-    return any(d.get("kind") in ("size", "catalog") for d in doc["devices"])
-
-
 def bench(
-    model: str | os.PathLike[str], *, saved_plan: Plan | dict[str, Any] | None = None, **options: Any
+    model: str | os.PathLike[str],
+    request: Request | None = None,
+    *,
+    matrix: Matrix | None = None,
+    tests: Tests | None = None,
+    rpc: Sequence[str] = (),
+    timeout: float = 3.0,
+    repetitions: int = 5,
+    config_timeout: float = 1800.0,
+    skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    on_config: Callable[[int, int, str], None] | None = None,
+    saved_plan: Plan | dict[str, Any] | None = None,
 ) -> Iterator[BenchRow]:
-    """llama-bench's tests over a matrix of configurations (jobs/bench.py's `bench` for the
-    options), one BenchRow per (configuration, test) as each configuration finishes;
-    `document(row)` is its `gpusplit.bench/1` record. `saved_plan` (a Plan, or a saved
-    `gpusplit.plan/1` document) runs that one configuration as it was planned."""
-    from .jobs.bench import bench as run_bench
-
+    """llama-bench's tests over a matrix of configurations, each the `request` with the matrix's
+    fields changed (jobs/bench.py), one BenchRow per (configuration, test) as each configuration
+    finishes; `document(row)` is its `gpusplit.bench/1` record. `saved_plan` (a Plan, or a saved
+    `gpusplit.plan` document) runs that one configuration as it was planned."""
     if isinstance(saved_plan, dict):
         saved_plan = plan_from_document(saved_plan)  # on the devices it names (its own RPC workers)
-    return run_bench(model, saved_plan=saved_plan, **options)
+    return run_bench(
+        model, request or DEFAULT, matrix=matrix or Matrix(), tests=tests or Tests(), rpc=rpc, timeout=timeout, repetitions=repetitions,
+        config_timeout=config_timeout, skip=skip, on_config=on_config, saved_plan=saved_plan,
+    )  # fmt: skip
 
 
 def tune(
     model: ModelInfo | str | os.PathLike[str],
     devices: Inventory | None = None,
+    request: Request | None = None,
     *,
     objective: str = "tg",
     budget: float | str = 120.0,
@@ -269,19 +266,16 @@ def tune(
     resume: bool = False,
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    **settings: Any,
 ) -> TuneResult:
     """The fastest configuration that fits, found by measurement within `budget` seconds
-    (`objective`: tg, pp or mixed); its `.plan` is the winner (jobs/tune.py). Each trial is
-    appended to `trials_file` (JSONL) as it ends; with `resume` the trials already there are not
-    run again."""
-    from .documents.results import append_trial, check_trials_file, read_trials
-    from .jobs.tune import tune_model
-
+    (`objective`: tg, pp or mixed), every move the `request` with one field changed; its `.plan`
+    is the winner (jobs/tune.py). Each trial is appended to `trials_file` (JSONL) as it ends; with
+    `resume` the trials already there are not run again."""
+    request = request or DEFAULT
     path = Path(trials_file) if trials_file is not None else None
     if path is not None:
-        check_trials_file(path, "--resume" if resume else "--trials")  # never append to someone else's file
-    previous = read_trials(path) if path is not None and resume else []
+        check_trials_file(path, "resume_file" if resume else "trials_file")  # never append to someone else's file
+    previous = read_trials(path, request) if path is not None and resume else []
 
     def record(trial: Trial) -> None:
         if path is not None:
@@ -289,12 +283,12 @@ def tune(
         if on_trial is not None:
             on_trial(trial)
 
-    return tune_model(model, devices, objective=objective, budget=budget, previous=previous, on_trial=record,
-                      should_stop=should_stop, **settings)  # fmt: skip
+    return tune_model(model, devices, request, objective=objective, budget=budget, previous=previous, on_trial=record,
+                      should_stop=should_stop)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
-# Workers
+# Reports
 
 
 def report(
@@ -303,8 +297,8 @@ def report(
     """One self-contained HTML page (a string) from gpusplit's outputs: bench JSONL or --json, tune
     --trials JSONL or --json, plan/run/devices --json files, in any mix (gpusplit/report.py). A
     file that cannot be read goes to `on_warning` and is left out; nothing readable is an
-    InputError (exit 2), and so is a missing matplotlib (the `report` extra)."""
-    from .report import report as make_report
+    InputError, and so is a missing matplotlib (the `report` extra)."""
+    from .documents.report import report as make_report  # matplotlib, an optional extra, comes with it
 
     return make_report(files, on_warning or (lambda text: None), generated_by)
 
@@ -317,11 +311,9 @@ def write_report(
     generated_by: str = "",
 ) -> int:
     """`report`'s page written to `out` (whole or not at all), its size returned. A file at `out`
-    that is not a page report wrote is refused before any work (ForeignFileError, exit 2): a
-    mistyped name must not replace a results file."""
-    from pathlib import Path
-
-    from .report import check_replaceable
+    that is not a page report wrote is refused before any work (ForeignFileError): a mistyped
+    name must not replace a results file."""
+    from .documents.report import check_replaceable
 
     path = Path(out)
     check_replaceable(path)
@@ -330,6 +322,10 @@ def write_report(
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return len(page.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers
 
 
 def serve_worker(
@@ -349,16 +345,15 @@ def serve_worker(
     (True: llama.cpp's own folder, which `ggml-rpc-server -c` uses; or a folder), weights over
     10 MiB are kept on disk here as they arrive, and a later load of the same weights reads them
     from there instead of the link."""
-    from .base.units import format_bytes
-    from .devices.rpc import is_loopback
-    from .engine import REINSTALL_RPC_HINT, EngineError, require_engine
     from .engine.registry import supports_rpc
     from .engine.worker import WorkerPlan, check_port, choose_devices, default_cache_dir, serve
 
     if not is_loopback(host) and not allow_remote:
         raise InputError(
-            f"--host {host} is not a loopback address and the RPC protocol has no authentication",
-            "add --allow-remote on a trusted network, or keep the default 127.0.0.1",
+            "{p.host} {host} is not a loopback address and the RPC protocol has no authentication",
+            "set {p.allow_remote} on a trusted network, or keep the default 127.0.0.1",
+            parameter="host",
+            host=host,
         )
     require_engine()
     if not supports_rpc():
@@ -374,7 +369,11 @@ def serve_worker(
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(
-                f"cannot use {cache_dir} as the weight cache: {exc.strerror or exc}", "give another with --cache-dir"
+                "cannot use {folder} as the weight cache: {why}",
+                "give another {p.cache_dir}",
+                parameter="cache_dir",
+                folder=str(cache_dir),
+                why=exc.strerror or str(exc),
             ) from None
     worker = WorkerPlan(f"{host}:{port}", chosen, threads or default_threads(), cache_dir)
     listing = ", ".join(f"{d.name} ({d.description}, {format_bytes(d.free_bytes)} free)" for d in chosen)
@@ -385,4 +384,4 @@ def serve_worker(
             on_started(f"worker serving {listing} on {worker.endpoint} with {worker.threads} threads{caching}; Ctrl-C stops it")
 
     if serve(worker, on_started=started) != 0:
-        raise EngineError(f"the RPC server on {worker.endpoint} stopped unexpectedly")
+        raise EngineError("the RPC server on {endpoint} stopped unexpectedly", endpoint=worker.endpoint)

@@ -51,12 +51,14 @@ API_FUNCTIONS = (
     "plan",
     "run",
     "bench",
+    "tune",
+    "report",
     "demo_model_path",
     "download_model",
     "load_plan_document",
     "document",
 )
-API_CLASSES = ("Plan", "RunResult", "Inventory", "GpusplitError", "InputError")
+API_CLASSES = ("Request", "Matrix", "Tests", "Plan", "RunResult", "Inventory", "GpusplitError", "InputError")
 
 
 def api_docs() -> str:

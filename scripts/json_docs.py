@@ -31,15 +31,15 @@ are stripped of control characters.
 
 DESCRIPTIONS = {
     "gpusplit.inspect/1": "`gpusplit inspect --json MODEL`: the model as its GGUF header describes it.",
-    "gpusplit.devices/1": "`gpusplit devices --json`: the devices llama.cpp would use, in its order, and the host row. "
+    "gpusplit.devices/2": "`gpusplit devices --json`: the devices llama.cpp would use, in its order, and the host row. "
     "`plan --devices-file` reads this document.",
-    "gpusplit.plan/1": "`gpusplit plan --json MODEL`: the chosen split, memory per device, flags and alternatives.",
-    "gpusplit.run/1": "`gpusplit run --json MODEL`: the plan, the generated text, timings and planned vs actual bytes.",
-    "gpusplit.bench/1": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
+    "gpusplit.plan/2": "`gpusplit plan --json MODEL`: the chosen split, memory per device, flags and alternatives.",
+    "gpusplit.run/2": "`gpusplit run --json MODEL`: the plan, the generated text, timings and planned vs actual bytes.",
+    "gpusplit.bench/2": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
     "one record per configuration and test.",
     "gpusplit.catalog/1": "`gpusplit devices --catalog --json`: the built-in GPU catalog.",
     "gpusplit.bench-compare/1": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per-configuration ratios.",
-    "gpusplit.tune/1": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/1` document (what `--output` writes).",
+    "gpusplit.tune/2": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/2` document (what `--output` writes).",
 }
 
 
@@ -81,19 +81,19 @@ def main() -> int:
         results = Path(tmp) / "bench.jsonl"
         examples = {
             "gpusplit.inspect/1": json.loads(gpusplit("inspect", "--json")),
-            "gpusplit.devices/1": json.loads(gpusplit("devices", "--json", "--gpu", "RTX 4090", "--gpu", "RTX 3090")),
-            "gpusplit.plan/1": json.loads(
+            "gpusplit.devices/2": json.loads(gpusplit("devices", "--json", "--gpu", "RTX 4090", "--gpu", "RTX 3090")),
+            "gpusplit.plan/2": json.loads(
                 gpusplit("plan", "--json", big, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ram", "64GiB")
             ),
-            "gpusplit.run/1": json.loads(gpusplit("run", "--json", "-n", "8")),
-            "gpusplit.bench/1": json.loads(
+            "gpusplit.run/2": json.loads(gpusplit("run", "--json", "-n", "8")),
+            "gpusplit.bench/2": json.loads(
                 gpusplit("bench", "-p", "32", "-n", "8", "-r", "2", "--ctx", "256", "-o", "json", "--output", str(results))
             )[0],
             "gpusplit.catalog/1": json.loads(gpusplit("devices", "--catalog", "--json")),
             "gpusplit.bench-compare/1": json.loads(
                 gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
             ),
-            "gpusplit.tune/1": json.loads(gpusplit("tune", "--json", "--budget", "10s")),
+            "gpusplit.tune/2": json.loads(gpusplit("tune", "--json", "--budget", "10s")),
         }
     from gpusplit.documents.provenance import header
 

@@ -174,7 +174,7 @@ def test_each_generated_token_waits_for_the_last(tiny_model, monkeypatch):
     monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: waits.append(1) or real_sync(ctx))
     monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: decodes.append(batch.n_tokens) or real_decode(ctx, batch))
     # (without the CPU's extra buffer types: llama.cpp's AMX kernels crash on some Xeons)
-    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1, use_extra_bufts=False)
+    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1, no_repack=True)
     test = {"name": "tg8", "kind": "tg", "n": 8, "depth": 0}
     monkeypatch.setattr(tasks, "WARM_UP_S", 60.0)  # a busy machine must not cut the warm-up short here
     result = task_bench({"params": params.as_dict(), "tests": [test], "repetitions": 2}, lambda event: None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gpusplit.cli.errors import describe
 from gpusplit.devices import catalog
 from gpusplit.devices.catalog import (
     BACKENDS,
@@ -176,7 +177,8 @@ def test_unknown_name_suggests_close_matches():
     msg = str(err)
     assert "unknown GPU 'RTX 4900'" in msg
     assert "did you mean" in msg and "RTX 4090" in msg
-    assert "gpusplit devices --catalog" in msg
+    assert "(the cards it knows: catalog)" in msg  # the library names its parameters, the CLI its commands
+    assert "gpusplit devices --catalog" in describe(err)[0]
 
 
 def test_unknown_error_is_a_value_error():
@@ -196,7 +198,7 @@ def test_size_that_disagrees_with_the_row_is_unknown():
         lookup("RTX 4090 48GB")
     assert not isinstance(info.value, AmbiguousCardError)
     assert info.value.suggestions == ["RTX 4090"]
-    assert "--gpu 48GiB" in str(info.value)
+    assert "gpus 48GiB" in str(info.value) and "--gpu 48GiB" in describe(info.value)[0]
 
 
 @pytest.mark.parametrize(

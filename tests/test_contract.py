@@ -23,18 +23,18 @@ def valid(doc, schema):
 
 def test_inspect_devices_plan_catalog_validate(cli, header_only_model, tiny_model):
     valid(json.loads(cli("inspect", "--json", "--tensors", str(tiny_model("moe-f16"))).stdout), SCHEMAS["gpusplit.inspect/1"])
-    valid(json.loads(cli("devices", "--json").stdout), SCHEMAS["gpusplit.devices/1"])
-    valid(json.loads(cli("devices", "--json", "--gpu", "2xRTX 4090").stdout), SCHEMAS["gpusplit.devices/1"])
+    valid(json.loads(cli("devices", "--json").stdout), SCHEMAS["gpusplit.devices/2"])
+    valid(json.loads(cli("devices", "--json", "--gpu", "2xRTX 4090").stdout), SCHEMAS["gpusplit.devices/2"])
     valid(json.loads(cli("devices", "--catalog", "--json").stdout), SCHEMAS["gpusplit.catalog/1"])
     for args in (["--gpu", "RTX 4090", "--gpu", "RTX 3090"], ["--gpu", "8GiB"], []):
         path = str(header_only_model("llama-3.1-70b")) if args else str(tiny_model("dense-f16"))
-        valid(json.loads(cli("plan", "--json", path, *args, "--ram", "64GiB").stdout), SCHEMAS["gpusplit.plan/1"])
+        valid(json.loads(cli("plan", "--json", path, *args, "--ram", "64GiB").stdout), SCHEMAS["gpusplit.plan/2"])
 
 
 def test_run_and_bench_validate(cli, tiny_model, tmp_path):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     path = str(tiny_model("dense-f16"))
-    valid(json.loads(cli("run", "--json", "-n", "4", path).stdout), SCHEMAS["gpusplit.run/1"])
+    valid(json.loads(cli("run", "--json", "-n", "4", path).stdout), SCHEMAS["gpusplit.run/2"])
     out = tmp_path / "b.jsonl"
     records = json.loads(
         cli("bench", path, "-p", "16", "-n", "2", "-r", "1", "--ctx", "256", "-o", "json", "--output", str(out)).stdout

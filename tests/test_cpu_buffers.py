@@ -20,6 +20,7 @@ from gpusplit.gguf.reader import TensorInfo
 from gpusplit.gguf.types import type_by_name
 from gpusplit.planning.cpu_buffers import AMX, MAPPED, MUL_MAT, MUL_MAT_ID, OTHER, REPACK, amx_bytes, host_copy, weight_op
 from gpusplit.planning.memory import Placement, Settings, plan_memory
+from gpusplit.planning.request import Request
 
 MIB = 1024 * 1024
 MEASURED = json.loads((Path(__file__).parent / "data" / "amx-measured.json").read_text())
@@ -75,7 +76,7 @@ def test_published_gemma_3_270m_host_weights(header_only_model):
     plain = Settings(n_ctx=512, cpu_repack="avx512")
     host = plan_memory(model, [], [], [], plain, Placement(n_gpu_layers=0)).host
     assert (_mib(host.repack_bytes), _mib(host.mapped_bytes), host.amx_bytes) == (12.66, 235.16, 0)
-    off = Settings(n_ctx=512, cpu_repack="avx512", cpu_extra_buffers=(AMX, REPACK), extra_buffers=False)
+    off = Settings(n_ctx=512, cpu_repack="avx512", cpu_extra_buffers=(AMX, REPACK), no_repack=True)
     host = plan_memory(model, [], [], [], off, Placement(n_gpu_layers=0)).host
     assert host.weights_bytes == host.mapped_bytes == model.total_bytes
 
@@ -113,7 +114,7 @@ def test_host_weights_equal_llama_cpp_buffers_on_an_amx_host(fixtures, name):
         "the fixture generator changed since the AMX figures were recorded: record them again on an AMX host"
     )
     model = read_model(path)
-    for key, settings in (("extra_bufts_on", AMX_HOST), ("extra_bufts_off", Settings(n_ctx=512, extra_buffers=False))):
+    for key, settings in (("extra_bufts_on", AMX_HOST), ("extra_bufts_off", Settings(n_ctx=512, no_repack=True))):
         host = plan_memory(model, [], [], [], settings, Placement(n_gpu_layers=0)).host
         planned = {MAPPED: host.mapped_bytes, AMX: host.amx_bytes, REPACK: host.repack_bytes}
         assert {k: _mib(v) for k, v in planned.items() if v} == recorded[key]["buffers"], key
@@ -138,7 +139,7 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
     inventory = gpusplit.detect_devices()
     engine = inventory.engine
     assert engine is not None and engine["cpu_repack"] in ("none", "avx2", "avx512", "arm-dotprod")
-    plan = gpusplit.plan(fixtures(name), inventory, ctx=512, ngl=0)
+    plan = gpusplit.plan(fixtures(name), inventory, Request(n_ctx=512, n_gpu_layers=0))
     _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
     assert set(extra_weight_buffers(log)) <= set(engine["cpu_extra_buffers"])
     planned = plan_document(plan)["host"]["weight_buffers"]
@@ -146,7 +147,8 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
     assert set(planned) == {k for k, v in actual.items() if v}
     for buffer, size in planned.items():
         assert abs(size - actual[buffer]) <= 0.0051 * MIB, buffer
-    assert any("reported by this engine" in r for r in plan.reasons) == bool(planned.keys() - {MAPPED})
+    copies = [r for r in plan.reasons if r.code == "host-copies"]
+    assert [r.values["rules"] for r in copies] == (["engine"] if planned.keys() - {MAPPED} else [])
 
 
 def test_plan_for_an_amx_host_from_its_devices_file(cli, header_only_model, tmp_path):
@@ -161,11 +163,12 @@ def test_plan_for_an_amx_host_from_its_devices_file(cli, header_only_model, tmp_
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
     assert {k: _mib(v) for k, v in plan["host"]["weight_buffers"].items()} == {"CPU_Mapped": 235.16, "AMX": 213.91}
-    assert any("213.91 MiB in AMX" in r and "devices file" in r for r in plan["reasons"])
+    (copies,) = [r for r in plan["reasons"] if r["code"] == "host-copies"]
+    assert _mib(copies["values"]["amx_bytes"]) == 213.91 and copies["values"]["rules"] == "file"
     no_repack = json.loads(cli("plan", "--json", str(header_only_model("gemma-3-270m")), "--devices-file", str(path),
                                "--ctx", "512", "--no-repack").stdout)  # fmt: skip
     assert no_repack["host"]["weight_buffers"] == {"CPU_Mapped": model_bytes(no_repack)}
-    assert no_repack["llama_args"][-1] == "--no-repack" and no_repack["engine_params"]["use_extra_bufts"] is False
+    assert no_repack["llama_args"][-1] == "--no-repack" and no_repack["engine_params"]["no_repack"] is True
     doc["engine"]["cpu_extra_buffers"] = ["AMX", "GPU_MAGIC"]
     path.write_text(json.dumps(doc))
     bad = cli("plan", str(header_only_model("gemma-3-270m")), "--devices-file", str(path))

@@ -69,7 +69,7 @@ def test_no_driver_gives_a_cpu_only_inventory(monkeypatch):
     assert inventory.devices == []
     assert inventory.host.total_bytes > 0 and inventory.host.backend == "CPU"
     assert inventory.nvml is not None and not inventory.nvml.available
-    assert any("no GPU found" in n for n in inventory.notes)
+    assert "no-gpu-found" in [n.code for n in inventory.notes]
 
 
 def test_best_gpu_most_free_memory_then_bandwidth():
@@ -130,7 +130,7 @@ def test_devices_file_round_trip(tmp_path, cli):
     [
         ("not json", "not JSON"),
         ('{"devices": []}', "no schema"),
-        ('{"schema": "gpusplit.devices/1", "devices": [{"name": "x"}]}', "no 'total_bytes'"),
+        ('{"schema": "gpusplit.devices/2", "devices": [{"name": "x"}]}', "no 'total_bytes'"),
     ],
 )
 def test_bad_devices_files(tmp_path, content, phrase):
@@ -177,7 +177,7 @@ def test_devices_cli_without_gpu(cli, monkeypatch):
     result = cli("devices", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["schema"] == "gpusplit.devices/1"
+    assert doc["schema"] == "gpusplit.devices/2"
     assert doc["host"]["backend"] == "CPU" and doc["host"]["total_bytes"] > 0
     assert all(d["backend"] != "CPU" for d in doc["devices"])
     human = cli("devices")

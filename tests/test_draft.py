@@ -10,7 +10,7 @@ import pytest
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
 from gpusplit.planning.memory import Settings
-from gpusplit.planning.planner import DraftRequest, Request, make_plan
+from gpusplit.planning.planner import DraftRequest, PlanInputs, make_plan
 
 MIB = 1024 * 1024
 
@@ -42,7 +42,7 @@ def test_draft_placement_matches_a_real_load(tiny_model, two_workers):
 
     inventory = detect(two_workers, registry=[])
     draft = read_model(tiny_model("moe-f16"))
-    request = Request(settings=Settings(n_ctx=512), mode="layer", split=(0.3, 0.7), draft=DraftRequest(draft, -1))
+    request = PlanInputs(settings=Settings(n_ctx=512), mode="layer", split=(0.3, 0.7), draft=DraftRequest(draft, -1))
     plan = make_plan(read_model(tiny_model("dense-f16")), inventory.devices, inventory.host, request)
     # llama-server loads the draft with the main model's parameters but its own file, -ngld and f16 caches.
     params = engine_params(plan).with_(model_path=draft.path, n_gpu_layers=draft.n_layer + 1)
@@ -83,7 +83,7 @@ def test_projector_goes_to_the_first_gpu(cli, tiny_model, tmp_path):
     assert doc["devices"][0]["weights_bytes"] - plain["devices"][0]["weights_bytes"] == size
     assert doc["devices"][1]["weights_bytes"] == plain["devices"][1]["weights_bytes"]
     assert doc["llama_args"][-2:] == ["--mmproj", str(projector)]
-    assert any("projector (mlp) on GPU0" in r for r in doc["reasons"])
+    assert [(r["values"]["type"], r["values"]["device"]) for r in doc["reasons"] if r["code"] == "projector"] == [("mlp", "GPU0")]
 
 
 def test_a_model_is_not_a_projector(cli, tiny_model):
@@ -92,8 +92,8 @@ def test_a_model_is_not_a_projector(cli, tiny_model):
 
 
 def _valid(doc):
-    """The document validates against the closed gpusplit.plan/1 schema."""
+    """The document validates against the closed gpusplit.plan/2 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
     from gpusplit.documents.schemas import SCHEMAS
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])
+    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/2"])

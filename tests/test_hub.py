@@ -10,6 +10,7 @@ import pytest
 from fakehub import TOKEN, FakeHub, FakeOllama
 from llama_server import model_source, rejected
 
+from gpusplit.planning.request import Request
 from gpusplit.sources.hub import ModelNameError, choose_gguf, parse_hf, parse_ollama
 
 
@@ -212,7 +213,7 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
     assert flag == "-mu" and where.startswith(f"http://{ollama.netloc}/v2/library/tiny/blobs/sha256:"), doc["llama_args"]
     assert where != doc["llama_args"][-1] and not rejected(doc["llama_args"])
     assert doc["engine_params"]["model_url"] == where
-    assert any("projector (mlp) on GPU0" in r for r in doc["reasons"])
+    assert [(r["values"]["type"], r["values"]["device"]) for r in doc["reasons"] if r["code"] == "projector"] == [("mlp", "GPU0")]
     other = cli("inspect", "--json", f"ollama://{ollama.netloc}/acme/tiny")
     assert other.exit_code == 0 and json.loads(other.stdout)["model"]["file_type"] == "F16"
 
@@ -225,7 +226,7 @@ def test_the_library_plans_an_ollama_projector_as_the_cli_does(ollama):
     devices = gpusplit.detect_devices(gpus=["8GiB"])
     with_projector = plan_document(gpusplit.plan(name, devices))
     assert "--mmproj-url" in with_projector["llama_args"]
-    without = plan_document(gpusplit.plan(name, devices, mmproj=""))
+    without = plan_document(gpusplit.plan(name, devices, Request(mmproj="")))
     assert "--mmproj-url" not in without["llama_args"]
     assert with_projector["devices"][0]["planned_bytes"] > without["devices"][0]["planned_bytes"]
 
@@ -282,8 +283,8 @@ def _split(folder):
 
 
 def _valid(doc):
-    """The document validates against the closed gpusplit.plan/1 schema."""
+    """The document validates against the closed gpusplit.plan/2 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
     from gpusplit.documents.schemas import SCHEMAS
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])
+    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/2"])

@@ -12,6 +12,7 @@ import pytest
 from gpusplit.base import journal
 from gpusplit.documents.results import append_trial, is_bench_record, is_trial_record, read_records, read_trials
 from gpusplit.jobs.tune import Trial
+from gpusplit.planning.request import Request
 
 SYSTEM_TEXT = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 
@@ -25,7 +26,7 @@ def foreign_files(tmp_path: Path) -> list[Path]:
     files = {
         "passwd": SYSTEM_TEXT,
         "other.jsonl": '{"model": "x", "tps": 12.5}\n{"model": "y", "tps": 13.0}\n',
-        "plan.json": json.dumps({"schema": "gpusplit.plan/1", "fits": True}, indent=1) + "\n",
+        "plan.json": json.dumps({"schema": "gpusplit.plan/2", "fits": True}, indent=1) + "\n",
     }
     paths = []
     for name, text in files.items():
@@ -41,7 +42,7 @@ def test_bench_refuses_a_file_it_did_not_write_and_leaves_it_as_it_was(cli, tiny
         before = digest(path)
         result = cli("bench", str(tiny_model("dense-f16")), "-p", "8", "-n", "4", "-r", "1", option, str(path))
         assert result.exit_code == 2, (path, result.stderr)
-        assert "not a gpusplit.bench/1 record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "not a gpusplit.bench/2 record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert digest(path) == before
 
 
@@ -60,26 +61,34 @@ def test_tune_refuses_foreign_trials_and_output_files(cli, tiny_model, tmp_path)
 
 def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_line(tmp_path):
     path = tmp_path / "bench.jsonl"
-    first = {"schema": "gpusplit.bench/1", "config_key": "a", "test": "tg4"}
+    first = {"schema": "gpusplit.bench/2", "config_key": "a", "test": "tg4"}
     journal.append(path, first)
     with path.open("a") as f:
-        f.write('{"schema": "gpusplit.bench/1", "config_key": "b", "te')  # killed mid-write
-    journal.check_ours(path, is_bench_record, "gpusplit.bench/1", "--resume")  # still ours
-    second = {"schema": "gpusplit.bench/1", "config_key": "c", "test": "tg4"}
+        f.write('{"schema": "gpusplit.bench/2", "config_key": "b", "te')  # killed mid-write
+    journal.check_ours(path, is_bench_record, "gpusplit.bench/2", "resume_file")  # still ours
+    second = {"schema": "gpusplit.bench/2", "config_key": "c", "test": "tg4"}
     journal.append(path, second)
     assert read_records(path) == [first, second]
-    journal.check_ours(path, is_bench_record, "gpusplit.bench/1", "--resume")  # the torn line stays tolerated
+    journal.check_ours(path, is_bench_record, "gpusplit.bench/2", "resume_file")  # the torn line stays tolerated
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[2]) == second
 
 
-def test_trials_are_marked_and_older_unmarked_files_still_resume(tmp_path):
+def test_trials_are_marked_and_older_files_still_resume(tmp_path):
+    """A trial/1 line (and an unmarked one, written before the mark) carried a tune Config under
+    "config": read back, its fields land on the tune's request; a new line is a trial/2 record."""
     path = tmp_path / "trials.jsonl"
-    old = Trial(key="mode=auto", config={"mode": None}, measured_tg=50.0, score=50.0)
-    path.write_text(json.dumps(old.to_dict()) + "\n")  # as tune wrote trials before they carried a schema
-    journal.check_ours(path, is_trial_record, "gpusplit.trial/1", "--resume")
-    new = Trial(key="mode=layer", config={"mode": "layer"}, measured_tg=60.0, score=60.0)
+    unmarked = {"key": "mode=auto", "config": {"mode": None, "threads": 2}, "measured_tg": 50.0, "score": 50.0, "status": "ok"}
+    marked = {"schema": "gpusplit.trial/1", "key": "mode=layer", "config": {"mode": "layer", "ubatch": 1024}, "score": 40.0,
+              "status": "ok"}  # fmt: skip
+    path.write_text(json.dumps(unmarked) + "\n" + json.dumps(marked) + "\n")
+    journal.check_ours(path, is_trial_record, "gpusplit.trial/2", "resume_file")
+    new = Trial(Request(split_mode="none"), measured_tg=60.0, score=60.0)
     append_trial(path, new)
-    assert json.loads(path.read_text().splitlines()[1])["schema"] == "gpusplit.trial/1"
-    assert [t.key for t in read_trials(path)] == ["mode=auto", "mode=layer"]
+    assert json.loads(path.read_text().splitlines()[2])["schema"] == "gpusplit.trial/2"
+    base = Request(n_ctx=1024)
+    old_unmarked, old_marked, again = read_trials(path, base)
+    assert old_unmarked.request == base.with_(n_threads=2) and old_unmarked.score == 50.0
+    assert old_marked.request == base.with_(split_mode="layer", n_ubatch=1024, n_batch=1024)
+    assert again.request == new.request and again.key == new.key
     assert not is_trial_record({"key": "k", "config": {}, "status": "ok", "password": "x"})  # not only a trial's fields

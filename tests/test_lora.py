@@ -11,7 +11,7 @@ from gpusplit.devices.inventory import detect
 from gpusplit.gguf import GGUFError, read_model
 from gpusplit.gguf.adapter import read_adapter
 from gpusplit.planning.memory import Settings
-from gpusplit.planning.planner import PlanError, Request, make_plan
+from gpusplit.planning.planner import PlanError, PlanInputs, make_plan
 from gpusplit.synthetic import write_tiny_lora
 
 MIB = 1024 * 1024
@@ -49,7 +49,7 @@ def test_adapter_bytes_follow_their_layers(tiny_model, adapter):
 def test_other_architecture_is_refused(tiny_model, tmp_path):
     other = write_tiny_lora(tmp_path / "qwen3-lora.gguf", "qwen3-f16")
     inventory = detect([], registry=[])
-    request = Request(settings=Settings(n_ctx=256), adapters=(read_adapter(other),))
+    request = PlanInputs(settings=Settings(n_ctx=256), adapters=(read_adapter(other),))
     with pytest.raises(PlanError, match="model arch and LoRA arch mismatch"):
         make_plan(read_model(tiny_model("dense-f16")), inventory.devices, inventory.host, request)
 
@@ -63,7 +63,7 @@ def test_lora_buffers_match_a_real_load(tiny_model, two_workers, adapter, ngl):
     from gpusplit.planning.launch import engine_params
 
     inventory = detect(two_workers, registry=[])
-    request = Request(
+    request = PlanInputs(
         settings=Settings(n_ctx=256), mode="layer", split=(0.5, 0.5), n_gpu_layers=ngl, adapters=(read_adapter(adapter),)
     )
     plan = make_plan(read_model(tiny_model("dense-f16")), inventory.devices, inventory.host, request)
@@ -87,8 +87,8 @@ def test_plan_cli_takes_lora(cli, tiny_model, adapter):
 
 
 def _valid(doc):
-    """The document validates against the closed gpusplit.plan/1 schema."""
+    """The document validates against the closed gpusplit.plan/2 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
     from gpusplit.documents.schemas import SCHEMAS
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/1"])
+    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/2"])

@@ -10,7 +10,7 @@ import pytest
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
 from gpusplit.planning.memory import Settings, layer_kv_bytes
-from gpusplit.planning.planner import PlanError, Request, make_plan
+from gpusplit.planning.planner import PlanError, PlanInputs, make_plan
 from gpusplit.synthetic import write_tiny_model
 from gpusplit.synthetic.tiny import MAMBA2_TINY, MLA_TINY
 
@@ -54,16 +54,20 @@ def test_mamba2_keeps_a_recurrent_state_per_sequence_and_no_kv(state_models):
 def test_unknown_architecture_is_planned_with_a_warning(state_models):
     model = replace(read_model(state_models["mla"]), architecture="dots3note", memory_rules="approximate")
     inventory = detect([], registry=[])
-    plan = make_plan(model, inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
-    assert any("'dots3note'" in w and "plan --measure" in w for w in plan.warnings)
-    known = make_plan(read_model(state_models["mla"]), inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
-    assert not any("does not know" in w for w in known.warnings)
+    plan = make_plan(model, inventory.devices, inventory.host, PlanInputs(settings=Settings(n_ctx=256)))
+    assert [w.code for w in plan.warnings] == ["memory-approximate"]
+    known = make_plan(
+        read_model(state_models["mla"]), inventory.devices, inventory.host, PlanInputs(settings=Settings(n_ctx=256))
+    )
+    assert "memory-approximate" not in [w.code for w in known.warnings]
 
 
 def test_recurrent_models_warn_that_compute_is_estimated(state_models):
     inventory = detect([], registry=[])
-    plan = make_plan(read_model(state_models["mamba2"]), inventory.devices, inventory.host, Request(settings=Settings(n_ctx=256)))
-    assert any("recurrent state" in w and "plan --measure" in w for w in plan.warnings)
+    plan = make_plan(
+        read_model(state_models["mamba2"]), inventory.devices, inventory.host, PlanInputs(settings=Settings(n_ctx=256))
+    )
+    assert [w.code for w in plan.warnings] == ["compute-estimated"]
 
 
 def test_nextn_blocks_hold_no_weights_and_no_cache(state_models):
@@ -83,7 +87,7 @@ def test_mla_refuses_different_k_and_v_types(state_models):
     inventory = detect([], registry=[])
     settings = Settings(n_ctx=256, type_k="q8_0", type_v="f16", flash_attn=True)
     with pytest.raises(PlanError, match=r"model does not support different K \(q8_0\) and V \(f16\) cache types"):
-        make_plan(read_model(state_models["mla"]), inventory.devices, inventory.host, Request(settings=settings))
+        make_plan(read_model(state_models["mla"]), inventory.devices, inventory.host, PlanInputs(settings=settings))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +100,7 @@ def _load(path, settings, **changes):
     from gpusplit.planning.launch import engine_params
 
     inventory = detect([], registry=[])
-    plan = make_plan(read_model(path), inventory.devices, inventory.host, Request(settings=settings))
+    plan = make_plan(read_model(path), inventory.devices, inventory.host, PlanInputs(settings=settings))
     _, log = run_task("load", {"params": engine_params(plan).with_(**changes).as_dict()}, timeout=120)
     return plan, parse_buffers(log).by_device["CPU"], log
 

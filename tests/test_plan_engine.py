@@ -16,7 +16,7 @@ from gpusplit.gguf import read_model
 from gpusplit.jobs.runner import rpc_buffer_names
 from gpusplit.planning.launch import engine_params
 from gpusplit.planning.memory import Settings
-from gpusplit.planning.planner import Request, make_plan
+from gpusplit.planning.planner import PlanInputs, make_plan
 
 ASSIGNED = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+),")
 MIB = 1024 * 1024
@@ -33,7 +33,7 @@ def test_layer_placement_matches_llama_cpp(tiny_model, two_workers, split, ngl):
         model,
         inventory.devices,
         inventory.host,
-        Request(settings=Settings(n_ctx=256), mode="layer", split=split, n_gpu_layers=ngl),
+        PlanInputs(settings=Settings(n_ctx=256), mode="layer", split=split, n_gpu_layers=ngl),
     )
     _, log = run_task("dryrun", {"params": engine_params(plan).as_dict()})
     actual = {int(il): dev for il, dev in ASSIGNED.findall("\n".join(log))}
@@ -49,7 +49,7 @@ def test_planned_bytes_match_a_real_load(tiny_model, two_workers):
         model,
         inventory.devices,
         inventory.host,
-        Request(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
+        PlanInputs(settings=Settings(n_ctx=1024), mode="layer", split=(0.6, 0.4), n_gpu_layers=-1),
     )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})
     actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
@@ -88,7 +88,7 @@ def test_sliding_window_pipeline_compute_matches_a_real_load(tiny_model, two_wor
     inventory = detect(two_workers, registry=[])
     settings = Settings(n_ctx=1024, flash_attn=flash_attn)
     plan = make_plan(
-        model, inventory.devices, inventory.host, Request(settings=settings, mode="layer", split=split, n_gpu_layers=-1)
+        model, inventory.devices, inventory.host, PlanInputs(settings=settings, mode="layer", split=split, n_gpu_layers=-1)
     )
     assert plan.best.memory.pipeline_parallel
     _, log = run_task("load", {"params": engine_params(plan).as_dict()})

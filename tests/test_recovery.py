@@ -55,7 +55,7 @@ def test_run_recovers_from_the_crash_and_says_so(cli, q4_0, monkeypatch):
     assert "Traceback" not in result.stderr
     # The plan it hands on is the one that ran: --no-repack, and host weights that match llama.cpp's.
     plan = doc["plan"]
-    assert "--no-repack" in plan["llama_args"] and plan["engine_params"]["use_extra_bufts"] is False
+    assert "--no-repack" in plan["llama_args"] and plan["engine_params"]["no_repack"] is True
     assert plan["settings"]["no_repack"] is True
     assert doc["host_weights"]["actual"] == {"CPU_Mapped": doc["host_weights"]["actual"]["CPU_Mapped"]}
     (cpu,) = [d for d in doc["devices"] if d["name"] == "CPU"]
@@ -99,7 +99,7 @@ def test_bench_rows_recover_and_carry_no_repack(cli, q4_0, monkeypatch, tmp_path
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok"] * 4
     assert all(r["recovery"]["crash"] == "SIGSEGV" and r["no_repack"] for r in rows)
-    assert all(r["engine_params"]["use_extra_bufts"] is False for r in rows)
+    assert all(r["engine_params"]["no_repack"] is True for r in rows)
     # one crash, one line: the second configuration ran with --no-repack from the start
     assert len(_warnings(result.stderr)) == 1 and "crashed" in _warnings(result.stderr)[0]
     assert rows[2]["engine_params"]["n_ctx"] == 512
@@ -118,7 +118,7 @@ def test_tune_recovers_and_its_winner_carries_no_repack(cli, q4_0, monkeypatch, 
     assert measured and measured[0]["recovery"]["crash"] == "SIGSEGV"
     assert all(t["key"].endswith("nr=1") for t in measured[1:])  # after the crash, every trial without them
     plan = json.loads(winner.read_text())
-    assert "--no-repack" in plan["llama_args"] and plan["engine_params"]["use_extra_bufts"] is False
+    assert "--no-repack" in plan["llama_args"] and plan["engine_params"]["no_repack"] is True
 
 
 def test_a_series_keeps_what_ran_and_recovers_once(q4_0, tiny_model, monkeypatch):
@@ -129,7 +129,7 @@ def test_a_series_keeps_what_ran_and_recovers_once(q4_0, tiny_model, monkeypatch
 
     tg = [{"name": "tg", "kind": "tg", "n": 4, "depth": 0}]
     runs = [
-        (EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1, use_extra_bufts=False), tg, 1),
+        (EngineParams(model_path=str(tiny_model("dense-f16")), n_ctx=256, n_threads=1, no_repack=True), tg, 1),
         (EngineParams(model_path=q4_0, n_ctx=256, n_threads=1), tg, 1),
         (EngineParams(model_path=str(tiny_model("moe-f16")), n_ctx=256, n_threads=1), tg, 1),
     ]

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from gpusplit.cli.errors import describe
 from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
 from gpusplit.planning.memory import Placement, Settings
-from gpusplit.planning.planner import PlanError, Request, make_plan
+from gpusplit.planning.planner import PlanError, PlanInputs, make_plan
 from gpusplit.planning.refusals import refusals
 from gpusplit.synthetic import TINY_MODELS, write_tiny_model
 
@@ -52,7 +53,7 @@ def models(tmp_path_factory):
 
 def _plan(path, settings):
     inventory = detect([], registry=[])
-    return make_plan(read_model(path), inventory.devices, inventory.host, Request(settings=settings))
+    return make_plan(read_model(path), inventory.devices, inventory.host, PlanInputs(settings=settings))
 
 
 @pytest.mark.parametrize(("rule", "model", "settings", "reason"), CASES, ids=[c[0] for c in CASES])
@@ -60,7 +61,7 @@ def test_plan_refuses_what_llama_cpp_refuses(models, rule, model, settings, reas
     with pytest.raises(PlanError) as err:
         _plan(models[model], settings)
     assert reason in err.value.message and err.value.hint
-    assert err.value.exit_code == 2
+    assert describe(err.value)[1] == 2  # the CLI exits 2 for it (wrong input)
     assert [r.rule for r in refusals(read_model(models[model]), settings, Placement(), 0)] == [rule]
 
 

@@ -15,6 +15,7 @@ import pytest
 from llama_server import model_source, rejected
 
 from gpusplit.gguf import GGUFError, read_gguf
+from gpusplit.gguf.errors import FetchError
 from gpusplit.gguf.remote import HTTPSource
 
 
@@ -124,7 +125,8 @@ def test_plan_reads_a_url_and_run_refuses_one(cli, server, tmp_path, header_only
 
 def test_missing_url_and_unreachable_host(server):
     base, _ = server()
-    with pytest.raises(GGUFError, match="HTTP 404"):
+    with pytest.raises(GGUFError, match="HTTP 404"):  # the name's fault: wrong input
         HTTPSource(f"{base}/absent.gguf")
-    with pytest.raises(GGUFError, match="cannot fetch"):
+    with pytest.raises(FetchError, match="cannot fetch") as caught:  # the network's: a runtime failure
         HTTPSource("http://127.0.0.1:9/model.gguf", timeout=2)
+    assert not isinstance(caught.value, GGUFError)

@@ -10,7 +10,8 @@ from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
 from gpusplit.planning.cpu_buffers import repack_bytes
 from gpusplit.planning.memory import Placement, Settings, plan_memory
-from gpusplit.planning.planner import Request, make_plan
+from gpusplit.planning.planner import PlanInputs, make_plan
+from gpusplit.planning.request import Request
 
 MIB = 1024 * 1024
 # llama.cpp prints each buffer to 0.01 MiB; the host's weights are two buffers (CPU_Mapped, CPU_REPACK).
@@ -43,7 +44,7 @@ def _host_bytes(path, rpc, ngl, cpu):
     inventory = detect(rpc, registry=[])
     settings = Settings(n_ctx=256, cpu_repack=cpu["repack"], cpu_extra_buffers=tuple(cpu["extra_buffers"]))
     plan = make_plan(
-        read_model(path), inventory.devices, inventory.host, Request(settings=settings, mode="layer", n_gpu_layers=ngl)
+        read_model(path), inventory.devices, inventory.host, PlanInputs(settings=settings, mode="layer", n_gpu_layers=ngl)
     )
     _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
     actual = parse_buffers(log, rpc_buffer_names(plan)).by_device
@@ -91,10 +92,11 @@ def test_plan_says_what_it_assumed_about_repacking(header_only_model):
     from gpusplit.devices.inventory import Inventory, host_device
 
     # The CPU alone, described without the engine: a native build for this CPU is assumed, and said.
-    plan = gpusplit.plan(header_only_model("llama-3.1-8b"), Inventory(devices=[], host=host_device()), ctx=1024)
+    plan = gpusplit.plan(header_only_model("llama-3.1-8b"), Inventory(devices=[], host=host_device()), Request(n_ctx=1024))
     assert plan.best.memory.host.repack_bytes + plan.best.memory.host.amx_bytes > 0
-    assert any("CPU_REPACK" in r and "assumed: a native build for this CPU" in r for r in plan.reasons)
+    (copies,) = [r for r in plan.reasons if r.code == "host-copies"]
+    assert copies.values["rules"] == "assumed" and copies.values["repack_bytes"] + copies.values["amx_bytes"] > 0
     # A GPU (CUDA, or given by size): its host buffer claims the CPU's weights, nothing is repacked.
-    partial = gpusplit.plan(header_only_model("llama-3.1-8b"), gpusplit.detect_devices(gpus=["4GiB"]), ctx=1024)
+    partial = gpusplit.plan(header_only_model("llama-3.1-8b"), gpusplit.detect_devices(gpus=["4GiB"]), Request(n_ctx=1024))
     assert partial.best.memory.host.weights_bytes > 0 and partial.best.memory.host.repack_bytes == 0
-    assert not any("CPU_REPACK" in r for r in partial.reasons)
+    assert "host-copies" not in [r.code for r in partial.reasons]

@@ -34,11 +34,11 @@ def _check_memory(doc):
 @pytest.mark.parametrize("name", ["dense-f16", "tied-q8_0", "moe-f16", "gemma3-f16", "qwen3-f16"])
 def test_run_on_the_cpu(cli, tiny_model, name):
     doc = run_json(cli, str(tiny_model(name)))
-    assert doc["schema"] == "gpusplit.run/1"
+    assert doc["schema"] == "gpusplit.run/2"
     t = doc["timings"]
     assert t["gen_tokens"] > 0 and t["prompt_tokens"] > 0
     assert t["load_ms"] > 0 and t["prompt_tps"] > 0 and t["gen_tps"] > 0 and t["ttft_ms"] > 0
-    assert doc["plan"]["schema"] == "gpusplit.plan/1"
+    assert doc["plan"]["schema"] == "gpusplit.plan/2"
     _check_memory(doc)
 
 
@@ -50,7 +50,7 @@ def test_splits_over_workers_give_the_single_device_text(cli, tiny_model, two_wo
     tensor = run_json(cli, path, "--rpc", rpc, "--mode", "row")
     assert single["text"] == layer["text"] == tensor["text"]
     assert layer["split_mode"] == "layer" and tensor["split_mode"] == "tensor"
-    assert any("tensor parallelism" in r for r in tensor["plan"]["reasons"])
+    assert {"row-as-tensor", "tensor-flash-attn"} & {r["code"] for r in tensor["plan"]["reasons"]}
     assert {d["name"] for d in layer["devices"]} == {"RPC0", "RPC1", "CPU"}
     _check_memory(layer)
     _check_memory(tensor)
@@ -222,7 +222,7 @@ def test_a_cpu_run_warms_up_before_it_times(tiny_model, monkeypatch):
     real = llama_cpp.llama_decode
     monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: sizes.append(batch.n_tokens) or real(ctx, batch))
     # (without the CPU's extra buffer types: llama.cpp's AMX kernels crash on some Xeons)
-    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_gpu_layers=0, n_ctx=256, n_threads=1, use_extra_bufts=False)
+    params = EngineParams(model_path=str(tiny_model("dense-f16")), n_gpu_layers=0, n_ctx=256, n_threads=1, no_repack=True)
     result = tasks.task_generate(
         {"params": params.as_dict(), "prompt": "hello there, how are you", "n_predict": 4, "stream": False}, lambda e: None
     )

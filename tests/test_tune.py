@@ -8,9 +8,13 @@ import json
 import pytest
 
 import gpusplit
-from gpusplit.documents.results import read_trials
+from gpusplit.base.reasons import codes
+from gpusplit.documents.results import read_trials, trial_record
 from gpusplit.engine import EngineError
-from gpusplit.jobs.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, Config, seeds, tune
+from gpusplit.jobs.tune import FINAL_ROUNDS, FINALISTS, MIN_TRIAL_S, key, seeds, tune
+from gpusplit.planning.request import Request
+
+CTX = Request(n_ctx=256)
 
 
 @pytest.fixture
@@ -25,9 +29,10 @@ def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0, clock=Non
     calls = []
     limits = []
 
-    def measure(plan, config, best_tg, limit_s):
+    def measure(plan, best_tg, limit_s):
         import time
 
+        config = plan.request
         calls.append(config)
         limits.append(limit_s)
         if interrupt_at is not None and len(calls) == interrupt_at:
@@ -38,8 +43,8 @@ def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0, clock=Non
             clock.now += delay  # virtual time: the test holds on a machine of any speed
         else:
             time.sleep(delay)
-        tg = (speeds or {}).get(config.key, 100.0 + 10 * (config.threads or 0) + (5 if config.flash_attn else 0))
-        return tg, tg * 10
+        tg = (speeds or {}).get(key(config), 100.0 + 10 * (config.n_threads or 0) + (5 if config.flash_attn else 0))
+        return tg, tg * 10, None
 
     measure.calls = calls
     measure.limits = limits
@@ -49,11 +54,11 @@ def fake_measure(speeds=None, fail=None, interrupt_at=None, delay=0.0, clock=Non
 def test_search_finds_the_fastest_neighbour(cpu_only):
     model, inventory = cpu_only
     measure = fake_measure()
-    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure)
+    result = tune(model, inventory, CTX, budget_s=60, measure=measure)
     assert result.stopped == "done" and result.measured
     # The fake rewards flash attention and more threads: the winner has both.
-    assert result.best.config["flash_attn"] is True and result.best.config["threads"] == max(
-        c.threads or 0 for c in measure.calls
+    assert result.best.request.flash_attn is True and result.best.request.n_threads == max(
+        c.n_threads or 0 for c in measure.calls
     )
     assert len({t.key for t in result.trials}) == len(result.trials)  # nothing measured twice
     assert result.plan.best.settings.flash_attn is True  # the plan is the winner's
@@ -68,7 +73,7 @@ def test_budget_stops_with_the_best_so_far(cpu_only, monkeypatch):
     monkeypatch.setattr("gpusplit.jobs.tune.time", SimpleNamespace(monotonic=lambda: clock.now))
     model, inventory = cpu_only
     measure = fake_measure(delay=0.2, clock=clock)
-    result = tune(model, inventory, {"ctx": 256}, budget_s=0.5, measure=measure)
+    result = tune(model, inventory, CTX, budget_s=0.5, measure=measure)
     assert result.stopped == "budget"
     assert 1 <= len(result.trials) <= 3 and result.best is not None and result.best.score  # 0.2 s each, 0.5 s in all
     # each trial may run to the end of the budget, but never less than MIN_TRIAL_S
@@ -78,7 +83,7 @@ def test_budget_stops_with_the_best_so_far(cpu_only, monkeypatch):
 def test_a_trial_gets_what_is_left_of_the_budget(cpu_only):
     model, inventory = cpu_only
     measure = fake_measure(delay=0.05)
-    tune(model, inventory, {"ctx": 256}, budget_s=100, measure=measure)
+    tune(model, inventory, CTX, budget_s=100, measure=measure)
     assert len(measure.limits) >= 2
     assert 99 < measure.limits[0] <= 100
     assert all(a >= b for a, b in zip(measure.limits, measure.limits[1:]))  # shrinking as time passes
@@ -86,29 +91,29 @@ def test_a_trial_gets_what_is_left_of_the_budget(cpu_only):
 
 def test_ctrl_c_stops_with_the_best_so_far(cpu_only):
     model, inventory = cpu_only
-    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(interrupt_at=3))
+    result = tune(model, inventory, CTX, budget_s=60, measure=fake_measure(interrupt_at=3))
     assert result.stopped == "interrupted" and len(result.trials) == 2 and result.best is not None
 
 
 def test_a_failing_trial_is_recorded_and_skipped(cpu_only):
     model, inventory = cpu_only
-    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(fail=lambda c: c.flash_attn))
+    result = tune(model, inventory, CTX, budget_s=60, measure=fake_measure(fail=lambda c: c.flash_attn))
     failed = [t for t in result.trials if t.status == "failed"]
     assert failed and all("made up for the test" in t.error for t in failed)
-    assert result.best.config["flash_attn"] is False and len(result.trials) > len(failed) + 1
+    assert result.best.request.flash_attn is False and len(result.trials) > len(failed) + 1
 
 
 def test_resume_does_not_measure_again(cpu_only, tmp_path):
     model, inventory = cpu_only
     log = tmp_path / "trials.jsonl"
-    first = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=fake_measure(interrupt_at=4),
-                 on_trial=lambda t: log.open("a").write(json.dumps(t.to_dict()) + "\n"))  # fmt: skip
+    first = tune(model, inventory, CTX, budget_s=60, measure=fake_measure(interrupt_at=4),
+                 on_trial=lambda t: log.open("a").write(json.dumps(trial_record(t)) + "\n"))  # fmt: skip
     assert first.stopped == "interrupted" and len(read_trials(log)) == 3
     measure = fake_measure()
-    again = tune(model, inventory, {"ctx": 256}, budget_s=60, previous=read_trials(log), measure=measure)
+    again = tune(model, inventory, CTX, budget_s=60, previous=read_trials(log), measure=measure)
     logged = {t.key for t in read_trials(log)}
     searched = measure.calls[: len(measure.calls) - FINAL_ROUNDS * FINALISTS]  # then the finalists, measured again
-    assert not {c.key for c in searched} & logged
+    assert not {key(c) for c in searched} & logged
     assert len(again.trials) == 3 + len(searched) and again.stopped == "done"
 
 
@@ -117,11 +122,12 @@ def noisy_measure(readings):
     anything else reads 50 t/s."""
     calls = []
 
-    def measure(plan, config, best_tg, limit_s):
-        calls.append(config.key)
-        values = readings.get(config.key, [50.0])
-        tg = values[min(sum(1 for k in calls if k == config.key) - 1, len(values) - 1)]
-        return tg, tg * 10
+    def measure(plan, best_tg, limit_s):
+        name = key(plan.request)
+        calls.append(name)
+        values = readings.get(name, [50.0])
+        tg = values[min(sum(1 for k in calls if k == name) - 1, len(values) - 1)]
+        return tg, tg * 10, None
 
     measure.calls = calls
     return measure
@@ -132,30 +138,30 @@ def test_the_best_few_are_measured_again_and_a_lead_inside_the_noise_goes_to_the
     101; the plan's own choice 100, 110, 95): the plan's own choice wins, and the margin and the
     spread are reported."""
     model, inventory = cpu_only
-    planned = seeds(gpusplit.plan(model, inventory, ctx=256))[0]
-    tuned = Config(**{**planned.__dict__, "threads": 1})
-    measure = noisy_measure({planned.key: [100.0, 110.0, 95.0], tuned.key: [112.0, 96.0, 101.0]})
-    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure)
-    assert measure.calls.count(planned.key) == 1 + FINAL_ROUNDS and measure.calls.count(tuned.key) == 1 + FINAL_ROUNDS
-    assert result.best.key == planned.key and result.chosen.startswith("closest to the plan")
+    planned = seeds(gpusplit.plan(model, inventory, CTX))[0]
+    tuned = planned.with_(n_threads=1)
+    measure = noisy_measure({key(planned): [100.0, 110.0, 95.0], key(tuned): [112.0, 96.0, 101.0]})
+    result = tune(model, inventory, CTX, budget_s=60, measure=measure)
+    assert measure.calls.count(key(planned)) == 1 + FINAL_ROUNDS and measure.calls.count(key(tuned)) == 1 + FINAL_ROUNDS
+    assert result.best.key == key(planned) and result.chosen.startswith("closest to the plan")
     assert result.runner_up is not None and 0 <= result.margin_pct <= result.spread_pct
     assert sorted(result.best.samples) == [95.0, 100.0, 110.0] and result.best.score == 100.0  # their median
-    assert any("inside the" in n for n in result.notes)
+    assert "within-noise" in codes(result.notes)
 
 
 def test_a_clear_winner_stays_the_winner(cpu_only, tmp_path):
     model, inventory = cpu_only
-    planned = seeds(gpusplit.plan(model, inventory, ctx=256))[0]
-    tuned = Config(**{**planned.__dict__, "flash_attn": not planned.flash_attn})
-    measure = noisy_measure({planned.key: [100.0, 104.0, 98.0], tuned.key: [150.0, 146.0, 153.0]})
+    planned = seeds(gpusplit.plan(model, inventory, CTX))[0]
+    tuned = planned.with_(flash_attn=not planned.flash_attn)
+    measure = noisy_measure({key(planned): [100.0, 104.0, 98.0], key(tuned): [150.0, 146.0, 153.0]})
     log = tmp_path / "trials.jsonl"
-    result = tune(model, inventory, {"ctx": 256}, budget_s=60, measure=measure,
-                  on_trial=lambda t: log.open("a").write(json.dumps(t.to_dict()) + "\n"))  # fmt: skip
-    assert result.best.key == tuned.key and result.chosen == "fastest"
+    result = tune(model, inventory, CTX, budget_s=60, measure=measure,
+                  on_trial=lambda t: log.open("a").write(json.dumps(trial_record(t)) + "\n"))  # fmt: skip
+    assert result.best.key == key(tuned) and result.chosen == "fastest"
     assert result.margin_pct == pytest.approx(100 * (150 - 100) / 100, abs=0.1) and result.spread_pct < 10
     # the final rounds are in the JSONL too, and a resumed tune reads them into their trial's samples
     again = {t.key: t for t in read_trials(log)}
-    assert sorted(again[tuned.key].samples) == [146.0, 150.0, 153.0]
+    assert sorted(again[key(tuned)].samples) == [146.0, 150.0, 153.0]
 
 
 def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path):
@@ -164,7 +170,7 @@ def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path
                  "--output", str(tmp_path / "tuned.json"))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["measured"] is False and "ranked by prediction only" in result.stderr
+    assert doc["measured"] is False and [n["code"] for n in doc["notes"]] == ["prediction-only"]
     assert all(t["measured_tg"] is None for t in doc["trials"]) and doc["best"]["score"] == max(
         t["score"] for t in doc["trials"] if t["score"]
     )
@@ -173,13 +179,13 @@ def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
     from gpusplit.documents.schemas import SCHEMAS
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.tune/1"])
+    jsonschema.validate(doc, SCHEMAS["gpusplit.tune/2"])
 
 
 def test_seeds_are_the_plans_fitting_candidates(tiny_model):
-    plan = gpusplit.plan(tiny_model("dense-f16"), gpusplit.detect_devices(gpus=["RTX 4090", "RTX 3090"]), ctx=256)
+    plan = gpusplit.plan(tiny_model("dense-f16"), gpusplit.detect_devices(gpus=["RTX 4090", "RTX 3090"]), CTX)
     configs = seeds(plan)
-    assert configs and all(isinstance(c, Config) for c in configs)
+    assert configs and all(isinstance(c, Request) and c.n_ctx == 256 for c in configs)
     assert len(configs) == sum(1 for c in [plan.best, *plan.alternatives] if c.fits)
 
 
@@ -205,12 +211,13 @@ def test_tune_for_real_then_run_its_plan(cli, tmp_path):
 def test_neighbours_move_every_knob():
     from gpusplit.jobs.tune import neighbours
 
-    best = Config(mode="layer", split=(0.5, 0.5), ngl=10, n_cpu_moe=3, ubatch=512, flash_attn=False, threads=None)
+    best = Request(split_mode="layer", tensor_split=(0.5, 0.5), n_gpu_layers=10, n_cpu_moe=3, n_ubatch=512, flash_attn=False)
     moves = list(neighbours(best, n_devices=2, n_layer=32, cores=4))
-    assert {m.split for m in moves if m.split != best.split} >= {(0.3, 0.7), (0.7, 0.3), (0.4, 0.6), (0.45, 0.55)}
-    assert {m.ngl for m in moves} >= {9, 11} and {m.n_cpu_moe for m in moves} >= {2, 4}
-    assert any(m.flash_attn for m in moves) and {m.ubatch for m in moves} >= {256, 1024}
-    assert {m.threads for m in moves} >= {1, 2, 3} and 4 not in {m.threads for m in moves}  # 4 = all cores = unset
+    splits = {m.tensor_split for m in moves if m.tensor_split != best.tensor_split}
+    assert splits >= {(0.3, 0.7), (0.7, 0.3), (0.4, 0.6), (0.45, 0.55)}
+    assert {m.n_gpu_layers for m in moves} >= {9, 11} and {m.n_cpu_moe for m in moves} >= {2, 4}
+    assert any(m.flash_attn for m in moves) and {m.n_ubatch for m in moves} >= {256, 1024}
+    assert {m.n_threads for m in moves} >= {1, 2, 3} and 4 not in {m.n_threads for m in moves}  # 4 = all cores = unset
 
 
 def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_model):
@@ -221,7 +228,7 @@ def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_mo
     from gpusplit.jobs.runner import bench_config
     from gpusplit.planning.launch import engine_params
 
-    plan = gpusplit.plan(str(tiny_model("dense-f16")), Inventory(devices=[], host=host_device()), ctx=256)
+    plan = gpusplit.plan(str(tiny_model("dense-f16")), Inventory(devices=[], host=host_device()), CTX)
     params = engine_params(plan).with_(n_threads=1)
     tests = [{"name": "tg", "kind": "tg", "n": 8, "depth": 0}, {"name": "pp", "kind": "pp", "n": 32, "depth": 0}]
     both = bench_config(plan, params, tests, 1, stop_if={"test": "tg", "below_ts": 0.001})

@@ -60,17 +60,17 @@ def _is_stream(path: Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
-def _require_file(path: Path, option: str, hint: str) -> None:
+def _require_file(path: Path, parameter: str, hint: str) -> None:
     if not path.is_file():
         kind = "a directory" if path.is_dir() else "not a regular file"
-        raise ForeignFileError(f"{option} {path} is {kind}", hint)
+        raise ForeignFileError("{p} {path} is {kind}", hint, parameter=parameter, path=str(path), kind=kind)
 
 
-def check_ours(path: Path, is_ours: Callable[[Record], bool], what: str, option: str) -> None:
+def check_ours(path: Path, is_ours: Callable[[Record], bool], what: str, parameter: str) -> None:
     """Raise ForeignFileError when `path` exists and holds anything but our records (see above)."""
     if not path.exists() or _is_stream(path):
         return
-    _require_file(path, option, "name a new file to write the results to")
+    _require_file(path, parameter, "name a new file to write the results to")
     for number, line in _lines(path):
         if not line:
             continue
@@ -79,8 +79,12 @@ def check_ours(path: Path, is_ours: Callable[[Record], bool], what: str, option:
             continue  # a record cut short by a kill
         if record is None or not is_ours(record):
             raise ForeignFileError(
-                f"{option} {path}: line {number} is not a {what} record, so the file is not gpusplit's",
+                "{p} {path}: line {number} is not a {what} record, so the file is not gpusplit's",
                 "name a new file, or one gpusplit wrote; this one was left untouched",
+                parameter=parameter,
+                path=str(path),
+                number=number,
+                what=what,
             )
 
 
@@ -98,12 +102,12 @@ def append(path: Path, record: Record) -> None:
         os.fsync(f.fileno())
 
 
-def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, option: str, limit: int = 64 << 20) -> None:
+def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, parameter: str, limit: int = 64 << 20) -> None:
     """Raise ForeignFileError unless `path` is missing, empty or one JSON document of ours: a file
     gpusplit would overwrite (a saved plan) must be one it wrote."""
     if not path.exists():
         return
-    _require_file(path, option, "name a new file to write to")
+    _require_file(path, parameter, "name a new file to write to")
     size = path.stat().st_size
     if size == 0:
         return
@@ -115,6 +119,9 @@ def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, 
             document = None
     if document is None or not is_ours(document):
         raise ForeignFileError(
-            f"{option} {path} is not a {what} document, so gpusplit will not overwrite it",
+            "{p} {path} is not a {what} document, so gpusplit will not overwrite it",
             "name a new file, or one gpusplit wrote; this one was left untouched",
+            parameter=parameter,
+            path=str(path),
+            what=what,
         )

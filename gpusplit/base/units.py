@@ -13,6 +13,8 @@ _SIZE_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]i?b|b)\s*$",
 _RATE_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]i?b)\s*/\s*s\s*$", re.IGNORECASE)
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*")
 MAX_SIZE = 2**50  # a PiB: more memory than any device or host has
+MAX_RATE = 1e15  # bytes/s: a PB/s, above any memory or link
+MAX_DURATION = 7 * 24 * 3600.0
 
 
 def format_bytes(n: int | float | None) -> str:
@@ -47,59 +49,85 @@ def is_size(text: str) -> bool:
     return bool(_SIZE_RE.match(text))
 
 
-def size_from_text(text: str, what: str = "size") -> int:
-    """'24GiB' -> 25769803776."""
+def size_from_text(text: str, parameter: str = "size") -> int:
+    """'24GiB' -> 25769803776 (at least one byte, at most a PiB)."""
     match = _SIZE_RE.match(text)
     if not match:
-        raise InputError(f"{what} {text!r} is not a size like 24GiB, 8GB or 512MiB")
+        raise InputError("{p} {value!r} is not a size like 24GiB, 8GB or 512MiB", parameter=parameter, value=_cut(text))
     value = float(match["num"]) * _UNITS[match["unit"].lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{what} {text!r} must be greater than zero")
+    if not math.isfinite(value) or value < 1:
+        raise InputError("{p} {value!r} must be at least one byte", parameter=parameter, value=_cut(text))
     if value > MAX_SIZE:
-        raise InputError(f"{what} {text!r} is implausibly large")
+        raise InputError("{p} {value!r} is more than a PiB", parameter=parameter, value=_cut(text))
     return int(value)
 
 
-def rate_from_text(text: str, what: str = "bandwidth") -> float:
+def rate_from_text(text: str, parameter: str = "bandwidth") -> float:
     """'448GB/s' -> 448e9 bytes per second."""
     match = _RATE_RE.match(text)
     if not match:
-        raise InputError(f"{what} {text!r} is not a rate like 448GB/s or 3.35TB/s")
+        raise InputError("{p} {value!r} is not a rate like 448GB/s or 3.35TB/s", parameter=parameter, value=_cut(text))
     value = float(match["num"]) * _UNITS[match["unit"].lower()]
-    if value <= 0:
-        raise InputError(f"{what} {text!r} must be greater than zero")
+    if not math.isfinite(value) or value <= 0:
+        raise InputError("{p} {value!r} must be greater than zero", parameter=parameter, value=_cut(text))
+    if value > MAX_RATE:
+        raise InputError("{p} {value!r} is more than a PB/s", parameter=parameter, value=_cut(text))
     return value
 
 
-def parse_size(value: int | str | None, option: str) -> int | None:
+def parse_size(value: int | str | None, parameter: str) -> int | None:
     """'512MiB', '2GiB', '0' or a byte count."""
     if value is None or isinstance(value, int):
-        if isinstance(value, int) and value < 0:
-            raise InputError(f"{option} {value} is negative", "use a size like 512MiB or 2GiB")
+        if isinstance(value, int) and not 0 <= value <= MAX_SIZE:
+            raise InputError("{p} {value} must be 0 to a PiB", "use a size like 512MiB or 2GiB", parameter=parameter, value=value)
         return value
     if value.strip() in ("0", "0B"):
         return 0
-    try:
-        return size_from_text(value, option)
-    except InputError as exc:
-        raise InputError(exc.message, "use a size like 512MiB or 2GiB") from None
+    return size_from_text(value, parameter)
 
 
-def parse_rate(value: float | str | None, option: str) -> float | None:
+def parse_sizes(text: str, parameter: str) -> tuple[int, ...]:
+    """'512MiB' or '1GiB,512MiB,0': one size, or one per device."""
+    parts = [part for part in text.split(",")]
+    if not parts or any(not part.strip() for part in parts):
+        raise InputError(
+            "{p} {value!r} is not a size or a comma-separated list of sizes",
+            "for example 512MiB, or 1GiB,512MiB for two devices",
+            parameter=parameter,
+            value=_cut(text),
+        )
+    return tuple(parse_size(part, parameter) or 0 for part in parts)
+
+
+def parse_rate(value: float | str | None, parameter: str) -> float | None:
     """'60GB/s' or bytes per second."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    try:
-        return rate_from_text(value)
-    except InputError as exc:
-        raise InputError(f"{option}: {exc.message}", "use a rate like 60GB/s") from None
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        if not (math.isfinite(value) and 0 < value <= MAX_RATE):
+            raise InputError("{p} {value} must be a rate above zero", parameter=parameter, value=value)
+        return float(value)
+    return rate_from_text(value, parameter)
 
 
-def parse_duration(text: str | float | None, option: str = "--budget") -> float | None:
-    """'120', '120s', '2m', '1.5h' -> seconds."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    match = _DURATION_RE.fullmatch(text.lower())
-    if not match:
-        raise InputError(f"{option} {text!r} is not a duration", "e.g. 120s, 5m or 1h")
-    return float(match[1]) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(match[2] or "s", 1)
+def parse_duration(text: str | float | None, parameter: str = "budget") -> float | None:
+    """'120', '120s', '2m', '1.5h' -> seconds (above zero, at most a week)."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = _DURATION_RE.fullmatch(text.lower())
+        if not match:
+            raise InputError("{p} {value!r} is not a duration", "e.g. 120s, 5m or 1h", parameter=parameter, value=_cut(text))
+        seconds = float(match[1]) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(match[2] or "s", 1)
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION):
+        raise InputError(
+            "{p} {value} must be more than 0 s and at most a week", "e.g. 120s, 5m or 1h", parameter=parameter, value=text
+        )
+    return seconds
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A value from the user as an error line shows it: long text cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,7 +12,7 @@ import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
-from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model, resolve_model
+from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model, request_from, resolve_model
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -98,7 +98,7 @@ def bench(
         raise CLIError("--resume and --output name different files", "--resume FILE appends to FILE; drop --output")
     target = Path(resume or output_file) if (resume or output_file) else None
     if target is not None:
-        check_results_file(target, "--resume" if resume else "--output")  # never append to someone else's file
+        check_results_file(target, "resume_file" if resume else "results_file")  # never append to someone else's file
         _check_writable(target)
     previous = read_records(Path(resume)) if resume else []
     model = local_model(model, "bench")
@@ -132,26 +132,28 @@ def bench(
         raise CLIError(
             "--plan fixes the configuration", "drop --mode/--split/--ngl/--ctx/--kv-type/--flash-attn/--rpc, or drop --plan"
         )
+    request = request_from(threads=threads, no_repack=no_repack)
+    matrix = api.Matrix(
+        modes=tuple(mode or ["auto"]),
+        splits=tuple(split or ["auto"]),
+        ngls=tuple(ngl or [None]),
+        ctxs=tuple(ctx or [None]),
+        kv_types=tuple(kv_type or ["f16"]),
+        flash_attn=tuple(bool(v) for v in (flash_attn or [0])),
+    )
+    tests = api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0]))
     rows = api.bench(
         doc["engine_params"]["model_path"] if doc is not None else resolve_model(model),
-        rpc=rpc,
+        request,
+        matrix=matrix,
+        tests=tests,
+        rpc=tuple(rpc or ()),
         timeout=timeout,
-        modes=mode or ["auto"],
-        splits=split or ["auto"],
-        ngls=list(ngl or [None]),
-        ctxs=list(ctx or [None]),
-        kv_types=kv_type or ["f16"],
-        flash_attn=[bool(v) for v in (flash_attn or [0])],
-        n_prompt=n_prompt or [512],
-        n_gen=n_gen or [128],
-        depths=depth or [0],
         repetitions=repetitions,
-        threads=threads,
         config_timeout=config_timeout,
         skip=done_keys(previous),
         on_config=announce,
         saved_plan=doc,
-        no_repack=no_repack,
     )
     from ..documents.render import bench_records
 

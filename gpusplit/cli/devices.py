@@ -40,7 +40,8 @@ def devices(
 
             raise CLIError("--probe measures real devices, not --gpu ones", "drop --gpu")
         with output.StepProgress("probing") as progress:
-            inventory = api.probe_devices(rpc=rpc, timeout=timeout, threads=threads, on_step=progress.step, no_repack=no_repack)
+            request = api.Request(n_threads=threads, no_repack=no_repack)
+            inventory = api.probe_devices(rpc=rpc, timeout=timeout, request=request, on_step=progress.step)
     else:
         inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout, threads=threads)
     if json_output:
@@ -172,7 +173,7 @@ def _print_inventory(inventory) -> None:
             f"tensor parallelism over these devices: {g.layer_sync_s * 1e3:.2f} ms of synchronisation per layer per token"
         )
     for note in inventory.notes:
-        output.message(note)
+        output.message(note.text)
     if inventory.nvml is not None and not inventory.nvml.available and inventory.nvml.reason:
         output.message(f"NVML: {inventory.nvml.reason}")
 

@@ -1,5 +1,10 @@
-"""Known failures become one line on stderr with a hint and an exit code; GPUSPLIT_DEBUG=1
-shows the traceback instead."""
+"""The CLI's edge: library errors become one stderr line and an exit code, here and nowhere else.
+
+The library names parameters (`n_ctx`, `tensor_split`) and raises classes (`InputError`, ...);
+FLAGS says what each parameter is on the command line and EXIT_CODES what each class exits with,
+as huggingface_hub's CLI maps its library's errors at its edge. GPUSPLIT_DEBUG=1 shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,101 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..base.errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GpusplitError, InputError
+from ..base.errors import GpusplitError, InputError
 from . import output
 
-__all__ = ["EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "CLIError", "Interrupted", "describe", "run_guarded"]
+__all__ = [
+    "EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "FLAGS", "CLIError", "Interrupted", "describe", "flag",
+    "run_guarded",
+]  # fmt: skip
 
-# The CLI's own usage errors are the library's input errors (exit code 2 unless told otherwise).
-CLIError = InputError
+EXIT_OK = 0
+EXIT_RUNTIME = 1  # something failed while working: a worker died, llama.cpp refused, a disk filled
+EXIT_USAGE = 2  # the input is wrong: an option, a file, a name
+EXIT_DOES_NOT_FIT = 3  # plan --check: the model does not fit wholly on the GPUs
+
+# The library's parameters as the command line spells them (planning.request.Request's fields and
+# the other keywords of the API). A parameter not here is shown by its own name.
+FLAGS: dict[str, str] = {
+    # the request
+    "n_ctx": "--ctx",
+    "n_batch": "--batch",
+    "n_ubatch": "--ubatch",
+    "n_parallel": "--parallel",
+    "type_k": "--kv-type-k",
+    "type_v": "--kv-type-v",
+    "kv_type": "--kv-type",
+    "flash_attn": "--flash-attn",
+    "swa_full": "--swa-full",
+    "split_mode": "--mode",
+    "tensor_split": "--split",
+    "n_gpu_layers": "--ngl",
+    "main_gpu": "--main-gpu",
+    "n_cpu_moe": "--n-cpu-moe",
+    "spread": "--spread",
+    "reserve": "--reserve",
+    "cpu_bandwidth": "--cpu-bandwidth",
+    "allow_ctx_overflow": "--allow-ctx-overflow",
+    "lora": "--lora",
+    "draft": "--draft",
+    "n_gpu_layers_draft": "--ngl-draft",
+    "mmproj": "--mmproj",
+    "no_repack": "--no-repack",
+    "n_threads": "--threads",
+    "measure": "--measure",
+    # the devices
+    "gpus": "--gpu",
+    "catalog": "`gpusplit devices --catalog`",
+    "devices_file": "--devices-file",
+    "rpc": "--rpc",
+    "timeout": "--timeout",
+    "ram": "--ram",
+    # the model and saved documents
+    "model": "MODEL",
+    "saved_plan": "--plan",
+    "save_plan": "`gpusplit plan --json MODEL > plan.json`",
+    "on_log": "--verbose",
+    "prompt": "--prompt",
+    "n_predict": "--n-predict",
+    # bench
+    "n_prompt": "-p",
+    "n_gen": "-n",
+    "depths": "--depth",
+    "repetitions": "--repetitions",
+    "results_file": "--output",
+    "resume_file": "--resume",
+    # tune
+    "objective": "--objective",
+    "budget": "--budget",
+    "trials_file": "--trials",
+    # worker
+    "host": "--host",
+    "port": "--port",
+    "devices": "--device",
+    "allow_remote": "--allow-remote",
+    "cache_dir": "--cache-dir",
+    # report
+    "out": "-o",
+}
+
+
+def flag(parameter: str) -> str:
+    """A library parameter as the command line spells it."""
+    return FLAGS.get(parameter, parameter)
+
+
+class CLIError(Exception):
+    """A usage error of the command line itself (two options that contradict each other, ...):
+    already in the CLI's terms. Exit code 2 unless told otherwise."""
+
+    def __init__(self, message: str, hint: str = "", code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
 class Interrupted(BaseException):
@@ -28,19 +121,33 @@ class Interrupted(BaseException):
         self.exit_code = exit_code
 
 
+# Each class's exit code; the first that matches wins (subclasses before their bases).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InputError, EXIT_USAGE),
+    (GpusplitError, EXIT_RUNTIME),
+    (MemoryError, EXIT_RUNTIME),
+    (OSError, EXIT_RUNTIME),
+)
+
+
 def debug_enabled() -> bool:
     return os.environ.get("GPUSPLIT_DEBUG", "") not in ("", "0")
 
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one line and exit code for an exception, or raise it again when unknown."""
+    if isinstance(exc, CLIError):
+        return str(exc), exc.code
+    code = next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), None)
+    if code is None:
+        raise exc
     if isinstance(exc, GpusplitError):
-        return str(exc), exc.exit_code
+        message, hint = exc.render(flag)
+        return (f"{message} ({hint})" if hint else message), code
     if isinstance(exc, MemoryError):
-        return "out of memory", EXIT_RUNTIME
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), EXIT_RUNTIME
-    raise exc
+        return "out of memory", code
+    assert isinstance(exc, OSError)
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), code
 
 
 def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:

@@ -4,13 +4,16 @@ one path from those options to a Plan through the library."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, List, Optional
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
 
 from . import output
 
 if TYPE_CHECKING:
+    from ..api import Request
     from ..devices.inventory import Inventory
     from ..gguf.model import ModelInfo
     from ..planning.planner import Plan
@@ -140,15 +143,6 @@ NoRepack = Annotated[
 ]
 AllowCtxOverflow = Annotated[bool, typer.Option("--allow-ctx-overflow", help="Allow --ctx above the model's trained context.")]
 
-# The options that describe the devices, and the planning settings `gpusplit.plan()` takes.
-DEVICE_OPTIONS = ("gpu", "devices_file", "rpc", "timeout", "ram", "threads")
-PLAN_SETTINGS = (
-    "ctx", "batch", "ubatch", "parallel", "kv_type", "kv_type_k", "kv_type_v", "flash_attn", "swa_full", "ngl", "mode",
-    "split", "main_gpu", "n_cpu_moe", "spread", "reserve", "cpu_bandwidth", "allow_ctx_overflow", "lora", "draft",
-    "ngl_draft", "mmproj", "no_repack",
-)  # fmt: skip
-PLAN_OPTIONS = ("model", *DEVICE_OPTIONS, *PLAN_SETTINGS)
-
 
 def resolve_model(model: str | None) -> str:
     """The location to read; with no MODEL, the demo model (generated on first use) and a note."""
@@ -200,38 +194,95 @@ def local_model(location: str | None, command: str) -> str | None:
     return path
 
 
-def devices_from(options: dict[str, Any]) -> Inventory:
-    """The devices the options describe (GPUSPLIT_GPU, comma-separated since card names hold spaces)."""
+@dataclass(frozen=True)
+class DeviceOptions:
+    """The options that say which devices to plan for (GPUSPLIT_GPU, comma-separated since card
+    names hold spaces, stands in for --gpu)."""
+
+    gpu: tuple[str, ...] = ()
+    devices_file: str | None = None
+    rpc: tuple[str, ...] = ()
+    timeout: float = 3.0
+    ram: str | None = None
+
+    def detect(self, threads: int | None = None) -> Inventory:
+        from .. import api
+
+        gpu = list(self.gpu)
+        if not gpu and not self.devices_file and os.environ.get("GPUSPLIT_GPU"):
+            gpu = [g.strip() for g in os.environ["GPUSPLIT_GPU"].split(",") if g.strip()]
+        return api.detect_devices(
+            rpc=list(self.rpc), gpus=gpu, devices_file=self.devices_file, timeout=self.timeout, ram=self.ram, threads=threads
+        )
+
+
+def request_from(
+    *,
+    ctx: int | None = None,
+    batch: int = 512,
+    ubatch: int = 512,
+    parallel: int = 1,
+    kv_type: str | None = None,
+    kv_type_k: str | None = None,
+    kv_type_v: str | None = None,
+    flash_attn: bool = False,
+    swa_full: bool = True,
+    ngl: int | None = None,
+    mode: str | None = None,
+    split: str | None = None,
+    main_gpu: int | None = None,
+    n_cpu_moe: int | None = None,
+    spread: bool = False,
+    reserve: str | None = None,
+    cpu_bandwidth: str | None = None,
+    allow_ctx_overflow: bool = False,
+    lora: Sequence[str] | None = None,
+    draft: str | None = None,
+    ngl_draft: int = -1,
+    mmproj: str | None = None,
+    no_repack: bool = False,
+    threads: int | None = None,
+) -> Request:
+    """The command line's options as the library's one Request: the text of sizes, rates, shares
+    and types parsed here (a bad value names its flag), everything else checked by the Request."""
     from .. import api
 
-    gpu = options.get("gpu")
-    if not gpu and not options.get("devices_file") and os.environ.get("GPUSPLIT_GPU"):
-        gpu = [g.strip() for g in os.environ["GPUSPLIT_GPU"].split(",") if g.strip()]
-    return api.detect_devices(
-        rpc=options.get("rpc"),
-        gpus=gpu,
-        devices_file=options.get("devices_file"),
-        timeout=options.get("timeout", 3.0),
-        ram=options.get("ram"),
-        threads=options.get("threads"),
+    both = api.kv_type(kv_type, "kv_type") if kv_type is not None else None
+    return api.Request(
+        n_ctx=ctx,
+        n_batch=batch,
+        n_ubatch=ubatch,
+        n_parallel=parallel,
+        type_k=api.kv_type(kv_type_k, "type_k") if kv_type_k is not None else both,
+        type_v=api.kv_type(kv_type_v, "type_v") if kv_type_v is not None else both,
+        flash_attn=flash_attn,
+        swa_full=swa_full,
+        split_mode=None if mode in (None, "auto") else mode,
+        tensor_split=None if split is None else api.split_shares(split),
+        n_gpu_layers=ngl,
+        main_gpu=main_gpu,
+        n_cpu_moe=n_cpu_moe,
+        spread=spread,
+        reserve=None if reserve is None else api.parse_sizes(reserve, "reserve"),
+        cpu_bandwidth=None if cpu_bandwidth is None else api.parse_rate(cpu_bandwidth, "cpu_bandwidth"),
+        allow_ctx_overflow=allow_ctx_overflow,
+        lora=tuple(lora or ()),
+        draft=draft,
+        n_gpu_layers_draft=ngl_draft,
+        mmproj=mmproj,
+        no_repack=no_repack,
+        n_threads=threads,
     )
 
 
-def plan_from(options: dict[str, Any], measure: bool = False, runnable: str | None = None) -> Plan:
-    """A command's plan options -> gpusplit.plan(): the model, the devices, the settings.
-    `runnable` names a command that must load the weights: an incomplete file stops here."""
+def plan_from(
+    model: str | None, devices: DeviceOptions, request: Request, *, measure: bool = False, runnable: str | None = None
+) -> Plan:
+    """The model, the devices and the request -> gpusplit.plan(). `runnable` names a command that
+    must load the weights: an incomplete file stops here."""
     from .. import api
 
-    # Cheap checks first: a bad value is reported before any worker is probed or file read.
-    api.check_mode(options.get("mode"))
-    for name in ("kv_type", "kv_type_k", "kv_type_v"):
-        api.check_kv_type(options.get(name), "--" + name.replace("_", "-"))
-    api.parse_split(options.get("split"))
-    api.parse_size(options.get("reserve"), "--reserve")
-    api.parse_rate(options.get("cpu_bandwidth"), "--cpu-bandwidth")
-    info = read_model(resolve_model(options.get("model")))
+    info = read_model(resolve_model(model))
     if runnable:
         api.require_complete(info, runnable)
-    settings = {name: options[name] for name in PLAN_SETTINGS if name in options}
-    settings["lora"] = settings.get("lora") or ()
-    return api.plan(info, devices_from(options), measure=measure, **settings)
+    return api.plan(info, devices.detect(request.n_threads), request, measure=measure)

@@ -10,11 +10,11 @@ import typer
 from . import output
 from .errors import EXIT_DOES_NOT_FIT
 from .options import (
-    PLAN_OPTIONS,
     AllowCtxOverflow,
     Batch,
     CpuBandwidth,
     Ctx,
+    DeviceOptions,
     DevicesFile,
     Draft,
     FlashAttn,
@@ -42,6 +42,7 @@ from .options import (
     Timeout,
     Ubatch,
     plan_from,
+    request_from,
 )  # fmt: skip
 
 
@@ -84,12 +85,18 @@ def plan(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.plan/1).")] = False,
 ) -> int:
     """Plan how to split a model over the devices: memory per device, strategy, context, flags."""
-    options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
     from ..documents.render import plan_document
 
-    doc = plan_document(plan_from(options, measure=measure))
+    request = request_from(
+        ctx=ctx, batch=batch, ubatch=ubatch, parallel=parallel, kv_type=kv_type, kv_type_k=kv_type_k, kv_type_v=kv_type_v,
+        flash_attn=flash_attn, swa_full=swa_full, ngl=ngl, mode=mode, split=split, main_gpu=main_gpu, n_cpu_moe=n_cpu_moe,
+        spread=spread, reserve=reserve, cpu_bandwidth=cpu_bandwidth, allow_ctx_overflow=allow_ctx_overflow, lora=lora,
+        draft=draft, ngl_draft=ngl_draft, mmproj=mmproj, no_repack=no_repack, threads=threads,
+    )  # fmt: skip
+    devices = DeviceOptions(tuple(gpu or ()), devices_file, tuple(rpc or ()), timeout, ram)
+    doc = plan_document(plan_from(model, devices, request, measure=measure))
     for warning in doc["warnings"]:
-        output.warn(warning)
+        output.warn(warning["text"])
     if json_output:
         output.emit_json(doc)
     else:
@@ -170,9 +177,9 @@ def print_plan(doc: dict) -> None:
         ("compute", "measured by llama.cpp's dry run" if measured else "estimated (--measure runs llama.cpp's dry run)"),
     ]
     for reason in doc["reasons"]:
-        fields.append(("why", reason))
+        fields.append(("why", reason["text"]))
     if doc["predicted"]["basis"] != "measured":
-        fields += [("speed from", note) for note in doc["predicted"]["assumptions"]]
+        fields += [("speed from", note["text"]) for note in doc["predicted"]["assumptions"]]
     output.print_fields("plan", fields)
     # Whole lines, never wrapped by a table, so that they can be copied and pasted.
     if doc.get("workers"):

@@ -11,11 +11,11 @@ import typer
 from . import output
 from .errors import CLIError
 from .options import (
-    PLAN_OPTIONS,
     AllowCtxOverflow,
     Batch,
     CpuBandwidth,
     Ctx,
+    DeviceOptions,
     DevicesFile,
     FlashAttn,
     Gpu,
@@ -42,9 +42,12 @@ from .options import (
     finite,
     local_model,
     plan_from,
+    request_from,
 )  # fmt: skip
 
 MAX_PROMPT_BYTES = 1024 * 1024
+# the plan's reasons said before a run: llama.cpp runs something other than what was asked
+TENSOR_PARALLEL_REASONS = frozenset({"row-as-tensor", "tensor-flash-attn", "tensor-kv-f16"})
 
 
 def run(
@@ -100,29 +103,33 @@ def run(
 ) -> int:
     """Load the model with the planned split, generate, then show timings and planned vs actual memory."""
     from .. import api
+    from ..documents.render import plan_document, run_document
 
     text = _prompt(prompt, prompt_file)
     model = local_model(model, "run")
-    from ..documents.render import plan_document, run_document
-
     if plan_file:
         saved = api.load_plan_document(plan_file)
-        if model and os.path.abspath(model) != os.path.abspath(saved["engine_params"]["model_path"]):
-            raise CLIError(f"the plan is for {saved['engine_params']['model_path']}, not {model}", "drop MODEL or plan again")
-        if api.is_hypothetical_doc(saved):
-            raise CLIError("this plan is for hypothetical devices (--gpu)", "plan against the real devices to run")
-        planned = api.plan_from_document(saved)  # its configuration, on the devices here now
+        saved_model = saved["engine_params"]["model_path"]
+        if model and os.path.abspath(model) != os.path.abspath(saved_model):
+            raise CLIError(f"the plan is for {saved_model}, not {model}", "drop MODEL or plan again")
+        planned = api.plan_from_document(saved, changes={"n_threads": threads} if threads else None)
         if no_repack:
             planned = api.without_repack(planned)
     else:
-        options = {name: value for name, value in locals().items() if name in PLAN_OPTIONS}
-        planned = plan_from(options, runnable="run")
+        request = request_from(
+            ctx=ctx, batch=batch, ubatch=ubatch, parallel=parallel, kv_type=kv_type, kv_type_k=kv_type_k, kv_type_v=kv_type_v,
+            flash_attn=flash_attn, swa_full=swa_full, ngl=ngl, mode=mode, split=split, main_gpu=main_gpu, n_cpu_moe=n_cpu_moe,
+            spread=spread, reserve=reserve, cpu_bandwidth=cpu_bandwidth, allow_ctx_overflow=allow_ctx_overflow, lora=lora,
+            no_repack=no_repack, threads=threads,
+        )  # fmt: skip
+        devices = DeviceOptions(tuple(gpu or ()), devices_file, tuple(rpc or ()), timeout, ram)
+        planned = plan_from(model, devices, request, runnable="run")
     doc = plan_document(planned)
     for warning in doc["warnings"]:
-        output.warn(warning)
+        output.warn(warning["text"])
     for reason in doc["reasons"]:
-        if "tensor parallelism" in reason or "row split" in reason:
-            output.message(reason)
+        if reason["code"] in TENSOR_PARALLEL_REASONS:
+            output.message(reason["text"])
 
     stream = not json_output
     progress = output.LoadProgress() if output.stderr_is_terminal() and not verbose else None
@@ -139,7 +146,6 @@ def run(
             n_predict=n_predict,
             temperature=temp,
             seed=seed,
-            threads=threads,
             timeout=run_timeout,
             on_token=on_token if stream else None,
             on_progress=progress.update if progress is not None else None,

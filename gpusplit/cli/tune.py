@@ -12,6 +12,7 @@ from . import output
 from .errors import CLIError
 from .options import (
     Ctx,
+    DeviceOptions,
     DevicesFile,
     FlashAttn,
     Gpu,
@@ -21,9 +22,9 @@ from .options import (
     Ram,
     Rpc,
     Timeout,
-    devices_from,
     local_model,
     read_model,
+    request_from,
     resolve_model,
 )
 
@@ -43,7 +44,7 @@ def tune(
         str, typer.Option("--objective", metavar="tg|pp|mixed", help="Generation, prompt, or a 512-in/128-out chat turn.")
     ] = "tg",
     output_file: Annotated[
-        Optional[str], typer.Option("--output", metavar="FILE", help="Write the winner as a gpusplit.plan/1 document.")
+        Optional[str], typer.Option("--output", metavar="FILE", help="Write the winner as a gpusplit.plan/2 document.")
     ] = None,
     trials: Annotated[
         Optional[str], typer.Option("--trials", metavar="FILE", help="Append every trial to FILE (JSONL) as it ends.")
@@ -52,7 +53,7 @@ def tune(
         Optional[str], typer.Option("--resume", metavar="FILE", help="Go on from FILE's trials (and append to it).")
     ] = None,
     no_repack: NoRepack = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/1).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/2).")] = False,
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
     from .. import api
@@ -62,34 +63,35 @@ def tune(
         raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
     if output_file:
         from ..base.journal import check_replaceable
+        from ..documents.read import PLAN_SCHEMAS
         from ..documents.render import PLAN_SCHEMA
 
-        check_replaceable(Path(output_file), lambda doc: doc.get("schema") == PLAN_SCHEMA, PLAN_SCHEMA, "--output")
-    seconds = api.parse_duration(budget)
+        check_replaceable(Path(output_file), lambda doc: doc.get("schema") in PLAN_SCHEMAS, PLAN_SCHEMA, "results_file")
+    seconds = api.parse_duration(budget, "budget")
+    request = request_from(
+        ctx=ctx, kv_type=kv_type, flash_attn=flash_attn, allow_ctx_overflow=ctx is not None, no_repack=no_repack
+    )
     location = local_model(resolve_model(model), "tune")
     info = read_model(location)
-    inventory = devices_from({"gpu": gpu, "devices_file": devices_file, "rpc": rpc, "timeout": timeout, "ram": ram})
-    settings = {
-        "ctx": ctx, "kv_type": kv_type, "flash_attn": flash_attn, "allow_ctx_overflow": ctx is not None, "no_repack": no_repack,
-    }  # fmt: skip
+    inventory = DeviceOptions(tuple(gpu or ()), devices_file, tuple(rpc or ()), timeout, ram).detect()
 
     def on_trial(t) -> None:
         measured = f"{t.measured_tg:.1f} t/s" if t.measured_tg else ("predicted" if t.score else "-")
         status = f"again {t.round}" if t.round else t.status  # a finalist measured again
         output.message(f"tune: {status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
         if t.recovery:
-            output.warn(f"{t.key}: {t.recovery['message']}; the later trials run with --no-repack")
+            output.warn(f"{t.key}: {t.recovery.message}; the later trials run with --no-repack")
 
     # Ctrl-C ends the search inside api.tune, which returns the best so far (stopped: interrupted).
     result = api.tune(
-        info, inventory, objective=objective, budget=seconds, trials_file=resume or trials, resume=bool(resume),
-        on_trial=on_trial, **settings,
+        info, inventory, request, objective=objective, budget=seconds or 0.0, trials_file=resume or trials,
+        resume=bool(resume), on_trial=on_trial,
     )  # fmt: skip
     doc = tune_document(result, objective, seconds or 0.0)
     if output_file:
         Path(output_file).write_text(json.dumps(doc["plan"], indent=1) + "\n")
     for note in result.notes:
-        output.warn(note)
+        output.warn(note.text)
     if json_output:
         output.emit_json(doc)
     else:

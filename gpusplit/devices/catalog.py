@@ -82,7 +82,7 @@ _NOISE_WORDS = frozenset(
     }
 )
 
-_CATALOG_HINT = "(see `gpusplit devices --catalog`)"
+_CATALOG_HINT = "(the cards it knows: {p.catalog})"
 
 
 @dataclass(frozen=True)
@@ -134,15 +134,15 @@ class CatalogEntry:
 class UnknownCardError(InputError, ValueError):
     """The name matches no catalog row (or several: see AmbiguousCardError)."""
 
-    def __init__(self, name: str, suggestions: list[str] | None = None, message: str | None = None):
+    def __init__(self, name: str, suggestions: list[str] | None = None, message: str | None = None, **values: object):
         self.name = name
         self.suggestions = list(suggestions or [])
         if message is None:
             if self.suggestions:
-                message = f"unknown GPU {name!r}; did you mean: {', '.join(self.suggestions)}? {_CATALOG_HINT}"
+                message = "unknown GPU {name!r}; did you mean: {suggestions}? " + _CATALOG_HINT
             else:
-                message = f"unknown GPU {name!r}; give its memory size instead, e.g. --gpu 24GiB {_CATALOG_HINT}"
-        super().__init__(message)
+                message = "unknown GPU {name!r}; give its memory size instead, e.g. {p.gpus} 24GiB " + _CATALOG_HINT
+        super().__init__(message, parameter="gpus", name=name, suggestions=", ".join(self.suggestions), **values)
 
 
 class AmbiguousCardError(UnknownCardError):
@@ -153,7 +153,7 @@ class AmbiguousCardError(UnknownCardError):
         super().__init__(
             name,
             self.variants,
-            f"ambiguous GPU {name!r}; did you mean: {', '.join(self.variants)}? {_CATALOG_HINT}",
+            "ambiguous GPU {name!r}; did you mean: {suggestions}? " + _CATALOG_HINT,
         )
 
 
@@ -1089,8 +1089,10 @@ def lookup(name: str) -> CatalogEntry:
             raise UnknownCardError(
                 name,
                 [c.name for c in candidates],
-                f"unknown GPU {name!r}: the catalog lists {listed}; for another memory size "
-                f"give the size itself, e.g. --gpu {sizes[0]}GiB {_CATALOG_HINT}",
+                "unknown GPU {name!r}: the catalog lists {listed}; for another memory size "
+                "give the size itself, e.g. {p.gpus} {size}GiB " + _CATALOG_HINT,
+                listed=listed,
+                size=sizes[0],
             )
 
     raise UnknownCardError(name, close_matches(name))

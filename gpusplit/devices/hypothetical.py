@@ -21,18 +21,24 @@ def parse_gpu_spec(spec: str) -> list[Device]:
     """One --gpu value -> one or more hypothetical devices (not yet numbered)."""
     text = spec.strip()
     if not text:
-        raise DeviceSpecError('--gpu needs a value: a size (24GiB), a card name ("RTX 4090") or SIZE@RATE')
+        raise DeviceSpecError('{p.gpus} needs a value: a size (24GiB), a card name ("RTX 4090") or SIZE@RATE', parameter="gpus")
     count = 1
     match = _COUNT_RE.match(text)
     if match and not is_size(text):
         count = int(match["count"])
         text = match["rest"].strip()
         if not 1 <= count <= MAX_HYPOTHETICAL:
-            raise DeviceSpecError(f"--gpu {spec!r}: count {count} must be 1 to {MAX_HYPOTHETICAL}")
+            raise DeviceSpecError(
+                "{p.gpus} {spec!r}: count {count} must be 1 to {limit}",
+                parameter="gpus",
+                spec=spec,
+                count=count,
+                limit=MAX_HYPOTHETICAL,
+            )
     size_part, _, rate_part = text.partition("@")
     if is_size(size_part):
-        total = size_from_text(size_part, "--gpu size")
-        bandwidth = rate_from_text(rate_part) if rate_part else None
+        total = size_from_text(size_part, "gpus")
+        bandwidth = rate_from_text(rate_part, "gpus") if rate_part else None
         label = size_part.strip() + (f" @ {rate_part.strip()}" if rate_part else "")
         device = Device(
             name="",
@@ -49,7 +55,7 @@ def parse_gpu_spec(spec: str) -> list[Device]:
         from .catalog import lookup
 
         entry = lookup(size_part.strip())  # raises UnknownCardError with close matches
-        bandwidth = rate_from_text(rate_part) if rate_part else entry.bandwidth_bytes_per_s
+        bandwidth = rate_from_text(rate_part, "gpus") if rate_part else entry.bandwidth_bytes_per_s
         device = Device(
             name="",
             description=entry.name,
@@ -70,5 +76,10 @@ def hypothetical_devices(specs: list[str]) -> list[Device]:
     """All --gpu values, numbered GPU0, GPU1, ... in the order given (llama.cpp's order)."""
     devices = [d for spec in specs for d in parse_gpu_spec(spec)]
     if len(devices) > MAX_HYPOTHETICAL:
-        raise DeviceSpecError(f"{len(devices)} hypothetical GPUs is more than {MAX_HYPOTHETICAL}")
+        raise DeviceSpecError(
+            "{p.gpus}: {count} hypothetical GPUs is more than {limit}",
+            parameter="gpus",
+            count=len(devices),
+            limit=MAX_HYPOTHETICAL,
+        )
     return [d.with_(name=f"GPU{i}", index=i) for i, d in enumerate(devices)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..base.reasons import Reason
 from .cpu import cpu_name
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
 from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
@@ -44,7 +45,7 @@ class Inventory:
     engine_from_file: bool = False  # `engine` is a devices file's (another machine's, perhaps)
     nvml: NvmlReport | None = None
     workers: list[WorkerInfo] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Reason] = field(default_factory=list)
     group_speed: GroupSpeed | None = None  # tensor parallelism over the devices, as measured
 
     @property
@@ -167,11 +168,12 @@ def rpc_devices(workers: list[WorkerInfo]) -> list[Device]:
     return devices
 
 
-def nvml_devices(nvml: NvmlReport | None, first_index: int, env: Any = None) -> tuple[list[Device], list[str]]:
+def nvml_devices(nvml: NvmlReport | None, first_index: int, env: Any = None) -> tuple[list[Device], list[Reason]]:
     """Without the engine: the GPUs CUDA will see, from NVML."""
     if nvml is None or not nvml.available:
         return [], []
-    visible, notes = resolve_cuda_visible(nvml, env)
+    visible, said = resolve_cuda_visible(nvml, env)
+    notes = [Reason("nvml", note) for note in said]
     devices = [
         Device(
             name=f"CUDA{cuda_index}",
@@ -189,7 +191,9 @@ def nvml_devices(nvml: NvmlReport | None, first_index: int, env: Any = None) -> 
     return devices, notes
 
 
-def from_nvml_and_workers(nvml: NvmlReport | None, workers: list[WorkerInfo], env: Any = None) -> tuple[list[Device], list[str]]:
+def from_nvml_and_workers(
+    nvml: NvmlReport | None, workers: list[WorkerInfo], env: Any = None
+) -> tuple[list[Device], list[Reason]]:
     """Without the engine: RPC workers first (as llama.cpp will order them), then CUDA's GPUs."""
     remote = rpc_devices(workers)
     local, notes = nvml_devices(nvml, len(remote), env)
@@ -212,7 +216,7 @@ def detect(
     endpoints = list(rpc or [])
     workers = [probe(endpoint, rpc_timeout) for endpoint in endpoints]  # raises RPCError, names the worker
     nvml = query_nvml(nvml_module)
-    notes: list[str] = []
+    notes: list[Reason] = []
     if registry is not None:
         # RPC workers come from the Python probe, not from registering them in this process's
         # registry: a registered worker that later dies aborts any ggml call in this process.
@@ -220,12 +224,19 @@ def detect(
         local = from_registry([d for d in registry if d.backend != "RPC"], nvml, [])
         devices = remote + [d.with_(index=len(remote) + i) for i, d in enumerate(local)]
         if nvml.available and not any(d.backend == "CUDA" for d in devices):
-            notes.append("NVML sees NVIDIA GPUs but this llama-cpp-python has no CUDA backend (rebuild with -DGGML_CUDA=ON)")
+            notes.append(
+                Reason(
+                    "no-cuda-backend",
+                    "NVML sees NVIDIA GPUs but this llama-cpp-python has no CUDA backend (rebuild with -DGGML_CUDA=ON)",
+                )
+            )
     else:
         devices, notes = from_nvml_and_workers(nvml, workers, env)
-        notes.append("the llama.cpp engine is not installed: devices come from NVML and RPC workers only")
+        notes.append(Reason("no-engine", "the llama.cpp engine is not installed: devices come from NVML and RPC workers only"))
     if not any(d.is_gpu for d in devices):
-        notes.append("no GPU found: llama.cpp will run on the CPU; plan for other hardware with --gpu 24GiB")
+        notes.append(
+            Reason("no-gpu-found", "no GPU found: llama.cpp will run on the CPU; plan for other hardware with --gpu 24GiB")
+        )
     best = pick_best_gpu(devices)
     if best is not None:
         devices = [d.with_(best=True) if d is best else d for d in devices]

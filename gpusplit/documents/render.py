@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..base.reasons import Reason
 from ..engine.logparse import TENSOR_GROUP, spread_group
 from ..planning.cpu_buffers import AMX, MAPPED, REPACK
 
@@ -24,17 +25,20 @@ if TYPE_CHECKING:
     from ..gguf.model import ModelInfo, TensorGroup
     from ..jobs.bench import BenchRow
     from ..jobs.runner import RunResult
+    from ..jobs.tune import Trial, TuneResult
     from ..planning.memory import DeviceMemory
     from ..planning.planner import Candidate, Plan
 
-PLAN_SCHEMA = "gpusplit.plan/1"
-RUN_SCHEMA = "gpusplit.run/1"
-BENCH_SCHEMA = "gpusplit.bench/1"
-DEVICES_SCHEMA = "gpusplit.devices/1"
+# /2: reasons, warnings and notes are {"code", "text"}; a plan carries its request; engine_params
+# says no_repack (it said use_extra_bufts). The /1 documents are still read.
+PLAN_SCHEMA = "gpusplit.plan/2"
+RUN_SCHEMA = "gpusplit.run/2"
+BENCH_SCHEMA = "gpusplit.bench/2"
+DEVICES_SCHEMA = "gpusplit.devices/2"
 INSPECT_SCHEMA = "gpusplit.inspect/1"
 CATALOG_SCHEMA = "gpusplit.catalog/1"
 COMPARE_SCHEMA = "gpusplit.bench-compare/1"
-TUNE_SCHEMA = "gpusplit.tune/1"
+TUNE_SCHEMA = "gpusplit.tune/2"
 
 COMPONENTS = ("weights", "kv", "compute", "output")
 
@@ -140,7 +144,7 @@ def devices_document(inventory: Inventory) -> dict[str, Any]:
         "engine": None if inventory.engine is None else dict(inventory.engine),
         "nvml": nvml,
         "tensor_group": None if inventory.group_speed is None else inventory.group_speed.as_dict(),
-        "notes": list(inventory.notes),
+        "notes": [n.as_dict() for n in inventory.notes],
     }
 
 
@@ -217,7 +221,7 @@ def _alternative(c: Candidate) -> dict[str, Any]:
         "predicted_tg_tps": _round(c.prediction.tg_tokens_per_s),
         "predicted_pp_tps": _round(c.prediction.pp_tokens_per_s),
         "predicted_basis": c.prediction.basis,
-        "reasons": list(c.reasons),
+        "reasons": [r.as_dict() for r in c.reasons],
     }
 
 
@@ -259,22 +263,35 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     prediction = best.prediction
     reasons = plan.reasons + best.memory.notes
     if best.placement.n_cpu_moe:
-        reasons.append("llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides")
-    if not params.use_extra_bufts:
-        reasons.append(NO_REPACK_PYTHON)
+        reasons.append(
+            Reason(
+                "python-n-cpu-moe", "llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides"
+            )
+        )
+    if params.no_repack:
+        reasons.append(Reason("python-no-repack", NO_REPACK_PYTHON))
     llama_args = llama_server_args(plan)
     extra: dict[str, Any] = {}
-    projector = plan.request.projector
+    projector = plan.inputs.projector
     if projector is not None:
         where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
         reasons.append(
-            f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
-            "buffer, reserved by llama.cpp's warm-up on its largest image, is not planned"
+            Reason(
+                "projector",
+                f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
+                "buffer, reserved by llama.cpp's warm-up on its largest image, is not planned",
+                {"device": where, "type": projector.projector_type, "bytes": projector.n_bytes},
+            )
         )
-    if plan.draft is not None and plan.request.draft is not None:
-        draft = plan.request.draft
+    if plan.draft is not None and plan.inputs.draft is not None:
+        draft = plan.inputs.draft
         ngld = draft_layers(draft)
-        reasons.append("llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server")
+        reasons.append(
+            Reason(
+                "python-draft",
+                "llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server",
+            )
+        )
         extra["draft"] = {
             "path": draft.model.path,
             "name": draft.model.name,
@@ -306,7 +323,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "type_v": s.type_v,
             "flash_attn": s.flash_attn,
             "swa_full": s.swa_full,
-            "no_repack": not s.extra_buffers,
+            "no_repack": s.no_repack,
         },
         "strategy": best.strategy,
         "split_mode": best.llama_mode,
@@ -327,8 +344,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "workers": worker_commands(plan),
         "llama_cpp_python": params.llama_kwargs(),
         "engine_params": params.as_dict(),
-        "reasons": reasons,
-        "warnings": list(plan.warnings),
+        "reasons": [r.as_dict() for r in reasons],
+        "warnings": [w.as_dict() for w in plan.warnings],
+        "request": plan.request.as_dict(),
         "alternatives": [_alternative(c) for c in plan.alternatives],
         **extra,
     }
@@ -360,7 +378,7 @@ def prediction_document(p: Any) -> dict[str, Any]:
         "batch_token_s": round(p.batch_token_s, 9),
         "bytes_per_token": p.bytes_per_token,
         "limited_by": p.limited_by,
-        "assumptions": list(p.assumptions),
+        "assumptions": [a.as_dict() for a in p.assumptions],
         "parts": _parts(p.parts),
         "sample_s": round(p.sample_s, 9),
         "load": {
@@ -562,7 +580,7 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
         "gpusplit_version": row.version,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "engine_params": None if doc is None else doc["engine_params"],
-        "no_repack": doc is not None and not doc["engine_params"].get("use_extra_bufts", True),
+        "no_repack": doc is not None and doc["engine_params"]["no_repack"],
         "recovery": None if row.recovery is None else row.recovery.to_dict(),
         # a generation test's predicted seconds per token by part (microseconds): which term missed
         "predicted_parts": (doc["predicted"].get("parts") or None) if doc is not None and test.kind == "tg" else None,
@@ -586,7 +604,21 @@ def compare_document(a: str, b: str, rows: list[dict[str, Any]]) -> dict[str, An
     return {"schema": COMPARE_SCHEMA, "a": a, "b": b, "rows": rows}
 
 
-def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any]:
+TRIAL_VALUES = ("strategy", "fits", "predicted_tg", "predicted_pp", "measured_tg", "measured_pp", "score", "status", "error",
+                "seconds", "min_headroom_bytes", "samples", "round")  # fmt: skip
+
+
+def trial_document(trial: Trial) -> dict[str, Any]:
+    """One tune trial: its key and request, what was predicted and measured."""
+    return {
+        "key": trial.key,
+        "request": trial.request.as_dict(),
+        **{name: getattr(trial, name) for name in TRIAL_VALUES},
+        "recovery": None if trial.recovery is None else trial.recovery.to_dict(),
+    }
+
+
+def tune_document(result: TuneResult, objective: str, budget_s: float) -> dict[str, Any]:
     """`gpusplit.tune/1`: every trial, the winner and its `gpusplit.plan/1` document."""
     return {
         "schema": TUNE_SCHEMA,
@@ -595,9 +627,9 @@ def tune_document(result: Any, objective: str, budget_s: float) -> dict[str, Any
         "elapsed_s": round(result.elapsed_s, 3),
         "measured": result.measured,
         "stopped": result.stopped,
-        "notes": list(result.notes),
-        "trials": [t.to_dict() for t in result.trials],
-        "best": None if result.best is None else result.best.to_dict(),
+        "notes": [n.as_dict() for n in result.notes],
+        "trials": [trial_document(t) for t in result.trials],
+        "best": None if result.best is None else trial_document(result.best),
         # the final rounds: the best few measured again in turn; the margin inside the spread is noise
         "runner_up": result.runner_up,
         "margin_pct": result.margin_pct,

@@ -6,25 +6,30 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..base import journal
+from ..base.errors import InputError
+from ..jobs.runner import Recovery
 from ..jobs.tune import Trial
-from .render import BENCH_SCHEMA
+from ..planning.request import DEFAULT, Request
+from .render import BENCH_SCHEMA, TRIAL_VALUES, trial_document
 
 # ---------------------------------------------------------------------------------------------
 # bench: gpusplit.bench/1 records, one per line
 
 
+BENCH_SCHEMAS = ("gpusplit.bench/1", BENCH_SCHEMA)  # /1: engine_params said use_extra_bufts
+
+
 def is_bench_record(record: dict[str, Any]) -> bool:
-    return record.get("schema") == BENCH_SCHEMA
+    return record.get("schema") in BENCH_SCHEMAS
 
 
-def check_results_file(path: Path, option: str) -> None:
-    """Refuse (exit 2, file untouched) a --output/--resume file that is not a bench JSONL."""
-    journal.check_ours(path, is_bench_record, BENCH_SCHEMA, option)
+def check_results_file(path: Path, parameter: str) -> None:
+    """Refuse (file untouched) a results file to append to that is not a bench JSONL."""
+    journal.check_ours(path, is_bench_record, BENCH_SCHEMA, parameter)
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -60,34 +65,66 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[s
 # ---------------------------------------------------------------------------------------------
 # tune: one trial per line
 
-TRIAL_SCHEMA = "gpusplit.trial/1"
-TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
+TRIAL_SCHEMA = "gpusplit.trial/2"
+TRIAL_SCHEMAS = ("gpusplit.trial/1", TRIAL_SCHEMA)  # /1: a tune Config's fields under "config"
+# the fields of a trial/1 record (and of the unmarked lines written before the schema mark)
+_LEGACY_TRIAL_FIELDS = frozenset(
+    {"key", "config", "strategy", "fits", "predicted_tg", "predicted_pp", "measured_tg", "measured_pp", "score", "status",
+     "error", "seconds", "min_headroom_bytes", "recovery", "samples", "round"}
+)  # fmt: skip
+# a trial/1 record's tune Config fields, as the Request names them
+_LEGACY_CONFIG = {"mode": "split_mode", "split": "tensor_split", "ngl": "n_gpu_layers", "n_cpu_moe": "n_cpu_moe",
+                  "ubatch": "n_ubatch", "flash_attn": "flash_attn", "threads": "n_threads", "no_repack": "no_repack"}  # fmt: skip
 
 
 def is_trial_record(record: dict[str, Any]) -> bool:
     """A line of a --trials file: schema-marked, or (files written before the mark) a trial's fields."""
     if "schema" in record:
-        return record["schema"] == TRIAL_SCHEMA
-    return {"key", "config", "status"} <= record.keys() <= TRIAL_FIELDS
+        return record["schema"] in TRIAL_SCHEMAS
+    return {"key", "config", "status"} <= record.keys() <= _LEGACY_TRIAL_FIELDS
 
 
-def check_trials_file(path: Path, option: str = "--trials") -> None:
+def check_trials_file(path: Path, parameter: str = "trials_file") -> None:
     """Refuse (exit 2, file untouched) a trials file that is not tune's JSONL."""
-    journal.check_ours(path, is_trial_record, TRIAL_SCHEMA, option)
+    journal.check_ours(path, is_trial_record, TRIAL_SCHEMA, parameter)
 
 
 def append_trial(path: Path, trial: Trial) -> None:
-    journal.append(path, {"schema": TRIAL_SCHEMA, **trial.to_dict()})
+    journal.append(path, trial_record(trial))
 
 
-def read_trials(path: Path) -> list[Trial]:
+def _trial_request(record: dict[str, Any], base: Request) -> Request:
+    """A trial's request: a trial/2 record's own; a trial/1 record's tune Config on `base` (the
+    tune's request, which such files did not keep)."""
+    if "request" in record:
+        fields = dict(record["request"])
+        for name in ("tensor_split", "reserve", "lora"):
+            if isinstance(fields.get(name), list):
+                fields[name] = tuple(fields[name])
+        return Request(**fields)
+    changes = {_LEGACY_CONFIG[k]: v for k, v in (record.get("config") or {}).items() if k in _LEGACY_CONFIG}
+    if changes.get("split_mode") == "auto":
+        changes["split_mode"] = None
+    if isinstance(changes.get("tensor_split"), list):
+        changes["tensor_split"] = tuple(changes["tensor_split"])
+    if "n_ubatch" in changes:
+        changes["n_batch"] = max(base.n_batch, changes["n_ubatch"])
+    return base.with_(**changes)
+
+
+def read_trials(path: Path, base: Request = DEFAULT) -> list[Trial]:
     """The trials of an earlier run (JSONL, one per line; a final round's measurement joins its
     trial's samples); a torn line is ignored."""
     out: dict[str, Trial] = {}
     for record in journal.read(path, is_trial_record):
         try:
-            trial = Trial(**{k: v for k, v in record.items() if k != "schema"})
-        except TypeError:
+            recovery = record.get("recovery")
+            trial = Trial(
+                request=_trial_request(record, base),
+                **{k: v for k, v in record.items() if k in TRIAL_VALUES},
+                recovery=None if not recovery else Recovery(recovery["crash"], tuple(recovery["extra_buffers"])),
+            )
+        except (TypeError, KeyError, InputError):
             continue
         if trial.round and trial.key in out:
             first = out[trial.key]
@@ -96,3 +133,8 @@ def read_trials(path: Path) -> list[Trial]:
         elif not trial.round:
             out[trial.key] = trial
     return list(out.values())
+
+
+def trial_record(trial: Trial) -> dict[str, Any]:
+    """One line of a --trials file (`gpusplit.trial/2`)."""
+    return {"schema": TRIAL_SCHEMA, **trial_document(trial)}

@@ -21,6 +21,13 @@ NULLABLE_STR = {"type": ["string", "null"]}
 INTS = {"type": "array", "items": INT}
 NUMS = {"type": "array", "items": NUM}
 STRS = {"type": "array", "items": STR}
+REASON = {
+    "type": "object",
+    "required": ["code", "text"],
+    "properties": {"code": STR, "text": STR, "values": {"type": "object"}},
+    "additionalProperties": False,
+}
+REASONS = {"type": "array", "items": REASON}
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -117,8 +124,8 @@ NVML_SUMMARY = _object(
 
 DEVICES = _object(
     {
-        "schema": _const("gpusplit.devices/1"), "devices": _array(DEVICE), "host": DEVICE, "best_gpu": NULLABLE_INT,
-        "engine": _nullable(ENGINE), "nvml": _nullable(NVML_SUMMARY), "tensor_group": _nullable(GROUP_SPEED), "notes": STRS,
+        "schema": _const("gpusplit.devices/2"), "devices": _array(DEVICE), "host": DEVICE, "best_gpu": NULLABLE_INT,
+        "engine": _nullable(ENGINE), "nvml": _nullable(NVML_SUMMARY), "tensor_group": _nullable(GROUP_SPEED), "notes": REASONS,
     }
 )  # fmt: skip
 
@@ -163,7 +170,7 @@ ENGINE_PARAMS = _object(
         "swa_full": BOOL, "offload_kqv": BOOL, "use_mmap": BOOL, "n_threads": NULLABLE_INT, "n_cpu_moe": INT, "seed": INT,
         "extra": {"type": "object"},
     },
-    {"lora": STRS, "use_extra_bufts": BOOL, "model_url": NULLABLE_STR},
+    {"lora": STRS, "no_repack": BOOL, "model_url": NULLABLE_STR},
 )  # fmt: skip
 
 LLAMA_CPP_PYTHON = _object(
@@ -180,7 +187,7 @@ ALTERNATIVE = _object(
     {
         "strategy": STRATEGY, "split_mode": SPLIT_MODE, "n_gpu_layers": INT, "tensor_split": NUMS, "n_cpu_moe": INT,
         "fits": BOOL, "all_on_gpu": BOOL, "predicted_tg_tps": NULLABLE_NUM, "predicted_pp_tps": NULLABLE_NUM,
-        "predicted_basis": BASIS, "reasons": STRS,
+        "predicted_basis": BASIS, "reasons": REASONS,
     }
 )  # fmt: skip
 
@@ -195,7 +202,7 @@ PREDICTED_PARTS = _object(
 
 PLAN = _object(
     {
-        "schema": _const("gpusplit.plan/1"),
+        "schema": _const("gpusplit.plan/2"),
         "model": _object(
             {
                 "path": STR, "name": STR, "architecture": STR, "file_type": NULLABLE_STR, "params": INT, "total_bytes": INT,
@@ -220,7 +227,7 @@ PLAN = _object(
             {
                 "tg_tokens_per_s": NULLABLE_NUM, "pp_tokens_per_s": NULLABLE_NUM, "tg_range": RANGE, "pp_range": RANGE,
                 "basis": BASIS, "batch_fixed_s": NUM, "batch_token_s": NUM, "bytes_per_token": INT, "limited_by": STR,
-                "assumptions": STRS,
+                "assumptions": REASONS,
             },
             {"parts": PREDICTED_PARTS, "sample_s": NUM, "load_s": NUM,
              "load": {"type": "object", "additionalProperties": _object({"bytes": INT, "seconds": NUM}, {"cached_seconds": NUM})}},
@@ -230,8 +237,9 @@ PLAN = _object(
         "llama_args": STRS,
         "llama_cpp_python": LLAMA_CPP_PYTHON,
         "engine_params": ENGINE_PARAMS,
-        "reasons": STRS,
-        "warnings": STRS,
+        "reasons": REASONS,
+        "warnings": REASONS,
+        "request": {"type": "object"},
         "alternatives": _array(ALTERNATIVE),
     },
     {"draft": DRAFT, "workers": _array(_object({"endpoint": STR, "gpusplit": STRS, "llama_cpp": STRS}))},
@@ -248,7 +256,7 @@ RECOVERY = _object({"crash": STR, "extra_buffers": STRS, "rerun": STR, "message"
 
 RUN = _object(
     {
-        "schema": _const("gpusplit.run/1"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
+        "schema": _const("gpusplit.run/2"), "plan": PLAN, "split_mode": SPLIT_MODE, "text": STR,
         "predicted": _object({"gen_tps": NULLABLE_NUM, "prompt_tps": NULLABLE_NUM, "gen_error_pct": NULLABLE_NUM,
                               "prompt_error_pct": NULLABLE_NUM, "basis": BASIS},
                              {"parts": {"anyOf": [PREDICTED_PARTS, {"type": "object", "maxProperties": 0}]},
@@ -268,7 +276,7 @@ RUN = _object(
 
 BENCH_RECORD = _object(
     {
-        "schema": _const("gpusplit.bench/1"), "status": {"enum": ["ok", "failed"]},
+        "schema": _const("gpusplit.bench/2"), "status": {"enum": ["ok", "failed"]},
         "model": _object({"name": STR, "path": STR, "architecture": STR, "file_type": NULLABLE_STR, "total_bytes": INT,
                           "params": INT}),
         "config": _object({"mode": STR, "split": STR, "ngl": NULLABLE_INT, "ctx": NULLABLE_INT, "kv": STR, "fa": BOOL}),
@@ -298,17 +306,16 @@ COMPARE = _object(
 
 TRIAL = _object(
     {
-        "key": STR, "config": {"type": "object"}, "strategy": STR, "fits": BOOL, "predicted_tg": NULLABLE_NUM,
+        "key": STR, "request": {"type": "object"}, "strategy": STR, "fits": BOOL, "predicted_tg": NULLABLE_NUM,
         "predicted_pp": NULLABLE_NUM, "measured_tg": NULLABLE_NUM, "measured_pp": NULLABLE_NUM, "score": NULLABLE_NUM,
         "status": {"enum": ["ok", "skipped", "failed"]}, "error": NULLABLE_STR, "seconds": NUM,
-        "min_headroom_bytes": NULLABLE_INT,
+        "min_headroom_bytes": NULLABLE_INT, "recovery": _nullable(RECOVERY), "samples": NUMS, "round": INT,
     },
-    {"recovery": _nullable(RECOVERY), "samples": NUMS, "round": INT},
 )  # fmt: skip
 TUNE = _object(
     {
-        "schema": _const("gpusplit.tune/1"), "objective": {"enum": ["tg", "pp", "mixed"]}, "budget_s": NUM,
-        "elapsed_s": NUM, "measured": BOOL, "stopped": {"enum": ["budget", "done", "interrupted"]}, "notes": STRS,
+        "schema": _const("gpusplit.tune/2"), "objective": {"enum": ["tg", "pp", "mixed"]}, "budget_s": NUM,
+        "elapsed_s": NUM, "measured": BOOL, "stopped": {"enum": ["budget", "done", "interrupted"]}, "notes": REASONS,
         "trials": _array(TRIAL), "best": _nullable(TRIAL), "plan": PLAN,
     },
     {"runner_up": NULLABLE_STR, "margin_pct": NULLABLE_NUM, "spread_pct": NULLABLE_NUM, "chosen": STR},
@@ -316,11 +323,11 @@ TUNE = _object(
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "gpusplit.inspect/1": INSPECT,
-    "gpusplit.devices/1": DEVICES,
-    "gpusplit.plan/1": PLAN,
-    "gpusplit.run/1": RUN,
-    "gpusplit.bench/1": BENCH_RECORD,
+    "gpusplit.devices/2": DEVICES,
+    "gpusplit.plan/2": PLAN,
+    "gpusplit.run/2": RUN,
+    "gpusplit.bench/2": BENCH_RECORD,
     "gpusplit.catalog/1": CATALOG,
     "gpusplit.bench-compare/1": COMPARE,
-    "gpusplit.tune/1": TUNE,
+    "gpusplit.tune/2": TUNE,
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..base.errors import GpusplitError
+from ..base.errors import GpusplitError, InputError
 
 REINSTALL_HINT = 'install the engine: CMAKE_ARGS="-DGGML_RPC=ON" pip install "llama-cpp-python==0.3.36"'
 REINSTALL_RPC_HINT = (
@@ -18,7 +18,12 @@ REINSTALL_RPC_HINT = (
 
 
 class EngineError(GpusplitError):
-    """The engine is missing, lacks a feature, or failed; `hint` says what to do (exit code 1)."""
+    """The engine is missing, lacks a feature, or failed; `hint` says what to do."""
+
+
+class EngineInputError(EngineError, InputError):
+    """What the engine was given is wrong: a device it does not have, a port in use, a prompt that
+    tokenizes to nothing or does not fit the context."""
 
 
 def engine_lib_dir() -> str | None:

@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import EngineError
+from ..base.errors import InputError
+from . import EngineError, EngineInputError
 
 LOG_TAIL = 12
 
@@ -42,12 +43,31 @@ class EngineCrash(EngineError):
         returncode: int,
         extra_buffers: tuple[str, ...] = (),
         timed_out: bool = False,
+        held_before: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(message, crash_hint(log_tail, returncode, timed_out), exit_code=1)
+        """`held_before`: this is the second crash, the work run again with --no-repack after a
+        first crash with weights in those buffers."""
+        said = last_meaningful_line(log_tail)
+        if timed_out:
+            hint = TIMEOUT_HINT
+        elif returncode == -signal.SIGKILL:
+            hint = KILLED_HINT
+        else:
+            hint = CRASH_AGAIN_HINT if held_before else CRASH_HINT
+        if held_before:
+            message += ", also when run again with {p.no_repack} (the first time it crashed with weights in {held})"
+        super().__init__(
+            message, ('llama.cpp\'s last words: "{said}"; ' if said else "") + hint, said=said, held=", ".join(held_before)
+        )
         self.log_tail = log_tail
         self.returncode = returncode
         self.extra_buffers = extra_buffers
         self.timed_out = timed_out
+
+    def again_without_repack(self, held: tuple[str, ...]) -> EngineCrash:
+        """This crash as the second one: it came when the work ran again with --no-repack after a
+        first crash with weights in `held` (the CPU backend's extra buffer types)."""
+        return EngineCrash(self.template, self.log_tail, self.returncode, self.extra_buffers, self.timed_out, held)
 
     @property
     def signal(self) -> str | None:
@@ -66,16 +86,14 @@ def last_meaningful_line(log: list[str]) -> str | None:
     return (telling or lines or [None])[-1]
 
 
-def crash_hint(log: list[str], returncode: int, timed_out: bool = False) -> str:
-    """What llama.cpp last said, and what to try."""
-    said = last_meaningful_line(log)
-    if timed_out:
-        todo = "raise the time limit, or try a smaller test"
-    elif returncode == -signal.SIGKILL:
-        todo = "it was probably out of memory: lower --ctx or --ngl, add --no-repack (no copies of the host's weights), or free memory"
-    else:
-        todo = "run it with --verbose for llama.cpp's whole log; try --no-repack, another --mode or fewer --ngl"
-    return (f'llama.cpp\'s last words: "{said}"; ' if said else "") + todo
+# What to try after a crash (templates: the CLI names the flags, a script the parameters).
+TIMEOUT_HINT = "raise the time limit, or try a smaller test"
+KILLED_HINT = (
+    "it was probably out of memory: lower {p.n_ctx} or {p.n_gpu_layers}, set {p.no_repack} (no copies of the host's "
+    "weights), or free memory"
+)
+CRASH_HINT = "llama.cpp's whole log shows why ({p.on_log}); try {p.no_repack}, another {p.split_mode} or fewer {p.n_gpu_layers}"
+CRASH_AGAIN_HINT = "llama.cpp's whole log shows why ({p.on_log}); try another {p.split_mode} or fewer {p.n_gpu_layers}"
 
 
 # llama.cpp's own reason for refusing a model or a context (llama.cpp, llama-context.cpp).
@@ -172,12 +190,7 @@ def run_task(
             timer.cancel()
         reader.join(timeout=5)
     if error is not None:
-        message = error.get("message", "the engine failed")
-        reason = llama_reason(log)
-        if reason and reason not in message:
-            # llama.cpp says why in its log only; the one line a user sees should say it too.
-            message = f"{message.replace(' (see the log with --verbose)', '')}: {reason}"
-        raise EngineError(message, error.get("hint", ""), int(error.get("exit_code", 1)))
+        raise child_error(error, llama_reason(log))
     if result is None:
         from .logparse import extra_weight_buffers
 
@@ -189,6 +202,30 @@ def run_task(
             f"the llama.cpp engine process failed: {reason}", list(tail), proc.returncode, extra_weight_buffers(log), timed_out
         )
     return result, log
+
+
+def error_message(exc: EngineError) -> dict[str, Any]:
+    """An engine error as the child sends it: its templates and values (the parent renders it in
+    the library's terms or the CLI's), and whether it is wrong input."""
+    return {
+        "template": exc.template,
+        "hint": exc.hint_template,
+        "values": {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for k, v in exc.values.items()},
+        "parameter": exc.parameter,
+        "input": isinstance(exc, InputError),
+    }
+
+
+def child_error(error: dict[str, Any], reason: str | None) -> EngineError:
+    """The child's error as the parent raises it; llama.cpp's own reason, where its log gave one,
+    joins the line (llama.cpp says why in its log only)."""
+    template = str(error.get("template", "the engine failed"))
+    values = dict(error.get("values") or {})
+    shown = EngineError(template, **values).message
+    if reason and reason not in shown:
+        template, values = template + ": {llama_reason}", {**values, "llama_reason": reason}
+    kind = EngineInputError if error.get("input") else EngineError
+    return kind(template, str(error.get("hint", "")), parameter=error.get("parameter"), **values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,17 +279,17 @@ def main(argv: list[str]) -> int:
 
     handler = getattr(tasks, f"task_{task}", None)
     if handler is None:
-        emit({"error": {"message": f"unknown engine task {task!r}", "exit_code": 2}})
+        emit({"error": {"template": "unknown engine task {task!r}", "values": {"task": task}, "input": True}})
         return 2
     keep = _install_log_capture()
     try:
         result = handler(request, emit)
     except EngineError as exc:
-        emit({"error": {"message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}})
+        emit({"error": error_message(exc)})
         return 1
     except ValueError as exc:
         # llama-cpp-python's way of saying llama.cpp refused the model or the context.
-        emit({"error": {"message": f"llama.cpp refused the load: {exc}", "exit_code": 1}})
+        emit({"error": {"template": "llama.cpp refused the load: {why}", "values": {"why": str(exc)}}})
         return 1
     emit({"result": result})
     del keep  # only now: llama.cpp may log until the result is out

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..base.errors import InputError
+from ..base.reasons import Reason
 from ..base.units import parse_size
 from ..devices.cpu import default_threads
 from ..devices.inventory import Inventory, attach_speeds, detect, host_device
@@ -38,7 +39,9 @@ def detect_devices(
         found = hypothetical_devices(list(gpus))
         best = pick_best_gpu(found)
         found = [d.with_(best=True) if d is best else d for d in found]
-        inventory = Inventory(devices=found, host=host_device(), notes=["hypothetical devices from --gpu"])
+        inventory = Inventory(
+            devices=found, host=host_device(), notes=[Reason("hypothetical-devices", "hypothetical devices from --gpu")]
+        )
     else:
         registry = engine = None
         from . import engine_available
@@ -57,9 +60,9 @@ def detect_devices(
 
 def with_ram(inventory: Inventory, ram: int | str | None) -> Inventory:
     """The inventory with `ram` as the host's memory (planning for another machine's RAM)."""
-    ram_bytes = parse_size(ram, "--ram")
+    ram_bytes = parse_size(ram, "ram")
     if ram_bytes == 0:
-        raise InputError("--ram 0 leaves the host no memory", "give the host's RAM, for example --ram 64GiB")
+        raise InputError("{p.ram} 0 leaves the host no memory", "give the host's RAM, for example 64GiB", parameter="ram")
     if ram_bytes:
         inventory.host = inventory.host.with_(total_bytes=ram_bytes, free_bytes=ram_bytes)
     return inventory

@@ -35,9 +35,9 @@ class EngineParams:
     n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
     seed: int = 0
     lora: tuple[str, ...] = ()  # LoRA adapters, applied at scale 1
-    # llama.cpp's use_extra_bufts: the CPU backend may copy host weights into AMX / CPU_REPACK
-    # buffers; False is llama-server's --no-repack (Llama() has no argument for it: the engine sets it)
-    use_extra_bufts: bool = True
+    # llama-server's --no-repack: the CPU backend copies no host weights into AMX / CPU_REPACK buffers
+    # (llama.cpp's use_extra_bufts = false; Llama() has no argument for it: the engine sets it)
+    no_repack: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> EngineParams:
@@ -106,11 +106,13 @@ class EngineParams:
             flags += ["--swa-full"]
         if self.n_cpu_moe:
             flags += ["--n-cpu-moe", str(self.n_cpu_moe)]
+        if self.n_threads:
+            flags += ["-t", str(self.n_threads)]
         if self.rpc:
             flags += ["--rpc", ",".join(self.rpc)]
         for path in self.lora:
             flags += ["--lora", path]
-        if not self.use_extra_bufts:
+        if self.no_repack:
             flags += ["--no-repack"]
         return flags
 

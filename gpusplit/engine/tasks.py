@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import EngineError
+from . import EngineError, EngineInputError
 from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
+
+# where llama.cpp says why it refused (its log: the CLI's --verbose, a script's on_log)
+LOG_HINT = "llama.cpp's log says why: {p.on_log}"
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -62,7 +65,7 @@ class Loaded:
         # A dry run simulates allocation without reading tensor data; mmap would assert there.
         mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE if dry_run or not params.use_mmap else llama_cpp.LLAMA_LOAD_MODE_MMAP
         mp.no_alloc = dry_run
-        mp.use_extra_bufts = params.use_extra_bufts
+        mp.use_extra_bufts = not params.no_repack
         if params.n_cpu_moe:
             from .registry import cpu_buffer_type
 
@@ -82,7 +85,7 @@ class Loaded:
         started = time.perf_counter()
         self.model = llama_cpp.llama_model_load_from_file(params.model_path.encode(), mp)
         if not self.model:
-            raise EngineError(f"llama.cpp could not load {params.model_path} (see the log with --verbose)")
+            raise EngineError("llama.cpp could not load {path}", LOG_HINT, path=params.model_path)
         self.params = params
         self._adapters: list[Any] = []
         try:
@@ -91,7 +94,7 @@ class Loaded:
             for path in () if dry_run else params.lora:
                 adapter = llama_cpp.llama_adapter_lora_init(self.model, path.encode())
                 if not adapter:
-                    raise EngineError(f"llama.cpp could not load the LoRA adapter {path} (see the log with --verbose)")
+                    raise EngineError("llama.cpp could not load the LoRA adapter {path}", LOG_HINT, parameter="lora", path=path)
                 self._adapters.append(adapter)
             self.ctx = self.new_context(params.n_ctx)
         except EngineError:
@@ -119,7 +122,7 @@ class Loaded:
             cp.n_threads = cp.n_threads_batch = params.n_threads
         ctx = llama_cpp.llama_init_from_model(self.model, cp)
         if not ctx:
-            raise EngineError("llama.cpp could not create the context (see the log with --verbose)")
+            raise EngineError("llama.cpp could not create the context", LOG_HINT)
         if self._adapters:
             n = len(self._adapters)
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*self._adapters)
@@ -147,7 +150,7 @@ def injected_fault(loaded: Loaded) -> None:
         return
     from .logparse import extra_weight_buffers
 
-    if fault == "always" or (fault == "extra-buffers" and loaded.params.use_extra_bufts and extra_weight_buffers(LOG_LINES)):
+    if fault == "always" or (fault == "extra-buffers" and not loaded.params.no_repack and extra_weight_buffers(LOG_LINES)):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
@@ -292,12 +295,15 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     vocab = lib.llama_model_get_vocab(loaded.model)
     tokens = _tokenize(lib, vocab, prompt)
     if not tokens:
-        raise EngineError("the prompt tokenized to nothing", exit_code=2)
+        raise EngineInputError("the prompt tokenized to nothing", parameter="prompt")
     if len(tokens) + n_predict > params.n_ctx:
-        raise EngineError(
-            f"prompt ({len(tokens)} tokens) plus -n {n_predict} exceeds the context ({params.n_ctx})",
-            "raise --ctx or lower -n",
-            2,
+        raise EngineInputError(
+            "the prompt ({tokens} tokens) plus {p.n_predict} {n_predict} is more than the context ({n_ctx})",
+            "raise {p.n_ctx} or lower {p.n_predict}",
+            parameter="n_predict",
+            tokens=len(tokens),
+            n_predict=n_predict,
+            n_ctx=params.n_ctx,
         )
     sampler = _sampler(lib, temperature, int(params.seed))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

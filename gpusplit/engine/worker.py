@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..devices.device import DEV_TYPE_CPU
 from ..devices.rpc import remove_worker_note, write_worker_note
-from . import EngineError
+from . import EngineInputError
 from .registry import RawDevice, ggml, list_devices, rpc_library
 
 
@@ -53,7 +53,9 @@ def choose_devices(names: list[str]) -> tuple[RawDevice, ...]:
             dev = by_name.get(name.strip().lower())
             if dev is None:
                 listing = ", ".join(d.name for d in available)
-                raise EngineError(f"no local device named {name!r} (available: {listing})", exit_code=2)
+                raise EngineInputError(
+                    "no local device named {name!r} (available: {listing})", parameter="devices", name=name, listing=listing
+                )
             chosen.append(dev)
         return tuple(chosen)
     gpus = [d for d in available if d.type not in (0, 3)]
@@ -71,8 +73,16 @@ def check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise EngineError(f"port {port} on {host} is already in use", "pick another with --port", exit_code=2) from None
-            raise EngineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", exit_code=2) from None
+                raise EngineInputError(
+                    "port {port} on {host} is already in use",
+                    "pick another with {p.port}",
+                    parameter="port",
+                    port=port,
+                    host=host,
+                ) from None
+            raise EngineInputError(
+                "cannot listen on {host}:{port}: {why}", parameter="host", host=host, port=port, why=exc.strerror or str(exc)
+            ) from None
 
 
 def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int:

@@ -40,7 +40,8 @@ def read_adapter(
             f.key_offsets.get("general.type"),
             "general.type",
             f"is {kind!r} with adapter.type {adapter!r}, not a LoRA adapter ('adapter', 'lora')",
-            "give --lora a LoRA adapter GGUF (convert_lora_to_gguf.py writes them)",
+            "give {p.lora} a LoRA adapter GGUF (convert_lora_to_gguf.py writes them)",
+            parameter="lora",
         )
     arch = f.metadata.get("general.architecture")
     alpha = f.metadata.get("adapter.lora.alpha")
@@ -51,7 +52,7 @@ def read_adapter(
                 base = t.name[: -len(suffix)]
                 pairs[base] = pairs.get(base, 0) + t.n_bytes
     if not pairs:
-        raise GGUFError(f.path, None, "tensors", "has no .lora_a / .lora_b tensors", "is this a LoRA adapter?")
+        raise GGUFError(f.path, None, "tensors", "has no .lora_a / .lora_b tensors", "is this a LoRA adapter?", parameter="lora")
     return AdapterInfo(
         path=f.path,
         architecture=arch if isinstance(arch, str) else "",
@@ -78,7 +79,8 @@ def read_projector(
             f.key_offsets.get("general.architecture"),
             "general.architecture",
             f"is {f.metadata.get('general.architecture')!r}, not a projector ('clip')",
-            "give --mmproj the mmproj-*.gguf file published beside the model",
+            "give {p.mmproj} the mmproj-*.gguf file published beside the model",
+            parameter="mmproj",
         )
     kind = f.metadata.get("clip.projector_type")
     return ProjectorInfo(f.path, kind if isinstance(kind, str) else "unknown", sum(t.n_bytes for t in f.tensors))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..base.errors import InputError
+from ..base.errors import GpusplitError, InputError
 
 
 class GGUFError(InputError):
@@ -13,12 +13,23 @@ class GGUFError(InputError):
     (`kv[3].key`, `tokenizer.ggml.tokens`, `tensor[12].ne[1]`, `llama.block_count`).
     """
 
-    def __init__(
-        self, path: str, offset: int | None, field: str, reason: str, hint: str = "", exit_code: int | None = None
-    ) -> None:
+    def __init__(self, path: str, offset: int | None, field: str, reason: str, hint: str = "", parameter: str = "model") -> None:
         self.path = str(path)
         self.offset = offset
         self.field = field
         self.reason = reason
         where = f" at offset {offset}" if offset is not None else ""
-        super().__init__(f"{self.path}{where}: {field}: {reason}", hint, exit_code)
+        super().__init__(f"{self.path}{where}: {field}: {reason}", hint, parameter=parameter)
+
+
+class FetchError(GpusplitError):
+    """A remote model's bytes could not be fetched (no answer, a failing server): a runtime failure,
+    not wrong input. Says where, as GGUFError does."""
+
+    def __init__(self, path: str, offset: int | None, field: str, reason: str, hint: str = "") -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.field = field
+        self.reason = reason
+        where = f" at offset {offset}" if offset is not None else ""
+        super().__init__(f"{self.path}{where}: {field}: {reason}", hint)

@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from .errors import GGUFError
+from .errors import FetchError, GGUFError
 
 USER_AGENT = "gpusplit (GGUF header reader)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -99,13 +99,13 @@ class HTTPSource:
             if exc.code == 416:
                 return b"", self.size
             hint = "set HF_TOKEN (a gated or private repo)" if exc.code in (401, 403) else ""
-            # A missing or forbidden file is the name's fault (2); a failing server is not (1).
-            code = 1 if exc.code >= 500 else 2
-            raise GGUFError(self.name, None, "http", f"HTTP {exc.code} {exc.reason}", hint, code) from None
+            # A missing or forbidden file is the name's fault (wrong input); a failing server is not.
+            kind = FetchError if exc.code >= 500 else GGUFError
+            raise kind(self.name, None, "http", f"HTTP {exc.code} {exc.reason}", hint) from None
         except urllib.error.URLError as exc:
-            raise GGUFError(self.name, None, "http", f"cannot fetch: {self._why(exc.reason)}", "", 1) from None
+            raise FetchError(self.name, None, "http", f"cannot fetch: {self._why(exc.reason)}") from None
         except (TimeoutError, OSError) as exc:
-            raise GGUFError(self.name, None, "http", f"cannot fetch: {self._why(exc)}", "", 1) from None
+            raise FetchError(self.name, None, "http", f"cannot fetch: {self._why(exc)}") from None
         self.requests += 1
         self.bytes_read += len(data)
         if self.on_fetch is not None:

@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
 
-from ..base.errors import GpusplitError, InputError
+from ..base.errors import GpusplitError
+from ..base.version import __version__
 from ..devices.cpu import default_threads
-from ..planning.values import check_kv_type, check_mode, parse_split
-
-if TYPE_CHECKING:
-    from ..devices.device import Device
-    from ..gguf.model import ModelInfo
-    from ..planning.planner import Plan
-    from .matrix import Config, Test
-    from .runner import Recovery
+from ..devices.device import Device
+from ..devices.rpc import parse_endpoints
+from ..engine import require_engine
+from ..engine.child import EngineCrash
+from ..engine.detect import detect_devices
+from ..gguf.model import ModelInfo
+from ..planning.launch import engine_params
+from ..planning.planner import Plan, without_repack
+from ..planning.prepare import plan as make_plan
+from ..planning.prepare import require_complete
+from ..planning.request import DEFAULT, Request
+from ..sources import read_model
+from .matrix import Config, Matrix, Test, Tests
+from .runner import Recovery, bench_config
 
 
 @dataclass(frozen=True)
@@ -57,222 +63,168 @@ class BenchRow:
     @property
     def no_repack(self) -> bool:
         """Run with llama.cpp's --no-repack (the CPU's extra buffer types off)."""
-        return self.plan is not None and not self.plan.best.settings.extra_buffers
+        return self.plan is not None and self.plan.best.settings.no_repack
+
+
+@dataclass(frozen=True)
+class _Common:
+    """What every row of a bench shares."""
+
+    model: ModelInfo
+    inventory: tuple[Device, ...]
+    repetitions: int
+    version: str = __version__
+
+
+@dataclass(frozen=True)
+class _Job:
+    """How each configuration is run: on which workers, for how long, with which tests."""
+
+    endpoints: list[str]
+    timeout: float
+    repetitions: int
+    config_timeout: float
+    common: _Common
+    needed_ctx: int = field(default=0)
 
 
 def bench(
     model: str | os.PathLike[str],
+    request: Request = DEFAULT,
     *,
-    rpc: Sequence[str] | None = None,
+    matrix: Matrix = Matrix(),
+    tests: Tests = Tests(),
+    rpc: Sequence[str] = (),
     timeout: float = 3.0,
-    modes: Sequence[str] = ("auto",),
-    splits: Sequence[str] = ("auto",),
-    ngls: Sequence[int | None] = (None,),
-    ctxs: Sequence[int | None] = (None,),
-    kv_types: Sequence[str] = ("f16",),
-    flash_attn: Sequence[bool] = (False,),
-    n_prompt: Sequence[int] = (512,),
-    n_gen: Sequence[int] = (128,),
-    depths: Sequence[int] = (0,),
     repetitions: int = 5,
-    threads: int | None = None,
     config_timeout: float = 1800.0,
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
     saved_plan: Plan | None = None,
-    no_repack: bool = False,
 ) -> Iterator[BenchRow]:
     """llama-bench's tests (pp: a prompt batch, tg: token by token) over the matrix of modes,
-    splits, n_gpu_layers, contexts, KV types and flash attention: one BenchRow per
-    (configuration, test), yielded as each configuration finishes. A configuration that fails
-    (a refused plan, llama.cpp aborting, a dead worker) yields failed records and the matrix goes
-    on. `skip` holds (config_key, test) pairs already done; `on_config(k, total, key)` announces
-    each configuration before it runs. With `saved_plan` that one configuration is run as it was
-    planned.
-    `no_repack` runs every configuration with llama.cpp's --no-repack. A configuration whose load
-    crashes with the CPU's extra buffer types on (llama.cpp's AMX bug) is measured again without
-    them, its records marked with the `recovery`.
+    splits, n_gpu_layers, contexts, KV types and flash attention, each configuration the `request`
+    with those fields changed: one BenchRow per (configuration, test), yielded as each
+    configuration finishes. A configuration that fails (a refused plan, llama.cpp aborting, a dead
+    worker) yields failed rows and the matrix goes on. `skip` holds (config_key, test) pairs
+    already done; `on_config(k, total, key)` announces each configuration before it runs. With
+    `saved_plan` that one configuration is run as it was planned (with the request's no_repack).
+    A configuration whose load crashes with the CPU's extra buffer types on (llama.cpp's AMX bug)
+    is measured again without them, its rows marked with the `recovery`, and so are the later ones.
     """
-    from ..base.version import __version__
-    from ..devices.rpc import parse_endpoints
-    from ..engine import require_engine
-    from ..engine.detect import detect_devices
-    from ..planning.prepare import require_complete
-    from ..sources import read_model
-    from .matrix import matrix, tests_for
-
-    for m in modes:
-        check_mode(m)
-    for s in splits:
-        if s != "auto":
-            parse_split(s)
-    kvs = [check_kv_type(k) or "f16" for k in kv_types]
-    for c in ctxs:
-        if c is not None and c <= 0:
-            raise InputError(f"--ctx {c} must be positive", "for example --ctx 4096")
-    tests = tests_for(list(n_prompt), list(n_gen), list(depths))
-    if not tests:
-        raise InputError("no tests: -p and -n are all 0", "use -p 512 and/or -n 128")
-    if any(d < 0 for d in depths):
-        raise InputError("--depth must not be negative", "for example -d 0 -d 1024")
-    endpoints = parse_endpoints(list(rpc or []))
+    chosen = tests.tests()
+    needed = max(t.n + t.depth for t in chosen)
+    configs = matrix.configs()
+    for config in configs:
+        config.request(request, needed)  # every configuration's values checked before anything runs
+    endpoints = parse_endpoints(list(rpc))
     info = read_model(model)
     require_complete(info, "be benchmarked")
     require_engine()
-    configs = matrix(list(modes), list(splits), list(ngls), list(ctxs), kvs, list(flash_attn))
-    inventory = detect_devices(rpc=endpoints, timeout=timeout, threads=threads)
-    common: dict[str, Any] = {
-        "model": info,
-        "version": __version__,
-        "inventory": tuple(inventory.devices),
-        "repetitions": repetitions,
-    }
-    needed = max(t.n + t.depth for t in tests)
+    inventory = detect_devices(rpc=endpoints, timeout=timeout, threads=request.n_threads)
+    common = _Common(info, tuple(inventory.devices), repetitions)
+    job = _Job(endpoints, timeout, repetitions, config_timeout, common, needed)
     if saved_plan is not None:
-        from ..planning.planner import without_extra_buffers
-
-        saved_plan = without_extra_buffers(saved_plan) if no_repack else saved_plan
+        saved_plan = without_repack(saved_plan) if request.no_repack else saved_plan
         configs = [_saved_plan_config(saved_plan)]
     carried: Recovery | None = None
     for k, config in enumerate(configs, 1):
-        pending = [t for t in tests if (config.key(), t.name) not in skip]
+        pending = [t for t in chosen if (config.key(), t.name) not in skip]
         if not pending:
             continue
         if on_config is not None:
             on_config(k, len(configs), config.key())
         if saved_plan is not None:
-            records = _bench_saved_plan(saved_plan, config, pending, needed, repetitions, threads, config_timeout, common)
+            rows = _bench_saved_plan(saved_plan, config, pending, job)
         else:
-            records = _bench_config(
-                info, endpoints, timeout, config, pending, needed, repetitions, threads, config_timeout, common,
-                no_repack or carried is not None,
-            )  # fmt: skip
-        for row in records:
+            rows = _bench_config(config.request(request.with_(no_repack=request.no_repack or carried is not None), needed), config,
+                                 pending, job)  # fmt: skip
+        for row in rows:
             if carried is not None and row.recovery is None and row.no_repack:
                 row = replace(row, recovery=carried)  # run with --no-repack because an earlier configuration crashed
             yield row
         # Once llama.cpp crashed with the extra buffer types on, the later configurations go without
         # them: the bug is in its kernels, which they would meet too (one crash, one warning).
-        carried = carried or next((r.recovery for r in records if r.recovery), None)
+        carried = carried or next((r.recovery for r in rows if r.recovery), None)
 
 
-def _saved_plan_config(saved: Plan) -> Any:
-    """A saved plan's engine parameters as a bench configuration (the key its records carry)."""
-    from ..planning.launch import engine_params
-    from .matrix import Config
-
+def _saved_plan_config(saved: Plan) -> Config:
+    """A saved plan's engine parameters as a bench configuration (the key its rows carry)."""
     p = engine_params(saved)
     split = ",".join(f"{x:g}" for x in p.tensor_split) or "auto"
     return Config(p.split_mode, split, p.n_gpu_layers, p.n_ctx, p.type_k, p.flash_attn)
 
 
-def _bench_saved_plan(
-    saved: Plan,
-    config: Any,
-    tests: list[Any],
-    needed: int,
-    repetitions: int,
-    threads: int | None,
-    config_timeout: float,
-    common: dict[str, Any],
-) -> list[BenchRow]:
+def _bench_saved_plan(saved: Plan, config: Config, tests: list[Test], job: _Job) -> list[BenchRow]:
     """A saved plan as one bench configuration: its engine parameters as they are, not planned again."""
     n_ctx = saved.best.settings.n_ctx
-    if needed > n_ctx:
-        error = f"the plan's context ({n_ctx}) is shorter than the tests need ({needed}); lower -p/-n/-d or plan with --ctx"
-        return _records(config, tests, common, saved, error=error)
-    return _bench_planned(saved, config, tests, repetitions, threads, config_timeout, common)
+    if job.needed_ctx > n_ctx:
+        error = (
+            f"the plan's context ({n_ctx}) is shorter than the tests need ({job.needed_ctx}); test less or plan a longer context"
+        )
+        return _rows(config, tests, job.common, saved, error=error)
+    return _bench_planned(saved, config, tests, job)
 
 
-def _bench_config(
-    info: ModelInfo,
-    endpoints: list[str],
-    timeout: float,
-    config: Any,
-    tests: list[Any],
-    needed: int,
-    repetitions: int,
-    threads: int | None,
-    config_timeout: float,
-    common: dict[str, Any],
-    no_repack: bool = False,
-) -> list[BenchRow]:
-    """One configuration, planned then run in its own engine child; a failure becomes failed records."""
-    from ..engine.detect import detect_devices
-    from ..planning.prepare import plan
-
+def _bench_config(request: Request, config: Config, tests: list[Test], job: _Job) -> list[BenchRow]:
+    """One configuration, planned then run in its own engine child; a failure becomes failed rows."""
     try:
         # Devices again for each configuration: live free memory, and a worker that died since
         # is refused here rather than aborting llama.cpp.
-        planned = plan(
-            info,
-            detect_devices(rpc=endpoints, timeout=timeout, threads=threads),
-            ctx=config.ctx or max(256, -(-needed // 256) * 256),
-            kv_type=config.kv,
-            flash_attn=config.fa,
-            ngl=config.ngl,
-            mode=None if config.mode == "auto" else config.mode,
-            split=None if config.split == "auto" else config.split,
-            allow_ctx_overflow=True,
-            no_repack=no_repack,
-        )
+        devices = detect_devices(rpc=job.endpoints, timeout=job.timeout, threads=request.n_threads)
+        planned = make_plan(job.common.model, devices, request)
     except GpusplitError as exc:
-        return _records(config, tests, common, error=f"plan: {exc.message}")
-    return _bench_planned(planned, config, tests, repetitions, threads, config_timeout, common)
+        return _rows(config, tests, job.common, error=f"plan: {exc.message}")
+    return _bench_planned(planned, config, tests, job)
 
 
-def _bench_planned(
-    planned: Plan,
-    config: Any,
-    tests: list[Any],
-    repetitions: int,
-    threads: int | None,
-    config_timeout: float,
-    common: dict[str, Any],
-) -> list[BenchRow]:
+def _bench_planned(planned: Plan, config: Config, tests: list[Test], job: _Job) -> list[BenchRow]:
     """A plan's configuration run in its own engine child; a failure (it does not fit, llama.cpp
-    fails) becomes failed records."""
-    from ..engine.child import EngineCrash
-    from ..planning.launch import engine_params
-    from ..planning.planner import without_extra_buffers
-    from .runner import bench_config
-
+    fails) becomes failed rows."""
     if not planned.best.fits:
-        return _records(config, tests, common, planned, error="the plan does not fit these devices")
-    params = engine_params(planned).with_(n_threads=threads or default_threads())
+        return _rows(config, tests, job.common, planned, error="the plan does not fit these devices")
+    params = engine_params(planned).with_(n_threads=planned.request.n_threads or default_threads())
     try:
-        outcome = bench_config(planned, params, [t.as_dict() for t in tests], repetitions, timeout=config_timeout)
+        outcome = bench_config(planned, params, [t.as_dict() for t in tests], job.repetitions, timeout=job.config_timeout)
     except EngineCrash as exc:
-        return _records(config, tests, common, planned, error=exc.message, log_tail=exc.log_tail)
+        return _rows(config, tests, job.common, planned, error=exc.message, log_tail=exc.log_tail)
     except GpusplitError as exc:
-        return _records(config, tests, common, planned, error=exc.message)
+        return _rows(config, tests, job.common, planned, error=exc.message)
     recovery = outcome.recovery
     if recovery is not None:
-        planned = without_extra_buffers(planned, recovery.message)  # the row ran with --no-repack: its plan says so
-    return _records(
-        config, tests, common, planned, samples=outcome.samples, actual=outcome.actual, build=outcome.build, recovery=recovery
-    )
+        planned = without_repack(planned, recovery.reason)  # the row ran with --no-repack: its plan says so
+    return _rows(config, tests, job.common, planned, samples=outcome.samples, actual=outcome.actual, build=outcome.build,
+                 recovery=recovery)  # fmt: skip
 
 
-def _records(
-    config: Any,
-    tests: list[Any],
-    common: dict[str, Any],
+def _rows(
+    config: Config,
+    tests: list[Test],
+    common: _Common,
     planned: Plan | None = None,
     samples: dict[str, list[float]] | None = None,
+    error: str | None = None,
     log_tail: Sequence[str] = (),
-    **fields: Any,
+    actual: Mapping[str, Mapping[str, int]] | None = None,
+    build: Mapping[str, str] | None = None,
+    recovery: Recovery | None = None,
 ) -> list[BenchRow]:
     """One row per test of a configuration (with `error` when it failed; no `samples` then)."""
     return [
         BenchRow(
+            model=common.model,
             config=config,
             test=t,
             samples=None if samples is None or samples.get(t.name) is None else tuple(samples[t.name]),
             plan=planned,
+            error=error,
             log_tail=tuple(log_tail),
-            **fields,
-            **common,
+            actual=actual,
+            build=build,
+            inventory=common.inventory,
+            version=common.version,
+            repetitions=common.repetitions,
+            recovery=recovery,
         )
         for t in tests
     ]

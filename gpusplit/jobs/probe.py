@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GpusplitError
+from ..base.reasons import CODES, Reason
 from ..devices import speed as speed_cache
 from ..devices.backends import backend
 from ..devices.rpc import serves_this_cpu
@@ -257,7 +258,7 @@ def _params(target: Target, path: Path, threads: int) -> EngineParams:
         n_batch=BATCH_TOKENS,
         n_ubatch=BATCH_TOKENS,
         n_threads=threads,
-        use_extra_bufts=not target.no_repack,
+        no_repack=target.no_repack,
     )
 
 
@@ -300,10 +301,12 @@ class Timing:
     sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
 
 
-def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[str] | None = None) -> list[Timing | None]:
+def _time_runs(
+    runs: list[ProbeRun], on_step: Step | None = None, notes: list[Reason] | None = None, failures: list[str] | None = None
+) -> list[Timing | None]:
     """Every run in one engine child, in order (on_step announces each as it starts). A run that
-    failed is None, and what happened is added to `notes`; a crash llama.cpp's extra buffer types
-    caused is recovered from (bench_series) and said there once."""
+    failed is None, and what happened is added to `notes` and to `failures`; a crash llama.cpp's
+    extra buffer types caused is recovered from (bench_series) and said in `notes` once."""
     from .runner import bench_series
 
     def started(index: int) -> None:
@@ -321,13 +324,16 @@ def _time_runs(runs: list[ProbeRun], on_step: Step | None = None, notes: list[st
 
     recovery = next((o.recovery for o in outcomes if o.recovery is not None), None)
     if recovery is not None and notes is not None:
-        notes.append(recovery.message)
+        notes.append(recovery.reason)
     timings: list[Timing | None] = []
     for run, o in zip(runs, outcomes):
         if o.error is not None or not o.samples.get("tg"):
             timings.append(None)
+            failure = f"{run.label}: not measured ({o.error or 'no samples'})"
             if notes is not None:
-                notes.append(f"{run.label}: not measured ({o.error or 'no samples'})")
+                notes.append(Reason("run-failed", failure, {"run": run.label, "model": run.name}))
+            if failures is not None:
+                failures.append(failure)
             continue
         timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
                               per_batch(o.samples, "pp_deep"), o.recovery is not None, o.sample_s))  # fmt: skip
@@ -390,7 +396,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         runs.append(
             ProbeRun(
                 name,
-                params.with_(use_extra_bufts=False) if name in plain else params,
+                params.with_(no_repack=True) if name in plain else params,
                 TG_TOKENS.get(name, TG_TOKENS_LARGE),
                 SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if name in big else REPETITIONS),
                 # Prompt batches vary by a percent or two between runs (after the warm-up, which
@@ -404,13 +410,14 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
                 SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
             )
         )
-    notes: list[str] = []
+    notes: list[Reason] = []
+    failures: list[str] = []
     rtt = up = down = None
     if target.rpc:
         # The link first, while the worker is idle: its round trip and each way's rate.
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
-    timings = _time_runs(runs, on_step, notes)
+    timings = _time_runs(runs, on_step, notes, failures)
     # Each model's faster load (a first one reads the model file from disk: the big float model's
     # took 0.78 s over an unshaped link, its second 0.29), and its first one apart: a worker with a
     # weight cache (--cache, ggml-rpc-server -c) serves the second from its disk (the same model's
@@ -447,7 +454,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         else:
             raw[name] = record
         # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
-        copies = target.extra_buffers if run.params.use_extra_bufts and not timed.no_repack and target.on_cpu else ()
+        copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
         work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
         points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
         if deep_s is not None:
@@ -462,12 +469,11 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         raw["sample"] = {"l1_s": round(sampled["l1"], 7), "rows_s": round(sampled[ROWS], 7)}
     missing = [name for name in (*SMALL, large["float"]) if name not in points]
     if missing:
-        failures = [n for n in notes if ": not measured (" in n]
         why = failures[0] if failures else f"{missing[0]} failed"
         more = f" (and {len(failures) - 1} more runs)" if len(failures) > 1 else ""
         raise ProbeError(f"{target.device.name} could not be measured: {why}{more}")
     if notes:
-        raw["notes"] = raw.get("notes", []) + notes
+        raw["notes"] = raw.get("notes", []) + [n.as_dict() for n in notes]
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
     fitted = fit_speed(
         points,
@@ -486,7 +492,7 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         loaded = _load_figures(loads, first_loads, paths, large["float"], rtt or 0.0, up)
         rate = loaded.rate
         if loaded.note:
-            raw.setdefault("notes", []).append(loaded.note)
+            raw.setdefault("notes", []).append(Reason("cache-warm", loaded.note).as_dict())
     elif target.local_gpu and large["kquant"] in points:
         # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
         # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
@@ -650,7 +656,7 @@ def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
     try:
         up, down = link_rates(endpoint)
     except RPCError as exc:
-        raw.setdefault("notes", []).append(f"link rates not measured: {exc}")
+        raw.setdefault("notes", []).append(Reason("link-unmeasured", f"link rates not measured: {exc}").as_dict())
         return None, None
     raw["link"] = {"up_bytes_per_s": round(up), "down_bytes_per_s": round(down)}
     return up, down
@@ -739,7 +745,7 @@ def run_probe(
             continue
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
-        inventory.notes.extend(f"{target.device.name}: {note}" for note in speed.probe.get("notes", [])[:1])
+        inventory.notes.extend(_device_note(target.device.name, note) for note in speed.probe.get("notes", [])[:1])
     from ..devices.inventory import attach_speeds
 
     inventory = attach_speeds(inventory, threads, build, folder)
@@ -749,10 +755,18 @@ def run_probe(
         inventory.group_speed = group
     if failed and not measured:
         raise ProbeError(failed[0] if len(failed) == 1 else f"no device could be measured: {'; '.join(failed)}",
-                         "try --no-repack; `gpusplit run --verbose` shows llama.cpp's log")  # fmt: skip
-    inventory.notes.extend(failed)
-    inventory.notes.append(f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s")
+                         "try {p.no_repack}; llama.cpp's log says why ({p.on_log})")  # fmt: skip
+    inventory.notes.extend(Reason("probe", f) for f in failed)
+    inventory.notes.append(Reason("probe", f"probed {len(measured)} devices in {time.monotonic() - started:.0f} s"))
     return inventory
+
+
+def _device_note(device: str, note: Any) -> Reason:
+    """A probe's raw note ({"code", "text"}; a bare text in records probed before notes had codes)
+    as one of the inventory's, naming its device."""
+    if isinstance(note, dict) and note.get("code") in CODES:
+        return Reason(note["code"], f"{device}: {note.get('text', '')}", note.get("values") or {})
+    return Reason("probe", f"{device}: {note}")
 
 
 def probe_devices(

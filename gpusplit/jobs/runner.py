@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..base.reasons import Reason
 from ..engine.params import EngineParams
 
 if TYPE_CHECKING:
@@ -38,6 +39,11 @@ class Recovery:
             f"a llama.cpp bug{known}; ran it again with --no-repack, which avoids it: add --no-repack to skip the crash"
         )
 
+    @property
+    def reason(self) -> Reason:
+        """The plan's reason for running without the extra buffer types."""
+        return Reason("recovered", self.message)
+
     def to_dict(self) -> dict[str, Any]:
         return {"crash": self.crash, "extra_buffers": list(self.extra_buffers), "rerun": "--no-repack", "message": self.message}
 
@@ -51,7 +57,7 @@ def recoverable(exc: EngineCrash, params: EngineParams) -> bool:
     code (not an abort it chose, not a kill or a time limit) while those buffers held weights."""
     from ..engine.child import CRASH_SIGNALS
 
-    return params.use_extra_bufts and exc.signal in CRASH_SIGNALS and bool(exc.extra_buffers)
+    return not params.no_repack and exc.signal in CRASH_SIGNALS and bool(exc.extra_buffers)
 
 
 def with_repack_fallback(
@@ -69,11 +75,9 @@ def with_repack_fallback(
             raise
         recovery = Recovery.from_crash(exc)
     try:
-        return call(params.with_(use_extra_bufts=False)), recovery
+        return call(params.with_(no_repack=True)), recovery
     except EngineCrash as exc:
-        exc.message += f", also when run again with --no-repack (the first time it crashed with weights in {', '.join(recovery.extra_buffers)})"
-        exc.hint = exc.hint.replace("try --no-repack, ", "try ")
-        raise
+        raise exc.again_without_repack(recovery.extra_buffers) from None
 
 
 @dataclass
@@ -205,9 +209,9 @@ def generate(
 
     (result, log), recovery = with_repack_fallback(attempt, params, lambda: not streamed[0])
     if recovery is not None:
-        from ..planning.planner import without_extra_buffers
+        from ..planning.planner import without_repack
 
-        plan = without_extra_buffers(plan, recovery.message)
+        plan = without_repack(plan, recovery.reason)
     report = parse_buffers(log, rpc_buffer_names(plan))
     delta = {name: after[name] - before[name] for name in after if name in before}
     return RunResult(plan, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights)
@@ -282,7 +286,7 @@ def bench_series(
                     on_done(index)
 
         # (params, tests, repetitions[, greedy samples to time after them])
-        load = [(run[0].with_(use_extra_bufts=False) if recovery else run[0], *run[1:]) for run in runs[first:]]
+        load = [(run[0].with_(no_repack=True) if recovery else run[0], *run[1:]) for run in runs[first:]]
         request = {
             "runs": [
                 {"params": run[0].as_dict(), "tests": run[1], "repetitions": run[2], "sample_reps": run[3] if len(run) > 3 else 0}

@@ -65,7 +65,6 @@ _NOT_MATMUL = frozenset(
 )  # fmt: skip
 _BLOCK_INDEX = re.compile(r"(^|\.)(blk|posnet|convnext)\.\d+\.")
 
-HOST_COPIES_NOTE = "the CPU also keeps "  # how a plan's reason about the copies starts (see planning.host_copies_note)
 
 MUL_MAT = "mul_mat"
 MUL_MAT_ID = "mul_mat_id"

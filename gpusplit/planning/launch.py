@@ -39,8 +39,9 @@ def engine_params(plan: Plan, candidate: Candidate | None = None, n_ctx: int | N
         swa_full=settings.swa_full,
         offload_kqv=settings.offload_kqv,
         n_cpu_moe=p.n_cpu_moe,
-        lora=tuple(a.path for a in plan.request.adapters),
-        use_extra_bufts=settings.extra_buffers,
+        lora=tuple(a.path for a in plan.inputs.adapters),
+        no_repack=settings.no_repack,
+        n_threads=plan.request.n_threads,
     )
 
 
@@ -55,10 +56,10 @@ def llama_server_args(plan: Plan) -> list[str]:
     from ..sources import projector_flags
 
     args = engine_params(plan).cli_flags()
-    if plan.request.projector is not None:
-        args += projector_flags(plan.request.projector.path)
-    if plan.draft is not None and plan.request.draft is not None:
-        args += ["-md", plan.request.draft.model.path, "-ngld", str(draft_layers(plan.request.draft))]
+    if plan.inputs.projector is not None:
+        args += projector_flags(plan.inputs.projector.path)
+    if plan.draft is not None and plan.inputs.draft is not None:
+        args += ["-md", plan.inputs.draft.model.path, "-ngld", str(draft_layers(plan.inputs.draft))]
     return args
 
 

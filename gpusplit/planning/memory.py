@@ -15,6 +15,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..base.reasons import Reason
 from ..devices.backends import OP_OFFLOAD_MIN_BATCH
 from ..devices.backends import backend as backend_of
 from ..gguf.adapter import AdapterInfo
@@ -70,10 +71,10 @@ class Settings:
     swa_full: bool = True  # llama.cpp's default: sliding-window layers keep a full-size cache
     offload_kqv: bool = True
     cpu_repack: str = "avx2"  # which cpu_buffers.REPACK_RULES the llama.cpp build's CPU_REPACK follows
-    # The CPU backend's extra buffer types, in its order (AMX before CPU_REPACK), and whether llama.cpp
-    # may use them (use_extra_bufts; llama-server's --no-repack turns them off).
+    # The CPU backend's extra buffer types, in its order (AMX before CPU_REPACK), and llama.cpp's
+    # --no-repack, which turns them off (use_extra_bufts = false).
     cpu_extra_buffers: tuple[str, ...] = (REPACK,)
-    extra_buffers: bool = True
+    no_repack: bool = False
 
     @property
     def n_ctx_padded(self) -> int:
@@ -141,7 +142,7 @@ class MemoryPlan:
     kv_cells_swa: int
     pipeline_parallel: bool
     split_shares: dict[int, float] = field(default_factory=dict)  # row/tensor modes: device -> share
-    notes: list[str] = field(default_factory=list)
+    notes: list[Reason] = field(default_factory=list)
     host_layer_weights_bytes: int = 0  # weights of blocks or the output layer left on the CPU (offload, --n-cpu-moe)
     host_copied: frozenset[str] = frozenset()  # host weights copied into AMX / CPU_REPACK (they run other kernels)
 
@@ -554,7 +555,9 @@ def plan_memory(
 
     notes = []
     if pipeline:
-        notes.append(f"pipeline parallelism: llama.cpp keeps {PIPELINE_COPIES} copies of each device's inputs")
+        notes.append(
+            Reason("pipeline-parallel", f"pipeline parallelism: llama.cpp keeps {PIPELINE_COPIES} copies of each device's inputs")
+        )
     return MemoryPlan(
         devices=devices,
         host=host,
@@ -573,7 +576,7 @@ def host_extra_buffers(settings: Settings, device_backends: Sequence[str]) -> tu
     """The CPU's extra buffer types that can take the host's weights in this load: none with
     --no-repack, none behind a GPU's host buffer (it comes first and, with mmap, hands them back to
     the mapped file), else the backend's own, in its order."""
-    if not settings.extra_buffers or any(backend_of(b).host_buffer for b in device_backends):
+    if settings.no_repack or any(backend_of(b).host_buffer for b in device_backends):
         return ()
     return settings.cpu_extra_buffers
 

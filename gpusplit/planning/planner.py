@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..base.errors import InputError
+from ..base.reasons import Reason
 from ..base.search import largest_fitting
 from ..base.units import format_bytes
 from ..devices.device import Device
@@ -36,6 +37,7 @@ from .memory import (
 )
 from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
 from .refusals import TENSOR_UNSUPPORTED, refusals
+from .request import DEFAULT, Request
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
@@ -56,7 +58,11 @@ class DraftRequest:
 
 
 @dataclass(frozen=True)
-class Request:
+class PlanInputs:
+    """A Request resolved against the model and the devices: its settings with the defaults taken,
+    its companion files read, the measured cost of tensor parallelism over these devices."""
+
+    request: Request = DEFAULT  # what the user asked, as asked
     settings: Settings = field(default_factory=Settings)
     mode: str | None = None  # none | layer | row | tensor; None: choose
     split: tuple[float, ...] | None = None
@@ -64,7 +70,7 @@ class Request:
     main_gpu: int | None = None
     n_cpu_moe: int | None = None
     spread: bool = False  # --spread: every GPU gets at least one layer
-    reserve: int | None = None  # per-device margin; None: 512 MiB for real devices, 0 for hypothetical
+    reserve: tuple[int, ...] | None = None  # per device; None: 512 MiB for real devices, 0 for hypothetical
     cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH  # for a CPU that was not probed
     tensor_group: GroupSpeed | None = None  # tensor parallelism's measured cost over these devices
     adapters: tuple[AdapterInfo, ...] = ()  # LoRA adapters loaded with the model (--lora)
@@ -88,7 +94,7 @@ class Candidate:
     host_headroom: int
     prediction: Prediction
     settings: Settings  # as evaluated (tensor parallelism may turn flash attention on)
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
     llama_mode: str = "layer"  # the split mode llama.cpp runs: none, layer, row, tensor
 
     @property
@@ -117,17 +123,22 @@ class Plan:
     best_ctx: int
     score: float
     reserves: list[int]
-    reasons: list[str]
-    request: Request = field(default_factory=Request)
+    reasons: list[Reason]
+    inputs: PlanInputs = field(default_factory=PlanInputs)
     # Where the compute buffers, and so fits, headroom, best_ctx and score, come from.
     compute_source: str = "estimate"  # or "measured" (llama.cpp's dry run)
-    warnings: list[str] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
+    warnings: list[Reason] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
     draft: MemoryPlan | None = None  # the draft model's bytes per device (--draft), counted in best.fits
 
+    @property
+    def request(self) -> Request:
+        """What the user asked (a saved plan stores it whole, so that it plans again the same)."""
+        return self.inputs.request
 
-def reserves_for(devices: list[Device], reserve: int | None) -> list[int]:
+
+def reserves_for(devices: list[Device], reserve: tuple[int, ...] | None) -> list[int]:
     if reserve is not None:
-        return [reserve] * len(devices)
+        return list(reserve)
     return [0 if d.source in ("size", "catalog", "file") else DEFAULT_RESERVE for d in devices]
 
 
@@ -135,13 +146,13 @@ def evaluate(
     model: ModelInfo,
     devices: list[Device],
     host: Device,
-    request: Request,
+    inputs: PlanInputs,
     placement: Placement,
     strategy: str,
     settings: Settings | None = None,
 ) -> Candidate:
-    settings = settings or request.settings
-    reserves = reserves_for(devices, request.reserve)
+    settings = settings or inputs.settings
+    reserves = reserves_for(devices, inputs.reserve)
     memory = plan_memory(
         model,
         [d.name for d in devices],
@@ -149,12 +160,12 @@ def evaluate(
         [max(d.free_bytes - r, 0) for d, r in zip(devices, reserves)],
         settings,
         placement,
-        request.adapters,
-        projector_place(devices, request.projector),
+        inputs.adapters,
+        projector_place(devices, inputs.projector),
     )
     headroom, host_headroom, fits = _fit(devices, host, reserves, memory)
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
-    prediction = predict(model, memory, settings, devices, host, placement.n_cpu_moe, request.tensor_group, request.cpu_bandwidth)
+    prediction = predict(model, memory, settings, devices, host, placement.n_cpu_moe, inputs.tensor_group, inputs.cpu_bandwidth)
     llama_mode = placement.split_mode
     if placement.split_mode == "row" and not all(devices[i].supports_row_split for i in used or range(len(devices))):
         llama_mode = "tensor"
@@ -185,7 +196,7 @@ def even_headroom_split(
     model: ModelInfo,
     devices: list[Device],
     host: Device,
-    request: Request,
+    inputs: PlanInputs,
     gpus: list[int],
     n_gpu_layers: int = -1,
     every_device: bool = False,
@@ -198,7 +209,7 @@ def even_headroom_split(
     A device whose fixed costs leave it nothing gets no layers, unless `every_device` (--spread)
     asks for at least one block on each GPU.
     """
-    reserves = reserves_for(devices, request.reserve)
+    reserves = reserves_for(devices, inputs.reserve)
     # First pass: compute buffers of an equal split tell each device's fixed cost.
     trial = tuple(1.0 if i in gpus else 0.0 for i in range(len(devices)))
     probe = plan_memory(
@@ -206,10 +217,10 @@ def even_headroom_split(
         [d.name for d in devices],
         [d.backend for d in devices],
         [d.free_bytes for d in devices],
-        request.settings,
-        Placement("layer", n_gpu_layers, trial, 0, request.n_cpu_moe or 0),
-        request.adapters,
-        projector_place(devices, request.projector),
+        inputs.settings,
+        Placement("layer", n_gpu_layers, trial, 0, inputs.n_cpu_moe or 0),
+        inputs.adapters,
+        projector_place(devices, inputs.projector),
     )
     usable = {i: devices[i].free_bytes - reserves[i] - probe.devices[i].compute_bytes for i in gpus}
     layer_bytes = sum(m.weights_bytes + m.kv_bytes for m in probe.devices)
@@ -262,113 +273,125 @@ def at_least_one_block(
     return tuple(float(counts.get(i, 0)) for i in range(n_devices))
 
 
-def candidates(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> list[Candidate]:
+def candidates(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs) -> list[Candidate]:
     gpus = [i for i, d in enumerate(devices) if d.is_gpu]
     out: list[Candidate] = []
-    if request.as_given or (request.mode and len(gpus) <= 1 and request.main_gpu is not None):
-        return [_as_given(model, devices, host, request, gpus)]
+    if inputs.as_given or (inputs.mode and len(gpus) <= 1 and inputs.main_gpu is not None):
+        return [_as_given(model, devices, host, inputs, gpus)]
     if not gpus:
-        c = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
-        c.reasons.append("no GPU: everything runs on the CPU (n_gpu_layers 0)")
+        c = evaluate(model, devices, host, inputs, Placement("layer", 0, (), 0), "cpu-only")
+        c.reasons.append(Reason("no-gpu", "no GPU: everything runs on the CPU (n_gpu_layers 0)"))
         return [c]
-    best_gpu = request.main_gpu if request.main_gpu is not None else _best(devices, gpus)
-    mode = request.mode
-    if mode in (None, "none") and not request.spread:
-        out.append(_single_gpu(model, devices, host, request, gpus, best_gpu))
+    best_gpu = inputs.main_gpu if inputs.main_gpu is not None else _best(devices, gpus)
+    mode = inputs.mode
+    if mode in (None, "none") and not inputs.spread:
+        out.append(_single_gpu(model, devices, host, inputs, gpus, best_gpu))
     if len(gpus) > 1 and mode in (None, "layer"):
-        split = even_headroom_split(model, devices, host, request, gpus, every_device=request.spread)
-        c = evaluate(model, devices, host, request, Placement("layer", -1, split, best_gpu), "layer-split")
-        c.reasons.append(layer_split_reason(model, devices, c, gpus, request.spread))
+        split = even_headroom_split(model, devices, host, inputs, gpus, every_device=inputs.spread)
+        c = evaluate(model, devices, host, inputs, Placement("layer", -1, split, best_gpu), "layer-split")
+        c.reasons.append(layer_split_reason(model, devices, c, gpus, inputs.spread))
         out.append(c)
     tensor_ok = model.architecture not in TENSOR_UNSUPPORTED
     if len(gpus) > 1 and tensor_ok and (mode in ("row", "tensor") or (mode is None and _alike_and_linked(devices, gpus))):
         split = tuple(1.0 if i in gpus else 0.0 for i in range(len(devices)))
         wanted = mode or "row"
-        settings = request.settings
-        notes = []
-        c = evaluate(model, devices, host, request, Placement(wanted, -1, split, best_gpu), "tensor-split", settings)
+        settings = inputs.settings
+        notes: list[Reason] = []
+        c = evaluate(model, devices, host, inputs, Placement(wanted, -1, split, best_gpu), "tensor-split", settings)
         if c.llama_mode == "tensor":
             # llama.cpp's tensor parallelism needs flash attention and an unquantized KV cache.
             settings = replace(settings, flash_attn=True)
             if settings.type_k not in UNQUANTIZED_KV or settings.type_v not in UNQUANTIZED_KV:
-                notes.append("tensor parallelism needs an unquantized KV cache: KV set to f16")
+                notes.append(Reason("tensor-kv-f16", "tensor parallelism needs an unquantized KV cache: KV set to f16"))
                 settings = replace(settings, type_k="f16", type_v="f16")
-            c = evaluate(model, devices, host, request, Placement("tensor", -1, split, best_gpu), "tensor-split", settings)
+            c = evaluate(model, devices, host, inputs, Placement("tensor", -1, split, best_gpu), "tensor-split", settings)
             notes.insert(
                 0,
-                "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers); it turns flash attention on",
+                Reason(
+                    "row-as-tensor",
+                    "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers); it turns flash attention on",
+                ),
             )
-        c.reasons.append("every layer split across the GPUs by rows (alike GPUs on a fast link)")
+        c.reasons.append(Reason("tensor-split", "every layer split across the GPUs by rows (alike GPUs on a fast link)"))
         c.reasons.extend(notes)
         out.append(c)
     if not any(c.fits for c in out):
-        out.extend(_offload_candidates(model, devices, host, request, gpus, best_gpu))
+        out.extend(_offload_candidates(model, devices, host, inputs, gpus, best_gpu))
     if mode is None or not any(c.fits for c in out):
         # A split mode asked for is what runs; the CPU alone is then only the way out when it fits nowhere.
-        cpu = evaluate(model, devices, host, request, Placement("layer", 0, (), 0), "cpu-only")
-        cpu.reasons.append("everything on the CPU")
+        cpu = evaluate(model, devices, host, inputs, Placement("layer", 0, (), 0), "cpu-only")
+        cpu.reasons.append(Reason("cpu-only", "everything on the CPU"))
         out.append(cpu)
     return out
 
 
 def _single_gpu(
-    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], best_gpu: int
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, gpus: list[int], best_gpu: int
 ) -> Candidate:
     """The whole model on one GPU: the one predicted fastest among those it fits (the one with the
     most free memory when that is as fast, when speeds are not known, or when it fits none)."""
-    choices = [best_gpu] if request.main_gpu is not None else [best_gpu, *(i for i in gpus if i != best_gpu)]
-    tried = [evaluate(model, devices, host, request, Placement("none", -1, (), i), "single-gpu") for i in choices]
+    choices = [best_gpu] if inputs.main_gpu is not None else [best_gpu, *(i for i in gpus if i != best_gpu)]
+    tried = [evaluate(model, devices, host, inputs, Placement("none", -1, (), i), "single-gpu") for i in choices]
     c = tried[0]
     for other in tried[1:]:
         if other.fits and (not c.fits or (other.prediction.tg_tokens_per_s or 0) > 1.01 * (c.prediction.tg_tokens_per_s or 0)):
             c = other
     chosen = devices[c.placement.main_gpu]
     if c.placement.main_gpu == best_gpu:
-        c.reasons.append(f"the whole model on the best GPU, {chosen.name} (no inter-GPU traffic)")
+        c.reasons.append(Reason("single-gpu", f"the whole model on the best GPU, {chosen.name} (no inter-GPU traffic)"))
     else:
-        c.reasons.append(f"the whole model on {chosen.name}, the GPU predicted fastest for it (no inter-GPU traffic)")
+        c.reasons.append(
+            Reason("single-gpu", f"the whole model on {chosen.name}, the GPU predicted fastest for it (no inter-GPU traffic)")
+        )
     return c
 
 
 def _offload_candidates(
-    model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int], best_gpu: int
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, gpus: list[int], best_gpu: int
 ) -> list[Candidate]:
     out = []
-    split = even_headroom_split(model, devices, host, request, gpus, every_device=request.spread) if len(gpus) > 1 else ()
+    split = even_headroom_split(model, devices, host, inputs, gpus, every_device=inputs.spread) if len(gpus) > 1 else ()
     mode = "layer" if len(gpus) > 1 else "none"
     if model.n_expert:
 
         def fits_moe(n_cpu: int) -> bool:
-            return evaluate(model, devices, host, request, Placement(mode, -1, split, best_gpu, n_cpu), "expert-offload").fits
+            return evaluate(model, devices, host, inputs, Placement(mode, -1, split, best_gpu, n_cpu), "expert-offload").fits
 
         # Fewer blocks with CPU experts is better: find the smallest count that fits.
         n = next((k for k in _ascending(model.n_layer) if fits_moe(k)), None)
         if n is not None:
-            c = evaluate(model, devices, host, request, Placement(mode, -1, split, best_gpu, n), "expert-offload")
+            c = evaluate(model, devices, host, inputs, Placement(mode, -1, split, best_gpu, n), "expert-offload")
             c.reasons.append(
-                f"the experts of the first {n} blocks stay on the CPU (llama.cpp --n-cpu-moe {n}); "
-                "attention and shared weights stay on the GPU"
+                Reason(
+                    "expert-offload",
+                    f"the experts of the first {n} blocks stay on the CPU (llama.cpp --n-cpu-moe {n}); "
+                    "attention and shared weights stay on the GPU",
+                )
             )
             out.append(c)
 
     def gpus_fit(ngl: int) -> bool:
         # Monotone in ngl (the host's share shrinks as the GPUs' grows, so only the GPUs are searched).
-        c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
+        c = evaluate(model, devices, host, inputs, Placement(mode, ngl, split, best_gpu), "partial-offload")
         return all(h >= 0 for h, m in zip(c.headroom, c.memory.devices) if m.planned_bytes)
 
     ngl = largest_fitting(gpus_fit, 0, model.n_layer)
     if ngl:
-        c = evaluate(model, devices, host, request, Placement(mode, ngl, split, best_gpu), "partial-offload")
+        c = evaluate(model, devices, host, inputs, Placement(mode, ngl, split, best_gpu), "partial-offload")
         c.reasons.append(
-            f"the GPUs hold {ngl} of {model.n_layer + 1} layers (n_gpu_layers {ngl}, counting the output layer); "
-            "the rest run on the CPU"
+            Reason(
+                "partial-offload",
+                f"the GPUs hold {ngl} of {model.n_layer + 1} layers (n_gpu_layers {ngl}, counting the output layer); "
+                "the rest run on the CPU",
+            )
         )
         out.append(c)
     return out
 
 
-def layer_split_reason(model: ModelInfo, devices: list[Device], c: Candidate, gpus: list[int], spread: bool) -> str:
-    """What the layer split really does: layers per GPU, and why a GPU got none."""
+def layer_split_reason(model: ModelInfo, devices: list[Device], c: Candidate, gpus: list[int], spread: bool) -> Reason:
+    """What the layer split really does: layers per GPU, and why a GPU got none (its values: the
+    blocks each GPU holds, the one with the output layer, the GPUs left idle)."""
     blocks = c.blocks_per_device
     out_dev = c.memory.layer_device[model.n_layer]
     parts = [
@@ -377,16 +400,27 @@ def layer_split_reason(model: ModelInfo, devices: list[Device], c: Candidate, gp
     ]
     text = "layers split for even headroom after each GPU's compute buffer: " + ", ".join(parts)
     idle = [i for i in gpus if blocks[i] == 0]
+    values = {
+        "blocks": {devices[i].name: blocks[i] for i in gpus},
+        "output": None if out_dev is None else devices[out_dev].name,
+        "idle": [devices[i].name for i in idle],
+    }
     if not idle:
-        return text
+        return Reason("layer-split", text, values)
     names = ", ".join(devices[i].name for i in idle)
     if spread:
-        return text + f"; --spread cannot give {names} a layer: the model has {model.n_layer} blocks for {len(gpus)} GPUs"
+        return Reason(
+            "layer-split",
+            text + f"; --spread cannot give {names} a layer: the model has {model.n_layer} blocks for {len(gpus)} GPUs",
+            values,
+        )
     heaviest = max(c.memory.devices[i].compute_bytes for i in gpus)
     layers = sum(m.weights_bytes + m.kv_bytes for m in c.memory.devices)
-    return (
+    return Reason(
+        "layer-split",
         text + f"; {names} gets no layers: the compute buffers ({heaviest / MIB:.0f} MiB on the output layer's GPU) "
-        f"outweigh the layers themselves ({layers / MIB:.0f} MiB), so even headroom leaves it idle (--spread gives it work)"
+        f"outweigh the layers themselves ({layers / MIB:.0f} MiB), so even headroom leaves it idle (--spread gives it work)",
+        values,
     )
 
 
@@ -410,26 +444,36 @@ def _alike_and_linked(devices: list[Device], gpus: list[int]) -> bool:
     return alike and linked
 
 
-def _as_given(model: ModelInfo, devices: list[Device], host: Device, request: Request, gpus: list[int]) -> Candidate:
-    mode = request.mode or ("layer" if len(gpus) != 1 else "none")
-    main = request.main_gpu if request.main_gpu is not None else (_best(devices, gpus) if gpus else 0)
-    split = request.split or ()
-    ngl = -1 if request.n_gpu_layers is None else request.n_gpu_layers
+def _as_given(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, gpus: list[int]) -> Candidate:
+    mode = inputs.mode or ("layer" if len(gpus) != 1 else "none")
+    main = inputs.main_gpu if inputs.main_gpu is not None else (_best(devices, gpus) if gpus else 0)
+    split = inputs.split or ()
+    ngl = -1 if inputs.n_gpu_layers is None else inputs.n_gpu_layers
     if not gpus:
         ngl = 0
-    placement = Placement(mode, ngl, split, main, request.n_cpu_moe or 0)
-    c = evaluate(model, devices, host, request, placement, "as-given")
-    notes = []
+    placement = Placement(mode, ngl, split, main, inputs.n_cpu_moe or 0)
+    c = evaluate(model, devices, host, inputs, placement, "as-given")
+    notes: list[Reason] = []
     if c.llama_mode == "tensor":
-        s = request.settings
+        s = inputs.settings
         if s.type_k not in UNQUANTIZED_KV or s.type_v not in UNQUANTIZED_KV:
-            raise PlanError(f"tensor parallelism needs an unquantized KV cache, not {s.type_k}/{s.type_v}; use --kv-type f16")
+            raise PlanError(
+                "tensor parallelism needs an unquantized KV cache, not {k}/{v}",
+                "use f16 for {p.type_k} and {p.type_v}",
+                parameter="type_k",
+                k=s.type_k,
+                v=s.type_v,
+            )
         if mode == "row":
-            notes.append("row split runs as llama.cpp's tensor parallelism (these backends have no split buffers)")
+            notes.append(
+                Reason("row-as-tensor", "row split runs as llama.cpp's tensor parallelism (these backends have no split buffers)")
+            )
         if not s.flash_attn:
-            notes.append("tensor parallelism needs flash attention: turned on")
-            c = evaluate(model, devices, host, request, placement, "as-given", replace(s, flash_attn=True))
-    c.reasons.append("evaluated exactly as given (--split / --ngl / --n-cpu-moe are never changed)")
+            notes.append(Reason("tensor-flash-attn", "tensor parallelism needs flash attention: turned on"))
+            c = evaluate(model, devices, host, inputs, placement, "as-given", replace(s, flash_attn=True))
+    c.reasons.append(
+        Reason("as-given", "evaluated exactly as given (a split, offloaded layers or experts asked for are never changed)")
+    )
     c.reasons.extend(notes)
     return c
 
@@ -486,13 +530,13 @@ def _gpu_share(c: Candidate) -> float:
 
 
 def best_context(
-    model: ModelInfo, devices: list[Device], host: Device, request: Request, candidate: Candidate, limit: int
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, candidate: Candidate, limit: int
 ) -> int:
     """The largest n_ctx (a multiple of 256, up to `limit`) at which this placement still fits."""
 
     def fits(steps: int) -> bool:
         settings = replace(candidate.settings, n_ctx=steps * CTX_PAD)
-        return evaluate(model, devices, host, request, candidate.placement, candidate.strategy, settings).fits
+        return evaluate(model, devices, host, inputs, candidate.placement, candidate.strategy, settings).fits
 
     steps = largest_fitting(fits, 1, max(limit // CTX_PAD, 1))
     return (steps or 0) * CTX_PAD
@@ -515,50 +559,54 @@ def fit_score(best: Candidate, ideal_tps: float | None) -> float:
     return round(max(0.0, min(score, 1.0)), 3)
 
 
-def make_plan(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> Plan:
-    if request.draft is not None:
-        return _plan_with_draft(model, devices, host, request)
-    validate(model, devices, request)
-    cands = rank(candidates(model, devices, host, request), devices, host)
+def make_plan(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs) -> Plan:
+    if inputs.draft is not None:
+        return _plan_with_draft(model, devices, host, inputs)
+    validate(model, devices, inputs)
+    cands = rank(candidates(model, devices, host, inputs), devices, host)
     best = cands[0]
-    refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), request.adapters)
+    refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), inputs.adapters)
     if refused:
         # llama.cpp would refuse this load: say so now, in its words, not after loading the weights.
         raise PlanError(f"llama.cpp would refuse this: {refused[0].reason}", refused[0].fix)
-    limit = model.context_length or request.settings.n_ctx
-    best_ctx = best_context(model, devices, host, request, best, max(limit, CTX_PAD))
-    ideal = _ideal_tps(model, devices, host, request)
+    limit = model.context_length or inputs.settings.n_ctx
+    best_ctx = best_context(model, devices, host, inputs, best, max(limit, CTX_PAD))
+    ideal = _ideal_tps(model, devices, host, inputs)
     score = fit_score(best, ideal)
-    warnings = []
+    warnings: list[Reason] = []
     if model.memory_rules == "approximate":
-        warnings.append(
+        warnings.append(Reason(
+            "memory-approximate",
             f"architecture {model.architecture!r}: gpusplit does not know how llama.cpp 0.3.36 sizes its cache "
             "(sliding, chunked, latent or recurrent memory); the KV cache is sized as plain attention on every layer "
-            "with KV heads and may be off: `plan --measure` asks llama.cpp itself"
-        )
+            "with KV heads and may be off: measuring the plan (plan --measure) asks llama.cpp itself",
+        ))  # fmt: skip
     elif model.memory_rules in ("recurrent", "hybrid"):
-        warnings.append(
+        warnings.append(Reason(
+            "compute-estimated",
             f"architecture {model.architecture!r}: its recurrent state is sized by llama.cpp's rules, but compute "
-            "buffers are estimated as for attention layers (up to 3x off on a generated Mamba-2): `plan --measure` "
-            "asks llama.cpp itself"
-        )
+            "buffers are estimated as for attention layers (up to 3x off on a generated Mamba-2): measuring the plan "
+            "(plan --measure) asks llama.cpp itself",
+        ))  # fmt: skip
     if not model.complete:
-        warnings.append(
+        warnings.append(Reason(
+            "incomplete-file",
             f"{model.path} is incomplete: {format_bytes(model.missing_bytes)} of its tensor data is missing "
-            "(a truncated download, or a header-only file); this plan reads only the header, and `gpusplit run` will refuse the file"
-        )
+            "(a truncated download, or a header-only file); this plan reads only the header, and running it will refuse the file",
+            {"missing_bytes": model.missing_bytes},
+        ))  # fmt: skip
     return Plan(
         model,
         devices,
         host,
-        request.settings,
+        inputs.settings,
         best,
         cands[1:],
         best_ctx,
         score,
-        reserves_for(devices, request.reserve),
+        reserves_for(devices, inputs.reserve),
         _plan_reasons(best) + _link_reasons(best, cands[1:], devices),
-        request=request,
+        inputs=inputs,
         warnings=warnings,
     )
 
@@ -576,24 +624,22 @@ def _draft_memory(
     return memory
 
 
-def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> Plan:
+def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs) -> Plan:
     """The main model planned on what the draft leaves, then the draft placed as llama-server
     places it after the main model, both counted in the fit."""
-    draft = request.draft
+    draft = inputs.draft
     assert draft is not None
-    guess = Placement(
-        request.mode if request.mode in ("none", "layer") else "layer", -1, request.split or (), request.main_gpu or 0
-    )
-    first = _draft_memory(draft, devices, [d.free_bytes for d in devices], request.settings, guess)
+    guess = Placement(inputs.mode if inputs.mode in ("none", "layer") else "layer", -1, inputs.split or (), inputs.main_gpu or 0)
+    first = _draft_memory(draft, devices, [d.free_bytes for d in devices], inputs.settings, guess)
     left = [replace(d, free_bytes=max(d.free_bytes - m.planned_bytes, 0)) for d, m in zip(devices, first.devices)]
     host_left = replace(host, free_bytes=max(host.free_bytes - first.host.planned_bytes, 0))
-    plan = make_plan(model, left, host_left, replace(request, draft=None))
+    plan = make_plan(model, left, host_left, replace(inputs, draft=None))
     best = plan.best
     # With llama.cpp's default split the draft follows free memory after the main model is loaded.
     after_main = [max(d.free_bytes - m.planned_bytes, 0) for d, m in zip(devices, best.memory.devices)]
     placement = replace(best.placement, split_mode=best.llama_mode)
     memory = _draft_memory(draft, devices, after_main, best.settings, placement)
-    reserves = reserves_for(devices, request.reserve)
+    reserves = reserves_for(devices, inputs.reserve)
     headroom = [
         d.free_bytes - r - m.planned_bytes - dm.planned_bytes
         for d, r, m, dm in zip(devices, reserves, best.memory.devices, memory.devices)
@@ -603,8 +649,11 @@ def _plan_with_draft(model: ModelInfo, devices: list[Device], host: Device, requ
     fits = all(h >= 0 for h in used) and host_headroom >= 0
     best = replace(best, headroom=headroom, host_headroom=host_headroom, fits=fits)
     total = memory.host.planned_bytes + sum(m.planned_bytes for m in memory.devices)
-    reasons = [*plan.reasons, f"draft model {draft.model.name}: {format_bytes(total)} beside the main model, placed like it"]
-    return replace(plan, devices=devices, host=host, best=best, draft=memory, request=request, reasons=reasons)
+    reasons = [
+        *plan.reasons,
+        Reason("draft-model", f"draft model {draft.model.name}: {format_bytes(total)} beside the main model, placed like it"),
+    ]
+    return replace(plan, devices=devices, host=host, best=best, draft=memory, inputs=inputs, reasons=reasons)
 
 
 def _link_cost(c: Candidate, devices: list[Device]) -> tuple[float, list[str]]:
@@ -617,7 +666,7 @@ def _link_cost(c: Candidate, devices: list[Device]) -> tuple[float, list[str]]:
     return trips + transfers, [devices[i].name for i in workers]
 
 
-def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device]) -> list[str]:
+def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device]) -> list[Reason]:
     """What the links to RPC workers cost: the chosen plan's share of each token, or, where the
     chosen plan uses none, what the fastest one over them would have paid."""
     tps = best.prediction.tg_tokens_per_s
@@ -626,8 +675,12 @@ def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device
     cost, names = _link_cost(best, devices)
     if names:
         return [
-            f"the links to {', '.join(names)} take {cost * 1e3:.1f} ms of each token's {1e3 / tps:.1f} ms "
-            "(round trips and transfers; counted in the prediction)"
+            Reason(
+                "link-cost",
+                f"the links to {', '.join(names)} take {cost * 1e3:.1f} ms of each token's {1e3 / tps:.1f} ms "
+                "(round trips and transfers; counted in the prediction)",
+                {"workers": names, "link_s": round(cost, 9), "token_s": round(1 / tps, 9)},
+            )
         ]
     linked = [(c, *_link_cost(c, devices)) for c in others if c.fits and c.prediction.tg_tokens_per_s]
     linked = [(c, cost, names) for c, cost, names in linked if names and cost > 0]
@@ -635,20 +688,32 @@ def _link_reasons(best: Candidate, others: list[Candidate], devices: list[Device
         return []
     c, cost, names = max(linked, key=lambda x: x[0].prediction.tg_tokens_per_s or 0.0)
     return [
-        f"not over the link: {c.strategy} on {', '.join(names)} is predicted {c.prediction.tg_tokens_per_s:.1f} tokens/s, "
-        f"its links taking {cost * 1e3:.1f} ms of each token (round trips and transfers), against {tps:.1f} here"
+        Reason(
+            "link-avoided",
+            f"not over the link: {c.strategy} on {', '.join(names)} is predicted {c.prediction.tg_tokens_per_s:.1f} tokens/s, "
+            f"its links taking {cost * 1e3:.1f} ms of each token (round trips and transfers), against {tps:.1f} here",
+            {"workers": names, "link_s": round(cost, 9), "strategy": c.strategy, "tg_tokens_per_s": c.prediction.tg_tokens_per_s},
+        )
     ]
 
 
-def _plan_reasons(best: Candidate) -> list[str]:
+def _plan_reasons(best: Candidate) -> list[Reason]:
     reasons = list(best.reasons)
     if not best.fits:
-        reasons.append("nothing fits at this context size: lower --ctx, quantize the KV cache (--kv-type q8_0), or add devices")
+        reasons.append(
+            Reason(
+                "does-not-fit",
+                "nothing fits at this context size: lower the context, quantize the KV cache (q8_0), or add devices",
+            )
+        )
     # A device with a CUDA runtime planned is a CUDA device (or a size-only GPU, taken for one) in use.
     if any(m.runtime_bytes for m in best.memory.devices) and not best.settings.flash_attn:
         reasons.append(
-            "flash attention is off (llama-cpp-python's default); llama.cpp's own tools turn it on for CUDA: on an "
-            "H200 it generated 15 % faster and held 94 MiB less (no cuBLAS) - add --flash-attn"
+            Reason(
+                "flash-attn-off",
+                "flash attention is off (llama-cpp-python's default); llama.cpp's own tools turn it on for CUDA: on an "
+                "H200 it generated 15 % faster and held 94 MiB less (no cuBLAS) - turn it on (--flash-attn)",
+            )
         )
     return reasons
 
@@ -657,21 +722,21 @@ def _plan_reasons(best: Candidate) -> list[str]:
 # Measured plans (`plan --measure`): the same decisions, on compute buffers from llama.cpp's dry run
 
 
-def without_extra_buffers(plan: Plan, why: str | None = None) -> Plan:
-    """The same plan loaded with llama.cpp's extra buffer types off (--no-repack): its best
-    candidate evaluated again without the host's weight copies, the rest as it was; `why` joins
-    its reasons (a crash that this avoids, say)."""
-    from .cpu_buffers import HOST_COPIES_NOTE
-
-    best, request, reasons = plan.best, plan.request, list(plan.reasons)
-    if best.settings.extra_buffers:
-        request = replace(request, settings=replace(request.settings, extra_buffers=False))
-        settings = replace(best.settings, extra_buffers=False)
-        again = evaluate(plan.model, plan.devices, plan.host, request, best.placement, best.strategy, settings)
+def without_repack(plan: Plan, why: Reason | None = None) -> Plan:
+    """The same plan loaded with llama.cpp's --no-repack (the CPU backend's extra buffer types off):
+    its best candidate evaluated again without the host's weight copies, the rest as it was; its
+    request says no_repack; `why` joins its reasons (a crash that this avoids, say)."""
+    best, inputs, reasons = plan.best, plan.inputs, list(plan.reasons)
+    if not best.settings.no_repack:
+        inputs = replace(
+            inputs, request=replace(inputs.request, no_repack=True), settings=replace(inputs.settings, no_repack=True)
+        )
+        settings = replace(best.settings, no_repack=True)
+        again = evaluate(plan.model, plan.devices, plan.host, inputs, best.placement, best.strategy, settings)
         again.reasons = list(best.reasons)
         best = again
-        reasons = [r for r in reasons if not r.startswith(HOST_COPIES_NOTE)]
-    return replace(plan, best=best, request=request, settings=request.settings, reasons=reasons + ([why] if why else []))
+        reasons = [r for r in reasons if r.code != "host-copies"]
+    return replace(plan, best=best, inputs=inputs, settings=inputs.settings, reasons=reasons + ([why] if why else []))
 
 
 def apply_measured_compute(plan: Plan, candidate: Candidate, compute: dict[str, int]) -> None:
@@ -689,7 +754,7 @@ def context_budgets(plan: Plan, candidate: Candidate) -> tuple[list[int], list[d
     bytes every used device and the host have left for compute buffers after weights, KV cache and
     outputs (the only part that grows with the context is the KV cache)."""
     model = plan.model
-    limit = max(model.context_length or plan.request.settings.n_ctx, CTX_PAD)
+    limit = max(model.context_length or plan.inputs.settings.n_ctx, CTX_PAD)
     contexts = [steps * CTX_PAD for steps in range(1, max(limit // CTX_PAD, 1) + 1)]
     memory = candidate.memory
     used = [i for i, m in enumerate(memory.devices) if m.planned_bytes]
@@ -715,8 +780,7 @@ def finish_measured(plan: Plan, cands: list[Candidate], best_ctx: int | None) ->
     and reasons that follow from them."""
     ranked = rank(cands, plan.devices, plan.host)
     best = ranked[0]
-    request = plan.request
-    score = fit_score(best, _ideal_tps(plan.model, plan.devices, plan.host, request))
+    score = fit_score(best, _ideal_tps(plan.model, plan.devices, plan.host, plan.inputs))
     return replace(
         plan,
         best=best,
@@ -728,33 +792,42 @@ def finish_measured(plan: Plan, cands: list[Candidate], best_ctx: int | None) ->
     )
 
 
-def _ideal_tps(model: ModelInfo, devices: list[Device], host: Device, request: Request) -> float | None:
+def _ideal_tps(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs) -> float | None:
     gpus = [d for d in devices if d.is_gpu and d.bandwidth_bytes_per_s]
     if not gpus:
         return None
     fastest = max(gpus, key=lambda d: d.bandwidth_bytes_per_s or 0)
     unlimited = fastest.with_(free_bytes=2**62, total_bytes=2**62, index=0)
-    c = evaluate(model, [unlimited], host.with_(free_bytes=2**62), request, Placement("none", -1, (), 0), "single-gpu")
+    c = evaluate(model, [unlimited], host.with_(free_bytes=2**62), inputs, Placement("none", -1, (), 0), "single-gpu")
     return c.prediction.tg_tokens_per_s
 
 
-def validate(model: ModelInfo, devices: list[Device], request: Request) -> None:
+def validate(model: ModelInfo, devices: list[Device], inputs: PlanInputs) -> None:
+    """What the planner needs of its inputs (a Request checks the same when built; inputs made by
+    hand, as tests do, come here unchecked)."""
     n = len(devices)
-    s = request.settings
-    if request.split is not None:
-        if any(x != x or x < 0 for x in request.split):
-            raise PlanError("--split entries must be non-negative numbers")
-        if len(request.split) > n:
-            raise PlanError(f"--split has {len(request.split)} entries but there are {n} devices")
-        if not any(request.split):
-            raise PlanError("--split is all zeros: give each device a share, e.g. --split 0.75,0.25")
-    if request.main_gpu is not None and not 0 <= request.main_gpu < max(n, 1):
-        raise PlanError(f"--main-gpu {request.main_gpu} is out of range: there are {n} devices")
-    if request.n_gpu_layers is not None and request.n_gpu_layers < -1:
-        raise PlanError("--ngl must be -1 (all) or a count of layers")
+    s = inputs.settings
+    if inputs.split is not None:
+        if any(x != x or x < 0 for x in inputs.split):
+            raise PlanError("{p.tensor_split} entries must be non-negative numbers", parameter="tensor_split")
+        if len(inputs.split) > n:
+            raise PlanError(
+                "{p.tensor_split} has {given} entries but there are {n} devices",
+                parameter="tensor_split",
+                given=len(inputs.split),
+                n=n,
+            )
+        if not any(inputs.split):
+            raise PlanError("{p.tensor_split} is all zeros", "give each device a share, e.g. 0.75,0.25", parameter="tensor_split")
+    if inputs.main_gpu is not None and not 0 <= inputs.main_gpu < max(n, 1):
+        raise PlanError(
+            "{p.main_gpu} {value} is out of range: there are {n} devices", parameter="main_gpu", value=inputs.main_gpu, n=n
+        )
+    if inputs.n_gpu_layers is not None and inputs.n_gpu_layers < -1:
+        raise PlanError("{p.n_gpu_layers} must be -1 (all) or a count of layers", parameter="n_gpu_layers")
     if s.n_ctx <= 0:
-        raise PlanError("--ctx must be positive")
+        raise PlanError("{p.n_ctx} must be positive", parameter="n_ctx")
     if s.n_ubatch <= 0 or s.n_batch <= 0 or s.n_ubatch > s.n_batch:
-        raise PlanError("--ubatch must be positive and at most --batch")
+        raise PlanError("{p.n_ubatch} must be positive and at most {p.n_batch}", parameter="n_ubatch")
     if s.n_parallel < 1:
-        raise PlanError("--parallel must be at least 1")
+        raise PlanError("{p.n_parallel} must be at least 1", parameter="n_parallel")

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from ..base.reasons import Reason
 from ..devices.backends import OP_OFFLOAD_MIN_BATCH, backend
 from ..devices.rpc import serves_this_cpu
 from ..devices.speed import COPIED, WEIGHT_CLASSES, DeviceSpeed, GroupSpeed, rate_of, weight_class
@@ -51,7 +52,7 @@ class Prediction:
     bytes_per_token: int
     seconds_per_token: float | None
     limited_by: str  # the device that takes longest
-    assumptions: tuple[str, ...]
+    assumptions: tuple[Reason, ...]
     basis: str = "assumed"  # measured (every device used was probed) | catalog | assumed
     tg_range: tuple[float, float] | None = None
     pp_range: tuple[float, float] | None = None
@@ -579,7 +580,11 @@ def predict(
     basis = "measured" if all(s == "measured" for s in sources) else ("catalog" if "assumed" not in sources else "assumed")
     assumptions = _assumptions(devices, host, speeds, involved, cpu_bandwidth)
     if memory.split_shares and group is None:
-        assumptions.append("tensor parallelism's synchronisation was not measured for this group (devices --probe measures it)")
+        assumptions.append(
+            Reason(
+                "sync-unmeasured", "tensor parallelism's synchronisation was not measured for this group (a probe measures it)"
+            )
+        )
         basis = basis if basis != "measured" else "catalog"
     limited = max(per_device, key=lambda i: per_device[i])
     tg = 1.0 / seconds if seconds > 0 else None
@@ -775,7 +780,7 @@ def _sync(model: ModelInfo, group: GroupSpeed | None, members: list[DeviceSpeed]
 
 def _assumptions(
     devices: list[Device], host: Device, speeds: dict[int | None, DeviceSpeed], involved: list[int | None], cpu_bandwidth: float
-) -> list[str]:
+) -> list[Reason]:
     notes = []
     for i in involved:
         s = speeds[i]
@@ -784,14 +789,19 @@ def _assumptions(
             if i is None or devices[i].backend == "CPU" or devices[i].endpoint:
                 bw = s.bandwidth["float"] / 1e9
                 notes.append(
-                    f"{name} not measured: {bw:.0f} GB/s and typical overheads assumed (gpusplit devices --probe measures it)"
+                    Reason(
+                        "speed-assumed", f"{name} not measured: {bw:.0f} GB/s and typical overheads assumed (a probe measures it)"
+                    )
                 )
             else:
-                notes.append(f"{name} has no known bandwidth: figures assumed")
+                notes.append(Reason("speed-assumed", f"{name} has no known bandwidth: figures assumed"))
         elif s.source == "catalog":
             notes.append(
-                f"{name}: catalog bandwidth x 0.8, capped at and with the overheads of an H200 as measured (not this device)"
+                Reason(
+                    "speed-catalog",
+                    f"{name}: catalog bandwidth x 0.8, capped at and with the overheads of an H200 as measured (not this device)",
+                )
             )
     if not notes:
-        notes.append("every device used was measured (gpusplit devices --probe)")
+        notes.append(Reason("speed-measured", "every device used was measured (gpusplit devices --probe)"))
     return notes

@@ -1,24 +1,28 @@
-"""From a user's settings to a Plan: every setting checked the same way whether it came from the
-command line or a script (one line naming the problem and a fix), the CPU backend's weight copies,
-the projector and draft model read, then the planner's pure functions, and llama.cpp's dry run when
-No printing.
+"""From a Request to a Plan: the request checked against the model and the devices (one line naming
+the parameter and a fix), the CPU backend's weight copies, the adapters, projector and draft model
+read, then the planner's pure functions. No printing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..base.errors import InputError
-from ..base.units import parse_rate, parse_size
-from .values import check_kv_type, check_mode, parse_split
-
-if TYPE_CHECKING:
-    from ..devices.inventory import Inventory
-    from ..gguf.adapter import AdapterInfo
-    from ..gguf.model import ModelInfo
-    from .planner import Plan
+from ..base.reasons import Reason
+from ..base.units import format_bytes
+from ..devices.cpu import EXTRA_BUFFERS, native_cpu_backend
+from ..devices.inventory import Inventory
+from ..engine.detect import detect_devices
+from ..gguf.adapter import AdapterInfo, read_projector
+from ..gguf.adapter import read_adapter as read_adapter_file
+from ..gguf.model import ModelInfo
+from ..sources import default_projector, read_model
+from .cpu_buffers import MODELLED, REPACK_RULES
+from .memory import Settings
+from .planner import DraftRequest, Plan, PlanInputs, make_plan
+from .predict import DEFAULT_CPU_BANDWIDTH
+from .request import DEFAULT, Request
 
 DEFAULT_CTX = 4096
 
@@ -28,10 +32,8 @@ DEFAULT_CTX = 4096
 
 
 def read_adapter(location: str | os.PathLike[str]) -> AdapterInfo:
-    """Read a LoRA adapter's header (`--lora`): the base tensors it adapts and their bytes."""
-    from ..gguf.adapter import read_adapter as read
-
-    return read(os.fspath(location))
+    """Read a LoRA adapter's header: the base tensors it adapts and their bytes."""
+    return read_adapter_file(os.fspath(location))
 
 
 def require_complete(model: ModelInfo | dict[str, Any], command: str) -> None:
@@ -47,8 +49,6 @@ def require_complete(model: ModelInfo | dict[str, Any], command: str) -> None:
     model_doc = model
     if model_doc.get("complete", True):
         return
-    from ..base.units import format_bytes
-
     missing = model_doc.get("missing_bytes") or 0
     if missing >= model_doc.get("total_bytes", 0):
         what, hint = (
@@ -65,124 +65,112 @@ def require_complete(model: ModelInfo | dict[str, Any], command: str) -> None:
 # Planning
 
 
-def plan(
-    model: ModelInfo | str | os.PathLike[str],
-    devices: Inventory | None = None,
-    *,
-    ctx: int | None = None,
-    batch: int = 512,
-    ubatch: int = 512,
-    parallel: int = 1,
-    kv_type: str | None = None,
-    kv_type_k: str | None = None,
-    kv_type_v: str | None = None,
-    flash_attn: bool = False,
-    swa_full: bool = True,
-    ngl: int | None = None,
-    mode: str | None = None,
-    split: str | Sequence[float] | None = None,
-    main_gpu: int | None = None,
-    n_cpu_moe: int | None = None,
-    spread: bool = False,
-    reserve: int | str | None = None,
-    cpu_bandwidth: float | str | None = None,
-    allow_ctx_overflow: bool = False,
-    threads: int | None = None,
-    lora: Sequence[str | os.PathLike[str]] = (),
-    draft: ModelInfo | str | os.PathLike[str] | None = None,
-    ngl_draft: int = -1,
-    mmproj: str | os.PathLike[str] | None = None,
-    no_repack: bool = False,
-) -> Plan:
-    """How to split `model` over `devices` (default: `detect_devices()`): bytes per device, the
-    strategy, the best context, a fit score and llama.cpp's parameters.
-    `gpusplit.document(plan)` is the `gpusplit.plan/1` document.
+def plan(model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = None, request: Request = DEFAULT) -> Plan:
+    """How to split `model` over `devices` (default: the devices here) as `request` asks: bytes per
+    device, the strategy, the best context, a fit score and llama.cpp's parameters.
+    `gpusplit.document(plan)` is its `gpusplit.plan/2` document.
 
-    Settings mirror llama.cpp's (ctx, batch, ubatch, parallel, kv_type, flash_attn, ...); a
-    `split`, `ngl` or `n_cpu_moe` is evaluated as given.
-    Predicted speeds use each device's measured figures (`probe_devices`) where there are some;
-    `threads` picks the CPU's (when `devices` is not given). `lora` adapters are loaded with the
-    model: their bytes go where the layers they adapt go. A `draft` model (speculative decoding,
-    llama-server's -md) is placed as llama-server places it, `ngl_draft` of its layers offloaded,
-    and counted in the fit; so is a multimodal projector (`mmproj`; by default the one the model's
-    source loads with it, as Ollama does its manifest's; "" for none), on the first GPU. The host's
-    weights include the copies llama.cpp's CPU backend makes (AMX, CPU_REPACK); `no_repack` plans
-    the load without them (llama.cpp's --no-repack: the engine turns its extra buffer types off).
+    A `tensor_split`, `n_gpu_layers` or `n_cpu_moe` is evaluated as given. Predicted speeds use
+    each device's measured figures (`probe_devices`) where there are some. LoRA adapters are loaded
+    with the model (their bytes where the layers they adapt go); a draft model is placed as
+    llama-server places it and a multimodal projector on the first GPU, both counted in the fit.
+    The host's weights include the copies llama.cpp's CPU backend makes (AMX, CPU_REPACK) unless
+    the request says `no_repack`.
     """
-    from ..engine.detect import detect_devices
-    from ..sources import default_projector, read_model
-    from .memory import Settings
-    from .planner import Request, make_plan
-    from .predict import DEFAULT_CPU_BANDWIDTH
-
-    check_mode(mode)
-    info = model if not isinstance(model, (str, os.PathLike)) else read_model(model)
-    inventory = devices if devices is not None else detect_devices(threads=threads)
-    found = inventory.devices
-    limit = info.context_length or DEFAULT_CTX
-    n_ctx = ctx if ctx is not None else min(DEFAULT_CTX, limit)
-    if n_ctx <= 0:
-        raise InputError(f"--ctx {n_ctx} must be positive", f"the model was trained for {limit} tokens")
-    if info.context_length and n_ctx > info.context_length and not allow_ctx_overflow:
-        raise InputError(
-            f"--ctx {n_ctx} is above the model's context length {info.context_length}", "lower --ctx or add --allow-ctx-overflow"
-        )
-    type_k = check_kv_type(kv_type_k, "--kv-type-k") or check_kv_type(kv_type) or "f16"
-    type_v = check_kv_type(kv_type_v, "--kv-type-v") or check_kv_type(kv_type) or "f16"
-    if n_cpu_moe is not None and (n_cpu_moe < 0 or n_cpu_moe > info.n_layer):
-        raise InputError(f"--n-cpu-moe {n_cpu_moe} is out of range", f"use 0 to {info.n_layer}")
-    if ngl is not None and ngl < -1:
-        raise InputError(f"--ngl {ngl} is negative", f"use -1 for all or 0 to {info.n_layer + 1}")
-    split_values = parse_split(split)
-    if split_values is not None and len(split_values) > len(found):
-        raise InputError(f"--split has {len(split_values)} entries but there are {len(found)} devices", "one share per device")
-    if main_gpu is not None and not 0 <= main_gpu < max(len(found), 1):
-        raise InputError(f"--main-gpu {main_gpu} is out of range", f"there are {len(found)} devices (0 to {len(found) - 1})")
-    if mmproj is None:
-        mmproj = default_projector(info.path)
+    info = model if isinstance(model, ModelInfo) else read_model(model)
+    inventory = devices if devices is not None else detect_devices(threads=request.n_threads)
     cpu = cpu_backend(inventory)
-    settings = Settings(
-        n_ctx=n_ctx,
-        n_batch=batch,
-        n_ubatch=ubatch,
-        n_parallel=parallel,
-        type_k=type_k,
-        type_v=type_v,
-        flash_attn=flash_attn,
-        swa_full=swa_full,
-        cpu_repack=cpu["repack"],
-        cpu_extra_buffers=tuple(cpu["extra_buffers"]),
-        extra_buffers=not no_repack,
-    )
-    request = Request(
-        settings=settings,
-        mode=None if mode in (None, "auto") else mode,
-        split=split_values,
-        n_gpu_layers=ngl,
-        main_gpu=main_gpu,
-        n_cpu_moe=n_cpu_moe,
-        spread=spread,
-        reserve=parse_size(reserve, "--reserve"),
-        cpu_bandwidth=parse_rate(cpu_bandwidth, "--cpu-bandwidth") or DEFAULT_CPU_BANDWIDTH,
-        tensor_group=inventory.group_speed,
-        adapters=tuple(read_adapter(path) for path in lora),
-        draft=_draft_request(draft, ngl_draft),
-        projector=_read_projector(mmproj) if mmproj else None,
-    )
-    result = make_plan(info, list(found), inventory.host, request)
-    note = host_copies_note(result.best.memory.host, cpu, no_repack)
+    inputs = resolve(info, inventory, request, cpu)
+    result = make_plan(info, list(inventory.devices), inventory.host, inputs)
+    note = host_copies_note(result.best.memory.host, cpu, request.no_repack)
     if note:
         result.reasons.append(note)
     return result
+
+
+def context_size(model: ModelInfo, request: Request) -> int:
+    """The context the request plans: as given, else 4096 (or the model's trained context if smaller)."""
+    limit = model.context_length or DEFAULT_CTX
+    if request.n_ctx is None:
+        return min(DEFAULT_CTX, limit)
+    if model.context_length and request.n_ctx > model.context_length and not request.allow_ctx_overflow:
+        raise InputError(
+            "{p.n_ctx} {n_ctx} is above the model's context length {limit}",
+            "lower {p.n_ctx} or set {p.allow_ctx_overflow}",
+            parameter="n_ctx",
+            n_ctx=request.n_ctx,
+            limit=model.context_length,
+        )
+    return request.n_ctx
+
+
+def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: dict[str, Any]) -> PlanInputs:
+    """The request checked against the model and the devices, its companion files read and its
+    defaults taken: what the planner's pure functions work from."""
+    found = inventory.devices
+    n_ctx = context_size(model, request)
+    if request.n_cpu_moe is not None and request.n_cpu_moe > model.n_layer:
+        raise InputError(
+            "{p.n_cpu_moe} {value} is out of range",
+            "use 0 to {n_layer}",
+            parameter="n_cpu_moe",
+            value=request.n_cpu_moe,
+            n_layer=model.n_layer,
+        )
+    if request.tensor_split is not None and len(request.tensor_split) > len(found):
+        raise InputError(
+            "{p.tensor_split} has {given} entries but there are {n} devices",
+            "one share per device",
+            parameter="tensor_split",
+            given=len(request.tensor_split),
+            n=len(found),
+        )
+    if request.main_gpu is not None and request.main_gpu >= max(len(found), 1):
+        raise InputError(
+            "{p.main_gpu} {value} is out of range",
+            "there are {n} devices (0 to {last})",
+            parameter="main_gpu",
+            value=request.main_gpu,
+            n=len(found),
+            last=len(found) - 1,
+        )
+    mmproj = request.mmproj if request.mmproj is not None else default_projector(model.path)
+    type_k, type_v = request.kv_types
+    settings = Settings(
+        n_ctx=n_ctx,
+        n_batch=request.n_batch,
+        n_ubatch=request.n_ubatch,
+        n_parallel=request.n_parallel,
+        type_k=type_k,
+        type_v=type_v,
+        flash_attn=request.flash_attn,
+        swa_full=request.swa_full,
+        cpu_repack=cpu["repack"],
+        cpu_extra_buffers=tuple(cpu["extra_buffers"]),
+        no_repack=request.no_repack,
+    )
+    return PlanInputs(
+        request=request,
+        settings=settings,
+        mode=request.split_mode,
+        split=request.tensor_split,
+        n_gpu_layers=request.n_gpu_layers,
+        main_gpu=request.main_gpu,
+        n_cpu_moe=request.n_cpu_moe,
+        spread=request.spread,
+        reserve=request.reserves(len(found)),
+        cpu_bandwidth=request.cpu_bandwidth or DEFAULT_CPU_BANDWIDTH,
+        tensor_group=inventory.group_speed,
+        adapters=tuple(read_adapter(path) for path in request.lora),
+        draft=None if request.draft is None else DraftRequest(read_model(request.draft), request.n_gpu_layers_draft),
+        projector=read_projector(mmproj) if mmproj else None,
+    )
 
 
 def cpu_backend(inventory: Inventory) -> dict[str, Any]:
     """What llama.cpp's CPU backend does with the host's weights: the engine's report where the
     inventory has one (detected here, or a devices file's), else what a native build for this CPU
     would do ({"extra_buffers", "repack", "source"})."""
-    from ..devices.cpu import EXTRA_BUFFERS
-    from .cpu_buffers import REPACK_RULES
-
     engine = inventory.engine or {}
     if inventory.engine_from_file and "cpu_repack" in engine and "cpu_extra_buffers" not in engine:
         # a devices file written before the extra buffer types were reported: CPU_REPACK alone
@@ -199,17 +187,12 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
                 "write the file with `gpusplit devices --json`",
             )
         return {"extra_buffers": extra, "repack": repack, "source": "file" if inventory.engine_from_file else "engine"}
-    from ..devices.cpu import native_cpu_backend
-
     return native_cpu_backend()
 
 
-def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | None:
+def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> Reason | None:
     """The plan's reason line for the weights llama.cpp copies beside the mapped file (or would, but
     for --no-repack), saying where the rules came from."""
-    from ..base.units import format_bytes
-    from .cpu_buffers import HOST_COPIES_NOTE, MODELLED
-
     copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
     parts = [f"{format_bytes(n)} in {name}" for n, name in copies if n]
     where = {
@@ -222,28 +205,15 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> str | N
     if no_repack:
         if not cpu["extra_buffers"]:
             return None
-        return f"--no-repack: the host keeps its weights in the mapped file only (extra buffer types {offered} off{tail})"
+        return Reason(
+            "no-repack",
+            f"--no-repack: the host keeps its weights in the mapped file only (extra buffer types {offered} off{tail})",
+        )
     if not parts:
         return None
-    return (
-        f"{HOST_COPIES_NOTE}{' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
-        f"with into its extra buffer types ({offered}; {where}){tail}; --no-repack keeps only the mapped file"
+    return Reason(
+        "host-copies",
+        f"the CPU also keeps {' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
+        f"with into its extra buffer types ({offered}; {where}){tail}; --no-repack keeps only the mapped file",
+        {"amx_bytes": host.amx_bytes, "repack_bytes": host.repack_bytes, "rules": cpu.get("source", "assumed")},
     )
-
-
-def _read_projector(location: str | os.PathLike[str]) -> Any:
-    from ..gguf.adapter import read_projector
-
-    return read_projector(os.fspath(location))
-
-
-def _draft_request(draft: ModelInfo | str | os.PathLike[str] | None, ngl_draft: int) -> Any:
-    from .planner import DraftRequest
-
-    if draft is None:
-        return None
-    if ngl_draft < -1:
-        raise InputError(f"--ngl-draft {ngl_draft} is negative", "use -1 for all, or a count of layers")
-    from ..sources import read_model
-
-    return DraftRequest(draft if not isinstance(draft, (str, os.PathLike)) else read_model(draft), ngl_draft)

@@ -29,6 +29,7 @@ from gpusplit.synthetic.tiny import (
     tiny_model_size,
     write_tiny_lora,
     write_tiny_model,
+    write_tiny_projector,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "write_random_weights",
     "write_tiny_lora",
     "write_tiny_model",
+    "write_tiny_projector",
 ]

@@ -510,3 +510,21 @@ def write_tiny_lora(
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
     return path
+
+
+def write_tiny_projector(path: str | os.PathLike[str], n_embd: int = 256, projector_type: str = "mlp") -> Path:
+    """A minimal multimodal projector (mmproj) header: architecture clip, its projector type, and
+    two f16 tensors (the projection into an `n_embd` model and a patch embedding)."""
+    import gguf
+    import numpy as np
+
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), "clip")
+    w.add_string("clip.projector_type", projector_type)
+    w.add_tensor("mm.0.weight", np.zeros((n_embd, 1024), dtype=np.float16))
+    w.add_tensor("v.patch_embd.weight", np.zeros((1024, 588), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -24,20 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base.errors import GpusplitError, InputError
-from .base.text import sanitize_text
-from .base.units import format_bytes
-from .documents.render import memory_parts
+from ..base.errors import InputError
+from ..base.text import sanitize_text
+from ..base.units import format_bytes
+from .render import memory_parts
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
 KINDS = ("bench", "tune", "plan", "run", "devices")
 SCHEMA_KIND = {
-    "gpusplit.bench/1": "bench",
-    "gpusplit.trial/1": "tune",
-    "gpusplit.tune/1": "tune",
-    "gpusplit.plan/1": "plan",
-    "gpusplit.run/1": "run",
-    "gpusplit.devices/1": "devices",
+    **dict.fromkeys(("gpusplit.bench/1", "gpusplit.bench/2"), "bench"),
+    **dict.fromkeys(("gpusplit.trial/1", "gpusplit.trial/2", "gpusplit.tune/1", "gpusplit.tune/2"), "tune"),
+    **dict.fromkeys(("gpusplit.plan/1", "gpusplit.plan/2"), "plan"),
+    **dict.fromkeys(("gpusplit.run/1", "gpusplit.run/2"), "run"),
+    **dict.fromkeys(("gpusplit.devices/1", "gpusplit.devices/2"), "devices"),
 }
 COMPONENTS = (("weights", "#4e79a7"), ("KV", "#f28e2b"), ("compute", "#59a14f"), ("runtime", "#b07aa1"))
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
@@ -47,13 +46,11 @@ PAGE_MARK = "<h1>gpusplit report</h1>"  # how check_replaceable knows a page thi
 
 
 class ReportError(InputError):
-    """Nothing in the files could be reported (exit 2)."""
+    """Nothing in the files could be reported."""
 
 
-class MissingExtraError(GpusplitError):
-    """matplotlib (the `report` extra) is not installed (exit 2)."""
-
-    exit_code = 2
+class MissingExtraError(InputError):
+    """matplotlib (the `report` extra) is not installed: an install to do, as wrong input is."""
 
 
 @dataclass
@@ -77,22 +74,24 @@ def esc(text: Any, limit: int = 200) -> str:
     return html.escape(clean(text, limit), quote=True)
 
 
-def check_replaceable(path: Path, option: str = "--output") -> None:
+def check_replaceable(path: Path, parameter: str = "out") -> None:
     """Raise ForeignFileError unless `path` is missing, empty or a page `report` wrote: a mistyped
     -o (a results file, a model) must not be replaced by a page."""
-    from .base.journal import ForeignFileError
+    from ..base.journal import ForeignFileError
 
     if not path.exists():
         return
     if not path.is_file():
-        raise ForeignFileError(f"{option} {path} is {'a directory' if path.is_dir() else 'not a regular file'}",
-                               "name a new file to write the page to")  # fmt: skip
+        raise ForeignFileError("{p} {path} is {kind}", "name a new file to write the page to", parameter=parameter,
+                               path=str(path), kind="a directory" if path.is_dir() else "not a regular file")  # fmt: skip
     with path.open("rb") as f:
         head = f.read(4096)
     if head and not (head.startswith(b"<!DOCTYPE html>") and PAGE_MARK.encode() in head):
         raise ForeignFileError(
-            f"{option} {path} is not a page gpusplit report wrote, so it will not overwrite it",
+            "{p} {path} is not a page gpusplit report wrote, so it will not overwrite it",
             "name a new file, or a report page; this one was left untouched",
+            parameter=parameter,
+            path=str(path),
         )
 
 
@@ -101,7 +100,7 @@ def check_replaceable(path: Path, option: str = "--output") -> None:
 
 
 def _is_trial(record: dict[str, Any]) -> bool:
-    from .documents.results import is_trial_record
+    from .results import is_trial_record
 
     return is_trial_record(record)
 
@@ -534,6 +533,6 @@ def report(paths: Sequence[str | Path], on_warning: Callable[[str], None] = lamb
     if not sources:
         raise ReportError(
             "nothing to report: none of the files is a gpusplit bench, tune, plan, run or devices output",
-            "give files written by gpusplit bench -o, tune --trials, or plan/run/devices --json",
+            "give files gpusplit wrote: bench results, tune trials, or plan, run and devices documents",
         )
     return render(sources, warnings, generated_by)
