@@ -32,6 +32,7 @@ from .devices.device import is_hypothetical
 from .devices.inventory import Inventory
 from .devices.rpc import is_loopback
 from .devices.rpc import probe as probe_worker
+from .documents.models import PlanDoc
 from .documents.read import load_plan_document, plan_from_document, read_devices_file
 from .documents.render import document_of
 from .documents.results import append_trial, check_trials_file, read_trials
@@ -190,7 +191,7 @@ def document(result: Any, **context: Any) -> dict[str, Any]:
 
 
 def run(
-    plan: Plan | dict[str, Any],
+    plan: Plan | PlanDoc | dict[str, Any],
     *,
     prompt: str = DEFAULT_PROMPT,
     n_predict: int = 64,
@@ -210,7 +211,7 @@ def run(
     """
     if not prompt or not prompt.strip():
         raise InputError("{p.prompt} is empty", "give some text to continue", parameter="prompt")
-    if isinstance(plan, dict):
+    if not isinstance(plan, Plan):
         plan = plan_from_document(plan)  # its configuration, on the devices here now
     require_complete(plan.model, "run")
     if is_hypothetical(plan.devices):
@@ -241,13 +242,13 @@ def bench(
     config_timeout: float = 1800.0,
     skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     on_config: Callable[[int, int, str], None] | None = None,
-    saved_plan: Plan | dict[str, Any] | None = None,
+    saved_plan: Plan | PlanDoc | dict[str, Any] | None = None,
 ) -> Iterator[BenchRow]:
     """llama-bench's tests over a matrix of configurations, each the `request` with the matrix's
     fields changed (jobs/bench.py), one BenchRow per (configuration, test) as each configuration
     finishes; `document(row)` is its `gpusplit.bench/1` record. `saved_plan` (a Plan, or a saved
     `gpusplit.plan` document) runs that one configuration as it was planned."""
-    if isinstance(saved_plan, dict):
+    if saved_plan is not None and not isinstance(saved_plan, Plan):
         saved_plan = plan_from_document(saved_plan)  # on the devices it names (its own RPC workers)
     return run_bench(
         model, request or DEFAULT, matrix=matrix or Matrix(), tests=tests or Tests(), rpc=rpc, timeout=timeout, repetitions=repetitions,

@@ -15,14 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpusplit.documents.schemas import SCHEMAS  # noqa: E402
+from gpusplit.base.reasons import CODES  # noqa: E402
+from gpusplit.documents.schemas import resolve, schemas  # noqa: E402
+
+SCHEMAS = schemas()
 
 INTRO = """# JSON output
 
 Every command's `--json` prints exactly one JSON document to stdout (`bench -o jsonl` prints one
 record per line); progress, warnings and errors go to stderr. Each document carries a `schema`
 field, `gpusplit.<command>/<version>`; a breaking change bumps the version. The schemas below are
-the JSON Schemas in `gpusplit/schemas.py`, which the test suite validates real outputs against.
+generated from the types in `gpusplit/documents/models.py`, which the readers decode with and the
+test suite validates real outputs against (`python -c "import json, gpusplit.documents.schemas as s;
+print(json.dumps(s.schemas()))"` prints them whole). Every object is closed.
 Byte counts are exact integers; speeds are tokens per second. Strings that come from a model file
 are stripped of control characters.
 
@@ -33,12 +38,14 @@ DESCRIPTIONS = {
     "gpusplit.inspect/1": "`gpusplit inspect --json MODEL`: the model as its GGUF header describes it.",
     "gpusplit.devices/2": "`gpusplit devices --json`: the devices llama.cpp would use, in its order, and the host row. "
     "`plan --devices-file` reads this document.",
-    "gpusplit.plan/2": "`gpusplit plan --json MODEL`: the chosen split, memory per device, flags and alternatives.",
+    "gpusplit.plan/2": "`gpusplit plan --json MODEL`: the chosen split, memory per device, flags and alternatives, and "
+    "the request it was made from (`request`: what `run --plan` and `bench --plan` plan again).",
     "gpusplit.run/2": "`gpusplit run --json MODEL`: the plan, the generated text, timings and planned vs actual bytes.",
     "gpusplit.bench/2": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
     "one record per configuration and test.",
     "gpusplit.catalog/1": "`gpusplit devices --catalog --json`: the built-in GPU catalog.",
     "gpusplit.bench-compare/1": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per-configuration ratios.",
+    "gpusplit.trial/2": "`gpusplit tune --trials FILE`: one trial per line, appended as each ends (`--resume FILE` goes on from them).",
     "gpusplit.tune/2": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/2` document (what `--output` writes).",
 }
 
@@ -58,19 +65,39 @@ def shorten(value, depth=0):
     return value
 
 
+def kind_of(schema: dict, spec: dict) -> str:
+    """A property's type in words: its JSON type, an enum's values, a constant, a definition's name."""
+    if "anyOf" in spec:
+        return " or ".join(kind_of(schema, arm) for arm in spec["anyOf"])
+    if "$ref" in spec:
+        return spec["$ref"].rsplit("/", 1)[1]
+    if "const" in spec:
+        return f'"{spec["const"]}"'
+    if "enum" in spec:
+        values = [str(v) for v in spec["enum"]]
+        return " / ".join(values) if len(values) <= 8 else f"one of {len(values)} values"
+    kind = spec.get("type", "")
+    if kind == "array" and isinstance(spec.get("items"), dict):
+        return f"array of {kind_of(schema, spec['items'])}"
+    return kind if isinstance(kind, str) else " or ".join(kind)
+
+
 def fields(schema: dict) -> list[str]:
+    top = resolve(schema, schema)
     rows = ["| field | type | required |", "| --- | --- | --- |"]
-    required = set(schema.get("required", []))
-    for name, spec in schema.get("properties", {}).items():
-        kind = spec.get("type", "const" if "const" in spec else "enum" if "enum" in spec else "")
-        if "enum" in spec:
-            kind = " / ".join(str(v) for v in spec["enum"])
-        if "const" in spec:
-            kind = f'"{spec["const"]}"'
-        rows.append(
-            f"| `{name}` | {kind if isinstance(kind, str) else ' or '.join(kind)} | {'yes' if name in required else 'no'} |"
-        )
+    required = set(top.get("required", []))
+    for name, spec in top.get("properties", {}).items():
+        rows.append(f"| `{name}` | {kind_of(schema, spec)} | {'yes' if name in required else 'no'} |")
     return rows
+
+
+def codes() -> list[str]:
+    """The reason codes: what programs pick reasons, warnings and notes by."""
+    rows = ["## Reason codes", "", "Every reason, warning and note is `{\"code\", \"text\"}` (and for some codes `values`, the",
+            "figures behind the text): programs pick them by code; the text is for people and may change.", "",
+            "| code | meaning |", "| --- | --- |"]  # fmt: skip
+    rows += [f"| `{code}` | {meaning} |" for code, meaning in CODES.items()]
+    return [*rows, ""]
 
 
 def main() -> int:
@@ -79,6 +106,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         big = str(write_header_only(Path(tmp) / "llama-3.1-70b.gguf", "llama-3.1-70b", sparse=True))
         results = Path(tmp) / "bench.jsonl"
+        trials = Path(tmp) / "trials.jsonl"
         examples = {
             "gpusplit.inspect/1": json.loads(gpusplit("inspect", "--json")),
             "gpusplit.devices/2": json.loads(gpusplit("devices", "--json", "--gpu", "RTX 4090", "--gpu", "RTX 3090")),
@@ -93,7 +121,8 @@ def main() -> int:
             "gpusplit.bench-compare/1": json.loads(
                 gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
             ),
-            "gpusplit.tune/2": json.loads(gpusplit("tune", "--json", "--budget", "10s")),
+            "gpusplit.tune/2": json.loads(gpusplit("tune", "--json", "--budget", "10s", "--trials", str(trials))),
+            "gpusplit.trial/2": json.loads(trials.read_text().splitlines()[0]),
         }
     from gpusplit.documents.provenance import header
 
@@ -111,6 +140,7 @@ def main() -> int:
             "```",
             "",
         ]
+    lines += codes()
     (ROOT / "docs" / "json.md").write_text("\n".join(lines))
     return 0
 

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gpusplit.documents.schemas import BENCH, SCHEMAS
+from gpusplit.documents.schemas import bench_array, schemas
+
+SCHEMAS = schemas()
+BENCH = bench_array()
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +49,15 @@ def test_run_and_bench_validate(cli, tiny_model, tmp_path):
 
 def test_docs_describe_every_schema_and_its_fields():
     text = (ROOT / "docs" / "json.md").read_text()
+    from gpusplit.base.reasons import CODES
+    from gpusplit.documents.schemas import resolve
+
     for name, schema in SCHEMAS.items():
         assert f"`{name}`" in text, name
-        for field in schema.get("required", []):
+        for field in resolve(schema, schema).get("required", []):
             assert f"`{field}`" in text, f"{name}: {field}"
+    for code in CODES:
+        assert f"| `{code}` |" in text, code
 
 
 @pytest.mark.parametrize("env", [{"NO_COLOR": "1", "TERM": "xterm-256color"}, {"TERM": "dumb"}])

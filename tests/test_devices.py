@@ -117,20 +117,20 @@ def test_devices_file_round_trip(tmp_path, cli):
     assert result.exit_code == 0
     path = tmp_path / "inventory.json"
     path.write_text(result.stdout)
-    devices, host, _group, _engine = load_devices_file(str(path))
-    assert [(d.name, d.total_bytes, d.bandwidth_bytes_per_s) for d in devices] == [
+    doc = load_devices_file(str(path))
+    assert [(d.name, d.total_bytes, d.bandwidth_bytes_per_s) for d in doc.devices] == [
         ("GPU0", 24 * GIB, 1008e9),
         ("GPU1", 8 * GIB, 256e9),
     ]
-    assert host is not None and host.backend == "CPU"
+    assert doc.host.backend == "CPU"
 
 
 @pytest.mark.parametrize(
     ("content", "phrase"),
     [
         ("not json", "not JSON"),
-        ('{"devices": []}', "no schema"),
-        ('{"schema": "gpusplit.devices/2", "devices": [{"name": "x"}]}', "no 'total_bytes'"),
+        ('{"devices": []}', "not a gpusplit.devices/1 or gpusplit.devices/2 document"),
+        ('{"schema": "gpusplit.devices/2", "devices": [{"name": "x"}]}', r"devices\[0\].description: is missing"),
     ],
 )
 def test_bad_devices_files(tmp_path, content, phrase):

@@ -89,6 +89,6 @@ def test_plan_cli_takes_lora(cli, tiny_model, adapter):
 def _valid(doc):
     """The document validates against the closed gpusplit.plan/2 schema."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.documents.schemas import SCHEMAS
+    from gpusplit.documents.schemas import schemas
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.plan/2"])
+    jsonschema.validate(doc, schemas()["gpusplit.plan/2"])

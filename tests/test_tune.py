@@ -177,9 +177,9 @@ def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path
     assert len(read_trials(log)) == len(doc["trials"])
     assert json.loads((tmp_path / "tuned.json").read_text()) == doc["plan"]
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
-    from gpusplit.documents.schemas import SCHEMAS
+    from gpusplit.documents.schemas import schemas
 
-    jsonschema.validate(doc, SCHEMAS["gpusplit.tune/2"])
+    jsonschema.validate(doc, schemas()["gpusplit.tune/2"])
 
 
 def test_seeds_are_the_plans_fitting_candidates(tiny_model):

@@ -22,10 +22,25 @@ from typing import Annotated, Any, Union
 from msgspec import Meta
 
 from .errors import InputError
+from .units import MAX_RATE, MAX_SIZE
 
 INT32_MAX = 2**31 - 1  # llama.cpp's int32 parameters (n_gpu_layers, n_ctx, ...)
 # Floats decoded from a document must be finite and bounded: a bound of its own on every float field.
 FINITE = 1e300
+
+# The ranges documents and requests share, by what a value is.
+Bytes = Annotated[int, Meta(ge=0, le=MAX_SIZE)]  # memory or file bytes: at most a PiB
+SignedBytes = Annotated[int, Meta(ge=-MAX_SIZE, le=MAX_SIZE)]  # headroom, a difference
+Count = Annotated[int, Meta(ge=0, le=INT32_MAX)]  # layers, tokens, threads, entries
+Int32 = Annotated[int, Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]  # an int32 llama.cpp takes
+Index = Annotated[int, Meta(ge=0, le=INT32_MAX)]
+Seconds = Annotated[float, Meta(ge=0, le=1e9)]
+Rate = Annotated[float, Meta(gt=0, le=MAX_RATE)]  # bytes per second, above zero
+FlopRate = Annotated[float, Meta(gt=0, le=1e18)]  # FLOP/s, above zero
+Speed = Annotated[float, Meta(ge=0, le=1e12)]  # tokens per second
+Finite = Annotated[float, Meta(ge=-FINITE, le=FINITE)]  # any finite number
+Positive = Annotated[float, Meta(gt=0, le=FINITE)]
+NonNegative = Annotated[float, Meta(ge=0, le=FINITE)]
 
 
 def _metas(annotation: Any) -> tuple[tuple[Meta, ...], Any]:

@@ -42,16 +42,24 @@ def _parse(line: str) -> Record | None:
     return value if isinstance(value, dict) else None
 
 
-def read(path: Path, is_ours: Callable[[Record], bool]) -> list[Record]:
-    """Our records, in order (torn lines skipped); nothing when the file does not exist."""
-    if not path.is_file():
-        return []
-    records = []
-    for _, line in _lines(path):
-        record = _parse(line) if line else None
-        if record is not None and is_ours(record):
-            records.append(record)
-    return records
+def is_torn(line: bytes) -> bool:
+    """A record cut short by a kill: it begins a JSON object and does not end one."""
+    text = line.strip()
+    return text.startswith(b"{") and not text.endswith(b"}")
+
+
+def record_lines(path: Path, parameter: str, limit: int = 256 << 20) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each non-blank line of a results file that is not torn (a kill cut
+    it short); nothing when the file does not exist. The file is read whole or refused: at most
+    `limit` bytes, a regular file only."""
+    from .jsonio import read_bounded
+
+    if not path.exists():
+        return
+    data = read_bounded(path, parameter, limit)
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if raw.strip() and not is_torn(raw):
+            yield number, raw
 
 
 def _is_stream(path: Path) -> bool:

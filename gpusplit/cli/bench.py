@@ -143,7 +143,7 @@ def bench(
     )
     tests = api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0]))
     rows = api.bench(
-        doc["engine_params"]["model_path"] if doc is not None else resolve_model(model),
+        doc.engine_params.model_path if doc is not None else resolve_model(model),
         request,
         matrix=matrix,
         tests=tests,

@@ -88,6 +88,7 @@ FLAGS: dict[str, str] = {
     "cache_dir": "--cache-dir",
     # report
     "out": "-o",
+    "files": "FILE",
 }
 
 

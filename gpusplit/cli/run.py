@@ -109,7 +109,7 @@ def run(
     model = local_model(model, "run")
     if plan_file:
         saved = api.load_plan_document(plan_file)
-        saved_model = saved["engine_params"]["model_path"]
+        saved_model = saved.engine_params.model_path
         if model and os.path.abspath(model) != os.path.abspath(saved_model):
             raise CLIError(f"the plan is for {saved_model}, not {model}", "drop MODEL or plan again")
         planned = api.plan_from_document(saved, changes={"n_threads": threads} if threads else None)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from msgspec import Meta
+
+from ..base.checked import Bytes, Count, Rate
 from .speed import DeviceSpeed
+
+Small = Annotated[int, Meta(ge=0, le=1_000_000)]  # PCIe generation and width, links, a bus width
 
 # ggml_backend_dev_type values (ggml-backend.h)
 DEV_TYPE_CPU, DEV_TYPE_GPU, DEV_TYPE_IGPU, DEV_TYPE_ACCEL = 0, 1, 2, 3
@@ -17,23 +22,23 @@ DEV_TYPE_NAMES = {DEV_TYPE_CPU: "cpu", DEV_TYPE_GPU: "gpu", DEV_TYPE_IGPU: "igpu
 class NvmlInfo:
     """What NVML adds to an NVIDIA GPU (any field may be None where NVML does not support it)."""
 
-    index: int
+    index: Count
     uuid: str
     name: str
     pci_bus_id: str  # normalised "0000:01:00.0"
-    total_bytes: int | None = None
-    free_bytes: int | None = None
-    used_bytes: int | None = None
-    reserved_bytes: int | None = None  # memory v2: what the driver keeps for itself
-    pcie_gen: int | None = None
-    pcie_width: int | None = None
-    pcie_gen_max: int | None = None
-    pcie_width_max: int | None = None
-    nvlink_links_up: int | None = None
+    total_bytes: Bytes | None = None
+    free_bytes: Bytes | None = None
+    used_bytes: Bytes | None = None
+    reserved_bytes: Bytes | None = None  # memory v2: what the driver keeps for itself
+    pcie_gen: Small | None = None
+    pcie_width: Small | None = None
+    pcie_gen_max: Small | None = None
+    pcie_width_max: Small | None = None
+    nvlink_links_up: Small | None = None
     compute_capability: str | None = None  # "9.0"
-    memory_bus_width_bits: int | None = None
-    memory_clock_max_mhz: int | None = None
-    bandwidth_bytes_per_s: float | None = None  # theoretical: bus width x max memory clock x 2 (DDR)
+    memory_bus_width_bits: Small | None = None
+    memory_clock_max_mhz: Small | None = None
+    bandwidth_bytes_per_s: Rate | None = None  # theoretical: bus width x max memory clock x 2 (DDR)
     driver_version: str | None = None
     cuda_driver_version: str | None = None  # "12.4"
 
@@ -53,12 +58,12 @@ class Device:
     description: str
     backend: str  # CUDA, ROCm, Vulkan, Metal, SYCL, RPC, CPU, or "hypothetical"
     type: str  # gpu, igpu, accel, cpu
-    total_bytes: int
-    free_bytes: int
-    index: int | None = None
-    source: str = "ggml"  # ggml, nvml, rpc, catalog, size (from --gpu), file, host
-    bandwidth_bytes_per_s: float | None = None
-    link_bytes_per_s: float | None = None  # peer link (NVLink) or host link (PCIe) bandwidth
+    total_bytes: Bytes
+    free_bytes: Bytes
+    index: Annotated[int, Meta(ge=0, lt=64)] | None = None
+    source: Literal["ggml", "nvml", "rpc", "catalog", "size", "file", "host"] = "ggml"
+    bandwidth_bytes_per_s: Rate | None = None
+    link_bytes_per_s: Rate | None = None  # peer link (NVLink) or host link (PCIe) bandwidth
     pci_bus_id: str | None = None
     supports_row_split: bool = False  # the backend has a split buffer type (llama.cpp's -sm row)
     endpoint: str | None = None  # host:port of an RPC worker
@@ -68,7 +73,7 @@ class Device:
     # What llama.cpp was measured to do on it (devices --probe); bandwidth_bytes_per_s is then the
     # measured figure. bandwidth_source: measured, catalog (a datasheet, NVML's or --gpu's), assumed.
     speed: DeviceSpeed | None = None
-    bandwidth_source: str = "assumed"
+    bandwidth_source: Literal["measured", "catalog", "assumed"] = "assumed"
 
     @property
     def is_gpu(self) -> bool:

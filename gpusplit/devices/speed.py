@@ -15,7 +15,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Raw, Struct
+
+from ..base.checked import Bytes, FlopRate, Rate, Seconds
+from ..base.errors import InputError
 
 # Weight classes the device's speed is measured for: the types llama.cpp reads at rates of their own
 # (their dequantizing kernels differ), each timed by a probe model of that type. On a 2-core EPYC,
@@ -37,6 +42,9 @@ _CLASS_OF = {
 COPIED = "+copy"
 # A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
 FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
+# every class a rate is kept for: the plain ones and their copies in the CPU's extra buffer types
+WeightClass = Literal[tuple([*WEIGHT_CLASSES, *(c + COPIED for c in WEIGHT_CLASSES)])]  # type: ignore[valid-type]
+Factor = Annotated[float, Meta(gt=0, le=1e6)]  # how many times slower
 SPEED_VERSION = 10  # bump when the meaning of a field changes: old cache files are then ignored
 
 
@@ -59,57 +67,57 @@ class DeviceSpeed:
     """What llama.cpp achieves on one device. Times in seconds, rates per second."""
 
     # Generation (one token): fixed cost of a decode with the model on this device, and per layer.
-    token_overhead_s: float
-    layer_overhead_s: float
+    token_overhead_s: Seconds
+    layer_overhead_s: Seconds
     # Bytes per second reading weights of each class (WEIGHT_CLASSES) from memory, and from the
     # cache for a model whose weights on this device fit in `cache_bytes`.
-    bandwidth: dict[str, float]
-    cache_bandwidth: float
-    cache_bytes: int
+    bandwidth: dict[WeightClass, Rate]
+    cache_bandwidth: Rate
+    cache_bytes: Bytes
     # Prompt processing (one batch of n_ubatch tokens): fixed cost, per layer, FLOP/s per class.
-    batch_overhead_s: float
-    batch_layer_overhead_s: float
-    flops: dict[str, float]
+    batch_overhead_s: Seconds
+    batch_layer_overhead_s: Seconds
+    flops: dict[WeightClass, FlopRate]
     # Expert matmuls of a MoE model in a prompt batch (llama.cpp's mul_mat_id, each expert on its
     # share of the tokens) run this many times slower per FLOP than dense ones.
-    expert_batch_factor: float = 1.0
+    expert_batch_factor: Factor = 1.0
     # The same for quantized experts, measured apart (on a 2-core EPYC, f16 experts ran 3.5x slower
     # per FLOP than dense f16 matmuls and Q4_K_M ones 2.7x; one factor for both missed by 25-44 %).
-    expert_batch_factor_quant: float = 1.0
+    expert_batch_factor_quant: Factor = 1.0
     # Attention in a prompt batch: seconds per score (one head, one token, one KV cell) besides its
     # FLOPs, from a probe model's prompt after a long context against the same at depth 0.
-    attention_score_s: float = 0.0
+    attention_score_s: Seconds = 0.0
     # Each matrix row a token multiplies, besides its bytes (a dot product's fixed cost: narrow rows
     # and large vocabularies feel it), for float and quantized rows ("float", "quant").
-    row_overhead_s: dict[str, float] = field(default_factory=dict)
+    row_overhead_s: dict[Literal["float", "quant"], Seconds] = field(default_factory=dict)
     # The host's greedy sample of a generated token (`run`, a server): a fixed part and one per
     # vocabulary entry (the sampler's candidate array); 0 where not measured.
-    sample_fixed_s: float = 0.0
-    sample_per_vocab_s: float = 0.0
+    sample_fixed_s: Seconds = 0.0
+    sample_per_vocab_s: Seconds = 0.0
     # RPC workers: round trip and transfer rate of the link to them (a load's rate: the bytes a
     # load sends, over what they took), and back from them (logits, activations; measured apart,
     # as links are not always symmetric: None where not measured, taken as the same).
-    rtt_s: float | None = None
-    link_bytes_per_s: float | None = None
-    download_bytes_per_s: float | None = None
+    rtt_s: Seconds | None = None
+    link_bytes_per_s: Rate | None = None
+    download_bytes_per_s: Rate | None = None
     # What a load onto an RPC worker costs besides its bytes: allocations and graph reservation
     # (round trips over the link) and the worker's own setup; and per vocabulary entry of a model
     # whose output is there (the host's tokenizer, the worker's logits buffers: 2 us here).
-    load_fixed_s: float = 0.0
-    load_per_vocab_s: float = 0.0
+    load_fixed_s: Seconds = 0.0
+    load_per_vocab_s: Seconds = 0.0
     # A byte of a tensor over 10 MiB, which llama.cpp offers by hash first: on a first load (hashed
     # on the host, sent, and hashed and written to disk by a worker with a weight cache), and from
     # the worker's cache (hashed on the host, read from the worker's disk). 0: not measured (the
     # link's rate; the cache at CACHE_READ_BYTES_PER_S).
-    load_hashed_s_per_byte: float = 0.0
-    load_cached_s_per_byte: float = 0.0
-    threads: int | None = None  # the CPU threads the figures hold for
-    source: str = "measured"  # measured (devices --probe) | catalog | assumed
+    load_hashed_s_per_byte: Seconds = 0.0
+    load_cached_s_per_byte: Seconds = 0.0
+    threads: Annotated[int, Meta(ge=1, le=1024)] | None = None  # the CPU threads the figures hold for
+    source: Literal["measured", "catalog", "assumed"] = "measured"  # measured (devices --probe) | catalog | assumed
     identity: str = ""  # what was measured: see device_identity
     measured_at: str = ""
     probe: dict[str, Any] = field(default_factory=dict)  # the raw timings the figures were fitted to
     # Weight classes whose probe model failed: taken at the float class's rates.
-    unmeasured: list[str] = field(default_factory=list)
+    unmeasured: list[WeightClass] = field(default_factory=list)
     # Measured with llama.cpp's extra buffer types off (--no-repack), after it crashed with them on.
     no_repack: bool = False
 
@@ -130,8 +138,8 @@ class DeviceSpeed:
 class GroupSpeed:
     """What tensor parallelism over a group of devices costs beyond their own work."""
 
-    layer_sync_s: float  # per layer per token (the all-reduces between the devices)
-    batch_layer_sync_s: float  # per layer per prompt batch
+    layer_sync_s: Seconds  # per layer per token (the all-reduces between the devices)
+    batch_layer_sync_s: Seconds  # per layer per prompt batch
     identity: str = ""
     measured_at: str = ""
 
@@ -177,17 +185,29 @@ def save(folder: Path, identity: str, record: DeviceSpeed | GroupSpeed) -> Path:
 
 
 def load(folder: Path, identity: str) -> DeviceSpeed | GroupSpeed | None:
-    """The cached measurement for this identity, or None (missing, unreadable, or another version)."""
+    """The cached measurement for this identity, or None (missing, unreadable, not what it should be,
+    or another version): a cache file is checked as any document is, and a bad one is measured again."""
+    import msgspec
+
+    from ..base.jsonio import read_bounded
+
     path = _path(folder, identity)
     try:
-        doc = json.loads(path.read_text())
-        if doc.get("identity") != identity:
+        doc = msgspec.json.decode(read_bounded(path, "speed_cache", 1 << 20), type=CacheFile)
+        if doc.identity != identity:
             return None
-        if doc.get("kind") == "GroupSpeed":
-            return GroupSpeed(**doc["record"])
-        return DeviceSpeed.from_dict(doc["record"])
-    except (OSError, ValueError, TypeError, KeyError):
+        kind = GroupSpeed if doc.kind == "GroupSpeed" else DeviceSpeed
+        return msgspec.json.decode(doc.record, type=kind)
+    except (InputError, msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
+
+
+class CacheFile(Struct):
+    """One cached measurement: what it is of, and the record (decoded by its kind)."""
+
+    identity: str
+    kind: Literal["DeviceSpeed", "GroupSpeed"]
+    record: Raw
 
 
 def now() -> str:

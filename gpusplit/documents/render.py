@@ -486,7 +486,7 @@ def run_document(result: RunResult) -> dict[str, Any]:
             "prompt_error_pct": error_pct(pp, t.prompt_tps),
             "basis": predicted["basis"],
             # where a generated token's predicted time goes: the term to look at when gen_tps misses
-            "parts": predicted.get("parts") or {},
+            "parts": predicted.get("parts") or None,
             # the RPC workers' uploads (the local part of a load is not predicted): None without workers
             "load_s": predicted.get("load_s") or None,
             "load_error_pct": error_pct(predicted.get("load_s"), t.load_ms / 1000),

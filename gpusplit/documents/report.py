@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..base.errors import InputError
+from ..base.journal import is_torn
+from ..base.jsonio import head, read_bounded
 from ..base.text import sanitize_text
 from ..base.units import format_bytes
+from .models import BenchRecord, TrialRecord
+from .read import decode_document, read_any, to_json
 from .render import memory_parts
+from .results import BENCH_SCHEMAS, TRIAL_SCHEMAS, is_trial_record, marked_trial
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
 KINDS = ("bench", "tune", "plan", "run", "devices")
@@ -99,83 +105,98 @@ def check_replaceable(path: Path, parameter: str = "out") -> None:
 # Reading
 
 
-def _is_trial(record: dict[str, Any]) -> bool:
-    from .results import is_trial_record
-
-    return is_trial_record(record)
-
-
-def _kind_of(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return None
-    schema = record.get("schema")
-    if schema in SCHEMA_KIND:
-        return SCHEMA_KIND[schema]
-    return "tune" if schema is None and _is_trial(record) else None
-
-
 def read_source(path: str | Path, on_warning: Callable[[str], None]) -> Source | None:
-    """What one file holds, or None (said through `on_warning`) where nothing in it is ours."""
+    """What one file holds, each document and record checked as any reader of gpusplit's checks it
+    (one bad field of a file that says it is gpusplit's is an InputError naming it); None (said
+    through `on_warning`) where nothing in the file is gpusplit's."""
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        on_warning(f"{name}: cannot be read ({exc.strerror or exc}): skipped")
+        data = read_bounded(path, "files", MAX_FILE_BYTES)
+    except InputError as exc:
+        on_warning(f"{exc.message}: skipped")
         return None
-    if len(data) > MAX_FILE_BYTES:
-        on_warning(f"{name}: larger than {format_bytes(MAX_FILE_BYTES)}, not a gpusplit output: skipped")
-        return None
-    text = data.decode("utf-8", errors="replace")
-    if not text.strip():
+    if not data.strip():
         on_warning(f"{name}: empty: skipped")
         return None
+    schema = head(data)
+    if schema in SCHEMA_KIND:
+        return _document(name, data, schema)
+    if data.lstrip().startswith(b"["):
+        return _bench_array(name, data, on_warning)
+    if schema is not None and data.count(b"\n", 0, len(data.rstrip())) == 0:
+        on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output (schema {clean(schema, 60)!r}): skipped")
+        return None
+    return _read_lines(name, data, on_warning)
+
+
+def _document(name: str, data: bytes, schema: str) -> Source:
+    """A file holding one document (or one record) of gpusplit's, checked."""
+    kind = SCHEMA_KIND[schema]
+    if kind == "bench":
+        return Source(name, "bench", records=[_record(data, name, "bench")])
+    if schema.startswith("gpusplit.trial/"):
+        return Source(name, "tune", records=[_record(data, name, "tune")])
+    doc = read_any(data, kind, name, "files")
+    if kind == "tune":
+        return Source(name, "tune", records=list(doc["trials"]), doc=doc)
+    return Source(name, kind, doc=doc)
+
+
+def _record(line: bytes, where: str, kind: str) -> dict[str, Any]:
+    """A bench record or a tune trial, checked."""
+    if kind == "bench":
+        return to_json(decode_document(line, BenchRecord, where, "files", BENCH_SCHEMAS))
+    if head(line) is None:
+        line = marked_trial(line)  # a trial line written before trials were marked
+    return to_json(decode_document(line, TrialRecord, where, "files", TRIAL_SCHEMAS))
+
+
+def _bench_array(name: str, data: bytes, on_warning: Callable[[str], None]) -> Source | None:
+    """`bench --json`: an array of records, each checked."""
     try:
-        whole = json.loads(text)
-    except ValueError:
-        whole = None
-    if isinstance(whole, list) and whole and all(_kind_of(r) == "bench" for r in whole):
-        return Source(name, "bench", records=whole)  # bench --json
-    if isinstance(whole, dict):
-        kind = _kind_of(whole)
-        if kind is None:
-            on_warning(
-                f"{name}: not a gpusplit bench, tune, plan, run or devices output (schema {clean(whole.get('schema'), 60)!r}): skipped"
-            )
-            return None
-        if kind == "bench":
-            return Source(name, "bench", records=[whole])
-        if whole.get("schema") == "gpusplit.trial/1" or (kind == "tune" and "trials" not in whole):
-            return Source(name, "tune", records=[whole])
-        if kind == "tune":
-            return Source(name, "tune", records=list(whole["trials"]), doc=whole)
-        return Source(name, kind, doc=whole)
-    return _read_lines(name, text, on_warning)
+        items = msgspec.json.decode(data, type=list[msgspec.Raw])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output: skipped")
+        return None
+    if not items or any(SCHEMA_KIND.get(head(bytes(item))) != "bench" for item in items):
+        on_warning(f"{name}: not an array of gpusplit bench records: skipped")
+        return None
+    return Source(name, "bench", records=[_record(bytes(item), f"{name}[{i}]", "bench") for i, item in enumerate(items)])
 
 
-def _read_lines(name: str, text: str, on_warning: Callable[[str], None]) -> Source | None:
-    """A JSONL file: bench records or tune trials, one kind per file; a line that does not parse
-    (a run killed mid-write) or is another kind's is named and skipped."""
+def _read_lines(name: str, data: bytes, on_warning: Callable[[str], None]) -> Source | None:
+    """A JSONL file: bench records or tune trials, one kind per file; a line cut short (a run killed
+    mid-write) or another kind's is named and skipped."""
     records: list[dict[str, Any]] = []
     kinds: set[str] = set()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            on_warning(f"{name} line {number}: not a complete JSON record (cut short?): skipped")
+        where = f"{name} line {number}"
+        if is_torn(line):
+            on_warning(f"{where}: not a complete JSON record (cut short?): skipped")
             continue
-        kind = _kind_of(record)
-        if kind not in ("bench", "tune") or (kinds and kind not in kinds):
-            on_warning(f"{name} line {number}: not a gpusplit bench or tune record: skipped")
+        schema = head(line)
+        kind = SCHEMA_KIND.get(schema) if schema is not None else ("tune" if _unmarked_trial(line) else None)
+        if kind not in ("bench", "tune") or (schema is not None and kind == "tune" and not schema.startswith("gpusplit.trial/")):
+            kind = None
+        if kind is None or (kinds and kind not in kinds):
+            on_warning(f"{where}: not a gpusplit bench or tune record: skipped")
             continue
         kinds.add(kind)
-        records.append(record)
+        records.append(_record(line, where, kind))
     if not records:
         on_warning(f"{name}: no gpusplit bench, tune, plan, run or devices output in it: skipped")
         return None
     return Source(name, kinds.pop(), records=records)
+
+
+def _unmarked_trial(line: bytes) -> bool:
+    try:
+        record = msgspec.json.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return isinstance(record, dict) and is_trial_record(record)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..base import journal
-from ..base.errors import InputError
+from ..base.jsonio import head
 from ..jobs.runner import Recovery
 from ..jobs.tune import Trial
 from ..planning.request import DEFAULT, Request
+from .models import BenchRecord, TrialRecord
+from .read import decode_document, to_json
 from .render import BENCH_SCHEMA, TRIAL_VALUES, trial_document
 
 # ---------------------------------------------------------------------------------------------
@@ -37,9 +41,13 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     journal.append(path, record)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every complete record of a bench JSONL file; a line cut short by a kill is ignored."""
-    return journal.read(path, is_bench_record)
+def read_records(path: Path, parameter: str = "resume_file") -> list[dict[str, Any]]:
+    """Every record of a bench JSONL file, each checked (a bad one is an InputError naming its line
+    and field); a line cut short by a kill is ignored."""
+    return [
+        to_json(decode_document(line, BenchRecord, f"{path} line {number}", parameter, BENCH_SCHEMAS))
+        for number, line in journal.record_lines(path, parameter)
+    ]
 
 
 def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -72,9 +80,6 @@ _LEGACY_TRIAL_FIELDS = frozenset(
     {"key", "config", "strategy", "fits", "predicted_tg", "predicted_pp", "measured_tg", "measured_pp", "score", "status",
      "error", "seconds", "min_headroom_bytes", "recovery", "samples", "round"}
 )  # fmt: skip
-# a trial/1 record's tune Config fields, as the Request names them
-_LEGACY_CONFIG = {"mode": "split_mode", "split": "tensor_split", "ngl": "n_gpu_layers", "n_cpu_moe": "n_cpu_moe",
-                  "ubatch": "n_ubatch", "flash_attn": "flash_attn", "threads": "n_threads", "no_repack": "no_repack"}  # fmt: skip
 
 
 def is_trial_record(record: dict[str, Any]) -> bool:
@@ -93,39 +98,21 @@ def append_trial(path: Path, trial: Trial) -> None:
     journal.append(path, trial_record(trial))
 
 
-def _trial_request(record: dict[str, Any], base: Request) -> Request:
-    """A trial's request: a trial/2 record's own; a trial/1 record's tune Config on `base` (the
-    tune's request, which such files did not keep)."""
-    if "request" in record:
-        fields = dict(record["request"])
-        for name in ("tensor_split", "reserve", "lora"):
-            if isinstance(fields.get(name), list):
-                fields[name] = tuple(fields[name])
-        return Request(**fields)
-    changes = {_LEGACY_CONFIG[k]: v for k, v in (record.get("config") or {}).items() if k in _LEGACY_CONFIG}
-    if changes.get("split_mode") == "auto":
-        changes["split_mode"] = None
-    if isinstance(changes.get("tensor_split"), list):
-        changes["tensor_split"] = tuple(changes["tensor_split"])
-    if "n_ubatch" in changes:
-        changes["n_batch"] = max(base.n_batch, changes["n_ubatch"])
-    return base.with_(**changes)
-
-
-def read_trials(path: Path, base: Request = DEFAULT) -> list[Trial]:
-    """The trials of an earlier run (JSONL, one per line; a final round's measurement joins its
-    trial's samples); a torn line is ignored."""
+def read_trials(path: Path, base: Request = DEFAULT, parameter: str = "resume_file") -> list[Trial]:
+    """The trials of an earlier run (JSONL, one per line, each checked; a final round's measurement
+    joins its trial's samples); a line cut short by a kill is ignored. Trials written before they
+    kept their request (trial/1) are the tune Config's fields on `base`."""
     out: dict[str, Trial] = {}
-    for record in journal.read(path, is_trial_record):
-        try:
-            recovery = record.get("recovery")
-            trial = Trial(
-                request=_trial_request(record, base),
-                **{k: v for k, v in record.items() if k in TRIAL_VALUES},
-                recovery=None if not recovery else Recovery(recovery["crash"], tuple(recovery["extra_buffers"])),
-            )
-        except (TypeError, KeyError, InputError):
-            continue
+    for number, line in journal.record_lines(path, parameter):
+        where = f"{path} line {number}"
+        if head(line) is None:  # an unmarked line, from before the schema mark: a trial/1
+            line = marked_trial(line)
+        doc = decode_document(line, TrialRecord, where, parameter, TRIAL_SCHEMAS, base)
+        trial = Trial(
+            request=doc.request,
+            **{name: getattr(doc, name) for name in TRIAL_VALUES},
+            recovery=None if doc.recovery is None else Recovery(doc.recovery.crash, tuple(doc.recovery.extra_buffers)),
+        )
         if trial.round and trial.key in out:
             first = out[trial.key]
             first.samples = [*first.samples, *trial.samples]
@@ -133,6 +120,15 @@ def read_trials(path: Path, base: Request = DEFAULT) -> list[Trial]:
         elif not trial.round:
             out[trial.key] = trial
     return list(out.values())
+
+
+def marked_trial(line: bytes) -> bytes:
+    """An unmarked trial line as the trial/1 record it is (or as it was, for the decoder to name)."""
+    try:
+        record = msgspec.json.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return line
+    return msgspec.json.encode({**record, "schema": "gpusplit.trial/1"}) if isinstance(record, dict) else line
 
 
 def trial_record(trial: Trial) -> dict[str, Any]:

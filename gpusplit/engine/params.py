@@ -4,12 +4,19 @@ takes; the planner builds it (planning/launch.py) and knows nothing of how it is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta
+
+from ..base.checked import INT32_MAX, Count
 
 LLAMA_MAX_DEVICES = 16
 # llama.cpp's split modes and their llama_split_mode ids
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
+MAX_SEQ = 256  # LLAMA_MAX_SEQ
+
+Positive32 = Annotated[int, Meta(ge=1, le=INT32_MAX)]
 
 
 @dataclass(frozen=True)
@@ -17,28 +24,27 @@ class EngineParams:
     model_path: str  # a path, URL or hub name as the user gave it (sources.py says how each loads)
     model_url: str | None = None  # a registry name's file URL (llama-server's -mu)
     rpc: tuple[str, ...] = ()
-    n_gpu_layers: int = 0
-    split_mode: str = "layer"  # none, layer, row, tensor
-    main_gpu: int = 0
-    tensor_split: tuple[float, ...] = ()
-    n_ctx: int = 4096
-    n_batch: int = 512
-    n_ubatch: int = 512
-    n_seq_max: int = 1
+    n_gpu_layers: Count = 0
+    split_mode: Literal["none", "layer", "row", "tensor"] = "layer"
+    main_gpu: Annotated[int, Meta(ge=0, lt=LLAMA_MAX_DEVICES)] = 0
+    tensor_split: Annotated[tuple[Annotated[float, Meta(ge=0, le=1e9)], ...], Meta(max_length=LLAMA_MAX_DEVICES)] = ()
+    n_ctx: Positive32 = 4096
+    n_batch: Positive32 = 512
+    n_ubatch: Positive32 = 512
+    n_seq_max: Annotated[int, Meta(ge=1, le=MAX_SEQ)] = 1
     type_k: str = "f16"
     type_v: str = "f16"
     flash_attn: bool = False
     swa_full: bool = True
     offload_kqv: bool = True
     use_mmap: bool = True
-    n_threads: int | None = None
-    n_cpu_moe: int = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
-    seed: int = 0
+    n_threads: Annotated[int, Meta(ge=1, le=1024)] | None = None
+    n_cpu_moe: Count = 0  # expert tensors of the first N blocks stay on the CPU (tensor buffer overrides)
+    seed: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 0
     lora: tuple[str, ...] = ()  # LoRA adapters, applied at scale 1
     # llama-server's --no-repack: the CPU backend copies no host weights into AMX / CPU_REPACK buffers
     # (llama.cpp's use_extra_bufts = false; Llama() has no argument for it: the engine sets it)
     no_repack: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> EngineParams:
         return replace(self, **changes)

@@ -11,14 +11,14 @@ from typing import Any
 from ..base.errors import InputError
 from ..base.reasons import Reason
 from ..base.units import format_bytes
-from ..devices.cpu import EXTRA_BUFFERS, native_cpu_backend
+from ..devices.cpu import native_cpu_backend
 from ..devices.inventory import Inventory
 from ..engine.detect import detect_devices
 from ..gguf.adapter import AdapterInfo, read_projector
 from ..gguf.adapter import read_adapter as read_adapter_file
 from ..gguf.model import ModelInfo
 from ..sources import default_projector, read_model
-from .cpu_buffers import MODELLED, REPACK_RULES
+from .cpu_buffers import MODELLED
 from .memory import Settings
 from .planner import DraftRequest, Plan, PlanInputs, make_plan
 from .predict import DEFAULT_CPU_BANDWIDTH
@@ -176,16 +176,9 @@ def cpu_backend(inventory: Inventory) -> dict[str, Any]:
         # a devices file written before the extra buffer types were reported: CPU_REPACK alone
         engine = {**engine, "cpu_extra_buffers": [] if engine["cpu_repack"] == "none" else ["CPU_REPACK"]}
     if "cpu_extra_buffers" in engine:
+        # a devices file's were checked when it was read (documents/read.py); a live engine may list
+        # types this code does not model (they are said, not counted)
         extra, repack = engine["cpu_extra_buffers"], engine.get("cpu_repack") or "none"
-        wrong = not isinstance(extra, list) or any(b not in EXTRA_BUFFERS for b in extra) or repack not in REPACK_RULES
-        if inventory.engine_from_file and wrong:
-            # a devices file (untrusted input) that says something else; a live engine may list types
-            # this code does not model (they are said, not counted)
-            raise InputError(
-                f"the devices' engine.cpu_extra_buffers may list only {', '.join(EXTRA_BUFFERS)} and engine.cpu_repack "
-                f"be one of {', '.join(REPACK_RULES)}",
-                "write the file with `gpusplit devices --json`",
-            )
         return {"extra_buffers": extra, "repack": repack, "source": "file" if inventory.engine_from_file else "engine"}
     return native_cpu_backend()
 

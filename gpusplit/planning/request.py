@@ -25,17 +25,16 @@ from msgspec import Meta
 
 from ..base.checked import INT32_MAX, check_fields
 from ..base.errors import InputError
-from ..base.units import MAX_SIZE
-from ..engine.params import LLAMA_MAX_DEVICES
+from ..base.units import MAX_RATE, MAX_SIZE
+from ..engine.params import LLAMA_MAX_DEVICES, MAX_SEQ
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 SPLIT_MODES = ("none", "layer", "row", "tensor")
-MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: llama.cpp refuses more parallel sequences
+MAX_SEQUENCES = MAX_SEQ  # LLAMA_MAX_SEQ: llama.cpp refuses more parallel sequences
 MAX_ADAPTERS = 64
 MAX_THREADS = 1024
 MAX_PATH = 4096  # PATH_MAX: longer is no file name
 MAX_SHARE = 1e9  # a proportion: any positive number, bounded so that sums stay finite
-MAX_RATE = 1e15  # bytes/s: a petabyte per second, above any memory
 
 KvType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 SplitMode = Literal["none", "layer", "row", "tensor"]

@@ -13,7 +13,6 @@ callers report progress.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -23,8 +22,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta, Struct
 
 from ..base.errors import GpusplitError, InputError
+from ..base.jsonio import decode
 from ..gguf.remote import USER_AGENT, authorize, http_timeout
 
 HF_PREFIX, OLLAMA_PREFIX = "hf://", "ollama://"
@@ -364,30 +367,38 @@ def _open(request: urllib.request.Request, what: str) -> bytes:
         raise HubError(f"{what}: cannot reach the registry ({reason})", "check the network and the registry name") from None
 
 
+class ManifestLayer(Struct):
+    """A layer of an Ollama manifest (the registry's OCI manifest; fields it has beyond these are
+    the registry's own, and left alone)."""
+
+    mediaType: str
+    digest: Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
+    size: Annotated[int, Meta(ge=0, le=2**50)] = 0
+
+
+class Manifest(Struct):
+    layers: Annotated[list[ManifestLayer], Meta(max_length=1000)]
+
+
 def _resolve_ollama(name: str) -> RemoteModel:
     parsed = parse_ollama(name)
     url = f"{parsed.base}/manifests/{parsed.tag}"
     accept = "application/vnd.docker.distribution.manifest.v2+json"
     body = _open(urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT}), f"{name} (manifest)")
-    try:
-        layers = json.loads(body)["layers"]
-        model_layers = [layer for layer in layers if layer.get("mediaType") == OLLAMA_MODEL]
-        projectors = [layer["digest"] for layer in layers if layer.get("mediaType") == OLLAMA_PROJECTOR]
-    except (ValueError, KeyError, TypeError):
-        raise HubError(f"{name}: the registry's manifest is not one Ollama writes", "is this an Ollama registry?") from None
+    manifest = decode(body, Manifest, f"{name} (its manifest)", "model")
+    model_layers = [layer for layer in manifest.layers if layer.mediaType == OLLAMA_MODEL]
+    projectors = [layer.digest for layer in manifest.layers if layer.mediaType == OLLAMA_PROJECTOR]
     if not model_layers:
         raise ModelNameError(f"{name}: the manifest has no model layer ({OLLAMA_MODEL})", "is this a model (not an adapter)?")
     layer = model_layers[0]
-    digest = str(layer.get("digest", ""))
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        raise HubError(f"{name}: the model layer's digest {digest[:80]!r} is not a sha256 digest", "is this an Ollama registry?")
+    digest = layer.digest
     notes = (
         [f"a projector layer (vision): planned with the model, as Ollama loads it ({projectors[0][:19]}...)"]
         if projectors
         else []
     )
     return RemoteModel(
-        name, "ollama", f"{parsed.base}/blobs/{digest}", digest=digest, size=int(layer.get("size") or 0),
+        name, "ollama", f"{parsed.base}/blobs/{digest}", digest=digest, size=layer.size,
         projectors=tuple(projectors), notes=notes,
         projector_url=f"{parsed.base}/blobs/{projectors[0]}" if projectors else None,
     )  # fmt: skip
