@@ -238,13 +238,22 @@ def decode_file(path: str | os.PathLike[str], model: type[T], parameter: str, li
     return decode(read_bounded(path, parameter, limit), model, os.fspath(path), parameter)
 
 
+_FIRST_SCHEMA = re.compile(rb'^\s*\{\s*"schema"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+
+
 def head(data: bytes, field: str = "schema") -> Any:
     """One top-level field of a JSON object, decoded without the rest (None where it is not there or
-    the data is no JSON object): what picks the type the rest is decoded with."""
+    the data is no JSON object): what picks the type the rest is decoded with. A document whose
+    rest is not JSON (a NaN in it, nesting too deep) still says what it is when its schema comes
+    first, as gpusplit writes it: the decoder then names what is wrong with the rest."""
     try:
         top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return None
+        first = _FIRST_SCHEMA.match(data) if field == "schema" else None
+        try:
+            return json.loads(b'"' + first[1] + b'"') if first else None
+        except ValueError:
+            return None
     raw = top.get(field)
     if raw is None:
         return None

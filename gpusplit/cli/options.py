@@ -3,6 +3,7 @@ one path from those options to a Plan through the library."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 
 
 def finite(value: float | None) -> float | None:
-    """A float option's check that typer's range leaves out: NaN passes every comparison."""
-    if value is not None and value != value:
-        raise typer.BadParameter("nan is not a number")
+    """A float option's check that typer's range leaves out: NaN passes every comparison, and an
+    infinite time limit is no limit."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
     return value
 
 

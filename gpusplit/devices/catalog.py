@@ -139,9 +139,11 @@ class UnknownCardError(InputError, ValueError):
         self.suggestions = list(suggestions or [])
         if message is None:
             if self.suggestions:
-                message = "unknown GPU {name!r}; did you mean: {suggestions}? " + _CATALOG_HINT
+                message = "{p.gpus} {name!r} is not a GPU the catalog knows; did you mean: {suggestions}? " + _CATALOG_HINT
             else:
-                message = "unknown GPU {name!r}; give its memory size instead, e.g. {p.gpus} 24GiB " + _CATALOG_HINT
+                message = (
+                    "{p.gpus} {name!r} is not a GPU the catalog knows; give its memory size instead, e.g. 24GiB " + _CATALOG_HINT
+                )
         super().__init__(message, parameter="gpus", name=name, suggestions=", ".join(self.suggestions), **values)
 
 
@@ -153,7 +155,7 @@ class AmbiguousCardError(UnknownCardError):
         super().__init__(
             name,
             self.variants,
-            "ambiguous GPU {name!r}; did you mean: {suggestions}? " + _CATALOG_HINT,
+            "{p.gpus} {name!r} names several GPUs; did you mean: {suggestions}? " + _CATALOG_HINT,
         )
 
 
@@ -1089,8 +1091,8 @@ def lookup(name: str) -> CatalogEntry:
             raise UnknownCardError(
                 name,
                 [c.name for c in candidates],
-                "unknown GPU {name!r}: the catalog lists {listed}; for another memory size "
-                "give the size itself, e.g. {p.gpus} {size}GiB " + _CATALOG_HINT,
+                "{p.gpus} {name!r} is not a GPU the catalog knows: it lists {listed}; for another memory size "
+                "give the size itself, e.g. {size}GiB " + _CATALOG_HINT,
                 listed=listed,
                 size=sizes[0],
             )

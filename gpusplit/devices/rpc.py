@@ -75,10 +75,12 @@ class WorkerInfo:
 def parse_endpoint(text: str) -> tuple[str, int]:
     match = _ENDPOINT_RE.match(text.strip())
     if not match:
-        raise EndpointError(f"RPC endpoint {text!r} is not host:port (for example 127.0.0.1:{DEFAULT_PORT})")
+        raise EndpointError(
+            "{p.rpc} {text!r} is not host:port (for example 127.0.0.1:{port})", parameter="rpc", text=text, port=DEFAULT_PORT
+        )
     port = int(match["port"])
     if not 1 <= port <= 65535:
-        raise EndpointError(f"RPC endpoint {text!r}: port {port} is not in 1-65535")
+        raise EndpointError("{p.rpc} {text!r}: port {port} is not in 1-65535", parameter="rpc", text=text, port=port)
     return match["host"], port
 
 
@@ -164,7 +166,7 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:
             host, port = parse_endpoint(part)
             endpoint = f"{host}:{port}"
             if endpoint in endpoints:
-                raise EndpointError(f"RPC endpoint {endpoint} is given twice")
+                raise EndpointError("{p.rpc} {endpoint} is given twice", parameter="rpc", endpoint=endpoint)
             endpoints.append(endpoint)
     return endpoints
 

@@ -15,9 +15,10 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from msgspec import Meta, Raw, Struct
+from typing_extensions import Required
 
 from ..base.checked import Bytes, FlopRate, Rate, Seconds
 from ..base.errors import InputError
@@ -45,6 +46,11 @@ FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
 # every class a rate is kept for: the plain ones and their copies in the CPU's extra buffer types
 WeightClass = Literal[tuple([*WEIGHT_CLASSES, *(c + COPIED for c in WEIGHT_CLASSES)])]  # type: ignore[valid-type]
 Factor = Annotated[float, Meta(gt=0, le=1e6)]  # how many times slower
+# A device's rates by class. Every class falls back to the float one (rate_of): a document's must
+# give it; a class gpusplit does not know is left out when one is read.
+_OTHER_CLASSES = [*WEIGHT_CLASSES[1:], *(c + COPIED for c in WEIGHT_CLASSES)]
+Rates = TypedDict("Rates", {"float": Required[Rate], **dict.fromkeys(_OTHER_CLASSES, Rate)}, total=False)  # type: ignore[misc]
+FlopRates = TypedDict("FlopRates", {"float": Required[FlopRate], **dict.fromkeys(_OTHER_CLASSES, FlopRate)}, total=False)  # type: ignore[misc]
 SPEED_VERSION = 10  # bump when the meaning of a field changes: old cache files are then ignored
 
 
@@ -71,13 +77,13 @@ class DeviceSpeed:
     layer_overhead_s: Seconds
     # Bytes per second reading weights of each class (WEIGHT_CLASSES) from memory, and from the
     # cache for a model whose weights on this device fit in `cache_bytes`.
-    bandwidth: dict[WeightClass, Rate]
+    bandwidth: Rates
     cache_bandwidth: Rate
     cache_bytes: Bytes
     # Prompt processing (one batch of n_ubatch tokens): fixed cost, per layer, FLOP/s per class.
     batch_overhead_s: Seconds
     batch_layer_overhead_s: Seconds
-    flops: dict[WeightClass, FlopRate]
+    flops: FlopRates
     # Expert matmuls of a MoE model in a prompt batch (llama.cpp's mul_mat_id, each expert on its
     # share of the tokens) run this many times slower per FLOP than dense ones.
     expert_batch_factor: Factor = 1.0

@@ -118,6 +118,8 @@ def read_source(path: str | Path, on_warning: Callable[[str], None]) -> Source |
     if not data.strip():
         on_warning(f"{name}: empty: skipped")
         return None
+    if _is_jsonl(data):
+        return _read_lines(name, data, on_warning)
     schema = head(data)
     if schema in SCHEMA_KIND:
         return _document(name, data, schema)
@@ -127,6 +129,18 @@ def read_source(path: str | Path, on_warning: Callable[[str], None]) -> Source |
         on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output (schema {clean(schema, 60)!r}): skipped")
         return None
     return _read_lines(name, data, on_warning)
+
+
+def _is_jsonl(data: bytes) -> bool:
+    """One JSON object per line (bench or tune results), not one document: its first line is a
+    whole object and more follows."""
+    first, _, rest = data.lstrip().partition(b"\n")
+    if not rest.strip():
+        return False
+    try:
+        return isinstance(msgspec.json.decode(first), dict)
+    except (msgspec.DecodeError, RecursionError):
+        return False
 
 
 def _document(name: str, data: bytes, schema: str) -> Source:

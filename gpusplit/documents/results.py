@@ -105,7 +105,7 @@ def read_trials(path: Path, base: Request = DEFAULT, parameter: str = "resume_fi
     out: dict[str, Trial] = {}
     for number, line in journal.record_lines(path, parameter):
         where = f"{path} line {number}"
-        if head(line) is None:  # an unmarked line, from before the schema mark: a trial/1
+        if head(line) is None:  # an unmarked line, from before the schema mark, is a trial/1
             line = marked_trial(line)
         doc = decode_document(line, TrialRecord, where, parameter, TRIAL_SCHEMAS, base)
         trial = Trial(
@@ -128,7 +128,9 @@ def marked_trial(line: bytes) -> bytes:
         record = msgspec.json.decode(line)
     except (msgspec.DecodeError, RecursionError):
         return line
-    return msgspec.json.encode({**record, "schema": "gpusplit.trial/1"}) if isinstance(record, dict) else line
+    if not isinstance(record, dict) or not is_trial_record(record):
+        return line  # not a trial of the old kind either: the decoder says its schema is missing
+    return msgspec.json.encode({**record, "schema": "gpusplit.trial/1"})
 
 
 def trial_record(trial: Trial) -> dict[str, Any]:

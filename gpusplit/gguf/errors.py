@@ -19,7 +19,14 @@ class GGUFError(InputError):
         self.field = field
         self.reason = reason
         where = f" at offset {offset}" if offset is not None else ""
-        super().__init__(f"{self.path}{where}: {field}: {reason}", hint, parameter=parameter)
+        # the model is the command's subject: a companion file (lora, draft, mmproj) says which it is
+        said = "" if parameter == "model" else "{p} "
+        super().__init__(said + "{path}{where}: {field}: {reason}", hint, parameter=parameter, path=self.path, where=where,
+                         field=field, reason=reason)  # fmt: skip
+
+    def as_parameter(self, parameter: str) -> GGUFError:
+        """This error about a file given as `parameter` (a LoRA adapter, a draft model, a projector)."""
+        return GGUFError(self.path, self.offset, self.field, self.reason, self.hint_template, parameter)
 
 
 class FetchError(GpusplitError):

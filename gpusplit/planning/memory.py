@@ -179,6 +179,8 @@ def split_points(split: Sequence[float]) -> list[float]:
     for value in split:
         total = f32(total + f32(value))
         points.append(total)
+    if not total:
+        return [f32((i + 1) / len(points)) for i in range(len(points))]  # all zeros: an even split
     return [f32(p / total) for p in points]
 
 
@@ -391,6 +393,8 @@ def effective_split(placement: Placement, free_bytes: Sequence[int]) -> list[flo
     split = split[: len(free_bytes)]
     if not any(split):
         split = [float(b) for b in free_bytes]
+    if not any(split):
+        split = [1.0] * len(free_bytes)  # no device has any room: an even split, for a plan that will not fit
     return split
 
 

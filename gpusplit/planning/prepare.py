@@ -6,7 +6,8 @@ read, then the planner's pure functions. No printing.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..base.errors import InputError
 from ..base.reasons import Reason
@@ -16,6 +17,7 @@ from ..devices.inventory import Inventory
 from ..engine.detect import detect_devices
 from ..gguf.adapter import AdapterInfo, read_projector
 from ..gguf.adapter import read_adapter as read_adapter_file
+from ..gguf.errors import GGUFError
 from ..gguf.model import ModelInfo
 from ..sources import default_projector, read_model
 from .cpu_buffers import MODELLED
@@ -25,6 +27,7 @@ from .predict import DEFAULT_CPU_BANDWIDTH
 from .request import DEFAULT, Request
 
 DEFAULT_CTX = 4096
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +89,14 @@ def plan(model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = 
     if note:
         result.reasons.append(note)
     return result
+
+
+def _companion(parameter: str, read: Callable[[str], T], location: str) -> T:
+    """A companion file read, an error in it naming the parameter that gave it."""
+    try:
+        return read(location)
+    except GGUFError as exc:
+        raise exc.as_parameter(parameter) from None
 
 
 def context_size(model: ModelInfo, request: Request) -> int:
@@ -161,9 +172,11 @@ def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: dict[
         reserve=request.reserves(len(found)),
         cpu_bandwidth=request.cpu_bandwidth or DEFAULT_CPU_BANDWIDTH,
         tensor_group=inventory.group_speed,
-        adapters=tuple(read_adapter(path) for path in request.lora),
-        draft=None if request.draft is None else DraftRequest(read_model(request.draft), request.n_gpu_layers_draft),
-        projector=read_projector(mmproj) if mmproj else None,
+        adapters=tuple(_companion("lora", read_adapter, path) for path in request.lora),
+        draft=None
+        if request.draft is None
+        else DraftRequest(_companion("draft", read_model, request.draft), request.n_gpu_layers_draft),
+        projector=_companion("mmproj", read_projector, mmproj) if mmproj else None,
     )
 
 
