@@ -31,3 +31,23 @@ def model_source(args: list[str]) -> tuple[str, str]:
         if flag in args:
             return flag, args[args.index(flag) + 1]
     raise AssertionError(f"no model in {args}")
+
+
+def run_python_lines(stdout: str, where: Path) -> dict[str, object]:
+    """Runs the Python lines `plan` printed, in `where`, with llama_cpp.Llama standing in as a
+    recorder (the load itself is the engine's tests' business): the keyword arguments it got."""
+    import os
+    import types
+
+    lines = stdout.split("or from Python (llama-cpp-python)", 1)[1].splitlines()[1:]
+    code = "\n".join(line.strip() for line in lines[: next(i for i, line in enumerate(lines) if "llama_cpp.Llama" in line) + 1])
+    got: dict[str, object] = {}
+    fake = types.SimpleNamespace(Llama=lambda **kwargs: got.update(kwargs))
+    fake.Llama.from_pretrained = lambda **kwargs: got.update(kwargs, from_pretrained=True)
+    before = Path.cwd()
+    os.chdir(where)
+    try:
+        exec(compile(code, "<plan's python lines>", "exec"), {"llama_cpp": fake})
+    finally:
+        os.chdir(before)
+    return got

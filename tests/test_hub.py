@@ -5,10 +5,11 @@ whole files downloaded (and cached) for run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fakehub import TOKEN, FakeHub, FakeOllama
-from llama_server import model_source, rejected
+from llama_server import model_source, rejected, run_python_lines
 
 from gpusplit.planning.request import Request
 from gpusplit.sources.hub import ModelNameError, choose_gguf, parse_hf, parse_ollama
@@ -216,6 +217,22 @@ def test_plan_an_ollama_name_reads_the_blob_header(cli, ollama, tiny_model):
     assert [(r["values"]["type"], r["values"]["device"]) for r in doc["reasons"] if r["code"] == "projector"] == [("mlp", "GPU0")]
     other = cli("inspect", "--json", f"ollama://{ollama.netloc}/acme/tiny")
     assert other.exit_code == 0 and json.loads(other.stdout)["model"]["file_type"] == "F16"
+
+
+def test_plan_of_an_ollama_name_prints_python_that_downloads_the_blob(cli, ollama, tmp_path, tiny_model):
+    shown = cli("plan", f"ollama://{ollama.netloc}/tiny:q8", "--gpu", "8GiB")
+    assert shown.exit_code == 0, shown.stderr
+    kwargs = run_python_lines(shown.stdout, tmp_path)
+    assert kwargs["model_path"] == "tiny-q8.gguf"
+    assert (tmp_path / "tiny-q8.gguf").read_bytes() == tiny_model("dense-q8_0").read_bytes()
+
+
+def test_plan_of_a_hf_name_prints_from_pretrained(cli, hub):
+    shown = cli("plan", "hf://acme/Tiny-GGUF:q8_0", "--gpu", "8GiB")
+    assert shown.exit_code == 0, shown.stderr
+    kwargs = run_python_lines(shown.stdout, Path.cwd())
+    assert kwargs["from_pretrained"] is True
+    assert (kwargs["repo_id"], kwargs["filename"]) == ("acme/Tiny-GGUF", "*q8_0*.gguf")
 
 
 def test_the_library_plans_an_ollama_projector_as_the_cli_does(ollama):

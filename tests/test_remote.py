@@ -12,7 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from llama_server import model_source, rejected
+from llama_server import model_source, rejected, run_python_lines
 
 from gpusplit.gguf import GGUFError, read_gguf
 from gpusplit.gguf.errors import FetchError
@@ -121,6 +121,40 @@ def test_plan_reads_a_url_and_run_refuses_one(cli, server, tmp_path, header_only
     assert f"llama-server -mu {base}/m.gguf " in shown.stdout
     run = cli("run", f"{base}/m.gguf")
     assert run.exit_code == 2 and "needs a local model file" in run.stderr
+
+
+def test_plan_of_a_url_prints_python_that_downloads_first(cli, server, tmp_path, tiny_model):
+    """llama_cpp.Llama opens a file on disk, never a URL: the printed lines download it, then load
+    the downloaded file."""
+    (tmp_path / "Tiny Q8.gguf").write_bytes(tiny_model("dense-q8_0").read_bytes())
+    base, _ = server()
+    shown = cli("plan", f"{base}/Tiny%20Q8.gguf", "--gpu", "8GiB")
+    assert shown.exit_code == 0, shown.stderr
+    where = tmp_path / "python"
+    where.mkdir()
+    kwargs = run_python_lines(shown.stdout, where)
+    assert kwargs["model_path"] == "Tiny_Q8.gguf" and "from_pretrained" not in kwargs
+    assert (where / "Tiny_Q8.gguf").read_bytes() == tiny_model("dense-q8_0").read_bytes()
+    doc = json.loads(cli("plan", "--json", f"{base}/Tiny%20Q8.gguf", "--gpu", "8GiB").stdout)
+    assert doc["python_downloads"] == [{"url": f"{base}/Tiny%20Q8.gguf", "path": "Tiny_Q8.gguf"}]
+
+
+def test_plan_of_a_split_url_downloads_every_part(cli, server, tmp_path):
+    w = gguf.GGUFWriter(str(tmp_path / "sp.gguf"), "llama", split_max_tensors=1)
+    w.add_block_count(1)
+    w.add_embedding_length(32)
+    w.add_head_count(2)
+    for name in ("token_embd.weight", "blk.0.attn_q.weight", "output.weight"):
+        w.add_tensor(name, np.ones((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    base, _ = server()
+    doc = json.loads(cli("plan", "--json", f"{base}/sp-00001-of-00003.gguf", "--gpu", "8GiB").stdout)
+    parts = [f"sp-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]
+    assert doc["python_downloads"] == [{"url": f"{base}/{part}", "path": part} for part in parts]
+    assert doc["llama_cpp_python"]["model_path"] == parts[0]  # llama.cpp finds the other parts beside it
 
 
 def test_missing_url_and_unreachable_host(server):

@@ -196,7 +196,13 @@ def print_plan(doc: dict) -> None:
             )
     output.line("run it with llama-server:")
     output.line("  " + shlex.join(["llama-server", *doc["llama_args"]]))
-    output.line("or from Python (llama-cpp-python):")
+    output.line(
+        "or from Python (llama-cpp-python), which loads a file on disk, so the download comes first:"
+        if doc["python_downloads"]
+        else "or from Python (llama-cpp-python):"
+    )
+    for part in doc["python_downloads"]:
+        output.line(f"  import urllib.request; urllib.request.urlretrieve({part['url']!r}, {part['path']!r})")
     call = "llama_cpp.Llama.from_pretrained(" if "repo_id" in doc["llama_cpp_python"] else "llama_cpp.Llama("
     output.line("  " + call + ", ".join(f"{k}={v!r}" for k, v in doc["llama_cpp_python"].items()) + ")")
     if doc["alternatives"]:

@@ -267,6 +267,13 @@ class Predicted(Closed):
     load: dict[str, LoadDoc] | None = None
 
 
+class DownloadDoc(Closed):
+    """A file to download before llama_cpp.Llama(model_path=...) loads it (a URL's, an Ollama blob)."""
+
+    url: str
+    path: str
+
+
 class PythonKwargs(Closed):
     """llama_cpp.Llama(...)'s keyword arguments for the same load (model_path, or repo_id and
     filename for Llama.from_pretrained with a hf:// name)."""
@@ -352,6 +359,7 @@ class PlanDoc(Closed):
     llama_cpp_python: PythonKwargs
     engine_params: EngineParams
     reasons: list[ReasonDoc]
+    python_downloads: list[DownloadDoc]
     warnings: list[ReasonDoc]
     request: Request
     alternatives: list[Alternative]

@@ -99,6 +99,7 @@ def migrate_plan(doc: dict[str, Any]) -> dict[str, Any]:
         ]
     out["engine_params"] = _engine_params(doc.get("engine_params"))
     out.setdefault("request", legacy_request(doc))
+    out.setdefault("python_downloads", [])  # plan/1 printed a URL as model_path
     return out
 
 

@@ -14,11 +14,13 @@ import math
 import statistics
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..base.reasons import Reason
 from ..engine.logparse import TENSOR_GROUP, spread_group
 from ..planning.cpu_buffers import AMX, MAPPED, REPACK
+from ..sources import python_downloads
 
 if TYPE_CHECKING:
     from ..devices.inventory import Inventory
@@ -343,6 +345,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "llama_args": llama_args,
         "workers": worker_commands(plan),
         "llama_cpp_python": params.llama_kwargs(),
+        "python_downloads": [asdict(d) for d in python_downloads(params.model_path, params.model_url)],
         "engine_params": params.as_dict(),
         "reasons": [r.as_dict() for r in reasons],
         "warnings": [w.as_dict() for w in plan.warnings],

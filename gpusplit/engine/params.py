@@ -69,7 +69,7 @@ class EngineParams:
         from ..sources import python_model_kwargs
 
         kwargs: dict[str, Any] = {
-            **python_model_kwargs(self.model_path),
+            **python_model_kwargs(self.model_path, self.model_url),
             "n_gpu_layers": self.n_gpu_layers,
             "split_mode": SPLIT_MODES[self.split_mode],
             "main_gpu": self.main_gpu,

@@ -11,6 +11,8 @@ name, `-mu URL` for a file on a web server (an Ollama blob is one), or a path on
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -134,10 +136,58 @@ def projector_flags(location: str) -> list[str]:
     return ["--mmproj-url" if source_of(location).kind == URL else "--mmproj", location]
 
 
-def python_model_kwargs(location: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Download:
+    """A file llama_cpp.Llama cannot fetch itself: where it is and the name to save it as."""
+
+    url: str
+    path: str
+
+
+# llama.cpp's split naming (gguf-split): PREFIX-00001-of-00003.gguf, the other parts beside the first
+_SPLIT_PART = re.compile(r"^(?P<prefix>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def python_downloads(location: str, source_url: str | None = None) -> list[Download]:
+    """What to download before llama_cpp.Llama(model_path=...) can load the model: nothing for a
+    file or a Hugging Face name (Llama.from_pretrained downloads it); for a URL its file, every
+    part of a split model; for an Ollama name its blob (`source_url`), saved under the name."""
+    kind = source_of(location).kind
+    if kind == URL:
+        url = location
+        name = _safe_name(urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]))
+    elif kind == OLLAMA and source_url:
+        from .hub import parse_ollama
+
+        url = source_url
+        parsed = parse_ollama(location)
+        name = _safe_name(f"{parsed.model}-{parsed.tag}")
+    else:
+        return []
+    split = _SPLIT_PART.match(name) if kind == URL else None
+    if split is None or int(split["index"]) != 1:
+        return [Download(url, name)]
+    count = int(split["count"])
+    parts = [f"{split['prefix']}-{index:05d}-of-{count:05d}.gguf" for index in range(1, count + 1)]
+    base = url[: url.rfind("/") + 1]
+    return [Download(url if index == 0 else base + urllib.parse.quote(part), part) for index, part in enumerate(parts)]
+
+
+def _safe_name(name: str) -> str:
+    """A file name safe to print and to save under: letters, digits, dot, dash and underscore."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+    return cleaned if cleaned.endswith(".gguf") else cleaned + ".gguf"
+
+
+def python_model_kwargs(location: str, source_url: str | None = None) -> dict[str, Any]:
     """How llama_cpp.Llama finds the model: `model_path`, or for a Hugging Face name the
-    repo_id/filename pair of Llama.from_pretrained (which downloads through huggingface_hub)."""
-    if source_of(location).kind != HF:
+    repo_id/filename pair of Llama.from_pretrained (which downloads through huggingface_hub). A
+    URL or an Ollama name is a file on disk once downloaded (python_downloads says which)."""
+    kind = source_of(location).kind
+    if kind in (URL, OLLAMA):
+        downloads = python_downloads(location, source_url)
+        return {"model_path": downloads[0].path if downloads else location}
+    if kind != HF:
         return {"model_path": location}
     from .hub import parse_hf
 
