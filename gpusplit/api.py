@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .base.errors import GpusplitError, InputError
+from .base.reasons import Reason
 from .base.units import format_bytes, parse_duration, parse_rate, parse_size, parse_sizes
 from .devices.cpu import default_threads
 from .devices.device import is_hypothetical
@@ -35,10 +36,14 @@ from .devices.rpc import probe as probe_worker
 from .documents.models import PlanDoc
 from .documents.read import load_plan_document, plan_from_document, read_devices_file
 from .documents.render import document_of
+from .documents.report import check_replaceable
+from .documents.report import report as make_report  # matplotlib, the report extra, only when it draws
 from .documents.results import append_trial, check_trials_file, read_trials
 from .engine import REINSTALL_RPC_HINT, EngineError, require_engine
 from .engine.detect import detect_devices as detect_here
 from .engine.detect import with_ram
+from .engine.registry import supports_rpc
+from .engine.worker import WorkerPlan, check_port, choose_devices, default_cache_dir, serve
 from .gguf.model import ModelInfo
 from .jobs.bench import BenchRow
 from .jobs.bench import bench as run_bench
@@ -52,17 +57,17 @@ from .planning.planner import Plan
 from .planning.planner import without_repack as plan_without_repack
 from .planning.prepare import plan as make_plan
 from .planning.prepare import read_adapter, require_complete
-from .planning.request import DEFAULT, Request, kv_type, split_shares
+from .planning.request import DEFAULT, Request, kv_type, split_mode, split_shares
 from .sources import default_projector, download, is_remote, source_of
 from .sources import read_model as read_from
 from .synthetic import demo_model_path as demo_path
 
 __all__ = [
-    "DEFAULT_PROMPT", "Matrix", "Request", "Tests", "bench", "default_threads", "demo_model_path", "detect_devices",
+    "DEFAULT_PROMPT", "Matrix", "Reason", "Request", "Tests", "bench", "default_threads", "demo_model_path", "detect_devices",
     "document", "download_model", "format_bytes", "is_hypothetical", "is_remote", "kv_type", "load_plan_document",
     "model_projector", "parse_duration", "parse_rate", "parse_size", "parse_sizes", "plan", "plan_from_document",
     "probe_devices", "read_adapter", "read_model", "report", "require_complete", "run", "serve_worker", "source_of",
-    "split_shares", "tune", "without_repack", "write_report",
+    "split_mode", "split_shares", "tune", "without_repack", "write_report",
 ]  # fmt: skip
 
 DEFAULT_PROMPT = "Once upon a time"
@@ -168,7 +173,7 @@ def plan(
     return planned
 
 
-def without_repack(plan: Plan, why: str | None = None) -> Plan:
+def without_repack(plan: Plan, why: Reason | None = None) -> Plan:
     """The same plan loaded with llama.cpp's --no-repack (no AMX / CPU_REPACK copies of the host's
     weights); `why` joins its reasons."""
     return plan_without_repack(plan, why)
@@ -299,8 +304,6 @@ def report(
     --trials JSONL or --json, plan/run/devices --json files, in any mix (gpusplit/report.py). A
     file that cannot be read goes to `on_warning` and is left out; nothing readable is an
     InputError, and so is a missing matplotlib (the `report` extra)."""
-    from .documents.report import report as make_report  # matplotlib, an optional extra, comes with it
-
     return make_report(files, on_warning or (lambda text: None), generated_by)
 
 
@@ -314,8 +317,6 @@ def write_report(
     """`report`'s page written to `out` (whole or not at all), its size returned. A file at `out`
     that is not a page report wrote is refused before any work (ForeignFileError): a mistyped
     name must not replace a results file."""
-    from .documents.report import check_replaceable
-
     path = Path(out)
     check_replaceable(path)
     page = report(files, on_warning=on_warning, generated_by=generated_by)
@@ -346,9 +347,6 @@ def serve_worker(
     (True: llama.cpp's own folder, which `ggml-rpc-server -c` uses; or a folder), weights over
     10 MiB are kept on disk here as they arrive, and a later load of the same weights reads them
     from there instead of the link."""
-    from .engine.registry import supports_rpc
-    from .engine.worker import WorkerPlan, check_port, choose_devices, default_cache_dir, serve
-
     if not is_loopback(host) and not allow_remote:
         raise InputError(
             "{p.host} {host} is not a loopback address and the RPC protocol has no authentication",

@@ -58,7 +58,7 @@ API_FUNCTIONS = (
     "load_plan_document",
     "document",
 )
-API_CLASSES = ("Request", "Matrix", "Tests", "Plan", "RunResult", "Inventory", "GpusplitError", "InputError")
+API_CLASSES = ("Request", "Matrix", "Tests", "Plan", "RunResult", "Inventory", "Reason", "GpusplitError", "InputError")
 
 
 def api_docs() -> str:

@@ -138,10 +138,10 @@ def test_this_engine_and_its_plans_agree_with_llama_cpp_buffers(fixtures, name):
 
     inventory = gpusplit.detect_devices()
     engine = inventory.engine
-    assert engine is not None and engine["cpu_repack"] in ("none", "avx2", "avx512", "arm-dotprod")
+    assert engine is not None and engine.cpu_repack in ("none", "avx2", "avx512", "arm-dotprod")
     plan = gpusplit.plan(fixtures(name), inventory, Request(n_ctx=512, n_gpu_layers=0))
     _, log = run_task("load", {"params": engine_params(plan).as_dict()}, timeout=120)
-    assert set(extra_weight_buffers(log)) <= set(engine["cpu_extra_buffers"])
+    assert set(extra_weight_buffers(log)) <= set(engine.cpu_extra_buffers or ())
     planned = plan_document(plan)["host"]["weight_buffers"]
     actual = parse_buffers(log).host_weights
     assert set(planned) == {k for k, v in actual.items() if v}
@@ -198,18 +198,19 @@ def test_without_the_engine_a_native_build_for_this_cpu_is_assumed(cpuinfo, mach
     from gpusplit.devices.cpu import cpu_flags, native_cpu_backend
 
     cpu = native_cpu_backend(cpu_flags(cpuinfo), machine)
-    assert (cpu["extra_buffers"], cpu["repack"], cpu["source"]) == (extra, repack, "assumed")
+    assert (list(cpu.extra_buffers), cpu.repack, cpu.source) == (extra, repack, "assumed")
 
 
 def test_the_cpu_backend_comes_from_the_engine_then_a_file_then_this_cpu():
-    from gpusplit.devices.inventory import Inventory, host_device
+    from gpusplit.devices.cpu import CpuBackend
+    from gpusplit.devices.inventory import EngineInfo, Inventory, host_device
     from gpusplit.planning.prepare import cpu_backend
 
     host = host_device()
     # a live engine may list extra buffer types not modelled here: kept (and said), not refused
-    live = Inventory([], host, engine={"installed": True, "cpu_repack": "avx512", "cpu_extra_buffers": ["CPU_HBM", "CPU_REPACK"]})
-    assert cpu_backend(live) == {"extra_buffers": ["CPU_HBM", "CPU_REPACK"], "repack": "avx512", "source": "engine"}
+    live = Inventory([], host, engine=EngineInfo(True, cpu_repack="avx512", cpu_extra_buffers=("CPU_HBM", "CPU_REPACK")))
+    assert cpu_backend(live) == CpuBackend(("CPU_HBM", "CPU_REPACK"), "avx512", (), "engine")
     # a devices file written before the extra buffer types were reported: its CPU_REPACK rules alone
-    old = Inventory([], host, engine={"installed": True, "cpu_repack": "avx2"}, engine_from_file=True)
-    assert cpu_backend(old) == {"extra_buffers": ["CPU_REPACK"], "repack": "avx2", "source": "file"}
-    assert cpu_backend(Inventory([], host))["source"] == "assumed"
+    old = Inventory([], host, engine=EngineInfo(True, cpu_repack="avx2"), engine_from_file=True)
+    assert cpu_backend(old) == CpuBackend(("CPU_REPACK",), "avx2", (), "file")
+    assert cpu_backend(Inventory([], host)).source == "assumed"

@@ -427,7 +427,7 @@ def test_probe_measures_the_cpu_and_plans_use_it(cli, monkeypatch, tmp_path):
 def test_probe_targets_place_the_model_wholly_on_each_device():
     """The CPU at the run's threads, each local GPU by its index among local GPUs, each worker's
     k-th device by k (only that worker is registered when it is probed)."""
-    from gpusplit.devices.inventory import Inventory
+    from gpusplit.devices.inventory import EngineInfo, Inventory
     from gpusplit.jobs.probe import LARGE as LARGE_PROBE
     from gpusplit.jobs.probe import SMALL, step_count, targets
 
@@ -455,12 +455,12 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     )  # + the tensor-parallel run, each local GPU's upload
     assert step_count(Inventory(devices=[], host=host)) == 32  # 3 small, 2 rows and 9 big models twice, 4 MoE
     # A CPU that copies some classes' weights (CPU_REPACK, AMX) times those models once more, plain.
-    repack = Inventory(devices=[], host=host, engine={"cpu_extra_buffers": ["CPU_REPACK"], "cpu_repack": "avx512"})
+    repack = Inventory(devices=[], host=host, engine=EngineInfo(True, cpu_extra_buffers=("CPU_REPACK",), cpu_repack="avx512"))
     (cpu,) = targets(repack, 2, "b")
     assert cpu.copied_classes == ("kquant", "legacy")  # Q4_K and Q4_0 on x86
     assert cpu.fit_classes()["legacy"] == "q4_0:plain" and cpu.fit_classes()["legacy+copy"] == "q4_0"
     assert step_count(repack) == 34 and step_count(repack, no_repack=True) == 32
-    amx = Inventory(devices=[], host=host, engine={"cpu_extra_buffers": ["AMX", "CPU_REPACK"], "cpu_repack": "avx512"})
+    amx = Inventory(devices=[], host=host, engine=EngineInfo(True, cpu_extra_buffers=("AMX", "CPU_REPACK"), cpu_repack="avx512"))
     assert "q5_0" not in targets(amx, 2, "b")[0].copied_classes  # no AMX kernel, not repacked on x86
     assert len(targets(amx, 2, "b")[0].copied_classes) == 8
     # A loopback worker with the host's memory serves this CPU: it is given this CPU's cache.

@@ -26,7 +26,7 @@ def q4_0(tmp_path_factory):
     from gpusplit.jobs.runner import quantize
     from gpusplit.synthetic import write_tiny_model
 
-    if not cpu_backend_info()["extra_buffers"]:
+    if not cpu_backend_info().extra_buffers:
         pytest.skip("this llama.cpp build has no extra buffer types to crash in")
     folder = tmp_path_factory.mktemp("recovery")
     source = write_tiny_model(folder / "dense-f16.gguf", "dense-f16")

@@ -42,7 +42,7 @@ def _host_bytes(path, rpc, ngl, cpu):
     from gpusplit.planning.launch import engine_params
 
     inventory = detect(rpc, registry=[])
-    settings = Settings(n_ctx=256, cpu_repack=cpu["repack"], cpu_extra_buffers=tuple(cpu["extra_buffers"]))
+    settings = Settings(n_ctx=256, cpu_repack=cpu.repack, cpu_extra_buffers=tuple(cpu.extra_buffers))
     plan = make_plan(
         read_model(path), inventory.devices, inventory.host, PlanInputs(settings=settings, mode="layer", n_gpu_layers=ngl)
     )

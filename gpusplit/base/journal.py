@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .jsonio import read_bounded
 
 Record = dict[str, Any]
 
@@ -52,8 +53,6 @@ def record_lines(path: Path, parameter: str, limit: int = 256 << 20) -> Iterator
     """(line number, bytes) of each non-blank line of a results file that is not torn (a kill cut
     it short); nothing when the file does not exist. The file is read whole or refused: at most
     `limit` bytes, a regular file only."""
-    from .jsonio import read_bounded
-
     if not path.exists():
         return
     data = read_bounded(path, parameter, limit)

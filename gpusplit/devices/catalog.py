@@ -144,7 +144,7 @@ class UnknownCardError(InputError, ValueError):
                 message = (
                     "{p.gpus} {name!r} is not a GPU the catalog knows; give its memory size instead, e.g. 24GiB " + _CATALOG_HINT
                 )
-        super().__init__(message, parameter="gpus", name=name, suggestions=", ".join(self.suggestions), **values)
+        super().__init__(message, "", parameter="gpus", name=name, suggestions=", ".join(self.suggestions), **values)
 
 
 class AmbiguousCardError(UnknownCardError):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 CPUINFO_LIMIT = 1 << 20  # /proc/cpuinfo of a 512-thread machine is ~1 MiB; one processor's flags are enough
 # llama.cpp's names for the host's weight buffers: the mapped file and the CPU backend's copies
@@ -71,9 +72,22 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     return set()
 
 
-def native_cpu_backend(flags: set[str] | None = None, machine: str | None = None) -> dict[str, Any]:
-    """The CPU backend a native build would have here, in the shape of the engine's report:
-    {"extra_buffers", "repack", "features", "source": "assumed"}."""
+@dataclass(frozen=True)
+class CpuBackend:
+    """What llama.cpp's CPU backend does with the weights it computes with: its extra buffer types
+    in the order llama.cpp tries them (AMX, CPU_KLEIDIAI, CPU_REPACK; a live engine may list others,
+    which are said, not counted), the CPU_REPACK rules of its build (none, avx2, avx512,
+    arm-dotprod), its features, and where this came from: the engine here, a devices file's
+    engine, or assumed (a native build for this CPU)."""
+
+    extra_buffers: tuple[str, ...]
+    repack: str
+    features: tuple[str, ...] = ()
+    source: Literal["engine", "file", "assumed"] = "assumed"
+
+
+def native_cpu_backend(flags: set[str] | None = None, machine: str | None = None) -> CpuBackend:
+    """The CPU backend a native build would have here (what is planned without the engine)."""
     flags = cpu_flags() if flags is None else flags
     machine = (machine or platform.machine()).lower()
     features: list[str] = []  # in ggml's names (ggml_backend_get_features), as a native build reports them
@@ -88,4 +102,4 @@ def native_cpu_backend(flags: set[str] | None = None, machine: str | None = None
     # ggml-cpu registers AMX for a build with AMX-INT8 and AVX512-VNNI, before CPU_REPACK
     extra = [AMX] if {"AMX_INT8", "AVX512_VNNI"} <= set(features) else []
     extra += [REPACK] if repack != "none" else []
-    return {"extra_buffers": extra, "repack": repack, "features": features, "source": "assumed"}
+    return CpuBackend(tuple(extra), repack, tuple(features), "assumed")

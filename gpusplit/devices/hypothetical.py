@@ -7,6 +7,7 @@ import re
 
 from ..base.errors import InputError
 from ..base.units import is_size, rate_from_text, size_from_text
+from .catalog import lookup
 from .device import Device
 
 _COUNT_RE = re.compile(r"^\s*(?P<count>\d+)\s*[x×]\s*(?P<rest>\S.*)$", re.IGNORECASE)
@@ -52,8 +53,6 @@ def parse_gpu_spec(spec: str) -> list[Device]:
             bandwidth_source="catalog" if bandwidth else "assumed",
         )
     else:
-        from .catalog import lookup
-
         entry = lookup(size_part.strip())  # raises UnknownCardError with close matches
         bandwidth = rate_from_text(rate_part, "gpus") if rate_part else entry.bandwidth_bytes_per_s
         device = Device(

@@ -8,12 +8,15 @@ id), RPC workers (probed from Python), and the host's RAM (psutil, on every OS).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..base.reasons import Reason
-from .cpu import cpu_name
+from . import speed as speeds
+from .cpu import REPACK, CpuBackend, cpu_name
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
 from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
 from .rpc import WorkerInfo, probe
@@ -34,6 +37,33 @@ class RegistryDevice:
     supports_split_buffer: bool = False
 
 
+@dataclass(frozen=True)
+class EngineInfo:
+    """What detection found of the engine (llama-cpp-python): installed, RPC support, its backends,
+    and its CPU backend (flat, as the devices document says it; a devices file written before a
+    field was reported lacks it)."""
+
+    installed: bool
+    rpc: bool | None = None
+    backends: tuple[str, ...] | None = None
+    cpu_repack: str | None = None
+    cpu_extra_buffers: tuple[str, ...] | None = None
+    cpu_features: tuple[str, ...] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
+
+    def cpu_backend(self, from_file: bool) -> CpuBackend | None:
+        """The CPU backend it reported (None: it reported none)."""
+        extra = self.cpu_extra_buffers
+        if extra is None and from_file and self.cpu_repack is not None:
+            # a devices file written before the extra buffer types were reported: CPU_REPACK alone
+            extra = () if self.cpu_repack == "none" else (REPACK,)
+        if extra is None:
+            return None
+        return CpuBackend(extra, self.cpu_repack or "none", self.cpu_features or (), "file" if from_file else "engine")
+
+
 @dataclass
 class Inventory:
     """The devices to plan for, in llama.cpp's order (`devices`), and the host (`host`).
@@ -41,7 +71,7 @@ class Inventory:
 
     devices: list[Device]  # llama.cpp's model device list, index = position
     host: Device
-    engine: dict[str, Any] | None = None  # what detection found of the engine; None: not consulted (--gpu)
+    engine: EngineInfo | None = None  # what detection found of the engine; None: not consulted (--gpu)
     engine_from_file: bool = False  # `engine` is a devices file's (another machine's, perhaps)
     nvml: NvmlReport | None = None
     workers: list[WorkerInfo] = field(default_factory=list)
@@ -73,8 +103,6 @@ def order_like_llama(registry: list[RegistryDevice]) -> list[RegistryDevice]:
 
 def host_memory() -> tuple[int, int]:
     """(total, available) RAM in bytes, on Linux, macOS and Windows alike (psutil)."""
-    import psutil
-
     memory = psutil.virtual_memory()
     return int(memory.total), int(memory.available)
 
@@ -204,7 +232,7 @@ def detect(
     rpc: list[str] | None = None,
     rpc_timeout: float = 3.0,
     registry: list[RegistryDevice] | None = None,
-    engine: dict[str, Any] | None = None,
+    engine: EngineInfo | None = None,
     nvml_module: Any = None,
     env: Any = None,
 ) -> Inventory:
@@ -240,14 +268,13 @@ def detect(
     best = pick_best_gpu(devices)
     if best is not None:
         devices = [d.with_(best=True) if d is best else d for d in devices]
-    engine_doc = dict(engine) if engine is not None else {"installed": False}
-    return Inventory(devices=devices, host=host_device(), engine=engine_doc, nvml=nvml, workers=workers, notes=notes)
+    engine = engine if engine is not None else EngineInfo(installed=False)
+    return Inventory(devices=devices, host=host_device(), engine=engine, nvml=nvml, workers=workers, notes=notes)
 
 
 def attach_speeds(inventory: Inventory, threads: int, build: str, folder: Path) -> Inventory:
     """The inventory with each device's (and the host's) cached measurement, where there is one;
     a measured device's bandwidth is then the measured figure."""
-    from . import speed as speeds
 
     def with_speed(device: Device) -> Device:
         found = speeds.load(folder, speeds.identity_of(device, threads, build))

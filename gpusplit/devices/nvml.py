@@ -30,9 +30,10 @@ def query_nvml(pynvml_module: Any = None) -> NvmlReport:
     nv = pynvml_module
     if nv is None:
         try:
-            import pynvml as nv
+            import pynvml  # heavy and optional: only where NVML is asked
         except ImportError:
             return NvmlReport(available=False, reason="nvidia-ml-py is not installed")
+        nv = pynvml
     try:
         nv.nvmlInit()
     except nv.NVMLError as e:

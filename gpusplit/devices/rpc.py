@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base.errors import GpusplitError, InputError
+from ..base.paths import cache_dir
 
 if TYPE_CHECKING:
     from .device import Device
@@ -96,7 +97,7 @@ def is_loopback(host: str) -> bool:
 
 def on_this_machine(endpoint: str | None) -> bool:
     """Whether an RPC worker at `endpoint` ("host:port") runs on this machine (a loopback address)."""
-    return bool(endpoint) and is_loopback(parse_endpoint(endpoint)[0])
+    return endpoint is not None and bool(endpoint) and is_loopback(parse_endpoint(endpoint)[0])
 
 
 def serves_this_cpu(device: Device, host: Device) -> bool:
@@ -114,8 +115,6 @@ def serves_this_cpu(device: Device, host: Device) -> bool:
 
 
 def _notes_folder() -> Path:
-    from ..base.paths import cache_dir
-
     return cache_dir() / "workers"
 
 

@@ -15,13 +15,16 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
+import msgspec
 from msgspec import Meta, Raw, Struct
 from typing_extensions import Required
 
 from ..base.checked import Bytes, FlopRate, Rate, Seconds
 from ..base.errors import InputError
+from ..base.jsonio import read_bounded
+from ..base.paths import cache_dir
 
 # Weight classes the device's speed is measured for: the types llama.cpp reads at rates of their own
 # (their dequantizing kernels differ), each timed by a probe model of that type. On a 2-core EPYC,
@@ -44,13 +47,21 @@ COPIED = "+copy"
 # A class a device was not measured for (an older probe, a failed probe model): the nearest one that was.
 FALLBACK = {"q5k": "q6k", "q4_1": "legacy", "q5_0": "legacy", "iq4": "kquant"}
 # every class a rate is kept for: the plain ones and their copies in the CPU's extra buffer types
-WeightClass = Literal[tuple([*WEIGHT_CLASSES, *(c + COPIED for c in WEIGHT_CLASSES)])]  # type: ignore[valid-type]
+# (a Literal built at run time, which msgspec checks; to the type checker a str)
+if TYPE_CHECKING:
+    WeightClass = str
+else:
+    WeightClass = Literal[tuple([*WEIGHT_CLASSES, *(c + COPIED for c in WEIGHT_CLASSES)])]
 Factor = Annotated[float, Meta(gt=0, le=1e6)]  # how many times slower
 # A device's rates by class. Every class falls back to the float one (rate_of): a document's must
 # give it; a class gpusplit does not know is left out when one is read.
 _OTHER_CLASSES = [*WEIGHT_CLASSES[1:], *(c + COPIED for c in WEIGHT_CLASSES)]
-Rates = TypedDict("Rates", {"float": Required[Rate], **dict.fromkeys(_OTHER_CLASSES, Rate)}, total=False)  # type: ignore[misc]
-FlopRates = TypedDict("FlopRates", {"float": Required[FlopRate], **dict.fromkeys(_OTHER_CLASSES, FlopRate)}, total=False)  # type: ignore[misc]
+if TYPE_CHECKING:  # looked up by computed class names: to the type checker a plain mapping
+    Rates = dict[str, float]
+    FlopRates = dict[str, float]
+else:
+    Rates = TypedDict("Rates", {"float": Required[Rate], **dict.fromkeys(_OTHER_CLASSES, Rate)}, total=False)
+    FlopRates = TypedDict("FlopRates", {"float": Required[FlopRate], **dict.fromkeys(_OTHER_CLASSES, FlopRate)}, total=False)
 SPEED_VERSION = 10  # bump when the meaning of a field changes: old cache files are then ignored
 
 
@@ -193,17 +204,14 @@ def save(folder: Path, identity: str, record: DeviceSpeed | GroupSpeed) -> Path:
 def load(folder: Path, identity: str) -> DeviceSpeed | GroupSpeed | None:
     """The cached measurement for this identity, or None (missing, unreadable, not what it should be,
     or another version): a cache file is checked as any document is, and a bad one is measured again."""
-    import msgspec
-
-    from ..base.jsonio import read_bounded
-
     path = _path(folder, identity)
     try:
         doc = msgspec.json.decode(read_bounded(path, "speed_cache", 1 << 20), type=CacheFile)
         if doc.identity != identity:
             return None
-        kind = GroupSpeed if doc.kind == "GroupSpeed" else DeviceSpeed
-        return msgspec.json.decode(doc.record, type=kind)
+        if doc.kind == "GroupSpeed":
+            return msgspec.json.decode(doc.record, type=GroupSpeed)
+        return msgspec.json.decode(doc.record, type=DeviceSpeed)
     except (InputError, msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
@@ -239,6 +247,4 @@ def cpu_cache_bytes() -> int:
 
 def speed_folder() -> Path:
     """Where device measurements are cached (under the user cache folder)."""
-    from ..base.paths import cache_dir
-
     return cache_dir() / "speeds"

@@ -12,7 +12,7 @@ A document of an older version is migrated (documents/read.py) before it is deco
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
@@ -31,7 +31,10 @@ class Closed(Struct, forbid_unknown_fields=True, kw_only=True):
 Basis = Literal["measured", "catalog", "assumed"]
 SplitMode = Literal["none", "layer", "row", "tensor"]
 Strategy = Literal["single-gpu", "layer-split", "tensor-split", "expert-offload", "partial-offload", "cpu-only", "as-given"]
-Code = Literal[tuple(CODES)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Code = str
+else:
+    Code = Literal[tuple(CODES)]  # built from the table at run time, which msgspec checks
 Percent = Annotated[float, Meta(ge=-1e9, le=1e9)]
 Microseconds = Annotated[float, Meta(ge=0, le=1e12)]
 Ratio = Annotated[float, Meta(ge=0, le=1e9)]
@@ -214,6 +217,15 @@ class PlanHost(Closed):
     weight_buffers: dict[str, Bytes] | None = None
     no_repack_mapped_bytes: Bytes | None = None
 
+    def memory_parts(self) -> dict[str, int]:
+        """Its planned bytes by part, as the memory bars draw them (render.memory_parts's)."""
+        return {
+            "weights": self.weights_bytes,
+            "KV": self.kv_bytes,
+            "compute": self.compute_bytes + self.output_bytes,
+            "runtime": self.runtime_bytes,
+        }
+
 
 class PlanDevice(PlanHost, kw_only=True):
     backend: str
@@ -274,10 +286,13 @@ class DownloadDoc(Closed):
     path: str
 
 
-class PythonKwargs(Closed):
+class PythonKwargs(Closed, kw_only=True, omit_defaults=True):
     """llama_cpp.Llama(...)'s keyword arguments for the same load (model_path, or repo_id and
-    filename for Llama.from_pretrained with a hf:// name)."""
+    filename for Llama.from_pretrained with a hf:// name), in the order `plan` prints them."""
 
+    model_path: str | None = None
+    repo_id: str | None = None
+    filename: str | None = None
     n_gpu_layers: Count
     split_mode: Annotated[int, Meta(ge=0, le=3)]
     main_gpu: Index
@@ -289,9 +304,6 @@ class PythonKwargs(Closed):
     offload_kqv: bool
     use_mmap: bool
     seed: Count
-    model_path: str | None = None
-    repo_id: str | None = None
-    filename: str | None = None
     tensor_split: list[NonNegative] | None = None
     type_k: Count | None = None
     type_v: Count | None = None

@@ -10,6 +10,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from ..devices.cpu import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 CODE_GENERATED = "from the code at the commit that holds it"  # docs a test regenerates and compares
 
@@ -29,8 +31,6 @@ def commit(root: Path = ROOT) -> str:
 
 def machine() -> str:
     """This machine in one phrase: CPU model, cores, architecture, OS."""
-    from ..devices.cpu import cpu_name
-
     return f"{cpu_name()}, {os.cpu_count()} cores ({platform.machine()}, {platform.system()})"
 
 

@@ -17,7 +17,7 @@ import msgspec
 from ..base.errors import InputError
 from ..base.jsonio import decode, head, read_bounded
 from ..base.reasons import Reason
-from ..devices.inventory import Inventory, host_device
+from ..devices.inventory import EngineInfo, Inventory, host_device
 from ..devices.rpc import parse_endpoints
 from ..engine.detect import detect_devices
 from ..planning.planner import Plan
@@ -52,14 +52,25 @@ def _engine_params(params: Any) -> Any:
     return out
 
 
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """doc[key] where it is an object, else an empty one (an old document, before it is checked)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _array(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key)
+    return value if isinstance(value, list) else []
+
+
 def legacy_request(doc: dict[str, Any]) -> dict[str, Any]:
     """The request a plan/1 document was made from, rebuilt from its engine parameters (such
     documents did not keep it: their spread, threads and CPU bandwidth are the defaults)."""
-    params = doc.get("engine_params") if isinstance(doc.get("engine_params"), dict) else {}
-    devices = doc.get("devices") if isinstance(doc.get("devices"), list) else []
+    params = _object(doc, "engine_params")
+    devices = _array(doc, "devices")
     reserves = {d.get("reserve_bytes") for d in devices if isinstance(d, dict)}
-    draft = doc.get("draft") if isinstance(doc.get("draft"), dict) else {}
-    args = doc.get("llama_args") if isinstance(doc.get("llama_args"), list) else []
+    draft = _object(doc, "draft")
+    args = _array(doc, "llama_args")
     projector = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--mmproj", "--mmproj-url")), "")
     reserve = reserves.pop() if len(reserves) == 1 else None
     request: dict[str, Any] = {
@@ -130,7 +141,7 @@ def migrate_trial(record: dict[str, Any], base: Request | None = None) -> dict[s
     out = {k: v for k, v in record.items() if k != "config"}
     out["schema"] = "gpusplit.trial/2"
     request = (base or Request()).as_dict()
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    config = _object(record, "config")
     for old, new in _TRIAL_CONFIG.items():
         if old in config:
             request[new] = None if (old == "mode" and config[old] == "auto") else config[old]
@@ -292,7 +303,17 @@ def read_devices_file(path: str | os.PathLike[str]) -> Inventory:
     """A saved `gpusplit devices --json` document as the devices to plan for (measured speeds travel
     with it, and what its llama.cpp's CPU backend copies)."""
     doc = load_devices_file(path)
-    engine = None if doc.engine is None else {k: v for k, v in msgspec.structs.asdict(doc.engine).items() if v is not None}
+    engine = None
+    if doc.engine is not None:
+        e = doc.engine
+        engine = EngineInfo(
+            installed=e.installed,
+            rpc=e.rpc,
+            backends=None if e.backends is None else tuple(e.backends),
+            cpu_repack=e.cpu_repack,
+            cpu_extra_buffers=None if e.cpu_extra_buffers is None else tuple(e.cpu_extra_buffers),
+            cpu_features=None if e.cpu_features is None else tuple(e.cpu_features),
+        )
     devices = [d for d in doc.devices if d.index is not None]
     inventory = Inventory(
         devices=[replace(d, index=i, source="file") for i, d in enumerate(devices)],

@@ -1,7 +1,7 @@
 """Every JSON document gpusplit writes, each built by exactly one function here.
 
-`gpusplit.plan/1` plan_document, `gpusplit.run/1` run_document, `gpusplit.bench/1` bench_record,
-`gpusplit.devices/1` devices_document, `gpusplit.inspect/1` inspect_document,
+`gpusplit.plan/2` plan_document, `gpusplit.run/2` run_document, `gpusplit.bench/2` bench_record,
+`gpusplit.devices/2` devices_document, `gpusplit.tune/2` tune_document, `gpusplit.inspect/1` inspect_document,
 `gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/1` compare_document.
 
 `schemas.py` holds their JSON Schemas, closed (`additionalProperties: false`), and a test checks each
@@ -18,18 +18,25 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..base.reasons import Reason
+from ..base.units import format_bytes
+from ..devices.inventory import Inventory
 from ..engine.logparse import TENSOR_GROUP, spread_group
+from ..engine.params import EngineParams
+from ..gguf.model import ModelInfo
+from ..jobs.bench import BenchRow
+from ..jobs.runner import RunResult
+from ..jobs.tune import TuneResult
 from ..planning.cpu_buffers import AMX, MAPPED, REPACK
+from ..planning.launch import draft_layers, engine_params, llama_server_args, worker_commands
+from ..planning.planner import Plan
+from ..planning.predict import prompt_tokens_per_s
 from ..sources import python_downloads
 
 if TYPE_CHECKING:
-    from ..devices.inventory import Inventory
-    from ..gguf.model import ModelInfo, TensorGroup
-    from ..jobs.bench import BenchRow
-    from ..jobs.runner import RunResult
-    from ..jobs.tune import Trial, TuneResult
+    from ..gguf.model import TensorGroup
+    from ..jobs.tune import Trial
     from ..planning.memory import DeviceMemory
-    from ..planning.planner import Candidate, Plan
+    from ..planning.planner import Candidate
 
 # /2: reasons, warnings and notes are {"code", "text"}; a plan carries its request; engine_params
 # says no_repack (it said use_extra_bufts). The /1 documents are still read.
@@ -143,7 +150,7 @@ def devices_document(inventory: Inventory) -> dict[str, Any]:
         "devices": [d.as_dict() for d in inventory.devices],
         "host": inventory.host.as_dict(),
         "best_gpu": best.index if best else None,
-        "engine": None if inventory.engine is None else dict(inventory.engine),
+        "engine": None if inventory.engine is None else inventory.engine.as_dict(),
         "nvml": nvml,
         "tensor_group": None if inventory.group_speed is None else inventory.group_speed.as_dict(),
         "notes": [n.as_dict() for n in inventory.notes],
@@ -161,18 +168,13 @@ def catalog_document(entries: Iterable[Any]) -> dict[str, Any]:
 def layer_ranges(layers: list[int], n_layer: int) -> str:
     """[0, 1, 2, 5, 32] with n_layer 32 -> '0-2, 5, output'."""
     blocks = sorted(il for il in layers if il < n_layer)
-    parts: list[str] = []
-    start = prev = None
+    runs: list[list[int]] = []  # consecutive blocks
     for il in blocks:
-        if start is None:
-            start = prev = il
-        elif il == prev + 1:
-            prev = il
+        if runs and il == runs[-1][-1] + 1:
+            runs[-1].append(il)
         else:
-            parts.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = il
-    if start is not None:
-        parts.append(f"{start}-{prev}" if start != prev else str(start))
+            runs.append([il])
+    parts = [f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
     if n_layer in layers:
         parts.append("output")
     return ", ".join(parts) if parts else "-"
@@ -239,83 +241,14 @@ def memory_parts(device: Mapping[str, Any]) -> dict[str, int]:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """`gpusplit.plan/1`: the best candidate in full, the others in summary."""
-    from ..base.units import format_bytes
-    from ..planning.launch import draft_layers, engine_params, llama_server_args, worker_commands
-
+    """`gpusplit.plan/2`: the best candidate in full, the others in summary."""
     best = plan.best
-    model = plan.model
     params = engine_params(plan)
     s = best.settings
-    devices = []
-    for d, mem, reserve in zip(plan.devices, best.memory.devices, plan.reserves):
-        kind = d.source if d.source in ("size", "catalog", "file") else d.backend
-        doc = _plan_device(mem, model, kind, d.total_bytes, d.free_bytes, reserve)
-        doc.update(
-            backend=d.backend,
-            description=d.description,
-            bandwidth_bytes_per_s=d.bandwidth_bytes_per_s,
-            endpoint=d.endpoint,
-            pci_bus_id=d.pci_bus_id,
-        )
-        devices.append(doc)
-    host = _plan_device(best.memory.host, model, "host", plan.host.total_bytes, plan.host.free_bytes, 0)
-    host["weight_buffers"] = host_weight_buffers(best.memory.host)
-    host["no_repack_mapped_bytes"] = best.memory.host.mapped_no_repack_bytes
-    prediction = best.prediction
-    reasons = plan.reasons + best.memory.notes
-    if best.placement.n_cpu_moe:
-        reasons.append(
-            Reason(
-                "python-n-cpu-moe", "llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides"
-            )
-        )
-    if params.no_repack:
-        reasons.append(Reason("python-no-repack", NO_REPACK_PYTHON))
-    llama_args = llama_server_args(plan)
-    extra: dict[str, Any] = {}
-    projector = plan.inputs.projector
-    if projector is not None:
-        where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
-        reasons.append(
-            Reason(
-                "projector",
-                f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
-                "buffer, reserved by llama.cpp's warm-up on its largest image, is not planned",
-                {"device": where, "type": projector.projector_type, "bytes": projector.n_bytes},
-            )
-        )
-    if plan.draft is not None and plan.inputs.draft is not None:
-        draft = plan.inputs.draft
-        ngld = draft_layers(draft)
-        reasons.append(
-            Reason(
-                "python-draft",
-                "llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server",
-            )
-        )
-        extra["draft"] = {
-            "path": draft.model.path,
-            "name": draft.model.name,
-            "n_gpu_layers": ngld,
-            "devices": [_draft_row(m) for m in plan.draft.devices],
-            "host": _draft_row(plan.draft.host),
-        }
+    draft = _draft_document(plan)
     return {
         "schema": PLAN_SCHEMA,
-        "model": {
-            "path": model.path,
-            "name": model.name,
-            "architecture": model.architecture,
-            "file_type": model.file_type,
-            "params": model.n_params,
-            "total_bytes": model.total_bytes,
-            "n_layer": model.n_layer,
-            "n_expert": model.n_expert,
-            "context_length": model.context_length,
-            "complete": model.complete,
-            "missing_bytes": model.missing_bytes,
-        },
+        "model": _model_document(plan.model),
         "settings": {
             "n_ctx": s.n_ctx,
             "n_batch": s.n_batch,
@@ -339,19 +272,106 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "score": plan.score,
         "compute_source": plan.compute_source,
         "pipeline_parallel": best.memory.pipeline_parallel,
-        "predicted": prediction_document(prediction),
-        "devices": devices,
-        "host": host,
-        "llama_args": llama_args,
+        "predicted": prediction_document(best.prediction),
+        "devices": _plan_devices(plan),
+        "host": _plan_host(plan),
+        "llama_args": llama_server_args(plan),
         "workers": worker_commands(plan),
         "llama_cpp_python": params.llama_kwargs(),
         "python_downloads": [asdict(d) for d in python_downloads(params.model_path, params.model_url)],
         "engine_params": params.as_dict(),
-        "reasons": [r.as_dict() for r in reasons],
+        "reasons": [r.as_dict() for r in [*plan.reasons, *best.memory.notes, *_launch_reasons(plan, params)]],
         "warnings": [w.as_dict() for w in plan.warnings],
         "request": plan.request.as_dict(),
         "alternatives": [_alternative(c) for c in plan.alternatives],
-        **extra,
+        **({"draft": draft} if draft is not None else {}),
+    }
+
+
+def _model_document(model: ModelInfo) -> dict[str, Any]:
+    return {
+        "path": model.path,
+        "name": model.name,
+        "architecture": model.architecture,
+        "file_type": model.file_type,
+        "params": model.n_params,
+        "total_bytes": model.total_bytes,
+        "n_layer": model.n_layer,
+        "n_expert": model.n_expert,
+        "context_length": model.context_length,
+        "complete": model.complete,
+        "missing_bytes": model.missing_bytes,
+    }
+
+
+def _plan_devices(plan: Plan) -> list[dict[str, Any]]:
+    devices = []
+    for d, mem, reserve in zip(plan.devices, plan.best.memory.devices, plan.reserves):
+        kind = d.source if d.source in ("size", "catalog", "file") else d.backend
+        doc = _plan_device(mem, plan.model, kind, d.total_bytes, d.free_bytes, reserve)
+        doc.update(
+            backend=d.backend,
+            description=d.description,
+            bandwidth_bytes_per_s=d.bandwidth_bytes_per_s,
+            endpoint=d.endpoint,
+            pci_bus_id=d.pci_bus_id,
+        )
+        devices.append(doc)
+    return devices
+
+
+def _plan_host(plan: Plan) -> dict[str, Any]:
+    memory = plan.best.memory.host
+    host = _plan_device(memory, plan.model, "host", plan.host.total_bytes, plan.host.free_bytes, 0)
+    host["weight_buffers"] = host_weight_buffers(memory)
+    host["no_repack_mapped_bytes"] = memory.mapped_no_repack_bytes
+    return host
+
+
+def _launch_reasons(plan: Plan, params: EngineParams) -> list[Reason]:
+    """What the launch lines cannot say: the settings llama_cpp.Llama() lacks, where the projector
+    goes and what of it is not planned."""
+    best = plan.best
+    reasons = []
+    if best.placement.n_cpu_moe:
+        reasons.append(
+            Reason(
+                "python-n-cpu-moe", "llama_cpp.Llama() takes no --n-cpu-moe: `gpusplit run` applies it as tensor buffer overrides"
+            )
+        )
+    if params.no_repack:
+        reasons.append(Reason("python-no-repack", NO_REPACK_PYTHON))
+    projector = plan.inputs.projector
+    if projector is not None:
+        where = next((m.name for m in [*best.memory.devices, best.memory.host] if m.projector_bytes), "CPU")
+        reasons.append(
+            Reason(
+                "projector",
+                f"projector ({projector.projector_type}) on {where}: {format_bytes(projector.n_bytes)} of weights; its compute "
+                "buffer, reserved by llama.cpp's warm-up on its largest image, is not planned",
+                {"device": where, "type": projector.projector_type, "bytes": projector.n_bytes},
+            )
+        )
+    if plan.draft is not None and plan.inputs.draft is not None:
+        reasons.append(
+            Reason(
+                "python-draft",
+                "llama_cpp.Llama() takes no draft model (it has prompt-lookup decoding only): -md is for llama-server",
+            )
+        )
+    return reasons
+
+
+def _draft_document(plan: Plan) -> dict[str, Any] | None:
+    if plan.draft is None or plan.inputs.draft is None:
+        return None
+    draft = plan.inputs.draft
+    return {
+        "path": draft.model.path,
+        "name": draft.model.name,
+        "n_gpu_layers": draft_layers(draft),
+        "devices": [_draft_row(m) for m in plan.draft.devices],
+        "host": _draft_row(plan.draft.host),
     }
 
 
@@ -407,8 +427,6 @@ def _parts(parts: Mapping[str, Any]) -> dict[str, Any]:
 
 def predicted_pp(predicted: Mapping[str, Any], n_tokens: int) -> float | None:
     """Prompt tokens/s a plan document's `predicted` gives a prompt of n_tokens (one batch)."""
-    from ..planning.predict import prompt_tokens_per_s
-
     return prompt_tokens_per_s(predicted["batch_fixed_s"], predicted["batch_token_s"], predicted.get("tg_tokens_per_s"), n_tokens)
 
 
@@ -644,13 +662,6 @@ def tune_document(result: TuneResult, objective: str, budget_s: float) -> dict[s
 
 def document_of(result: Any, **context: Any) -> dict[str, Any]:
     """Any result's document, by what it is (see api.document)."""
-    from ..devices.inventory import Inventory
-    from ..gguf.model import ModelInfo
-    from ..jobs.bench import BenchRow
-    from ..jobs.runner import RunResult
-    from ..jobs.tune import TuneResult
-    from ..planning.planner import Plan
-
     if isinstance(result, Plan):
         return plan_document(result)
     if isinstance(result, Inventory):

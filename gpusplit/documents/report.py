@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import msgspec
 
 from ..base.errors import InputError
-from ..base.journal import is_torn
+from ..base.journal import ForeignFileError, is_torn
 from ..base.jsonio import head, read_bounded
 from ..base.text import sanitize_text
 from ..base.units import format_bytes
@@ -83,8 +84,6 @@ def esc(text: Any, limit: int = 200) -> str:
 def check_replaceable(path: Path, parameter: str = "out") -> None:
     """Raise ForeignFileError unless `path` is missing, empty or a page `report` wrote: a mistyped
     -o (a results file, a model) must not be replaced by a page."""
-    from ..base.journal import ForeignFileError
-
     if not path.exists():
         return
     if not path.is_file():
@@ -105,7 +104,7 @@ def check_replaceable(path: Path, parameter: str = "out") -> None:
 # Reading
 
 
-def read_source(path: str | Path, on_warning: Callable[[str], None]) -> Source | None:
+def read_source(path: str | os.PathLike[str], on_warning: Callable[[str], None]) -> Source | None:
     """What one file holds, each document and record checked as any reader of gpusplit's checks it
     (one bad field of a file that says it is gpusplit's is an InputError naming it); None (said
     through `on_warning`) where nothing in the file is gpusplit's."""
@@ -368,7 +367,7 @@ def tune_section(source: Source, charts: _Charts) -> str:
         elapsed += float(t.get("seconds") or 0.0)
         xs.append(elapsed)
         ys.append(t.get("score") or t.get("measured_tg") or 0.0)
-        colors.append({"ok": "#4e79a7", "skipped": "#bab0ac", "failed": "#e15759"}.get(t.get("status"), "#bab0ac"))
+        colors.append({"ok": "#4e79a7", "skipped": "#bab0ac", "failed": "#e15759"}.get(str(t.get("status")), "#bab0ac"))
     ok = [(x, y) for x, y, t in zip(xs, ys, trials) if t.get("status") == "ok"]
     if ok:
         ax.plot(*zip(*ok), color="#4e79a7", lw=0.8, alpha=0.5)
@@ -422,7 +421,7 @@ def memory_section(source: Source, charts: _Charts) -> str:
     title = "Run" if run else "Plan"
     parts = [f"<h2>{title}: {esc(model)} ({esc(plan.get('strategy', '?'))}) — {esc(source.path)}</h2>"]
     actual = {d.get("name"): d for d in (run or {}).get("devices", [])}
-    bars: list[tuple[str, dict[str, float], float | None]] = []  # label, component -> bytes, free
+    bars: list[tuple[str, Mapping[str, float], float | None]] = []  # label, component -> bytes, free
     for d in devices:
         bars.append((f"{d.get('name')} planned" if run else str(d.get("name")), memory_parts(d), d.get("free_bytes")))
         measured = actual.get(d.get("name"))
@@ -555,7 +554,9 @@ def render(sources: list[Source], warnings: Sequence[str] = (), generated_by: st
     )
 
 
-def report(paths: Sequence[str | Path], on_warning: Callable[[str], None] = lambda text: None, generated_by: str = "") -> str:
+def report(
+    paths: Sequence[str | os.PathLike[str]], on_warning: Callable[[str], None] = lambda text: None, generated_by: str = ""
+) -> str:
     """The page for these files. A file that cannot be read is said through `on_warning` and left
     out; ReportError when none can be; MissingExtraError without matplotlib."""
     warnings: list[str] = []

@@ -50,5 +50,6 @@ def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     """A node of `schema` with its $ref followed (one level), for reading its properties."""
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return schema["$defs"][ref.removeprefix("#/$defs/")]
+        found: dict[str, Any] = schema["$defs"][ref.removeprefix("#/$defs/")]
+        return found
     return node

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from importlib.metadata import PackageNotFoundError, version
 
 from ..base.errors import GpusplitError, InputError
 
@@ -50,8 +51,6 @@ def engine_build_id() -> str:
     lib_dir = engine_lib_dir()
     if lib_dir is None:
         return "none"
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         release = version("llama-cpp-python")
     except PackageNotFoundError:

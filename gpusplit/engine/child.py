@@ -8,6 +8,7 @@ llama.cpp's log lines to stderr, which the parent keeps (the last ones explain a
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -20,7 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base.errors import InputError
-from . import EngineError, EngineInputError
+from . import EngineError, EngineInputError, tasks
+from .logparse import extra_weight_buffers
+from .tasks import keep_log
 
 LOG_TAIL = 12
 
@@ -83,7 +86,7 @@ def last_meaningful_line(log: list[str]) -> str | None:
     """llama.cpp's last line that says what went wrong (an error, an assert), else its last line."""
     lines = [line.strip() for line in log if line.strip()]
     telling = [line for line in lines if _TELLING.search(line)]
-    return (telling or lines or [None])[-1]
+    return (telling or lines)[-1] if lines else None
 
 
 # What to try after a crash (templates: the CLI names the flags, a script the parameters).
@@ -192,8 +195,6 @@ def run_task(
     if error is not None:
         raise child_error(error, llama_reason(log))
     if result is None:
-        from .logparse import extra_weight_buffers
-
         reason = _describe_exit(proc.returncode)
         timed_out = bool(timer is not None and proc.returncode == -signal.SIGKILL and timeout)
         if timed_out:
@@ -239,11 +240,7 @@ def emit(message: dict[str, Any]) -> None:
 
 def _install_log_capture() -> Any:
     """Send every llama.cpp log line to stderr (the parent keeps them) and keep a copy here."""
-    import ctypes
-
-    import llama_cpp
-
-    from .tasks import keep_log
+    import llama_cpp  # heavy: the child imports it, the parent never
 
     @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
     def callback(level: int, text: bytes | None, _user: Any) -> None:
@@ -261,8 +258,6 @@ def _install_log_capture() -> Any:
 def _die_with_parent() -> None:
     """Linux: the kernel kills this child when the CLI dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
@@ -275,8 +270,6 @@ def main(argv: list[str]) -> int:
     _die_with_parent()
     task = argv[0] if argv else ""
     request = json.loads(sys.stdin.read() or "{}")
-    from . import tasks
-
     handler = getattr(tasks, f"task_{task}", None)
     if handler is None:
         emit({"error": {"template": "unknown engine task {task!r}", "values": {"task": task}, "input": True}})

@@ -11,8 +11,13 @@ from ..base.errors import InputError
 from ..base.reasons import Reason
 from ..base.units import parse_size
 from ..devices.cpu import default_threads
+from ..devices.device import pick_best_gpu
+from ..devices.hypothetical import hypothetical_devices
 from ..devices.inventory import Inventory, attach_speeds, detect, host_device
+from ..devices.rpc import parse_endpoints
 from ..devices.speed import speed_folder
+from . import engine_available, engine_build_id
+from .inventory import engine_summary, registry_devices
 
 
 def detect_devices(
@@ -30,12 +35,7 @@ def detect_devices(
     ("24GiB", "RTX 4090", "16GiB@448GB/s", "2xA100-80GB"). `ram` replaces the host's free memory. Devices measured by
     `probe_devices` carry their speed (the CPU's at `threads`, default all cores).
     """
-    from ..devices.rpc import parse_endpoints
-
     if gpus:
-        from ..devices.device import pick_best_gpu
-        from ..devices.hypothetical import hypothetical_devices
-
         found = hypothetical_devices(list(gpus))
         best = pick_best_gpu(found)
         found = [d.with_(best=True) if d is best else d for d in found]
@@ -44,16 +44,10 @@ def detect_devices(
         )
     else:
         registry = engine = None
-        from . import engine_available
-
         if engine_available():
-            from .inventory import engine_summary, registry_devices
-
             registry, cpu = registry_devices()
             engine = engine_summary(registry, cpu)
         inventory = detect(parse_endpoints(list(rpc or [])), rpc_timeout=timeout, registry=registry, engine=engine)
-        from . import engine_build_id
-
         inventory = attach_speeds(inventory, threads or default_threads(), engine_build_id(), speed_folder())
     return with_ram(inventory, ram)
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..devices.cpu import EXTRA_BUFFERS
+
 MIB = 1024 * 1024
 _LINE = re.compile(
     r"(?P<phase>load_tensors|llama_kv_cache|llama_kv_cache_iswa|sched_reserve|llama_context|llama_memory_recurrent"
@@ -72,8 +74,6 @@ def buffer_device(buffer: str, rpc_devices: dict[str, str] | None = None) -> str
 def extra_weight_buffers(lines: list[str]) -> tuple[str, ...]:
     """The CPU backend's extra buffer types (AMX, CPU_REPACK, CPU_KLEIDIAI) that llama.cpp put
     weights in at its last model load, as its log says, in the order logged."""
-    from ..devices.cpu import EXTRA_BUFFERS
-
     starts = [i for i, line in enumerate(lines) if _LOAD_START in line]
     found: list[str] = []
     for line in lines[starts[-1] if starts else 0 :]:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 from ..base.checked import INT32_MAX, Count
+from ..gguf.types import type_by_name
+from ..sources import model_flags, python_model_kwargs
 
 LLAMA_MAX_DEVICES = 16
 # llama.cpp's split modes and their llama_split_mode ids
@@ -66,8 +68,6 @@ class EngineParams:
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama(...)` (what `plan` prints for Python users)."""
-        from ..sources import python_model_kwargs
-
         kwargs: dict[str, Any] = {
             **python_model_kwargs(self.model_path, self.model_url),
             "n_gpu_layers": self.n_gpu_layers,
@@ -97,8 +97,6 @@ class EngineParams:
 
     def cli_flags(self) -> list[str]:
         """llama-server / llama-cli flags for the same load."""
-        from ..sources import model_flags
-
         flags = [*model_flags(self.model_path, self.model_url), "-ngl", str(self.n_gpu_layers), "-sm", self.split_mode]
         if self.split_mode in ("none", "row"):
             flags += ["-mg", str(self.main_gpu)]
@@ -129,6 +127,4 @@ def _short(value: float) -> str:
 
 
 def ggml_type_id(name: str) -> int:
-    from ..gguf.types import type_by_name
-
     return type_by_name(name).id

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..devices.cpu import CpuBackend, repack_level
 from . import REINSTALL_HINT, REINSTALL_RPC_HINT, EngineError, engine_lib_dir
 
 if TYPE_CHECKING:
@@ -136,14 +137,12 @@ class _Feature(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
 
 
-def cpu_backend_info() -> dict[str, Any]:
+def cpu_backend_info() -> CpuBackend:
     """The CPU backend's extra buffer types (ggml_backend_dev_get_extra_bufts, in the order llama.cpp
     tries them), its build's features (ggml_backend_get_features: AVX512, AMX_INT8, DOTPROD,
     KLEIDIAI, REPACK, ...) and the CPU_REPACK rules they select (cpu_buffers.REPACK_RULES). The AMX
     buffer type exists only in a build for a CPU with AMX, and only once the kernel grants the
     tile state, so the list is what llama.cpp will use on this machine."""
-    from ..devices.cpu import repack_level
-
     lib = ggml()
     reg = lib.ggml_backend_reg_by_name(b"CPU")
     dev = lib.ggml_backend_dev_by_name(b"CPU")
@@ -152,7 +151,7 @@ def cpu_backend_info() -> dict[str, Any]:
         """A NULL-terminated array that a CPU backend function returns (empty if it has none)."""
         address = lib.ggml_backend_reg_get_proc_address(reg, proc) if reg and arg else None
         array = ctypes.CFUNCTYPE(ctypes.POINTER(item), ctypes.c_void_p)(address)(arg) if address else None
-        out = []
+        out: list[Any] = []
         while array and (array[len(out)].name if item is _Feature else array[len(out)]):
             out.append(array[len(out)])
         return out
@@ -162,12 +161,12 @@ def cpu_backend_info() -> dict[str, Any]:
         for f in listed(b"ggml_backend_get_features", _Feature, reg)
     ]
     extra = [_text(lib.ggml_backend_buft_name(b)) for b in listed(b"ggml_backend_dev_get_extra_bufts", ctypes.c_void_p, dev)]
-    return {"extra_buffers": extra, "features": features, "repack": repack_level(features)}
+    return CpuBackend(tuple(extra), repack_level(features), tuple(features), "engine")
 
 
 def cpu_repack_level() -> str:
     """`avx512`, `avx2`, `arm-dotprod` or `none`: the CPU_REPACK rules of this machine's build."""
-    return str(cpu_backend_info()["repack"])
+    return cpu_backend_info().repack
 
 
 def supports_rpc() -> bool:

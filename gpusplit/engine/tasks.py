@@ -6,13 +6,22 @@ renders the model's chat template and the parameters are exactly the ones gpuspl
 
 from __future__ import annotations
 
+import codecs
 import ctypes
+import os
+import random
+import signal
+import statistics
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
+from ..base.search import largest_fitting
 from . import EngineError, EngineInputError
+from .logparse import extra_weight_buffers, parse_buffers, spread_group
 from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
+from .registry import add_rpc_server, cpu_backend_info, cpu_buffer_type, list_devices
 
 # where llama.cpp says why it refused (its log: the CLI's --verbose, a script's on_log)
 LOG_HINT = "llama.cpp's log says why: {p.on_log}"
@@ -47,9 +56,7 @@ class Loaded:
     """A model and context loaded from EngineParams; frees both on close."""
 
     def __init__(self, params: EngineParams, dry_run: bool = False, on_progress: Callable[[float], None] | None = None) -> None:
-        import llama_cpp
-
-        from .registry import add_rpc_server
+        import llama_cpp  # heavy: only the tasks that load import it
 
         self.lib = llama_cpp
         for endpoint in params.rpc:
@@ -67,11 +74,10 @@ class Loaded:
         mp.no_alloc = dry_run
         mp.use_extra_bufts = not params.no_repack
         if params.n_cpu_moe:
-            from .registry import cpu_buffer_type
-
             patterns = expert_overrides(params.n_cpu_moe)
             cpu = cpu_buffer_type()
-            self._overrides = (_BuftOverride * (len(patterns) + 1))(*[(p, cpu) for p in patterns], (None, None))
+            # the list ends with an empty entry (pattern NULL), as llama.cpp reads it
+            self._overrides = (_BuftOverride * (len(patterns) + 1))(*[_BuftOverride(p, cpu) for p in patterns], _BuftOverride())
             mp.tensor_buft_overrides = ctypes.cast(self._overrides, ctypes.c_void_p)
         if on_progress is not None:
 
@@ -142,14 +148,9 @@ FAULT_ENV = "GPUSPLIT_TEST_FAULT"
 
 def injected_fault(loaded: Loaded) -> None:
     """Crash here if a test asked for it (see FAULT_ENV); nothing otherwise."""
-    import os
-    import signal
-
     fault = os.environ.get(FAULT_ENV)
     if not fault:
         return
-    from .logparse import extra_weight_buffers
-
     if fault == "always" or (fault == "extra-buffers" and not loaded.params.no_repack and extra_weight_buffers(LOG_LINES)):
         os.kill(os.getpid(), signal.SIGSEGV)
 
@@ -158,11 +159,7 @@ def task_registry(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """ggml's device list with live memory. In a child because asking a CUDA device for its memory
     opens a context on it (about 530 MiB on an H200) that the asking process keeps until it ends:
     in the CLI's own process that would hold memory away from the run it then starts."""
-    from dataclasses import asdict
-
-    from .registry import cpu_backend_info, list_devices
-
-    return {"devices": [asdict(d) for d in list_devices()], "cpu": cpu_backend_info()}
+    return {"devices": [asdict(d) for d in list_devices()], "cpu": asdict(cpu_backend_info())}
 
 
 def task_dryrun(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
@@ -180,8 +177,6 @@ def task_measure(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     finds the largest context whose compute fits every budget. A dry-run model sizes a context in
     milliseconds, so the search costs little more than the model load.
     """
-    from ..base.search import largest_fitting
-    from .logparse import parse_buffers, spread_group
 
     rpc_names = request.get("rpc_names") or {}
     results = []
@@ -281,79 +276,24 @@ def _warm_up(lib: Any, ctx: Any, tokens: list[int]) -> None:
 
 def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """Load with the plan's parameters, generate, stream pieces as events, report timings."""
-    import codecs
-
     params = EngineParams.from_dict(request["params"])
-    prompt = request.get("prompt", "")
     n_predict = int(request.get("n_predict", 64))
-    temperature = float(request.get("temperature", 0.0))
     emit({"event": "progress", "value": 0.0})
     loaded = Loaded(params, on_progress=lambda v: emit({"event": "progress", "value": v}))
     emit({"event": "loaded", "load_ms": loaded.load_ms})
     injected_fault(loaded)
     lib = loaded.lib
     vocab = lib.llama_model_get_vocab(loaded.model)
-    tokens = _tokenize(lib, vocab, prompt)
-    if not tokens:
-        raise EngineInputError("the prompt tokenized to nothing", parameter="prompt")
-    if len(tokens) + n_predict > params.n_ctx:
-        raise EngineInputError(
-            "the prompt ({tokens} tokens) plus {p.n_predict} {n_predict} is more than the context ({n_ctx})",
-            "raise {p.n_ctx} or lower {p.n_predict}",
-            parameter="n_predict",
-            tokens=len(tokens),
-            n_predict=n_predict,
-            n_ctx=params.n_ctx,
-        )
-    sampler = _sampler(lib, temperature, int(params.seed))
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    buf = ctypes.create_string_buffer(256)
-    pieces: list[str] = []
+    tokens = _prompt_tokens(lib, vocab, request.get("prompt", ""), n_predict, params.n_ctx)
+    sampler = _sampler(lib, float(request.get("temperature", 0.0)), int(params.seed))
     # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold first prompt
     # measures the start-up, not the model.
     _warm_up(lib, loaded.ctx, tokens)
     started = time.perf_counter()
-    ttft_ms = None
-    batch_size = params.n_batch
-    for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start : start + batch_size]
-        arr = (lib.llama_token * len(chunk))(*chunk)
-        if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
-            raise EngineError("llama.cpp failed to decode the prompt")
-    generated = 0
-    one = (lib.llama_token * 1)()
-    stream = bool(request.get("stream", True))
-    # Pieces go out at most every 50 ms: each event wakes the parent, and on a machine whose cores
-    # all run llama.cpp's threads those wake-ups cost generation speed.
-    pending: list[str] = []
-    last_emit = time.perf_counter()
-    for _ in range(n_predict):
-        token = lib.llama_sampler_sample(sampler, loaded.ctx, -1)
-        if ttft_ms is None:
-            ttft_ms = (time.perf_counter() - started) * 1000
-        if lib.llama_vocab_is_eog(vocab, token):
-            break
-        n = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-        text = decoder.decode(buf.raw[: max(n, 0)])
-        generated += 1
-        if text:
-            pieces.append(text)
-            if stream:
-                pending.append(text)
-                now = time.perf_counter()
-                if now - last_emit >= 0.05:
-                    emit({"event": "token", "text": "".join(pending)})
-                    pending.clear()
-                    last_emit = now
-        one[0] = token
-        if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(one, 1)) != 0:
-            raise EngineError("llama.cpp failed to decode a generated token")
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        pieces.append(tail)
-        pending.append(tail)
-    if stream and pending:
-        emit({"event": "token", "text": "".join(pending)})
+    _decode_batches(lib, loaded.ctx, tokens, params.n_batch, "llama.cpp failed to decode the prompt")
+    pieces = _Pieces(emit, stream=bool(request.get("stream", True)))
+    generated, ttft_ms = _sample_tokens(lib, loaded.ctx, vocab, sampler, n_predict, pieces, started)
+    pieces.finish()
     wall_ms = (time.perf_counter() - started) * 1000
     perf = lib.llama_perf_context(loaded.ctx)
     lib.llama_sampler_free(sampler)
@@ -362,7 +302,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     emit({"event": "generated"})
     time.sleep(float(request.get("hold_s", 0.0)))
     result = {
-        "text": "".join(pieces),
+        "text": pieces.text(),
         "prompt_tokens": len(tokens),
         "gen_tokens": generated,
         "load_ms": loaded.load_ms,
@@ -380,73 +320,114 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     return result
 
 
+def _prompt_tokens(lib: Any, vocab: Any, prompt: str, n_predict: int, n_ctx: int) -> list[int]:
+    """The prompt's tokens, refused when there are none or they leave no room for n_predict."""
+    tokens = _tokenize(lib, vocab, prompt)
+    if not tokens:
+        raise EngineInputError("the prompt tokenized to nothing", parameter="prompt")
+    if len(tokens) + n_predict > n_ctx:
+        raise EngineInputError(
+            "the prompt ({tokens} tokens) plus {p.n_predict} {n_predict} is more than the context ({n_ctx})",
+            "raise {p.n_ctx} or lower {p.n_predict}",
+            parameter="n_predict",
+            tokens=len(tokens),
+            n_predict=n_predict,
+            n_ctx=n_ctx,
+        )
+    return tokens
+
+
+def _decode_batches(lib: Any, ctx: Any, tokens: list[int], n_batch: int, failure: str) -> None:
+    """Decode tokens in batches of n_batch (EngineError `failure` if llama.cpp refuses one)."""
+    for start in range(0, len(tokens), n_batch):
+        chunk = tokens[start : start + n_batch]
+        arr = (lib.llama_token * len(chunk))(*chunk)
+        if lib.llama_decode(ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
+            raise EngineError(failure)
+
+
+class _Pieces:
+    """The generated text, streamed as token events at most every 50 ms: each event wakes the
+    parent, and on a machine whose cores all run llama.cpp's threads those wake-ups cost speed."""
+
+    def __init__(self, emit: Emit, stream: bool) -> None:
+        self.emit = emit
+        self.stream = stream
+        self.pieces: list[str] = []
+        self.pending: list[str] = []
+        self.last_emit = time.perf_counter()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, data: bytes) -> None:
+        text = self.decoder.decode(data)
+        if not text:
+            return
+        self.pieces.append(text)
+        if self.stream:
+            self.pending.append(text)
+            now = time.perf_counter()
+            if now - self.last_emit >= 0.05:
+                self.emit({"event": "token", "text": "".join(self.pending)})
+                self.pending.clear()
+                self.last_emit = now
+
+    def finish(self) -> None:
+        tail = self.decoder.decode(b"", final=True)
+        if tail:
+            self.pieces.append(tail)
+            self.pending.append(tail)
+        if self.stream and self.pending:
+            self.emit({"event": "token", "text": "".join(self.pending)})
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def _sample_tokens(
+    lib: Any, ctx: Any, vocab: Any, sampler: Any, n_predict: int, pieces: _Pieces, started: float
+) -> tuple[int, float | None]:
+    """Sample and decode up to n_predict tokens (to an end-of-generation token): how many, and the
+    milliseconds from `started` to the first."""
+    buf = ctypes.create_string_buffer(256)
+    one = (lib.llama_token * 1)()
+    generated, ttft_ms = 0, None
+    for _ in range(n_predict):
+        token = lib.llama_sampler_sample(sampler, ctx, -1)
+        if ttft_ms is None:
+            ttft_ms = (time.perf_counter() - started) * 1000
+        if lib.llama_vocab_is_eog(vocab, token):
+            break
+        n = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        pieces.add(buf.raw[: max(n, 0)])
+        generated += 1
+        one[0] = token
+        if lib.llama_decode(ctx, lib.llama_batch_get_one(one, 1)) != 0:
+            raise EngineError("llama.cpp failed to decode a generated token")
+    return generated, ttft_ms
+
+
 def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """llama-bench's tests on one loaded configuration: pp (a batch of random tokens) and tg
     (one token at a time, after `depth` tokens of context), each repeated after one warm-up: the
     whole batch for pp (as llama-bench), the test's tokens for tg but for at most WARM_UP_S
     (llama-bench's one token left the first repetition at half speed on a 2-vCPU VM; the whole test
     cost the probe a sixth of its generation time)."""
-    import random
-
-    import llama_cpp
+    import llama_cpp  # heavy: the child imports it for the tasks that load
 
     params = EngineParams.from_dict(request["params"])
-    tests = request["tests"]  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
     reps = int(request.get("repetitions", 5))
     loaded = Loaded(params)
     injected_fault(loaded)
-    lib = loaded.lib
-    vocab = lib.llama_model_get_vocab(loaded.model)
-    n_vocab = lib.llama_vocab_n_tokens(vocab)
-    rng = random.Random(0)
-    memory = lib.llama_get_memory(loaded.ctx)
-
-    def decode(tokens: list[int]) -> None:
-        for start in range(0, len(tokens), params.n_batch):
-            chunk = tokens[start : start + params.n_batch]
-            arr = (lib.llama_token * len(chunk))(*chunk)
-            if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(arr, len(chunk))) != 0:
-                raise EngineError("llama.cpp failed to decode a batch (context too small for the test?)")
-
-    filled = {"depth": 0}  # the context the cache holds now, ahead of the timed tokens
-
-    def one_run(test: dict[str, Any], limit_s: float | None = None) -> float:
-        depth = int(test.get("depth") or 0)
-        if depth and filled["depth"] == depth:
-            # The context is filled once per test, as llama-bench reuses it: the last run's tokens
-            # go, the depth's stay (refilling 1536 tokens took several times the timed batch).
-            lib.llama_memory_seq_rm(memory, -1, depth, -1)
-        else:
-            lib.llama_memory_clear(memory, True)
-            if depth:
-                decode([rng.randrange(n_vocab) for _ in range(depth)])
-            filled["depth"] = depth
-        lib.llama_synchronize(loaded.ctx)
-        tokens = [rng.randrange(n_vocab) for _ in range(int(test["n"]))]
-        started = time.perf_counter()
-        if test["kind"] == "pp":
-            decode(tokens)
-        else:
-            for token in tokens:
-                decode([token])
-                # Each token waits for the one before, as in generation (its input is sampled from
-                # the last logits) and in llama-bench: unsynchronised, a split over RPC workers
-                # overlapped consecutive tokens and read up to a third faster than it generates.
-                lib.llama_synchronize(loaded.ctx)
-                if limit_s is not None and time.perf_counter() - started >= limit_s:
-                    break
-        lib.llama_synchronize(loaded.ctx)
-        return int(test["n"]) / (time.perf_counter() - started)
-
+    bench = _BenchRuns(loaded, params.n_batch)
     # {"test": "tg", "below_ts": X}: the later tests are skipped when that test's median is below X
     # (tune: no prompt test for a configuration that already generates clearly slower)
     stop_if = request.get("stop_if") or {}
     results = []
-    for test in tests:
-        one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
+    for test in request["tests"]:  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
+        bench.one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
         samples = []
         for rep in range(int(test.get("repetitions") or reps)):
-            samples.append(one_run(test))
+            samples.append(bench.one_run(test))
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         results.append({"test": test["name"], "samples_ts": samples})
         if test["name"] == stop_if.get("test") and sorted(samples)[len(samples) // 2] < float(stop_if["below_ts"]):
@@ -457,16 +438,61 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     }
     out = {"results": results, "load_ms": loaded.load_ms, "build": info}
     if request.get("sample_reps"):
-        out["sample_s"] = _sample_seconds(lib, loaded, int(request["sample_reps"]))
+        out["sample_s"] = _sample_seconds(loaded.lib, loaded, int(request["sample_reps"]))
     loaded.close()
     return out
+
+
+class _BenchRuns:
+    """Timed runs of llama-bench's tests on a loaded model, random tokens from a fixed seed."""
+
+    def __init__(self, loaded: Loaded, n_batch: int) -> None:
+        self.loaded = loaded
+        self.lib = loaded.lib
+        self.n_batch = n_batch
+        self.n_vocab = self.lib.llama_vocab_n_tokens(self.lib.llama_model_get_vocab(loaded.model))
+        self.memory = self.lib.llama_get_memory(loaded.ctx)
+        self.rng = random.Random(0)
+        self.filled_depth = 0  # the context the cache holds now, ahead of the timed tokens
+
+    def decode(self, tokens: list[int]) -> None:
+        failure = "llama.cpp failed to decode a batch (context too small for the test?)"
+        _decode_batches(self.lib, self.loaded.ctx, tokens, self.n_batch, failure)
+
+    def one_run(self, test: dict[str, Any], limit_s: float | None = None) -> float:
+        """One run of the test: its tokens per second."""
+        lib, ctx = self.lib, self.loaded.ctx
+        depth = int(test.get("depth") or 0)
+        if depth and self.filled_depth == depth:
+            # The context is filled once per test, as llama-bench reuses it: the last run's tokens
+            # go, the depth's stay (refilling 1536 tokens took several times the timed batch).
+            lib.llama_memory_seq_rm(self.memory, -1, depth, -1)
+        else:
+            lib.llama_memory_clear(self.memory, True)
+            if depth:
+                self.decode([self.rng.randrange(self.n_vocab) for _ in range(depth)])
+            self.filled_depth = depth
+        lib.llama_synchronize(ctx)
+        tokens = [self.rng.randrange(self.n_vocab) for _ in range(int(test["n"]))]
+        started = time.perf_counter()
+        if test["kind"] == "pp":
+            self.decode(tokens)
+        else:
+            for token in tokens:
+                self.decode([token])
+                # Each token waits for the one before, as in generation (its input is sampled from
+                # the last logits) and in llama-bench: unsynchronised, a split over RPC workers
+                # overlapped consecutive tokens and read up to a third faster than it generates.
+                lib.llama_synchronize(ctx)
+                if limit_s is not None and time.perf_counter() - started >= limit_s:
+                    break
+        lib.llama_synchronize(ctx)
+        return int(test["n"]) / (time.perf_counter() - started)
 
 
 def _sample_seconds(lib: Any, loaded: Loaded, reps: int) -> float:
     """The median time of a greedy sample over the vocabulary's logits (what `run` adds to each
     generated token besides its decode: its sampler builds a candidate per vocabulary entry)."""
-    import statistics
-
     lib.llama_memory_clear(lib.llama_get_memory(loaded.ctx), True)
     one = (lib.llama_token * 1)(0)
     if lib.llama_decode(loaded.ctx, lib.llama_batch_get_one(one, 1)) != 0:

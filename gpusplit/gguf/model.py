@@ -12,10 +12,10 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from .errors import GGUFError
-from .reader import DEFAULT_LIMITS, ArrayInfo, GGUFFile, Limits, TensorInfo, read_gguf
+from .reader import DEFAULT_LIMITS, ArrayInfo, GGUFFile, Limits, MetadataValue, TensorInfo, read_gguf
 from .types import FILE_TYPES
 
 MAX_BLOCK_COUNT = 512
@@ -153,7 +153,7 @@ class _Keys:
     def fail(self, key: str, reason: str) -> GGUFError:
         return GGUFError(self.f.path, self.f.key_offsets.get(key), key, reason)
 
-    def int(self, suffix: str, default: int | None = None, *, required: bool = False) -> int | None:
+    def integer(self, suffix: str, default: int | None = None, *, required: bool = False) -> int | None:
         key = f"{self.arch}.{suffix}"
         value = self.f.metadata.get(key)
         if value is None:
@@ -178,7 +178,7 @@ class _Keys:
             return tuple(int(v) for v in value)
         if isinstance(value, ArrayInfo):
             raise self.fail(key, f"has {value.count} entries, expected one per layer ({n_layer})")
-        scalar = self.int(suffix, default)
+        scalar = self.integer(suffix, default)
         return None if scalar is None else (scalar,) * n_layer
 
 
@@ -187,11 +187,11 @@ def describe(f: GGUFFile) -> ModelInfo:
     if not isinstance(arch, str) or not arch:
         raise GGUFError(f.path, f.key_offsets.get("general.architecture"), "general.architecture", "missing or not a string")
     keys = _Keys(f, arch)
-    n_layer = keys.int("block_count", required=True)
+    n_layer = keys.integer("block_count", required=True)
     assert n_layer is not None
     if not 1 <= n_layer <= MAX_BLOCK_COUNT:
         raise keys.fail(f"{arch}.block_count", f"{n_layer} blocks (1 to {MAX_BLOCK_COUNT} allowed)")
-    n_embd = keys.int("embedding_length", required=True)
+    n_embd = keys.integer("embedding_length", required=True)
     assert n_embd is not None
     if n_embd == 0:
         raise keys.fail(f"{arch}.embedding_length", "is 0")
@@ -208,16 +208,16 @@ def describe(f: GGUFFile) -> ModelInfo:
         if kv > h:
             raise keys.fail(f"{arch}.attention.head_count_kv", f"layer {il} has {kv} KV heads but only {h} heads")
     first_heads = next((h for h in n_head if h), 1)
-    head_dim_k = keys.int("attention.key_length", n_embd // first_heads)
-    head_dim_v = keys.int("attention.value_length", n_embd // first_heads)
+    head_dim_k = keys.integer("attention.key_length", n_embd // first_heads)
+    head_dim_v = keys.integer("attention.value_length", n_embd // first_heads)
     n_ff = keys.per_layer("feed_forward_length", n_layer, 0)
 
-    n_expert = keys.int("expert_count", 0) or 0
-    n_expert_used = keys.int("expert_used_count", 0) or 0
+    n_expert = keys.integer("expert_count", 0) or 0
+    n_expert_used = keys.integer("expert_used_count", 0) or 0
     if n_expert_used > n_expert:
         raise keys.fail(f"{arch}.expert_used_count", f"{n_expert_used} used experts but only {n_expert} experts")
 
-    sliding_window = keys.int("attention.sliding_window", 0) or 0
+    sliding_window = keys.integer("attention.sliding_window", 0) or 0
     swa_layers = _swa_layers(f, keys, arch, n_layer, sliding_window)
 
     state = _memory_kinds(f, keys, arch, n_layer, n_embd, n_head, n_head_kv, n_ff or (0,) * n_layer, head_dim_k or 0)
@@ -239,7 +239,7 @@ def describe(f: GGUFFile) -> ModelInfo:
         head_dim_k=head_dim_k or 0,
         head_dim_v=head_dim_v or 0,
         n_ff=n_ff or (0,) * n_layer,
-        context_length=keys.int("context_length"),
+        context_length=keys.integer("context_length"),
         n_vocab=n_vocab,
         n_merges=len(merges) if isinstance(merges, (tuple, ArrayInfo)) else 0,
         n_expert=n_expert,
@@ -297,6 +297,19 @@ ATTENTION_ARCHITECTURES = frozenset(
 )
 
 
+class _MemoryKinds(TypedDict):
+    """ModelInfo's fields that say which memory each layer holds (see _memory_kinds)."""
+
+    kv_layers: tuple[bool, ...]
+    recurrent_layers: tuple[bool, ...]
+    n_embd_r: int
+    n_embd_s: int
+    kv_lora_rank: int
+    is_mla: bool
+    memory_rules: str
+    n_nextn: int
+
+
 def _memory_kinds(
     f: GGUFFile,
     keys: _Keys,
@@ -307,11 +320,38 @@ def _memory_kinds(
     n_head_kv: tuple[int, ...],
     n_ff: tuple[int, ...],
     head_dim_k: int,
-) -> dict[str, Any]:
+) -> _MemoryKinds:
     """Which layers hold attention KV, which hold recurrent state, and its width; MLA."""
     # NextN (multi-token prediction) blocks are loaded but get no cache in the main context.
-    nextn = keys.int("nextn_predict_layers", 0) or 0
+    nextn = keys.integer("nextn_predict_layers", 0) or 0
     main = tuple(il < n_layer - nextn for il in range(n_layer))
+    kv, recurrent, rules = _layer_caches(f, keys, arch, main, n_head_kv, n_ff)
+    n_embd_r, n_embd_s = _recurrent_state_widths(keys, arch, n_embd, n_head, head_dim_k) if any(recurrent) else (0, 0)
+    kv_lora_rank = keys.integer("attention.kv_lora_rank", 0) or 0
+    is_mla = bool(keys.integer("attention.key_length_mla", 0) and keys.integer("attention.value_length_mla", 0))
+    if arch in MLA_ARCHITECTURES and rules != "hybrid":
+        # Without the _mla keys (older deepseek2 files) llama.cpp stores plain, decompressed K and V.
+        rules = "mla" if is_mla else "attention"
+    elif is_mla and rules != "hybrid":
+        rules = "approximate"  # e.g. DSA models: an MLA cache plus an indexer cache not modelled here
+    return {
+        "kv_layers": kv,
+        "recurrent_layers": recurrent if any(recurrent) else (),
+        "n_embd_r": n_embd_r,
+        "n_embd_s": n_embd_s,
+        "kv_lora_rank": kv_lora_rank,
+        "is_mla": is_mla,
+        "memory_rules": rules,
+        "n_nextn": nextn if 0 < nextn < n_layer else 0,
+    }
+
+
+def _layer_caches(
+    f: GGUFFile, keys: _Keys, arch: str, main: tuple[bool, ...], n_head_kv: tuple[int, ...], n_ff: tuple[int, ...]
+) -> tuple[tuple[bool, ...], tuple[bool, ...], str]:
+    """(layers with an attention KV cache, layers with a recurrent state, the memory rules) of the
+    `main` layers (those not NextN), by architecture."""
+    n_layer = len(main)
     kv = tuple(m and h > 0 for m, h in zip(main, n_head_kv))
     recurrent = (False,) * n_layer
     rules = "attention" if arch in ATTENTION_ARCHITECTURES else "approximate"
@@ -330,54 +370,37 @@ def _memory_kinds(
         if isinstance(flags, tuple) and len(flags) == n_layer:
             recurrent = tuple(m and bool(v) for m, v in zip(main, flags))
         else:
-            interval = keys.int("full_attention_interval", HYBRID_BY_INTERVAL[arch]) or HYBRID_BY_INTERVAL[arch]
+            interval = keys.integer("full_attention_interval", HYBRID_BY_INTERVAL[arch]) or HYBRID_BY_INTERVAL[arch]
             recurrent = tuple(m and (il + 1) % interval != 0 for il, m in enumerate(main))
         kv = tuple(m and not r for m, r in zip(main, recurrent))
         rules = "hybrid"
-
-    n_embd_r = n_embd_s = 0
-    if any(recurrent):
-        first_heads = next((h for h in n_head if h), 0)
-        d_conv = keys.int("ssm.conv_kernel", 0) or 0
-        d_inner = keys.int("ssm.inner_size", 0) or 0
-        d_state = keys.int("ssm.state_size", 0) or 0
-        n_group = keys.int("ssm.group_count", 0) or 0
-        wkv = keys.int("wkv.head_size", 0) or 0
-        l_cache = keys.int("shortconv.l_cache", 0) or 0
-        kda = keys.int("kda.head_dim", 0) or 0
-        # llama_hparams::n_embd_r() and n_embd_s(), first match wins.
-        if wkv:
-            n_embd_r = (keys.int("token_shift_count", 2) or 0) * n_embd
-            n_embd_s = n_embd * wkv
-        elif l_cache:
-            n_embd_r = n_embd * (l_cache - 1)
-        elif kda:
-            n_embd_r = 3 * max(d_conv - 1, 0) * first_heads * kda
-            n_embd_s = kda * kda * first_heads
-        else:
-            n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
-            n_embd_s = head_dim_k * head_dim_k * first_heads if arch == "minimax-01" else d_state * d_inner
-
-    kv_lora_rank = keys.int("attention.kv_lora_rank", 0) or 0
-    is_mla = bool(keys.int("attention.key_length_mla", 0) and keys.int("attention.value_length_mla", 0))
-    if arch in MLA_ARCHITECTURES and rules != "hybrid":
-        # Without the _mla keys (older deepseek2 files) llama.cpp stores plain, decompressed K and V.
-        rules = "mla" if is_mla else "attention"
-    elif is_mla and rules != "hybrid":
-        rules = "approximate"  # e.g. DSA models: an MLA cache plus an indexer cache not modelled here
-    return {
-        "kv_layers": kv,
-        "recurrent_layers": recurrent if any(recurrent) else (),
-        "n_embd_r": n_embd_r,
-        "n_embd_s": n_embd_s,
-        "kv_lora_rank": kv_lora_rank,
-        "is_mla": is_mla,
-        "memory_rules": rules,
-        "n_nextn": nextn if 0 < nextn < n_layer else 0,
-    }
+    return kv, recurrent, rules
 
 
-def _str_or_none(value: Any) -> str | None:
+def _recurrent_state_widths(keys: _Keys, arch: str, n_embd: int, n_head: tuple[int, ...], head_dim_k: int) -> tuple[int, int]:
+    """(n_embd_r, n_embd_s): a recurrent layer's state R (conv / token shift) and S (SSM / WKV),
+    f32 elements per sequence, as llama_hparams::n_embd_r() and n_embd_s() give them."""
+    first_heads = next((h for h in n_head if h), 0)
+    d_conv = keys.integer("ssm.conv_kernel", 0) or 0
+    d_inner = keys.integer("ssm.inner_size", 0) or 0
+    d_state = keys.integer("ssm.state_size", 0) or 0
+    n_group = keys.integer("ssm.group_count", 0) or 0
+    wkv = keys.integer("wkv.head_size", 0) or 0
+    l_cache = keys.integer("shortconv.l_cache", 0) or 0
+    kda = keys.integer("kda.head_dim", 0) or 0
+    # first match wins, as in llama.cpp
+    if wkv:
+        return (keys.integer("token_shift_count", 2) or 0) * n_embd, n_embd * wkv
+    if l_cache:
+        return n_embd * (l_cache - 1), 0
+    if kda:
+        return 3 * max(d_conv - 1, 0) * first_heads * kda, kda * kda * first_heads
+    n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
+    n_embd_s = head_dim_k * head_dim_k * first_heads if arch == "minimax-01" else d_state * d_inner
+    return n_embd_r, n_embd_s
+
+
+def _str_or_none(value: MetadataValue | None) -> str | None:
     return value if isinstance(value, str) else None
 
 

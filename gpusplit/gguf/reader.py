@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol, Union
 
 from .errors import GGUFError
+from .remote import HTTPSource, is_url, split_url
 from .types import GGML_TYPES, REMOVED_TYPE_IDS, GGMLType
 
 GGUF_MAGIC = b"GGUF"
@@ -195,11 +196,17 @@ class ShardInfo:
         return max(0, self.data_offset + self.data_bytes - self.file_size)
 
 
+# What a metadata value can be, as read from the file (never trusted to be the type a key should have):
+# a scalar, a small array's elements (numbers, or strings), or a big or nested array's ArrayInfo.
+Scalar = Union[int, float, bool, str]
+MetadataValue = Union[Scalar, tuple[Scalar, ...], ArrayInfo]
+
+
 @dataclass
 class GGUFFile:
     path: str
     version: int
-    metadata: dict[str, Any]
+    metadata: dict[str, MetadataValue]
     value_types: dict[str, str]  # key -> GGUF value type name ("u32", "string", "array[string]")
     key_offsets: dict[str, int]  # key -> offset of its value in the first shard
     tensors: list[TensorInfo]
@@ -224,12 +231,33 @@ class GGUFFile:
     def bytes_read(self) -> int:
         return sum(s.bytes_read for s in self.shards)
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: MetadataValue | None = None) -> MetadataValue | None:
         return self.metadata.get(key, default)
 
 
 # ---------------------------------------------------------------------------------------------
 # The parser
+
+
+@dataclass
+class _KeyValues:
+    """A header's metadata as it is read: each key's value, its GGUF type name and its offset."""
+
+    values: dict[str, MetadataValue] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+
+
+class _DeclaredTensor(NamedTuple):
+    """A tensor info as read, before its offset is checked against the others'."""
+
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: GGMLType
+    offset: int  # relative to the data section
+    n_elements: int
+    n_bytes: int
+    offset_at: int  # where the offset field lies in the file
 
 
 class _HeaderParser:
@@ -269,6 +297,9 @@ class _HeaderParser:
         if len(data) < min(want, end - len(self.buf)):
             raise self.fail(self.pos, field_name, "truncated: the file ended while reading")
         self.buf += data
+        self.check_deadline(field_name)
+
+    def check_deadline(self, field_name: str) -> None:
         if time.monotonic() > self.deadline:
             raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
 
@@ -277,13 +308,13 @@ class _HeaderParser:
 
     def u32(self, field_name: str) -> int:
         self.ensure(4, field_name)
-        (value,) = _U32.unpack_from(self.buf, self.pos)
+        value: int = _U32.unpack_from(self.buf, self.pos)[0]
         self.pos += 4
         return value
 
     def u64(self, field_name: str) -> int:
         self.ensure(8, field_name)
-        (value,) = _U64.unpack_from(self.buf, self.pos)
+        value: int = _U64.unpack_from(self.buf, self.pos)[0]
         self.pos += 8
         return value
 
@@ -309,20 +340,20 @@ class _HeaderParser:
 
     # -- values ---------------------------------------------------------------------------------
 
-    def value(self, vtype: int, field_name: str, depth: int = 0) -> Any:
+    def value(self, vtype: int, field_name: str, depth: int = 0) -> MetadataValue:
         scalar = _SCALAR_STRUCTS.get(vtype)
         if scalar is not None:
             self.ensure(scalar.size, field_name)
-            (value,) = scalar.unpack_from(self.buf, self.pos)
+            number: int | float | bool = scalar.unpack_from(self.buf, self.pos)[0]
             self.pos += scalar.size
-            return value
+            return number
         if vtype == VT_STRING:
             return self.string(field_name, self.limits.max_string_bytes)
         if vtype == VT_ARRAY:
             return self.array(field_name, depth + 1)
         raise self.fail(self.pos - 4, field_name, f"unknown value type {vtype}")
 
-    def array(self, field_name: str, depth: int) -> Any:
+    def array(self, field_name: str, depth: int) -> tuple[Scalar, ...] | ArrayInfo:
         start = self.pos
         if depth > self.limits.max_array_depth:
             raise self.fail(start, field_name, f"arrays nested deeper than {self.limits.max_array_depth} levels")
@@ -357,8 +388,8 @@ class _HeaderParser:
         # Nested arrays: walk them for their size, keep only the count.
         for i in range(count):
             self.array(f"{field_name}[{i}]", depth + 1)
-            if i % 4096 == 0 and time.monotonic() > self.deadline:
-                raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+            if i % 4096 == 0:
+                self.check_deadline(field_name)
         return ArrayInfo("array", count, self.pos - body)
 
     def skip_strings(self, count: int, field_name: str) -> None:
@@ -387,13 +418,44 @@ class _HeaderParser:
             if length > self.remaining() - 8:
                 raise self.fail(self.pos, f"{field_name}[{done}]", f"string length {length} runs past the end of the file")
             self.ensure(8 + length, f"{field_name}[{done}]")
-            if time.monotonic() > self.deadline:
-                raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+            self.check_deadline(field_name)
 
     # -- the header ------------------------------------------------------------------------------
 
-    def parse(self) -> tuple[int, dict[str, Any], dict[str, str], dict[str, int], list[TensorInfo], ShardInfo, int]:
-        name = self.src.name
+    def parse(self) -> GGUFFile:
+        """The shard's header: its version, metadata and tensor infos, and where its tensor data lies."""
+        version = self.read_version()
+        tensor_count, kv_count = self.read_counts()
+        kv = self.read_key_values(kv_count)
+        alignment = self.alignment(kv)
+        declared = self.read_tensor_infos(tensor_count)
+        header_bytes = self.pos
+        data_offset = -(-header_bytes // alignment) * alignment
+        tensors = self.place_tensors(declared, data_offset, alignment)
+        last = tensors[-1] if tensors else None
+        shard = ShardInfo(
+            path=self.src.name,
+            file_size=self.src.size,
+            header_bytes=header_bytes,
+            data_offset=data_offset,
+            data_bytes=last.offset + last.n_bytes if last else 0,
+            tensor_count=len(tensors),
+            bytes_read=self.src.bytes_read,
+        )
+        return GGUFFile(
+            path=self.src.name,
+            version=version,
+            metadata=kv.values,
+            value_types=kv.types,
+            key_offsets=kv.offsets,
+            tensors=tensors,
+            shards=[shard],
+            alignment=alignment,
+            tensor_index={t.name: t for t in tensors},
+        )
+
+    def read_version(self) -> int:
+        """The magic, then the version: 2 or 3, little-endian."""
         self.ensure(min(_HEADER.size, self.src.size), "magic")
         if self.src.size < 4 or bytes(self.buf[:4]) != GGUF_MAGIC:
             head = bytes(self.buf[:4])
@@ -405,7 +467,11 @@ class _HeaderParser:
             raise self.fail(4, "version", "GGUF version 1 is not supported; re-convert the model with a current llama.cpp")
         if version not in (2, 3):
             raise self.fail(4, "version", f"unsupported GGUF version {version} (supported: 2, 3)")
-        self.pos = 8
+        return version
+
+    def read_counts(self) -> tuple[int, int]:
+        """(tensor count, key/value count), each bounded by its limit and by the bytes that remain."""
+        self.pos = 8  # the counts follow the magic and the version
         tensor_count = self.u64("tensor_count")
         kv_count = self.u64("kv_count")
         if kv_count > self.limits.max_kv:
@@ -416,136 +482,154 @@ class _HeaderParser:
             raise self.fail(8, "tensor_count", f"{tensor_count} tensors exceed the {self.limits.max_tensors} limit")
         if tensor_count > self.remaining() // _MIN_TENSOR_INFO_BYTES:
             raise self.fail(8, "tensor_count", f"{tensor_count} tensors cannot fit in the {self.remaining()} bytes left")
+        return tensor_count, kv_count
 
-        metadata: dict[str, Any] = {}
-        value_types: dict[str, str] = {}
-        key_offsets: dict[str, int] = {}
+    def read_key_values(self, kv_count: int) -> _KeyValues:
+        kv = _KeyValues()
         for i in range(kv_count):
-            key_at = self.pos
-            key_bytes = self.raw_string(f"kv[{i}].key", self.limits.max_key_bytes)
-            if not key_bytes:
-                raise self.fail(key_at, f"kv[{i}].key", "empty key")
-            try:
-                key = key_bytes.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.fail(key_at, f"kv[{i}].key", "key is not valid UTF-8") from None
-            if key in metadata:
-                raise self.fail(key_at, key, "duplicate key")
-            vtype = self.u32(f"{key}.type")
-            if vtype not in VALUE_TYPE_NAMES:
-                raise self.fail(self.pos - 4, key, f"unknown value type {vtype}")
-            value_at = self.pos
-            value = self.value(vtype, key)
-            if vtype == VT_ARRAY:
-                etype = (
-                    value.element_type
-                    if isinstance(value, ArrayInfo)
-                    else VALUE_TYPE_NAMES[_U32.unpack_from(self.buf, value_at)[0]]
-                )
-                value_types[key] = f"array[{etype}]"
-            else:
-                value_types[key] = VALUE_TYPE_NAMES[vtype]
-            metadata[key] = value
-            key_offsets[key] = value_at
-            if i % 256 == 0 and time.monotonic() > self.deadline:
-                raise self.fail(self.pos, key, f"parse took longer than {self.limits.max_seconds:g} s")
+            key = self.read_key_value(i, kv)
+            if i % 256 == 0:
+                self.check_deadline(key)
+        return kv
 
-        alignment = self.alignment(metadata, value_types, key_offsets)
+    def read_key_value(self, i: int, kv: _KeyValues) -> str:
+        """Read the `i`th key/value pair into `kv`; returns its key."""
+        key_at = self.pos
+        key = self.read_key(i)
+        if key in kv.values:
+            raise self.fail(key_at, key, "duplicate key")
+        vtype = self.u32(f"{key}.type")
+        if vtype not in VALUE_TYPE_NAMES:
+            raise self.fail(self.pos - 4, key, f"unknown value type {vtype}")
+        value_at = self.pos
+        value = self.value(vtype, key)
+        if vtype == VT_ARRAY:
+            # A skipped array names its element type; a read one has it in the bytes at its start.
+            etype = (
+                value.element_type if isinstance(value, ArrayInfo) else VALUE_TYPE_NAMES[_U32.unpack_from(self.buf, value_at)[0]]
+            )
+            kv.types[key] = f"array[{etype}]"
+        else:
+            kv.types[key] = VALUE_TYPE_NAMES[vtype]
+        kv.values[key] = value
+        kv.offsets[key] = value_at
+        return key
 
-        infos: list[tuple[str, tuple[int, ...], GGMLType, int, int, int, int]] = []
+    def read_key(self, i: int) -> str:
+        key_at = self.pos
+        key_bytes = self.raw_string(f"kv[{i}].key", self.limits.max_key_bytes)
+        if not key_bytes:
+            raise self.fail(key_at, f"kv[{i}].key", "empty key")
+        try:
+            return key_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(key_at, f"kv[{i}].key", "key is not valid UTF-8") from None
+
+    def read_tensor_infos(self, tensor_count: int) -> list[_DeclaredTensor]:
+        declared: list[_DeclaredTensor] = []
         seen: set[str] = set()
         for i in range(tensor_count):
-            info_at = self.pos
-            tname = self.string(f"tensor[{i}].name", self.limits.max_key_bytes)
-            label = f"tensor[{i}] {tname!r}" if len(tname) <= 80 else f"tensor[{i}]"
-            if not tname:
-                raise self.fail(info_at, f"tensor[{i}].name", "empty tensor name")
-            if len(tname.encode()) > _MAX_TENSOR_NAME:
-                raise self.fail(info_at, f"tensor[{i}].name", f"name longer than {_MAX_TENSOR_NAME} bytes")
-            if tname in seen:
-                raise self.fail(info_at, label, "duplicate tensor name")
-            seen.add(tname)
-            n_dims_at = self.pos
-            n_dims = self.u32(f"{label}.n_dims")
-            if not 1 <= n_dims <= _MAX_DIMS:
-                raise self.fail(n_dims_at, f"{label}.n_dims", f"{n_dims} dimensions (1 to {_MAX_DIMS} allowed)")
-            shape = []
-            for d in range(n_dims):
-                ne_at = self.pos
-                ne = self.u64(f"{label}.ne[{d}]")
-                if ne > INT64_MAX:
-                    raise self.fail(ne_at, f"{label}.ne[{d}]", f"dimension {ne} overflows int64")
-                shape.append(ne)
-            type_at = self.pos
-            type_id = self.u32(f"{label}.type")
-            gtype = GGML_TYPES.get(type_id)
-            if gtype is None:
-                if type_id in REMOVED_TYPE_IDS:
-                    raise self.fail(
-                        type_at, f"{label}.type", f"ggml type {type_id} was removed from llama.cpp; requantize the model"
-                    )
-                raise self.fail(type_at, f"{label}.type", f"unknown ggml type {type_id}")
-            n_elements = 1
-            for ne in shape:
-                n_elements *= ne
-            if n_elements > INT64_MAX:
-                raise self.fail(n_dims_at, f"{label}.ne", f"element count {n_elements} overflows int64")
-            if shape[0] % gtype.block_size:
-                raise self.fail(
-                    n_dims_at,
-                    f"{label}.ne[0]",
-                    f"row length {shape[0]} is not a multiple of the {gtype.name} block size {gtype.block_size}",
-                )
-            n_bytes = gtype.type_size * (n_elements // gtype.block_size) if shape[0] else 0
-            if n_bytes > INT64_MAX:
-                raise self.fail(n_dims_at, f"{label}.ne", f"byte size {n_bytes} overflows int64")
-            offset_at = self.pos
-            offset = self.u64(f"{label}.offset")
-            infos.append((tname, tuple(shape), gtype, offset, n_elements, n_bytes, offset_at))
-            if i % 1024 == 0 and time.monotonic() > self.deadline:
-                raise self.fail(self.pos, label, f"parse took longer than {self.limits.max_seconds:g} s")
+            tensor = self.read_tensor_info(i, seen)
+            declared.append(tensor)
+            if i % 1024 == 0:
+                self.check_deadline(_tensor_label(i, tensor.name))
+        return declared
 
-        header_bytes = self.pos
-        data_offset = -(-header_bytes // alignment) * alignment
+    def read_tensor_info(self, i: int, seen: set[str]) -> _DeclaredTensor:
+        """The `i`th tensor info: name, shape, type and offset, its sizes checked; adds its name to `seen`."""
+        info_at = self.pos
+        name = self.string(f"tensor[{i}].name", self.limits.max_key_bytes)
+        label = _tensor_label(i, name)
+        if not name:
+            raise self.fail(info_at, f"tensor[{i}].name", "empty tensor name")
+        if len(name.encode()) > _MAX_TENSOR_NAME:
+            raise self.fail(info_at, f"tensor[{i}].name", f"name longer than {_MAX_TENSOR_NAME} bytes")
+        if name in seen:
+            raise self.fail(info_at, label, "duplicate tensor name")
+        seen.add(name)
+        n_dims_at = self.pos
+        shape = self.read_shape(label)
+        gtype = self.read_ggml_type(label)
+        n_elements, n_bytes = self.tensor_size(label, n_dims_at, shape, gtype)
+        offset_at = self.pos
+        offset = self.u64(f"{label}.offset")
+        return _DeclaredTensor(name, shape, gtype, offset, n_elements, n_bytes, offset_at)
+
+    def read_shape(self, label: str) -> tuple[int, ...]:
+        n_dims_at = self.pos
+        n_dims = self.u32(f"{label}.n_dims")
+        if not 1 <= n_dims <= _MAX_DIMS:
+            raise self.fail(n_dims_at, f"{label}.n_dims", f"{n_dims} dimensions (1 to {_MAX_DIMS} allowed)")
+        shape = []
+        for d in range(n_dims):
+            ne_at = self.pos
+            ne = self.u64(f"{label}.ne[{d}]")
+            if ne > INT64_MAX:
+                raise self.fail(ne_at, f"{label}.ne[{d}]", f"dimension {ne} overflows int64")
+            shape.append(ne)
+        return tuple(shape)
+
+    def read_ggml_type(self, label: str) -> GGMLType:
+        type_at = self.pos
+        type_id = self.u32(f"{label}.type")
+        gtype = GGML_TYPES.get(type_id)
+        if gtype is None:
+            if type_id in REMOVED_TYPE_IDS:
+                raise self.fail(type_at, f"{label}.type", f"ggml type {type_id} was removed from llama.cpp; requantize the model")
+            raise self.fail(type_at, f"{label}.type", f"unknown ggml type {type_id}")
+        return gtype
+
+    def tensor_size(self, label: str, at: int, shape: tuple[int, ...], gtype: GGMLType) -> tuple[int, int]:
+        """(elements, bytes) of a tensor, refused where either overflows int64 or a row is not whole blocks."""
+        n_elements = 1
+        for ne in shape:
+            n_elements *= ne
+        if n_elements > INT64_MAX:
+            raise self.fail(at, f"{label}.ne", f"element count {n_elements} overflows int64")
+        if shape[0] % gtype.block_size:
+            raise self.fail(
+                at,
+                f"{label}.ne[0]",
+                f"row length {shape[0]} is not a multiple of the {gtype.name} block size {gtype.block_size}",
+            )
+        n_bytes = gtype.type_size * (n_elements // gtype.block_size) if shape[0] else 0
+        if n_bytes > INT64_MAX:
+            raise self.fail(at, f"{label}.ne", f"byte size {n_bytes} overflows int64")
+        return n_elements, n_bytes
+
+    def place_tensors(self, declared: list[_DeclaredTensor], data_offset: int, alignment: int) -> list[TensorInfo]:
+        """The tensors at their absolute offsets, once each offset is checked: aligned, in order, no overlaps."""
         tensors = []
         prev_offset, prev_end, prev_name = -1, 0, ""
-        for tname, shape, gtype, offset, n_elements, n_bytes, offset_at in infos:
-            field_name = f"tensor {tname!r}.offset"
-            if offset % alignment:
-                raise self.fail(offset_at, field_name, f"offset {offset} is not a multiple of the alignment {alignment}")
-            if offset < prev_offset:
-                raise self.fail(offset_at, field_name, f"offset {offset} is out of order (before {prev_name!r})")
-            if offset < prev_end:
-                raise self.fail(offset_at, field_name, f"data overlaps tensor {prev_name!r}")
-            end = offset + n_bytes
+        for t in declared:
+            field_name = f"tensor {t.name!r}.offset"
+            if t.offset % alignment:
+                raise self.fail(t.offset_at, field_name, f"offset {t.offset} is not a multiple of the alignment {alignment}")
+            if t.offset < prev_offset:
+                raise self.fail(t.offset_at, field_name, f"offset {t.offset} is out of order (before {prev_name!r})")
+            if t.offset < prev_end:
+                raise self.fail(t.offset_at, field_name, f"data overlaps tensor {prev_name!r}")
+            end = t.offset + t.n_bytes
             if data_offset + end > INT64_MAX:
-                raise self.fail(offset_at, field_name, f"offset {offset} lies beyond any possible file")
-            tensors.append(TensorInfo(tname, shape, gtype, offset, data_offset + offset, n_elements, n_bytes))
-            prev_offset, prev_end, prev_name = offset, end, tname
-        shard = ShardInfo(
-            path=name,
-            file_size=self.src.size,
-            header_bytes=header_bytes,
-            data_offset=data_offset,
-            data_bytes=prev_end,
-            tensor_count=len(tensors),
-            bytes_read=self.src.bytes_read,
-        )
-        return version, metadata, value_types, key_offsets, tensors, shard, alignment
+                raise self.fail(t.offset_at, field_name, f"offset {t.offset} lies beyond any possible file")
+            tensors.append(TensorInfo(t.name, t.shape, t.ggml_type, t.offset, data_offset + t.offset, t.n_elements, t.n_bytes))
+            prev_offset, prev_end, prev_name = t.offset, end, t.name
+        return tensors
 
     def u32_at(self, offset: int, field_name: str) -> int:
         if offset + 4 > len(self.buf):
             raise self.fail(offset, field_name, "truncated: the file ends inside the header")
-        return _U32.unpack_from(self.buf, offset)[0]
+        value: int = _U32.unpack_from(self.buf, offset)[0]
+        return value
 
-    def alignment(self, metadata: dict[str, Any], value_types: dict[str, str], key_offsets: dict[str, int]) -> int:
+    def alignment(self, kv: _KeyValues) -> int:
         key = "general.alignment"
-        if key not in metadata:
+        if key not in kv.values:
             return DEFAULT_ALIGNMENT
-        value = metadata[key]
-        at = key_offsets[key]
-        if value_types[key] != "u32":
-            raise self.fail(at, key, f"must be a u32, not {value_types[key]}")
+        value = kv.values[key]
+        at = kv.offsets[key]
+        if kv.types[key] != "u32" or not isinstance(value, int):
+            raise self.fail(at, key, f"must be a u32, not {kv.types[key]}")
         if value == 0 or value & (value - 1):
             raise self.fail(at, key, f"{value} is not a power of two")
         if value > self.limits.max_alignment:
@@ -553,41 +637,28 @@ class _HeaderParser:
         return value
 
 
+def _tensor_label(i: int, name: str) -> str:
+    """How errors name the `i`th tensor: with its name unless that is too long to read."""
+    return f"tensor[{i}] {name!r}" if len(name) <= 80 else f"tensor[{i}]"
+
+
 def parse_source(source: ByteSource, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> GGUFFile:
     """Parse one GGUF file (one shard) from a byte source."""
     if deadline is None:
         deadline = time.monotonic() + limits.max_seconds
-    parser = _HeaderParser(source, limits, deadline)
-    version, metadata, value_types, key_offsets, tensors, shard, alignment = parser.parse()
-    return GGUFFile(
-        path=source.name,
-        version=version,
-        metadata=metadata,
-        value_types=value_types,
-        key_offsets=key_offsets,
-        tensors=tensors,
-        shards=[shard],
-        alignment=alignment,
-        tensor_index={t.name: t for t in tensors},
-    )
+    return _HeaderParser(source, limits, deadline).parse()
 
 
 def _open(location: str, on_fetch: Callable[[int], None] | None) -> ByteSource:
-    from .remote import HTTPSource, is_url
-
     return HTTPSource(location, on_fetch=on_fetch) if is_url(location) else FileSource(location)
 
 
 def _file_name(location: str) -> str:
-    from .remote import is_url, split_url
-
     return split_url(location)[1] if is_url(location) else Path(location).name
 
 
 def _sibling(location: str, name: str) -> str:
     """The location of another file in the same folder (or URL folder, keeping the query)."""
-    from .remote import is_url, split_url
-
     if is_url(location):
         prefix, _, query = split_url(location)
         return prefix + name + query
@@ -595,9 +666,15 @@ def _sibling(location: str, name: str) -> str:
 
 
 def _exists(location: str) -> bool:
-    from .remote import is_url
-
     return is_url(location) or Path(location).exists()
+
+
+def _parse_location(location: str, limits: Limits, deadline: float, on_fetch: Callable[[int], None] | None) -> GGUFFile:
+    source = _open(location, on_fetch)
+    try:
+        return parse_source(source, limits, deadline)
+    finally:
+        source.close()
 
 
 def read_gguf(
@@ -610,29 +687,52 @@ def read_gguf(
     location = os.fspath(path)
     match = SHARD_RE.match(_file_name(location))
     if match and int(match["no"]) != 1:
-        first = f"{match['prefix']}-00001-of-{match['count']}.gguf"
+        first_name = f"{match['prefix']}-00001-of-{match['count']}.gguf"
         raise GGUFError(
-            location, None, "split", f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first}"
+            location,
+            None,
+            "split",
+            f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first_name}",
         )
     deadline = time.monotonic() + limits.max_seconds
-    source = _open(location, on_fetch)
-    try:
-        first = parse_source(source, limits, deadline)
-    finally:
-        source.close()
+    first = _parse_location(location, limits, deadline, on_fetch)
+    count = _split_count(first, location, match, limits)
+    if count is None or count == 1:
+        return first
+    prefix = _shard_prefix(first, location, match, count)
+    for no in range(2, count + 1):
+        shard_location = _sibling(location, f"{prefix}-{no:05d}-of-{count:05d}.gguf")
+        shard = _read_sibling(shard_location, no, count, limits, deadline, on_fetch)
+        _merge_shard(first, shard, shard_location, no)
+    expected = _split_key(first, "split.tensors.count")
+    if expected is not None and expected != len(first.tensors):
+        raise GGUFError(
+            location,
+            first.key_offsets.get("split.tensors.count"),
+            "split.tensors.count",
+            f"says {expected} tensors, the shards hold {len(first.tensors)}",
+        )
+    return first
+
+
+def _split_count(first: GGUFFile, location: str, match: re.Match[str] | None, limits: Limits) -> int | None:
+    """How many shards the first shard's split.* keys declare (None: not a split model), checked."""
     count = _split_key(first, "split.count")
     if count is None:
         if match and int(match["count"]) > 1:
             raise GGUFError(location, None, "split.count", "the file is named as a shard but has no split.* keys")
-        return first
+        return None
     if _split_key(first, "split.no") not in (0, None):
         raise GGUFError(
             location, first.key_offsets.get("split.no"), "split.no", f"is {first.metadata['split.no']}, the first shard has 0"
         )
     if count < 1 or count > limits.max_shards:
         raise GGUFError(location, first.key_offsets["split.count"], "split.count", f"{count} shards is not a valid count")
-    if count == 1:
-        return first
+    return count
+
+
+def _shard_prefix(first: GGUFFile, location: str, match: re.Match[str] | None, count: int) -> str:
+    """The NAME of NAME-00001-of-NNNNN.gguf, from which the siblings are found; the file must be named so."""
     if not match:
         raise GGUFError(
             location,
@@ -645,42 +745,38 @@ def read_gguf(
         raise GGUFError(
             location, first.key_offsets["split.count"], "split.count", f"is {count} but the file name says {int(match['count'])}"
         )
-    merged = first
-    for no in range(2, count + 1):
-        shard_location = _sibling(location, f"{match['prefix']}-{no:05d}-of-{count:05d}.gguf")
-        if not _exists(shard_location):
-            raise GGUFError(shard_location, None, "split", f"shard {no} of {count} is missing", "download every shard")
-        source = _open(shard_location, on_fetch)
-        try:
-            shard = parse_source(source, limits, deadline)
-        finally:
-            source.close()
-        shard_no = _split_key(shard, "split.no")
-        if shard_no != no - 1:
-            raise GGUFError(shard_location, shard.key_offsets.get("split.no"), "split.no", f"is {shard_no}, expected {no - 1}")
-        if _split_key(shard, "split.count") != count:
-            raise GGUFError(
-                shard_location,
-                shard.key_offsets.get("split.count"),
-                "split.count",
-                f"is {shard.metadata.get('split.count')}, the first shard says {count}",
-            )
-        for t in shard.tensors:
-            if t.name in merged.tensor_index:
-                raise GGUFError(shard_location, None, f"tensor {t.name!r}", "appears in more than one shard")
-            moved = TensorInfo(t.name, t.shape, t.ggml_type, t.offset, t.data_offset, t.n_elements, t.n_bytes, no - 1)
-            merged.tensors.append(moved)
-            merged.tensor_index[t.name] = moved
-        merged.shards.append(shard.shards[0])
-    expected = _split_key(first, "split.tensors.count")
-    if expected is not None and expected != len(merged.tensors):
+    return match["prefix"]
+
+
+def _read_sibling(
+    shard_location: str, no: int, count: int, limits: Limits, deadline: float, on_fetch: Callable[[int], None] | None
+) -> GGUFFile:
+    """Shard `no` (from 1) of `count`, which must say it is that one."""
+    if not _exists(shard_location):
+        raise GGUFError(shard_location, None, "split", f"shard {no} of {count} is missing", "download every shard")
+    shard = _parse_location(shard_location, limits, deadline, on_fetch)
+    shard_no = _split_key(shard, "split.no")
+    if shard_no != no - 1:
+        raise GGUFError(shard_location, shard.key_offsets.get("split.no"), "split.no", f"is {shard_no}, expected {no - 1}")
+    if _split_key(shard, "split.count") != count:
         raise GGUFError(
-            location,
-            first.key_offsets.get("split.tensors.count"),
-            "split.tensors.count",
-            f"says {expected} tensors, the shards hold {len(merged.tensors)}",
+            shard_location,
+            shard.key_offsets.get("split.count"),
+            "split.count",
+            f"is {shard.metadata.get('split.count')}, the first shard says {count}",
         )
-    return merged
+    return shard
+
+
+def _merge_shard(merged: GGUFFile, shard: GGUFFile, shard_location: str, no: int) -> None:
+    """Add shard `no`'s tensors (marked as its) and its ShardInfo to `merged`."""
+    for t in shard.tensors:
+        if t.name in merged.tensor_index:
+            raise GGUFError(shard_location, None, f"tensor {t.name!r}", "appears in more than one shard")
+        moved = TensorInfo(t.name, t.shape, t.ggml_type, t.offset, t.data_offset, t.n_elements, t.n_bytes, no - 1)
+        merged.tensors.append(moved)
+        merged.tensor_index[t.name] = moved
+    merged.shards.append(shard.shards[0])
 
 
 def _split_key(f: GGUFFile, key: str) -> int | None:

@@ -12,8 +12,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
 
 from .errors import FetchError, GGUFError
+
+if TYPE_CHECKING:
+    from http.client import HTTPMessage
 
 USER_AGENT = "gpusplit (GGUF header reader)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -45,7 +49,9 @@ class _SameHostAuth(urllib.request.HTTPRedirectHandler):
     """Follow redirects, dropping the Authorization header when one leads to another host (the
     Hub sends file contents from a CDN; a token must not travel there)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage, newurl: str
+    ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
             new.remove_header("Authorization")

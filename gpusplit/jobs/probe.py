@@ -30,12 +30,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GpusplitError
+from ..base.paths import cache_dir
 from ..base.reasons import CODES, Reason
 from ..devices import speed as speed_cache
 from ..devices.backends import backend
-from ..devices.rpc import serves_this_cpu
-from ..devices.speed import DeviceSpeed, GroupSpeed
+from ..devices.cpu import default_threads
+from ..devices.inventory import attach_speeds, detect
+from ..devices.rpc import RPCError, link_rates, parse_endpoints, round_trips, serves_this_cpu
+from ..devices.speed import COPIED, DeviceSpeed, GroupSpeed, speed_folder
+from ..engine import engine_build_id, require_engine
+from ..engine.inventory import engine_summary, registry_devices
 from ..engine.params import EngineParams
+from ..gguf.model import read_model
+from ..gguf.reader import TensorInfo
+from ..gguf.types import type_by_name
+from ..planning.cpu_buffers import host_copy
+from ..planning.launch import engine_params
+from ..planning.memory import Placement, Settings, plan_memory
+from ..planning.predict import CACHE_READ_BYTES_PER_S, ProbePoint, Work, fit_speed, offered_by_hash, placement_work, predict
+from ..planning.prepare import plan as make_plan
+from ..planning.refusals import TENSOR_UNSUPPORTED
+from ..planning.request import Request
+from ..synthetic import write_tiny_model
+from ..synthetic.tiny import TINY_MODELS, TinySpec
+from .runner import bench_series, quantize
 
 if TYPE_CHECKING:
     from ..devices.device import Device
@@ -96,9 +114,7 @@ class ProbeError(GpusplitError):
 Step = Callable[[str, bool], None]
 
 
-def _specs() -> dict[str, object]:
-    from ..synthetic.tiny import TINY_MODELS
-
+def _specs() -> dict[str, TinySpec]:
     base = TINY_MODELS["dense-f16"]  # llama, width 256, GQA
     wide = TINY_MODELS["dense-large-f16"]  # width 768, vocabulary 1024
     return {
@@ -119,17 +135,12 @@ def _specs() -> dict[str, object]:
 
 
 def model_folder() -> Path:
-    from ..base.paths import cache_dir
-
     return cache_dir() / "probe-models" / f"v{PROBE_VERSION}"
 
 
 def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Path]:
     """The probe models, generated (and quantized by llama.cpp) on first use into the cache; the
     GPU set only with `gpu`."""
-    from ..synthetic import write_tiny_model
-    from .runner import quantize
-
     folder = model_folder()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -182,9 +193,6 @@ class Target:
         (the copies' kernels) and once more with --no-repack (the plain ones)."""
         if not self.on_cpu or self.no_repack or not self.extra_buffers:
             return ()
-        from ..gguf.reader import TensorInfo
-        from ..gguf.types import type_by_name
-        from ..planning.cpu_buffers import host_copy
 
         def copied(type_name: str) -> bool:
             t = type_by_name(type_name)
@@ -198,8 +206,6 @@ class Target:
     def fit_classes(self) -> dict[str, str]:
         """Class -> probe run that measures it: the plain classes, and where the CPU copies a class
         its copies' class ("legacy+copy") from the default run and the plain one from a --no-repack run."""
-        from ..devices.speed import COPIED
-
         out = {}
         copied = self.copied_classes
         for cls, name in self.large.items():
@@ -226,13 +232,13 @@ class Target:
 
 
 def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
-    engine = inventory.engine or {}
+    reported = inventory.engine.cpu_backend(inventory.engine_from_file) if inventory.engine is not None else None
     host = Target(
         inventory.host,
         speed_cache.identity_of(inventory.host, threads, build),
         on_cpu=True,
-        extra_buffers=tuple(engine.get("cpu_extra_buffers") or ()),
-        repack_level=engine.get("cpu_repack") or "none",
+        extra_buffers=reported.extra_buffers if reported is not None else (),
+        repack_level=reported.repack if reported is not None else "none",
     )
     out = [host]
     for d in inventory.devices:
@@ -277,7 +283,7 @@ class ProbeRun:
     label: str = ""
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
 
-    def tests(self) -> list[dict]:
+    def tests(self) -> list[dict[str, Any]]:
         tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
         if self.prompt:
             tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": self.pp_repetitions})
@@ -307,7 +313,6 @@ def _time_runs(
     """Every run in one engine child, in order (on_step announces each as it starts). A run that
     failed is None, and what happened is added to `notes` and to `failures`; a crash llama.cpp's
     extra buffer types caused is recovered from (bench_series) and said in `notes` once."""
-    from .runner import bench_series
 
     def started(index: int) -> None:
         if on_step is not None and index < len(runs):
@@ -356,13 +361,9 @@ def two_rounds(first: float, second: float) -> float:
     return low if high > SPIKE * low else (low + high) / 2
 
 
-def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none"):
+def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none") -> Work:
     """What a token of this probe model reads and computes, with the model on one device; on the
     CPU with the extra buffer types `copies`, its copied weights in their classes of their own."""
-    from ..gguf.model import read_model
-    from ..planning.memory import Placement, Settings, plan_memory
-    from ..planning.predict import placement_work
-
     model = read_model(path)
     if copies:
         settings = Settings(n_ctx=2048, cpu_repack=repack_level, cpu_extra_buffers=copies)
@@ -374,42 +375,8 @@ def _work(path: Path, copies: tuple[str, ...] = (), repack_level: str = "none"):
 
 def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: Step | None = None) -> DeviceSpeed:
     """Time every probe model wholly on the target and fit its figures."""
-    from ..planning.predict import ProbePoint, fit_speed
-
-    points = {}
-    raw = {}
-    large = target.large
-    # The small and rows models twice, at the start and near the end: their timings set the fixed
-    # costs, which drift both ways between rounds and which one busy moment on a shared machine can
-    # multiply: two_rounds takes their mean, or the faster round past a spike. The big models' generation (each weight
-    # class's memory rate) twice too, the second time alone. (A remote worker gets the big set,
-    # ~1 GB, uploaded twice: 8 s more over 1 GbE.)
-    big = tuple(large.values())
-    # Where the CPU copies a class's weights, its probe model runs once more with --no-repack: the
-    # plain kernels, for weights of that class it does not copy (a --no-repack plan, other shapes).
-    plain = tuple(large[cls] + PLAIN for cls in target.copied_classes)
-    runs = []
-    for name in (*SMALL, ROWS, ROWS_QUANT, *big, *plain, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, ROWS, ROWS_QUANT, *big):
-        again = any(r.name == name for r in runs)
-        prompt = not (again and name in big)
-        params = _params(target, paths[name.removesuffix(PLAIN)], threads)
-        runs.append(
-            ProbeRun(
-                name,
-                params.with_(no_repack=True) if name in plain else params,
-                TG_TOKENS.get(name, TG_TOKENS_LARGE),
-                SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if name in big else REPETITIONS),
-                # Prompt batches vary by a percent or two between runs (after the warm-up, which
-                # they need: a first batch ran 3-15 % slow here): three for the small models, one
-                # for the big and MoE ones (most of the probe's time).
-                REPETITIONS if name in SMALL else PP_REPETITIONS,
-                prompt,
-                prompt and name == target.attention_model,
-                f"{target.device.name}: {name}" + (" again" if again else ""),
-                # the host's sampling cost, from a 512- and a 262,144-token vocabulary
-                SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
-            )
-        )
+    runs = _probe_runs(target, paths, threads)
+    raw: dict[str, Any] = {}  # the timings as measured, kept with the figures (DeviceSpeed.probe)
     notes: list[Reason] = []
     failures: list[str] = []
     rtt = up = down = None
@@ -418,55 +385,10 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
     timings = _time_runs(runs, on_step, notes, failures)
-    # Each model's faster load (a first one reads the model file from disk: the big float model's
-    # took 0.78 s over an unshaped link, its second 0.29), and its first one apart: a worker with a
-    # weight cache (--cache, ggml-rpc-server -c) serves the second from its disk (the same model's
-    # 18 s over 100 Mbit/s came back in 5).
-    loads: dict[str, float] = {}
-    first_loads: dict[str, float] = {}
-    for run, timed in zip(runs, timings):
-        name = run.name
-        if timed is not None:
-            first_loads.setdefault(name, timed.load_s)
-            loads[name] = min(loads.get(name, timed.load_s), timed.load_s)
-        if timed is None or (timed.batch_s is None and name not in points):
-            continue  # failed, or only its second round ran (generation alone): its class stays unmeasured
-        token_s, batch_s, deep_s = timed.token_s, timed.batch_s, timed.deep_batch_s
-        if down:
-            # A worker sends each token's logits back (a batch's: its last token's) over the link:
-            # bytes the predictor counts as a transfer, not as the model's rows (a 262,144-entry
-            # vocabulary's megabyte took 88 ms over 100 Mbit/s, and read as 5x the rows' cost).
-            logits_s = _vocab(paths[name.removesuffix(PLAIN)]) * 4 / down
-            token_s = max(token_s - logits_s, 1e-6)
-            batch_s = None if batch_s is None else max(batch_s - logits_s, 1e-6)
-            deep_s = None if deep_s is None else max(deep_s - logits_s, 1e-6)
-        record = {"token_s": round(token_s, 7), "load_s": round(timed.load_s, 4)}
-        if batch_s is not None:
-            record["batch_s"] = round(batch_s, 6)
-        if deep_s is not None:
-            record["deep_batch_s"] = round(deep_s, 6)
-        if name in points:
-            raw[name]["again"] = record
-            first = points[name]
-            token_s = two_rounds(first.token_s, token_s)
-            if batch_s is None or batch_s >= first.batch_s:  # the deep batch stays with its base's round
-                batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
-        else:
-            raw[name] = record
-        # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
-        copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
-        work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
-        points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
-        if deep_s is not None:
-            points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
-    sampled = {run.name: t.sample_s for run, t in zip(runs, timings) if t is not None and t.sample_s}
-    sample_fixed = sample_per_vocab = 0.0
-    if "l1" in sampled and ROWS in sampled:
-        # a greedy sample: a fixed part and a part per vocabulary entry (its candidate array)
-        small_vocab, large_vocab = _vocab(paths["l1"]), _vocab(paths[ROWS])
-        sample_per_vocab = max((sampled[ROWS] - sampled["l1"]) / (large_vocab - small_vocab), 0.0)
-        sample_fixed = max(sampled["l1"] - sample_per_vocab * small_vocab, 0.0)
-        raw["sample"] = {"l1_s": round(sampled["l1"], 7), "rows_s": round(sampled[ROWS], 7)}
+    loads, first_loads = _load_times(runs, timings)
+    points = _probe_points(target, runs, timings, paths, down, raw)
+    sample_fixed, sample_per_vocab = _sample_costs(runs, timings, paths, raw)
+    large = target.large
     missing = [name for name in (*SMALL, large["float"]) if name not in points]
     if missing:
         why = failures[0] if failures else f"{missing[0]} failed"
@@ -493,18 +415,8 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
         rate = loaded.rate
         if loaded.note:
             raw.setdefault("notes", []).append(Reason("cache-warm", loaded.note).as_dict())
-    elif target.local_gpu and large["kquant"] in points:
-        # How fast weights reach the GPU from mapped host memory: what a prompt batch of a partly
-        # offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op
-        # offload). Timed directly: the Q4_K_M model's batch with every block left on the CPU,
-        # against the same batch with all of them on the GPU. (An H200's loads grew by 6-16 GB/s;
-        # these uploads ran at about 5.) Not when the Q4_K_M model failed: nothing to compare with.
-        name = large["kquant"]
-        on_cpu = _params(target, paths[name], threads).with_(n_gpu_layers=0)
-        (host,) = _time_runs([ProbeRun(name, on_cpu, 4, label=f"{target.device.name}: {name} from host memory")], on_step)
-        host_batch_s = (host.batch_s if host is not None else None) or 0.0
-        raw["upload"] = {"batch_s": round(host_batch_s, 6)}
-        rate = offload_rate(_host_weight_bytes(paths[name]), host_batch_s, points[name].batch_s)
+    elif target.local_gpu and large["kquant"] in points:  # (a failed Q4_K_M model: nothing to compare with)
+        rate = _upload_rate(target, paths, threads, points[large["kquant"]], raw, on_step)
     return replace(
         fitted,
         rtt_s=rtt,
@@ -525,9 +437,150 @@ def probe_device(target: Target, paths: dict[str, Path], threads: int, on_step: 
     )
 
 
-def _vocab(path: Path) -> int:
-    from ..gguf.model import read_model
+def _probe_runs(target: Target, paths: dict[str, Path], threads: int) -> list[ProbeRun]:
+    """Every probe model's runs on the target, in the order they are timed."""
+    large = target.large
+    # The small and rows models twice, at the start and near the end: their timings set the fixed
+    # costs, which drift both ways between rounds and which one busy moment on a shared machine can
+    # multiply: two_rounds takes their mean, or the faster round past a spike. The big models' generation (each weight
+    # class's memory rate) twice too, the second time alone. (A remote worker gets the big set,
+    # ~1 GB, uploaded twice: 8 s more over 1 GbE.)
+    big = tuple(large.values())
+    # Where the CPU copies a class's weights, its probe model runs once more with --no-repack: the
+    # plain kernels, for weights of that class it does not copy (a --no-repack plan, other shapes).
+    plain = tuple(large[cls] + PLAIN for cls in target.copied_classes)
+    runs: list[ProbeRun] = []
+    for name in (*SMALL, ROWS, ROWS_QUANT, *big, *plain, MOE, MOE_DEEP, *MOE_QUANT, *SMALL, ROWS, ROWS_QUANT, *big):
+        again = any(r.name == name for r in runs)
+        prompt = not (again and name in big)
+        params = _params(target, paths[name.removesuffix(PLAIN)], threads)
+        runs.append(
+            ProbeRun(
+                name,
+                params.with_(no_repack=True) if name in plain else params,
+                TG_TOKENS.get(name, TG_TOKENS_LARGE),
+                SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if name in big else REPETITIONS),
+                # Prompt batches vary by a percent or two between runs (after the warm-up, which
+                # they need: a first batch ran 3-15 % slow here): three for the small models, one
+                # for the big and MoE ones (most of the probe's time).
+                REPETITIONS if name in SMALL else PP_REPETITIONS,
+                prompt,
+                prompt and name == target.attention_model,
+                f"{target.device.name}: {name}" + (" again" if again else ""),
+                # the host's sampling cost, from a 512- and a 262,144-token vocabulary
+                SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
+            )
+        )
+    return runs
 
+
+def _load_times(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[dict[str, float], dict[str, float]]:
+    """Each model's faster load and its first one, in seconds.
+
+    A first load reads the model file from disk (the big float model's took 0.78 s over an
+    unshaped link, its second 0.29), and a worker with a weight cache (--cache, ggml-rpc-server -c)
+    serves the second from its disk (the same model's 18 s over 100 Mbit/s came back in 5)."""
+    loads: dict[str, float] = {}
+    first_loads: dict[str, float] = {}
+    for run, timed in zip(runs, timings):
+        if timed is not None:
+            first_loads.setdefault(run.name, timed.load_s)
+            loads[run.name] = min(loads.get(run.name, timed.load_s), timed.load_s)
+    return loads, first_loads
+
+
+def _probe_points(
+    target: Target, runs: list[ProbeRun], timings: list[Timing | None], paths: dict[str, Path], down: float | None,
+    raw: dict[str, Any],
+) -> dict[str, ProbePoint]:  # fmt: skip
+    """The fit's point of each probe model that ran: its timings less its logits' download (over a
+    link to a worker), its two rounds taken as one where it ran twice (two_rounds). Each round's
+    timings go into `raw`."""
+    points: dict[str, ProbePoint] = {}
+    for run, timed in zip(runs, timings):
+        if timed is None:
+            continue  # failed: its class stays unmeasured
+        name, first = run.name, points.get(run.name)
+        if first is None:
+            if timed.batch_s is None:
+                continue  # only its second round ran (generation alone): its class stays unmeasured
+            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
+            token_s, batch_s = less(timed.token_s), less(timed.batch_s)
+            deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
+            raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s)
+        else:
+            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
+            token_s = less(timed.token_s)
+            again_s = None if timed.batch_s is None else less(timed.batch_s)
+            deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
+            raw[name]["again"] = _raw_times(timed.load_s, token_s, again_s, deep_s)
+            token_s = two_rounds(first.token_s, token_s)
+            if again_s is None or again_s >= first.batch_s:  # the deep batch stays with its base's round
+                batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
+            else:
+                batch_s = again_s
+        # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
+        copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
+        work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
+        points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
+        if deep_s is not None:
+            points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
+    return points
+
+
+def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
+    """A timing less the logits a worker sends back over the link, at `down` bytes per second (None:
+    not a worker, the timing as it is): each token's (a batch's: its last token's), bytes the
+    predictor counts as a transfer, not as the model's rows (a 262,144-entry vocabulary's megabyte
+    took 88 ms over 100 Mbit/s, and read as 5x the rows' cost)."""
+    if not down:
+        return lambda seconds: seconds
+    logits_s = _vocab(path) * 4 / down
+    return lambda seconds: max(seconds - logits_s, 1e-6)
+
+
+def _raw_times(load_s: float, token_s: float, batch_s: float | None, deep_s: float | None) -> dict[str, float]:
+    """A round's timings as the raw record keeps them."""
+    record = {"token_s": round(token_s, 7), "load_s": round(load_s, 4)}
+    if batch_s is not None:
+        record["batch_s"] = round(batch_s, 6)
+    if deep_s is not None:
+        record["deep_batch_s"] = round(deep_s, 6)
+    return record
+
+
+def _sample_costs(
+    runs: list[ProbeRun], timings: list[Timing | None], paths: dict[str, Path], raw: dict[str, Any]
+) -> tuple[float, float]:
+    """(fixed seconds, seconds per vocabulary entry) of a greedy sample on the host (its candidate
+    array), from the 1-layer and the rows models' samples; zeros where they were not timed."""
+    sampled = {run.name: t.sample_s for run, t in zip(runs, timings) if t is not None and t.sample_s}
+    if "l1" not in sampled or ROWS not in sampled:
+        return 0.0, 0.0
+    small_vocab, large_vocab = _vocab(paths["l1"]), _vocab(paths[ROWS])
+    per_vocab = max((sampled[ROWS] - sampled["l1"]) / (large_vocab - small_vocab), 0.0)
+    fixed = max(sampled["l1"] - per_vocab * small_vocab, 0.0)
+    raw["sample"] = {"l1_s": round(sampled["l1"], 7), "rows_s": round(sampled[ROWS], 7)}
+    return fixed, per_vocab
+
+
+def _upload_rate(
+    target: Target, paths: dict[str, Path], threads: int, on_device: ProbePoint, raw: dict[str, Any], on_step: Step | None
+) -> float | None:
+    """How fast weights reach a local GPU from mapped host memory: what a prompt batch of a partly
+    offloaded model pays for the CPU's blocks, which llama.cpp uploads for each batch (op offload).
+    Timed directly: the Q4_K_M model's batch with every block left on the CPU, against the same
+    batch with all of them on the GPU (`on_device`). (An H200's loads grew by 6-16 GB/s; these
+    uploads ran at about 5.)"""
+    name = target.large["kquant"]
+    on_cpu = _params(target, paths[name], threads).with_(n_gpu_layers=0)
+    (host,) = _time_runs([ProbeRun(name, on_cpu, 4, label=f"{target.device.name}: {name} from host memory")], on_step)
+    host_batch_s = (host.batch_s if host is not None else None) or 0.0
+    raw["upload"] = {"batch_s": round(host_batch_s, 6)}
+    return offload_rate(_host_weight_bytes(paths[name]), host_batch_s, on_device.batch_s)
+
+
+def _vocab(path: Path) -> int:
     return read_model(path).n_vocab
 
 
@@ -540,8 +593,6 @@ def offload_rate(host_bytes: int, host_batch_s: float, device_batch_s: float) ->
 
 def _host_weight_bytes(path: Path) -> int:
     """The weights llama.cpp uploads per batch with no block offloaded: all but the input layer."""
-    from ..gguf.model import read_model
-
     model = read_model(path)
     return sum(b.n_bytes for b in model.blocks) + model.output.n_bytes
 
@@ -572,8 +623,6 @@ def _load_figures(
       weight cache hashes it again and writes it to disk: 6 ns a byte over an unshaped veth here,
       where the link alone takes 1.5), and from the worker's cache where its later loads came from
       there (the host's hash and the worker's disk read: 2.5 ns)."""
-    from ..planning.predict import CACHE_READ_BYTES_PER_S
-
     if "l1" not in loads or big_name not in loads:
         return LoadFit()
     sent = {name: _sent(paths[name]) for name in loads}
@@ -640,19 +689,14 @@ class Sent:
 
 
 def _sent(path: Path) -> Sent:
-    from ..gguf.model import read_model
-    from ..planning.predict import offered_by_hash
-
     model = read_model(path)
     n_hashed, hashed, total = offered_by_hash(model, list(range(len(model.blocks))), True)
     return Sent(total, hashed, n_hashed)
 
 
-def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
+def _link_rates(endpoint: str, raw: dict[str, Any]) -> tuple[float | None, float | None]:
     """Each way's rate over the link to a worker, recorded in `raw`; (None, None) where the worker
     would not take the test buffer (its notes say why)."""
-    from ..devices.rpc import RPCError, link_rates
-
     try:
         up, down = link_rates(endpoint)
     except RPCError as exc:
@@ -664,8 +708,6 @@ def _link_rates(endpoint: str, raw: dict) -> tuple[float | None, float | None]:
 
 def _round_trip(endpoint: str) -> float:
     """Median seconds of one request and answer to the worker."""
-    from ..devices.rpc import round_trips
-
     return statistics.median(round_trips(endpoint))
 
 
@@ -673,21 +715,15 @@ def probe_group(
     inventory: Inventory, paths: dict[str, Path], threads: int, on_step: Step | None = None, no_repack: bool = False
 ) -> GroupSpeed | None:
     """Tensor parallelism over every device: what its synchronisation adds per layer."""
-    from ..planning.launch import engine_params
-    from ..planning.prepare import plan as make_plan
-
     devices = inventory.devices
     if len(devices) < 2 or any(d.speed is None for d in devices):
         return None
-    from ..gguf.model import read_model
-    from ..planning.planner import TENSOR_UNSUPPORTED
-    from ..planning.predict import predict
-
     # The 12-layer model: the synchronisation per layer is what its layers add over the predictions.
     model = read_model(paths["l12"])
     if model.architecture in TENSOR_UNSUPPORTED:
         return None
-    plan = make_plan(model, inventory, ctx=2048, mode="tensor", ngl=-1, allow_ctx_overflow=True, no_repack=no_repack)
+    request = Request(n_ctx=2048, split_mode="tensor", n_gpu_layers=-1, allow_ctx_overflow=True, no_repack=no_repack)
+    plan = make_plan(model, inventory, request)
     params = engine_params(plan)
     params = params.with_(n_threads=threads, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS)
     # Tensor parallelism's synchronisation is a cost per layer: a short generation shows it as well
@@ -746,8 +782,6 @@ def run_probe(
         speed_cache.save(folder, target.identity, speed)
         measured[target.identity] = speed
         inventory.notes.extend(_device_note(target.device.name, note) for note in speed.probe.get("notes", [])[:1])
-    from ..devices.inventory import attach_speeds
-
     inventory = attach_speeds(inventory, threads, build, folder)
     group = probe_group(inventory, paths, threads, on_step, no_repack)
     if group is not None:
@@ -761,7 +795,7 @@ def run_probe(
     return inventory
 
 
-def _device_note(device: str, note: Any) -> Reason:
+def _device_note(device: str, note: object) -> Reason:
     """A probe's raw note ({"code", "text"}; a bare text in records probed before notes had codes)
     as one of the inventory's, naming its device."""
     if isinstance(note, dict) and note.get("code") in CODES:
@@ -782,13 +816,6 @@ def probe_devices(
     predict speed from these figures. Needs the engine; tens of seconds. A probe model that fails
     leaves its weight class unmeasured (said in the figures) rather than failing the probe; a crash
     with the CPU's extra buffer types on is measured again without them (`no_repack`: from the start)."""
-    from ..devices.cpu import default_threads
-    from ..devices.inventory import detect
-    from ..devices.rpc import parse_endpoints
-    from ..devices.speed import speed_folder
-    from ..engine import engine_build_id, require_engine
-    from ..engine.inventory import engine_summary, registry_devices
-
     require_engine()
     registry, cpu = registry_devices()
     inventory = detect(

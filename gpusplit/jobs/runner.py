@@ -7,16 +7,19 @@ Library code: no printing; callbacks carry tokens, progress and log lines to who
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..base.reasons import Reason
+from ..devices.nvml import match_by_pci, query_nvml
+from ..engine import EngineError
+from ..engine.child import CRASH_SIGNALS, EngineCrash, run_task
+from ..engine.logparse import parse_buffers, rpc_buffer_map
 from ..engine.params import EngineParams
-
-if TYPE_CHECKING:
-    from ..engine.child import EngineCrash
-    from ..planning.planner import Plan
+from ..planning.launch import engine_params
+from ..planning.planner import Plan, apply_measured_compute, context_budgets, finish_measured, without_repack
 
 T = TypeVar("T")
 UPSTREAM_BUG = "https://github.com/ggml-org/llama.cpp/issues/20824"
@@ -55,8 +58,6 @@ class Recovery:
 def recoverable(exc: EngineCrash, params: EngineParams) -> bool:
     """A crash that running without the extra buffer types can avoid: a signal inside llama.cpp's
     code (not an abort it chose, not a kill or a time limit) while those buffers held weights."""
-    from ..engine.child import CRASH_SIGNALS
-
     return not params.no_repack and exc.signal in CRASH_SIGNALS and bool(exc.extra_buffers)
 
 
@@ -66,8 +67,6 @@ def with_repack_fallback(
     """`call(params)`, and once more with the extra buffer types off if llama.cpp crashed in a way
     that avoids and `may_retry()` (nothing shown yet that a second run would show again); the
     second crash, if any, is raised as it is."""
-    from ..engine.child import EngineCrash
-
     try:
         return call(params), None
     except EngineCrash as exc:
@@ -133,8 +132,6 @@ def timings_from(result: dict[str, Any]) -> Timings:
 
 def rpc_buffer_names(plan: Plan) -> dict[str, str]:
     """'host:port#k' (the k-th device of that worker, as llama.cpp names its buffers) -> RPCn."""
-    from ..engine.logparse import rpc_buffer_map
-
     return rpc_buffer_map([(d.name, d.endpoint) for d in plan.devices])
 
 
@@ -146,7 +143,6 @@ def _nvml_used(pci_ids: dict[str, str]) -> dict[str, int]:
     """Used bytes per device name for NVIDIA devices (empty without NVML)."""
     if not pci_ids:
         return {}
-    from ..devices.nvml import match_by_pci, query_nvml
 
     report = query_nvml()
     if not report.available:
@@ -171,10 +167,6 @@ def generate(
     timeout: float | None = None,
 ) -> RunResult:
     """Load with `params` (the plan's, plus seed and threads) and generate in an engine child."""
-    import time
-
-    from ..engine.child import run_task
-    from ..engine.logparse import parse_buffers
 
     nvidia = _nvidia_devices(plan)
     before = _nvml_used(nvidia)
@@ -209,8 +201,6 @@ def generate(
 
     (result, log), recovery = with_repack_fallback(attempt, params, lambda: not streamed[0])
     if recovery is not None:
-        from ..planning.planner import without_repack
-
         plan = without_repack(plan, recovery.reason)
     report = parse_buffers(log, rpc_buffer_names(plan))
     delta = {name: after[name] - before[name] for name in after if name in before}
@@ -227,10 +217,6 @@ def bench_config(
 ) -> BenchOutcome:
     """llama-bench's tests on one loaded configuration, in its own engine child. `stop_if`
     ({"test": name, "below_ts": x}) skips the later tests when that test's median is below x."""
-    import time
-
-    from ..engine.child import run_task
-    from ..engine.logparse import parse_buffers
 
     deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both attempts
 
@@ -266,10 +252,6 @@ def bench_series(
     weights, which the later runs would meet too), each outcome carrying the `recovery`. A run that
     fails otherwise, or crashes again, comes back with its `error` and no samples.
     """
-    import time
-
-    from ..engine import EngineError
-    from ..engine.child import EngineCrash, run_task
 
     deadline = None if timeout is None else time.monotonic() + timeout  # one limit for the whole series
     outcomes: list[BenchOutcome | None] = [None] * len(runs)
@@ -316,8 +298,6 @@ def bench_series(
 
 def quantize(src: str, dst: str, ftype: int, threads: int | None = None, timeout: float | None = 600.0) -> float:
     """llama.cpp's quantizer in an engine child (LLAMA_FTYPE_* `ftype`); returns the seconds it took."""
-    from ..engine.child import run_task
-
     result, _ = run_task("quantize", {"src": src, "dst": dst, "ftype": ftype, "threads": threads}, timeout=timeout)
     return float(result["seconds"])
 
@@ -326,10 +306,6 @@ def measure(plan: Plan, timeout: float = 300.0) -> Plan:
     """`plan --measure`: every candidate's compute buffers from llama.cpp's dry run, the ranking
     redone on them, and the best context found by dry runs too, so that fits, headroom, best_ctx
     and score all come from the measurement. Two engine children: the candidates, then the search."""
-    from ..engine.child import run_task
-    from ..planning.launch import engine_params
-    from ..planning.planner import apply_measured_compute, context_budgets, finish_measured
-
     names = rpc_buffer_names(plan)
     candidates = [plan.best, *plan.alternatives]
     loads = []

@@ -15,9 +15,12 @@ the figures recorded on that host) and on AMD EPYC hosts with CPU_REPACK alone (
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ..devices.cpu import AMX, MAPPED, REPACK
-from ..gguf.reader import TensorInfo
+
+if TYPE_CHECKING:
+    from ..gguf.reader import TensorInfo
 
 MODELLED = frozenset({AMX, REPACK})  # KleidiAI's rules are not modelled: its weights are counted as mapped
 TENSOR_ALIGNMENT = 32  # ggml-impl.h: each tensor of a buffer starts on this boundary

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..devices.rpc import is_loopback, parse_endpoint
 from ..engine.params import EngineParams
+from ..sources import projector_flags
 
 if TYPE_CHECKING:
     from .planner import Candidate, DraftRequest, Plan
@@ -53,8 +55,6 @@ def draft_layers(draft: DraftRequest) -> int:
 def llama_server_args(plan: Plan) -> list[str]:
     """llama-server's flags for the plan's best candidate: the load's own (engine_params), then the
     multimodal projector and the speculative-decoding draft model it counted."""
-    from ..sources import projector_flags
-
     args = engine_params(plan).cli_flags()
     if plan.inputs.projector is not None:
         args += projector_flags(plan.inputs.projector.path)
@@ -68,8 +68,6 @@ def worker_commands(plan: Plan) -> list[dict[str, Any]]:
     llama.cpp's own server (`ggml-rpc-server`, `rpc-server` in older builds), bound to the address
     the plan reaches it at. Neither has authentication: a non-loopback address is for a trusted
     network (gpusplit asks for --allow-remote). Remote ones keep a weight cache (--cache, -c)."""
-    from ..devices.rpc import is_loopback, parse_endpoint
-
     commands = []
     for endpoint in engine_params(plan).rpc:
         host, port = parse_endpoint(endpoint)

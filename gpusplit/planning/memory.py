@@ -13,16 +13,20 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..base.reasons import Reason
 from ..devices.backends import OP_OFFLOAD_MIN_BATCH
 from ..devices.backends import backend as backend_of
-from ..gguf.adapter import AdapterInfo
-from ..gguf.model import ModelInfo
-from ..gguf.reader import TensorInfo
+from ..devices.cpu import AMX, REPACK
 from ..gguf.types import type_by_name
-from .cpu_buffers import AMX, MUL_MAT, REPACK, host_copy
+from .cpu_buffers import MUL_MAT, host_copy
+
+if TYPE_CHECKING:
+    from ..gguf.adapter import AdapterInfo
+    from ..gguf.model import ModelInfo
+    from ..gguf.reader import TensorInfo
+    from .request import SplitMode
 
 MIB = 1024 * 1024
 CTX_PAD = 256  # llama.cpp pads n_ctx (and n_ctx_seq) to a multiple of 256
@@ -92,7 +96,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Placement:
-    split_mode: str = "layer"  # none | layer | row | tensor
+    split_mode: SplitMode = "layer"
     n_gpu_layers: int = -1  # counts the output layer; -1 (or anything above n_layer) = all
     tensor_split: tuple[float, ...] = ()  # empty: llama.cpp's default, by free memory
     main_gpu: int = 0
@@ -158,7 +162,8 @@ def pad(value: int, multiple: int) -> int:
 
 def f32(value: float) -> float:
     """Round to IEEE single precision, as llama.cpp's float arithmetic does."""
-    return struct.unpack("<f", struct.pack("<f", value))[0]
+    (single,) = struct.unpack("<f", struct.pack("<f", value))
+    return float(single)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,71 +416,17 @@ def plan_memory(
     """Bytes per device and for the host for one load (with these LoRA adapters, and a projector
     of `projector[1]` bytes on device `projector[0]`, None for the host)."""
     n = len(device_names)
-    if placement.split_mode == "none":
-        active = [placement.main_gpu] if n else []
-    else:
-        active = list(range(n))
+    active = _active_devices(placement, n)
     split = effective_split(placement, free_bytes) if n else []
     layer_device = assign_layers(model, placement, n, split)
     devices = [DeviceMemory(device_names[i], i) for i in range(n)]
     host = DeviceMemory("CPU", None)
     share = _shares(split, active) if placement.split_mode in ("row", "tensor") else {}
 
-    # Weights: input layer on the CPU, each block and the output layer where assigned.
-    mapped = [*model.input.tensors, *model.other.tensors]  # the host's weights that stay in the mapped file
-    host_layer_weights = 0
-    copied: list[TensorInfo] = []  # host weights llama.cpp copies into an extra buffer type
-    copied_names: set[str] = set()
-    extra = host_extra_buffers(settings, device_backends)
-    first_nextn = model.n_layer - model.n_nextn
-    for il in range(model.n_layer + 1):
-        group = model.output if il == model.n_layer else model.blocks[il]
-        dev = layer_device[il]
-        # NextN blocks are skipped at load ("model has unused tensor ... ignoring") unless MTP is asked for.
-        for t in () if first_nextn <= il < model.n_layer else group.tensors:
-            on_cpu = dev is None or (il < placement.n_cpu_moe and _is_expert(t))
-            if on_cpu:
-                host_layer_weights += t.n_bytes
-                if _copy_on_host(host, t, extra, settings.cpu_repack):
-                    copied.append(t)
-                    copied_names.add(t.name)
-                else:
-                    mapped.append(t)
-            elif share:
-                _spread_tensor(t, devices, share, device_backends)
-            else:
-                devices[dev].weights_bytes += tensor_bytes_on(t, device_backends[dev])
-        if il == model.n_layer and not any(t.name == "output.weight" for t in group.tensors):
-            # Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device
-            # (on the CPU only its AMX or repacked copy is new: the mapped one is the input layer's).
-            for t in model.input.tensors:
-                if t.name == "token_embd.weight" and dev is None:
-                    if _copy_on_host(host, t, extra, settings.cpu_repack, op=MUL_MAT):
-                        copied_names.add(t.name)  # the output's copy; the input reads the mapped rows
-                elif t.name == "token_embd.weight":
-                    for i in share or [dev]:
-                        devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
-        if dev is not None:
-            for i in share or [dev]:
-                if il not in devices[i].layers:
-                    devices[i].layers.append(il)
-        else:
-            host.layers.append(il)
-
-    host.mapped_bytes = mapped_span_bytes(mapped)
-    host.mapped_no_repack_bytes = mapped_span_bytes(mapped + copied)
-    host.weights_bytes = host.mapped_bytes + host.repack_bytes + host.amx_bytes
-    for adapter in adapters:
-        for base, nbytes in adapter.targets:
-            il = adapted_layer(model, base)
-            dev = None if il is None else layer_device[il]
-            holder = host if dev is None else devices[dev]
-            holder.lora_bytes += nbytes
-            holder.weights_bytes += nbytes
+    host_weights = _place_weights(model, settings, placement, layer_device, share, devices, host, device_backends)
+    _add_adapters(model, adapters, layer_device, devices, host)
     if projector is not None:
-        holder = host if projector[0] is None else devices[projector[0]]
-        holder.projector_bytes += projector[1]
-        holder.weights_bytes += projector[1]
+        _add_projector(projector, devices, host)
     device_kv, host.kv_bytes = kv_by_device(model, settings, layer_device, share, n)
     for dev_mem, nbytes in zip(devices, device_kv):
         dev_mem.kv_bytes = nbytes
@@ -483,79 +434,17 @@ def plan_memory(
     # Logits buffer on the host: n_vocab floats per sequence.
     host.output_bytes = model.n_vocab * 4 * settings.n_parallel
 
-    # Compute buffers.
+    # Compute buffers: each device's, then the host's (a GPU may run the batches of its blocks).
     s = _shape(model, settings)
-    out_dev = layer_device[model.n_layer]
-    all_offloaded = all(d is not None for d in layer_device)
-    pipeline = (
-        placement.split_mode == "layer"
-        and len({d for d in layer_device if d is not None}) > 1
-        and all_offloaded
-        and settings.offload_kqv
-        and placement.n_cpu_moe == 0
-    )
+    pipeline = _pipeline_parallel(placement, layer_device, settings)
     copies = PIPELINE_COPIES if pipeline else 1
     blocks_on = {i: [il for il in devices[i].layers if il < model.n_layer] for i in range(n)}
+    out_dev = layer_device[model.n_layer]
     for i, dev_mem in enumerate(devices):
-        if not dev_mem.layers:
-            continue
-        compute = 0
-        if blocks_on[i]:
-            # A model with sliding-window and global layers has two masks; a device builds (and with
-            # pipeline parallelism copies) only those its own layers use.
-            masks = _device_masks(model, s, settings, blocks_on[i] if not share else range(model.n_layer))
-            compute = _layers_compute(s, settings) - _mask_bytes(s, settings) + masks - s.e * s.tokens * 4
-            if out_dev == i or share:
-                compute = max(compute, _output_compute(s))
-            compute += (copies - 1) * (_copy_bytes(s, settings) - _one_mask(s, settings) + masks)
-        elif out_dev == i:
-            compute = _output_compute(s)
-            if pipeline:
-                compute += copies * s.e * s.tokens * 4  # its input activations, one per pipeline copy
-        dev_mem.compute_bytes = compute
-    # llama.cpp's scheduler moves an op whose weights sit in host memory to the first GPU that
-    # asks for it (offload_op: CUDA and the others with a host buffer type ask from 32 tokens on),
-    # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
-    # Llama-8B blocks on the CPU, the CPU kept only its inputs (as with every block offloaded) and
-    # the GPU's buffer grew by the K and V of one ubatch.
-    offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
-    host_blocks = any(il < model.n_layer for il in host.layers)
-    if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
-        gpu = devices[offload_to]
-        borrowed = _layers_compute(s, settings) - s.e * s.tokens * 4  # as a device's own blocks
-        if out_dev is None:
-            # The output matrix is uploaded whole into the GPU's buffer next to the logits
-            # (measured with no layer offloaded: 701,997,056 planned, 702,000,660 in llama.cpp's log).
-            output_weights = sum(t.n_bytes for t in model.output.tensors if len(t.shape) >= 2) or sum(
-                t.n_bytes for t in model.input.tensors if t.name == "token_embd.weight"
-            )
-            borrowed = max(borrowed, output_weights + _output_compute(s))
-        # with blocks of its own, the GPU's buffer grew by one ubatch's K and V besides (measured)
-        gpu.compute_bytes = max(gpu.compute_bytes, borrowed) + (2 * s.hkv * s.tokens * 4 if blocks_on[offload_to] else 0)
-        host.compute_bytes = _host_inputs(s, settings)
-    elif host_blocks:
-        host.compute_bytes = _layers_compute(s, settings)
-        if out_dev is None:
-            host.compute_bytes = max(host.compute_bytes, _output_compute(s) + _mask_bytes(s, settings))
-    elif out_dev is None and n:
-        host.compute_bytes = _host_inputs(s, settings) + _output_compute(s)
-    else:
-        # The host feeds every device: with pipeline parallelism it keeps each copy of all masks.
-        extra = _mask_bytes(s, settings) + (s.e + (s.hkv if settings.flash_attn else 2 * s.hkv)) * s.tokens * 4
-        host.compute_bytes = _host_inputs(s, settings) + (copies - 1) * extra
-        if model.architecture in SCALED_EMBEDDINGS and not settings.flash_attn:
-            # Measured on gemma3 layer splits: the embeddings scaled by sqrt(n_embd) get their own
-            # tensor per copy without flash attention (with it the allocator reuses a dead one).
-            host.compute_bytes += copies * s.e * s.tokens * 4
-
-    for i, dev_mem in enumerate(devices):
-        if dev_mem.buffer_bytes:
-            float_weights = any(
-                t.ggml_type.name in FLOAT_TYPES and len(t.shape) >= 2
-                for il in dev_mem.layers
-                for t in (model.output if il == model.n_layer else model.blocks[il]).tensors
-            )
-            dev_mem.runtime_bytes = runtime_bytes(device_backends[i], settings, float_weights, bool(blocks_on[i]))
+        if dev_mem.layers:
+            dev_mem.compute_bytes = _device_compute(model, s, settings, blocks_on[i], out_dev == i, bool(share), pipeline, copies)
+    _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies)
+    _add_runtime(model, settings, devices, device_backends, blocks_on)
 
     notes = []
     if pipeline:
@@ -571,8 +460,256 @@ def plan_memory(
         pipeline_parallel=pipeline,
         split_shares=share,
         notes=notes,
-        host_layer_weights_bytes=host_layer_weights,
-        host_copied=frozenset(copied_names),
+        host_layer_weights_bytes=host_weights.layer_bytes,
+        host_copied=frozenset(host_weights.copied_names),
+    )
+
+
+def _active_devices(placement: Placement, n_devices: int) -> list[int]:
+    """The devices a load spreads over: main_gpu alone with split mode none, else all of them."""
+    if placement.split_mode == "none":
+        return [placement.main_gpu] if n_devices else []
+    return list(range(n_devices))
+
+
+@dataclass
+class _HostWeights:
+    """The host's weights as a load places them: what stays in the mapped file, what llama.cpp
+    copies into an extra buffer type, and the bytes of blocks (or the output layer) left there."""
+
+    mapped: list[TensorInfo]
+    copied: list[TensorInfo] = field(default_factory=list)
+    copied_names: set[str] = field(default_factory=set)
+    layer_bytes: int = 0
+
+
+def _place_weights(
+    model: ModelInfo,
+    settings: Settings,
+    placement: Placement,
+    layer_device: Sequence[int | None],
+    share: dict[int, float],
+    devices: list[DeviceMemory],
+    host: DeviceMemory,
+    device_backends: Sequence[str],
+) -> _HostWeights:
+    """Weights: input layer on the CPU, each block and the output layer where assigned; each
+    device's layers listed, and the host's mapped buffer and copies counted."""
+    held = _HostWeights(mapped=[*model.input.tensors, *model.other.tensors])  # stay in the mapped file
+    extra = host_extra_buffers(settings, device_backends)
+    first_nextn = model.n_layer - model.n_nextn
+    for il in range(model.n_layer + 1):
+        group = model.output if il == model.n_layer else model.blocks[il]
+        dev = layer_device[il]
+        # NextN blocks are skipped at load ("model has unused tensor ... ignoring") unless MTP is asked for.
+        for t in () if first_nextn <= il < model.n_layer else group.tensors:
+            if dev is None or (il < placement.n_cpu_moe and _is_expert(t)):
+                _hold_on_host(held, host, t, extra, settings.cpu_repack)
+            elif share:
+                _spread_tensor(t, devices, share, device_backends)
+            else:
+                devices[dev].weights_bytes += tensor_bytes_on(t, device_backends[dev])
+        if il == model.n_layer and not any(t.name == "output.weight" for t in group.tensors):
+            _place_tied_output(model, dev, share, devices, host, held, extra, settings.cpu_repack, device_backends)
+        _list_layer(il, dev, share, devices, host)
+
+    host.mapped_bytes = mapped_span_bytes(held.mapped)
+    host.mapped_no_repack_bytes = mapped_span_bytes(held.mapped + held.copied)
+    host.weights_bytes = host.mapped_bytes + host.repack_bytes + host.amx_bytes
+    return held
+
+
+def _hold_on_host(held: _HostWeights, host: DeviceMemory, t: TensorInfo, extra: tuple[str, ...], level: str) -> None:
+    """A block's weight left on the CPU: copied into an extra buffer type, or read from the mapped file."""
+    held.layer_bytes += t.n_bytes
+    if _copy_on_host(host, t, extra, level):
+        held.copied.append(t)
+        held.copied_names.add(t.name)
+    else:
+        held.mapped.append(t)
+
+
+def _place_tied_output(
+    model: ModelInfo,
+    dev: int | None,
+    share: dict[int, float],
+    devices: list[DeviceMemory],
+    host: DeviceMemory,
+    held: _HostWeights,
+    extra: tuple[str, ...],
+    level: str,
+    device_backends: Sequence[str],
+) -> None:
+    """Tied embeddings: llama.cpp loads token_embd a second time on the output layer's device
+    (on the CPU only its AMX or repacked copy is new: the mapped one is the input layer's)."""
+    for t in model.input.tensors:
+        if t.name != "token_embd.weight":
+            continue
+        if dev is None:
+            if _copy_on_host(host, t, extra, level, op=MUL_MAT):
+                held.copied_names.add(t.name)  # the output's copy; the input reads the mapped rows
+        else:
+            for i in share or [dev]:
+                devices[i].weights_bytes += tensor_bytes_on(t, device_backends[i])
+
+
+def _list_layer(il: int, dev: int | None, share: dict[int, float], devices: list[DeviceMemory], host: DeviceMemory) -> None:
+    """Record layer il with the devices that hold it (all of them in row/tensor modes) or the host."""
+    if dev is None:
+        host.layers.append(il)
+        return
+    for i in share or [dev]:
+        if il not in devices[i].layers:
+            devices[i].layers.append(il)
+
+
+def _add_adapters(
+    model: ModelInfo,
+    adapters: Sequence[AdapterInfo],
+    layer_device: Sequence[int | None],
+    devices: list[DeviceMemory],
+    host: DeviceMemory,
+) -> None:
+    """LoRA adapters' pairs, each with the layer it adapts (the input layer's on the host)."""
+    for adapter in adapters:
+        for base, nbytes in adapter.targets:
+            il = adapted_layer(model, base)
+            dev = None if il is None else layer_device[il]
+            holder = host if dev is None else devices[dev]
+            holder.lora_bytes += nbytes
+            holder.weights_bytes += nbytes
+
+
+def _add_projector(projector: tuple[int | None, int], devices: list[DeviceMemory], host: DeviceMemory) -> None:
+    """A multimodal projector's weights, on its device (None: the host)."""
+    index, nbytes = projector
+    holder = host if index is None else devices[index]
+    holder.projector_bytes += nbytes
+    holder.weights_bytes += nbytes
+
+
+def _pipeline_parallel(placement: Placement, layer_device: Sequence[int | None], settings: Settings) -> bool:
+    """Whether llama.cpp runs the load with pipeline parallelism: a layer split over several
+    devices with every layer, and the KV cache, offloaded and no experts on the CPU."""
+    return (
+        placement.split_mode == "layer"
+        and len({d for d in layer_device if d is not None}) > 1
+        and all(d is not None for d in layer_device)
+        and settings.offload_kqv
+        and placement.n_cpu_moe == 0
+    )
+
+
+def _device_compute(
+    model: ModelInfo,
+    s: _Shape,
+    settings: Settings,
+    blocks: Sequence[int],
+    holds_output: bool,
+    split_rows: bool,
+    pipeline: bool,
+    copies: int,
+) -> int:
+    """The compute buffer of a device holding these blocks (and the output layer, or with
+    `split_rows` a share of every layer)."""
+    if blocks:
+        # A model with sliding-window and global layers has two masks; a device builds (and with
+        # pipeline parallelism copies) only those its own layers use.
+        masks = _device_masks(model, s, settings, blocks if not split_rows else range(model.n_layer))
+        compute = _layers_compute(s, settings) - _mask_bytes(s, settings) + masks - s.e * s.tokens * 4
+        if holds_output or split_rows:
+            compute = max(compute, _output_compute(s))
+        return compute + (copies - 1) * (_copy_bytes(s, settings) - _one_mask(s, settings) + masks)
+    if holds_output:
+        compute = _output_compute(s)
+        if pipeline:
+            compute += copies * s.e * s.tokens * 4  # its input activations, one per pipeline copy
+        return compute
+    return 0
+
+
+def _host_side_compute(
+    model: ModelInfo,
+    s: _Shape,
+    settings: Settings,
+    devices: list[DeviceMemory],
+    host: DeviceMemory,
+    active: Sequence[int],
+    device_backends: Sequence[str],
+    out_dev: int | None,
+    blocks_on: dict[int, list[int]],
+    copies: int,
+) -> None:
+    """The host's compute buffer, and what a GPU's grows by when it runs the batches of the
+    CPU's blocks."""
+    # llama.cpp's scheduler moves an op whose weights sit in host memory to the first GPU that
+    # asks for it (offload_op: CUDA and the others with a host buffer type ask from 32 tokens on),
+    # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
+    # Llama-8B blocks on the CPU, the CPU kept only its inputs (as with every block offloaded) and
+    # the GPU's buffer grew by the K and V of one ubatch.
+    offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
+    host_blocks = any(il < model.n_layer for il in host.layers)
+    if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
+        gpu = devices[offload_to]
+        borrowed = _borrowed_compute(model, s, settings, out_dev)
+        # with blocks of its own, the GPU's buffer grew by one ubatch's K and V besides (measured)
+        gpu.compute_bytes = max(gpu.compute_bytes, borrowed) + (2 * s.hkv * s.tokens * 4 if blocks_on[offload_to] else 0)
+        host.compute_bytes = _host_inputs(s, settings)
+    elif host_blocks:
+        host.compute_bytes = _layers_compute(s, settings)
+        if out_dev is None:
+            host.compute_bytes = max(host.compute_bytes, _output_compute(s) + _mask_bytes(s, settings))
+    elif out_dev is None and devices:
+        host.compute_bytes = _host_inputs(s, settings) + _output_compute(s)
+    else:
+        host.compute_bytes = _feeding_host_compute(model, s, settings, copies)
+
+
+def _borrowed_compute(model: ModelInfo, s: _Shape, settings: Settings, out_dev: int | None) -> int:
+    """What a GPU's compute buffer needs to run the batches of the CPU's blocks (and, with the
+    output layer on the CPU, its matmul)."""
+    borrowed = _layers_compute(s, settings) - s.e * s.tokens * 4  # as a device's own blocks
+    if out_dev is None:
+        # The output matrix is uploaded whole into the GPU's buffer next to the logits
+        # (measured with no layer offloaded: 701,997,056 planned, 702,000,660 in llama.cpp's log).
+        output_weights = sum(t.n_bytes for t in model.output.tensors if len(t.shape) >= 2) or sum(
+            t.n_bytes for t in model.input.tensors if t.name == "token_embd.weight"
+        )
+        borrowed = max(borrowed, output_weights + _output_compute(s))
+    return borrowed
+
+
+def _feeding_host_compute(model: ModelInfo, s: _Shape, settings: Settings, copies: int) -> int:
+    """The host feeds every device: with pipeline parallelism it keeps each copy of all masks."""
+    per_copy = _mask_bytes(s, settings) + (s.e + (s.hkv if settings.flash_attn else 2 * s.hkv)) * s.tokens * 4
+    compute = _host_inputs(s, settings) + (copies - 1) * per_copy
+    if model.architecture in SCALED_EMBEDDINGS and not settings.flash_attn:
+        # Measured on gemma3 layer splits: the embeddings scaled by sqrt(n_embd) get their own
+        # tensor per copy without flash attention (with it the allocator reuses a dead one).
+        compute += copies * s.e * s.tokens * 4
+    return compute
+
+
+def _add_runtime(
+    model: ModelInfo,
+    settings: Settings,
+    devices: list[DeviceMemory],
+    device_backends: Sequence[str],
+    blocks_on: dict[int, list[int]],
+) -> None:
+    """Each device in use: what its runtime holds outside llama.cpp's buffers."""
+    for i, dev_mem in enumerate(devices):
+        if dev_mem.buffer_bytes:
+            float_weights = _holds_float_matrices(model, dev_mem.layers)
+            dev_mem.runtime_bytes = runtime_bytes(device_backends[i], settings, float_weights, bool(blocks_on[i]))
+
+
+def _holds_float_matrices(model: ModelInfo, layers: Sequence[int]) -> bool:
+    """Whether any of these layers (n_layer: the output layer) has a float matrix (cuBLAS runs it)."""
+    return any(
+        t.ggml_type.name in FLOAT_TYPES and len(t.shape) >= 2
+        for il in layers
+        for t in (model.output if il == model.n_layer else model.blocks[il]).tensors
     )
 
 

@@ -13,16 +13,13 @@ offload), or for MoE models the experts of the first blocks on the CPU; no GPU -
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..base.errors import InputError
 from ..base.reasons import Reason
 from ..base.search import largest_fitting
 from ..base.units import format_bytes
-from ..devices.device import Device
 from ..devices.rpc import serves_this_cpu
-from ..devices.speed import GroupSpeed
-from ..gguf.adapter import AdapterInfo, ProjectorInfo
-from ..gguf.model import ModelInfo
 from .memory import (
     CTX_PAD,
     MIB,
@@ -37,7 +34,13 @@ from .memory import (
 )
 from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
 from .refusals import TENSOR_UNSUPPORTED, refusals
-from .request import DEFAULT, Request
+from .request import DEFAULT, Request, SplitMode
+
+if TYPE_CHECKING:
+    from ..devices.device import Device
+    from ..devices.speed import GroupSpeed
+    from ..gguf.adapter import AdapterInfo, ProjectorInfo
+    from ..gguf.model import ModelInfo
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
@@ -64,7 +67,7 @@ class PlanInputs:
 
     request: Request = DEFAULT  # what the user asked, as asked
     settings: Settings = field(default_factory=Settings)
-    mode: str | None = None  # none | layer | row | tensor; None: choose
+    mode: SplitMode | None = None  # None: choose
     split: tuple[float, ...] | None = None
     n_gpu_layers: int | None = None
     main_gpu: int | None = None
@@ -95,7 +98,7 @@ class Candidate:
     prediction: Prediction
     settings: Settings  # as evaluated (tensor parallelism may turn flash attention on)
     reasons: list[Reason] = field(default_factory=list)
-    llama_mode: str = "layer"  # the split mode llama.cpp runs: none, layer, row, tensor
+    llama_mode: SplitMode = "layer"  # the split mode llama.cpp runs
 
     @property
     def all_on_gpu(self) -> bool:
@@ -351,7 +354,7 @@ def _offload_candidates(
 ) -> list[Candidate]:
     out = []
     split = even_headroom_split(model, devices, host, inputs, gpus, every_device=inputs.spread) if len(gpus) > 1 else ()
-    mode = "layer" if len(gpus) > 1 else "none"
+    mode: SplitMode = "layer" if len(gpus) > 1 else "none"
     if model.n_expert:
 
         def fits_moe(n_cpu: int) -> bool:
@@ -445,7 +448,7 @@ def _alike_and_linked(devices: list[Device], gpus: list[int]) -> bool:
 
 
 def _as_given(model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, gpus: list[int]) -> Candidate:
-    mode = inputs.mode or ("layer" if len(gpus) != 1 else "none")
+    mode: SplitMode = inputs.mode or ("layer" if len(gpus) != 1 else "none")
     main = inputs.main_gpu if inputs.main_gpu is not None else (_best(devices, gpus) if gpus else 0)
     split = inputs.split or ()
     ngl = -1 if inputs.n_gpu_layers is None else inputs.n_gpu_layers
@@ -494,7 +497,7 @@ def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = ()
     # Speeds only compare when every fitting candidate has one (all bandwidths known).
     speeds_known = all(c.prediction.tg_tokens_per_s for c in cands if c.fits)
 
-    def key(c: Candidate) -> tuple:
+    def key(c: Candidate) -> tuple[bool, float, float, int]:
         speed = (c.prediction.tg_tokens_per_s or 0.0) if speeds_known else 0.0
         return (not c.fits, -round(speed, 1), -round(_gpu_share(c), 3), STRATEGY_ORDER.index(c.strategy))
 
@@ -661,8 +664,9 @@ def _link_cost(c: Candidate, devices: list[Device]) -> tuple[float, list[str]]:
     each, measured or not, and the bytes over them), and those workers' names."""
     used = [m.index for m in c.memory.devices if m.index is not None and (m.weights_bytes or m.kv_bytes)]
     workers = [i for i in used if devices[i].endpoint]
-    trips = sum((devices[i].speed.rtt_s or 0.0) if devices[i].speed else 0.0 for i in workers)
-    transfers = float(c.prediction.parts.get("links", 0.0)) if workers else 0.0
+    speeds = [devices[i].speed for i in workers]
+    trips = sum((speed.rtt_s or 0.0) if speed else 0.0 for speed in speeds)
+    transfers = c.prediction.parts.get("links", 0.0) if workers else 0.0
     return trips + transfers, [devices[i].name for i in workers]
 
 

@@ -21,7 +21,7 @@ Where a device was not probed, its figures are a catalog bandwidth with typical 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict
 
 from ..base.reasons import Reason
 from ..devices.backends import OP_OFFLOAD_MIN_BATCH, backend
@@ -43,6 +43,17 @@ RPC_HASH_THRESHOLD = 10 * 1024 * 1024  # ggml-rpc.cpp: weights over this go by h
 CACHE_READ_BYTES_PER_S = 1.5e9
 # How far a prediction may be off, by basis (the benchmark's targets for measured devices).
 UNCERTAINTY = {"measured": (0.2, 0.3), "catalog": (0.5, 0.6), "assumed": (0.7, 0.8)}
+RowKind = Literal["float", "quant"]  # a matrix row's kind, for its fixed cost (DeviceSpeed.row_overhead_s)
+
+
+class TokenParts(TypedDict, total=False):
+    """Where a token's predicted seconds go: "fixed", "links", "sync", and per device (its name) its
+    "layers", "rows", "weights", "output" and "kv" (see token_parts). Empty where not predicted."""
+
+    fixed: float
+    links: float
+    sync: float
+    devices: dict[str, dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,8 @@ class Prediction:
     # A greedy sample of a generated token over the vocabulary on the host (what `run` adds to each
     # token; llama-bench's tg has none): tg_tokens_per_s is decoding alone.
     sample_s: float = 0.0
-    # Where a token's predicted seconds go: "fixed", "links", "sync", and per device (its name) its
-    # "layers", "rows", "weights", "output" and "kv" (see token_parts): what to look at when it misses.
-    parts: dict[str, object] = field(default_factory=dict)
+    # Where a token's predicted seconds go: what to look at when it misses.
+    parts: TokenParts = field(default_factory=TokenParts)
     # Loading: the bytes llama.cpp sends each RPC worker (the weights it holds; its KV cache and
     # compute buffers are allocated there, not sent) and the seconds that takes over its link.
     load: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -94,8 +104,8 @@ class Work:
     # Matrix rows a token multiplies (each a dot product with a fixed cost of its own, which narrow
     # rows feel: the probe's `rows` models measure it; docs/prediction.md shows what it adds), and
     # the output layer's, which a prompt batch multiplies once.
-    rows: dict[str, float] = field(default_factory=dict)  # "float" / "quant" -> rows
-    once_rows: dict[str, float] = field(default_factory=dict)
+    rows: dict[RowKind, float] = field(default_factory=dict)
+    once_rows: dict[RowKind, float] = field(default_factory=dict)
 
     def add(self, kind: str, cls: str, amount: float) -> None:
         """Add to one of the per-class figures (bytes, flops, expert_flops, once_bytes)."""
@@ -165,9 +175,9 @@ def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) 
             flops=dict.fromkeys(WEIGHT_CLASSES, 200e9),
             source="assumed",
         )
-    bw = 0.8 * bandwidth if bandwidth else None  # llama.cpp reaches ~80 % of a GPU's spec bandwidth
-    if bw is None:
+    if not bandwidth:
         return replace(assumed_speed(device.with_(backend="CPU"), cpu_bandwidth), source="assumed")
+    bw = 0.8 * bandwidth  # llama.cpp reaches ~80 % of a GPU's spec bandwidth
     g = GPU_MEASURED
     return DeviceSpeed(
         token_overhead_s=g.token_overhead_s,
@@ -252,7 +262,7 @@ def once_seconds(speed: DeviceSpeed, work: Work) -> float:
     return sum(b / rate_of(speed.bandwidth, c) for c, b in work.once_bytes.items() if b) + row_seconds(speed, work.once_rows)
 
 
-def row_seconds(speed: DeviceSpeed, rows: dict[str, float]) -> float:
+def row_seconds(speed: DeviceSpeed, rows: dict[RowKind, float]) -> float:
     """What a token's matrix rows cost besides their bytes: each a dot product with a fixed cost, a
     quantized one more than a float one (its input is quantized, its blocks unpacked)."""
     costs = speed.row_overhead_s
@@ -285,7 +295,7 @@ class ProbePoint:
 
 def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
     """Least squares with every unknown kept >= 0 (a negative overhead or rate means nothing)."""
-    import numpy as np
+    import numpy as np  # heavy (~100 ms): only a probe's fit needs it, not every plan (tests/test_layers.py)
 
     active = list(range(len(rows[0])))
     while True:
@@ -309,7 +319,7 @@ def fit_speed(
     moe_deep: str | None = None,
     moe_quant: tuple[str, str] | None = None,
     deep: tuple[str, str] | None = None,
-    rows: dict[str, str] | None = None,
+    rows: dict[RowKind, str] | None = None,
 ) -> DeviceSpeed:
     """Figures from probe timings: `small` models (few bytes, different layer counts) give the
     fixed costs and the cache rate; each `large` model (class -> probe name) the memory rate and
@@ -319,125 +329,254 @@ def fit_speed(
     batch, and the same after a long context) what attention costs per score; the `rows` models (row
     kind -> a model of many narrow rows: a large vocabulary over a narrow width, f16 and quantized)
     what a matrix row costs besides its bytes."""
-    # Generation: token_s = O + C * layers + R * rows + bytes / rate (the cache rate for small models
-    # when they fit the cache; otherwise each class's rate), refined in a few passes: the rows models
-    # give R (a float row's, a quantized row's) once the rates are known, and the rates need R.
     f16 = points[large["float"]]
-    rate_float = f16.work.read_bytes / f16.token_s
-    per_row: dict[str, float] = {}
-    bandwidth: dict[str, float] = {}
     # classes in `large`'s order, each from its probe model (one with others' weights too after those)
     measured = {cls: name for cls, name in large.items() if name in points and points[name].work.bytes.get(cls)}
-
-    def row_seconds(work: Work) -> float:
-        return sum(n * per_row.get(kind, per_row.get("float", 0.0)) for kind, n in work.rows.items())
-
-    for _ in range(4):
-        equations, values = [], []
-        for name in small:
-            p = points[name]
-            cached = p.work.weight_bytes <= cache_bytes
-            equations.append([1.0, p.work.blocks, p.work.read_bytes if cached else 0.0])
-            values.append(p.token_s - row_seconds(p.work) - (0.0 if cached else p.work.read_bytes / rate_float))
-        overhead, per_layer, inv_cache = _solve(equations, values)
-        rate_float = f16.work.read_bytes / max(f16.token_s - overhead - per_layer * f16.work.blocks - row_seconds(f16.work), 1e-9)
-        bandwidth = {}
-        for cls, name in measured.items():
-            p = points[name]
-            seconds = p.token_s - overhead - per_layer * p.work.blocks - row_seconds(p.work)
-            bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
-        for kind, name in (rows or {}).items():
-            if name in points and points[name].work.rows.get(kind):
-                r = points[name]
-                reads = sum(b / rate_of({"float": rate_float, **bandwidth}, c) for c, b in r.work.bytes.items() if b)
-                left = r.token_s - overhead - per_layer * r.work.blocks - reads
-                per_row[kind] = max(left / r.work.rows[kind], 0.0)
-    cache_rate = 1.0 / inv_cache if inv_cache > 0 else 4 * bandwidth["float"]
-    # Prompt batches: batch_s = O + C * layers + n * flops / rate + attention (its FLOPs at the float
-    # rate and a cost per score, from the `deep` pair: what a longer context adds to the same batch).
-    f16_flops = points[large["float"]]
-    measured_rates = DeviceSpeed(0, 0, {"float": rate_float, **bandwidth}, 0, 0, 0, 0, {}, row_overhead_s=per_row)
-
-    def batch_s(p: ProbePoint) -> float:
-        """The probe batch's time less its output matmul (one token's, read once)."""
-        return p.batch_s - once_seconds(measured_rates, p.work)
-
-    rate_flops = f16_flops.batch_tokens * f16_flops.work.total_flops / batch_s(f16_flops)
-    score_s = 0.0
-
-    def attention(p: ProbePoint) -> float:
-        partial = DeviceSpeed(0, 0, {}, 0, 0, 0, 0, {"float": rate_flops}, attention_score_s=score_s)
-        return attention_seconds(partial, p.work, p.batch_tokens, p.depth)
-
-    for _ in range(3):
-        rows, values = [], []
-        for name in small:
-            p = points[name]
-            rows.append([1.0, p.work.blocks])
-            values.append(batch_s(p) - p.batch_tokens * p.work.total_flops / rate_flops - attention(p))
-        batch_overhead, batch_per_layer = _solve(rows, values)
-        p = f16_flops
-        rest = batch_s(p) - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
-        rate_flops = p.batch_tokens * p.work.total_flops / max(rest, 1e-9)
-        if deep and deep[0] in points and deep[1] in points:
-            b, d = points[deep[0]], points[deep[1]]
-            more = attention_scores(d.batch_tokens, d.depth) - attention_scores(b.batch_tokens, b.depth)
-            if more > 0 and b.work.heads:
-                flops_s = 4 * b.work.head_width * more / rate_flops
-                score_s = max((batch_s(d) - batch_s(b) - flops_s) / (b.work.heads * more), 0.0)
-    flops: dict[str, float] = {}
-    for cls, name in measured.items():
-        p = points[name]
-        seconds = batch_s(p) - batch_overhead - batch_per_layer * p.work.blocks - attention(p)
-        known = {"float": rate_flops, **flops}
-        others = sum(f / rate_of(known, c) for c, f in p.work.flops.items() if f and c != cls)
-        flops[cls] = p.batch_tokens * p.work.flops.get(cls, 0.0) / max(seconds - p.batch_tokens * others, 1e-9)
+    token = _fit_generation(points, cache_bytes, small, f16, measured, rows)
+    cache_rate = 1.0 / token.inv_cache if token.inv_cache > 0 else 4 * token.bandwidth["float"]
+    measured_rates = DeviceSpeed(
+        0, 0, {"float": token.rate_float, **token.bandwidth}, 0, 0, 0, 0, {}, row_overhead_s=token.per_row
+    )
+    batch = _fit_batch(points, small, f16, measured_rates, deep)
+    flops = _fit_class_flops(points, measured, batch, measured_rates)
     # A class whose probe model failed is read at the nearest measured class's rates (rate_of), and said so.
     unmeasured = [cls for cls in large if cls not in measured]
     fitted = DeviceSpeed(
         unmeasured=unmeasured,
-        token_overhead_s=overhead,
-        layer_overhead_s=per_layer,
-        row_overhead_s=per_row,
-        bandwidth=bandwidth,
+        token_overhead_s=token.overhead,
+        layer_overhead_s=token.per_layer,
+        row_overhead_s=token.per_row,
+        bandwidth=token.bandwidth,
         cache_bandwidth=cache_rate,
         cache_bytes=cache_bytes,
-        batch_overhead_s=batch_overhead,
-        batch_layer_overhead_s=batch_per_layer,
+        batch_overhead_s=batch.overhead,
+        batch_layer_overhead_s=batch.per_layer,
         flops=flops,
-        attention_score_s=score_s,
+        attention_score_s=batch.score_s,
     )
-
-    def factor_of(small_moe: str | None, deep_moe: str | None) -> float | None:
-        if small_moe is None or small_moe not in points:
-            return None
-        p = points[small_moe]
-        deep = points.get(deep_moe) if deep_moe else None
-
-        def expert_seconds(q: ProbePoint) -> float:
-            return q.batch_tokens * sum(f / rate_of(flops, c) for c, f in q.work.expert_flops.items() if f)
-
-        if deep is not None and deep.work.blocks > p.work.blocks:
-            # What the extra MoE layers of the deeper model add to a batch, against what the dense
-            # figures say they add: fixed costs drop out. (On this CPU the 2-layer model alone
-            # said 1.8, and an 8-layer one ran its prompt 51 % slower than that predicted.)
-            extra = deep.batch_s - p.batch_s
-            dense = batch_seconds(fitted, deep.work, deep.batch_tokens) - batch_seconds(fitted, p.work, p.batch_tokens)
-            experts = expert_seconds(deep) - expert_seconds(p)
-        else:
-            extra = p.batch_s
-            dense = fitted.batch_overhead_s + batch_seconds(fitted, p.work, p.batch_tokens)
-            experts = expert_seconds(p)
-        return min(max(1 + (extra - dense) / experts, 0.5), 8.0) if experts > 0 else None
-
     # both against the dense figures alone (fitted still has factors of 1 here)
-    float_factor = factor_of(moe, moe_deep)
-    quant_factor = factor_of(*(moe_quant or (None, None)))
+    float_factor = _fit_expert_factor(points, fitted, flops, moe, moe_deep)
+    quant_factor = _fit_expert_factor(points, fitted, flops, *(moe_quant or (None, None)))
     if float_factor is not None:
         fitted = replace(fitted, expert_batch_factor=float_factor, expert_batch_factor_quant=float_factor)
     if quant_factor is not None:
         fitted = replace(fitted, expert_batch_factor_quant=quant_factor)
     return fitted
+
+
+@dataclass(frozen=True)
+class _TokenFit:
+    """Generation's figures as fitted: fixed costs, 1 / the cache rate, the rates of the float and
+    the measured classes, and what a row costs (by row kind)."""
+
+    overhead: float
+    per_layer: float
+    inv_cache: float
+    rate_float: float
+    bandwidth: dict[str, float]
+    per_row: dict[RowKind, float]
+
+
+def _fit_generation(
+    points: dict[str, ProbePoint],
+    cache_bytes: int,
+    small: tuple[str, ...],
+    f16: ProbePoint,
+    measured: dict[str, str],
+    rows: dict[RowKind, str] | None,
+) -> _TokenFit:
+    """Generation: token_s = O + C * layers + R * rows + bytes / rate (the cache rate for small models
+    when they fit the cache; otherwise each class's rate), refined in a few passes: the rows models
+    give R (a float row's, a quantized row's) once the rates are known, and the rates need R."""
+    rate_float = f16.work.read_bytes / f16.token_s
+    per_row: dict[RowKind, float] = {}
+    bandwidth: dict[str, float] = {}
+    for _ in range(4):
+        overhead, per_layer, inv_cache = _fit_token_fixed_costs(points, cache_bytes, small, rate_float, per_row)
+        rest = f16.token_s - overhead - per_layer * f16.work.blocks - _probe_row_seconds(f16.work, per_row)
+        rate_float = f16.work.read_bytes / max(rest, 1e-9)
+        bandwidth = _fit_class_bandwidth(points, measured, overhead, per_layer, rate_float, per_row)
+        _fit_row_costs(points, rows or {}, overhead, per_layer, rate_float, bandwidth, per_row)
+    return _TokenFit(overhead, per_layer, inv_cache, rate_float, bandwidth, per_row)
+
+
+def _probe_row_seconds(work: Work, per_row: dict[RowKind, float]) -> float:
+    """What a probe model's rows cost a token at the row costs fitted so far."""
+    return sum(n * per_row.get(kind, per_row.get("float", 0.0)) for kind, n in work.rows.items())
+
+
+def _fit_token_fixed_costs(
+    points: dict[str, ProbePoint], cache_bytes: int, small: tuple[str, ...], rate_float: float, per_row: dict[RowKind, float]
+) -> tuple[float, float, float]:
+    """(fixed cost, cost per layer, 1 / cache rate) of a token, from the small models."""
+    equations, values = [], []
+    for name in small:
+        p = points[name]
+        cached = p.work.weight_bytes <= cache_bytes
+        equations.append([1.0, p.work.blocks, p.work.read_bytes if cached else 0.0])
+        values.append(p.token_s - _probe_row_seconds(p.work, per_row) - (0.0 if cached else p.work.read_bytes / rate_float))
+    overhead, per_layer, inv_cache = _solve(equations, values)
+    return overhead, per_layer, inv_cache
+
+
+def _fit_class_bandwidth(
+    points: dict[str, ProbePoint],
+    measured: dict[str, str],
+    overhead: float,
+    per_layer: float,
+    rate_float: float,
+    per_row: dict[RowKind, float],
+) -> dict[str, float]:
+    """Each measured class's memory rate, from its probe model's token (the classes fitted before
+    it, and the float rate, taking their share of its bytes)."""
+    bandwidth: dict[str, float] = {}
+    for cls, name in measured.items():
+        p = points[name]
+        seconds = p.token_s - overhead - per_layer * p.work.blocks - _probe_row_seconds(p.work, per_row)
+        bandwidth[cls] = p.work.bytes[cls] / max(seconds - _other_classes(p.work, cls, bandwidth, rate_float), 1e-9)
+    return bandwidth
+
+
+def _fit_row_costs(
+    points: dict[str, ProbePoint],
+    rows: dict[RowKind, str],
+    overhead: float,
+    per_layer: float,
+    rate_float: float,
+    bandwidth: dict[str, float],
+    per_row: dict[RowKind, float],
+) -> None:
+    """A row's cost by kind (into `per_row`), from the rows models: what their token takes beyond
+    the fixed costs and their bytes, over their rows."""
+    for kind, name in rows.items():
+        if name in points and points[name].work.rows.get(kind):
+            r = points[name]
+            reads = sum(b / rate_of({"float": rate_float, **bandwidth}, c) for c, b in r.work.bytes.items() if b)
+            left = r.token_s - overhead - per_layer * r.work.blocks - reads
+            per_row[kind] = max(left / r.work.rows[kind], 0.0)
+
+
+@dataclass(frozen=True)
+class _BatchFit:
+    """Prompt batches' figures as fitted: fixed costs, the float FLOP/s, an attention score's cost."""
+
+    overhead: float
+    per_layer: float
+    rate_flops: float
+    score_s: float
+
+
+def _batch_less_output(p: ProbePoint, measured_rates: DeviceSpeed) -> float:
+    """The probe batch's time less its output matmul (one token's, read once)."""
+    return p.batch_s - once_seconds(measured_rates, p.work)
+
+
+def _probe_attention(p: ProbePoint, rate_flops: float, score_s: float) -> float:
+    """A probe batch's attention at the float FLOP/s and score cost fitted so far."""
+    partial = DeviceSpeed(0, 0, {}, 0, 0, 0, 0, {"float": rate_flops}, attention_score_s=score_s)
+    return attention_seconds(partial, p.work, p.batch_tokens, p.depth)
+
+
+def _fit_batch(
+    points: dict[str, ProbePoint],
+    small: tuple[str, ...],
+    f16: ProbePoint,
+    measured_rates: DeviceSpeed,
+    deep: tuple[str, str] | None,
+) -> _BatchFit:
+    """Prompt batches: batch_s = O + C * layers + n * flops / rate + attention (its FLOPs at the float
+    rate and a cost per score, from the `deep` pair: what a longer context adds to the same batch)."""
+    rate_flops = f16.batch_tokens * f16.work.total_flops / _batch_less_output(f16, measured_rates)
+    score_s = 0.0
+    for _ in range(3):
+        overhead, per_layer = _fit_batch_fixed_costs(points, small, measured_rates, rate_flops, score_s)
+        rest = (
+            _batch_less_output(f16, measured_rates)
+            - overhead
+            - per_layer * f16.work.blocks
+            - _probe_attention(f16, rate_flops, score_s)
+        )
+        rate_flops = f16.batch_tokens * f16.work.total_flops / max(rest, 1e-9)
+        if deep and deep[0] in points and deep[1] in points:
+            score_s = _fit_score_cost(points[deep[0]], points[deep[1]], measured_rates, rate_flops, score_s)
+    return _BatchFit(overhead, per_layer, rate_flops, score_s)
+
+
+def _fit_batch_fixed_costs(
+    points: dict[str, ProbePoint], small: tuple[str, ...], measured_rates: DeviceSpeed, rate_flops: float, score_s: float
+) -> tuple[float, float]:
+    """(fixed cost, cost per layer) of a prompt batch, from the small models."""
+    equations, values = [], []
+    for name in small:
+        p = points[name]
+        equations.append([1.0, p.work.blocks])
+        values.append(
+            _batch_less_output(p, measured_rates)
+            - p.batch_tokens * p.work.total_flops / rate_flops
+            - _probe_attention(p, rate_flops, score_s)
+        )
+    overhead, per_layer = _solve(equations, values)
+    return overhead, per_layer
+
+
+def _fit_score_cost(b: ProbePoint, d: ProbePoint, measured_rates: DeviceSpeed, rate_flops: float, score_s: float) -> float:
+    """An attention score's cost besides its FLOPs: what the deeper batch `d` adds to the same batch
+    `b` at depth 0, over the scores it adds (`score_s`, the cost so far, where it adds none)."""
+    more = attention_scores(d.batch_tokens, d.depth) - attention_scores(b.batch_tokens, b.depth)
+    if more > 0 and b.work.heads:
+        flops_s = 4 * b.work.head_width * more / rate_flops
+        score_s = max(
+            (_batch_less_output(d, measured_rates) - _batch_less_output(b, measured_rates) - flops_s) / (b.work.heads * more),
+            0.0,
+        )
+    return score_s
+
+
+def _fit_class_flops(
+    points: dict[str, ProbePoint], measured: dict[str, str], batch: _BatchFit, measured_rates: DeviceSpeed
+) -> dict[str, float]:
+    """Each measured class's FLOP/s, from its probe model's batch (the classes fitted before it, and
+    the float rate, taking their share of its FLOPs)."""
+    flops: dict[str, float] = {}
+    for cls, name in measured.items():
+        p = points[name]
+        seconds = (
+            _batch_less_output(p, measured_rates)
+            - batch.overhead
+            - batch.per_layer * p.work.blocks
+            - _probe_attention(p, batch.rate_flops, batch.score_s)
+        )
+        known = {"float": batch.rate_flops, **flops}
+        others = sum(f / rate_of(known, c) for c, f in p.work.flops.items() if f and c != cls)
+        flops[cls] = p.batch_tokens * p.work.flops.get(cls, 0.0) / max(seconds - p.batch_tokens * others, 1e-9)
+    return flops
+
+
+def _probe_expert_seconds(q: ProbePoint, flops: dict[str, float]) -> float:
+    """A probe batch's expert matmuls at the dense FLOP/s."""
+    return q.batch_tokens * sum(f / rate_of(flops, c) for c, f in q.work.expert_flops.items() if f)
+
+
+def _fit_expert_factor(
+    points: dict[str, ProbePoint], fitted: DeviceSpeed, flops: dict[str, float], small_moe: str | None, deep_moe: str | None
+) -> float | None:
+    """How many times slower than dense ones a MoE probe's expert matmuls ran (None: not measured)."""
+    if small_moe is None or small_moe not in points:
+        return None
+    p = points[small_moe]
+    deep = points.get(deep_moe) if deep_moe else None
+    if deep is not None and deep.work.blocks > p.work.blocks:
+        # What the extra MoE layers of the deeper model add to a batch, against what the dense
+        # figures say they add: fixed costs drop out. (On this CPU the 2-layer model alone
+        # said 1.8, and an 8-layer one ran its prompt 51 % slower than that predicted.)
+        extra = deep.batch_s - p.batch_s
+        dense = batch_seconds(fitted, deep.work, deep.batch_tokens) - batch_seconds(fitted, p.work, p.batch_tokens)
+        experts = _probe_expert_seconds(deep, flops) - _probe_expert_seconds(p, flops)
+    else:
+        extra = p.batch_s
+        dense = fitted.batch_overhead_s + batch_seconds(fitted, p.work, p.batch_tokens)
+        experts = _probe_expert_seconds(p, flops)
+    return min(max(1 + (extra - dense) / experts, 0.5), 8.0) if experts > 0 else None
 
 
 def _other_classes(work: Work, cls: str, known: dict[str, float], rate_float: float) -> float:
@@ -483,7 +622,7 @@ def placement_work(model: ModelInfo, memory: MemoryPlan, n_cpu_moe: int = 0) -> 
                 w.add("bytes", cls, t.n_bytes * used * share)
                 w.weight_bytes += t.n_bytes * share
                 rows = t.n_elements / t.shape[0] * used * share if matrix else 0.0
-                kind = "quant" if t.ggml_type.is_quantized else "float"
+                kind: RowKind = "quant" if t.ggml_type.is_quantized else "float"
                 w.add("rows", kind, rows)
                 if matrix and il == model.n_layer:
                     w.add("once_bytes", cls, t.n_bytes * share)
@@ -522,70 +661,26 @@ def predict(
 ) -> Prediction:
     """Tokens per second of generation and of one prompt batch for this placement."""
     works = placement_work(model, memory, n_cpu_moe)
-    speeds: dict[int | None, DeviceSpeed] = {None: speed_of(host, cpu_bandwidth)}
-    for i, d in enumerate(devices):
-        speeds[i] = speed_of(d, cpu_bandwidth)
+    speeds = _speeds(devices, host, cpu_bandwidth)
     used = [i for i, w in works.items() if i is not None and (w.blocks or w.read_bytes)]
     host_speed = speeds[None]
     kv = _kv_per_device(model, memory, settings, depth)
     n_batch = min(settings.n_ubatch, settings.n_ctx_total)
 
-    # Fixed costs: the host's, plus what each other device used adds to a decode.
-    fixed = host_speed.token_overhead_s + sum(max(speeds[i].token_overhead_s - host_speed.token_overhead_s, 0.0) for i in used)
-    fixed_batch = host_speed.batch_overhead_s + sum(
-        max(speeds[i].batch_overhead_s - host_speed.batch_overhead_s, 0.0) for i in used
-    )
-    # The host and RPC workers serving its CPU share its last-level cache: a token streams
-    # through all their weights, which evict each other even where each device's share would fit.
-    # (An 82 MB Q4_K_M model, 7 of 12 layers on the CPU and 20 and 15 MB on two loopback workers:
-    # with the workers' shares read from the 32 MiB cache, 254 tokens/s were predicted and 164-181
-    # measured; a Q4_0 model split over the two, 28 MB each, went from +19 % to -2 %.)
-    sharing = [i for i in works if i is None or (i in used and serves_this_cpu(devices[i], host))]
-    shared_bytes = sum(works[i].weight_bytes for i in sharing)
-    parts = {i: token_parts(speeds[i], works[i], kv.get(i, 0.0), shared_bytes if i in sharing else None) for i in works}
+    fixed, fixed_batch = _fixed_costs(speeds, used)
+    parts = _device_parts(devices, host, works, speeds, used, kv)
     per_device = {i: sum(p.values()) for i, p in parts.items()}
-    batch = {i: batch_terms(speeds[i], works[i], n_batch, depth) for i in works}
-    offload = _op_offload_device(devices, used, n_batch)
-    if offload is not None and works[None].total_flops:
-        # llama.cpp runs a big batch's matmuls on weights left in host memory on the GPU instead,
-        # uploading those weights over its link for each batch (ggml_backend_sched, offload_op).
-        host_work = works[None]
-        upload = host_work.weight_bytes / _link(speeds[offload], devices[offload])
-        matmuls = replace(host_work, heads=0.0, head_width=0.0)
-        _, per_token = batch_terms(speeds[offload], matmuls, n_batch)
-        # Attention reads the KV cache, not weights: it stays on the CPU with the cache.
-        per_token += attention_seconds(host_speed, host_work, n_batch, depth) / n_batch
-        batch[None] = (upload + speeds[offload].batch_layer_overhead_s * host_work.blocks, per_token)
+    batch = _device_batch_terms(devices, works, speeds, used, n_batch, depth)
     hops, hops_batch = _transfers(model, memory, devices, speeds, n_cpu_moe, n_batch)
     if memory.split_shares:
-        # Tensor parallelism: the devices work on each layer at the same time, then synchronise.
-        shared = [i for i in per_device if i is not None]
-        compute = max((per_device[i] for i in shared), default=0.0) + per_device[None]
-        slowest = max(shared, key=lambda i: batch[i][0] + n_batch * batch[i][1]) if shared else None
-        batch_fixed = (batch[slowest][0] if slowest is not None else 0.0) + batch[None][0]
-        batch_token = (batch[slowest][1] if slowest is not None else 0.0) + batch[None][1]
-        sync, sync_batch = _sync(model, group, [speeds[i] for i in shared], n_batch)
+        totals = _tensor_parallel_totals(model, group, speeds, per_device, batch, n_batch)
     else:
-        compute = sum(per_device.values())
-        batch_fixed = sum(f for f, _ in batch.values())
-        batch_token = sum(t for _, t in batch.values())
-        sync = sync_batch = 0.0
-    seconds = fixed + compute + hops + sync
-    batch_fixed += fixed_batch + sync_batch
-    batch_token += hops_batch / n_batch
+        totals = _Totals(sum(per_device.values()), sum(f for f, _ in batch.values()), sum(t for _, t in batch.values()))
+    seconds = fixed + totals.compute + hops + totals.sync
+    batch_fixed = totals.batch_fixed + (fixed_batch + totals.sync_batch)
+    batch_token = totals.batch_token + hops_batch / n_batch
 
-    involved = [None, *used]
-    # The host counts when it holds weights, or when it is all there is.
-    sources = [speeds[i].source for i in used] + ([host_speed.source] if works[None].read_bytes or not used else [])
-    basis = "measured" if all(s == "measured" for s in sources) else ("catalog" if "assumed" not in sources else "assumed")
-    assumptions = _assumptions(devices, host, speeds, involved, cpu_bandwidth)
-    if memory.split_shares and group is None:
-        assumptions.append(
-            Reason(
-                "sync-unmeasured", "tensor parallelism's synchronisation was not measured for this group (a probe measures it)"
-            )
-        )
-        basis = basis if basis != "measured" else "catalog"
+    basis, assumptions = _basis_and_assumptions(devices, host, works, speeds, used, memory, group, cpu_bandwidth)
     limited = max(per_device, key=lambda i: per_device[i])
     tg = 1.0 / seconds if seconds > 0 else None
     pp = prompt_tokens_per_s(batch_fixed, batch_token, tg, n_batch)
@@ -609,10 +704,129 @@ def predict(
         parts={
             "fixed": fixed,
             "links": hops,
-            "sync": sync,
+            "sync": totals.sync,
             "devices": {("CPU" if i is None else devices[i].name): p for i, p in parts.items() if sum(p.values())},
         },
     )
+
+
+def _speeds(devices: list[Device], host: Device, cpu_bandwidth: float) -> dict[int | None, DeviceSpeed]:
+    """Each device's figures by index, the host's under None."""
+    speeds: dict[int | None, DeviceSpeed] = {None: speed_of(host, cpu_bandwidth)}
+    for i, d in enumerate(devices):
+        speeds[i] = speed_of(d, cpu_bandwidth)
+    return speeds
+
+
+def _fixed_costs(speeds: dict[int | None, DeviceSpeed], used: list[int]) -> tuple[float, float]:
+    """Fixed costs of a token and of a prompt batch: the host's, plus what each other device used
+    adds to a decode."""
+    host_speed = speeds[None]
+    fixed = host_speed.token_overhead_s + sum(max(speeds[i].token_overhead_s - host_speed.token_overhead_s, 0.0) for i in used)
+    fixed_batch = host_speed.batch_overhead_s + sum(
+        max(speeds[i].batch_overhead_s - host_speed.batch_overhead_s, 0.0) for i in used
+    )
+    return fixed, fixed_batch
+
+
+def _device_parts(
+    devices: list[Device],
+    host: Device,
+    works: dict[int | None, Work],
+    speeds: dict[int | None, DeviceSpeed],
+    used: list[int],
+    kv: dict[int | None, float],
+) -> dict[int | None, dict[str, float]]:
+    """Each device's own share of a token, by part (token_parts)."""
+    # The host and RPC workers serving its CPU share its last-level cache: a token streams
+    # through all their weights, which evict each other even where each device's share would fit.
+    # (An 82 MB Q4_K_M model, 7 of 12 layers on the CPU and 20 and 15 MB on two loopback workers:
+    # with the workers' shares read from the 32 MiB cache, 254 tokens/s were predicted and 164-181
+    # measured; a Q4_0 model split over the two, 28 MB each, went from +19 % to -2 %.)
+    sharing = [i for i in works if i is None or (i in used and serves_this_cpu(devices[i], host))]
+    shared_bytes = sum(works[i].weight_bytes for i in sharing)
+    return {i: token_parts(speeds[i], works[i], kv.get(i, 0.0), shared_bytes if i in sharing else None) for i in works}
+
+
+def _device_batch_terms(
+    devices: list[Device],
+    works: dict[int | None, Work],
+    speeds: dict[int | None, DeviceSpeed],
+    used: list[int],
+    n_batch: int,
+    depth: int,
+) -> dict[int | None, tuple[float, float]]:
+    """Each device's (fixed seconds, seconds per token) of a prompt batch (batch_terms), the host's
+    matmuls on the GPU that llama.cpp offloads them to."""
+    batch = {i: batch_terms(speeds[i], works[i], n_batch, depth) for i in works}
+    offload = _op_offload_device(devices, used, n_batch)
+    if offload is not None and works[None].total_flops:
+        # llama.cpp runs a big batch's matmuls on weights left in host memory on the GPU instead,
+        # uploading those weights over its link for each batch (ggml_backend_sched, offload_op).
+        host_work = works[None]
+        upload = host_work.weight_bytes / _link(speeds[offload], devices[offload])
+        matmuls = replace(host_work, heads=0.0, head_width=0.0)
+        _, per_token = batch_terms(speeds[offload], matmuls, n_batch)
+        # Attention reads the KV cache, not weights: it stays on the CPU with the cache.
+        per_token += attention_seconds(speeds[None], host_work, n_batch, depth) / n_batch
+        batch[None] = (upload + speeds[offload].batch_layer_overhead_s * host_work.blocks, per_token)
+    return batch
+
+
+class _Totals(NamedTuple):
+    """The devices' work for a token and a prompt batch put together, and tensor parallelism's
+    synchronisation (none without it)."""
+
+    compute: float
+    batch_fixed: float
+    batch_token: float
+    sync: float = 0.0
+    sync_batch: float = 0.0
+
+
+def _tensor_parallel_totals(
+    model: ModelInfo,
+    group: GroupSpeed | None,
+    speeds: dict[int | None, DeviceSpeed],
+    per_device: dict[int | None, float],
+    batch: dict[int | None, tuple[float, float]],
+    n_batch: int,
+) -> _Totals:
+    """Tensor parallelism: the devices work on each layer at the same time, then synchronise."""
+    shared = [i for i in per_device if i is not None]
+    compute = max((per_device[i] for i in shared), default=0.0) + per_device[None]
+    slowest = max(shared, key=lambda i: batch[i][0] + n_batch * batch[i][1]) if shared else None
+    batch_fixed = (batch[slowest][0] if slowest is not None else 0.0) + batch[None][0]
+    batch_token = (batch[slowest][1] if slowest is not None else 0.0) + batch[None][1]
+    sync, sync_batch = _sync(model, group, [speeds[i] for i in shared], n_batch)
+    return _Totals(compute, batch_fixed, batch_token, sync, sync_batch)
+
+
+def _basis_and_assumptions(
+    devices: list[Device],
+    host: Device,
+    works: dict[int | None, Work],
+    speeds: dict[int | None, DeviceSpeed],
+    used: list[int],
+    memory: MemoryPlan,
+    group: GroupSpeed | None,
+    cpu_bandwidth: float,
+) -> tuple[str, list[Reason]]:
+    """What the prediction rests on (measured, catalog or assumed figures), and the assumptions
+    it makes."""
+    host_speed = speeds[None]
+    # The host counts when it holds weights, or when it is all there is.
+    sources = [speeds[i].source for i in used] + ([host_speed.source] if works[None].read_bytes or not used else [])
+    basis = "measured" if all(s == "measured" for s in sources) else ("catalog" if "assumed" not in sources else "assumed")
+    assumptions = _assumptions(devices, host, speeds, [None, *used], cpu_bandwidth)
+    if memory.split_shares and group is None:
+        assumptions.append(
+            Reason(
+                "sync-unmeasured", "tensor parallelism's synchronisation was not measured for this group (a probe measures it)"
+            )
+        )
+        basis = basis if basis != "measured" else "catalog"
+    return basis, assumptions
 
 
 def _load(
@@ -667,11 +881,12 @@ def offered_by_hash(model: ModelInfo, layers: list[int], output: bool) -> tuple[
     return len(big), sum(big), sum(t.n_bytes for t in tensors)
 
 
-def _op_offload_device(devices: list[Device], used: list[int | None], n_batch: int) -> int | None:
+def _op_offload_device(devices: list[Device], used: list[int], n_batch: int) -> int | None:
+    """The GPU llama.cpp runs a prompt batch's host matmuls on (offload_op), if any."""
     if n_batch < OP_OFFLOAD_MIN_BATCH:
         return None
     for i in used:
-        if i is not None and not devices[i].endpoint and backend(devices[i].backend).op_offload:
+        if not devices[i].endpoint and backend(devices[i].backend).op_offload:
             return i
     return None
 
@@ -741,7 +956,14 @@ def _transfers(
     return token, batch
 
 
-def _hop(a: int | None, b: int | None, nbytes: float, devices: list[Device], speeds: dict, latency: bool = True) -> float:
+def _hop(
+    a: int | None,
+    b: int | None,
+    nbytes: float,
+    devices: list[Device],
+    speeds: dict[int | None, DeviceSpeed],
+    latency: bool = True,
+) -> float:
     seconds = 0.0
     remote = False
     for side in (a, b):

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..base.errors import InputError
 from ..base.reasons import Reason
 from ..base.units import format_bytes
-from ..devices.cpu import native_cpu_backend
+from ..devices.cpu import CpuBackend, native_cpu_backend
 from ..devices.inventory import Inventory
 from ..engine.detect import detect_devices
 from ..gguf.adapter import AdapterInfo, read_projector
@@ -21,7 +21,7 @@ from ..gguf.errors import GGUFError
 from ..gguf.model import ModelInfo
 from ..sources import default_projector, read_model
 from .cpu_buffers import MODELLED
-from .memory import Settings
+from .memory import DeviceMemory, Settings
 from .planner import DraftRequest, Plan, PlanInputs, make_plan
 from .predict import DEFAULT_CPU_BANDWIDTH
 from .request import DEFAULT, Request
@@ -39,29 +39,19 @@ def read_adapter(location: str | os.PathLike[str]) -> AdapterInfo:
     return read_adapter_file(os.fspath(location))
 
 
-def require_complete(model: ModelInfo | dict[str, Any], command: str) -> None:
-    """A file whose tensor data is missing cannot load: say so before the engine does. `model` is
-    a ModelInfo or the `model` of a plan document."""
-    if not isinstance(model, dict):
-        model = {
-            "path": model.path,
-            "complete": model.complete,
-            "missing_bytes": model.missing_bytes,
-            "total_bytes": model.total_bytes,
-        }
-    model_doc = model
-    if model_doc.get("complete", True):
+def require_complete(model: ModelInfo, command: str) -> None:
+    """A file whose tensor data is missing cannot load: say so before the engine does."""
+    if model.complete:
         return
-    missing = model_doc.get("missing_bytes") or 0
-    if missing >= model_doc.get("total_bytes", 0):
+    if model.missing_bytes >= model.total_bytes:
         what, hint = (
             "holds only a header (its tensor data is missing)",
             "use the complete file; plan and inspect read headers alone",
         )
     else:
-        what = f"is truncated: {format_bytes(missing)} of its tensor data is missing"
+        what = f"is truncated: {format_bytes(model.missing_bytes)} of its tensor data is missing"
         hint = "download it again (resume the download), then run it; plan and inspect read the header alone"
-    raise InputError(f"{model_doc['path']} {what}, so it cannot {command}", hint)
+    raise InputError(f"{model.path} {what}, so it cannot {command}", hint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +105,7 @@ def context_size(model: ModelInfo, request: Request) -> int:
     return request.n_ctx
 
 
-def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: dict[str, Any]) -> PlanInputs:
+def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: CpuBackend) -> PlanInputs:
     """The request checked against the model and the devices, its companion files read and its
     defaults taken: what the planner's pure functions work from."""
     found = inventory.devices
@@ -156,8 +146,8 @@ def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: dict[
         type_v=type_v,
         flash_attn=request.flash_attn,
         swa_full=request.swa_full,
-        cpu_repack=cpu["repack"],
-        cpu_extra_buffers=tuple(cpu["extra_buffers"]),
+        cpu_repack=cpu.repack,
+        cpu_extra_buffers=cpu.extra_buffers,
         no_repack=request.no_repack,
     )
     return PlanInputs(
@@ -180,36 +170,28 @@ def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: dict[
     )
 
 
-def cpu_backend(inventory: Inventory) -> dict[str, Any]:
+def cpu_backend(inventory: Inventory) -> CpuBackend:
     """What llama.cpp's CPU backend does with the host's weights: the engine's report where the
     inventory has one (detected here, or a devices file's), else what a native build for this CPU
-    would do ({"extra_buffers", "repack", "source"})."""
-    engine = inventory.engine or {}
-    if inventory.engine_from_file and "cpu_repack" in engine and "cpu_extra_buffers" not in engine:
-        # a devices file written before the extra buffer types were reported: CPU_REPACK alone
-        engine = {**engine, "cpu_extra_buffers": [] if engine["cpu_repack"] == "none" else ["CPU_REPACK"]}
-    if "cpu_extra_buffers" in engine:
-        # a devices file's were checked when it was read (documents/read.py); a live engine may list
-        # types this code does not model (they are said, not counted)
-        extra, repack = engine["cpu_extra_buffers"], engine.get("cpu_repack") or "none"
-        return {"extra_buffers": extra, "repack": repack, "source": "file" if inventory.engine_from_file else "engine"}
-    return native_cpu_backend()
+    would do."""
+    reported = inventory.engine.cpu_backend(inventory.engine_from_file) if inventory.engine is not None else None
+    return reported if reported is not None else native_cpu_backend()
 
 
-def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> Reason | None:
+def host_copies_note(host: DeviceMemory, cpu: CpuBackend, no_repack: bool) -> Reason | None:
     """The plan's reason line for the weights llama.cpp copies beside the mapped file (or would, but
     for --no-repack), saying where the rules came from."""
-    copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu['repack']} rules)")]
+    copies = [(host.amx_bytes, "AMX"), (host.repack_bytes, f"CPU_REPACK ({cpu.repack} rules)")]
     parts = [f"{format_bytes(n)} in {name}" for n, name in copies if n]
     where = {
         "engine": "llama.cpp reported by this engine",
         "file": "as the devices file's engine reported them",
-    }.get(cpu.get("source", ""), "assumed: a native build for this CPU")
-    offered = ", ".join(cpu["extra_buffers"]) or "none"
-    unmodelled = [b for b in cpu["extra_buffers"] if b not in MODELLED]
+    }.get(cpu.source, "assumed: a native build for this CPU")
+    offered = ", ".join(cpu.extra_buffers) or "none"
+    unmodelled = [b for b in cpu.extra_buffers if b not in MODELLED]
     tail = f"; what {', '.join(unmodelled)} would take is not modelled" if unmodelled else ""
     if no_repack:
-        if not cpu["extra_buffers"]:
+        if not cpu.extra_buffers:
             return None
         return Reason(
             "no-repack",
@@ -221,5 +203,5 @@ def host_copies_note(host: Any, cpu: dict[str, Any], no_repack: bool) -> Reason 
         "host-copies",
         f"the CPU also keeps {' and '.join(parts)} beside the mapped file: llama.cpp copies the weights it computes "
         f"with into its extra buffer types ({offered}; {where}){tail}; --no-repack keeps only the mapped file",
-        {"amx_bytes": host.amx_bytes, "repack_bytes": host.repack_bytes, "rules": cpu.get("source", "assumed")},
+        {"amx_bytes": host.amx_bytes, "repack_bytes": host.repack_bytes, "rules": cpu.source},
     )

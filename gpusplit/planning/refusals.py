@@ -10,12 +10,14 @@ clamping) are modelled in `memory.Settings`, not here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..gguf.adapter import AdapterInfo
-from ..gguf.model import ModelInfo
 from ..gguf.types import type_by_name
-from .memory import Placement, Settings
+
+if TYPE_CHECKING:
+    from ..gguf.adapter import AdapterInfo
+    from ..gguf.model import ModelInfo
+    from .memory import Placement, Settings
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ
 MAX_DEVICES = 16  # LLAMA_MAX_DEVICES: llama-cpp-python's tensor_split array

@@ -17,6 +17,7 @@ msgspec checks them when a saved plan is read, `check_fields` when a script buil
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Annotated, Any, Literal
@@ -28,8 +29,6 @@ from ..base.errors import InputError
 from ..base.units import MAX_RATE, MAX_SIZE
 from ..engine.params import LLAMA_MAX_DEVICES, MAX_SEQ
 
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-SPLIT_MODES = ("none", "layer", "row", "tensor")
 MAX_SEQUENCES = MAX_SEQ  # LLAMA_MAX_SEQ: llama.cpp refuses more parallel sequences
 MAX_ADAPTERS = 64
 MAX_THREADS = 1024
@@ -38,6 +37,8 @@ MAX_SHARE = 1e9  # a proportion: any positive number, bounded so that sums stay 
 
 KvType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 SplitMode = Literal["none", "layer", "row", "tensor"]
+KV_TYPES: tuple[KvType, ...] = typing.get_args(KvType)
+SPLIT_MODES: tuple[SplitMode, ...] = typing.get_args(SplitMode)
 Count = Annotated[int, Meta(ge=1, le=INT32_MAX)]
 Layers = Annotated[int, Meta(ge=-1, le=INT32_MAX)]  # -1: all
 FilePath = Annotated[str, Meta(min_length=1, max_length=MAX_PATH)]
@@ -95,13 +96,8 @@ class Request:
                     value=value,
                     choices=", ".join(KV_TYPES),
                 )
-        if self.split_mode is not None and self.split_mode not in SPLIT_MODES:
-            raise InputError(
-                "{p.split_mode} {value!r} is not a split mode",
-                "use none, layer, row or tensor (or leave it out to choose)",
-                parameter="split_mode",
-                value=self.split_mode,
-            )
+        if self.split_mode is not None:
+            split_mode(self.split_mode)
         if self.tensor_split is not None and not any(self.tensor_split):
             raise InputError(
                 "{p.tensor_split} is all zeros", "give each device a share, for example 0.75,0.25", parameter="tensor_split"
@@ -176,15 +172,30 @@ def split_shares(text: str | Sequence[float]) -> tuple[float, ...]:
     return values
 
 
-def kv_type(text: str, parameter: str = "type_k") -> str:
+def kv_type(text: str, parameter: str = "type_k") -> KvType:
     """A KV cache type as llama.cpp names it (case as given is accepted)."""
-    value = text.lower()
-    if value not in KV_TYPES:
-        raise InputError(
-            "{p} {value!r} is not a KV cache type",
-            "use one of {choices}",
-            parameter=parameter,
-            value=text,
-            choices=", ".join(KV_TYPES),
-        )
-    return value
+    for known in KV_TYPES:
+        if text.lower() == known:
+            return known
+    raise InputError(
+        "{p} {value!r} is not a KV cache type",
+        "use one of {choices}",
+        parameter=parameter,
+        value=text,
+        choices=", ".join(KV_TYPES),
+    )
+
+
+def split_mode(text: str | None) -> SplitMode | None:
+    """llama.cpp's split mode by name; None (the planner chooses) for None or "auto"."""
+    if text is None or text == "auto":
+        return None
+    for known in SPLIT_MODES:
+        if text == known:
+            return known
+    raise InputError(
+        "{p.split_mode} {value!r} is not a split mode",
+        "use none, layer, row or tensor (or leave it out to choose)",
+        parameter="split_mode",
+        value=text,
+    )

@@ -15,12 +15,13 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..base.errors import InputError
-
-if TYPE_CHECKING:
-    from ..gguf.model import ModelInfo
+from ..gguf.model import ModelInfo
+from ..gguf.model import read_model as read
+from .hub import download as fetch
+from .hub import parse_hf, parse_ollama, resolve
 
 HF, OLLAMA, URL, FILE = "hf", "ollama", "url", "file"
 PREFIXES = {"hf://": HF, "ollama://": OLLAMA, "http://": URL, "https://": URL}
@@ -64,12 +65,9 @@ def read_model(
     files are read by range requests, `on_fetch(bytes_so_far)` reporting progress and `on_note`
     what a name resolved to). Reads no tensor data. A name's model keeps the name as its `path`
     and the URL it was read from as its `source_url`."""
-    from ..gguf.model import read_model as read
-
     source = source_of(location)
     if not source.is_name:
         return read(source.location, on_fetch=on_fetch)
-    from .hub import resolve
 
     remote = resolve(source.location)  # a listing or manifest, then the header by ranges
     if on_note is not None:
@@ -92,8 +90,6 @@ def download(location: str, on_progress: Callable[[int, int], None] | None = Non
         raise InputError(
             f"{location} is a URL and gpusplit does not download URLs", "download it first; plan and inspect read URLs"
         )
-    from .hub import download as fetch
-    from .hub import resolve
 
     return fetch(resolve(location), on_progress)
 
@@ -103,7 +99,6 @@ def default_projector(location: str) -> str | None:
     (Ollama always loads it), as a URL; None for every other source."""
     if source_of(location).kind != OLLAMA:
         return None
-    from .hub import resolve
 
     return resolve(location).projector_url
 
@@ -114,8 +109,6 @@ def model_flags(location: str, source_url: str | None = None) -> list[str]:
     Ollama name its blob's URL (`source_url`, as read_model found it)."""
     source = source_of(location)
     if source.kind == HF:
-        from .hub import parse_hf
-
         name = parse_hf(location)
         if name.path:
             return ["-hfr", name.repo, "-hff", name.path]
@@ -157,8 +150,6 @@ def python_downloads(location: str, source_url: str | None = None) -> list[Downl
         url = location
         name = _safe_name(urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]))
     elif kind == OLLAMA and source_url:
-        from .hub import parse_ollama
-
         url = source_url
         parsed = parse_ollama(location)
         name = _safe_name(f"{parsed.model}-{parsed.tag}")
@@ -189,7 +180,6 @@ def python_model_kwargs(location: str, source_url: str | None = None) -> dict[st
         return {"model_path": downloads[0].path if downloads else location}
     if kind != HF:
         return {"model_path": location}
-    from .hub import parse_hf
 
     name = parse_hf(location)
     return {"repo_id": name.repo, "filename": name.path or (f"*{name.quant}*.gguf" if name.quant else "*.gguf")}

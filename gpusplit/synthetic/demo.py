@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..base.paths import cache_dir
+from .tiny import GENERATOR_VERSION, TINY_MODELS, tiny_vocab, write_tiny_model
+from .vocab import NORMAL, SPM_SPACE, Vocab
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 DEMO_MODEL = "dense-f16"
 DEMO_SEED = 0
@@ -23,18 +30,13 @@ EMBEDDING_SCALE = 16.0  # a token's embedding: one coordinate, large beside what
 
 def demo_content_version() -> str:
     """A short hash of what determines the demo model's bytes (spec, seed, sentence, generator version)."""
-    from gpusplit.synthetic.tiny import GENERATOR_VERSION, TINY_MODELS
-
     key = f"{GENERATOR_VERSION}|{DEMO_SEED}|{TINY_MODELS[DEMO_MODEL]!r}|{DEMO_SENTENCE}|{EMBEDDING_SCALE}"
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def demo_vocab():
+def demo_vocab() -> tuple[Vocab, list[int]]:
     """The demo's SentencePiece vocabulary with the sentence's words as pieces (in place of the
     last ones, the size unchanged), and the ids of those words in order."""
-    from gpusplit.synthetic.tiny import TINY_MODELS, tiny_vocab
-    from gpusplit.synthetic.vocab import NORMAL, SPM_SPACE
-
     vocab = tiny_vocab(TINY_MODELS[DEMO_MODEL])
     words = [SPM_SPACE + w for w in DEMO_SENTENCE.split()]
     if len(set(words)) != len(words):
@@ -54,15 +56,13 @@ def demo_vocab():
     return vocab, ids
 
 
-def demo_tensors(ids: list[int], eos: int):
+def demo_tensors(ids: list[int], eos: int) -> dict[str, npt.NDArray[np.float32]]:
     """The embedding and output matrices that make greedy decoding recite the sentence: each word's
     embedding one coordinate of its own (every other token shares coordinate 0), and the output
     row of the word that follows it reading that coordinate; the last word is followed by the
     end-of-text token, any other token by the first word. The blocks keep their random weights:
     they run (and cost) as before, adding little beside the scaled embedding."""
-    import numpy as np
-
-    from gpusplit.synthetic.tiny import TINY_MODELS
+    import numpy as np  # only when the demo model is written: gpusplit.api imports this package at start-up
 
     spec = TINY_MODELS[DEMO_MODEL]
     if len(ids) + 1 > spec.n_embd:
@@ -90,8 +90,6 @@ def demo_model_path() -> Path:
     path = cache_dir() / f"demo-{demo_content_version()}.gguf"
     if path.is_file():
         return path
-    from gpusplit.synthetic.tiny import write_tiny_model
-
     vocab, ids = demo_vocab()
     return write_tiny_model(
         path,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gpusplit.synthetic.tiny import (
     FTYPE_MOSTLY_F16,
@@ -28,6 +28,11 @@ from gpusplit.synthetic.tiny import (
     write_hparams,
 )
 from gpusplit.synthetic.vocab import CONTROL, USER_DEFINED, Vocab, large_bpe_vocab, spm_vocab, write_vocab
+
+if TYPE_CHECKING:
+    import gguf
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -689,7 +694,7 @@ def _qwen3next_block(spec: HeaderOnlySpec, i: int) -> list[tuple[str, tuple[int,
     """A Qwen3-Next block as src/models/qwen3next.cpp loads it (numpy order), after attn_norm:
     full attention (gated Q) every full_attention_interval-th layer, gated delta-net otherwise."""
     E, hd, b = spec.n_embd, spec.head_dim, f"blk.{i}."
-    out = [(b + "post_attention_norm.weight", (E,))]
+    out: list[tuple[str, tuple[int, ...]]] = [(b + "post_attention_norm.weight", (E,))]
     if (i + 1) % spec.full_attention_interval == 0:
         q, kv = spec.n_head * hd, spec.n_head_kv * hd
         out += [
@@ -962,7 +967,7 @@ def _resolve(name_or_spec: str | HeaderOnlySpec) -> HeaderOnlySpec:
         raise KeyError(f"unknown header-only model {name_or_spec!r}; known: {', '.join(HEADER_ONLY_MODELS)}") from None
 
 
-def _add_hparams(w: Any, spec: HeaderOnlySpec) -> None:
+def _add_hparams(w: gguf.GGUFWriter, spec: HeaderOnlySpec) -> None:
     a = spec.arch
     if a == "deepseek2":
         for key, value in (
@@ -1030,6 +1035,7 @@ def write_header_only(path: str | os.PathLike[str], name: str | HeaderOnlySpec, 
     `sparse` it is extended by a hole (``os.truncate``) to the size the complete model has.
     Deterministic; written to a temporary file and renamed into place. Returns the path.
     """
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
 
     spec = _resolve(name)
@@ -1077,8 +1083,9 @@ _BLOCK_SCALES: dict[str, tuple[tuple[int, float], ...]] = {
 _MXFP4_EXPONENT = 119  # 2**(119 - 127) * 6 (the largest fp4 value) = 0.023
 
 
-def _random_blocks(ggml_type: str, n_blocks: int, rng: Any) -> Any:
+def _random_blocks(ggml_type: str, n_blocks: int, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     """`n_blocks` valid blocks of `ggml_type` as one flat uint8 array."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
     import numpy as np
 
@@ -1105,6 +1112,7 @@ def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpe
     matrix is F16: a source for llama.cpp's quantizer, which then gives each tensor the type it gives
     the published file of any quantization (`synthetic.real_shaped`).
     """
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
     import numpy as np
 
@@ -1125,7 +1133,7 @@ def write_random_weights(path: str | os.PathLike[str], name: str | HeaderOnlySpe
         _add_hparams(w, spec)
         write_vocab(w, vocab)
         add_infos_and_header(w, plan)
-        patterns: dict[str, Any] = {}
+        patterns: dict[str, npt.NDArray[np.uint8]] = {}
         for t in plan:
             nbytes = _nbytes(t.shape, t.ggml_type)
             if t.kind == "norm":

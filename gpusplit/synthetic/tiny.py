@@ -13,12 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from gpusplit.synthetic.vocab import Vocab, spm_vocab, tiny_bpe_vocab, write_vocab
+
+if TYPE_CHECKING:
+    import gguf
+    import numpy.typing as npt
 
 # llama_ftype values (llama.h) for general.file_type
 FTYPE_ALL_F32 = 0
@@ -154,7 +158,17 @@ def tensor_plan(spec: TinySpec) -> list[TensorPlan]:
     return plan
 
 
-def _mla_attention(spec: TinySpec, b: str, w: Any, norm: Any) -> None:
+class _AddWeight(Protocol):
+    """tensor_plan's `w`: adds a matrix of `shape` (numpy order), of the spec's type unless told."""
+
+    def __call__(self, name: str, shape: tuple[int, ...], ggml_type: str = ...) -> None: ...
+
+
+# tensor_plan's `norm`: adds an f32 vector of `size`
+_AddNorm = Callable[[str, int], None]
+
+
+def _mla_attention(spec: TinySpec, b: str, w: _AddWeight, norm: _AddNorm) -> None:
     """deepseek2's MLA attention as llama.cpp 0.3.36 loads it (src/models/deepseek2.cpp; numpy order)."""
     E, H, hd, rank, rope = spec.n_embd, spec.n_head, spec.hd, spec.kv_lora_rank, spec.rope_dim
     w(b + "attn_q.weight", (H * hd, E))  # q_lora_rank 0: one Q projection
@@ -165,7 +179,7 @@ def _mla_attention(spec: TinySpec, b: str, w: Any, norm: Any) -> None:
     w(b + "attn_output.weight", (E, H * (hd // 2)))
 
 
-def _mamba2_block(spec: TinySpec, b: str, w: Any, norm: Any) -> None:
+def _mamba2_block(spec: TinySpec, b: str, w: _AddWeight, norm: _AddNorm) -> None:
     """A Mamba-2 block as llama.cpp 0.3.36 loads it (src/models/mamba2.cpp; numpy order)."""
     E, d_inner, d_state, n_group = spec.n_embd, 2 * spec.n_embd, spec.ssm_d_state, spec.ssm_n_group
     n_heads = d_inner // spec.hd
@@ -181,6 +195,7 @@ def _mamba2_block(spec: TinySpec, b: str, w: Any, norm: Any) -> None:
 
 
 def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
 
     qt = gguf.GGMLQuantizationType[ggml_type]
@@ -200,7 +215,7 @@ def tiny_vocab(spec: TinySpec) -> Vocab:
 
 
 def write_hparams(
-    w: Any,
+    w: gguf.GGUFWriter,
     arch: str,
     *,
     n_ctx_train: int,
@@ -248,7 +263,7 @@ def write_hparams(
         w.add_uint32(f"{a}.attention.sliding_window", sliding_window)
 
 
-def _add_state_hparams(w: Any, spec: TinySpec) -> None:
+def _add_state_hparams(w: gguf.GGUFWriter, spec: TinySpec) -> None:
     """The keys deepseek2's MLA and Mamba-2 read on top of the common ones."""
     a = spec.arch
     if a == "deepseek2":
@@ -271,7 +286,7 @@ def _add_state_hparams(w: Any, spec: TinySpec) -> None:
         w.add_uint32(f"{a}.ssm.group_count", spec.ssm_n_group)
 
 
-def _add_hparams(w: Any, spec: TinySpec) -> None:
+def _add_hparams(w: gguf.GGUFWriter, spec: TinySpec) -> None:
     if spec.arch in ("deepseek2", "mamba2"):
         a = spec.arch
         w.add_uint32(f"{a}.context_length", spec.n_ctx_train)
@@ -318,9 +333,10 @@ def _temp_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def gguf_file(path: Path, arch: str) -> Iterator[tuple[Any, Path]]:
+def gguf_file(path: Path, arch: str) -> Iterator[tuple[gguf.GGUFWriter, Path]]:
     """A GGUFWriter on a temporary file beside `path`, renamed into place only on success and
     removed on failure, so a reader never sees half a model. Yields (writer, temporary path)."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
 
     tmp = _temp_path(path)
@@ -340,8 +356,9 @@ def gguf_file(path: Path, arch: str) -> Iterator[tuple[Any, Path]]:
         raise
 
 
-def add_infos_and_header(w: Any, plan: list[TensorPlan]) -> None:
+def add_infos_and_header(w: gguf.GGUFWriter, plan: list[TensorPlan]) -> None:
     """Declare every tensor of `plan`, then write the header, the metadata and the tensor infos."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
     import numpy as np
 
@@ -368,7 +385,7 @@ def write_tiny_model(
     seed: int = 0,
     *,
     vocab: Vocab | None = None,
-    tensors: Mapping[str, Any] | None = None,
+    tensors: Mapping[str, npt.ArrayLike] | None = None,
     description: str | None = None,
 ) -> Path:
     """Write the model `spec_or_name` (a TinySpec or a TINY_MODELS name) to `path`.
@@ -378,6 +395,7 @@ def write_tiny_model(
     `vocab` replaces the spec's vocabulary (the same size), `tensors` (name -> float32 array of
     the tensor's shape) some random tensors, `description` the file's. Returns the path.
     """
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
     import numpy as np
 
@@ -473,6 +491,7 @@ SMALL_TINY_MODELS: tuple[str, ...] = tuple(n for n in TINY_MODELS if "large" not
 
 def tiny_model_size(spec_or_name: TinySpec | str) -> int:
     """Bytes of tensor data (without header) `write_tiny_model` writes for this spec."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
 
     spec = resolve_spec(spec_or_name)
@@ -490,6 +509,7 @@ def write_tiny_lora(
     """A LoRA adapter for the tiny model `spec_or_name`, as convert_lora_to_gguf.py lays it out:
     `blk.N.<target>.weight.lora_a` [in, rank] and `.lora_b` [rank, out] (ggml order), f32, for
     every block, plus the output layer when "output" is a target."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import numpy as np
 
     spec = resolve_spec(spec_or_name)
@@ -515,6 +535,7 @@ def write_tiny_lora(
 def write_tiny_projector(path: str | os.PathLike[str], n_embd: int = 256, projector_type: str = "mlp") -> Path:
     """A minimal multimodal projector (mmproj) header: architecture clip, its projector type, and
     two f16 tensors (the projection into an `n_embd` model and a patch embedding)."""
+    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
     import numpy as np
 

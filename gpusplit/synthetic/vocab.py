@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gguf
 
 # llama.cpp / gguf token types
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -448,7 +452,7 @@ def large_bpe_vocab(
     )
 
 
-def write_vocab(writer, vocab: Vocab) -> None:  # writer: gguf.GGUFWriter
+def write_vocab(writer: gguf.GGUFWriter, vocab: Vocab) -> None:
     """Add the ``tokenizer.ggml.*`` keys for `vocab` to a GGUFWriter."""
     writer.add_tokenizer_model(vocab.model)
     if vocab.pre:
