@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def _module_name(path: Path) -> str:
 
 
 def _runtime_imports(path: Path) -> set[str]:
-    """gpusplit modules a file imports when it runs (imports under `if TYPE_CHECKING:` left out)."""
+    """gpusplit modules a file imports when it runs (imports under `if TYPE_CHECKING:` left out, the
+    modules the CLI loads on first use through `lazy_module("...")` counted)."""
     tree = ast.parse(path.read_text())
     package = _module_name(path).split(".")
     if path.name != "__init__.py":
@@ -31,12 +33,14 @@ def _runtime_imports(path: Path) -> set[str]:
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(n) for n in ast.walk(node))
+            skipped.update(id(n) for statement in node.body for n in ast.walk(statement))
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "lazy_module":
+            found.update(arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str))
+        elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("gpusplit") or a.name == "llama_cpp")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -198,7 +202,9 @@ def _imports_the_package_root(path: Path, package_dir: Path = PACKAGE) -> list[s
     package = parts[:-1]
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "lazy_module":
+            found += [f"{path.name}:{node.lineno}" for a in node.args if isinstance(a, ast.Constant) and a.value == "gpusplit"]
+        elif isinstance(node, ast.Import):
             found += [f"{path.name}:{node.lineno}" for a in node.names if a.name == "gpusplit"]
         elif isinstance(node, ast.ImportFrom):
             target = node.module or ""
@@ -232,6 +238,7 @@ def test_no_module_imports_the_package_root():
         ("planning/memory.py", "def _reach():\n    import gpusplit\n\n    return gpusplit.plan"),
         ("jobs/tune.py", "from .. import plan"),
         ("engine/tasks.py", "from gpusplit import run"),
+        ("cli/plan.py", "api = lazy_module('gpusplit')"),
     ],
 )
 def test_the_root_import_scan_catches_one(tmp_path, module, line):
@@ -239,3 +246,72 @@ def test_the_root_import_scan_catches_one(tmp_path, module, line):
     target = tmp_path / "gpusplit" / module
     target.write_text(target.read_text() + "\n\n" + line + "\n")
     assert len(_root_imports(tmp_path / "gpusplit")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reasons are picked by code
+
+# names a reason, warning or note (or a list of them) goes by in gpusplit and its tests
+_REASONISH = re.compile(r"^(r|w|n|a|reason|reasons|warning|warnings|note|notes|assumption|assumptions|why)\d*$")
+_TEXT_TESTS = {"startswith", "endswith", "find", "index", "count", "replace", "split", "partition", "search", "match"}
+
+
+def _reads_reason_text(node: ast.AST) -> bool:
+    """`reason.text` or `reason["text"]` (the base a reason-ish name, or an item of a list of them)."""
+    for sub in ast.walk(node):
+        base = None
+        if (isinstance(sub, ast.Attribute) and sub.attr == "text") or (
+            isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Constant) and sub.slice.value == "text"
+        ):
+            base = sub.value
+        while isinstance(base, ast.Subscript) and not (
+            isinstance(base.slice, ast.Constant) and isinstance(base.slice.value, str)
+        ):
+            base = base.value  # reasons[0].text
+        if isinstance(base, ast.Name) and _REASONISH.match(base.id):
+            return True
+        if isinstance(base, ast.Subscript) and isinstance(base.slice, ast.Constant) and _REASONISH.match(str(base.slice.value)):
+            return True
+        if isinstance(base, ast.Attribute) and _REASONISH.match(base.attr):
+            return True
+    return False
+
+
+def text_selections(source: str) -> list[int]:
+    """Lines where code compares a reason's text, searches it or edits it (printing it is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Compare) and any(_reads_reason_text(part) for part in [node.left, *node.comparators])) or (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _TEXT_TESTS
+            and (_reads_reason_text(node.func.value) or any(_reads_reason_text(arg) for arg in node.args))
+        ):
+            found.append(node.lineno)
+    return found
+
+
+def test_no_code_or_test_selects_a_reason_by_its_text():
+    """Reasons, warnings and notes carry a code for programs and a text for people: code and tests
+    pick them by code, so that the wording can change without breaking anything."""
+    root = Path(__file__).resolve().parent.parent
+    offenders = {
+        str(path.relative_to(root)): lines
+        for folder in ("gpusplit", "tests", "benchmarks", "scripts", "examples")
+        for path in sorted((root / folder).rglob("*.py"))
+        if (lines := text_selections(path.read_text()))
+    }
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'if "tensor parallelism" in reason.text: pass',
+        'assert doc["warnings"][0]["text"].startswith("the context")',
+        'picked = [w for w in plan.warnings if w.text == "no GPU"]',
+        'hint = note["text"].replace("--ngl", "n_gpu_layers")',
+    ],
+)
+def test_the_text_scan_catches_one(line):
+    assert text_selections(line) == [1]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,6 +66,74 @@ def test_tab_completion_imports_neither_engine_nor_nvml():
     result = _run(code, {"_GPUSPLIT_COMPLETE": "complete_bash", "COMP_WORDS": "gpusplit plan --sp", "COMP_CWORD": "2"})
     assert "--split" in result.stdout
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
+def test_help_and_command_completion_import_no_command_module():
+    """`gpusplit --help` lists the commands from a table and `gpusplit <TAB>` completes them from it:
+    neither imports a command's module, nor the library below them (the planner, the documents,
+    msgspec): what they cost is typer's own start-up."""
+    code = (
+        "import sys\n"
+        "from gpusplit.cli.app import run\n"
+        "try:\n"
+        "    run(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in sys.modules if m.startswith(('gpusplit.cli.', 'gpusplit.planning', 'gpusplit.documents',\n"
+        "          'gpusplit.jobs', 'gpusplit.engine', 'gpusplit.devices', 'gpusplit.gguf', 'msgspec', 'rich'))]\n"
+        "print('LOADED ' + ' '.join(sorted(loaded)), file=sys.stderr)\n"
+    )
+    kept = {"gpusplit.cli.app", "gpusplit.cli.errors", "gpusplit.cli.output"}
+    for argv, env in (
+        (["--help"], {}),
+        ([], {"_GPUSPLIT_COMPLETE": "complete_bash", "COMP_WORDS": "gpusplit ", "COMP_CWORD": "1"}),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env={**os.environ, **env}, timeout=60
+        )
+        loaded = set(result.stderr.strip().rsplit("LOADED", 1)[1].split())
+        assert loaded <= kept, loaded - kept
+        names = ["devices", "inspect", "plan", "run", "bench", "tune", "worker", "report"]
+        assert all(name in result.stdout for name in names), result.stdout
+
+
+LIBRARY = ("gpusplit.api", "gpusplit.planning.", "gpusplit.documents.", "gpusplit.jobs.", "gpusplit.engine.")
+LIBRARY += ("gpusplit.devices.", "gpusplit.gguf.", "gpusplit.sources", "gpusplit.synthetic")
+
+
+@pytest.mark.parametrize("command", ["devices", "inspect", "plan", "run", "bench", "tune", "worker", "report"])
+def test_a_commands_help_and_option_completion_run_no_library_module(command):
+    """A command's own --help and the completion of its options build that command from its
+    module, whose library modules load on first use (cli/lazy.py): none of them has run."""
+    code = (
+        "import sys\n"
+        "from gpusplit.cli.app import run\n"
+        "try:\n"
+        "    run(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "from importlib.util import _LazyModule\n"
+        f"ran = [n for n, m in list(sys.modules.items()) if n.startswith({LIBRARY!r}) and type(m) is not _LazyModule]\n"
+        "print('RAN ' + ' '.join(sorted(ran)), file=sys.stderr)\n"
+    )
+    completion = {"_GPUSPLIT_COMPLETE": "complete_bash", "COMP_WORDS": f"gpusplit {command} --", "COMP_CWORD": "2"}
+    for argv, env in (([command, "--help"], {}), ([], completion)):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env={**os.environ, **env}, timeout=60
+        )
+        assert result.stderr.strip().endswith("RAN"), result.stderr
+        assert "--json" in result.stdout or "--host" in result.stdout or "--output" in result.stdout, result.stdout
+
+
+def test_the_command_table_says_what_each_command_does():
+    """The one-line help `gpusplit --help` prints without importing the commands is each command's
+    own: its docstring's first paragraph, and its module holds it under the command's name."""
+    import inspect
+
+    from gpusplit.cli.app import COMMANDS, command_function
+
+    for name, (_, text) in COMMANDS.items():
+        assert inspect.getdoc(command_function(name)).split("\n\n")[0] == text, name
 
 
 def test_python_dash_m_runs_the_cli():

@@ -2,137 +2,116 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, List, Optional
+from typing import TYPE_CHECKING, Annotated, Any, List, Optional
 
+import msgspec
 import typer
 
 from . import output
 from .errors import EXIT_RUNTIME, CLIError, Interrupted
+from .lazy import lazy_module
 from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model, request_from, resolve_model
 
+if TYPE_CHECKING:
+    from .. import api
+    from ..documents import models, render
+    from ..documents import results as result_files
+    from ..documents.models import BenchRecord
+else:
+    api = lazy_module("gpusplit.api")
+    models, render = lazy_module("gpusplit.documents.models"), lazy_module("gpusplit.documents.render")
+    result_files = lazy_module("gpusplit.documents.results")
+
 FORMATS = ("md", "csv", "json", "jsonl")
+
+
+ModeList = Annotated[
+    Optional[List[str]], typer.Option("--mode", "-sm", help="Split modes to try (repeatable): auto, none, layer, row, tensor.")
+]
+SplitList = Annotated[
+    Optional[List[str]], typer.Option("--split", "-ts", help="Splits to try (repeatable): auto (the plan's) or 0.7,0.3.")
+]
+NglList = Annotated[
+    Optional[List[int]], typer.Option("--ngl", "-ngl", help="n_gpu_layers values to try (repeatable; default: the plan's).")
+]
+CtxList = Annotated[
+    Optional[List[int]], typer.Option("--ctx", "-c", help="Context sizes to try (default: enough for the tests).")
+]
+KvTypeList = Annotated[Optional[List[str]], typer.Option("--kv-type", help="KV cache types to try (repeatable).")]
+FlashAttnList = Annotated[
+    Optional[List[int]],
+    typer.Option("--flash-attn", "-fa", min=0, max=1, help="Flash attention values to try: 0, 1 (repeatable)."),
+]
+NPrompt = Annotated[
+    Optional[List[int]], typer.Option("--n-prompt", "-p", min=0, help="Prompt tests: tokens per batch (default 512).")
+]
+NGen = Annotated[Optional[List[int]], typer.Option("--n-gen", "-n", min=0, help="Generation tests: tokens (default 128).")]
+Depth = Annotated[
+    Optional[List[int]], typer.Option("--depth", "-d", min=0, help="Run the tests after this many tokens of context (default 0).")
+]
+Repetitions = Annotated[
+    int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
+]
+OutputFormat = Annotated[str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (an array of gpusplit.bench/2 records): -o json.")
+]
+PlanFile = Annotated[
+    Optional[str],
+    typer.Option("--plan", metavar="FILE", help="Run a saved plan (plan --json, tune --output) as it is, as one configuration."),
+]
+OutputFile = Annotated[Optional[str], typer.Option("--output", help="Append every result to this JSONL file as it finishes.")]
+Resume = Annotated[
+    Optional[str], typer.Option("--resume", help="Skip the configurations already in this JSONL file, append the rest to it.")
+]
+CompareFiles = Annotated[
+    Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
+]
+ConfigTimeout = Annotated[
+    float,
+    typer.Option("--config-timeout", min=1, callback=finite, help="Seconds before a configuration is stopped and marked failed."),
+]
 
 
 def bench(
     model: Model = None,
     rpc: Rpc = None,
     timeout: Timeout = 3.0,
-    mode: Annotated[
-        Optional[List[str]],
-        typer.Option("--mode", "-sm", help="Split modes to try (repeatable): auto, none, layer, row, tensor."),
-    ] = None,
-    split: Annotated[
-        Optional[List[str]], typer.Option("--split", "-ts", help="Splits to try (repeatable): auto (the plan's) or 0.7,0.3.")
-    ] = None,
-    ngl: Annotated[
-        Optional[List[int]], typer.Option("--ngl", "-ngl", help="n_gpu_layers values to try (repeatable; default: the plan's).")
-    ] = None,
-    ctx: Annotated[
-        Optional[List[int]], typer.Option("--ctx", "-c", help="Context sizes to try (default: enough for the tests).")
-    ] = None,
-    kv_type: Annotated[Optional[List[str]], typer.Option("--kv-type", help="KV cache types to try (repeatable).")] = None,
-    flash_attn: Annotated[
-        Optional[List[int]],
-        typer.Option("--flash-attn", "-fa", min=0, max=1, help="Flash attention values to try: 0, 1 (repeatable)."),
-    ] = None,
-    n_prompt: Annotated[
-        Optional[List[int]], typer.Option("--n-prompt", "-p", min=0, help="Prompt tests: tokens per batch (default 512).")
-    ] = None,
-    n_gen: Annotated[
-        Optional[List[int]], typer.Option("--n-gen", "-n", min=0, help="Generation tests: tokens (default 128).")
-    ] = None,
-    depth: Annotated[
-        Optional[List[int]],
-        typer.Option("--depth", "-d", min=0, help="Run the tests after this many tokens of context (default 0)."),
-    ] = None,
-    repetitions: Annotated[
-        int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
-    ] = 5,
+    mode: ModeList = None,
+    split: SplitList = None,
+    ngl: NglList = None,
+    ctx: CtxList = None,
+    kv_type: KvTypeList = None,
+    flash_attn: FlashAttnList = None,
+    n_prompt: NPrompt = None,
+    n_gen: NGen = None,
+    depth: Depth = None,
+    repetitions: Repetitions = 5,
     threads: Threads = None,
     no_repack: NoRepack = False,
-    output_format: Annotated[
-        str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")
-    ] = "md",
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document (an array of gpusplit.bench/1 records): -o json.")
-    ] = False,
-    plan_file: Annotated[
-        Optional[str],
-        typer.Option(
-            "--plan", metavar="FILE", help="Run a saved plan (plan --json, tune --output) as it is, as one configuration."
-        ),
-    ] = None,
-    output_file: Annotated[
-        Optional[str], typer.Option("--output", help="Append every result to this JSONL file as it finishes.")
-    ] = None,
-    resume: Annotated[
-        Optional[str], typer.Option("--resume", help="Skip the configurations already in this JSONL file, append the rest to it.")
-    ] = None,
-    compare_files: Annotated[
-        Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
-    ] = None,
-    config_timeout: Annotated[
-        float,
-        typer.Option(
-            "--config-timeout", min=1, callback=finite, help="Seconds before a configuration is stopped and marked failed."
-        ),
-    ] = 1800,
+    output_format: OutputFormat = "md",
+    json_output: JsonOutput = False,
+    plan_file: PlanFile = None,
+    output_file: OutputFile = None,
+    resume: Resume = None,
+    compare_files: CompareFiles = None,
+    config_timeout: ConfigTimeout = 1800,
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""
-    from .. import api
-    from ..documents.results import append_record, check_results_file, done_keys, read_records
-
-    if json_output:
-        if output_format not in ("md", "json"):
-            raise CLIError(f"--json and -o {output_format} ask for two formats", "give one of them")
-        output_format = "json"
-    if output_format not in FORMATS:
-        raise CLIError(f"--output-format {output_format!r} is not one of {', '.join(FORMATS)}", "use md, csv, json or jsonl")
+    output_format = _format(output_format, json_output)
     if compare_files:
         return _compare(compare_files, output_format)
-    if resume and output_file and os.path.abspath(resume) != os.path.abspath(output_file):
-        raise CLIError("--resume and --output name different files", "--resume FILE appends to FILE; drop --output")
-    target = Path(resume or output_file) if (resume or output_file) else None
-    if target is not None:
-        check_results_file(target, "resume_file" if resume else "results_file")  # never append to someone else's file
-        _check_writable(target)
-    previous = read_records(Path(resume)) if resume else []
+    results = _Results(_results_file(resume, output_file), result_files.read_records(Path(resume)) if resume else [])
     model = local_model(model, "bench")
-    started = time.monotonic()
-    records: list[dict[str, Any]] = list(previous)
-    unsaved: list[dict[str, Any]] = []
-
-    def save() -> None:
-        """Append the finished configuration's records before the next one starts."""
-        if target is not None:
-            try:
-                for record in unsaved:
-                    append_record(target, record)
-            except OSError as exc:
-                raise CLIError(
-                    f"cannot write results to {target}: {exc.strerror or exc}; stopped after {len(records) - len(previous)} results",
-                    "every finished row is printed above; free space and use --resume",
-                    EXIT_RUNTIME,
-                ) from None
-        unsaved.clear()
-
-    def announce(k: int, total: int, key: str) -> None:
-        save()
-        eta = ""
-        if k > 1:
-            eta = f", ETA {(time.monotonic() - started) / (k - 1) * (total - k + 1):.0f} s"
-        output.message(f"bench: configuration {k} of {total}: {key}{eta}")
-
     doc = api.load_plan_document(plan_file) if plan_file else None
     if doc is not None and (mode or split or ngl or ctx or kv_type or flash_attn or rpc):
         raise CLIError(
             "--plan fixes the configuration", "drop --mode/--split/--ngl/--ctx/--kv-type/--flash-attn/--rpc, or drop --plan"
         )
-    request = request_from(threads=threads, no_repack=no_repack)
     matrix = api.Matrix(
         modes=tuple(mode or ["auto"]),
         splits=tuple(split or ["auto"]),
@@ -141,37 +120,94 @@ def bench(
         kv_types=tuple(kv_type or ["f16"]),
         flash_attn=tuple(bool(v) for v in (flash_attn or [0])),
     )
-    tests = api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0]))
     rows = api.bench(
         doc.engine_params.model_path if doc is not None else resolve_model(model),
-        request,
+        request_from(threads=threads, no_repack=no_repack),
         matrix=matrix,
-        tests=tests,
+        tests=api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0])),
         rpc=tuple(rpc or ()),
         timeout=timeout,
         repetitions=repetitions,
         config_timeout=config_timeout,
-        skip=done_keys(previous),
-        on_config=announce,
+        skip=result_files.done_keys(results.previous),
+        on_config=results.announce,
         saved_plan=doc,
     )
-    from ..documents.render import bench_records
-
-    warned: set[str] = set()
     try:
-        for record in bench_records(rows):
-            records.append(record)
-            unsaved.append(record)
-            if record.get("recovery") and record["recovery"]["message"] not in warned:
-                # once: the later configurations run with --no-repack and carry the same recovery
-                warned.add(record["recovery"]["message"])
-                output.warn(f"{record['config_key']}: {record['recovery']['message']}; the later configurations run with it too")
-        save()
+        results.collect(render.bench_records(rows))
     except (KeyboardInterrupt, Interrupted, CLIError):
-        _emit(records, output_format)  # what finished is on stdout too, not only in the file
+        _emit(results.records, output_format)  # what finished is on stdout too, not only in the file
         raise
-    _emit(records, output_format)
-    return EXIT_RUNTIME if any(r["status"] != "ok" for r in records) else 0
+    _emit(results.records, output_format)
+    return EXIT_RUNTIME if any(r["status"] != "ok" for r in results.records) else 0
+
+
+def _format(output_format: str, json_output: bool) -> str:
+    if json_output:
+        if output_format not in ("md", "json"):
+            raise CLIError(f"--json and -o {output_format} ask for two formats", "give one of them")
+        return "json"
+    if output_format not in FORMATS:
+        raise CLIError(f"--output-format {output_format!r} is not one of {', '.join(FORMATS)}", "use md, csv, json or jsonl")
+    return output_format
+
+
+def _results_file(resume: str | None, output_file: str | None) -> Path | None:
+    """The JSONL file results are appended to, checked to be one (never someone else's file)."""
+    if resume and output_file and os.path.abspath(resume) != os.path.abspath(output_file):
+        raise CLIError("--resume and --output name different files", "--resume FILE appends to FILE; drop --output")
+    named = resume or output_file
+    if not named:
+        return None
+    target = Path(named)
+    result_files.check_results_file(target, "resume_file" if resume else "results_file")
+    _check_writable(target)
+    return target
+
+
+class _Results:
+    """The records so far (a resumed file's first), each configuration's appended to the results
+    file before the next one starts: nothing finished is lost to a crash or Ctrl-C."""
+
+    def __init__(self, target: Path | None, previous: list[dict[str, Any]]) -> None:
+        self.target = target
+        self.previous = previous
+        self.records: list[dict[str, Any]] = list(previous)
+        self.unsaved: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self.warned: set[str] = set()
+
+    def save(self) -> None:
+        if self.target is not None:
+            try:
+                for record in self.unsaved:
+                    result_files.append_record(self.target, record)
+            except OSError as exc:
+                done = len(self.records) - len(self.previous)
+                raise CLIError(
+                    f"cannot write results to {self.target}: {exc.strerror or exc}; stopped after {done} results",
+                    "every finished row is printed above; free space and use --resume",
+                    EXIT_RUNTIME,
+                ) from None
+        self.unsaved.clear()
+
+    def announce(self, k: int, total: int, key: str) -> None:
+        self.save()
+        eta = ""
+        if k > 1:
+            eta = f", ETA {(time.monotonic() - self.started) / (k - 1) * (total - k + 1):.0f} s"
+        output.message(f"bench: configuration {k} of {total}: {key}{eta}")
+
+    def collect(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.records.append(record)
+            self.unsaved.append(record)
+            recovery = record.get("recovery")
+            if recovery and recovery["message"] not in self.warned:
+                # once: the later configurations run with --no-repack and carry the same recovery
+                self.warned.add(recovery["message"])
+                output.warn(f"{record['config_key']}: {recovery['message']}; the later configurations run with it too")
+        self.save()
 
 
 def _check_writable(path: Path) -> None:
@@ -188,21 +224,21 @@ def _check_writable(path: Path) -> None:
 # Tables (llama-bench's columns, plus predicted speed and planned/actual memory per device)
 
 
-def _varying(records: list[dict[str, Any]]) -> list[str]:
+def _varying(records: list[BenchRecord]) -> list[str]:
     keys = ["mode", "split", "ctx", "kv", "fa"]
-    return [k for k in keys if len({json.dumps(r["config"][k]) for r in records}) > 1]
+    return [k for k in keys if len({getattr(r.config, k) for r in records}) > 1]
 
 
-def _memory(r: dict[str, Any]) -> str:
+def _memory(r: BenchRecord) -> str:
     parts = []
-    for d in r["devices"]:
-        actual = "?" if d["actual_bytes"] is None else f"{d['actual_bytes'] / 2**20:.0f}"
-        mark = "*" if d.get("actual_source") == "group" else ""
-        parts.append(f"{d['name']} {d['planned_bytes'] / 2**20:.0f}/{actual}{mark}")
+    for d in r.devices:
+        actual = "?" if d.actual_bytes is None else f"{d.actual_bytes / 2**20:.0f}"
+        mark = "*" if d.actual_source == "group" else ""
+        parts.append(f"{d.name} {d.planned_bytes / 2**20:.0f}/{actual}{mark}")
     return "; ".join(parts)
 
 
-def _md_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _md_rows(records: list[BenchRecord]) -> tuple[list[str], list[list[str]]]:
     varying = _varying(records)
     header = [
         "model",
@@ -219,17 +255,17 @@ def _md_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     ]
     rows = []
     for r in records:
-        m = r["model"]
-        if r["status"] == "ok":
-            ts = f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}"
+        m = r.model
+        if r.status == "ok":
+            ts = f"{r.avg_ts or 0:.2f} ± {r.stddev_ts or 0:.2f}"
         else:
-            ts = "FAILED: " + (r["error"] or "unknown")[:80]
-        pred = "-" if r["predicted_ts"] is None else f"{r['predicted_ts']:.2f}"
-        share = "-" if r["prediction_error_pct"] is None else f"{r['prediction_error_pct']:+.0f}%"
-        ngl = "-" if r["n_gpu_layers"] is None else str(r["n_gpu_layers"])
-        settings = [str(r["config"][k]) if k != "fa" else str(int(r["config"][k])) for k in varying]
-        size, params = output.format_bytes(m["total_bytes"]), output.format_count(m["params"])
-        rows.append([m["name"], size, params, r["backend"], ngl, *settings, r["test"], ts, pred, share, _memory(r)])
+            ts = "FAILED: " + (r.error or "unknown")[:80]
+        pred = "-" if r.predicted_ts is None else f"{r.predicted_ts:.2f}"
+        share = "-" if r.prediction_error_pct is None else f"{r.prediction_error_pct:+.0f}%"
+        ngl = "-" if r.n_gpu_layers is None else str(r.n_gpu_layers)
+        settings = [str(getattr(r.config, k)) if k != "fa" else str(int(r.config.fa)) for k in varying]
+        size, params = output.format_bytes(m.total_bytes), output.format_count(m.params)
+        rows.append([m.name, size, params, r.backend, ngl, *settings, r.test, ts, pred, share, _memory(r)])
     return header, rows
 
 
@@ -239,46 +275,47 @@ CSV_HEADER = [
 ]  # fmt: skip
 
 
-def _csv_rows(records: list[dict[str, Any]]) -> list[list[Any]]:
-    rows = []
+def _csv_rows(records: list[BenchRecord]) -> list[list[object]]:
+    rows: list[list[object]] = []
     for r in records:
-        c = r["config"]
+        c = r.config
         rows.append([
-            r["model"]["name"], r["model"]["total_bytes"], r["model"]["params"], r["backend"], r["n_gpu_layers"], c["mode"], c["split"],
-            c["ctx"], c["kv"], int(c["fa"]), r["test"], r["status"], r["avg_ts"], r["stddev_ts"],
-            " ".join(str(s) for s in r["samples_ts"]), r["predicted_ts"], r["prediction_error_pct"], r["predicted_basis"], r["error"] or "",
+            r.model.name, r.model.total_bytes, r.model.params, r.backend, r.n_gpu_layers, c.mode, c.split, c.ctx, c.kv,
+            int(c.fa), r.test, r.status, r.avg_ts, r.stddev_ts, " ".join(str(s) for s in r.samples_ts), r.predicted_ts,
+            r.prediction_error_pct, r.predicted_basis, r.error or "",
         ])  # fmt: skip
     return rows
 
 
 def _emit(records: list[dict[str, Any]], fmt: str) -> None:
+    """The records on stdout: as they are (json, jsonl), or read by their type into a table."""
     if fmt == "json":
         output.emit_json(records)
-    elif fmt == "jsonl":
+        return
+    if fmt == "jsonl":
         for r in records:
             output.emit_jsonl(r)
-    elif fmt == "csv":
-        output.csv_table(CSV_HEADER, _csv_rows(records))
-    else:
-        header, rows = _md_rows(records)
-        output.markdown_table(header, rows, right=("t/s", "predicted t/s", "error"))
-        if any(d.get("actual_source") == "group" for r in records for d in r["devices"]):
-            output.message("* tensor mode: llama.cpp logs the device group as one Meta() figure, the largest device's share")
+        return
+    typed = [msgspec.convert(r, models.BenchRecord) for r in records]
+    if fmt == "csv":
+        output.csv_table(CSV_HEADER, _csv_rows(typed))
+        return
+    header, rows = _md_rows(typed)
+    output.markdown_table(header, rows, right=("t/s", "predicted t/s", "error"))
+    if any(d.actual_source == "group" for r in typed for d in r.devices):
+        output.message("* tensor mode: llama.cpp logs the device group as one Meta() figure, the largest device's share")
 
 
 def _compare(files: list[str], fmt: str) -> int:
-    from ..documents.render import compare_document
-    from ..documents.results import compare, read_records
-
     if len(files) != 2:
         raise CLIError("--compare takes exactly two files", "gpusplit bench --compare a.jsonl --compare b.jsonl")
-    a, b = (read_records(Path(f)) for f in files)
+    a, b = (result_files.read_records(Path(f)) for f in files)
     for name, records in zip(files, (a, b)):
         if not records:
-            raise CLIError(f"{name}: no gpusplit.bench/1 records", "give files written by gpusplit bench --output")
-    rows = list(compare(a, b))
+            raise CLIError(f"{name}: no gpusplit bench records", "give files written by gpusplit bench --output")
+    rows = list(result_files.compare(a, b))
     if fmt in ("json", "jsonl"):
-        output.emit_json(compare_document(files[0], files[1], rows))
+        output.emit_json(render.compare_document(files[0], files[1], rows))
         return 0
     output.print_table(
         f"{files[1]} vs {files[0]}",

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from . import output
+from .errors import CLIError
+from .lazy import lazy_module
 from .options import NoRepack, Threads, Timeout
+
+if TYPE_CHECKING:
+    from .. import api
+    from ..devices import catalog
+    from ..documents import render
+else:
+    api, catalog = lazy_module("gpusplit.api"), lazy_module("gpusplit.devices.catalog")
+    render = lazy_module("gpusplit.documents.render")
 
 
 def devices(
@@ -26,18 +36,13 @@ def devices(
     threads: Threads = None,
     no_repack: NoRepack = False,
     catalog: bool = typer.Option(False, "--catalog", help="List the built-in GPU catalog that --gpu NAME draws on."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.devices/1)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON document (schema gpusplit.devices/2)."),
 ) -> int:
     """List the devices llama.cpp would use (RPC workers, GPUs, then the CPU host row)."""
     if catalog:
         return _print_catalog(json_output)
-    from .. import api
-    from ..documents.render import devices_document
-
     if probe:
         if gpu:
-            from .errors import CLIError
-
             raise CLIError("--probe measures real devices, not --gpu ones", "drop --gpu")
         with output.StepProgress("probing") as progress:
             request = api.Request(n_threads=threads, no_repack=no_repack)
@@ -45,7 +50,7 @@ def devices(
     else:
         inventory = api.detect_devices(rpc=rpc, gpus=gpu, timeout=timeout, threads=threads)
     if json_output:
-        output.emit_json(devices_document(inventory))
+        output.emit_json(render.devices_document(inventory))
         return 0
     _print_inventory(inventory)
     return 0
@@ -155,17 +160,15 @@ def _print_inventory(inventory) -> None:
             [_read_row(d) for d in measured],
             right=tuple(TYPE_NAMES.values()),
         )
-    engine = inventory.engine or {}
-    if engine.get("installed") and "cpu_extra_buffers" in engine:
-        extra = ", ".join(engine["cpu_extra_buffers"]) or "none"
+    engine = inventory.engine
+    if engine is not None and engine.installed and engine.cpu_extra_buffers is not None:
+        extra = ", ".join(engine.cpu_extra_buffers) or "none"
         wide = [
-            f
-            for f in engine.get("cpu_features", [])
-            if f.startswith(("AVX512", "AMX", "DOTPROD", "MATMUL_INT8", "SVE", "KLEIDIAI"))
+            f for f in engine.cpu_features or () if f.startswith(("AVX512", "AMX", "DOTPROD", "MATMUL_INT8", "SVE", "KLEIDIAI"))
         ]
         output.message(
             f"CPU backend: extra buffer types {extra} (weights it computes with are copied there beside the mapped file; "
-            f"CPU_REPACK rules: {engine.get('cpu_repack', 'none')})" + (f"; built for {', '.join(wide)}" if wide else "")
+            f"CPU_REPACK rules: {engine.cpu_repack or 'none'})" + (f"; built for {', '.join(wide)}" if wide else "")
         )
     if inventory.group_speed is not None:
         g = inventory.group_speed
@@ -179,12 +182,8 @@ def _print_inventory(inventory) -> None:
 
 
 def _print_catalog(json_output: bool) -> int:
-    from ..devices.catalog import CATALOG
-
     if json_output:
-        from ..documents.render import catalog_document
-
-        output.emit_json(catalog_document(CATALOG))
+        output.emit_json(render.catalog_document(catalog.CATALOG))
         return 0
     output.print_table(
         "built-in GPU catalog (use with --gpu NAME)",
@@ -199,7 +198,7 @@ def _print_catalog(json_output: bool) -> int:
                 e.interconnect,
                 ", ".join(e.aliases[:3]),
             )
-            for e in CATALOG
+            for e in catalog.CATALOG
         ),
         right=("memory", "bandwidth"),
     )

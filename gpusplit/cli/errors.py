@@ -9,6 +9,7 @@ traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -153,7 +154,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
 
 def run_guarded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Run func; map a known failure to one stderr line and an exit code."""
-    import signal
 
     def on_signal(signum: int, frame: object) -> None:
         if signum == signal.SIGTERM:

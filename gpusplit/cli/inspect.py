@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from . import output
+from .lazy import lazy_module
 from .options import Model, read_model, resolve_model
+
+if TYPE_CHECKING:
+    from ..documents import render
+else:
+    render = lazy_module("gpusplit.documents.render")
 
 
 def inspect(
@@ -14,10 +22,8 @@ def inspect(
     tensors: bool = typer.Option(False, "--tensors", help="Also list every tensor (name, shape, type, bytes)."),
 ) -> int:
     """Describe a model from its GGUF header: hyperparameters and bytes per layer."""
-    from ..documents.render import inspect_document
-
     info = read_model(resolve_model(model))
-    doc = inspect_document(info, tensors=tensors)
+    doc = render.inspect_document(info, tensors=tensors)
     if json_output:
         output.emit_json(doc)
         return 0

@@ -7,17 +7,22 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional, overload
 
 import typer
 
+from ..base.errors import InputError
 from . import output
+from .lazy import lazy_module
 
 if TYPE_CHECKING:
+    from .. import api, sources
     from ..api import Request
     from ..devices.inventory import Inventory
     from ..gguf.model import ModelInfo
     from ..planning.planner import Plan
+else:
+    api, sources = lazy_module("gpusplit.api"), lazy_module("gpusplit.sources")
 
 
 def finite(value: float | None) -> float | None:
@@ -150,8 +155,6 @@ def resolve_model(model: str | None) -> str:
     """The location to read; with no MODEL, the demo model (generated on first use) and a note."""
     if model:
         return model
-    from .. import api
-
     path = api.demo_model_path()
     output.message(f"no MODEL given: using the built-in demo model {path}")
     return path
@@ -159,8 +162,6 @@ def resolve_model(model: str | None) -> str:
 
 def read_model(location: str) -> ModelInfo:
     """The library's read_model, with a progress line on stderr while a remote header downloads."""
-    from .. import api
-
     if not api.is_remote(location):
         return api.read_model(location)
     fetched = [0]
@@ -175,16 +176,16 @@ def read_model(location: str) -> ModelInfo:
     return info
 
 
+@overload
+def local_model(location: str, command: str) -> str: ...
+@overload
+def local_model(location: None, command: str) -> None: ...
 def local_model(location: str | None, command: str) -> str | None:
     """The model `run`/`bench` load: a local file as given; a hf:// or ollama:// name downloaded
     first (Hugging Face's own progress bar and cache; Ollama blobs into gpusplit's cache)."""
-    from .. import api
-    from ..base.errors import InputError
-    from ..sources import source_of
-
     if location is None:
         return None
-    source = source_of(location)
+    source = sources.source_of(location)
     if source.kind == "url":
         raise InputError(f"{command} needs a local model file, not a URL", "download it first; plan and inspect read URLs")
     if not source.remote:
@@ -208,8 +209,6 @@ class DeviceOptions:
     ram: str | None = None
 
     def detect(self, threads: int | None = None) -> Inventory:
-        from .. import api
-
         gpu = list(self.gpu)
         if not gpu and not self.devices_file and os.environ.get("GPUSPLIT_GPU"):
             gpu = [g.strip() for g in os.environ["GPUSPLIT_GPU"].split(",") if g.strip()]
@@ -247,8 +246,6 @@ def request_from(
 ) -> Request:
     """The command line's options as the library's one Request: the text of sizes, rates, shares
     and types parsed here (a bad value names its flag), everything else checked by the Request."""
-    from .. import api
-
     both = api.kv_type(kv_type, "kv_type") if kv_type is not None else None
     return api.Request(
         n_ctx=ctx,
@@ -259,7 +256,7 @@ def request_from(
         type_v=api.kv_type(kv_type_v, "type_v") if kv_type_v is not None else both,
         flash_attn=flash_attn,
         swa_full=swa_full,
-        split_mode=None if mode in (None, "auto") else mode,
+        split_mode=api.split_mode(mode),
         tensor_split=None if split is None else api.split_shares(split),
         n_gpu_layers=ngl,
         main_gpu=main_gpu,
@@ -282,8 +279,6 @@ def plan_from(
 ) -> Plan:
     """The model, the devices and the request -> gpusplit.plan(). `runnable` names a command that
     must load the weights: an incomplete file stops here."""
-    from .. import api
-
     info = read_model(resolve_model(model))
     if runnable:
         api.require_complete(info, runnable)

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 from ..base.text import sanitize, sanitize_text
 from ..base.units import format_bytes, format_count, format_rate
 
+# rich is imported where a table, bar or progress is drawn: this module is on `gpusplit --help`'s
+# path (errors are printed through it), which imports typer and nothing heavier.
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 __all__ = ["format_bytes", "format_count", "format_rate", "sanitize", "sanitize_text"]  # re-exported for the command modules
 
@@ -251,8 +254,8 @@ class StepProgress:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> StepProgress:
         if sys.stderr.isatty():
@@ -273,6 +276,7 @@ class StepProgress:
 
     def step(self, done: int, total: int, text: str) -> None:
         if self._bar is not None:
+            assert self._task is not None
             self._bar.update(self._task, completed=done, total=total, description=sanitize(text))
         else:
             message(f"{self.title} [{done}/{total}] {text}")

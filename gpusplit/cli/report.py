@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated, List
+from typing import TYPE_CHECKING, Annotated, List
 
 import typer
 
+from ..base.version import __version__
 from . import output
+from .lazy import lazy_module
+
+if TYPE_CHECKING:
+    from .. import api
+else:
+    api = lazy_module("gpusplit.api")
 
 
 def report(
@@ -28,11 +36,6 @@ def report(
     ] = Path("report.html"),
 ) -> int:
     """Draw results as one HTML page that opens offline: charts with their numbers in tables."""
-    import shlex
-
-    from .. import api
-    from ..base.version import __version__
-
     generated_by = f"gpusplit {__version__}: " + shlex.join(["gpusplit", "report", *map(str, files), "-o", str(out)])
     size = api.write_report(files, out, on_warning=output.warn, generated_by=generated_by)
     output.message(f"report written to {out} ({size // 1024} KiB)")

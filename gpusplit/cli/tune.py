@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from . import output
 from .errors import CLIError
+from .lazy import lazy_module
 from .options import (
     Ctx,
     DeviceOptions,
@@ -27,6 +29,14 @@ from .options import (
     request_from,
     resolve_model,
 )
+
+if TYPE_CHECKING:
+    from .. import api
+    from ..base import journal
+    from ..documents import read, render
+else:
+    api, journal = lazy_module("gpusplit.api"), lazy_module("gpusplit.base.journal")
+    read, render = lazy_module("gpusplit.documents.read"), lazy_module("gpusplit.documents.render")
 
 
 def tune(
@@ -56,17 +66,12 @@ def tune(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/2).")] = False,
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
-    from .. import api
-    from ..documents.render import tune_document
-
     if resume and trials and Path(resume) != Path(trials):
         raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
     if output_file:
-        from ..base.journal import check_replaceable
-        from ..documents.read import PLAN_SCHEMAS
-        from ..documents.render import PLAN_SCHEMA
-
-        check_replaceable(Path(output_file), lambda doc: doc.get("schema") in PLAN_SCHEMAS, PLAN_SCHEMA, "results_file")
+        journal.check_replaceable(
+            Path(output_file), lambda doc: doc.get("schema") in read.PLAN_SCHEMAS, render.PLAN_SCHEMA, "results_file"
+        )
     seconds = api.parse_duration(budget, "budget")
     request = request_from(
         ctx=ctx, kv_type=kv_type, flash_attn=flash_attn, allow_ctx_overflow=ctx is not None, no_repack=no_repack
@@ -87,7 +92,7 @@ def tune(
         info, inventory, request, objective=objective, budget=seconds or 0.0, trials_file=resume or trials,
         resume=bool(resume), on_trial=on_trial,
     )  # fmt: skip
-    doc = tune_document(result, objective, seconds or 0.0)
+    doc = render.tune_document(result, objective, seconds or 0.0)
     if output_file:
         Path(output_file).write_text(json.dumps(doc["plan"], indent=1) + "\n")
     for note in result.notes:
@@ -128,6 +133,4 @@ def _print(doc: dict) -> None:
                 f"  {doc['chosen']}: {doc['margin_pct']:+.1f} % over {doc['runner_up']} (measured again in turn; "
                 f"their measurements spread {doc['spread_pct']:.1f} %)"
             )
-        import shlex
-
         output.line("  " + shlex.join(["llama-server", *doc["plan"]["llama_args"]]))

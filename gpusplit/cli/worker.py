@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from . import output
+from .lazy import lazy_module
+
+if TYPE_CHECKING:
+    from .. import api
+else:
+    api = lazy_module("gpusplit.api")
 
 
 def worker(
@@ -29,8 +35,6 @@ def worker(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="The folder for --cache (implies it)."),
 ) -> int:
     """Serve this machine's devices to other gpusplit / llama.cpp clients over RPC (until Ctrl-C)."""
-    from .. import api
-
     names = [n for value in (device or []) for n in value.split(",") if n.strip()]
     api.serve_worker(
         host,
