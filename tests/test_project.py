@@ -68,18 +68,17 @@ def test_tab_completion_imports_neither_engine_nor_nvml():
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
 
 
+# a child that runs the CLI on its argv, then reports what it imported
+RUN_ARGV = "import sys\nfrom gpusplit.cli.app import run\ntry:\n    run(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+
+
 def test_help_and_command_completion_import_no_command_module():
     """`gpusplit --help` lists the commands from a table and `gpusplit <TAB>` completes them from it:
     neither imports a command's module, nor the library below them (the planner, the documents,
     msgspec): what they cost is typer's own start-up."""
     code = (
-        "import sys\n"
-        "from gpusplit.cli.app import run\n"
-        "try:\n"
-        "    run(sys.argv[1:])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "loaded = [m for m in sys.modules if m.startswith(('gpusplit.cli.', 'gpusplit.planning', 'gpusplit.documents',\n"
+        RUN_ARGV
+        + "loaded = [m for m in sys.modules if m.startswith(('gpusplit.cli.', 'gpusplit.planning', 'gpusplit.documents',\n"
         "          'gpusplit.jobs', 'gpusplit.engine', 'gpusplit.devices', 'gpusplit.gguf', 'msgspec', 'rich'))]\n"
         "print('LOADED ' + ' '.join(sorted(loaded)), file=sys.stderr)\n"
     )
@@ -106,13 +105,7 @@ def test_a_commands_help_and_option_completion_run_no_library_module(command):
     """A command's own --help and the completion of its options build that command from its
     module, whose library modules load on first use (cli/lazy.py): none of them has run."""
     code = (
-        "import sys\n"
-        "from gpusplit.cli.app import run\n"
-        "try:\n"
-        "    run(sys.argv[1:])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "from importlib.util import _LazyModule\n"
+        RUN_ARGV + "from importlib.util import _LazyModule\n"
         f"ran = [n for n, m in list(sys.modules.items()) if n.startswith({LIBRARY!r}) and type(m) is not _LazyModule]\n"
         "print('RAN ' + ' '.join(sorted(ran)), file=sys.stderr)\n"
     )

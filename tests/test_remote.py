@@ -81,8 +81,9 @@ def test_remote_70b_header_matches_local_and_fetches_little(cli, server, tmp_pat
     assert "fetched" in remote.stderr
 
 
-def test_remote_split_model_reads_every_shard(server, tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "sp.gguf"), "llama", split_max_tensors=1)
+def _write_split_model(folder):
+    """sp-0000N-of-00003.gguf in `folder`: a split model of one tensor per part."""
+    w = gguf.GGUFWriter(str(folder / "sp.gguf"), "llama", split_max_tensors=1)
     w.add_block_count(1)
     w.add_embedding_length(32)
     w.add_head_count(2)
@@ -92,6 +93,10 @@ def test_remote_split_model_reads_every_shard(server, tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def test_remote_split_model_reads_every_shard(server, tmp_path):
+    _write_split_model(tmp_path)
     base, _ = server()
     f = read_gguf(f"{base}/sp-00001-of-00003.gguf")
     assert [t.name for t in f.tensors] == ["token_embd.weight", "blk.0.attn_q.weight", "output.weight"]
@@ -140,16 +145,7 @@ def test_plan_of_a_url_prints_python_that_downloads_first(cli, server, tmp_path,
 
 
 def test_plan_of_a_split_url_downloads_every_part(cli, server, tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "sp.gguf"), "llama", split_max_tensors=1)
-    w.add_block_count(1)
-    w.add_embedding_length(32)
-    w.add_head_count(2)
-    for name in ("token_embd.weight", "blk.0.attn_q.weight", "output.weight"):
-        w.add_tensor(name, np.ones((4, 32), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _write_split_model(tmp_path)
     base, _ = server()
     doc = json.loads(cli("plan", "--json", f"{base}/sp-00001-of-00003.gguf", "--gpu", "8GiB").stdout)
     parts = [f"sp-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]
