@@ -74,23 +74,25 @@ def test_engine_failure_keeps_the_log_tail(cli, tiny_model):
 def test_sigkill_keeps_finished_rows_and_resume_finishes(tiny_model, tmp_path):
     out = tmp_path / "killed.jsonl"
     args = [sys.executable, "-m", "gpusplit", "bench", str(tiny_model("dense-f16")), "-p", "16", "-n", "200", "-r", "3",
-            "--ctx", "512", "--ctx", "768", "--ctx", "1024", "--ctx", "1280"]  # fmt: skip
+            "--ctx", "512", "--ctx", "768", "--ctx", "1024", "--ctx", "1280", "--ctx", "1536", "--ctx", "1792"]  # fmt: skip
     proc = subprocess.Popen(
         [*args, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(read_records(out)) < 4:
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = read_records(out)
-    assert 4 <= len(kept) < 8  # two configurations x two tests, the last two not reached
+    # two configurations x two tests at least; four configurations left are seconds of work, more
+    # than a busy runner keeps this poll waiting
+    assert 4 <= len(kept) < 12
     finished = {r["config_key"] for r in kept}
     resumed = subprocess.run([*args, "--resume", str(out), "-o", "jsonl"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     final = read_records(out)
-    assert len(final) == 8
-    assert len({(r["config_key"], r["test"]) for r in final}) == 8  # nothing run twice
+    assert len(final) == 12
+    assert len({(r["config_key"], r["test"]) for r in final}) == 12  # nothing run twice
     assert finished < {r["config_key"] for r in final}
 
 
@@ -147,13 +149,15 @@ def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
     """A test after -d tokens of context fills that context once and keeps it between repetitions
     (as llama-bench does): with the context exactly as long as depth + test, any run that kept its
     predecessor's tokens would overflow it and fail. Attention over the deeper context costs: the
-    prompt at depth 1536 runs well below the one at depth 0 on this tiny model."""
+    prompt at depth 1536 runs at about 0.3x the one at depth 0 on this tiny model. Compared by each
+    side's fastest repetition: other work on the machine can only slow a repetition down."""
     result = cli("bench", str(tiny_model("dense-f16")), "-p", "256", "-n", "8", "-d", "0", "-d", "1536", "-r", "3", "-o", "json")
     assert result.exit_code == 0, result.stderr
     records = {r["test"]: r for r in json.loads(result.stdout)}
     assert set(records) == {"pp256", "tg8", "pp256 @ d1536", "tg8 @ d1536"}
     assert all(r["status"] == "ok" and len(r["samples_ts"]) == 3 for r in records.values())
-    assert records["pp256 @ d1536"]["avg_ts"] < 0.8 * records["pp256"]["avg_ts"]
+    assert records["pp256 @ d1536"]["depth"] == 1536 and records["pp256"]["depth"] == 0
+    assert max(records["pp256 @ d1536"]["samples_ts"]) < 0.8 * max(records["pp256"]["samples_ts"])
 
 
 @pytest.mark.isolated

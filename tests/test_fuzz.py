@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 import time
-from datetime import timedelta
 
 import pytest
 from ggufpack import ARRAY, I32, STRING, U32, kv, llama_header
@@ -57,9 +56,12 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+HANG_S = 20.0  # no valid or hostile header takes more than milliseconds to refuse
+
+
 @settings(
     max_examples=2000,
-    deadline=timedelta(seconds=1),
+    deadline=None,  # a busy runner slows every example alike: hangs are caught below, far from the norm
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
 )
@@ -73,7 +75,7 @@ def test_mutated_files_give_a_model_or_a_gguf_error(data: bytes) -> None:
     else:
         assert model.n_layer >= 1
         assert model.total_bytes >= 0
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_S  # milliseconds here; a hang is minutes
 
 
 @pytest.mark.parametrize("base", range(len(BASES)))

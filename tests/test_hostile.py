@@ -38,8 +38,9 @@ def test_hostile_file_raises_one_gguf_error_naming_the_field(hostile_file):
     assert reason in err.reason, err.message
     assert err.path == str(path)
     assert str(path) in str(err)
-    # Bounded whatever the declared counts say.
-    assert elapsed < 1.0
+    # Bounded whatever the declared counts say: memory exactly, time only as a hang would show
+    # (milliseconds here; tracemalloc and a busy runner can make it seconds).
+    assert elapsed < 20.0
     assert peak < 32 * 1024 * 1024
 
 

