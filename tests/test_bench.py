@@ -158,6 +158,8 @@ def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
     assert all(r["status"] == "ok" and len(r["samples_ts"]) == 3 for r in records.values())
     assert records["pp256 @ d1536"]["depth"] == 1536 and records["pp256"]["depth"] == 0
     assert max(records["pp256 @ d1536"]["samples_ts"]) < 0.8 * max(records["pp256"]["samples_ts"])
+    for kind in ("pp256", "tg8"):  # and the prediction prices the deeper context
+        assert records[f"{kind} @ d1536"]["predicted_ts"] < records[kind]["predicted_ts"]
 
 
 @pytest.mark.isolated

@@ -138,6 +138,18 @@ class Plan:
         """What the user asked (a saved plan stores it whole, so that it plans again the same)."""
         return self.inputs.request
 
+    def prediction_at(self, depth: int) -> Prediction:
+        """The best candidate's speeds after `depth` tokens of context: a deeper context is more
+        KV cache to read per token and more attention scores per prompt token (llama-bench's -d)."""
+        best = self.best
+        if depth <= 0:
+            return best.prediction
+        inputs = self.inputs
+        return predict(
+            self.model, best.memory, best.settings, self.devices, self.host, best.placement.n_cpu_moe,
+            inputs.tensor_group, inputs.cpu_bandwidth, depth=depth,
+        )  # fmt: skip
+
 
 def reserves_for(devices: list[Device], reserve: tuple[int, ...] | None) -> list[int]:
     if reserve is not None:
