@@ -119,25 +119,15 @@ def test_formats_parse_and_agree(cli, tiny_model, tmp_path):
         assert f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}" in row and r["test"] in row
 
 
-def test_compare_two_files(cli, tiny_model, tmp_path):
+def test_compare_reads_files_bench_wrote(cli, tiny_model, tmp_path):
+    """A real file against itself: every row, the same within noise (tests/test_compare.py holds
+    the verdicts and the gate on records written by hand)."""
     out = tmp_path / "a.jsonl"
     cli("bench", str(tiny_model("dense-f16")), *FAST, "--ctx", "512", "--output", str(out))
-    result = cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json")
-    assert result.exit_code == 0
+    result = cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json", "--fail-slower", "0")
+    assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
-    assert len(rows) == 2 and all(r["ratio"] == 1.0 for r in rows)
-    # b's generation 20 % faster and its prompt 10 % slower: each row says so, in percent
-    b = tmp_path / "b.jsonl"
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    for r in records:
-        r["avg_ts"] *= 1.2 if r["test_kind"] == "tg" else 0.9
-    b.write_text("".join(json.dumps(r) + "\n" for r in records))
-    table = cli("bench", "--compare", str(out), "--compare", str(b)).stdout
-    (tg_row,) = [line for line in table.splitlines() if "tg4" in line]
-    (pp_row,) = [line for line in table.splitlines() if "pp32" in line]
-    assert "20.0 % faster" in tg_row and "10.0 % slower" in pp_row
-    same = cli("bench", "--compare", str(out), "--compare", str(out)).stdout
-    assert same.count("the same") == 2
+    assert len(rows) == 2 and all(r["ratio"] == 1.0 and r["verdict"] == "same" for r in rows)
 
 
 def test_unwritable_output_is_refused_before_running(cli, tiny_model, tmp_path):

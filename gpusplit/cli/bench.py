@@ -12,7 +12,7 @@ import msgspec
 import typer
 
 from . import output
-from .errors import EXIT_RUNTIME, CLIError, Interrupted
+from .errors import EXIT_RUNTIME, EXIT_SLOWER, CLIError, Interrupted
 from .lazy import lazy_module
 from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model, request_from, resolve_model
 
@@ -71,6 +71,18 @@ Resume = Annotated[
 CompareFiles = Annotated[
     Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
 ]
+FailSlower = Annotated[
+    Optional[float],
+    typer.Option(
+        "--fail-slower",
+        metavar="PCT",
+        min=0,
+        max=100,
+        callback=finite,
+        help="With --compare: exit 4 when a row of the second file is slower than the first's by more than PCT "
+        "percent beyond both runs' noise (95 % intervals of their repetitions).",
+    ),
+]
 ConfigTimeout = Annotated[
     float,
     typer.Option("--config-timeout", min=1, callback=finite, help="Seconds before a configuration is stopped and marked failed."),
@@ -99,12 +111,15 @@ def bench(
     output_file: OutputFile = None,
     resume: Resume = None,
     compare_files: CompareFiles = None,
+    fail_slower: FailSlower = None,
     config_timeout: ConfigTimeout = 1800,
 ) -> int:
     """Benchmark prompt processing and generation over a matrix of splits and settings."""
     output_format = _format(output_format, json_output)
     if compare_files:
-        return _compare(compare_files, output_format)
+        return _compare(compare_files, output_format, fail_slower)
+    if fail_slower is not None:
+        raise CLIError("--fail-slower gates a comparison", "give it with --compare base.jsonl --compare new.jsonl")
     results = _Results(_results_file(resume, output_file), result_files.read_records(Path(resume)) if resume else [])
     model = local_model(model, "bench")
     doc = api.load_plan_document(plan_file) if plan_file else None
@@ -306,7 +321,7 @@ def _emit(records: list[dict[str, Any]], fmt: str) -> None:
         output.message("* tensor mode: llama.cpp logs the device group as one Meta() figure, the largest device's share")
 
 
-def _compare(files: list[str], fmt: str) -> int:
+def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> int:
     if len(files) != 2:
         raise CLIError("--compare takes exactly two files", "gpusplit bench --compare a.jsonl --compare b.jsonl")
     a, b = (result_files.read_records(Path(f)) for f in files)
@@ -316,25 +331,37 @@ def _compare(files: list[str], fmt: str) -> int:
     rows = list(result_files.compare(a, b))
     if fmt in ("json", "jsonl"):
         output.emit_json(render.compare_document(files[0], files[1], rows))
+    else:
+        # Markdown: what a terminal reads and a CI step summary ($GITHUB_STEP_SUMMARY) renders
+        output.line(f"{files[1]} against {files[0]}")
+        output.line()
+        output.markdown_table(
+            ["configuration", "test", "a t/s", "b t/s", "change", "95 % interval", "b is"],
+            [[r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", f"{r['change_pct']:+.1f} %",
+              _interval_text(r), change_text(r)] for r in rows],
+            right=("a t/s", "b t/s", "change", "95 % interval"),
+        )  # fmt: skip
+    if fail_slower is None:
         return 0
-    output.print_table(
-        f"{files[1]} vs {files[0]}",
-        ["configuration", "test", "a t/s", "b t/s", "b / a", "b is"],
-        (
-            (r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
-             change_text(r["ratio"]))
-            for r in rows
-        ),
-        right=("a t/s", "b t/s", "b / a"),
-    )  # fmt: skip
-    return 0
+    blind = sum(1 for r in rows if r["change_high_pct"] is None)
+    if blind:
+        output.warn(f"{blind} of {len(rows)} rows have one repetition: no noise to judge them by (bench -r 3 or more)")
+    slower = result_files.regressions(rows, fail_slower)
+    for r in slower:
+        output.warn(
+            f"{r['config']} {r['test']}: {-r['change_pct']:.1f} % slower (at least {-r['change_high_pct']:.1f} % "
+            f"beyond the noise), over --fail-slower {fail_slower:g} %"
+        )
+    return EXIT_SLOWER if slower else 0
 
 
-def change_text(ratio: float | None, same_within: float = 0.005) -> str:
-    """'12.3 % faster', '4.0 % slower', or 'the same' (within half a percent)."""
-    if ratio is None:
-        return "-"
-    change = (ratio - 1) * 100
-    if abs(change) < same_within * 100:
-        return "the same"
-    return f"{abs(change):.1f} % {'faster' if change > 0 else 'slower'}"
+def _interval_text(row: dict[str, Any]) -> str:
+    low, high = row["change_low_pct"], row["change_high_pct"]
+    return "-" if low is None or high is None else f"{low:+.1f} .. {high:+.1f} %"
+
+
+def change_text(row: dict[str, Any]) -> str:
+    """'12.3 % faster', '4.0 % slower' (only where the intervals separate), or 'the same within noise'."""
+    if row["verdict"] == "same":
+        return "the same within noise"
+    return f"{abs(row['change_pct']):.1f} % {row['verdict']}"

@@ -18,7 +18,7 @@ from ..base.errors import GpusplitError, InputError
 from . import output
 
 __all__ = [
-    "EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "FLAGS", "CLIError", "Interrupted", "describe", "flag",
+    "EXIT_DOES_NOT_FIT", "EXIT_OK", "EXIT_RUNTIME", "EXIT_SLOWER", "EXIT_USAGE", "FLAGS", "CLIError", "Interrupted", "describe", "flag",
     "run_guarded",
 ]  # fmt: skip
 
@@ -26,6 +26,7 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1  # something failed while working: a worker died, llama.cpp refused, a disk filled
 EXIT_USAGE = 2  # the input is wrong: an option, a file, a name
 EXIT_DOES_NOT_FIT = 3  # plan --check: the model does not fit wholly on the GPUs
+EXIT_SLOWER = 4  # bench --compare --fail-slower: a row slower beyond its noise and the given percent
 
 # The library's parameters as the command line spells them (planning.request.Request's fields and
 # the other keywords of the API). A parameter not here is shown by its own name.

@@ -519,13 +519,19 @@ class BenchRecord(Closed):
 class CompareRow(Closed):
     config: str
     test: str
-    a_ts: Speed
+    a_ts: Speed  # the mean of a's repetitions, outliers set aside
     b_ts: Speed
     ratio: Ratio | None
+    change_pct: Percent
+    change_low_pct: Percent | None  # the change's 95 % interval (None: a side with one repetition)
+    change_high_pct: Percent | None
+    verdict: Literal["faster", "slower", "same"]  # "same": the intervals overlap
+    a_outliers: Count
+    b_outliers: Count
 
 
 class CompareDoc(Closed):
-    schema: Literal["gpusplit.bench-compare/1"]
+    schema: Literal["gpusplit.bench-compare/2"]
     a: str
     b: str
     rows: list[CompareRow]
@@ -586,7 +592,7 @@ DOCUMENTS: dict[str, type[Struct]] = {
     "gpusplit.run/2": RunDoc,
     "gpusplit.bench/2": BenchRecord,
     "gpusplit.catalog/1": CatalogDoc,
-    "gpusplit.bench-compare/1": CompareDoc,
+    "gpusplit.bench-compare/2": CompareDoc,
     "gpusplit.tune/2": TuneDoc,
     "gpusplit.trial/2": TrialRecord,
 }

@@ -2,7 +2,7 @@
 
 `gpusplit.plan/2` plan_document, `gpusplit.run/2` run_document, `gpusplit.bench/2` bench_record,
 `gpusplit.devices/2` devices_document, `gpusplit.tune/2` tune_document, `gpusplit.inspect/1` inspect_document,
-`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/1` compare_document.
+`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/2` compare_document.
 
 `schemas.py` holds their JSON Schemas, closed (`additionalProperties: false`), and a test checks each
 document against its schema: a field added here and not there fails. Pure: no printing, no engine.
@@ -46,7 +46,7 @@ BENCH_SCHEMA = "gpusplit.bench/2"
 DEVICES_SCHEMA = "gpusplit.devices/2"
 INSPECT_SCHEMA = "gpusplit.inspect/1"
 CATALOG_SCHEMA = "gpusplit.catalog/1"
-COMPARE_SCHEMA = "gpusplit.bench-compare/1"
+COMPARE_SCHEMA = "gpusplit.bench-compare/2"
 TUNE_SCHEMA = "gpusplit.tune/2"
 
 COMPONENTS = ("weights", "kv", "compute", "output")

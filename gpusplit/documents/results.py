@@ -4,6 +4,7 @@ compare and report."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import msgspec
 
 from ..base import journal
 from ..base.jsonio import head
+from ..base.stats import change, summarize
 from ..jobs.runner import Recovery
 from ..jobs.tune import Trial
 from ..planning.request import DEFAULT, Request
@@ -55,19 +57,41 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Per (configuration, test) present in both: b's mean t/s over a's."""
+    """Per (configuration, test) present in both: b against a, from each side's repetitions (the
+    mean with outliers set aside, its 95 % interval: base/stats.py), and whether b is faster,
+    slower or the same within their noise."""
     index = {(r["config_key"], r["test"]): r for r in a if r["status"] == "ok"}
     for r in b:
         other = index.get((r["config_key"], r["test"]))
-        if other is None or r["status"] != "ok":
+        if other is None or r["status"] != "ok" or not r["samples_ts"] or not other["samples_ts"]:
             continue
+        base, new = summarize(other["samples_ts"]), summarize(r["samples_ts"])
+        moved = change(base, new)
+        verdict = "same" if not moved.separated else "faster" if moved.pct > 0 else "slower"
         yield {
             "config": r["config_key"],
             "test": r["test"],
-            "a_ts": other["avg_ts"],
-            "b_ts": r["avg_ts"],
-            "ratio": round(r["avg_ts"] / other["avg_ts"], 4) if other["avg_ts"] else None,
+            "a_ts": round(base.mean, 3),
+            "b_ts": round(new.mean, 3),
+            "ratio": round(new.mean / base.mean, 4) if base.mean else None,
+            "change_pct": round(moved.pct, 2),
+            # the change's interval: None where one side has a single repetition (no noise known)
+            "change_low_pct": _finite(moved.low_pct),
+            "change_high_pct": _finite(moved.high_pct),
+            "verdict": verdict,
+            "a_outliers": len(base.outliers),
+            "b_outliers": len(new.outliers),
         }
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 2) if math.isfinite(value) else None
+
+
+def regressions(rows: Iterable[dict[str, Any]], slower_pct: float) -> list[dict[str, Any]]:
+    """The compared rows where b is slower than a by more than `slower_pct` percent even at its
+    interval's optimistic end: beyond the noise of both runs, not merely beyond their means."""
+    return [r for r in rows if r["change_high_pct"] is not None and r["change_high_pct"] < -slower_pct]
 
 
 # ---------------------------------------------------------------------------------------------
