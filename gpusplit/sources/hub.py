@@ -8,11 +8,17 @@ header); `download` fetches the whole file for `run` and `bench`. Hugging Face g
 huggingface_hub (HF_ENDPOINT, HF_TOKEN, its cache, HF_HUB_OFFLINE); Ollama's registry through its
 manifest and blob API, blobs cached under gpusplit's cache folder. No I/O to the terminal: the
 callers report progress.
+
+Every answer is bounded (gguf/remote.py says how): a hub listing and a manifest by
+`GPUSPLIT_HTTP_DEADLINE` in all and by a byte cap; an Ollama blob's download, long by nature, by
+that span without progress (a stall), never in total. A hf:// download is huggingface_hub's, bounded
+by its own per-read timeout (HF_HUB_DOWNLOAD_TIMEOUT).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import time
@@ -25,10 +31,11 @@ from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta, Struct
+from msgspec import field as struct_field
 
 from ..base.errors import GpusplitError, InputError
 from ..base.jsonio import decode
-from ..gguf.remote import USER_AGENT, authorize, http_timeout
+from ..gguf.remote import USER_AGENT, Deadline, authorize, failure, open_url
 
 HF_PREFIX, OLLAMA_PREFIX = "hf://", "ollama://"
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -36,6 +43,8 @@ OLLAMA_MODEL = "application/vnd.ollama.image.model"
 OLLAMA_PROJECTOR = "application/vnd.ollama.image.projector"
 _SHARD = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024  # a manifest is a few KB
+MAX_LISTING_BYTES = 16 * 1024 * 1024  # a repo's listing: ~100 bytes a file
 
 
 class ModelNameError(InputError):
@@ -149,22 +158,39 @@ def parse_hf(name: str) -> HFName:
 def _hf_error(exc: Exception, repo: str, revision: str | None) -> GpusplitError:
     from huggingface_hub import errors
 
-    endpoint = _hf_endpoint()
     if isinstance(exc, errors.GatedRepoError):
-        return ModelNameError(
-            f"{repo} is gated on {endpoint}", "accept its terms on the Hub, then set HF_TOKEN to a token of that account"
-        )
+        return _hf_refusal("GatedRepo", repo, revision)
     if isinstance(exc, errors.RevisionNotFoundError):
-        return ModelNameError(
-            f"{repo} has no revision {revision!r}", "use a branch, tag or commit the repo has, or leave @... out"
-        )
+        return _hf_refusal("RevisionNotFound", repo, revision)
     if isinstance(exc, errors.RepositoryNotFoundError):
-        return ModelNameError(
-            f"no model repo {repo} on {endpoint} (or it is private)", "check the name; for a private repo set HF_TOKEN"
-        )
+        return _hf_refusal("RepoNotFound", repo, revision)
     if isinstance(exc, errors.HfHubHTTPError):
-        return HubError(f"{endpoint} answered an error for {repo}: {str(exc).splitlines()[0]}", "try again later")
-    return HubError(f"cannot reach {endpoint}: {exc}", "check the network, HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the cache")
+        return _hf_refusal(str(exc).splitlines()[0], repo, revision)
+    return HubError(
+        "cannot reach {endpoint}: {exc}", "check the network, HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the cache",
+        endpoint=_hf_endpoint(), exc=str(exc),
+    )  # fmt: skip
+
+
+def _hf_refusal(code: str, repo: str, revision: str | None) -> GpusplitError:
+    """The Hub's refusal, by its X-Error-Code (any other text: an error of the Hub's own)."""
+    endpoint = _hf_endpoint()
+    if code == "GatedRepo":
+        return ModelNameError(
+            "{repo} is gated on {endpoint}", "accept its terms on the Hub, then set HF_TOKEN to a token of that account",
+            repo=repo, endpoint=endpoint,
+        )  # fmt: skip
+    if code == "RevisionNotFound":
+        return ModelNameError(
+            "{repo} has no revision {revision}", "use a branch, tag or commit the repo has, or leave @... out",
+            repo=repo, revision=repr(revision),
+        )  # fmt: skip
+    if code == "RepoNotFound":
+        return ModelNameError(
+            "no model repo {repo} on {endpoint} (or it is private)", "check the name; for a private repo set HF_TOKEN",
+            repo=repo, endpoint=endpoint,
+        )  # fmt: skip
+    return HubError("{endpoint} answered an error for {repo}: {code}", "try again later", endpoint=endpoint, repo=repo, code=code)
 
 
 # huggingface_hub reads its environment once, at import; these read it when a name is resolved,
@@ -196,21 +222,44 @@ def _resolve_hf(name: str) -> RemoteModel:
     parsed = parse_hf(name)
     if _hf_offline():
         return _resolve_hf_cached(name, parsed)
-    from huggingface_hub import HfApi, hf_hub_url
+    from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    try:
-        # One request (model_info lists every file as a sibling); list_repo_files would retry an
-        # unreachable Hub for 20 s, logging each retry.
-        info = HfApi(endpoint=_hf_endpoint()).model_info(parsed.repo, revision=parsed.revision, timeout=http_timeout())
-        files = [s.rfilename for s in info.siblings or []]
-    except Exception as exc:  # huggingface_hub's errors, httpx's, OSError: each becomes one line
-        raise _hf_error(exc, parsed.repo, parsed.revision) from None
+    files = _hf_files(parsed, dict(build_hf_headers()))
     chosen, projectors = choose_gguf(name, files, parsed.quant, parsed.path)
     url = hf_hub_url(parsed.repo, chosen[0], revision=parsed.revision, endpoint=_hf_endpoint())
     prefix = url[: url.rindex("/") + 1]
     authorize(prefix, dict(build_hf_headers()))  # sent to the Hub only, never on a redirect elsewhere
     return RemoteModel(name, "hf", url, tuple(chosen), parsed.repo, parsed.revision, projectors=tuple(projectors))
+
+
+class HFSibling(Struct):
+    rfilename: Annotated[str, Meta(max_length=4096)]
+
+
+class HFModelInfo(Struct):
+    """The Hub's model_info answer, as far as gpusplit reads it (its other fields left alone)."""
+
+    siblings: Annotated[list[HFSibling], Meta(max_length=1_000_000)] = struct_field(default_factory=list)
+
+
+def _hf_files(parsed: HFName, headers: dict[str, str]) -> list[str]:
+    """Every file of the repo: the Hub's model_info API, as huggingface_hub asks for it, but fetched
+    here, so that the answer has a deadline and a size cap (huggingface_hub's timeout bounds each
+    read, not the answer, and it reads any size). One request: list_repo_files would retry an
+    unreachable Hub for 20 s, logging each retry."""
+    endpoint = _hf_endpoint()
+    url = f"{endpoint}/api/models/{parsed.repo}"
+    if parsed.revision is not None:
+        url += "/revision/" + urllib.parse.quote(parsed.revision, safe="")
+    unreachable = "check the network, HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the cache"
+    status, code, body = _answer(url, headers, f"{endpoint} (the listing of {parsed.repo})", MAX_LISTING_BYTES, unreachable)
+    if status != 200:
+        if not code and status in (401, 404):
+            code = "RepoNotFound"  # the Hub's answer for a private repo without a token
+        raise _hf_refusal(code or f"HTTP {status}", parsed.repo, parsed.revision)
+    info = decode(body, HFModelInfo, f"{endpoint}'s listing of {parsed.repo}", "model")
+    return [sibling.rfilename for sibling in info.siblings]
 
 
 def _resolve_hf_cached(name: str, parsed: HFName) -> RemoteModel:
@@ -349,22 +398,32 @@ def parse_ollama(name: str) -> OllamaName:
     return OllamaName(registry, namespace, model, tag)
 
 
-def _open(request: urllib.request.Request, what: str) -> bytes:
-    timeout = http_timeout()
+def _answer(url: str, headers: dict[str, str], what: str, limit: int, unreachable: str) -> tuple[int, str, bytes]:
+    """(status, X-Error-Code, body) of a GET: a JSON answer (a listing, a manifest) of at most `limit`
+    bytes, whole within the deadline; an error status comes back with no body. A deadline passed,
+    a host not reached or an answer too big is a HubError naming `what` (`unreachable`: the hint
+    for a host not reached)."""
+    deadline = Deadline.for_url(url)
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read(8 * 1024 * 1024)  # a manifest is a few KB
+        with open_url(request, deadline) as response:
+            body = response.read(limit + 1)
+            status = response.status
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403, 404):
-            raise ModelNameError(
-                f"{what}: not found (HTTP {exc.code})", "check the model name and tag (ollama.com/library)"
-            ) from None
-        raise HubError(f"{what}: HTTP {exc.code} {exc.reason}", "try again later") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            raise HubError(f"{what}: no answer within {timeout:g} s", "raise GPUSPLIT_HTTP_TIMEOUT, or try again") from None
-        raise HubError(f"{what}: cannot reach the registry ({reason})", "check the network and the registry name") from None
+        exc.close()
+        return exc.code, exc.headers.get("X-Error-Code") or "", b""
+    except (OSError, http.client.HTTPException) as exc:  # URLError and TimeoutError are OSErrors
+        why, more = failure(exc, deadline)
+        if why.startswith("cannot fetch: "):
+            why = f"cannot reach {deadline.host} ({why.removeprefix('cannot fetch: ')})"
+        how = f"{more}, or try again" if more else unreachable
+        raise HubError("{what}: {why}", "{how}", what=what, why=why, how=how) from None
+    if len(body) > limit:
+        raise HubError(
+            "{what}: the answer is larger than {limit} MiB", "check the name: this is not the answer of a model registry",
+            what=what, limit=limit >> 20,
+        )  # fmt: skip
+    return status, "", body
 
 
 class ManifestLayer(Struct):
@@ -384,7 +443,15 @@ def _resolve_ollama(name: str) -> RemoteModel:
     parsed = parse_ollama(name)
     url = f"{parsed.base}/manifests/{parsed.tag}"
     accept = "application/vnd.docker.distribution.manifest.v2+json"
-    body = _open(urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT}), f"{name} (manifest)")
+    unreachable = "check the network and the registry name"
+    status, _, body = _answer(url, {"Accept": accept}, f"{name} (manifest)", MAX_MANIFEST_BYTES, unreachable)
+    if status in (401, 403, 404):
+        raise ModelNameError(
+            "{name} (manifest): not found (HTTP {status})", "check the model name and tag (ollama.com/library)",
+            name=name, status=status,
+        )  # fmt: skip
+    if status != 200:
+        raise HubError("{name} (manifest): HTTP {status}", "try again later", name=name, status=status)
     manifest = decode(body, Manifest, f"{name} (its manifest)", "model")
     model_layers = [layer for layer in manifest.layers if layer.mediaType == OLLAMA_MODEL]
     projectors = [layer.digest for layer in manifest.layers if layer.mediaType == OLLAMA_PROJECTOR]
@@ -419,19 +486,32 @@ def _download_ollama(model: RemoteModel, on_progress: Callable[[int, int], None]
     partial = path.with_suffix(".partial")
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
+    # Long by nature: no total deadline, but one on progress (STALL_BYTES within each deadline's span).
+    deadline = Deadline.for_url(model.url, stall=True)
+    done = reported = have
     try:
-        with urllib.request.urlopen(urllib.request.Request(model.url, headers=headers), timeout=http_timeout()) as response:
+        with open_url(urllib.request.Request(model.url, headers=headers), deadline) as response:
             if have and response.status != 206:
-                have = 0  # the server sent the whole blob again
+                have = done = reported = 0  # the server sent the whole blob again
             with partial.open("ab" if have else "wb") as out:
-                done = have
-                while chunk := response.read(1 << 20):
+                # read1: what has arrived is written at once, so a stall loses none of it
+                while chunk := response.read1(1 << 20):
                     out.write(chunk)
                     done += len(chunk)
-                    if on_progress is not None:
+                    if on_progress is not None and done - reported >= 1 << 20:
+                        reported = done
                         on_progress(done, model.size)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise HubError(f"downloading {model.name}: {getattr(exc, 'reason', exc)}", "run it again: the download resumes") from None
+            if on_progress is not None and done != reported:
+                on_progress(done, model.size)
+    except (OSError, http.client.HTTPException) as exc:  # URLError and TimeoutError are OSErrors
+        why, more = failure(exc, deadline)
+        how = "run it again: the download resumes" + (f"; or {more}" if more else "")
+        raise HubError("downloading {name}: {why}", "{how}", name=model.name, why=why, how=how) from None
+    if model.size and done < model.size:  # the connection closed early: keep what came, for the next try
+        raise HubError(
+            "downloading {name}: the server closed the connection after {done} of {size} bytes",
+            "run it again: the download resumes", name=model.name, done=done, size=model.size,
+        )  # fmt: skip
     sha = hashlib.sha256()
     with partial.open("rb") as f:
         while chunk := f.read(1 << 20):
