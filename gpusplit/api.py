@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .base.errors import GpusplitError, InputError
+from .base.files import check_folder, write_whole
 from .base.reasons import Reason
 from .base.units import format_bytes, parse_duration, parse_rate, parse_size, parse_sizes
 from .devices.cpu import default_threads
@@ -319,11 +320,9 @@ def write_report(
     name must not replace a results file."""
     path = Path(out)
     check_replaceable(path)
+    check_folder(path, "out")  # a missing folder is said before the page is drawn, not after
     page = report(files, on_warning=on_warning, generated_by=generated_by)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return len(page.encode("utf-8"))
+    return write_whole(path, page.encode("utf-8"), "out")
 
 
 # ---------------------------------------------------------------------------------------------

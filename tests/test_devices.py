@@ -168,9 +168,9 @@ def test_silent_worker_times_out_naming_it(cli):
     finally:
         server.close()
     assert result.exit_code == 1
-    assert f"127.0.0.1:{port}" in result.stderr and "timeout" in result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "no answer within 0.5 s" in result.stderr  # --timeout's, not 3 s
     assert len(result.stderr.strip().splitlines()) == 1
-    assert elapsed < 5
+    assert elapsed < 60  # a hang would be forever: no bound on how fast this machine is today
 
 
 def test_devices_cli_without_gpu(cli, monkeypatch):

@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
 from .errors import InputError
+from .files import MAX_DOCUMENT_BYTES, read_bounded
 
 T = TypeVar("T")
-MAX_DOCUMENT_BYTES = 64 << 20  # a document of gpusplit's is kilobytes; a results file, megabytes
 MAX_DEPTH = 64  # gpusplit's documents nest a few levels; anything deeper is not one of them
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -203,34 +202,6 @@ def _render(frames: list[list[Any]]) -> str:
         elif at is not None:
             out += f".{at}" if out else str(at)
     return out
-
-
-def read_bounded(path: str | os.PathLike[str], parameter: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """A file's bytes, at most `limit`: a regular file only (no FIFO, device or directory), checked
-    on the open descriptor, so that a read can neither hang nor run out of memory."""
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise InputError("{p} {where}: no such file", parameter=parameter, where=name) from None
-    except IsADirectoryError:
-        raise InputError("{p} {where} is a directory, not a file", parameter=parameter, where=name) from None
-    except OSError as exc:
-        raise InputError(
-            "{p} {where}: cannot read it ({why})", parameter=parameter, where=name, why=exc.strerror or str(exc)
-        ) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe, a device?)"
-        raise InputError("{p} {where} is {kind}", "give a file", parameter=parameter, where=name, kind=kind)
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise InputError(
-            "{p} {where} is larger than {limit:,} bytes: not a gpusplit document", parameter=parameter, where=name, limit=limit
-        )
-    return data
 
 
 def decode_file(path: str | os.PathLike[str], model: type[T], parameter: str, limit: int = MAX_DOCUMENT_BYTES) -> T:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import msgspec
 import typer
 
+from ..base.files import NotRegularError, open_regular_fd
 from . import output
 from .errors import CLIError
 from .lazy import lazy_module
@@ -202,12 +202,11 @@ def _prompt(prompt: str | None, prompt_file: str | None) -> str:
         if prompt is not None and not prompt.strip():
             raise CLIError("--prompt is empty", "give some text to continue")
         return api.DEFAULT_PROMPT if prompt is None else prompt
-    path = Path(prompt_file)
-    if path.is_dir():
-        raise CLIError(f"--prompt-file {prompt_file} is a directory", "give a text file")
     try:
-        with path.open("rb") as f:
+        with os.fdopen(open_regular_fd(prompt_file), "rb") as f:  # a FIFO or a device is refused, never waited on
             data = f.read(MAX_PROMPT_BYTES + 1)
+    except NotRegularError as exc:
+        raise CLIError(f"--prompt-file {prompt_file} is {exc.kind}, not a file", "give a text file") from None
     except FileNotFoundError:
         raise CLIError(f"--prompt-file {prompt_file}: no such file", "check the path") from None
     except OSError as exc:

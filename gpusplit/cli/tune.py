@@ -32,10 +32,11 @@ from .options import (
 
 if TYPE_CHECKING:
     from .. import api
-    from ..base import journal
+    from ..base import files, journal
     from ..documents import read, render
 else:
     api, journal = lazy_module("gpusplit.api"), lazy_module("gpusplit.base.journal")
+    files = lazy_module("gpusplit.base.files")
     read, render = lazy_module("gpusplit.documents.read"), lazy_module("gpusplit.documents.render")
 
 
@@ -69,6 +70,7 @@ def tune(
     if resume and trials and Path(resume) != Path(trials):
         raise CLIError("--resume and --trials name different files", "--resume FILE appends to FILE; drop --trials")
     if output_file:
+        files.check_folder(output_file, "results_file")  # before the search, not after it
         journal.check_replaceable(
             Path(output_file), lambda doc: doc.get("schema") in read.PLAN_SCHEMAS, render.PLAN_SCHEMA, "results_file"
         )
@@ -94,7 +96,7 @@ def tune(
     )  # fmt: skip
     doc = render.tune_document(result, objective, seconds or 0.0)
     if output_file:
-        Path(output_file).write_text(json.dumps(doc["plan"], indent=1) + "\n")
+        files.write_whole(output_file, (json.dumps(doc["plan"], indent=1) + "\n").encode(), "results_file")
     for note in result.notes:
         output.warn(note.text)
     if json_output:

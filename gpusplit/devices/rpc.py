@@ -20,9 +20,10 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GpusplitError, InputError
+from ..base.files import open_regular_fd, write_whole
 from ..base.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ def serves_this_cpu(device: Device, host: Device) -> bool:
     return device.total_bytes == host.total_bytes
 
 
+MAX_NOTE_BYTES = 1 << 20  # a note is a few hundred bytes; more is not one
+
+
 def _notes_folder() -> Path:
     return cache_dir() / "workers"
 
@@ -128,14 +132,24 @@ def write_worker_note(endpoint: str, devices: list[dict[str, str]], threads: int
     path = _note_path(endpoint, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     note = {"endpoint": endpoint, "pid": os.getpid(), "threads": threads, "devices": devices}
-    path.write_text(json.dumps(note))
+    write_whole(path, json.dumps(note).encode(), "worker_note")
     return path
+
+
+def _read_note(path: Path) -> dict[str, Any]:
+    """A note's JSON object: from a regular file only (a FIFO planted there cannot hang the
+    reader), at most MAX_NOTE_BYTES read; OSError or ValueError otherwise."""
+    with os.fdopen(open_regular_fd(path), "rb") as f:
+        note = json.loads(f.read(MAX_NOTE_BYTES))
+    if not isinstance(note, dict):
+        raise ValueError(f"{path}: not a worker note")
+    return note
 
 
 def remove_worker_note(endpoint: str, folder: Path | None = None) -> None:
     path = _note_path(endpoint, folder)
     try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        if _read_note(path).get("pid") == os.getpid():
             path.unlink()
     except (OSError, ValueError):
         pass
@@ -144,7 +158,7 @@ def remove_worker_note(endpoint: str, folder: Path | None = None) -> None:
 def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:
     """The note of a live worker at `endpoint` on this machine, or None."""
     try:
-        note = json.loads(_note_path(endpoint, folder).read_text())
+        note = _read_note(_note_path(endpoint, folder))
         pid = int(note["pid"])
         os.kill(pid, 0)  # the worker that wrote it still runs (a dead one's port may be anyone's now)
     except (OSError, ValueError, KeyError, TypeError):
@@ -171,14 +185,15 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> list[str]:
 
 
 class _Conn:
-    def __init__(self, endpoint: str, deadline: float) -> None:
+    def __init__(self, endpoint: str, deadline: float, timeout: float) -> None:
         self.endpoint = endpoint
         self.deadline = deadline
+        self.timeout = timeout  # the whole exchange's, as the caller gave it: said when it runs out
         host, port = parse_endpoint(endpoint)
         try:
             self.sock = socket.create_connection((host, port), timeout=self._left())
         except TimeoutError:
-            raise RPCError(endpoint, "no answer within the timeout (is the worker running and reachable?)") from None
+            raise RPCError(endpoint, f"no answer within {timeout:g} s (is the worker running and reachable?)") from None
         except ConnectionRefusedError:
             raise RPCError(endpoint, "connection refused (no worker listening there; start one with `gpusplit worker`)") from None
         except OSError as exc:
@@ -187,7 +202,7 @@ class _Conn:
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise RPCError(self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)")
+            raise RPCError(self.endpoint, f"no answer within {self.timeout:g} s (busy with another client, or not an RPC worker)")
         return left
 
     def _recv_exact(self, n: int) -> bytes:
@@ -200,7 +215,7 @@ class _Conn:
                 count = self.sock.recv_into(view[got:])
             except TimeoutError:
                 raise RPCError(
-                    self.endpoint, "no answer within the timeout (busy with another client, or not an RPC worker)"
+                    self.endpoint, f"no answer within {self.timeout:g} s (busy with another client, or not an RPC worker)"
                 ) from None
             except OSError as exc:
                 raise RPCError(self.endpoint, f"connection failed: {exc.strerror or exc}") from None
@@ -240,10 +255,10 @@ def version_mismatch(theirs: str) -> str:
     )
 
 
-def _older_hello(endpoint: str, deadline: float) -> bytes | None:
+def _older_hello(endpoint: str, deadline: float, timeout: float) -> bytes | None:
     """The version of a server that speaks the HELLO of protocols 2-6 (no payload, 3 bytes back), or None."""
     try:
-        conn = _Conn(endpoint, deadline)
+        conn = _Conn(endpoint, deadline, timeout)
     except RPCError:
         return None
     try:
@@ -257,14 +272,14 @@ def _older_hello(endpoint: str, deadline: float) -> bytes | None:
 def probe(endpoint: str, timeout: float = 3.0) -> WorkerInfo:
     """Handshake with a worker and read its devices' live memory, all within `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    conn = _Conn(endpoint, deadline)
+    conn = _Conn(endpoint, deadline, timeout)
     try:
         try:
             hello = conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
         except RPCError:
             # A server of protocol 2-6 takes HELLO without its connection capabilities and hangs up on
             # ours: ask again as it expects, to name its version rather than a closed connection.
-            older = _older_hello(endpoint, deadline)
+            older = _older_hello(endpoint, deadline, timeout)
             if older is None:
                 raise
             hello = older
@@ -286,7 +301,7 @@ def probe(endpoint: str, timeout: float = 3.0) -> WorkerInfo:
 def round_trips(endpoint: str, count: int = 20, timeout: float = 3.0) -> list[float]:
     """Seconds of `count` request/answer exchanges (device count queries) on one connection, after
     the handshake: the latency a decode pays for each of its round trips to the worker."""
-    conn = _Conn(endpoint, time.monotonic() + timeout)
+    conn = _Conn(endpoint, time.monotonic() + timeout, timeout)
     try:
         conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)
         times = []
@@ -320,7 +335,7 @@ def link_rates(endpoint: str, nbytes: int = 8 << 20, rounds: int = 2, timeout: f
     and GET_TENSOR of the same bytes; the faster of `rounds` after a warm-up round (TCP's window
     grows over the first ones). The round trip is taken out of both."""
     nbytes -= nbytes % 4
-    conn = _Conn(endpoint, time.monotonic() + timeout)
+    conn = _Conn(endpoint, time.monotonic() + timeout, timeout)
     buffer = None
     try:
         conn.call(CMD_HELLO, b"\0" * CONN_CAPS_SIZE, 4 + CONN_CAPS_SIZE)

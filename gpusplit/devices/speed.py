@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing_extensions import Required
 
 from ..base.checked import Bytes, FlopRate, Rate, Seconds
 from ..base.errors import InputError
+from ..base.files import write_whole
 from ..base.jsonio import read_bounded
 from ..base.paths import cache_dir
 
@@ -195,9 +195,8 @@ def save(folder: Path, identity: str, record: DeviceSpeed | GroupSpeed) -> Path:
     """Write one measurement, atomically (a reader never sees half a file)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = _path(folder, identity)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"identity": identity, "kind": type(record).__name__, "record": record.as_dict()}, indent=1))
-    os.replace(tmp, path)
+    doc = {"identity": identity, "kind": type(record).__name__, "record": record.as_dict()}
+    write_whole(path, json.dumps(doc, indent=1).encode(), "speed_cache")
     return path
 
 

@@ -150,8 +150,8 @@ class _Keys:
         self.f = f
         self.arch = arch
 
-    def fail(self, key: str, reason: str) -> GGUFError:
-        return GGUFError(self.f.path, self.f.key_offsets.get(key), key, reason)
+    def fail(self, key: str, reason: str, hint: str = "") -> GGUFError:
+        return GGUFError(self.f.path, self.f.key_offsets.get(key), key, reason, hint)
 
     def integer(self, suffix: str, default: int | None = None, *, required: bool = False) -> int | None:
         key = f"{self.arch}.{suffix}"
@@ -177,7 +177,12 @@ class _Keys:
                 raise self.fail(key, "entries must be non-negative integers")
             return tuple(int(v) for v in value)
         if isinstance(value, ArrayInfo):
-            raise self.fail(key, f"has {value.count} entries, expected one per layer ({n_layer})")
+            if value.count != n_layer:
+                raise self.fail(key, f"has {value.count} entries, expected one per layer ({n_layer})")
+            if value.element_type in ("string", "array"):
+                raise self.fail(key, "entries must be non-negative integers")
+            # a per-layer array is small: only the reader's budget for all the arrays read leaves it unread
+            raise self.fail(key, "not read: the arrays before it in the header hold too many elements in all")
         scalar = self.integer(suffix, default)
         return None if scalar is None else (scalar,) * n_layer
 
@@ -222,7 +227,7 @@ def describe(f: GGUFFile) -> ModelInfo:
 
     state = _memory_kinds(f, keys, arch, n_layer, n_embd, n_head, n_head_kv, n_ff or (0,) * n_layer, head_dim_k or 0)
     groups = _group_tensors(f, n_layer)
-    n_vocab = _vocab_size(f, arch, groups[0])
+    n_vocab = _vocab_size(f, keys, groups[0])
     merges = f.metadata.get("tokenizer.ggml.merges")
     template = f.metadata.get("tokenizer.chat_template")
     file_type = f.metadata.get("general.file_type")
@@ -457,12 +462,18 @@ def _group_tensors(f: GGUFFile, n_layer: int) -> tuple[TensorGroup, tuple[Tensor
     )
 
 
-def _vocab_size(f: GGUFFile, arch: str, input_group: TensorGroup) -> int:
-    tokens = f.metadata.get("tokenizer.ggml.tokens")
+def _vocab_size(f: GGUFFile, keys: _Keys, input_group: TensorGroup) -> int:
+    """The tokens' count, else `<arch>.vocab_size`, else token_embd's rows; 0 where none says."""
+    key = "tokenizer.ggml.tokens"
+    tokens = f.metadata.get(key)
     if isinstance(tokens, (tuple, ArrayInfo)):
+        if not len(tokens):
+            raise keys.fail(key, "is empty", "a model's vocabulary needs at least one token")
         return len(tokens)
-    explicit = f.metadata.get(f"{arch}.vocab_size")
-    if isinstance(explicit, int) and not isinstance(explicit, bool):
+    explicit = keys.integer("vocab_size")
+    if explicit is not None:
+        if explicit == 0:
+            raise keys.fail(f"{keys.arch}.vocab_size", "is 0", "a model's vocabulary needs at least one token")
         return explicit
     for t in input_group.tensors:
         if t.name == "token_embd.weight" and len(t.shape) >= 2:

@@ -3,7 +3,9 @@
 Every count read from the file is checked against the bytes that can remain before anything is
 allocated or looped over, so a hostile header costs at most `Limits.max_header_bytes` of reading
 and linear time in it. Big arrays (tokens, merges, scores) are counted and skipped; small ones
-(per-layer hyperparameters) are read.
+(per-layer hyperparameters) are read, up to `Limits.max_read_elements` in all. Memory stays near
+the metadata kept (its strings, at most once their bytes) plus the field being read: the bytes
+before it are let go, never the whole header held. A tensor with a zero dimension is refused.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, Union
 
+from ..base.files import NotRegularError, open_regular_fd
 from .errors import GGUFError
-from .remote import HTTPSource, is_url, split_url
+from .remote import HTTPSource, http_deadline, is_url, split_url
 from .types import GGML_TYPES, REMOVED_TYPE_IDS, GGMLType
 
 GGUF_MAGIC = b"GGUF"
@@ -42,6 +45,9 @@ class Limits:
     # Arrays up to these lengths are read; longer ones are counted and skipped.
     small_array: int = 4096
     small_string_array: int = 64
+    # Elements of all the arrays read, together: each costs a Python object (up to ~9x its bytes
+    # in the file), so past this many arrays are counted and skipped however small they are.
+    max_read_elements: int = 262_144
 
 
 DEFAULT_LIMITS = Limits()
@@ -79,6 +85,10 @@ _MIN_TENSOR_INFO_BYTES = 33
 # ggml's GGML_MAX_NAME (64, with the terminating NUL): llama.cpp refuses longer tensor names.
 _MAX_TENSOR_NAME = 63
 _MAX_DIMS = 4
+# Bytes read ahead at a time: growing with the header (few reads, few HTTP requests), capped so
+# that what is held beyond the field being read stays small.
+_MIN_CHUNK = 256 * 1024
+_MAX_CHUNK = 16 * 1024 * 1024
 
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
@@ -105,9 +115,9 @@ class FileSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.name = str(path)
         try:
-            if os.path.isdir(path):
-                raise GGUFError(self.name, None, "file", "is a directory, not a GGUF file")
-            self._fd = os.open(path, os.O_RDONLY)
+            self._fd = open_regular_fd(path)  # never waits on a FIFO; a device or a folder is refused
+        except NotRegularError as exc:
+            raise GGUFError(self.name, None, "file", f"is {exc.kind}, not a GGUF file") from None
         except FileNotFoundError:
             raise GGUFError(self.name, None, "file", "no such file") from None
         except PermissionError:
@@ -261,15 +271,19 @@ class _DeclaredTensor(NamedTuple):
 
 
 class _HeaderParser:
-    """Walks one shard's header over a growing in-memory prefix of the file."""
+    """Walks one shard's header over a window of the file: the bytes from the field being read on."""
 
     def __init__(self, source: ByteSource, limits: Limits, deadline: float) -> None:
         self.src = source
         self.limits = limits
         self.deadline = deadline
-        self.buf = bytearray()
-        self.pos = 0
+        # the budget this parse was given, for its message (a split model's shards share one deadline)
+        self.budget = round(max(deadline - time.monotonic(), 0.0), 1) or limits.max_seconds
+        self.buf = b""  # the file's bytes from offset `base`
+        self.base = 0
+        self.pos = 0  # the file offset of the next field
         self.ceiling = min(source.size, limits.max_header_bytes)
+        self.elements_left = limits.max_read_elements
 
     # -- low-level reads -----------------------------------------------------------------------
 
@@ -277,10 +291,27 @@ class _HeaderParser:
         return GGUFError(self.src.name, offset, field_name, reason, hint)
 
     def ensure(self, n: int, field_name: str) -> None:
-        """Make buf hold `n` bytes from pos, reading more of the file in growing chunks."""
+        """Make buf hold the `n` bytes from pos, reading ahead; the bytes before pos are let go."""
+        held = self.base + len(self.buf)
         end = self.pos + n
-        if end <= len(self.buf):
+        if end <= held:
             return
+        self.check_within(n, field_name)
+        # Nothing before pos is looked at again: keep only what is left of the window.
+        keep = self.buf[self.pos - self.base :] if self.pos < held else b""
+        start = max(self.pos, held)
+        want = max(end - start, min(max(start // 2, _MIN_CHUNK), _MAX_CHUNK))
+        want = min(want, self.ceiling - start)
+        data = self.src.read(start, want)
+        if len(data) < end - start:
+            raise self.fail(self.pos, field_name, "truncated: the file ended while reading")
+        self.buf = keep + data  # `data` itself where nothing is kept: no copy of a big field
+        self.base = self.pos
+        self.check_deadline(field_name)
+
+    def check_within(self, n: int, field_name: str) -> None:
+        """Refuse `n` bytes from pos that run past the end of the file or the header limit."""
+        end = self.pos + n
         if end > self.src.size:
             raise self.fail(self.pos, field_name, f"truncated: needs {n} bytes, the file ends after {self.src.size - self.pos}")
         if end > self.limits.max_header_bytes:
@@ -290,53 +321,64 @@ class _HeaderParser:
                 f"header larger than the {self.limits.max_header_bytes} byte limit",
                 "raise Limits.max_header_bytes if this model is genuine",
             )
-        # Grow by at least half of what we hold so a big header costs few reads and < 1.5x bytes.
-        want = max(end - len(self.buf), 256 * 1024, len(self.buf) // 2)
-        want = min(want, self.ceiling - len(self.buf))
-        data = self.src.read(len(self.buf), want)
-        if len(data) < min(want, end - len(self.buf)):
-            raise self.fail(self.pos, field_name, "truncated: the file ended while reading")
-        self.buf += data
-        self.check_deadline(field_name)
+
+    def skip(self, n: int, field_name: str) -> None:
+        """Step over `n` bytes that are not kept, reading them only if they are already held."""
+        self.check_within(n, field_name)
+        self.pos += n
+
+    def at(self) -> int:
+        """Where pos lies in buf (valid after `ensure`)."""
+        return self.pos - self.base
 
     def check_deadline(self, field_name: str) -> None:
         if time.monotonic() > self.deadline:
-            raise self.fail(self.pos, field_name, f"parse took longer than {self.limits.max_seconds:g} s")
+            raise self.fail(self.pos, field_name, f"parse took longer than its {self.budget:g} s")
 
     def remaining(self) -> int:
         return self.src.size - self.pos
 
     def u32(self, field_name: str) -> int:
         self.ensure(4, field_name)
-        value: int = _U32.unpack_from(self.buf, self.pos)[0]
+        value: int = _U32.unpack_from(self.buf, self.at())[0]
         self.pos += 4
         return value
 
     def u64(self, field_name: str) -> int:
         self.ensure(8, field_name)
-        value: int = _U64.unpack_from(self.buf, self.pos)[0]
+        value: int = _U64.unpack_from(self.buf, self.at())[0]
         self.pos += 8
         return value
 
-    def raw_string(self, field_name: str, cap: int) -> bytes:
+    def string_length(self, field_name: str, cap: int) -> int:
         start = self.pos
         length = self.u64(field_name + ".length")
         if length > cap:
             raise self.fail(start, field_name, f"string length {length} exceeds the {cap} byte limit")
         if length > self.remaining():
             raise self.fail(start, field_name, f"string length {length} runs past the end of the file")
+        return length
+
+    def raw_string(self, field_name: str, cap: int) -> bytes:
+        length = self.string_length(field_name, cap)
         self.ensure(length, field_name)
-        data = bytes(self.buf[self.pos : self.pos + length])
+        at = self.at()
         self.pos += length
-        return data
+        return self.buf[at : at + length]
 
     def string(self, field_name: str, cap: int) -> str:
         start = self.pos
-        data = self.raw_string(field_name, cap)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self.fail(start, field_name, f"invalid UTF-8 at byte {exc.start} of the string") from None
+        length = self.string_length(field_name, cap)
+        self.ensure(length, field_name)
+        at = self.at()
+        # decoded from a view of the window: a big string is never copied as bytes first
+        with memoryview(self.buf) as view:
+            try:
+                text = str(view[at : at + length], "utf-8")
+            except UnicodeDecodeError as exc:
+                raise self.fail(start, field_name, f"invalid UTF-8 at byte {exc.start} of the string") from None
+        self.pos += length
+        return text
 
     # -- values ---------------------------------------------------------------------------------
 
@@ -344,7 +386,7 @@ class _HeaderParser:
         scalar = _SCALAR_STRUCTS.get(vtype)
         if scalar is not None:
             self.ensure(scalar.size, field_name)
-            number: int | float | bool = scalar.unpack_from(self.buf, self.pos)[0]
+            number: int | float | bool = scalar.unpack_from(self.buf, self.at())[0]
             self.pos += scalar.size
             return number
         if vtype == VT_STRING:
@@ -353,7 +395,9 @@ class _HeaderParser:
             return self.array(field_name, depth + 1)
         raise self.fail(self.pos - 4, field_name, f"unknown value type {vtype}")
 
-    def array(self, field_name: str, depth: int) -> tuple[Scalar, ...] | ArrayInfo:
+    def array(self, field_name: str, depth: int, keep: bool = True) -> tuple[Scalar, ...] | ArrayInfo:
+        """An array's elements where it is small and `keep` (and the reader's element budget
+        allows), else its element type and count, its bytes stepped over."""
         start = self.pos
         if depth > self.limits.max_array_depth:
             raise self.fail(start, field_name, f"arrays nested deeper than {self.limits.max_array_depth} levels")
@@ -371,23 +415,27 @@ class _HeaderParser:
             )
         body = self.pos
         scalar = _SCALARS.get(etype)
+        small = count <= (self.limits.small_array if scalar is not None else self.limits.small_string_array)
+        read = keep and small and count <= self.elements_left
+        if read:
+            self.elements_left -= count
         if scalar is not None:
             nbytes = count * scalar[2]
-            self.ensure(nbytes, field_name)
-            if count <= self.limits.small_array:
-                values = struct.unpack_from(f"<{count}{scalar[1]}", self.buf, self.pos)
+            if read:
+                self.ensure(nbytes, field_name)
+                values = struct.unpack_from(f"<{count}{scalar[1]}", self.buf, self.at())
                 self.pos += nbytes
                 return values
-            self.pos += nbytes
+            self.skip(nbytes, field_name)
             return ArrayInfo(scalar[0], count, nbytes)
         if etype == VT_STRING:
-            if count <= self.limits.small_string_array:
+            if read:
                 return tuple(self.string(f"{field_name}[{i}]", self.limits.max_string_bytes) for i in range(count))
             self.skip_strings(count, field_name)
             return ArrayInfo("string", count, self.pos - body)
         # Nested arrays: walk them for their size, keep only the count.
         for i in range(count):
-            self.array(f"{field_name}[{i}]", depth + 1)
+            self.array(f"{field_name}[{i}]", depth + 1, keep=False)
             if i % 4096 == 0:
                 self.check_deadline(field_name)
         return ArrayInfo("array", count, self.pos - body)
@@ -400,24 +448,25 @@ class _HeaderParser:
         while done < count:
             buf = self.buf
             end = len(buf)
-            pos = self.pos
+            pos = self.at()
             while done < count and pos + 8 <= end:
                 nxt = pos + 8 + unpack(buf, pos)[0]
                 if nxt > end:
                     break
                 pos = nxt
                 done += 1
-            self.pos = pos
+            self.pos = self.base + pos
             if done == count:
                 break
-            # The next string is not wholly in the buffer: check its length, then read more.
+            # The next string is not wholly in the window: check its length, then step over it.
             self.ensure(8, f"{field_name}[{done}]")
-            (length,) = unpack(self.buf, self.pos)
+            (length,) = unpack(self.buf, self.at())
             if length > cap:
                 raise self.fail(self.pos, f"{field_name}[{done}]", f"string length {length} exceeds the {cap} byte limit")
             if length > self.remaining() - 8:
                 raise self.fail(self.pos, f"{field_name}[{done}]", f"string length {length} runs past the end of the file")
-            self.ensure(8 + length, f"{field_name}[{done}]")
+            self.skip(8 + length, f"{field_name}[{done}]")
+            done += 1
             self.check_deadline(field_name)
 
     # -- the header ------------------------------------------------------------------------------
@@ -502,15 +551,13 @@ class _HeaderParser:
         if vtype not in VALUE_TYPE_NAMES:
             raise self.fail(self.pos - 4, key, f"unknown value type {vtype}")
         value_at = self.pos
-        value = self.value(vtype, key)
+        element_type = None
         if vtype == VT_ARRAY:
-            # A skipped array names its element type; a read one has it in the bytes at its start.
-            etype = (
-                value.element_type if isinstance(value, ArrayInfo) else VALUE_TYPE_NAMES[_U32.unpack_from(self.buf, value_at)[0]]
-            )
-            kv.types[key] = f"array[{etype}]"
-        else:
-            kv.types[key] = VALUE_TYPE_NAMES[vtype]
+            # the element type, looked at before the window moves past it (the array checks it)
+            self.ensure(4, f"{key}.type")
+            element_type = _U32.unpack_from(self.buf, self.at())[0]
+        value = self.value(vtype, key)
+        kv.types[key] = VALUE_TYPE_NAMES[vtype] if element_type is None else f"array[{VALUE_TYPE_NAMES[element_type]}]"
         kv.values[key] = value
         kv.offsets[key] = value_at
         return key
@@ -566,6 +613,9 @@ class _HeaderParser:
             ne = self.u64(f"{label}.ne[{d}]")
             if ne > INT64_MAX:
                 raise self.fail(ne_at, f"{label}.ne[{d}]", f"dimension {ne} overflows int64")
+            if ne == 0:
+                # no weight llama.cpp loads is empty, and sizes per row divide by ne[0]
+                raise self.fail(ne_at, f"{label}.ne[{d}]", "dimension is 0", "a tensor's dimensions must be 1 or more")
             shape.append(ne)
         return tuple(shape)
 
@@ -592,7 +642,7 @@ class _HeaderParser:
                 f"{label}.ne[0]",
                 f"row length {shape[0]} is not a multiple of the {gtype.name} block size {gtype.block_size}",
             )
-        n_bytes = gtype.type_size * (n_elements // gtype.block_size) if shape[0] else 0
+        n_bytes = gtype.type_size * (n_elements // gtype.block_size)
         if n_bytes > INT64_MAX:
             raise self.fail(at, f"{label}.ne", f"byte size {n_bytes} overflows int64")
         return n_elements, n_bytes
@@ -617,9 +667,10 @@ class _HeaderParser:
         return tensors
 
     def u32_at(self, offset: int, field_name: str) -> int:
-        if offset + 4 > len(self.buf):
+        at = offset - self.base
+        if at < 0 or at + 4 > len(self.buf):
             raise self.fail(offset, field_name, "truncated: the file ends inside the header")
-        value: int = _U32.unpack_from(self.buf, offset)[0]
+        value: int = _U32.unpack_from(self.buf, at)[0]
         return value
 
     def alignment(self, kv: _KeyValues) -> int:
@@ -694,7 +745,9 @@ def read_gguf(
             "split",
             f"this is shard {int(match['no'])} of {int(match['count'])}; give the first shard, {first_name}",
         )
-    deadline = time.monotonic() + limits.max_seconds
+    # over a slow link the header may take what GPUSPLIT_HTTP_DEADLINE allows, where that is longer
+    budget = max(limits.max_seconds, http_deadline()) if is_url(location) else limits.max_seconds
+    deadline = time.monotonic() + budget
     first = _parse_location(location, limits, deadline, on_fetch)
     count = _split_count(first, location, match, limits)
     if count is None or count == 1:

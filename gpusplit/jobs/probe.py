@@ -21,7 +21,6 @@ run once more with llama.cpp's tensor parallelism, which measures what its synch
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GpusplitError
+from ..base.files import replacing
 from ..base.paths import cache_dir
 from ..base.reasons import CODES, Reason
 from ..devices import speed as speed_cache
@@ -165,9 +165,8 @@ def probe_models(on_step: Step | None = None, gpu: bool = False) -> dict[str, Pa
         if not path.is_file():
             if on_step:
                 on_step(f"quantizing the probe model to {name} with llama.cpp", False)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            quantize(str(paths[source]), str(tmp), ftype)
-            os.replace(tmp, path)
+            with replacing(path, "probe_models") as tmp:
+                quantize(str(paths[source]), str(tmp), ftype)
         paths[name] = path
     return paths
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gpusplit.base.files import replacing
 from gpusplit.synthetic.header_only import HEADER_ONLY_MODELS, HeaderOnlySpec, write_random_weights
 
 # llama_ftype values (include/llama.h) of the quantizations below
@@ -72,9 +73,8 @@ def write_real_shaped(
     source = folder / f"{model.spec.name}-F16.gguf"
     if not source.is_file():
         write_random_weights(source, model.spec, f16=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    quantize(str(source), str(tmp), FTYPES[model.quant])
-    os.replace(tmp, path)
+    with replacing(path, "folder") as tmp:
+        quantize(str(source), str(tmp), FTYPES[model.quant])
     if not keep_source and not any(
         m.spec.name == model.spec.name and not (folder / m.file_name).is_file() for m in REAL_SHAPED.values()
     ):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from gpusplit.base.files import replacing
 from gpusplit.synthetic.vocab import Vocab, spm_vocab, tiny_bpe_vocab, write_vocab
 
 if TYPE_CHECKING:
@@ -325,13 +325,6 @@ def _add_hparams(w: gguf.GGUFWriter, spec: TinySpec) -> None:
     )
 
 
-def _temp_path(path: Path) -> Path:
-    """A fresh name in `path`'s folder for writing before ``os.replace`` (created with the usual
-    permissions, unlike mkstemp's 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-
-
 @contextlib.contextmanager
 def gguf_file(path: Path, arch: str) -> Iterator[tuple[gguf.GGUFWriter, Path]]:
     """A GGUFWriter on a temporary file beside `path`, renamed into place only on success and
@@ -339,21 +332,13 @@ def gguf_file(path: Path, arch: str) -> Iterator[tuple[gguf.GGUFWriter, Path]]:
     # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
     import gguf
 
-    tmp = _temp_path(path)
-    w = None
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path, "path") as tmp:  # a fresh file of our own: nothing planted beside `path` is written
         w = gguf.GGUFWriter(tmp, arch)
-        yield w, tmp
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if w is not None:
-            w.close()
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            yield w, tmp
+        finally:
+            w.close()
 
 
 def add_infos_and_header(w: gguf.GGUFWriter, plan: list[TensorPlan]) -> None:
