@@ -22,13 +22,21 @@ from ..devices.rpc import parse_endpoints
 from ..engine.detect import detect_devices
 from ..planning.planner import Plan
 from ..planning.prepare import plan
+from ..planning.refusals import require_device_count
 from ..planning.request import Request
 from ..sources import read_model
 from .models import DevicesDoc, PlanDoc, RunDoc, TuneDoc
 
 T = TypeVar("T")
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which some editors put first when they save JSON
 SAVE_PLAN_HINT = "save one with {p.save_plan}"
 PLAN_SCHEMAS = ("gpusplit.plan/1", "gpusplit.plan/2")
+
+
+def without_bom(data: bytes) -> bytes:
+    """A file's bytes without a UTF-8 byte-order mark (a document saved by an editor that adds
+    one is still the document)."""
+    return data[len(BOM) :] if data.startswith(BOM) else data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +192,7 @@ def decode_document(
 ) -> T:
     """One document of `model`'s kind (its schema one of `schemas`, the older ones migrated; `base`:
     the request a trial/1 line's configuration applies to)."""
+    data = without_bom(data)
     schema = head(data)
     if schema is None:
         try:
@@ -299,10 +308,32 @@ def load_devices_file(path: str | os.PathLike[str]) -> DevicesDoc:
     return read_devices_doc(read_bounded(path, "devices_file"), os.fspath(path))
 
 
+class _Listed(msgspec.Struct):
+    index: Any = None
+
+
+class _DeviceList(msgspec.Struct):
+    devices: list[_Listed] = []
+
+
+def count_listed_devices(data: bytes) -> int | None:
+    """How many devices a devices document lists for llama.cpp (those with an index), read without
+    checking the rest (fast even for a file of 100,000 entries); None where it is not that shape."""
+    try:
+        listed = msgspec.json.decode(data, type=_DeviceList)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # the full check names what is wrong
+    return sum(1 for d in listed.devices if d.index is not None)
+
+
 def read_devices_file(path: str | os.PathLike[str]) -> Inventory:
     """A saved `gpusplit devices --json` document as the devices to plan for (measured speeds travel
-    with it, and what its llama.cpp's CPU backend copies)."""
-    doc = load_devices_file(path)
+    with it, and what its llama.cpp's CPU backend copies); more devices than llama.cpp takes are
+    refused before the document is checked or anything planned."""
+    where = os.fspath(path)
+    data = without_bom(read_bounded(path, "devices_file"))
+    require_device_count(count_listed_devices(data) or 0, where, "devices_file")
+    doc = read_devices_doc(data, where)
     engine = None
     if doc.engine is not None:
         e = doc.engine

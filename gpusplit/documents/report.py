@@ -9,8 +9,10 @@ numbers in a table below it.
 
 The page opens offline: charts are inline SVG drawn by matplotlib (the `report` extra) with text
 as paths (no fonts), no scripts, no external references. Every string from the files is escaped
-(model names are untrusted) and loses its control characters. A file that cannot be read (empty,
-unknown, a torn JSONL line) is named in one line through `on_warning`; the rest is still reported.
+(model names are untrusted) and loses its control characters; a command line is shown
+shell-quoted, as `plan` prints it. A file that cannot be read (empty, unknown) is named in one line
+through `on_warning`, a JSONL file's unusable lines (torn, another kind's) in a few, then counted;
+the rest is still reported. The work is linear in the records and devices.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import html
 import io
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +30,18 @@ from typing import Any
 import msgspec
 
 from ..base.errors import InputError
+from ..base.files import open_regular
 from ..base.journal import ForeignFileError, is_torn
 from ..base.jsonio import head, read_bounded
 from ..base.text import sanitize_text
 from ..base.units import format_bytes
 from .models import BenchRecord, TrialRecord
-from .read import decode_document, read_any, to_json
+from .read import decode_document, read_any, to_json, without_bom
 from .render import memory_parts
 from .results import BENCH_SCHEMAS, TRIAL_SCHEMAS, is_trial_record, marked_trial
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
+LINE_WARNINGS = 3  # a JSONL file's unusable lines named one by one; the rest are counted in one line
 KINDS = ("bench", "tune", "plan", "run", "devices")
 SCHEMA_KIND = {
     **dict.fromkeys(("gpusplit.bench/1", "gpusplit.bench/2"), "bench"),
@@ -89,7 +94,7 @@ def check_replaceable(path: Path, parameter: str = "out") -> None:
     if not path.is_file():
         raise ForeignFileError("{p} {path} is {kind}", "name a new file to write the page to", parameter=parameter,
                                path=str(path), kind="a directory" if path.is_dir() else "not a regular file")  # fmt: skip
-    with path.open("rb") as f:
+    with open_regular(path, parameter) as f:
         head = f.read(4096)
     if head and not (head.startswith(b"<!DOCTYPE html>") and PAGE_MARK.encode() in head):
         raise ForeignFileError(
@@ -114,20 +119,49 @@ def read_source(path: str | os.PathLike[str], on_warning: Callable[[str], None])
     except InputError as exc:
         on_warning(f"{exc.message}: skipped")
         return None
+    data = without_bom(data)
     if not data.strip():
         on_warning(f"{name}: empty: skipped")
         return None
+    if _is_one_document(data):  # never read as lines, whatever it holds
+        return _whole_document(name, data, on_warning)
     if _is_jsonl(data):
         return _read_lines(name, data, on_warning)
-    schema = head(data)
+    schema = _schema(data)
+    if schema in SCHEMA_KIND:
+        return _document(name, data, schema)  # one of ours that is not JSON throughout: the decoder says where
+    return _read_lines(name, data, on_warning)
+
+
+def _schema(data: bytes) -> str | None:
+    """The `schema` a document or line names: a string, or None where it names none; any other
+    value (a list, an object) is kept as a word that names no kind of ours."""
+    value = head(data)
+    return value if value is None or isinstance(value, str) else "(not a string)"
+
+
+def _is_one_document(data: bytes) -> bool:
+    """The whole file is one JSON value (checked, not decoded)."""
+    try:
+        msgspec.json.decode(data, type=msgspec.Raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
+def _whole_document(name: str, data: bytes, on_warning: Callable[[str], None]) -> Source | None:
+    """A file holding one JSON value: a document or record of gpusplit's, a `bench --json` array, a
+    single unmarked trial, or (said in one line) none of them."""
+    schema = _schema(data)
     if schema in SCHEMA_KIND:
         return _document(name, data, schema)
     if data.lstrip().startswith(b"["):
         return _bench_array(name, data, on_warning)
-    if schema is not None and data.count(b"\n", 0, len(data.rstrip())) == 0:
-        on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output (schema {clean(schema, 60)!r}): skipped")
-        return None
-    return _read_lines(name, data, on_warning)
+    if schema is None and _unmarked_trial(data):
+        return Source(name, "tune", records=[_record(data, name, "tune")])
+    what = f" (schema {clean(schema, 60)!r})" if schema is not None else ""
+    on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output{what}: skipped")
+    return None
 
 
 def _is_jsonl(data: bytes) -> bool:
@@ -171,7 +205,7 @@ def _bench_array(name: str, data: bytes, on_warning: Callable[[str], None]) -> S
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         on_warning(f"{name}: not a gpusplit bench, tune, plan, run or devices output: skipped")
         return None
-    if not items or any(SCHEMA_KIND.get(head(bytes(item))) != "bench" for item in items):
+    if not items or any(SCHEMA_KIND.get(_schema(bytes(item)) or "") != "bench" for item in items):
         on_warning(f"{name}: not an array of gpusplit bench records: skipped")
         return None
     return Source(name, "bench", records=[_record(bytes(item), f"{name}[{i}]", "bench") for i, item in enumerate(items)])
@@ -179,27 +213,41 @@ def _bench_array(name: str, data: bytes, on_warning: Callable[[str], None]) -> S
 
 def _read_lines(name: str, data: bytes, on_warning: Callable[[str], None]) -> Source | None:
     """A JSONL file: bench records or tune trials, one kind per file; a line cut short (a run killed
-    mid-write) or another kind's is named and skipped."""
+    mid-write) or another kind's is skipped: the first few named, the rest counted."""
     records: list[dict[str, Any]] = []
     kinds: set[str] = set()
+    skipped = 0
+
+    def skip(where: str, why: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        if skipped <= LINE_WARNINGS:
+            on_warning(f"{where}: {why}: skipped")
+
     for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
         where = f"{name} line {number}"
         if is_torn(line):
-            on_warning(f"{where}: not a complete JSON record (cut short?): skipped")
+            skip(where, "not a complete JSON record (cut short?)")
             continue
-        schema = head(line)
+        schema = _schema(line)
         kind = SCHEMA_KIND.get(schema) if schema is not None else ("tune" if _unmarked_trial(line) else None)
         if kind not in ("bench", "tune") or (schema is not None and kind == "tune" and not schema.startswith("gpusplit.trial/")):
             kind = None
         if kind is None or (kinds and kind not in kinds):
-            on_warning(f"{where}: not a gpusplit bench or tune record: skipped")
+            skip(where, "not a gpusplit bench or tune record")
             continue
         kinds.add(kind)
         records.append(_record(line, where, kind))
+    nothing = "no gpusplit bench, tune, plan, run or devices output in it"
+    if skipped > LINE_WARNINGS:
+        on_warning(
+            f"{name}: and {skipped - LINE_WARNINGS:,} more lines like these: skipped" + ("" if records else f" ({nothing})")
+        )
+    elif not records:
+        on_warning(f"{name}: {nothing}: skipped")
     if not records:
-        on_warning(f"{name}: no gpusplit bench, tune, plan, run or devices output in it: skipped")
         return None
     return Source(name, kinds.pop(), records=records)
 
@@ -303,24 +351,44 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
         fig = charts.figure(8.5, 0.9 + 0.32 * len(labels) * max(len(files), 1))
         ax = fig.subplots()
         height = 0.8 / len(files)
+        by_file: dict[str, dict[str, dict[str, Any]]] = {path: {} for path in files}
+        for f, label, record in mine:
+            by_file[f][label] = record
+        # one call per file and mark for all its records (a call per record is slow by the thousand)
         for fi, path in enumerate(files):
             color = PALETTE[fi % len(PALETTE)]
-            by_label = {label: r for f, label, r in mine if f == path}
+            ys: list[float] = []
+            means: list[float] = []
+            below: list[float] = []
+            above: list[float] = []
+            failed_ys: list[float] = []
+            predicted: list[tuple[float, float]] = []
             for li, label in enumerate(labels):
-                r = by_label.get(label)
-                if r is None:
+                shown = by_file[path].get(label)
+                if shown is None:
                     continue
                 y = li + (fi - (len(files) - 1) / 2) * height
-                if r.get("status") != "ok" or not r.get("avg_ts"):
-                    ax.plot([0], [y], marker="x", color="#e15759", markersize=8)
-                    ax.annotate("failed", (0, y), xytext=(6, -3), textcoords="offset points", color="#e15759")
+                if shown.get("status") != "ok" or not shown.get("avg_ts"):
+                    failed_ys.append(y)
                     continue
-                samples = [x for x in r.get("samples_ts") or [] if isinstance(x, (int, float))]
-                low, high = (min(samples), max(samples)) if samples else (r["avg_ts"], r["avg_ts"])
-                ax.barh(y, r["avg_ts"], height=height * 0.9, color=color, label=clean(path, 60) if li == 0 else None)
-                ax.errorbar(r["avg_ts"], y, xerr=[[r["avg_ts"] - low], [high - r["avg_ts"]]], color="#333", capsize=3, lw=1)
-                if r.get("predicted_ts"):
-                    ax.plot([r["predicted_ts"]], [y], marker="D", color="#222", markersize=5)
+                mean = shown["avg_ts"]
+                samples = [x for x in shown.get("samples_ts") or [] if isinstance(x, (int, float))]
+                low, high = (min(samples), max(samples)) if samples else (mean, mean)
+                ys.append(y)
+                means.append(mean)
+                below.append(max(mean - low, 0.0))  # a mean outside its samples (an edited file): no whisker
+                above.append(max(high - mean, 0.0))
+                if shown.get("predicted_ts"):
+                    predicted.append((shown["predicted_ts"], y))
+            if ys:
+                ax.barh(ys, means, height=height * 0.9, color=color, label=clean(path, 60))
+                ax.errorbar(means, ys, xerr=[below, above], fmt="none", ecolor="#333", capsize=3, lw=1)
+            if predicted:
+                ax.plot(*zip(*predicted), linestyle="none", marker="D", color="#222", markersize=5)
+            if failed_ys:
+                ax.plot([0] * len(failed_ys), failed_ys, linestyle="none", marker="x", color="#e15759", markersize=8)
+                for y in failed_ys:
+                    ax.annotate("failed", (0, y), xytext=(6, -3), textcoords="offset points", color="#e15759")
         ax.set_yticks(range(len(labels)), [clean(label, 60) for label in labels])
         ax.invert_yaxis()
         ax.set_xlabel("tokens/s")
@@ -389,7 +457,7 @@ def tune_section(source: Source, charts: _Charts) -> str:
     if best is not None:
         flags = doc.get("plan", {}).get("llama_args")
         # the winner's llama-server flags where the tune document gives them (a trials file has its key)
-        shown = f"<pre>{esc('llama-server ' + ' '.join(map(str, flags)), 2000)}</pre>" if flags else ""
+        shown = f"<pre>{esc(shlex.join(['llama-server', *map(str, flags)]), 2000)}</pre>" if flags else ""
         parts.append(f"<p>Winner: <b>{esc(best.get('key'))}</b>, {_num(best.get('score'))} "
                      f"(measured tg {_num(best.get('measured_tg'))} t/s, pp {_num(best.get('measured_pp'))} t/s)."
                      f"{' ' + esc(doc.get('chosen')) + '.' if doc.get('chosen') else ''}</p>{shown}")  # fmt: skip
@@ -433,22 +501,18 @@ def memory_section(source: Source, charts: _Charts) -> str:
     gib = 2**30
     fig = charts.figure(8.5, 1.0 + 0.45 * len(bars))
     ax = fig.subplots()
-    for i, (_label, parts_bytes, free) in enumerate(bars):
-        left = 0.0
-        for component, color in COMPONENTS:
-            value = float(parts_bytes.get(component) or 0) / gib
-            if value:
-                ax.barh(
-                    i,
-                    value,
-                    left=left,
-                    color=color,
-                    label=component if component not in ax.get_legend_handles_labels()[1] else None,
-                )
-                left += value
-        if free:
-            ax.plot([free / gib, free / gib], [i - 0.42, i + 0.42], color="#e15759", lw=2,
-                    label="free" if "free" not in ax.get_legend_handles_labels()[1] else None)  # fmt: skip
+    # one call per component for every bar (a call, or a legend lookup, per bar is quadratic work)
+    lefts = [0.0] * len(bars)
+    for component, color in COMPONENTS:
+        values = [float(parts_bytes.get(component) or 0) / gib for _, parts_bytes, _ in bars]
+        drawn = [i for i, value in enumerate(values) if value]
+        if drawn:
+            ax.barh(drawn, [values[i] for i in drawn], left=[lefts[i] for i in drawn], color=color, label=component)
+        lefts = [left + value for left, value in zip(lefts, values)]
+    frees = [(i, free / gib) for i, (_, _, free) in enumerate(bars) if free]
+    if frees:
+        ax.vlines([x for _, x in frees], [i - 0.42 for i, _ in frees], [i + 0.42 for i, _ in frees], color="#e15759", lw=2,
+                  label="free")  # fmt: skip
     ax.set_yticks(range(len(bars)), [clean(b[0], 40) for b in bars])
     ax.invert_yaxis()
     ax.set_xlabel("GiB")

@@ -24,6 +24,7 @@ from .cpu_buffers import MODELLED
 from .memory import DeviceMemory, Settings
 from .planner import DraftRequest, Plan, PlanInputs, make_plan
 from .predict import DEFAULT_CPU_BANDWIDTH
+from .refusals import require_device_count
 from .request import DEFAULT, Request
 
 DEFAULT_CTX = 4096
@@ -72,6 +73,7 @@ def plan(model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = 
     """
     info = model if isinstance(model, ModelInfo) else read_model(model)
     inventory = devices if devices is not None else detect_devices(threads=request.n_threads)
+    require_device_count(len(inventory.devices))  # before any work for devices llama.cpp would refuse
     cpu = cpu_backend(inventory)
     inputs = resolve(info, inventory, request, cpu)
     result = make_plan(info, list(inventory.devices), inventory.host, inputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from ..base.errors import InputError
 from ..gguf.types import type_by_name
 
 if TYPE_CHECKING:
@@ -337,6 +338,24 @@ def _too_many_devices(s: Setup) -> Refusal | None:
             f"use at most {MAX_DEVICES} devices (fewer --rpc workers or --gpu entries)",
         )
     return None
+
+
+def require_device_count(n_devices: int, where: str = "", parameter: str | None = None) -> None:
+    """Refuse more devices than llama.cpp takes before any work is done for them (the rule
+    `_too_many_devices` checks at the end of planning, for plans made without this). `where`: the
+    file that lists them."""
+    if n_devices <= MAX_DEVICES:
+        return
+    raise InputError(
+        ("{p} {where}: " if where else "") + "{n:,} devices, but llama.cpp takes at most {limit} (LLAMA_MAX_DEVICES)",
+        "keep at most {limit} of its devices"
+        if where
+        else "use at most {limit} devices (fewer {p.rpc} workers or {p.gpus} entries)",
+        parameter=parameter,
+        where=where,
+        n=n_devices,
+        limit=MAX_DEVICES,
+    )
 
 
 RULES: tuple[Callable[[Setup], Refusal | None], ...] = (
