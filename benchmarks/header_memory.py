@@ -1,10 +1,12 @@
 """Peak memory of reading a GGUF header against the header's size (issue 35): bounded, not amplified.
 
-    python benchmarks/header_memory.py [--sizes 16 64 247]
+    python benchmarks/header_memory.py [--sizes 16 64 247] [--shapes big small]
 
-Writes, for each size (MB of metadata), a small valid llama model whose header also holds a big
-string array (`tokenizer.ggml.merges`, short strings: the worst case for per-element objects) and
-a big f32 array (`tokenizer.ggml.scores`), half the bytes each. A fresh subprocess reads it with
+Writes, for each size (MB of metadata) and shape, a small valid llama model whose header also
+holds, for `big`, a big string array (`tokenizer.ggml.merges`, short strings) and a big f32 array
+(`tokenizer.ggml.scores`), half the bytes each; for `small`, thousands of u32 arrays of 4,096
+elements under keys of their own (small enough that a reader keeps each: what once cost 36 bytes
+of Python objects per 4-byte element). A fresh subprocess reads it with
 `read_model`; its peak RSS, less that of a subprocess that only imports gpusplit, is the reading's
 cost. Target: under 2x the header's bytes plus a constant. Prints a Markdown table.
 """
@@ -64,8 +66,30 @@ def write_header(path: Path, metadata_mb: float) -> None:
     path.write_bytes(p.build())
 
 
-def measure(path: str) -> dict[str, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, path], check=True, capture_output=True, text=True).stdout
+SMALL_ARRAY = 4096
+
+
+def write_small_arrays(path: Path, metadata_mb: float) -> None:
+    """A valid llama header with about `metadata_mb` MB in u32 arrays of SMALL_ARRAY elements."""
+    from ggufpack import U32, llama_header
+
+    body = struct.pack("<I", 7) * SMALL_ARRAY
+    p = llama_header()
+    p.with_data = False
+    for i in range(int(metadata_mb * MB) // len(body)):
+        p.kvs.append(_array_kv(f"bench.small.{i}", U32, SMALL_ARRAY, body))
+    path.write_bytes(p.build())
+
+
+def measure(path: str, code: str | None = None) -> dict[str, int]:
+    """The child's figures; `code`: a checkout of another commit to measure instead of this one
+    (-S, then its folder and site-packages by hand: an editable install's finder would win over
+    PYTHONPATH)."""
+    argv = [sys.executable, "-c", CHILD, path]
+    if code is not None:
+        paths = [code, *(p for p in sys.path if p.endswith("site-packages"))]
+        argv = [sys.executable, "-S", "-c", f"import sys; sys.path[:0] = {paths!r}\n" + CHILD, path]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     result: dict[str, int] = json.loads(out)
     return result
 
@@ -73,23 +97,26 @@ def measure(path: str) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[16, 64, 247], help="MB of metadata per header")
+    parser.add_argument("--shapes", nargs="+", choices=["big", "small"], default=["big", "small"])
+    parser.add_argument("--code", help="measure the gpusplit in this checkout (another commit) instead")
     args = parser.parse_args()
-    baseline = measure("-")["peak_rss_bytes"]
+    baseline = measure("-", args.code)["peak_rss_bytes"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            path = Path(tmp) / f"header-{size:g}mb.gguf"
-            write_header(path, size)
-            result = measure(str(path))
-            path.unlink()
-            extra = result["peak_rss_bytes"] - baseline
-            rows.append((result["header_bytes"], extra))
+        for shape in args.shapes:
+            for size in args.sizes:
+                path = Path(tmp) / f"header-{shape}-{size:g}mb.gguf"
+                (write_header if shape == "big" else write_small_arrays)(path, size)
+                result = measure(str(path), args.code)
+                path.unlink()
+                extra = result["peak_rss_bytes"] - baseline
+                rows.append((shape, result["header_bytes"], extra))
     print(
         f"python {sys.version.split()[0]}; {os.cpu_count()} cores, {os.uname().machine}; import-only RSS {baseline / MB:.1f} MB\n"
     )
-    print("| header MB | peak extra RSS MB | ratio |\n| ---: | ---: | ---: |")
-    for header_bytes, extra in rows:
-        print(f"| {header_bytes / MB:.1f} | {extra / MB:.1f} | {extra / header_bytes:.2f} |")
+    print("| arrays | header MB | peak extra RSS MB | ratio |\n| --- | ---: | ---: | ---: |")
+    for shape, header_bytes, extra in rows:
+        print(f"| {shape} | {header_bytes / MB:.1f} | {extra / MB:.1f} | {extra / header_bytes:.2f} |")
 
 
 if __name__ == "__main__":
