@@ -235,3 +235,14 @@ def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_mo
     assert set(both.samples) == {"tg", "pp"}
     only_tg = bench_config(plan, params, tests, 1, stop_if={"test": "tg", "below_ts": 1e12})
     assert set(only_tg.samples) == {"tg"}
+
+
+def test_without_the_engine_tune_of_real_devices_says_so_once(cli, tiny_model, monkeypatch):
+    """Real devices are measured, in the engine: without it the search would fail every trial; it
+    says what is missing instead, before any trial (hypothetical cards are still ranked)."""
+    monkeypatch.setenv("GPUSPLIT_NO_ENGINE", "1")
+    result = cli("tune", str(tiny_model("dense-f16")), "--budget", "5s")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "engine" in line and "not installed" in line and "pip install" in line
+    assert cli("tune", str(tiny_model("dense-f16")), "--gpu", "8GiB", "--budget", "5s").exit_code == 0

@@ -25,6 +25,7 @@ from ..base.units import parse_duration
 from ..devices.cpu import default_threads
 from ..devices.device import is_hypothetical
 from ..devices.inventory import Inventory
+from ..engine import require_engine
 from ..engine.detect import detect_devices
 from ..gguf.model import ModelInfo
 from ..planning.launch import engine_params
@@ -244,7 +245,10 @@ def tune(
         )
     if not budget_s > 0:
         raise InputError("{p.budget} {value:g} s must be positive", "e.g. 120s", parameter="budget", value=budget_s)
-    search = _Search(model, inventory, objective, budget_s, measure or measure_config, not is_hypothetical(inventory.devices))
+    measured = not is_hypothetical(inventory.devices)
+    if measured and measure is None:
+        require_engine()  # the trials run in the engine: said once, before the search, not once per failed trial
+    search = _Search(model, inventory, objective, budget_s, measure or measure_config, measured)
     for t in previous:
         search.done[t.key] = t
     search.trials = list(search.done.values())
