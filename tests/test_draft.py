@@ -11,6 +11,7 @@ from gpusplit.devices.inventory import detect
 from gpusplit.gguf import read_model
 from gpusplit.planning.memory import Settings
 from gpusplit.planning.planner import DraftRequest, PlanInputs, make_plan
+from gpusplit.synthetic import write_tiny_projector
 
 MIB = 1024 * 1024
 
@@ -55,24 +56,8 @@ def test_draft_placement_matches_a_real_load(tiny_model, two_workers):
         assert mem.compute_bytes == pytest.approx(real.get("compute", 0), rel=0.10), mem.name
 
 
-def _write_projector(path, n_embd=256):
-    """A minimal mmproj header: what `--mmproj` reads (architecture clip, its tensors)."""
-    import gguf
-    import numpy as np
-
-    w = gguf.GGUFWriter(str(path), "clip")
-    w.add_string("clip.projector_type", "mlp")
-    w.add_tensor("mm.0.weight", np.zeros((n_embd, 1024), dtype=np.float16))
-    w.add_tensor("v.patch_embd.weight", np.zeros((1024, 588), dtype=np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
 def test_projector_goes_to_the_first_gpu(cli, tiny_model, tmp_path):
-    projector = _write_projector(tmp_path / "mmproj.gguf")
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf")
     main = str(tiny_model("dense-f16"))
     plain = json.loads(cli("plan", "--json", main, "--gpu", "8GiB", "--gpu", "8GiB", "--mode", "layer").stdout)
     result = cli("plan", "--json", main, "--gpu", "8GiB", "--gpu", "8GiB", "--mode", "layer", "--mmproj", str(projector))

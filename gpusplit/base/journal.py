@@ -52,14 +52,6 @@ def _record(line: bytes) -> Record | None:
     return value if isinstance(value, dict) else None
 
 
-def _parse(line: str) -> Record | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _cut_short(line: bytes) -> bool:
     """A record a kill cut short: a line that begins a JSON object and stops before its end. A
     line that ends one and still does not parse (a NaN in it, nesting too deep) is whole and wrong:
@@ -204,16 +196,11 @@ def check_replaceable(path: Path, is_ours: Callable[[Record], bool], what: str, 
     size = path.stat().st_size
     if size == 0:
         return
-    document = None
-    if size <= limit:
-        try:
-            document = _parse(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            document = None
+    document = _record(path.read_bytes()) if size <= limit else None
     if document is None or not is_ours(document):
         raise ForeignFileError(
             "{p} {path} is not a {what} document, so gpusplit will not overwrite it",
-            "name a new file, or one gpusplit wrote; this one was left untouched",
+            _REFUSED,
             parameter=parameter,
             path=str(path),
             what=what,

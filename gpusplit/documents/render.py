@@ -558,9 +558,13 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
         pred = doc["predicted"]
         if test.depth and row.plan is not None:  # the plan's figures are at depth 0
             deep = row.plan.prediction_at(test.depth)
-            pred = {**pred, "tg_tokens_per_s": deep.tg_tokens_per_s, "batch_fixed_s": deep.batch_fixed_s}
-            pred["batch_token_s"] = deep.batch_token_s
-        predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
+            predicted = (
+                deep.tg_tokens_per_s
+                if test.kind == "tg"
+                else prompt_tokens_per_s(deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, test.n)
+            )
+        else:
+            predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
         basis = pred["basis"]
         backends = sorted({d["backend"] for d in doc["devices"] if d["planned_bytes"]})
         backend = ",".join(backends) if backends else "CPU"

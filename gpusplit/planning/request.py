@@ -89,13 +89,7 @@ class Request:
         for name in ("type_k", "type_v"):
             value = getattr(self, name)
             if value is not None and value not in KV_TYPES:
-                raise InputError(
-                    "{p} {value!r} is not a KV cache type",
-                    "use one of {choices}",
-                    parameter=name,
-                    value=value,
-                    choices=", ".join(KV_TYPES),
-                )
+                raise _not_a_kv_type(value, name)
         if self.split_mode is not None:
             split_mode(self.split_mode)
         if self.tensor_split is not None and not any(self.tensor_split):
@@ -177,13 +171,14 @@ def kv_type(text: str, parameter: str = "type_k") -> KvType:
     for known in KV_TYPES:
         if text.lower() == known:
             return known
-    raise InputError(
-        "{p} {value!r} is not a KV cache type",
-        "use one of {choices}",
-        parameter=parameter,
-        value=text,
+    raise _not_a_kv_type(text, parameter)
+
+
+def _not_a_kv_type(value: str, parameter: str) -> InputError:
+    return InputError(
+        "{p} {value!r} is not a KV cache type", "use one of {choices}", parameter=parameter, value=value,
         choices=", ".join(KV_TYPES),
-    )
+    )  # fmt: skip
 
 
 def split_mode(text: str | None) -> SplitMode | None:

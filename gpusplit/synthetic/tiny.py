@@ -520,17 +520,15 @@ def write_tiny_lora(
 def write_tiny_projector(path: str | os.PathLike[str], n_embd: int = 256, projector_type: str = "mlp") -> Path:
     """A minimal multimodal projector (mmproj) header: architecture clip, its projector type, and
     two f16 tensors (the projection into an `n_embd` model and a patch embedding)."""
-    # numpy and gguf (90 ms) only when used: gpusplit.api imports this package at start-up
-    import gguf
+    # numpy (with gguf, in gguf_file) only when used: gpusplit.api imports this package at start-up
     import numpy as np
 
     path = Path(path)
-    w = gguf.GGUFWriter(str(path), "clip")
-    w.add_string("clip.projector_type", projector_type)
-    w.add_tensor("mm.0.weight", np.zeros((n_embd, 1024), dtype=np.float16))
-    w.add_tensor("v.patch_embd.weight", np.zeros((1024, 588), dtype=np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    with gguf_file(path, "clip") as (w, _):  # written whole, as the models are
+        w.add_string("clip.projector_type", projector_type)
+        w.add_tensor("mm.0.weight", np.zeros((n_embd, 1024), dtype=np.float16))
+        w.add_tensor("v.patch_embd.weight", np.zeros((1024, 588), dtype=np.float16))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
     return path
