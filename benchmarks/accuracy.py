@@ -277,7 +277,7 @@ def host_copy_rows(folder: Path) -> list[dict]:
             params = EngineParams(model_path=str(path), n_ctx=512, no_repack=not on)
             _, log = run_task("load", {"params": params.as_dict()}, timeout=120)
             measured[on] = parse_buffers(log).host_weights
-        here_settings = Settings(n_ctx=512, cpu_repack=here["repack"], cpu_extra_buffers=tuple(here["extra_buffers"]))
+        here_settings = Settings(n_ctx=512, cpu_repack=here.repack, cpu_extra_buffers=tuple(here.extra_buffers))
         out.append(
             {
                 "model": name,
@@ -415,7 +415,7 @@ def _copies_section(copies: list[dict]) -> list[str]:
         "",
         "The CPU alone, ctx 512: the host's weights by llama.cpp buffer (MiB; Mapped = the mapped file, REPACK = "
         "CPU_REPACK, AMX), as `plan` places them for each CPU backend, and what llama.cpp allocated: loaded here "
-        f"(this build: extra buffer types {', '.join(here['extra_buffers']) or 'none'}, CPU_REPACK rules {here['repack']}; "
+        f"(this build: extra buffer types {', '.join(here.extra_buffers) or 'none'}, CPU_REPACK rules {here.repack}; "
         "with them and with --no-repack) and on an Intel Xeon with AMX (recorded in `tests/data/amx-measured.json` for "
         "these very files: llama.cpp's log there, 2 threads, llama-cpp-python 0.3.36 built natively).",
         "",

@@ -227,8 +227,8 @@ def run_rows(paths: dict[str, Path], store: Path) -> list[dict]:
     samples: dict[str, list[dict]] = {label: [] for label in real}
     for _ in range(PASSES):
         for label, path in real.items():
-            plan = gpusplit.plan(str(path), inventory, gpusplit.Request(n_ctx=1024))
-            doc = gpusplit.document(gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS, threads=2))
+            plan = gpusplit.plan(str(path), inventory, gpusplit.Request(n_ctx=1024, n_threads=2))
+            doc = gpusplit.document(gpusplit.run(plan, prompt=RUN_PROMPT, n_predict=RUN_TOKENS))
             samples[label].append(
                 {"gen": doc["timings"]["gen_tps"], "prompt": doc["timings"]["prompt_tps"], "tokens": doc["timings"]["prompt_tokens"],
                  "gen_predicted": doc["predicted"]["gen_tps"], "prompt_predicted": doc["predicted"]["prompt_tps"]}

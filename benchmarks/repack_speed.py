@@ -68,10 +68,10 @@ def machine() -> str:
     from gpusplit.engine.registry import cpu_backend_info
 
     cpu = cpu_backend_info()
-    wide = [f for f in cpu["features"] if f.startswith(("AVX512", "AMX", "DOTPROD", "SVE", "KLEIDIAI"))]
+    wide = [f for f in cpu.features if f.startswith(("AVX512", "AMX", "DOTPROD", "SVE", "KLEIDIAI"))]
     return (
         f"{host_device().description} ({platform.machine()}), llama-cpp-python 0.3.36 built natively; "
-        f"extra buffer types {', '.join(cpu['extra_buffers']) or 'none'}, CPU_REPACK rules {cpu['repack']}, "
+        f"extra buffer types {', '.join(cpu.extra_buffers) or 'none'}, CPU_REPACK rules {cpu.repack}, "
         f"built for {', '.join(wide) or 'no wide vector extension'}"
     )
 
