@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import dataclasses
 import os
 import random
 import signal
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from ..base import contention
 from ..base.search import largest_fitting
+from ..base.stats import summarize
 from . import EngineError, EngineInputError
 from .logparse import extra_weight_buffers, parse_buffers, spread_group
 from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
@@ -289,12 +292,15 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold first prompt
     # measures the start-up, not the model.
     _warm_up(lib, loaded.ctx, tokens)
+    meter = _Meter(params)
+    before = meter.sample()
     started = time.perf_counter()
     _decode_batches(lib, loaded.ctx, tokens, params.n_batch, "llama.cpp failed to decode the prompt")
     pieces = _Pieces(emit, stream=bool(request.get("stream", True)))
     generated, ttft_ms = _sample_tokens(lib, loaded.ctx, vocab, sampler, n_predict, pieces, started)
     pieces.finish()
     wall_ms = (time.perf_counter() - started) * 1000
+    seen = meter.since(before)
     perf = lib.llama_perf_context(loaded.ctx)
     lib.llama_sampler_free(sampler)
     # The parent reads NVML now, while the model is still held: CUDA's memory pool, cuBLAS's
@@ -308,6 +314,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "load_ms": loaded.load_ms,
         "ttft_ms": ttft_ms,
         "wall_ms": wall_ms,
+        "contention": replace_mhz(seen[0]).as_dict() if seen else None,
         "perf": {
             "t_load_ms": perf.t_load_ms,
             "t_p_eval_ms": perf.t_p_eval_ms,
@@ -422,14 +429,30 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     # {"test": "tg", "below_ts": X}: the later tests are skipped when that test's median is below X
     # (tune: no prompt test for a configuration that already generates clearly slower)
     stop_if = request.get("stop_if") or {}
+    meter = _Meter(params)
     results = []
     for test in request["tests"]:  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
-        bench.one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
-        samples = []
-        for rep in range(int(test.get("repetitions") or reps)):
+        warm_up = dict(test, n=int(test.get("warm_up_n") or test["n"]))
+        bench.one_run(warm_up, None if test["kind"] == "pp" else WARM_UP_S)
+        samples: list[float] = []
+        seen: list[contention.Contention] = []
+        # `repetitions` at most; with `tight_pct`, stop after `min_repetitions` once the interval of
+        # the mean is that tight (the probe: a quiet machine needs three, a noisy one gets more)
+        most = int(test.get("repetitions") or reps)
+        least = min(int(test.get("min_repetitions") or most), most)
+        tight = test.get("tight_pct")
+        for rep in range(most):
+            before = meter.sample()
             samples.append(bench.one_run(test))
+            seen += meter.since(before)
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
-        results.append({"test": test["name"], "samples_ts": samples})
+            if tight is not None and rep + 1 >= least and _tight(samples, float(tight)):
+                break
+        result: dict[str, Any] = {"test": test["name"], "samples_ts": samples}
+        measured = contention.total(seen)
+        if measured is not None:
+            result["contention"] = replace_mhz(measured).as_dict()
+        results.append(result)
         if test["name"] == stop_if.get("test") and sorted(samples)[len(samples) // 2] < float(stop_if["below_ts"]):
             break
     info = {
@@ -441,6 +464,39 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         out["sample_s"] = _sample_seconds(loaded.lib, loaded, int(request["sample_reps"]))
     loaded.close()
     return out
+
+
+def replace_mhz(measured: contention.Contention) -> contention.Contention:
+    """The measurement's contention with the CPU's clock read now (once per test: it costs a read
+    of /proc/cpuinfo)."""
+    return dataclasses.replace(measured, mhz=contention.cpu_mhz())
+
+
+def _tight(samples: list[float], pct: float) -> bool:
+    """The interval of the samples' mean is within ±pct % (outliers set aside, as bench reports)."""
+    half = summarize(samples).half_width_pct
+    return half is not None and half <= pct
+
+
+class _Meter:
+    """Contention around each timed run: this child, its parent, and the RPC workers on this
+    machine are the measurement; any other process's CPU time is a neighbour's."""
+
+    def __init__(self, params: EngineParams) -> None:
+        workers = contention.worker_pids()
+        self.meter = contention.Meter({os.getppid(), *workers})
+        cpus = os.cpu_count() or 1
+        # local workers keep their own threads busy: no CPU is spare then
+        self.threads = cpus if workers else min(max(int(params.n_threads or cpus), 1), cpus)
+
+    def sample(self) -> contention.CpuSample | None:
+        return self.meter.sample(time.monotonic())
+
+    def since(self, before: contention.CpuSample | None) -> list[contention.Contention]:
+        after = self.sample()
+        if before is None or after is None:
+            return []
+        return [contention.between(before, after, self.threads)]
 
 
 class _BenchRuns:

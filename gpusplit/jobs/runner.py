@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from ..base.contention import Contention, watching
 from ..base.reasons import Reason
 from ..devices.nvml import match_by_pci, query_nvml
 from ..engine import EngineError
@@ -101,6 +102,7 @@ class RunResult:
     log: list[str] = field(default_factory=list)
     recovery: Recovery | None = None  # llama.cpp crashed and the run was made again with --no-repack
     host_weights: dict[str, int] = field(default_factory=dict)  # the host's weights by llama.cpp buffer
+    contention: Contention | None = None  # what other work took while the prompt and generation ran
 
 
 @dataclass
@@ -114,6 +116,8 @@ class BenchOutcome:
     recovery: Recovery | None = None
     error: str | None = None  # a series' run that failed (bench_series): no samples
     sample_s: float | None = None  # a greedy sample's seconds, where the run asked for it (sample_reps)
+    # per test: what other processes and the hypervisor took while it was timed (Linux only)
+    contention: dict[str, Contention] = field(default_factory=dict)
 
 
 def timings_from(result: dict[str, Any]) -> Timings:
@@ -168,6 +172,7 @@ def generate(
 ) -> RunResult:
     """Load with `params` (the plan's, plus seed and threads) and generate in an engine child."""
 
+    watching()  # GPUSPLIT_CONTENTION checked here, where a bad value can be said (the child ignores it)
     nvidia = _nvidia_devices(plan)
     before = _nvml_used(nvidia)
     after: dict[str, int] = {}
@@ -204,7 +209,10 @@ def generate(
         plan = without_repack(plan, recovery.reason)
     report = parse_buffers(log, rpc_buffer_names(plan))
     delta = {name: after[name] - before[name] for name in after if name in before}
-    return RunResult(plan, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights)
+    seen = Contention.from_dict(result["contention"]) if result.get("contention") else None
+    return RunResult(
+        plan, result["text"], timings_from(result), report.by_device, delta, log, recovery, report.host_weights, seen
+    )
 
 
 def bench_config(
@@ -218,6 +226,7 @@ def bench_config(
     """llama-bench's tests on one loaded configuration, in its own engine child. `stop_if`
     ({"test": name, "below_ts": x}) skips the later tests when that test's median is below x."""
 
+    watching()
     deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both attempts
 
     def attempt(load: EngineParams) -> tuple[dict[str, Any], list[str]]:
@@ -233,8 +242,14 @@ def bench_config(
 def _bench_outcome(result: dict[str, Any], actual: dict[str, dict[str, int]]) -> BenchOutcome:
     """task_bench's result (samples per test, build, load time) with the buffers read from its log."""
     samples = {r["test"]: r["samples_ts"] for r in result["results"]}
+    seen = {r["test"]: Contention.from_dict(r["contention"]) for r in result["results"] if r.get("contention")}
     return BenchOutcome(
-        samples, actual, result.get("build") or {}, float(result.get("load_ms") or 0.0), sample_s=result.get("sample_s")
+        samples,
+        actual,
+        result.get("build") or {},
+        float(result.get("load_ms") or 0.0),
+        sample_s=result.get("sample_s"),
+        contention=seen,
     )
 
 
@@ -253,6 +268,7 @@ def bench_series(
     fails otherwise, or crashes again, comes back with its `error` and no samples.
     """
 
+    watching()
     deadline = None if timeout is None else time.monotonic() + timeout  # one limit for the whole series
     outcomes: list[BenchOutcome | None] = [None] * len(runs)
     recovery: Recovery | None = None
