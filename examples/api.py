@@ -32,4 +32,4 @@ for device in gpusplit.document(result)["devices"]:
 # one configuration (the plan's own), llama-bench's tests: a 64-token prompt and 16 generated tokens
 for row in gpusplit.bench(model.path, tests=gpusplit.Tests(n_prompt=(64,), n_gen=(16,)), rpc=args.rpc, repetitions=2):
     speed = f"{row.mean_ts:.1f} tokens/s" if row.ok else f"failed: {row.error}"
-    print(f"bench {row.test.name}: {speed}")  # gpusplit.document(row) is its gpusplit.bench/2 record
+    print(f"bench {row.test.name}: {speed}")  # gpusplit.document(row) is its gpusplit.bench/3 record

@@ -185,9 +185,9 @@ def without_repack(plan: Plan, why: Reason | None = None) -> Plan:
 
 
 def document(result: Any, **context: Any) -> dict[str, Any]:
-    """The JSON document of a result: a Plan (`gpusplit.plan/2`), a RunResult (`gpusplit.run/2`),
-    a BenchRow (`gpusplit.bench/1`), an Inventory (`gpusplit.devices/1`), a ModelInfo
-    (`gpusplit.inspect/1`) or a TuneResult (`gpusplit.tune/2`, given `objective` and `budget_s`):
+    """The JSON document of a result: a Plan (`gpusplit.plan/2`), a RunResult (`gpusplit.run/3`),
+    a BenchRow (`gpusplit.bench/3`), an Inventory (`gpusplit.devices/2`), a ModelInfo
+    (`gpusplit.inspect/1`) or a TuneResult (`gpusplit.tune/3`, given `objective` and `budget_s`):
     what the CLI prints with --json."""
     return document_of(result, **context)
 
@@ -213,7 +213,8 @@ def run(
 
     `plan` is a Plan or a saved `gpusplit.plan` document. `on_token` receives text as it is
     generated, `on_progress` the load progress (0-1), `on_log` llama.cpp's log lines.
-    `document(result)` is the `gpusplit.run/2` document.
+    `document(result)` is the `gpusplit.run/3` document; `result.contention` says what other work
+    took of the CPUs meanwhile, `result.timings.token_ms` each generated token's decode.
     """
     if not prompt or not prompt.strip():
         raise InputError("{p.prompt} is empty", "give some text to continue", parameter="prompt")

@@ -40,13 +40,13 @@ DESCRIPTIONS = {
     "`plan --devices-file` reads this document.",
     "gpusplit.plan/2": "`gpusplit plan --json MODEL`: the chosen split, memory per device, flags and alternatives, and "
     "the request it was made from (`request`: what `run --plan` and `bench --plan` plan again).",
-    "gpusplit.run/2": "`gpusplit run --json MODEL`: the plan, the generated text, timings and planned vs actual bytes.",
-    "gpusplit.bench/2": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
-    "one record per configuration and test.",
+    "gpusplit.run/3": "`gpusplit run --json MODEL`: the plan, the generated text, timings and planned vs actual bytes.",
+    "gpusplit.bench/3": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
+    "one record per configuration and test, its noise (`mean_ts`, `interval_ts`, `outliers_ts`) and `contention`.",
     "gpusplit.catalog/1": "`gpusplit devices --catalog --json`: the built-in GPU catalog.",
-    "gpusplit.bench-compare/2": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per (configuration, test), the change, its 95 % interval and a verdict (faster, slower, the same within noise).",
-    "gpusplit.trial/2": "`gpusplit tune --trials FILE`: one trial per line, appended as each ends (`--resume FILE` goes on from them).",
-    "gpusplit.tune/2": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/2` document (what `--output` writes).",
+    "gpusplit.bench-compare/3": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per (configuration, test), the change, its 95 % interval and a verdict (faster, slower, the same within noise).",
+    "gpusplit.trial/3": "`gpusplit tune --trials FILE`: one trial per line, appended as each ends (`--resume FILE` goes on from them).",
+    "gpusplit.tune/3": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/2` document (what `--output` writes).",
 }
 
 
@@ -113,16 +113,16 @@ def main() -> int:
             "gpusplit.plan/2": json.loads(
                 gpusplit("plan", "--json", big, "--gpu", "RTX 4090", "--gpu", "RTX 3090", "--ram", "64GiB")
             ),
-            "gpusplit.run/2": json.loads(gpusplit("run", "--json", "-n", "8")),
-            "gpusplit.bench/2": json.loads(
+            "gpusplit.run/3": json.loads(gpusplit("run", "--json", "-n", "8")),
+            "gpusplit.bench/3": json.loads(
                 gpusplit("bench", "-p", "32", "-n", "8", "-r", "2", "--ctx", "256", "-o", "json", "--output", str(results))
             )[0],
             "gpusplit.catalog/1": json.loads(gpusplit("devices", "--catalog", "--json")),
-            "gpusplit.bench-compare/2": json.loads(
+            "gpusplit.bench-compare/3": json.loads(
                 gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
             ),
-            "gpusplit.tune/2": json.loads(gpusplit("tune", "--json", "--budget", "10s", "--trials", str(trials))),
-            "gpusplit.trial/2": json.loads(trials.read_text().splitlines()[0]),
+            "gpusplit.tune/3": json.loads(gpusplit("tune", "--json", "--budget", "10s", "--trials", str(trials))),
+            "gpusplit.trial/3": json.loads(trials.read_text().splitlines()[0]),
         }
     from gpusplit.documents.provenance import header
 

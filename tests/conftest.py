@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Keep the demo model and other caches out of the user's home.
 os.environ.setdefault("GPUSPLIT_CACHE_DIR", str(Path(__file__).parent.parent / ".pytest_cache" / "gpusplit"))
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+# Tests hold on a busy machine (a CI runner's neighbours, other helpers' builds): measurements do
+# not watch other processes unless a test about that turns it on (GPUSPLIT_CONTENTION=watch).
+os.environ["GPUSPLIT_CONTENTION"] = "ignore"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_a_change_is_named_only_beyond_the_noise(cli, tmp_path):
     base = _write(tmp_path / "a.jsonl", {"tg4": [100.0, 101.0, 99.0, 100.0, 100.5], "pp32": [500.0, 505.0, 495.0, 500.0, 502.0]})
     new = _write(tmp_path / "b.jsonl", {"tg4": [120.0, 121.0, 119.0, 120.0, 120.5], "pp32": [480.0, 530.0, 470.0, 520.0, 500.0]})
     doc = json.loads(cli("bench", "--compare", base, "--compare", new, "--json").stdout)
-    assert doc["schema"] == "gpusplit.bench-compare/2"
+    assert doc["schema"] == "gpusplit.bench-compare/3"
     rows = {r["test"]: r for r in doc["rows"]}
     assert rows["tg4"]["verdict"] == "faster" and 19 < rows["tg4"]["change_pct"] < 21
     assert rows["tg4"]["change_low_pct"] > 0  # the whole interval above: faster beyond the noise

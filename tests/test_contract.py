@@ -37,14 +37,14 @@ def test_inspect_devices_plan_catalog_validate(cli, header_only_model, tiny_mode
 def test_run_and_bench_validate(cli, tiny_model, tmp_path):
     pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")
     path = str(tiny_model("dense-f16"))
-    valid(json.loads(cli("run", "--json", "-n", "4", path).stdout), SCHEMAS["gpusplit.run/2"])
+    valid(json.loads(cli("run", "--json", "-n", "4", path).stdout), SCHEMAS["gpusplit.run/3"])
     out = tmp_path / "b.jsonl"
     records = json.loads(
         cli("bench", path, "-p", "16", "-n", "2", "-r", "1", "--ctx", "256", "-o", "json", "--output", str(out)).stdout
     )
     valid(records, BENCH)
     compare = json.loads(cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json").stdout)
-    valid(compare, SCHEMAS["gpusplit.bench-compare/2"])
+    valid(compare, SCHEMAS["gpusplit.bench-compare/3"])
 
 
 def test_docs_describe_every_schema_and_its_fields():

@@ -43,7 +43,7 @@ def test_bench_refuses_a_file_it_did_not_write_and_leaves_it_as_it_was(cli, tiny
         before = digest(path)
         result = cli("bench", str(tiny_model("dense-f16")), "-p", "8", "-n", "4", "-r", "1", option, str(path))
         assert result.exit_code == 2, (path, result.stderr)
-        assert "not a gpusplit.bench/2 record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "not a gpusplit.bench/3 record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert digest(path) == before
 
 
@@ -77,7 +77,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_line(tmp_path)
 
 def test_trials_are_marked_and_older_files_still_resume(tmp_path):
     """A trial/1 line (and an unmarked one, written before the mark) carried a tune Config under
-    "config": read back, its fields land on the tune's request; a new line is a trial/2 record."""
+    "config": read back, its fields land on the tune's request; a new line is a trial/3 record."""
     path = tmp_path / "trials.jsonl"
     old = {"strategy": "cpu-only", "fits": True, "predicted_tg": None, "predicted_pp": None, "measured_pp": None, "error": None,
            "seconds": 1.0, "min_headroom_bytes": 0, "recovery": None, "samples": [], "round": 0}  # fmt: skip
@@ -92,10 +92,10 @@ def test_trials_are_marked_and_older_files_still_resume(tmp_path):
     marked = {"schema": "gpusplit.trial/1", "key": "mode=layer", "config": {"mode": "layer", "ubatch": 1024},
               "measured_tg": 40.0, "score": 40.0, "status": "ok", **old}  # fmt: skip
     path.write_text(json.dumps(unmarked) + "\n" + json.dumps(marked) + "\n")
-    journal.check_ours(path, is_trial_record, "gpusplit.trial/2", "resume_file")
+    journal.check_ours(path, is_trial_record, "gpusplit.trial/3", "resume_file")
     new = Trial(Request(split_mode="none"), measured_tg=60.0, score=60.0)
     append_trial(path, new)
-    assert json.loads(path.read_text().splitlines()[2])["schema"] == "gpusplit.trial/2"
+    assert json.loads(path.read_text().splitlines()[2])["schema"] == "gpusplit.trial/3"
     base = Request(n_ctx=1024)
     old_unmarked, old_marked, again = read_trials(path, base)
     assert old_unmarked.request == base.with_(n_threads=2) and old_unmarked.score == 50.0

@@ -148,7 +148,7 @@ def test_only_the_output_module_writes_to_the_terminal():
 
 def test_each_document_is_built_in_one_place():
     """The `schema` constants of the documents appear, as values, only under documents/."""
-    names = ["gpusplit.plan/2", "gpusplit.run/2", "gpusplit.bench/2", "gpusplit.devices/2", "gpusplit.inspect/1"]
+    names = ["gpusplit.plan/2", "gpusplit.run/3", "gpusplit.bench/3", "gpusplit.devices/2", "gpusplit.inspect/1"]
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name == "documents":
             continue

@@ -166,14 +166,16 @@ def devices_doc():
 
 @pytest.fixture(scope="module")
 def run_doc(plan_doc, tiny_model):
+    from gpusplit.base.contention import Contention
     from gpusplit.documents.read import plan_from_document
     from gpusplit.documents.render import run_document
     from gpusplit.jobs.runner import Recovery, RunResult, Timings
 
     plan = plan_from_document(plan_doc, gpusplit.detect_devices(gpus=["8GiB", "8GiB"]))
     actual = {"GPU0": {"weights": 1 << 20, "kv": 1 << 16, "compute": 1 << 18, "output": 0}}
-    result = RunResult(plan, "text", Timings(120.0, 8, 100.0, 16, 50.0, 30.0), actual, {"GPU0": 1 << 21}, [],
-                       Recovery("SIGSEGV", ("AMX",)), {"CPU_Mapped": 1 << 20})  # fmt: skip
+    timings = Timings(120.0, 8, 100.0, 16, 50.0, 30.0, token_ms=(20.0, 21.0, 19.5, 20.5, 60.0))
+    result = RunResult(plan, "text", timings, actual, {"GPU0": 1 << 21}, [], Recovery("SIGSEGV", ("AMX",)),
+                       {"CPU_Mapped": 1 << 20}, Contention(2.0, 1.5, 0.1, 2, 2, 2400.0))  # fmt: skip
     return json.loads(json.dumps(run_document(result)))
 
 
@@ -196,12 +198,23 @@ def bench_doc(plan_doc):
         devices=[{"name": "CPU", "planned_bytes": 1, "actual_bytes": 1, "actual_source": "device"}],
         recovery={"crash": "SIGSEGV", "extra_buffers": ["AMX"], "rerun": "--no-repack", "message": "m"},
         predicted_parts=plan_doc["predicted"]["parts"], build={"llama_cpp_python": "0.3.36", "system_info": "AVX2"},
+        samples_ts=[10.0, 11.0, 12.0, 13.0, 30.0], repetitions=5,
+        contention={"contended": True, "seconds": 2.0, "others_cpus": 0.75, "steal_pct": 2.5, "cpus": 2, "threads": 2, "mhz": None},
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def trial_doc(tune_doc):
-    return {"schema": "gpusplit.trial/2", **tune_doc["trials"][0]}
+    contention = {
+        "contended": False,
+        "seconds": 2.0,
+        "others_cpus": 0.0,
+        "steal_pct": 0.0,
+        "cpus": 2,
+        "threads": 2,
+        "mhz": 2400.0,
+    }
+    return {"schema": "gpusplit.trial/3", **tune_doc["trials"][0], "measured_tg_interval": [9.5, 10.5], "contention": contention}
 
 
 def _read_plan(path: Path) -> Any:
@@ -290,12 +303,12 @@ def test_a_devices_file_mutated_field_by_field(devices_doc, tiny_model, tmp_path
 
 
 def test_bench_records_mutated_field_by_field(bench_doc, tmp_path):
-    refused = check_mutations("gpusplit.bench/2", bench_doc, _read_bench, tmp_path)
+    refused = check_mutations("gpusplit.bench/3", bench_doc, _read_bench, tmp_path)
     assert refused > 150
 
 
 def test_trials_mutated_field_by_field(trial_doc, tmp_path):
-    refused = check_mutations("gpusplit.trial/2", trial_doc, _read_trials, tmp_path)
+    refused = check_mutations("gpusplit.trial/3", trial_doc, _read_trials, tmp_path)
     assert refused > 80
 
 
@@ -303,7 +316,7 @@ def test_trials_mutated_field_by_field(trial_doc, tmp_path):
 def test_report_inputs_mutated_field_by_field(name, run_doc, tune_doc, tmp_path):
     doc = {"run": run_doc, "tune": tune_doc}[name]
     # the plan inside them is mutated in full by the saved-plan test: here its own fields only
-    refused = check_mutations(f"gpusplit.{name}/2", doc, _read_report, tmp_path, skip=lambda p: p[0] == "plan" and len(p) > 2,
+    refused = check_mutations(f"gpusplit.{name}/3", doc, _read_report, tmp_path, skip=lambda p: p[0] == "plan" and len(p) > 2,
                               foreign_when=lambda p: p == ("schema",))  # fmt: skip
     assert refused > 150
 

@@ -42,7 +42,7 @@ def test_bench_refuses_lines_that_only_begin_with_a_brace(cli, tiny_model, tmp_p
     before = digest(path)
     result = cli("bench", str(tiny_model("dense-f16")), "-p", "8", "-n", "4", "-r", "1", option, str(path))
     assert result.exit_code == 2
-    assert "line 1 is not a gpusplit.bench/2 record" in one_line(result.stderr) and str(path) in result.stderr
+    assert "line 1 is not a gpusplit.bench/3 record" in one_line(result.stderr) and str(path) in result.stderr
     assert digest(path) == before
 
 
@@ -53,7 +53,7 @@ def test_tune_refuses_lines_that_only_begin_with_a_brace(cli, tiny_model, tmp_pa
     before = digest(path)
     result = cli("tune", str(tiny_model("dense-f16")), "--gpu", "8GiB", "--budget", "5", option, str(path))
     assert result.exit_code == 2
-    assert "is not a gpusplit.trial/2 record" in one_line(result.stderr) and "left untouched" in result.stderr
+    assert "is not a gpusplit.trial/3 record" in one_line(result.stderr) and "left untouched" in result.stderr
     assert digest(path) == before
 
 

@@ -34,7 +34,7 @@ def _check_memory(doc):
 @pytest.mark.parametrize("name", ["dense-f16", "tied-q8_0", "moe-f16", "gemma3-f16", "qwen3-f16"])
 def test_run_on_the_cpu(cli, tiny_model, name):
     doc = run_json(cli, str(tiny_model(name)))
-    assert doc["schema"] == "gpusplit.run/2"
+    assert doc["schema"] == "gpusplit.run/3"
     t = doc["timings"]
     assert t["gen_tokens"] > 0 and t["prompt_tokens"] > 0
     assert t["load_ms"] > 0 and t["prompt_tps"] > 0 and t["gen_tps"] > 0 and t["ttft_ms"] > 0

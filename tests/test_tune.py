@@ -179,7 +179,7 @@ def test_hypothetical_devices_are_ranked_by_prediction(cli, tiny_model, tmp_path
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (test extra) is not installed")
     from gpusplit.documents.schemas import schemas
 
-    jsonschema.validate(doc, schemas()["gpusplit.tune/2"])
+    jsonschema.validate(doc, schemas()["gpusplit.tune/3"])
 
 
 def test_seeds_are_the_plans_fitting_candidates(tiny_model):

@@ -18,6 +18,7 @@ from .options import Model, NoRepack, Rpc, Threads, Timeout, finite, local_model
 
 if TYPE_CHECKING:
     from .. import api
+    from ..base import contention, stats
     from ..documents import models, render
     from ..documents import results as result_files
     from ..documents.models import BenchRecord
@@ -25,6 +26,7 @@ else:
     api = lazy_module("gpusplit.api")
     models, render = lazy_module("gpusplit.documents.models"), lazy_module("gpusplit.documents.render")
     result_files = lazy_module("gpusplit.documents.results")
+    contention, stats = lazy_module("gpusplit.base.contention"), lazy_module("gpusplit.base.stats")
 
 FORMATS = ("md", "csv", "json", "jsonl")
 
@@ -58,7 +60,7 @@ Repetitions = Annotated[
 ]
 OutputFormat = Annotated[str, typer.Option("--output-format", "-o", help="Table format on stdout: md, csv, json or jsonl.")]
 JsonOutput = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document (an array of gpusplit.bench/2 records): -o json.")
+    bool, typer.Option("--json", help="Print one JSON document (an array of gpusplit.bench/3 records): -o json.")
 ]
 PlanFile = Annotated[
     Optional[str],
@@ -80,7 +82,8 @@ FailSlower = Annotated[
         max=100,
         callback=finite,
         help="With --compare: exit 4 when a row of the second file is slower than the first's by more than PCT "
-        "percent beyond both runs' noise (95 % intervals of their repetitions).",
+        "percent beyond both runs' noise (95 % intervals of their repetitions); a row measured beside other work "
+        "is judged too, and said to be.",
     ),
 ]
 ConfigTimeout = Annotated[
@@ -152,9 +155,21 @@ def bench(
         results.collect(render.bench_records(rows))
     except (KeyboardInterrupt, Interrupted, CLIError):
         _emit(results.records, output_format)  # what finished is on stdout too, not only in the file
+        _warn_contended(results.records)
         raise
     _emit(results.records, output_format)
+    _warn_contended(results.records)
     return EXIT_RUNTIME if any(r["status"] != "ok" for r in results.records) else 0
+
+
+def _warn_contended(records: list[dict[str, Any]]) -> None:
+    """One line for the whole bench when any row was measured while other work took CPU time it
+    needed: how many, the worst one's disturbance, and the fix."""
+    seen = [contention.Contention.from_dict(r["contention"]) if r.get("contention") else None for r in records
+            if r["status"] == "ok"]  # fmt: skip
+    warning = render.contended_warning(seen, "row")
+    if warning is not None:
+        output.warn(warning.text)
 
 
 def _format(output_format: str, json_output: bool) -> str:
@@ -272,7 +287,7 @@ def _md_rows(records: list[BenchRecord]) -> tuple[list[str], list[list[str]]]:
     for r in records:
         m = r.model
         if r.status == "ok":
-            ts = f"{r.avg_ts or 0:.2f} ± {r.stddev_ts or 0:.2f}"
+            ts = ts_text(r)
         else:
             ts = "FAILED: " + (r.error or "unknown")[:80]
         pred = "-" if r.predicted_ts is None else f"{r.predicted_ts:.2f}"
@@ -284,9 +299,22 @@ def _md_rows(records: list[BenchRecord]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def ts_text(r: BenchRecord) -> str:
+    """'123.40 ± 1.7 %': the mean with outliers set aside and its 95 % interval's half width (none
+    for one repetition), then how many repetitions were set aside, and `busy` where other work took
+    CPU time the test needed."""
+    summary = stats.summarize(r.samples_ts) if r.samples_ts else None
+    half = None if summary is None else summary.half_width_pct
+    text = f"{r.mean_ts or 0:.2f}" + ("" if half is None else f" ± {half:.1f} %")
+    if r.outliers_ts:
+        text += f" ({len(r.outliers_ts)} outlier{'s' if len(r.outliers_ts) > 1 else ''} set aside)"
+    return text + (" busy" if r.contention is not None and r.contention.contended else "")
+
+
 CSV_HEADER = [
     "model", "size_bytes", "params", "backend", "n_gpu_layers", "mode", "split", "ctx", "kv", "fa", "test", "status",
     "avg_ts", "stddev_ts", "samples_ts", "predicted_ts", "prediction_error_pct", "predicted_basis", "error",
+    "mean_ts", "interval_low_ts", "interval_high_ts", "outliers_ts", "contended",
 ]  # fmt: skip
 
 
@@ -294,10 +322,14 @@ def _csv_rows(records: list[BenchRecord]) -> list[list[object]]:
     rows: list[list[object]] = []
     for r in records:
         c = r.config
+        low, high = r.interval_ts or (None, None)
+        # contended: empty where nothing was watched (GPUSPLIT_CONTENTION=ignore, an older record)
+        busy = "" if r.contention is None else str(r.contention.contended).lower()
         rows.append([
             r.model.name, r.model.total_bytes, r.model.params, r.backend, r.n_gpu_layers, c.mode, c.split, c.ctx, c.kv,
             int(c.fa), r.test, r.status, r.avg_ts, r.stddev_ts, " ".join(str(s) for s in r.samples_ts), r.predicted_ts,
-            r.prediction_error_pct, r.predicted_basis, r.error or "",
+            r.prediction_error_pct, r.predicted_basis, r.error or "", r.mean_ts, low, high,
+            " ".join(str(s) for s in r.outliers_ts), busy,
         ])  # fmt: skip
     return rows
 
@@ -336,11 +368,18 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
         output.line(f"{files[1]} against {files[0]}")
         output.line()
         output.markdown_table(
-            ["configuration", "test", "a t/s", "b t/s", "change", "95 % interval", "b is"],
+            ["configuration", "test", "a t/s", "b t/s", "change", "95 % interval", "b is", "measured"],
             [[r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", f"{r['change_pct']:+.1f} %",
-              _interval_text(r), change_text(r)] for r in rows],
+              _interval_text(r), change_text(r), "busy" if r["contended"] else ""] for r in rows],
             right=("a t/s", "b t/s", "change", "95 % interval"),
         )  # fmt: skip
+    busy = sum(1 for r in rows if r["contended"])
+    if busy:
+        output.warn(
+            f"{busy} of {len(rows)} compared rows were measured, in one file or both, while other work took CPU time "
+            "they needed (marked busy): their changes may be the neighbours', not the code's; measure them again on "
+            f"an idle machine, or set {contention.ENV}=ignore when benchmarking to accept it"
+        )
     if fail_slower is None:
         return 0
     blind = sum(1 for r in rows if r["change_high_pct"] is None)
@@ -348,9 +387,11 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
         output.warn(f"{blind} of {len(rows)} rows have one repetition: no noise to judge them by (bench -r 3 or more)")
     slower = result_files.regressions(rows, fail_slower)
     for r in slower:
+        # judged all the same: a gate that passed whenever the runner was busy would let a slowdown through
         output.warn(
             f"{r['config']} {r['test']}: {-r['change_pct']:.1f} % slower (at least {-r['change_high_pct']:.1f} % "
             f"beyond the noise), over --fail-slower {fail_slower:g} %"
+            + ("; measured beside other work (busy): confirm it on an idle machine" if r["contended"] else "")
         )
     return EXIT_SLOWER if slower else 0
 

@@ -77,7 +77,7 @@ RunTimeout = Annotated[
     Optional[float], typer.Option("--run-timeout", min=1, callback=finite, help="Stop the engine after this many seconds.")
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's log on stderr.")]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.run/2) at the end.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.run/3) at the end.")]
 
 
 def run(
@@ -138,6 +138,9 @@ def run(
     typed = msgspec.convert(doc, models.RunDoc)  # what is printed is what --json says, read by its type
     if typed.recovery is not None:
         output.warn(typed.recovery.message)
+    busy = render.contended_warning([result.contention], "run")
+    if busy is not None:
+        output.warn(busy.text)
     if json_output:
         output.emit_json(doc)
     else:
@@ -268,14 +271,30 @@ def _print_timings(doc: RunDoc) -> None:
     def error(value: float | None) -> str:
         return "-" if value is None else f"{value:+.0f}%"
 
+    busy = " busy" if doc.contention is not None and doc.contention.contended else ""
     load = f"{t.load_ms:.0f} ms" + (f" (uploads predicted {p.load_s * 1000:.0f} ms)" if p.load_s else "")
     output.print_table(
         f"timings (split mode {doc.split_mode}); predicted {p.basis}",
         ["load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "predicted", "error", "first token"],
-        [(load, str(t.prompt_tokens), num(t.prompt_tps, ".1f"), num(p.prompt_tps, ".1f"), error(p.prompt_error_pct),
-          str(t.gen_tokens), num(t.gen_tps, ".1f"), num(p.gen_tps, ".1f"), error(p.gen_error_pct), f"{num(t.ttft_ms, '.0f')} ms")],
+        [(load, str(t.prompt_tokens), num(t.prompt_tps, ".1f") + busy, num(p.prompt_tps, ".1f"), error(p.prompt_error_pct),
+          str(t.gen_tokens), gen_text(t) + busy, num(p.gen_tps, ".1f"), error(p.gen_error_pct),
+          f"{num(t.ttft_ms, '.0f')} ms")],
         right=("load", "prompt tokens", "prompt t/s", "predicted", "error", "generated", "gen t/s", "first token"),
     )  # fmt: skip
+
+
+def gen_text(t: models.Timings) -> str:
+    """'52.3 ± 4.1 %': generation's tokens/s and its 95 % interval's half width, from each token's
+    decode time (then how many tokens were set aside as outliers)."""
+    if t.gen_tps is None:
+        return "-"
+    text = f"{t.gen_tps:.1f}"
+    if t.gen_interval_tps is not None:
+        low, high = t.gen_interval_tps
+        text += f" ± {100 * (high - low) / (high + low):.1f} %"
+    if t.gen_outliers:
+        text += f" ({t.gen_outliers} token{'s' if t.gen_outliers > 1 else ''} set aside)"
+    return text
 
 
 def _print_nvml(devices: list[RunDevice]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -64,7 +65,7 @@ def tune(
         Optional[str], typer.Option("--resume", metavar="FILE", help="Go on from FILE's trials (and append to it).")
     ] = None,
     no_repack: NoRepack = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/2).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/3).")] = False,
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
     if resume and trials and Path(resume) != Path(trials):
@@ -83,7 +84,8 @@ def tune(
     inventory = DeviceOptions(tuple(gpu or ()), devices_file, tuple(rpc or ()), timeout, ram).detect()
 
     def on_trial(t) -> None:
-        measured = f"{t.measured_tg:.1f} t/s" if t.measured_tg else ("predicted" if t.score else "-")
+        measured = f"{with_interval(t.measured_tg, t.tg_interval)} t/s" if t.measured_tg else ("predicted" if t.score else "-")
+        measured += " busy" if t.contended else ""
         status = f"again {t.round}" if t.round else t.status  # a finalist measured again
         output.message(f"tune: {status:7s} {t.key}: {measured}{'; ' + t.error if t.error else ''}")
         if t.recovery:
@@ -110,14 +112,27 @@ def tune(
     return 130 if result.stopped == "interrupted" else 0
 
 
+def with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+    """'52.3 ± 4.1 %': a measured figure and its 95 % interval's half width in percent of it."""
+    if not value:
+        return "-"
+    if not interval:
+        return f"{value:.1f}"
+    return f"{value:.1f} ± {100 * (interval[1] - interval[0]) / 2 / value:.1f} %"
+
+
 def _print(doc: dict) -> None:
     def tps(x: float | None) -> str:
         return "-" if not x else f"{x:.1f}"
 
+    def status(t: dict) -> str:
+        return t["status"] + (" busy" if (t.get("contention") or {}).get("contended") else "")
+
     rows = [
         (
-            t["key"], t["strategy"], tps(t["predicted_tg"]), tps(t["measured_tg"]), tps(t["measured_pp"]), tps(t["score"]),
-            output.format_bytes(t["min_headroom_bytes"]) if t["min_headroom_bytes"] is not None else "-", t["status"],
+            t["key"], t["strategy"], tps(t["predicted_tg"]), with_interval(t["measured_tg"], t["measured_tg_interval"]),
+            with_interval(t["measured_pp"], t["measured_pp_interval"]), tps(t["score"]),
+            output.format_bytes(t["min_headroom_bytes"]) if t["min_headroom_bytes"] is not None else "-", status(t),
         )
         for t in doc["trials"]
     ]  # fmt: skip

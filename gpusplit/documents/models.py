@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-from ..base.checked import Bytes, Count, Finite, Index, NonNegative, Rate, Seconds, SignedBytes, Speed
+from ..base.checked import INT32_MAX, Bytes, Count, Finite, Index, NonNegative, Rate, Seconds, SignedBytes, Speed
 from ..base.reasons import CODES
 from ..devices.device import Device
 from ..devices.speed import GroupSpeed
@@ -38,6 +38,20 @@ else:
 Percent = Annotated[float, Meta(ge=-1e9, le=1e9)]
 Microseconds = Annotated[float, Meta(ge=0, le=1e12)]
 Ratio = Annotated[float, Meta(ge=0, le=1e9)]
+
+
+class ContentionDoc(Closed):
+    """What other work took of the CPUs while a figure was measured (base/contention.py): other
+    processes' CPUs kept busy on average, the hypervisor's steal in percent of all CPUs' time, and
+    whether that was more than the measurement could spare (`contended`)."""
+
+    contended: bool
+    seconds: Seconds
+    others_cpus: Annotated[float, Meta(ge=0, le=1e6)]
+    steal_pct: Annotated[float, Meta(ge=0, le=1e6)]  # tick rounding can pass 100 over a short measurement
+    cpus: Annotated[int, Meta(ge=1, le=INT32_MAX)]
+    threads: Count
+    mhz: Annotated[float, Meta(gt=0, le=1e7)] | None
 
 
 class ReasonDoc(Closed):
@@ -407,6 +421,10 @@ class Timings(Closed):
     gen_tokens: Count
     gen_tps: Speed | None
     ttft_ms: NonNegative | None
+    # the 95 % interval of the generation's tokens/s, from each generated token's decode time (those
+    # beyond Tukey's fences set aside: gen_outliers of them); None with fewer than two tokens timed
+    gen_interval_tps: SpeedRange | None
+    gen_outliers: Count
 
 
 class RunDevice(Closed):
@@ -438,7 +456,7 @@ class RecoveryDoc(Closed):
 
 
 class RunDoc(Closed):
-    schema: Literal["gpusplit.run/2"]
+    schema: Literal["gpusplit.run/3"]
     plan: PlanDoc
     split_mode: SplitMode
     text: str
@@ -447,6 +465,7 @@ class RunDoc(Closed):
     devices: list[RunDevice]
     host_weights: HostWeights
     recovery: RecoveryDoc | None
+    contention: ContentionDoc | None  # while the prompt and generation ran (None: not watched)
 
 
 # --------------------------------------------------------------------------------------------- bench
@@ -483,7 +502,7 @@ class BenchBuild(Closed):
 
 
 class BenchRecord(Closed):
-    schema: Literal["gpusplit.bench/2"]
+    schema: Literal["gpusplit.bench/3"]
     status: Literal["ok", "failed"]
     model: BenchModel
     config: BenchConfig
@@ -497,8 +516,14 @@ class BenchRecord(Closed):
     depth: Count
     repetitions: Count
     samples_ts: list[Speed]
-    avg_ts: Speed | None
+    avg_ts: Speed | None  # llama-bench's: the mean and standard deviation of every sample
     stddev_ts: Annotated[float, Meta(ge=0, le=1e12)] | None
+    # base/stats.py's: the mean with outliers set aside (those in outliers_ts), its 95 % interval
+    # (None for one sample; its low end at least 0), None for a failed row
+    mean_ts: Speed | None
+    interval_ts: SpeedRange | None
+    outliers_ts: list[Speed]
+    contention: ContentionDoc | None  # what other work took while the test was timed (None: not watched)
     predicted_ts: Speed | None
     predicted_basis: Basis | None
     prediction_error_pct: Percent | None
@@ -528,10 +553,11 @@ class CompareRow(Closed):
     verdict: Literal["faster", "slower", "same"]  # "same": the intervals overlap
     a_outliers: Count
     b_outliers: Count
+    contended: bool  # either side was measured while other work took CPU time it needed
 
 
 class CompareDoc(Closed):
-    schema: Literal["gpusplit.bench-compare/2"]
+    schema: Literal["gpusplit.bench-compare/3"]
     a: str
     b: str
     rows: list[CompareRow]
@@ -556,6 +582,10 @@ class TrialDoc(Closed):
     error: str | None
     seconds: Seconds
     min_headroom_bytes: SignedBytes | None
+    # the 95 % intervals of the measured figures' repetitions (None: one repetition, or not measured)
+    measured_tg_interval: SpeedRange | None
+    measured_pp_interval: SpeedRange | None
+    contention: ContentionDoc | None  # what other work took while the trial was timed (None: not watched)
     recovery: RecoveryDoc | None = None
     samples: list[Speed] = []
     round: Annotated[int, Meta(ge=0, le=1000)] = 0
@@ -564,11 +594,11 @@ class TrialDoc(Closed):
 class TrialRecord(TrialDoc, kw_only=True):
     """A line of a --trials file."""
 
-    schema: Literal["gpusplit.trial/2"]
+    schema: Literal["gpusplit.trial/3"]
 
 
 class TuneDoc(Closed):
-    schema: Literal["gpusplit.tune/2"]
+    schema: Literal["gpusplit.tune/3"]
     objective: Literal["tg", "pp", "mixed"]
     budget_s: Seconds
     elapsed_s: Seconds
@@ -589,10 +619,10 @@ DOCUMENTS: dict[str, type[Struct]] = {
     "gpusplit.inspect/1": InspectDoc,
     "gpusplit.devices/2": DevicesDoc,
     "gpusplit.plan/2": PlanDoc,
-    "gpusplit.run/2": RunDoc,
-    "gpusplit.bench/2": BenchRecord,
+    "gpusplit.run/3": RunDoc,
+    "gpusplit.bench/3": BenchRecord,
     "gpusplit.catalog/1": CatalogDoc,
-    "gpusplit.bench-compare/2": CompareDoc,
-    "gpusplit.tune/2": TuneDoc,
-    "gpusplit.trial/2": TrialRecord,
+    "gpusplit.bench-compare/3": CompareDoc,
+    "gpusplit.tune/3": TuneDoc,
+    "gpusplit.trial/3": TrialRecord,
 }

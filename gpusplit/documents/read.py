@@ -3,11 +3,12 @@
 documents a report draws. Everything here is untrusted input: a bad value is one InputError naming
 the file, the field's path and what it must be (base/jsonio.py). A document of an older version
 is migrated to the current one first (its reasons were bare text, its engine parameters said
-use_extra_bufts, a plan did not keep its request).
+use_extra_bufts, a plan did not keep its request, a measured figure did not carry its noise).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from ..planning.refusals import require_device_count
 from ..planning.request import Request
 from ..sources import read_model
 from .models import DevicesDoc, PlanDoc, RunDoc, TuneDoc
+from .render import noise_fields
 
 T = TypeVar("T")
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which some editors put first when they save JSON
@@ -123,11 +125,16 @@ def migrate_plan(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def migrate_run(doc: dict[str, Any]) -> dict[str, Any]:
-    out = dict(doc, schema="gpusplit.run/2")
+    """A run/1 or run/2 document as run/3: its generation's noise and contention unknown (it did not
+    time each token, nor watch other work)."""
+    out = dict(doc, schema="gpusplit.run/3")
     if isinstance(doc.get("plan"), dict):
         out["plan"] = migrate_plan(doc["plan"])
     if isinstance(doc.get("predicted"), dict) and doc["predicted"].get("parts") == {}:
         out["predicted"] = dict(doc["predicted"], parts=None)
+    if isinstance(doc.get("timings"), dict):
+        out["timings"] = {"gen_interval_tps": None, "gen_outliers": 0, **doc["timings"]}
+    out.setdefault("contention", None)
     return out
 
 
@@ -135,8 +142,21 @@ def migrate_devices(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc, schema="gpusplit.devices/2", notes=_reasons(doc.get("notes")))
 
 
+def _speeds(value: Any) -> list[float] | None:
+    """A list of finite, non-negative numbers as it is; None for anything else (the decoder names it)."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value
+    ):
+        return None
+    return [float(v) for v in value]
+
+
 def migrate_bench(record: dict[str, Any]) -> dict[str, Any]:
-    return dict(record, schema="gpusplit.bench/2", engine_params=_engine_params(record.get("engine_params")))
+    """A bench/1 or bench/2 record as bench/3: the mean, interval and outliers computed from its
+    samples as bench computes them now; contention unknown (it was not watched)."""
+    out = dict(record, schema="gpusplit.bench/3", engine_params=_engine_params(record.get("engine_params")))
+    samples = _speeds(record.get("samples_ts")) if record.get("status") == "ok" else None
+    return {**out, **noise_fields(samples), "contention": None}
 
 
 _TRIAL_CONFIG = {"mode": "split_mode", "split": "tensor_split", "ngl": "n_gpu_layers", "n_cpu_moe": "n_cpu_moe",
@@ -144,10 +164,12 @@ _TRIAL_CONFIG = {"mode": "split_mode", "split": "tensor_split", "ngl": "n_gpu_la
 
 
 def migrate_trial(record: dict[str, Any], base: Request | None = None) -> dict[str, Any]:
-    """A trial/1 line (or an unmarked one, from before the mark) as trial/2: its tune Config's
-    fields on `base` (the tune's request, which such files did not keep)."""
-    out = {k: v for k, v in record.items() if k != "config"}
-    out["schema"] = "gpusplit.trial/2"
+    """A trial/1 line (or an unmarked one, from before the mark) or a trial/2 one as trial/3: a
+    trial/1's tune Config's fields on `base` (the tune's request, which such files did not keep);
+    the intervals and contention of its measurement unknown."""
+    out: dict[str, Any] = {"measured_tg_interval": None, "measured_pp_interval": None, "contention": None}  # noise not kept then
+    out.update((k, v) for k, v in record.items() if k != "config")
+    out["schema"] = "gpusplit.trial/3"
     request = (base or Request()).as_dict()
     config = _object(record, "config")
     for old, new in _TRIAL_CONFIG.items():
@@ -160,7 +182,8 @@ def migrate_trial(record: dict[str, Any], base: Request | None = None) -> dict[s
 
 
 def migrate_tune(doc: dict[str, Any]) -> dict[str, Any]:
-    out = dict(doc, schema="gpusplit.tune/2", notes=_reasons(doc.get("notes")))
+    """A tune/1 or tune/2 document as tune/3 (its trials as trial/3's, unmarked)."""
+    out = dict(doc, schema="gpusplit.tune/3", notes=_reasons(doc.get("notes")))
     if isinstance(doc.get("plan"), dict):
         out["plan"] = migrate_plan(doc["plan"])
     for name in ("trials", "best"):
@@ -180,10 +203,14 @@ def migrate_tune(doc: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[str, Any] = {
     "gpusplit.plan/1": migrate_plan,
     "gpusplit.run/1": migrate_run,
+    "gpusplit.run/2": migrate_run,
     "gpusplit.devices/1": migrate_devices,
     "gpusplit.bench/1": migrate_bench,
+    "gpusplit.bench/2": migrate_bench,
     "gpusplit.tune/1": migrate_tune,
+    "gpusplit.tune/2": migrate_tune,
     "gpusplit.trial/1": migrate_trial,
+    "gpusplit.trial/2": migrate_trial,
 }
 
 
@@ -363,9 +390,9 @@ def read_devices_file(path: str | os.PathLike[str]) -> Inventory:
 
 KINDS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     "plan": (PlanDoc, PLAN_SCHEMAS),
-    "run": (RunDoc, ("gpusplit.run/1", "gpusplit.run/2")),
+    "run": (RunDoc, ("gpusplit.run/1", "gpusplit.run/2", "gpusplit.run/3")),
     "devices": (DevicesDoc, DEVICES_SCHEMAS),
-    "tune": (TuneDoc, ("gpusplit.tune/1", "gpusplit.tune/2")),
+    "tune": (TuneDoc, ("gpusplit.tune/1", "gpusplit.tune/2", "gpusplit.tune/3")),
 }
 
 

@@ -1,8 +1,8 @@
 """Every JSON document gpusplit writes, each built by exactly one function here.
 
-`gpusplit.plan/2` plan_document, `gpusplit.run/2` run_document, `gpusplit.bench/2` bench_record,
-`gpusplit.devices/2` devices_document, `gpusplit.tune/2` tune_document, `gpusplit.inspect/1` inspect_document,
-`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/2` compare_document.
+`gpusplit.plan/2` plan_document, `gpusplit.run/3` run_document, `gpusplit.bench/3` bench_record,
+`gpusplit.devices/2` devices_document, `gpusplit.tune/3` tune_document, `gpusplit.inspect/1` inspect_document,
+`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/3` compare_document.
 
 `schemas.py` holds their JSON Schemas, closed (`additionalProperties: false`), and a test checks each
 document against its schema: a field added here and not there fails. Pure: no printing, no engine.
@@ -17,13 +17,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..base.contention import Contention
 from ..base.reasons import Reason
+from ..base.stats import Summary, summarize
 from ..base.units import format_bytes
 from ..devices.inventory import Inventory
 from ..engine.logparse import TENSOR_GROUP, spread_group
 from ..engine.params import EngineParams
 from ..gguf.model import ModelInfo
 from ..jobs.bench import BenchRow
+from ..jobs.bench import contended_warning as contended_warning  # the CLI says it as tune does
 from ..jobs.runner import RunResult
 from ..jobs.tune import TuneResult
 from ..planning.cpu_buffers import AMX, MAPPED, REPACK
@@ -40,14 +43,16 @@ if TYPE_CHECKING:
 
 # /2: reasons, warnings and notes are {"code", "text"}; a plan carries its request; engine_params
 # says no_repack (it said use_extra_bufts). The /1 documents are still read.
+# run/3, bench/3, tune/3 (trial/3), bench-compare/3: every measured figure carries its noise (its 95 %
+# interval, the outliers set aside) and what other work took of the CPUs while it was measured.
 PLAN_SCHEMA = "gpusplit.plan/2"
-RUN_SCHEMA = "gpusplit.run/2"
-BENCH_SCHEMA = "gpusplit.bench/2"
+RUN_SCHEMA = "gpusplit.run/3"
+BENCH_SCHEMA = "gpusplit.bench/3"
 DEVICES_SCHEMA = "gpusplit.devices/2"
 INSPECT_SCHEMA = "gpusplit.inspect/1"
 CATALOG_SCHEMA = "gpusplit.catalog/1"
-COMPARE_SCHEMA = "gpusplit.bench-compare/2"
-TUNE_SCHEMA = "gpusplit.tune/2"
+COMPARE_SCHEMA = "gpusplit.bench-compare/3"
+TUNE_SCHEMA = "gpusplit.tune/3"
 
 COMPONENTS = ("weights", "kv", "compute", "output")
 
@@ -61,6 +66,36 @@ def mean_sd(samples: list[float]) -> tuple[float, float]:
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def interval(summary: Summary | None, digits: int = 3) -> list[float] | None:
+    """A summary's 95 % interval as [low, high] (its low end at least 0: a speed); None without one."""
+    if summary is None or not math.isfinite(summary.high - summary.low):
+        return None
+    return [round(max(summary.low, 0.0), digits), round(summary.high, digits)]
+
+
+def noise_fields(samples: list[float] | None) -> dict[str, Any]:
+    """A bench record's figures of base/stats.py from its (rounded) samples: the mean with the
+    outliers set aside, its 95 % interval, and the outliers; None and [] for no samples."""
+    summary = summarize(samples) if samples else None
+    return {
+        "mean_ts": None if summary is None else round(summary.mean, 3),
+        "interval_ts": interval(summary),
+        "outliers_ts": [] if summary is None else list(summary.outliers),
+    }
+
+
+def contention_document(seen: Contention | None) -> dict[str, Any] | None:
+    return None if seen is None else seen.as_dict()
+
+
+def rate_interval(token_ms: Summary | None) -> list[float] | None:
+    """Tokens/s's 95 % interval from a summary of per-token milliseconds (None where its low end is
+    not above 0: too few tokens, or noise as wide as the mean, bounds no rate)."""
+    if token_ms is None or not math.isfinite(token_ms.high - token_ms.low) or token_ms.low <= 0:
+        return None
+    return [round(1000 / token_ms.high, 2), round(1000 / token_ms.low, 2)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,11 +554,14 @@ def run_document(result: RunResult) -> dict[str, Any]:
             "gen_tokens": t.gen_tokens,
             "gen_tps": _round(t.gen_tps),
             "ttft_ms": _round(t.ttft_ms),
+            "gen_interval_tps": rate_interval(t.token_summary),
+            "gen_outliers": 0 if t.token_summary is None else len(t.token_summary.outliers),
         },
         "devices": rows,
         # the host's weights by llama.cpp buffer (CPU_Mapped, CPU_REPACK, AMX): planned and as logged
         "host_weights": {"planned": dict(plan_doc["host"].get("weight_buffers") or {}), "actual": dict(result.host_weights)},
         "recovery": None if result.recovery is None else result.recovery.to_dict(),
+        "contention": contention_document(result.contention),
     }
 
 
@@ -543,10 +581,11 @@ def bench_model(model: ModelInfo) -> dict[str, Any]:
 
 
 def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One `gpusplit.bench/1` record: a (configuration, test) pair, finished or failed. `plan_doc`
+    """One `gpusplit.bench/3` record: a (configuration, test) pair, finished or failed. `plan_doc`
     is the row's plan as a document where the caller rendered it already (one per configuration)."""
     test = row.test
     samples = list(row.samples) if row.samples is not None else None
+    rounded = [round(s, 3) for s in samples or []]  # the noise from the samples as written: a reader gets the same
     avg, sd = mean_sd(samples or [])
     predicted = None
     backend = "CPU"
@@ -594,9 +633,11 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
         "n_tokens": test.n,
         "depth": test.depth,
         "repetitions": row.repetitions,
-        "samples_ts": [round(s, 3) for s in samples or []],
+        "samples_ts": rounded,
         "avg_ts": None if not ok else round(avg, 3),
         "stddev_ts": None if not ok else round(sd, 3),
+        **noise_fields(rounded if ok else None),
+        "contention": contention_document(row.contention),
         "predicted_ts": None if predicted is None else round(predicted, 3),
         "predicted_basis": basis,
         "prediction_error_pct": error_pct(predicted, avg) if ok else None,
@@ -617,7 +658,7 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
 
 
 def bench_records(rows: Iterable[BenchRow]) -> Iterator[dict[str, Any]]:
-    """Rows as `gpusplit.bench/1` records, each configuration's plan rendered once."""
+    """Rows as `gpusplit.bench/3` records, each configuration's plan rendered once."""
     rendered: dict[int, dict[str, Any]] = {}
     for row in rows:
         doc = None
@@ -643,12 +684,15 @@ def trial_document(trial: Trial) -> dict[str, Any]:
         "key": trial.key,
         "request": trial.request.as_dict(),
         **{name: getattr(trial, name) for name in TRIAL_VALUES},
+        "measured_tg_interval": None if trial.tg_interval is None else [round(x, 3) for x in trial.tg_interval],
+        "measured_pp_interval": None if trial.pp_interval is None else [round(x, 3) for x in trial.pp_interval],
+        "contention": contention_document(trial.contention),
         "recovery": None if trial.recovery is None else trial.recovery.to_dict(),
     }
 
 
 def tune_document(result: TuneResult, objective: str, budget_s: float) -> dict[str, Any]:
-    """`gpusplit.tune/1`: every trial, the winner and its `gpusplit.plan/1` document."""
+    """`gpusplit.tune/3`: every trial, the winner and its `gpusplit.plan/2` document."""
     return {
         "schema": TUNE_SCHEMA,
         "objective": objective,

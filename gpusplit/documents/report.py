@@ -2,7 +2,8 @@
 
 Reads any mix of `bench` JSONL (or `bench --json`), `tune --trials` JSONL (or `tune --json`),
 `plan --json`, `run --json` and `devices --json` files, and draws each kind: tokens/s per
-configuration with the repetitions' spread and the prediction marked; every tune trial in order,
+configuration with its 95 % interval and the prediction marked, a figure measured beside other
+work (contended) hatched and marked busy; every tune trial in order,
 failures marked, the winner and its flags; memory per device as stacked bars against free memory
 (planned beside actual for a run); each probed device's rates by weight class. Every chart has its
 numbers in a table below it.
@@ -38,20 +39,21 @@ from ..base.units import format_bytes
 from .models import BenchRecord, TrialRecord
 from .read import decode_document, read_any, to_json, without_bom
 from .render import memory_parts
-from .results import BENCH_SCHEMAS, TRIAL_SCHEMAS, is_trial_record, marked_trial
+from .results import BENCH_SCHEMAS, TRIAL_SCHEMAS, is_contended, is_trial_record, marked_trial
 
 MAX_FILE_BYTES = 64 << 20  # a results file larger than this is not one of ours
 LINE_WARNINGS = 3  # a JSONL file's unusable lines named one by one; the rest are counted in one line
 KINDS = ("bench", "tune", "plan", "run", "devices")
 SCHEMA_KIND = {
-    **dict.fromkeys(("gpusplit.bench/1", "gpusplit.bench/2"), "bench"),
-    **dict.fromkeys(("gpusplit.trial/1", "gpusplit.trial/2", "gpusplit.tune/1", "gpusplit.tune/2"), "tune"),
+    **dict.fromkeys(BENCH_SCHEMAS, "bench"),
+    **dict.fromkeys((*TRIAL_SCHEMAS, "gpusplit.tune/1", "gpusplit.tune/2", "gpusplit.tune/3"), "tune"),
     **dict.fromkeys(("gpusplit.plan/1", "gpusplit.plan/2"), "plan"),
-    **dict.fromkeys(("gpusplit.run/1", "gpusplit.run/2"), "run"),
+    **dict.fromkeys(("gpusplit.run/1", "gpusplit.run/2", "gpusplit.run/3"), "run"),
     **dict.fromkeys(("gpusplit.devices/1", "gpusplit.devices/2"), "devices"),
 }
 COMPONENTS = (("weights", "#4e79a7"), ("KV", "#f28e2b"), ("compute", "#59a14f"), ("runtime", "#b07aa1"))
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
+BUSY = "busy"  # the mark of a figure measured while other work took CPU time it needed
 
 
 PAGE_MARK = "<h1>gpusplit report</h1>"  # how check_replaceable knows a page this module wrote
@@ -327,6 +329,10 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _interval(pair: Sequence[float] | None) -> str:
+    return "-" if not pair else f"{pair[0]:,.2f} – {pair[1]:,.2f}"
+
+
 def _bench_rows(sources: list[Source]) -> list[tuple[str, str, dict[str, Any]]]:
     """(file, label, record) for every record, in file order."""
     out = []
@@ -340,7 +346,8 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
     parts = ["<h2>Benchmarks</h2>"]
     names = {r.get("model", {}).get("name", "?") for s in sources for r in s.records}
     parts.append(f"<p>Model{'s' if len(names) > 1 else ''}: {esc(', '.join(sorted(map(str, names))), 300)}. "
-                 "Bars: mean tokens/s; whiskers: the slowest and fastest repetition; ◆: predicted.</p>")  # fmt: skip
+                 "Bars: mean tokens/s (outliers set aside); whiskers: its 95 % interval; ◆: predicted; hatched and "
+                 f"marked {BUSY}: measured while other work took CPU time it needed.</p>")  # fmt: skip
     rows = _bench_rows(sources)
     files = [s.path for s in sources]
     for kind, title in (("pp", "Prompt processing"), ("tg", "Generation")):
@@ -359,8 +366,8 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
             color = PALETTE[fi % len(PALETTE)]
             ys: list[float] = []
             means: list[float] = []
-            below: list[float] = []
-            above: list[float] = []
+            busy: list[bool] = []
+            whiskers: list[tuple[float, float, float, float]] = []  # y, mean, below, above
             failed_ys: list[float] = []
             predicted: list[tuple[float, float]] = []
             for li, label in enumerate(labels):
@@ -368,21 +375,34 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
                 if shown is None:
                     continue
                 y = li + (fi - (len(files) - 1) / 2) * height
-                if shown.get("status") != "ok" or not shown.get("avg_ts"):
+                mean = shown.get("mean_ts")
+                if shown.get("status") != "ok" or not mean:
                     failed_ys.append(y)
                     continue
-                mean = shown["avg_ts"]
-                samples = [x for x in shown.get("samples_ts") or [] if isinstance(x, (int, float))]
-                low, high = (min(samples), max(samples)) if samples else (mean, mean)
                 ys.append(y)
                 means.append(mean)
-                below.append(max(mean - low, 0.0))  # a mean outside its samples (an edited file): no whisker
-                above.append(max(high - mean, 0.0))
+                busy.append(is_contended(shown))
+                if shown.get("interval_ts"):  # one repetition has none: no whisker
+                    low, high = shown["interval_ts"]
+                    # a mean outside its interval (an edited file): no whisker on that side
+                    whiskers.append((y, mean, max(mean - low, 0.0), max(high - mean, 0.0)))
                 if shown.get("predicted_ts"):
                     predicted.append((shown["predicted_ts"], y))
             if ys:
-                ax.barh(ys, means, height=height * 0.9, color=color, label=clean(path, 60))
-                ax.errorbar(means, ys, xerr=[below, above], fmt="none", ecolor="#333", capsize=3, lw=1)
+                quiet = [(y, m) for y, m, b in zip(ys, means, busy) if not b]
+                loud = [(y, m) for y, m, b in zip(ys, means, busy) if b]
+                for drawn, hatch in ((quiet, None), (loud, "///")):  # a hatch per call: matplotlib < 3.10 takes one
+                    if drawn:
+                        ax.barh(*zip(*drawn), height=height * 0.9, color=color, hatch=hatch, edgecolor="#222" if hatch else color,
+                                label=None if drawn is loud and quiet else clean(path, 60))  # fmt: skip
+                if whiskers:
+                    wy, wx, below, above = zip(*whiskers)
+                    ax.errorbar(wx, wy, xerr=[below, above], fmt="none", ecolor="#222", capsize=4, lw=1.4)
+                for y, b in zip(ys, busy):
+                    if b:  # at the bar's base, on a light box: readable however short the bar
+                        ax.annotate(BUSY, (0, y), xytext=(3, 0), textcoords="offset points", ha="left", va="center",
+                                    color="#222", fontsize=7.5, bbox={"boxstyle": "round,pad=0.15", "fc": "white",
+                                                                      "ec": "none", "alpha": 0.85})  # fmt: skip
             if predicted:
                 ax.plot(*zip(*predicted), linestyle="none", marker="D", color="#222", markersize=5)
             if failed_ys:
@@ -399,17 +419,20 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
         parts.append(charts.svg(fig))
         parts.append(
             _table(
-                ["file", "configuration", "test", "status", "mean t/s", "slowest", "fastest", "predicted t/s", "error %"],
+                ["file", "configuration", "test", "status", "mean t/s", "95 % interval", "outliers", "slowest", "fastest",
+                 "predicted t/s", "error %", "measured"],
                 (
                     (
-                        f, r.get("config_key", "?"), r.get("test", "?"), r.get("status", "?"), _num(r.get("avg_ts")),
+                        f, r.get("config_key", "?"), r.get("test", "?"), r.get("status", "?"), _num(r.get("mean_ts")),
+                        _interval(r.get("interval_ts")), len(r.get("outliers_ts") or []) or "",
                         _num(min(r["samples_ts"]) if r.get("samples_ts") else None),
                         _num(max(r["samples_ts"]) if r.get("samples_ts") else None),
                         _num(r.get("predicted_ts")), _num(r.get("prediction_error_pct"), 1),
+                        BUSY if is_contended(r) else "",
                     )
                     for f, _, r in mine
                 ),
-                right=(4, 5, 6, 7, 8),
+                right=(4, 5, 6, 7, 8, 9, 10),
             )
         )  # fmt: skip
         failed = [(f, r) for f, _, r in mine if r.get("status") != "ok"]
@@ -465,7 +488,8 @@ def tune_section(source: Source, charts: _Charts) -> str:
         _table(
             ["#", "configuration", "status", "score", "measured tg", "measured pp", "predicted tg", "seconds", "error"],
             (
-                (i + 1, t.get("key"), t.get("status"), _num(t.get("score")), _num(t.get("measured_tg")),
+                (i + 1, t.get("key"), f"{t.get('status')}{' ' + BUSY if is_contended(t) else ''}", _num(t.get("score")),
+                 _num(t.get("measured_tg")),
                  _num(t.get("measured_pp")), _num(t.get("predicted_tg")), _num(t.get("seconds"), 1), t.get("error") or "")
                 for i, t in enumerate(trials)
             ),

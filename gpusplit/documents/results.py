@@ -13,20 +13,22 @@ from typing import Any
 import msgspec
 
 from ..base import journal
+from ..base.contention import Contention
 from ..base.jsonio import head
 from ..base.stats import change, summarize
 from ..jobs.runner import Recovery
-from ..jobs.tune import Trial
+from ..jobs.tune import Trial, most_disturbed
 from ..planning.request import DEFAULT, Request
 from .models import BenchRecord, TrialRecord
 from .read import decode_document, to_json
 from .render import BENCH_SCHEMA, TRIAL_VALUES, trial_document
 
 # ---------------------------------------------------------------------------------------------
-# bench: gpusplit.bench/1 records, one per line
+# bench: gpusplit.bench/3 records, one per line
 
 
-BENCH_SCHEMAS = ("gpusplit.bench/1", BENCH_SCHEMA)  # /1: engine_params said use_extra_bufts
+# /1: engine_params said use_extra_bufts; /2: no noise (mean, interval, outliers) nor contention
+BENCH_SCHEMAS = ("gpusplit.bench/1", "gpusplit.bench/2", BENCH_SCHEMA)
 
 
 def is_bench_record(record: dict[str, Any]) -> bool:
@@ -58,8 +60,8 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Per (configuration, test) present in both: b against a, from each side's repetitions (the
-    mean with outliers set aside, its 95 % interval: base/stats.py), and whether b is faster,
-    slower or the same within their noise."""
+    mean with outliers set aside, its 95 % interval: base/stats.py), whether b is faster, slower or
+    the same within their noise, and whether either side was measured beside other work."""
     index = {(r["config_key"], r["test"]): r for r in a if r["status"] == "ok"}
     for r in b:
         other = index.get((r["config_key"], r["test"]))
@@ -81,7 +83,14 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[s
             "verdict": verdict,
             "a_outliers": len(base.outliers),
             "b_outliers": len(new.outliers),
+            "contended": is_contended(other) or is_contended(r),
         }
+
+
+def is_contended(record: dict[str, Any]) -> bool:
+    """A bench record measured while other work took CPU time it needed (not where unwatched)."""
+    seen = record.get("contention")
+    return isinstance(seen, dict) and seen.get("contended") is True
 
 
 def _finite(value: float) -> float | None:
@@ -97,8 +106,9 @@ def regressions(rows: Iterable[dict[str, Any]], slower_pct: float) -> list[dict[
 # ---------------------------------------------------------------------------------------------
 # tune: one trial per line
 
-TRIAL_SCHEMA = "gpusplit.trial/2"
-TRIAL_SCHEMAS = ("gpusplit.trial/1", TRIAL_SCHEMA)  # /1: a tune Config's fields under "config"
+TRIAL_SCHEMA = "gpusplit.trial/3"
+# /1: a tune Config's fields under "config"; /2: no intervals nor contention
+TRIAL_SCHEMAS = ("gpusplit.trial/1", "gpusplit.trial/2", TRIAL_SCHEMA)
 # the fields of a trial/1 record (and of the unmarked lines written before the schema mark)
 _LEGACY_TRIAL_FIELDS = frozenset(
     {"key", "config", "strategy", "fits", "predicted_tg", "predicted_pp", "measured_tg", "measured_pp", "score", "status",
@@ -136,14 +146,22 @@ def read_trials(path: Path, base: Request = DEFAULT, parameter: str = "resume_fi
             request=doc.request,
             **{name: getattr(doc, name) for name in TRIAL_VALUES},
             recovery=None if doc.recovery is None else Recovery(doc.recovery.crash, tuple(doc.recovery.extra_buffers)),
+            tg_interval=_pair(doc.measured_tg_interval),
+            pp_interval=_pair(doc.measured_pp_interval),
+            contention=None if doc.contention is None else Contention.from_dict(to_json(doc.contention)),
         )
         if trial.round and trial.key in out:
             first = out[trial.key]
             first.samples = [*first.samples, *trial.samples]
+            first.contention = most_disturbed(first.contention, trial.contention)
             first.score = statistics.median(first.samples) if first.samples else first.score
         elif not trial.round:
             out[trial.key] = trial
     return list(out.values())
+
+
+def _pair(values: list[float] | None) -> tuple[float, float] | None:
+    return None if values is None else (values[0], values[1])
 
 
 def marked_trial(line: bytes) -> bytes:
@@ -158,5 +176,5 @@ def marked_trial(line: bytes) -> bytes:
 
 
 def trial_record(trial: Trial) -> dict[str, Any]:
-    """One line of a --trials file (`gpusplit.trial/2`)."""
+    """One line of a --trials file (`gpusplit.trial/3`)."""
     return {"schema": TRIAL_SCHEMA, **trial_document(trial)}

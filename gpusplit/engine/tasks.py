@@ -297,7 +297,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     started = time.perf_counter()
     _decode_batches(lib, loaded.ctx, tokens, params.n_batch, "llama.cpp failed to decode the prompt")
     pieces = _Pieces(emit, stream=bool(request.get("stream", True)))
-    generated, ttft_ms = _sample_tokens(lib, loaded.ctx, vocab, sampler, n_predict, pieces, started)
+    generated, ttft_ms, token_ms = _sample_tokens(lib, loaded.ctx, vocab, sampler, n_predict, pieces, started)
     pieces.finish()
     wall_ms = (time.perf_counter() - started) * 1000
     seen = meter.since(before)
@@ -314,6 +314,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "load_ms": loaded.load_ms,
         "ttft_ms": ttft_ms,
         "wall_ms": wall_ms,
+        "token_ms": token_ms,
         "contention": replace_mhz(seen[0]).as_dict() if seen else None,
         "perf": {
             "t_load_ms": perf.t_load_ms,
@@ -392,12 +393,14 @@ class _Pieces:
 
 def _sample_tokens(
     lib: Any, ctx: Any, vocab: Any, sampler: Any, n_predict: int, pieces: _Pieces, started: float
-) -> tuple[int, float | None]:
-    """Sample and decode up to n_predict tokens (to an end-of-generation token): how many, and the
-    milliseconds from `started` to the first."""
+) -> tuple[int, float | None, list[float]]:
+    """Sample and decode up to n_predict tokens (to an end-of-generation token): how many, the
+    milliseconds from `started` to the first, and each generated token's decode in milliseconds
+    (what llama.cpp's own eval time counts: the generation's noise, token by token)."""
     buf = ctypes.create_string_buffer(256)
     one = (lib.llama_token * 1)()
     generated, ttft_ms = 0, None
+    token_ms: list[float] = []
     for _ in range(n_predict):
         token = lib.llama_sampler_sample(sampler, ctx, -1)
         if ttft_ms is None:
@@ -408,9 +411,13 @@ def _sample_tokens(
         pieces.add(buf.raw[: max(n, 0)])
         generated += 1
         one[0] = token
+        decoding = time.perf_counter()
         if lib.llama_decode(ctx, lib.llama_batch_get_one(one, 1)) != 0:
             raise EngineError("llama.cpp failed to decode a generated token")
-    return generated, ttft_ms
+        # the next sample would wait for it anyway: waiting here puts a GPU's work in its token's time
+        lib.llama_synchronize(ctx)
+        token_ms.append(round((time.perf_counter() - decoding) * 1000, 4))
+    return generated, ttft_ms, token_ms
 
 
 def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:

@@ -1,17 +1,22 @@
 """`gpusplit bench` (the job; matrix.py holds its matrix): llama-bench's tests over a matrix of
 configurations, each planned, then run in its own engine child; one BenchRow per (configuration,
 test), yielded as each configuration finishes (documents/render.py's bench_record is its
-`gpusplit.bench/1` record). A configuration that fails becomes failed rows and the matrix goes on.
+`gpusplit.bench/3` record). A configuration that fails becomes failed rows and the matrix goes on.
+Each row carries its noise: the mean with outliers set aside and its 95 % interval (base/stats.py),
+and what other work took of the CPUs while it was timed (base/contention.py).
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
+from ..base.contention import ENV, Contention
 from ..base.errors import GpusplitError
+from ..base.reasons import Reason
+from ..base.stats import Summary, summarize
 from ..base.version import __version__
 from ..devices.cpu import default_threads
 from ..devices.device import Device
@@ -35,7 +40,9 @@ class BenchRow:
     """One (configuration, test) of a bench: measured (`samples`, tokens/s per repetition) or
     failed (`error`, and llama.cpp's last log lines). `plan` is the configuration's plan (None when
     planning it failed); `actual` llama.cpp's buffers per device as it logged them; `recovery` says
-    the row ran with --no-repack after llama.cpp crashed with the CPU's extra buffer types on."""
+    the row ran with --no-repack after llama.cpp crashed with the CPU's extra buffer types on;
+    `contention` what other work took of the CPUs while the test was timed (None where it was not
+    watched: GPUSPLIT_CONTENTION=ignore, or no /proc/stat)."""
 
     model: ModelInfo
     config: Config
@@ -50,15 +57,26 @@ class BenchRow:
     version: str = ""
     repetitions: int = 0
     recovery: Recovery | None = None
+    contention: Contention | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.samples is not None
 
+    @cached_property
+    def summary(self) -> Summary | None:
+        """The repetitions' mean, outliers set aside, with its 95 % interval (None for a failed row)."""
+        return summarize(self.samples) if self.ok and self.samples else None
+
     @property
     def mean_ts(self) -> float | None:
-        """Tokens/s, the mean of the repetitions (None for a failed row)."""
-        return statistics.fmean(self.samples) if self.ok and self.samples else None
+        """Tokens/s, the mean of the repetitions with outliers set aside (None for a failed row)."""
+        return None if self.summary is None else self.summary.mean
+
+    @property
+    def contended(self) -> bool:
+        """Other work took CPU time the test needed while it was timed (base/contention.py's rule)."""
+        return self.contention is not None and self.contention.contended
 
     @property
     def no_repack(self) -> bool:
@@ -194,7 +212,7 @@ def _bench_planned(planned: Plan, config: Config, tests: list[Test], job: _Job) 
     if recovery is not None:
         planned = without_repack(planned, recovery.reason)  # the row ran with --no-repack: its plan says so
     return _rows(config, tests, job.common, planned, samples=outcome.samples, actual=outcome.actual, build=outcome.build,
-                 recovery=recovery)  # fmt: skip
+                 recovery=recovery, contention=outcome.contention)  # fmt: skip
 
 
 def _rows(
@@ -208,8 +226,10 @@ def _rows(
     actual: Mapping[str, Mapping[str, int]] | None = None,
     build: Mapping[str, str] | None = None,
     recovery: Recovery | None = None,
+    contention: Mapping[str, Contention] | None = None,
 ) -> list[BenchRow]:
-    """One row per test of a configuration (with `error` when it failed; no `samples` then)."""
+    """One row per test of a configuration (with `error` when it failed; no `samples` then), each
+    with its test's `contention`."""
     return [
         BenchRow(
             model=common.model,
@@ -225,6 +245,25 @@ def _rows(
             version=common.version,
             repetitions=common.repetitions,
             recovery=recovery,
+            contention=(contention or {}).get(t.name),
         )
         for t in tests
     ]
+
+
+def contended_warning(seen: Sequence[Contention | None], noun: str) -> Reason | None:
+    """One warning for a whole job whose measurements (`noun`s: rows, trials, a generation) were
+    disturbed: how many, the worst one's disturbance, and the fix; None where none was."""
+    busy = [c for c in seen if c is not None and c.contended]
+    if not busy:
+        return None
+    measured = sum(1 for c in seen if c is not None)
+    worst = max(busy, key=lambda c: (c.others_cpus - c.spare_cpus, c.steal_pct))
+    which = f"the {noun} was" if measured == 1 else f"{len(busy)} of {measured} {noun}s were"
+    return Reason(
+        "contended",
+        f"{which} measured while other work took CPU time {'it' if measured == 1 else 'they'} needed "
+        f"({'' if len(busy) == 1 else 'the worst: '}{worst.describe()}): such figures read low and noisy; rerun on an "
+        f"idle machine, or set {ENV}=ignore to accept them",
+        {"contended": len(busy), "measured": measured, "worst": worst.as_dict()},
+    )

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..base.contention import Contention, watching
 from ..base.reasons import Reason
+from ..base.stats import Summary, summarize
 from ..devices.nvml import match_by_pci, query_nvml
 from ..engine import EngineError
 from ..engine.child import CRASH_SIGNALS, EngineCrash, run_task
@@ -88,6 +89,13 @@ class Timings:
     gen_tokens: int
     gen_tps: float | None
     ttft_ms: float | None
+    token_ms: tuple[float, ...] = ()  # each generated token's decode, in milliseconds
+
+    @property
+    def token_summary(self) -> Summary | None:
+        """The generated tokens' decode milliseconds: their mean, outliers set aside, with its 95 %
+        interval (None with fewer than two tokens timed: no noise to tell)."""
+        return summarize(self.token_ms) if len(self.token_ms) >= 2 else None
 
 
 @dataclass
@@ -131,6 +139,7 @@ def timings_from(result: dict[str, Any]) -> Timings:
         gen_tokens=int(result.get("gen_tokens") or 0),
         gen_tps=n_e / e_ms * 1000 if e_ms > 0 and n_e else None,
         ttft_ms=result.get("ttft_ms"),
+        token_ms=tuple(float(ms) for ms in result.get("token_ms") or ()),
     )
 
 

@@ -7,20 +7,26 @@ changed; every configuration is planned first and only tried when the plan says 
 tuning never runs a device out of memory. Each trial is a short llama-bench-style measurement in
 its own engine child (the runner `bench` uses); a trial whose generation is clearly slower than
 the best skips its prompt test. A failing trial is recorded and skipped. With hypothetical
-devices nothing can be measured: the ranking is the prediction, and the result says so. No
+devices nothing can be measured: the ranking is the prediction, and the result says so. Each
+measured figure carries the 95 % interval of its repetitions and what other work took of the CPUs
+while it was timed; the result notes (code `contended`) when any trial was disturbed so. No
 terminal I/O: callers get each trial through `on_trial`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
+from ..base.contention import Contention, total
 from ..base.errors import GpusplitError, InputError
 from ..base.reasons import Reason
+from ..base.stats import summarize
 from ..base.units import parse_duration
 from ..devices.cpu import default_threads
 from ..devices.device import is_hypothetical
@@ -33,6 +39,7 @@ from ..planning.planner import Plan
 from ..planning.prepare import plan as make_plan
 from ..planning.request import DEFAULT, Request
 from ..sources import read_model
+from .bench import contended_warning
 from .runner import Recovery, bench_config
 
 OBJECTIVES = ("tg", "pp", "mixed")
@@ -52,8 +59,22 @@ MIXED_PROMPT, MIXED_GEN = 512, 128  # `mixed`: a chat turn, 512 tokens in and 12
 # The request's fields a tune moves (a trial's key names them; the rest stays as the caller asked).
 TUNED = ("split_mode", "tensor_split", "n_gpu_layers", "n_cpu_moe", "n_ubatch", "flash_attn", "n_threads", "no_repack")
 
-# measure(plan, best_tg, limit_s) -> (tg, pp, recovery): one trial's tokens/s (default: the engine)
-Measure = Callable[[Plan, float | None, float], tuple[float | None, float | None, Recovery | None]]
+
+class Measurement(NamedTuple):
+    """One trial's measurement: tokens/s of generation and prompt (the median of the repetitions),
+    the crash it recovered from, the 95 % intervals of the repetitions' mean, and what other work
+    took of the CPUs meanwhile."""
+
+    tg: float | None
+    pp: float | None
+    recovery: Recovery | None
+    tg_interval: tuple[float, float] | None = None
+    pp_interval: tuple[float, float] | None = None
+    contention: Contention | None = None
+
+
+# measure(plan, best_tg, limit_s) -> a Measurement, or (tg, pp, recovery): one trial (default: the engine)
+Measure = Callable[[Plan, float | None, float], "tuple[float | None, float | None, Recovery | None] | Measurement"]
 
 
 def key(request: Request) -> str:
@@ -88,10 +109,19 @@ class Trial:
     # every measurement's score: the search's, then the final rounds' (then `score` is their median)
     samples: list[float] = field(default_factory=list)
     round: int = 0  # 0: the search; 1, 2: a final round's measurement of a finalist (the JSONL keeps both)
+    # the 95 % intervals of measured_tg's and measured_pp's repetitions (None: one, or not measured)
+    tg_interval: tuple[float, float] | None = None
+    pp_interval: tuple[float, float] | None = None
+    # what other work took of the CPUs while it was timed (a finalist: the most disturbed of its measurements)
+    contention: Contention | None = None
 
     @property
     def key(self) -> str:
         return key(self.request)
+
+    @property
+    def contended(self) -> bool:
+        return self.contention is not None and self.contention.contended
 
 
 @dataclass
@@ -192,6 +222,7 @@ class _Search:
     done: dict[str, Trial] = field(default_factory=dict)
     avoid_repack: bool = False  # llama.cpp crashed with the extra buffer types on: every later trial goes without
     repack: bool = False  # with and without the host's copies are both worth a trial
+    seen: list[Contention | None] = field(default_factory=list)  # every measurement's, final rounds' too
 
     @property
     def elapsed(self) -> float:
@@ -273,6 +304,9 @@ def tune(
     result = TuneResult(search.trials, _best(search.trials), first, search.measured, stopped, search.elapsed, notes)
     if search.measured and stopped != "interrupted":
         _final_rounds(result, search, seeds(first)[:1], on_trial)
+    busy = contended_warning(search.seen, "trial")
+    if busy is not None:
+        result.notes.append(busy)
     if result.best is not None:
         result.plan = make_plan(model, inventory, result.best.request)
     result.elapsed_s = search.elapsed
@@ -361,16 +395,20 @@ def _measure_again(finalists: list[Trial], search: _Search, on_trial: Callable[[
             if left <= 0 and round_number > 1:
                 return  # out of budget: one final round at least, then what there is
             try:
-                again = search.measure(make_plan(search.model, search.inventory, t.request), None, max(left, MIN_TRIAL_S))
+                again = measurement(search.measure(make_plan(search.model, search.inventory, t.request), None,
+                                                   max(left, MIN_TRIAL_S)))  # fmt: skip
             except GpusplitError:
                 continue
-            value = score(search.objective, again[0], again[1])
+            search.seen.append(again.contention)
+            value = score(search.objective, again.tg, again.pp)
             if value is None:
                 continue
             t.samples.append(value)
+            t.contention = most_disturbed(t.contention, again.contention)
             if on_trial is not None:
-                on_trial(replace(t, samples=[value], score=value, measured_tg=again[0], measured_pp=again[1],
-                                 round=round_number, seconds=0.0))  # fmt: skip
+                on_trial(replace(t, samples=[value], score=value, measured_tg=again.tg, measured_pp=again.pp,
+                                 round=round_number, seconds=0.0, tg_interval=again.tg_interval,
+                                 pp_interval=again.pp_interval, contention=again.contention))  # fmt: skip
 
 
 def _changes(request: Request, planned: list[Request]) -> int:
@@ -405,7 +443,10 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
         return trial
     best_tg = best.measured_tg if best is not None and search.objective != "pp" else None
     try:
-        trial.measured_tg, trial.measured_pp, trial.recovery = search.measure(plan, best_tg, limit_s)
+        measured = measurement(search.measure(plan, best_tg, limit_s))
+        trial.measured_tg, trial.measured_pp, trial.recovery = measured.tg, measured.pp, measured.recovery
+        trial.tg_interval, trial.pp_interval, trial.contention = measured.tg_interval, measured.pp_interval, measured.contention
+        search.seen.append(measured.contention)
         if trial.recovery:
             # it ran with --no-repack: filed under that configuration, which is then not run again
             trial.request = request.with_(no_repack=True)
@@ -420,11 +461,31 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
     return trial
 
 
-def measure_config(
-    plan: Plan, best_tg: float | None, limit_s: float = 300.0
-) -> tuple[float | None, float | None, Recovery | None]:
+def measurement(value: tuple[float | None, float | None, Recovery | None] | Measurement) -> Measurement:
+    """A measure's result as a Measurement (a plain (tg, pp, recovery) carries no noise)."""
+    return value if isinstance(value, Measurement) else Measurement(*value)
+
+
+def most_disturbed(a: Contention | None, b: Contention | None) -> Contention | None:
+    """Of two measurements' contention, the one other work disturbed more (contended first)."""
+    known = [c for c in (a, b) if c is not None]
+    return max(known, key=lambda c: (c.contended, c.others_cpus - c.spare_cpus, c.steal_pct)) if known else None
+
+
+def repetitions_interval(samples: Sequence[float] | None) -> tuple[float, float] | None:
+    """The 95 % interval of the repetitions' mean (base/stats.py; its low end at least 0), None for
+    fewer than two."""
+    if not samples:
+        return None
+    summary = summarize(samples)
+    if not math.isfinite(summary.high - summary.low):
+        return None
+    return max(summary.low, 0.0), summary.high
+
+
+def measure_config(plan: Plan, best_tg: float | None, limit_s: float = 300.0) -> Measurement:
     """A short measurement in an engine child: tg first; pp only if generation is not clearly worse.
-    Both together are stopped after `limit_s` seconds. The third item: llama.cpp crashed with the
+    Both together are stopped after `limit_s` seconds. Its `recovery`: llama.cpp crashed with the
     CPU's extra buffer types on and the trial was measured without them."""
     # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
     params = engine_params(plan).with_(n_threads=plan.request.n_threads or default_threads())
@@ -436,7 +497,14 @@ def measure_config(
     outcome = bench_config(plan, params, [tg_test, pp_test], REPETITIONS, timeout=limit_s, stop_if=stop_if)
     tg = statistics.median(outcome.samples["tg"])
     pp = outcome.samples.get("pp")
-    return tg, statistics.median(pp) if pp else None, outcome.recovery
+    return Measurement(
+        tg,
+        statistics.median(pp) if pp else None,
+        outcome.recovery,
+        repetitions_interval(outcome.samples["tg"]),
+        repetitions_interval(pp),
+        total(outcome.contention.values()),
+    )
 
 
 def tune_model(
