@@ -66,7 +66,6 @@ CODES: dict[str, str] = {
     "contended": "a figure was measured while other processes or the hypervisor took CPU time it needed",
     "probe-contended": "the probe measured a device while other work took CPU time: its figures were not kept",
     "probe-remeasured": "probe models that other work disturbed were measured again, undisturbed",
-    "probe-alike": "a device like one measured before: confirmed on a few models, the rest taken from it",
     # tune
     "prediction-only": "nothing can be measured: configurations ranked by prediction only",
     "within-noise": "the winner's lead is inside the spread of its measurements",

@@ -20,7 +20,6 @@ from typing import Any
 
 from ..base import contention
 from ..base.search import largest_fitting
-from ..base.stats import summarize
 from . import EngineError, EngineInputError
 from .logparse import extra_weight_buffers, parse_buffers, spread_group
 from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
@@ -439,22 +438,14 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     meter = _Meter(params)
     results = []
     for test in request["tests"]:  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
-        warm_up = dict(test, n=int(test.get("warm_up_n") or test["n"]))
-        bench.one_run(warm_up, None if test["kind"] == "pp" else WARM_UP_S)
+        bench.one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
         samples: list[float] = []
         seen: list[contention.Contention] = []
-        # `repetitions` at most; with `tight_pct`, stop after `min_repetitions` once the interval of
-        # the mean is that tight (the probe: a quiet machine needs three, a noisy one gets more)
-        most = int(test.get("repetitions") or reps)
-        least = min(int(test.get("min_repetitions") or most), most)
-        tight = test.get("tight_pct")
-        for rep in range(most):
+        for rep in range(int(test.get("repetitions") or reps)):
             before = meter.sample()
             samples.append(bench.one_run(test))
             seen += meter.since(before)
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
-            if tight is not None and rep + 1 >= least and _tight(samples, float(tight)):
-                break
         result: dict[str, Any] = {"test": test["name"], "samples_ts": samples}
         measured = contention.total(seen)
         if measured is not None:
@@ -477,12 +468,6 @@ def replace_mhz(measured: contention.Contention) -> contention.Contention:
     """The measurement's contention with the CPU's clock read now (once per test: it costs a read
     of /proc/cpuinfo)."""
     return dataclasses.replace(measured, mhz=contention.cpu_mhz())
-
-
-def _tight(samples: list[float], pct: float) -> bool:
-    """The interval of the samples' mean is within ±pct % (outliers set aside, as bench reports)."""
-    half = summarize(samples).half_width_pct
-    return half is not None and half <= pct
 
 
 class _Meter:

@@ -34,12 +34,11 @@ from ..base.errors import GpusplitError
 from ..base.files import replacing
 from ..base.paths import cache_dir
 from ..base.reasons import CODES, Reason
-from ..base.stats import summarize
 from ..devices import speed as speed_cache
 from ..devices.backends import backend
 from ..devices.cpu import default_threads
 from ..devices.inventory import attach_speeds, detect
-from ..devices.rpc import RPCError, link_rates, on_this_machine, parse_endpoints, read_worker_note, round_trips, serves_this_cpu
+from ..devices.rpc import RPCError, link_rates, parse_endpoints, round_trips, serves_this_cpu
 from ..devices.speed import COPIED, DeviceSpeed, GroupSpeed, speed_folder
 from ..engine import engine_build_id, require_engine
 from ..engine.inventory import engine_summary, registry_devices
@@ -96,7 +95,6 @@ TG_TOKENS = {
     "moe8-q4_k_m": 32,
 }
 TG_TOKENS_LARGE = 24
-LOAD_TG_TOKENS = 4  # a run that only times a load
 GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
 # One model's prompt batch is timed again after this much context: what attention costs per score
@@ -104,14 +102,10 @@ BATCH_TOKENS = 512
 DEEP_TOKENS = 1024
 REPETITIONS = 3
 PP_REPETITIONS = 1
-BIG_REPETITIONS = 3  # generation of the big models (each weight class's memory rate)
+BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample can move several times over.
 SMALL_REPETITIONS = 5
-# A test stops repeating once the 95 % interval of its mean is within this (after MIN_REPETITIONS):
-# a quiet machine needs three; a noisy one gets the most the run allows, then a second round.
-TIGHT_PCT = 3.0
-MIN_REPETITIONS = 3
 
 
 class ProbeError(GpusplitError):
@@ -305,18 +299,11 @@ class ProbeRun:
     deep: bool = False
     label: str = ""
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
-    load_only: bool = False  # run to time its load: its few tokens are not fitted
-    copied: str = ""  # not run here: the timing of the alike device named (see Alike)
 
     def tests(self) -> list[dict[str, Any]]:
-        def until_tight(repetitions: int) -> dict[str, Any]:
-            if repetitions <= MIN_REPETITIONS:
-                return {"repetitions": repetitions}
-            return {"repetitions": repetitions, "min_repetitions": MIN_REPETITIONS, "tight_pct": TIGHT_PCT}
-
-        tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0, **until_tight(self.repetitions)}]
+        tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
         if self.prompt:
-            tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, **until_tight(self.pp_repetitions)})
+            tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": self.pp_repetitions})
         if self.prompt and self.deep:
             tests.append(
                 {"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": self.pp_repetitions}
@@ -335,8 +322,6 @@ class Timing:
     deep_batch_s: float | None = None
     no_repack: bool = False  # run with the extra buffer types off, after llama.cpp crashed with them
     sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
-    # every test with repetitions enough for an interval ended with it tight (TIGHT_PCT)
-    tight: bool = True
     contention: Contention | None = None  # what other work took while its tests ran
 
     @property
@@ -379,18 +364,8 @@ def _time_runs(
             continue
         timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
                               per_batch(o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
-                              _tight(o.samples), total_contention(o.contention.values())))  # fmt: skip
+                              total_contention(o.contention.values())))  # fmt: skip
     return timings
-
-
-def _tight(samples: dict[str, list[float]]) -> bool:
-    """Every test with three samples or more has its mean's interval within TIGHT_PCT."""
-    for values in samples.values():
-        if len(values) >= MIN_REPETITIONS:
-            half = summarize(values).half_width_pct
-            if half is None or half > TIGHT_PCT:
-                return False
-    return True
 
 
 SPIKE = 1.5  # rounds further apart than this: the slower one met a busy moment
@@ -427,13 +402,10 @@ def probe_device(
     threads: int,
     on_step: Step | None = None,
     on_more: Callable[[int], None] | None = None,
-    alike: Alike | None = None,
 ) -> DeviceSpeed:
     """Time every probe model wholly on the target and fit its figures. Models whose first run
     other work disturbed, or whose repetitions did not settle, run again (`on_more(n)` says how many
-    more steps that adds); a model disturbed twice raises ProbeContended: nothing is kept. With
-    `alike`, a device like one measured before is confirmed on a few models and takes the rest from
-    it (see Alike)."""
+    more steps that adds); a model disturbed twice raises ProbeContended: nothing is kept."""
     runs = _probe_runs(target, paths, threads)
     raw: dict[str, Any] = {}  # the timings as measured, kept with the figures (DeviceSpeed.probe)
     notes: list[Reason] = []
@@ -443,16 +415,12 @@ def probe_device(
         # The link first, while the worker is idle: its round trip and each way's rate.
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
-    source = alike.source(target) if alike is not None else None
-    if source is not None:
-        runs = _confirm_runs(target, runs)
     timings = _time_runs(runs, on_step, notes, failures)
-    if source is not None:
-        runs, timings = _with_alike(target, runs, timings, source, paths, threads, on_step, on_more, notes, failures)
     again = _second_round(target, runs, timings, paths, threads)
     if again:
-        if on_more is not None:
-            on_more(len(again))
+        extra = [run for run in again if run.name not in (*SMALL, ROWS, ROWS_QUANT, *target.large.values())]
+        if extra and on_more is not None:
+            on_more(len(extra))  # disturbed runs beyond the second round step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
     disturbed_runs = [t.contention for t in timings if t is not None and t.contended and t.contention is not None]
     timings, disturbed = _settled(runs, timings)
@@ -462,8 +430,6 @@ def probe_device(
         worst = total_contention(disturbed_runs)
         notes.append(Reason("probe-remeasured", f"{len(disturbed_runs)} runs measured again: {worst.describe() if worst else ''} during them",
                             {"runs": len(disturbed_runs)}))  # fmt: skip
-    if alike is not None:
-        alike.add(target, runs, timings)
     loads, first_loads = _load_times(runs, timings)
     points = _probe_points(target, runs, timings, paths, down, raw)
     sample_fixed, sample_per_vocab = _sample_costs(runs, timings, paths, raw)
@@ -516,112 +482,6 @@ def probe_device(
     )
 
 
-ALIKE_TOLERANCE = 0.15  # the figures an alike device is confirmed on agree within this
-
-
-def alike_key(target: Target) -> tuple[object, ...] | None:
-    """What makes two devices the same hardware for the probe, or None where that is not known:
-    workers whose notes name the same devices at the same thread count (two machines of one kind,
-    or two loopback workers of this CPU), local GPUs of one name and memory (2x RTX 4090)."""
-    if target.on_cpu:
-        return None  # one host
-    if target.rpc:
-        note = read_worker_note(target.rpc[0]) if on_this_machine(target.rpc[0]) else None
-        if note is None:
-            return None  # llama.cpp's rpc-server, or a worker elsewhere: it says too little
-        devices = tuple((d.get("description"), d.get("type")) for d in note["devices"])
-        return ("rpc", devices, note.get("threads"), target.main_gpu, target.this_cpu)
-    return ("local", target.device.backend, target.device.description, target.device.total_bytes)
-
-
-Measured = tuple[str, list["ProbeRun"], list["Timing | None"]]  # a device's name, its settled runs and timings
-
-
-class Alike:
-    """The settled runs of each device measured so far, by `alike_key`: a device like one of them
-    is measured on the confirming models alone (the fixed costs, the float model in full, every
-    weight class's generation: _confirm_runs) and, where those agree within ALIKE_TOLERANCE, takes
-    the rest (prompt rates by class, attention, experts) from it. Its link and loads are its own."""
-
-    def __init__(self) -> None:
-        self.measured: dict[tuple[object, ...], Measured] = {}
-
-    def source(self, target: Target) -> Measured | None:
-        key = alike_key(target)
-        return None if key is None else self.measured.get(key)
-
-    def add(self, target: Target, runs: list[ProbeRun], timings: list[Timing | None]) -> None:
-        key = alike_key(target)
-        if key is not None and key not in self.measured and not any(run.copied for run in runs):
-            self.measured[key] = (target.device.name, runs, timings)
-
-
-def _confirm_runs(target: Target, runs: list[ProbeRun]) -> list[ProbeRun]:
-    """The first runs of an alike device: the 1- and 12-layer models and the float one in full;
-    every other big model and the rows models, their generation alone."""
-    out = []
-    for run in runs:
-        if run.name in (MOE, MOE_DEEP, *MOE_QUANT) or run.name == target.attention_model:
-            continue
-        full = run.name in ("l1", "l12", target.large["float"])
-        out.append(run if full else replace(run, prompt=False, deep=False))
-    return out
-
-
-def _with_alike(
-    target: Target, runs: list[ProbeRun], timings: list[Timing | None], source: Measured, paths: dict[str, Path],
-    threads: int, on_step: Step | None, on_more: Callable[[int], None] | None, notes: list[Reason], failures: list[str],
-) -> tuple[list[ProbeRun], list[Timing | None]]:  # fmt: skip
-    """An alike device's runs and timings made whole where what both ran agrees: the source's runs
-    for what it did not run, the source's prompt batches beside its own generation. Where they
-    disagree (or a run failed) it is no twin: the rest is measured here, in full."""
-    name, source_runs, source_timings = source
-    theirs = _fitted_runs(source_runs, source_timings)
-    mine = {run.name: timed for run, timed in zip(runs, timings) if timed is not None}
-
-    def apart(a: float | None, b: float | None) -> bool:
-        return a is not None and b is not None and abs(a / b - 1) > ALIKE_TOLERANCE
-
-    differs = [
-        n
-        for n, t in mine.items()
-        if n in theirs and (apart(t.token_s, theirs[n][1].token_s) or apart(t.batch_s, theirs[n][1].batch_s))
-    ]
-    if differs or len(mine) < len(runs):
-        full = {run.name for run in runs if run.prompt}
-        rest = [_probe_run(target, paths, threads, n) for n in theirs if n not in full]
-        if on_more is not None:
-            on_more(len(rest))
-        notes.append(Reason("probe", f"not alike to {name} after all ({', '.join(differs) or 'a run failed'}): measured in full"))
-        return runs + rest, timings + _time_runs(rest, on_step, notes, failures)
-    own = {run.name: run for run in runs}
-    out_runs: list[ProbeRun] = []
-    out_timings: list[Timing | None] = []
-    for n, (source_run, source_timed) in theirs.items():
-        timed = mine.get(n)
-        if timed is None:
-            out_runs.append(replace(source_run, copied=name))
-            out_timings.append(source_timed)
-        elif timed.batch_s is None:  # its own generation and load, the source's prompt batches
-            out_runs.append(replace(source_run, params=own[n].params, label=own[n].label))
-            out_timings.append(replace(timed, batch_s=source_timed.batch_s, deep_batch_s=source_timed.deep_batch_s))
-        else:
-            out_runs.append(own[n])
-            out_timings.append(timed)
-    text = f"alike to {name}: {len(mine)} models agreed within {ALIKE_TOLERANCE:.0%}; its prompt rates, attention and experts taken from it"
-    notes.append(Reason("probe-alike", text, {"alike": name, "confirmed": len(mine)}))
-    return out_runs, out_timings
-
-
-def _fitted_runs(runs: list[ProbeRun], timings: list[Timing | None]) -> dict[str, tuple[ProbeRun, Timing]]:
-    """Each model's first run and timing with its prompt batch (the base _probe_points fits), in order."""
-    out: dict[str, tuple[ProbeRun, Timing]] = {}
-    for run, timed in zip(runs, timings):
-        if timed is not None and not run.load_only and run.name not in out and timed.batch_s is not None:
-            out[run.name] = (run, timed)
-    return out
-
-
 def _probe_runs(target: Target, paths: dict[str, Path], threads: int) -> list[ProbeRun]:
     """Every probe model's first run on the target, in the order they are timed; `_second_round`
     says which run again."""
@@ -633,55 +493,45 @@ def _probe_runs(target: Target, paths: dict[str, Path], threads: int) -> list[Pr
 
 
 def _probe_run(
-    target: Target, paths: dict[str, Path], threads: int, name: str, again: bool = False, full: bool = False,
-    load_only: bool = False,
-) -> ProbeRun:  # fmt: skip
-    """One probe model's run on the target: its first (`again` False), or a second one: generation
-    alone for a big model unless `full` (the first was disturbed: everything again), or only to time
-    its load (`load_only`: a few tokens, not fitted)."""
+    target: Target, paths: dict[str, Path], threads: int, name: str, again: bool = False, full: bool = False
+) -> ProbeRun:
+    """One probe model's run on the target: its first (`again` False), or its second: generation
+    alone for a big model unless `full` (the first was disturbed: everything again)."""
     big = name in target.large.values()
-    prompt = not load_only and (full or not (again and big))
+    prompt = full or not (again and big)
     params = _params(target, paths[name.removesuffix(PLAIN)], threads)
-    small = name in (*SMALL, ROWS, ROWS_QUANT)
     return ProbeRun(
         name,
         params.with_(no_repack=True) if name.endswith(PLAIN) else params,
-        LOAD_TG_TOKENS if load_only else TG_TOKENS.get(name, TG_TOKENS_LARGE),
-        1 if load_only else (SMALL_REPETITIONS if small else (BIG_REPETITIONS if big else REPETITIONS)),
+        TG_TOKENS.get(name, TG_TOKENS_LARGE),
+        SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if big else REPETITIONS),
         # Prompt batches vary by a percent or two between runs (after the warm-up, which they
         # need: a first batch ran 3-15 % slow here, and after a 64-token warm-up a Q4_K_M batch
-        # 21 % slow): up to five for the small models, one for the big and MoE ones (most of the
+        # 21 % slow): three for the small models, one for the big and MoE ones (most of the
         # probe's time).
-        SMALL_REPETITIONS if name in SMALL else PP_REPETITIONS,
+        REPETITIONS if name in SMALL else PP_REPETITIONS,
         prompt,
         prompt and name == target.attention_model,
         f"{target.device.name}: {name}" + (" again" if again else ""),
         # the host's sampling cost, from a 512- and a 262,144-token vocabulary
         SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
-        load_only=load_only,
     )
 
 
 def _second_round(
     target: Target, runs: list[ProbeRun], timings: list[Timing | None], paths: dict[str, Path], threads: int
 ) -> list[ProbeRun]:
-    """The runs to measure again, after every first one: a run other work disturbed (all its tests),
-    a small or big model whose repetitions did not settle within TIGHT_PCT (its generation, and a
-    small model's prompt: their fixed costs drift both ways, and one busy moment on a shared machine
-    can multiply them), and on a worker the float and rows models' loads (a second load shows what
-    its weight cache serves; the plain model's, what a cold file read adds). A quiet machine
-    measures most figures once."""
+    """The runs made again, after every first one. The small and rows models (their timings set the
+    fixed costs, which drift both ways between rounds: two_rounds takes their mean, or the faster
+    round past a spike) and the big models' generation (each weight class's memory rate; a remote
+    worker gets the big set, ~1 GB, uploaded twice: 8 s more over 1 GbE); and any run other work
+    disturbed, in full, its first run then dropped (_settled)."""
     again = []
     for run, timed in zip(runs, timings):
-        if timed is None or run.copied:
-            continue  # failed (said already), or another device's
-        # the float and rows models: a hashed byte and a vocabulary entry; the 1-layer and plain q8_0
-        # ones: the fixed part and a first load's cold read of the file (see _load_figures)
-        loads = bool(target.rpc) and run.name in ("l1", target.large["float"], target.large["q8"], ROWS)
-        if timed.contended or not timed.tight:
+        if timed is None:
+            continue  # failed: said already
+        if timed.contended or run.name in (*SMALL, ROWS, ROWS_QUANT, *target.large.values()):
             again.append(_probe_run(target, paths, threads, run.name, again=True, full=timed.contended))
-        elif loads:
-            again.append(_probe_run(target, paths, threads, run.name, again=True, load_only=True))
     return again
 
 
@@ -691,7 +541,7 @@ def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[T
     out = list(timings)
     disturbed: list[str] = []
     for name in dict.fromkeys(run.name for run in runs):
-        mine = [i for i, run in enumerate(runs) if run.name == name and not run.load_only and timings[i] is not None]
+        mine = [i for i, run in enumerate(runs) if run.name == name and timings[i] is not None]
         if not mine:
             continue
         last = timings[mine[-1]]
@@ -714,7 +564,7 @@ def _load_times(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[dic
     loads: dict[str, float] = {}
     first_loads: dict[str, float] = {}
     for run, timed in zip(runs, timings):
-        if timed is not None and not run.copied:  # a copied run's load crossed another link
+        if timed is not None:
             first_loads.setdefault(run.name, timed.load_s)
             loads[run.name] = min(loads.get(run.name, timed.load_s), timed.load_s)
     return loads, first_loads
@@ -729,8 +579,8 @@ def _probe_points(
     timings go into `raw`."""
     points: dict[str, ProbePoint] = {}
     for run, timed in zip(runs, timings):
-        if timed is None or run.load_only:
-            continue  # failed (its class stays unmeasured), or run for its load alone
+        if timed is None:
+            continue  # failed: its class stays unmeasured
         name, first = run.name, points.get(run.name)
         if first is None:
             if timed.batch_s is None:
@@ -978,16 +828,14 @@ def probe_group(
 
 
 def step_count(inventory: Inventory, no_repack: bool = False) -> int:
-    """How many steps run_probe reports at least (for a progress bar): every probe model on each
-    device and the host (the CPU's copied ones once more plain), each worker's four loads timed
-    again, and one tensor-parallel run over two devices or more; the models that run again add
-    theirs as they are known (on_more)."""
+    """How many steps run_probe reports (for a progress bar): every probe model on each device and
+    the host (the small and big ones twice, the CPU's copied ones once more plain), and one
+    tensor-parallel run over two devices or more; a run that other work disturbed adds its own
+    (on_more) as it is known."""
     devices = len(inventory.devices)
-    workers = sum(1 for d in inventory.devices if d.endpoint)
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
     plain = len(replace(targets(inventory, 1, "")[0], no_repack=no_repack).copied_classes)
-    first = (len(SMALL) + 2 + len(LARGE) + 4) * (devices + 1) + plain
-    return first + 4 * workers + (1 if devices >= 2 else 0) + local_gpus
+    return (2 * len(SMALL) + 4 + 2 * len(LARGE) + 4) * (devices + 1) + plain + (1 if devices >= 2 else 0) + local_gpus
 
 
 def run_probe(
@@ -1008,10 +856,9 @@ def run_probe(
     paths = probe_models(on_step, gpu=gpu)
     measured: dict[str, DeviceSpeed] = {}
     failed: list[Reason] = []
-    alike = Alike()
     for target in probed:
         try:
-            speed = probe_device(target, paths, threads, on_step, on_more, alike=alike)
+            speed = probe_device(target, paths, threads, on_step, on_more)
         except ProbeContended as exc:
             failed.append(Reason("probe-contended", exc.message, {"device": exc.device}))  # nothing cached
             continue
