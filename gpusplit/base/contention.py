@@ -6,7 +6,8 @@ prompt 14.5x below its prediction with a build running beside it. Linux's /proc/
 CPU's busy time; less what the measured processes took themselves (psutil, per process), the rest
 is other work. Steal is time the hypervisor gave this VM's CPUs to another guest.
 
-The rule (the README repeats it): a measurement is *contended* when other processes kept more than
+The rule (the README repeats it; the engine applies it to each repetition of a test as well as to
+the whole test): a measurement is *contended* when other processes kept more than
 CONTENDED_CPUS of a CPU busy beyond the CPUs the measurement left free, or steal took more than
 CONTENDED_STEAL_PCT of the CPUs' time. Counts come in clock ticks (10 ms), so a measurement whose
 others took less than MIN_OTHERS_S in all is never called contended: that is a tick or two of

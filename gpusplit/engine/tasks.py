@@ -447,7 +447,10 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
             seen += meter.since(before)
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         result: dict[str, Any] = {"test": test["name"], "samples_ts": samples}
-        measured = contention.total(seen)
+        # the whole test's, unless one repetition was disturbed: then that one's (a hog of three
+        # seconds in a ten-second test averaged to 0.23 CPUs, under the rule's quarter)
+        disturbed = [c for c in seen if c.contended]
+        measured = max(disturbed, key=lambda c: c.others_cpus) if disturbed else contention.total(seen)
         if measured is not None:
             result["contention"] = replace_mhz(measured).as_dict()
         results.append(result)
