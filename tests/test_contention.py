@@ -72,7 +72,7 @@ def test_a_bad_setting_is_refused_by_name(monkeypatch):
         contention.watching()
     assert "GPUSPLIT_CONTENTION=sometimes" in raised.value.render()[0]
     monkeypatch.setenv(contention.ENV, "ignore")
-    assert contention.watching() is False and contention.Meter().sample(0.0) is None
+    assert contention.watching() is False and contention.Meter().sample() is None
     monkeypatch.setenv(contention.ENV, "watch")
     assert contention.watching() is True
 
@@ -91,10 +91,10 @@ def test_a_real_neighbour_is_seen_and_a_worker_is_not_one(monkeypatch):
         while worker.pid not in contention.worker_pids() and time.monotonic() < deadline:
             time.sleep(0.05)  # its command line is readable once it has started
         assert worker.pid in contention.worker_pids() and hog.pid not in contention.worker_pids()
-        meter = contention.Meter({worker.pid})
-        before = meter.sample(time.monotonic())
+        meter = contention.Meter({worker.pid}, threads=2)
+        before = meter.sample()
         time.sleep(1.0)
-        after = meter.sample(time.monotonic())
+        after = meter.sample()
         assert before is not None and after is not None
         seen = contention.between(before, after, threads=2)
         assert seen.others_cpus >= 0.5 and seen.contended

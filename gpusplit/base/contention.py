@@ -17,6 +17,7 @@ rounding, not a neighbour; the same holds for steal.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,9 +95,10 @@ def _cpu_seconds(processes: Iterable[psutil.Process]) -> float:
 
 
 class Meter:
-    """Samples taken around measurements of the processes `pids` (this one always included)."""
+    """Samples taken around measurements of the processes `pids` (this one always included), which
+    keep `threads` CPUs busy."""
 
-    def __init__(self, pids: Iterable[int] = ()) -> None:
+    def __init__(self, pids: Iterable[int] = (), threads: int = 1) -> None:
         wanted = {os.getpid(), *pids}
         self.processes: list[psutil.Process] = []
         for pid in sorted(wanted):
@@ -104,13 +106,19 @@ class Meter:
                 self.processes.append(psutil.Process(pid))
             except (psutil.Error, OSError):
                 continue
+        self.threads = threads
         self.available = os.environ.get(ENV, "").strip().lower() != "ignore" and _read_stat() is not None
 
-    def sample(self, at: float) -> CpuSample | None:
+    def sample(self) -> CpuSample | None:
         stat = _read_stat() if self.available else None
         if stat is None:
             return None
-        return CpuSample(at, stat[0], stat[1], _cpu_seconds(self.processes))
+        return CpuSample(time.monotonic(), stat[0], stat[1], _cpu_seconds(self.processes))
+
+    def since(self, before: CpuSample | None) -> Contention | None:
+        """The contention from `before` to now (None where nothing is watched)."""
+        after = self.sample()
+        return None if before is None or after is None else between(before, after, self.threads)
 
 
 def cpu_mhz() -> float | None:

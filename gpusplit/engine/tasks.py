@@ -291,7 +291,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     # On the CPU too, as llama.cpp's own tools warm up whatever the device: a cold first prompt
     # measures the start-up, not the model.
     _warm_up(lib, loaded.ctx, tokens)
-    meter = _Meter(params)
+    meter = _meter(params)
     before = meter.sample()
     started = time.perf_counter()
     _decode_batches(lib, loaded.ctx, tokens, params.n_batch, "llama.cpp failed to decode the prompt")
@@ -314,7 +314,7 @@ def task_generate(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "ttft_ms": ttft_ms,
         "wall_ms": wall_ms,
         "token_ms": token_ms,
-        "contention": replace_mhz(seen[0]).as_dict() if seen else None,
+        "contention": replace_mhz(seen).as_dict() if seen is not None else None,
         "perf": {
             "t_load_ms": perf.t_load_ms,
             "t_p_eval_ms": perf.t_p_eval_ms,
@@ -435,7 +435,7 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     # {"test": "tg", "below_ts": X}: the later tests are skipped when that test's median is below X
     # (tune: no prompt test for a configuration that already generates clearly slower)
     stop_if = request.get("stop_if") or {}
-    meter = _Meter(params)
+    meter = _meter(params)
     results = []
     for test in request["tests"]:  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
         bench.one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
@@ -444,7 +444,9 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         for rep in range(int(test.get("repetitions") or reps)):
             before = meter.sample()
             samples.append(bench.one_run(test))
-            seen += meter.since(before)
+            disturbance = meter.since(before)
+            if disturbance is not None:
+                seen.append(disturbance)
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
         result: dict[str, Any] = {"test": test["name"], "samples_ts": samples}
         # the whole test's, unless one repetition was disturbed: then that one's (a hog of three
@@ -473,25 +475,14 @@ def replace_mhz(measured: contention.Contention) -> contention.Contention:
     return dataclasses.replace(measured, mhz=contention.cpu_mhz())
 
 
-class _Meter:
+def _meter(params: EngineParams) -> contention.Meter:
     """Contention around each timed run: this child, its parent, and the RPC workers on this
     machine are the measurement; any other process's CPU time is a neighbour's."""
-
-    def __init__(self, params: EngineParams) -> None:
-        workers = contention.worker_pids()
-        self.meter = contention.Meter({os.getppid(), *workers})
-        cpus = os.cpu_count() or 1
-        # local workers keep their own threads busy: no CPU is spare then
-        self.threads = cpus if workers else min(max(int(params.n_threads or cpus), 1), cpus)
-
-    def sample(self) -> contention.CpuSample | None:
-        return self.meter.sample(time.monotonic())
-
-    def since(self, before: contention.CpuSample | None) -> list[contention.Contention]:
-        after = self.sample()
-        if before is None or after is None:
-            return []
-        return [contention.between(before, after, self.threads)]
+    workers = contention.worker_pids()
+    cpus = os.cpu_count() or 1
+    # local workers keep their own threads busy: no CPU is spare then
+    threads = cpus if workers else min(max(int(params.n_threads or cpus), 1), cpus)
+    return contention.Meter({os.getppid(), *workers}, threads)
 
 
 class _BenchRuns:
