@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..base.contention import Contention
+from ..base.contention import ENV, Contention
 from ..base.contention import total as total_contention
 from ..base.errors import GpusplitError
 from ..base.files import replacing
@@ -112,13 +112,17 @@ class ProbeError(GpusplitError):
     """A device could not be measured (its small models or the f16 one failed)."""
 
 
+# what a device disturbed twice, or a probe left with none, says to do
+IDLE_HINT = f"run the probe when the machine is idle (or set {ENV}=ignore to keep such figures)"
+
+
 class ProbeContended(ProbeError):
     """Other work took CPU time while a device's models ran, twice: its figures are not kept."""
 
     def __init__(self, device: str, models: list[str], seen: Contention | None) -> None:
         super().__init__(
             "{device}: not kept: {what} while {count} of its probe models ran ({models}), measured again and still disturbed",
-            "run the probe when the machine is idle (or set GPUSPLIT_CONTENTION=ignore to keep such figures)",
+            IDLE_HINT,
             device=device,
             what=seen.describe() if seen is not None else "other work took CPU time",
             count=len(models),
@@ -403,9 +407,10 @@ def probe_device(
     on_step: Step | None = None,
     on_more: Callable[[int], None] | None = None,
 ) -> DeviceSpeed:
-    """Time every probe model wholly on the target and fit its figures. Models whose first run
-    other work disturbed, or whose repetitions did not settle, run again (`on_more(n)` says how many
-    more steps that adds); a model disturbed twice raises ProbeContended: nothing is kept."""
+    """Time every probe model wholly on the target and fit its figures. The small and big models
+    run twice (_second_round); a model whose run other work disturbed runs again in full
+    (`on_more(n)` says how many steps that adds beyond step_count's); a model disturbed twice
+    raises ProbeContended: nothing is kept."""
     runs = _probe_runs(target, paths, threads)
     raw: dict[str, Any] = {}  # the timings as measured, kept with the figures (DeviceSpeed.probe)
     notes: list[Reason] = []
@@ -418,18 +423,18 @@ def probe_device(
     timings = _time_runs(runs, on_step, notes, failures)
     again = _second_round(target, runs, timings, paths, threads)
     if again:
-        extra = [run for run in again if run.name not in (*SMALL, ROWS, ROWS_QUANT, *target.large.values())]
+        extra = [run for run in again if run.name not in _run_twice(target)]
         if extra and on_more is not None:
             on_more(len(extra))  # disturbed runs beyond the second round step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
-    disturbed_runs = [t.contention for t in timings if t is not None and t.contended and t.contention is not None]
+    disturbances = [t.contention for t in timings if t is not None and t.contended]
+    seen = total_contention(c for c in disturbances if c is not None)
     timings, disturbed = _settled(runs, timings)
     if disturbed:
-        raise ProbeContended(target.device.name, disturbed, total_contention(disturbed_runs))
-    if disturbed_runs:
-        worst = total_contention(disturbed_runs)
-        notes.append(Reason("probe-remeasured", f"{len(disturbed_runs)} runs measured again: {worst.describe() if worst else ''} during them",
-                            {"runs": len(disturbed_runs)}))  # fmt: skip
+        raise ProbeContended(target.device.name, disturbed, seen)
+    if seen is not None:
+        notes.append(Reason("probe-remeasured", f"{len(disturbances)} runs measured again: {seen.describe()} during them",
+                            {"runs": len(disturbances)}))  # fmt: skip
     loads, first_loads = _load_times(runs, timings)
     points = _probe_points(target, runs, timings, paths, down, raw)
     sample_fixed, sample_per_vocab = _sample_costs(runs, timings, paths, raw)
@@ -530,9 +535,14 @@ def _second_round(
     for run, timed in zip(runs, timings):
         if timed is None:
             continue  # failed: said already
-        if timed.contended or run.name in (*SMALL, ROWS, ROWS_QUANT, *target.large.values()):
+        if timed.contended or run.name in _run_twice(target):
             again.append(_probe_run(target, paths, threads, run.name, again=True, full=timed.contended))
     return again
+
+
+def _run_twice(target: Target) -> tuple[str, ...]:
+    """The models every probe of the target runs twice (see _second_round)."""
+    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values())
 
 
 def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[Timing | None], list[str]]:
@@ -876,7 +886,7 @@ def run_probe(
     if failed and not measured:
         texts = [f.text for f in failed]
         hint = (
-            "run the probe when the machine is idle (or set GPUSPLIT_CONTENTION=ignore to keep such figures)"
+            IDLE_HINT
             if all(f.code == "probe-contended" for f in failed)
             else "try {p.no_repack}; llama.cpp's log says why ({p.on_log})"
         )
