@@ -112,6 +112,26 @@ def _dense_probe_works(copies: bool = False) -> dict[str, Work]:
     return works
 
 
+def _probe_works() -> dict[str, Work]:
+    """Every probe model's work: the dense ones and the four mixtures of experts."""
+    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
+    return works | {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+
+
+def _fake_cpu_probe(monkeypatch, works: dict[str, Work], truth: DeviceSpeed, fake_time_runs) -> tuple[Device, dict]:
+    """The probe of a host CPU with its runs timed by `fake_time_runs`, each probe model's work
+    from `works` and the CPU's cache `truth`'s (not this machine's): the host and the models' paths."""
+    from pathlib import Path
+
+    from gpusplit.jobs import probe
+
+    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
+    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
+    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    return host, {name: Path(f"{name}.gguf") for name in works}
+
+
 def _mixed(work: Work, **more: float) -> Work:
     for cls, nbytes in more.items():
         work.add("bytes", cls, nbytes)
@@ -537,13 +557,11 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     """The small probe models are timed first and last, the big ones' generation too; a busy moment
     during one round (here the 1-layer and the f16 model three times slower) sets neither the fixed
     costs nor the memory rate. The progress bar counts every step."""
-    from pathlib import Path
 
     from gpusplit.devices.inventory import Inventory
     from gpusplit.jobs import probe
 
-    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
-    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    works = _probe_works()
     truth = _speed()
     rounds: dict[str, int] = {}
 
@@ -560,11 +578,7 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
             timings.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
         return timings
 
-    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
-    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)  # not this machine's
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
-    paths = {name: Path(f"{name}.gguf") for name in works}
+    host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
     steps = []
     fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2, lambda text, measured: steps.append(text))
     assert rounds["l1"] == 2 and rounds["f16"] == 2 and rounds["moe8"] == 1
@@ -581,13 +595,11 @@ def test_a_disturbed_run_is_made_again_and_only_the_quiet_one_counts(monkeypatch
     speed) runs again in full and its disturbed run is dropped, not averaged: the 1-layer model's
     first round and the 8-layer MoE model's only one, three times slower. The progress bar counts
     the extra run; a note with the code `probe-remeasured` says what disturbed them."""
-    from pathlib import Path
 
     from gpusplit.devices.inventory import Inventory
     from gpusplit.jobs import probe
 
-    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
-    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    works = _probe_works()
     truth = _speed()
     rounds: dict[str, int] = {}
     shown: list[probe.ProbeRun] = []
@@ -607,11 +619,7 @@ def test_a_disturbed_run_is_made_again_and_only_the_quiet_one_counts(monkeypatch
                                         contention=seen))  # fmt: skip
         return timings
 
-    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
-    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)  # not this machine's
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
-    paths = {name: Path(f"{name}.gguf") for name in works}
+    host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
     steps: list[str] = []
     more: list[int] = []
     fitted = probe.probe_device(
@@ -633,13 +641,11 @@ def test_a_device_disturbed_twice_is_not_kept(monkeypatch, tmp_path):
     """A model whose second run is disturbed too: the device's figures are not cached, and the
     inventory says what disturbed it by the code `probe-contended`; when it was the only device,
     the probe fails saying so."""
-    from pathlib import Path
 
     from gpusplit.devices.inventory import Inventory
     from gpusplit.jobs import probe
 
-    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
-    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    works = _probe_works()
     truth = _speed()
 
     def fake_time_runs(runs, on_step=None, notes=None, failures=None):
@@ -652,11 +658,7 @@ def test_a_device_disturbed_twice_is_not_kept(monkeypatch, tmp_path):
                                     contention=seen))  # fmt: skip
         return out
 
-    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
-    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
-    paths = {name: Path(f"{name}.gguf") for name in works}
+    host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
     with pytest.raises(probe.ProbeContended, match="1.20 of 2 CPUs"):
         probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
     monkeypatch.setattr(probe, "probe_models", lambda on_step=None, gpu=False: paths)
@@ -678,8 +680,7 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
 
     from gpusplit.jobs import probe
 
-    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
-    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    works = _probe_works()
     vocab = {name: (262144 if name.startswith("rows") else 512) for name in works}
     # The float models' matrices go by hash (the real f16 probe model: 74 % of its bytes), the rows
     # models' output matrix (99 %); the quantized ones hold nothing over 10 MiB.
@@ -764,8 +765,7 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
     from gpusplit.devices.inventory import Inventory
     from gpusplit.jobs import probe
 
-    works = {**_dense_probe_works(), "moe": _work(2, 40 * MIB), "moe8": _work(8, 160 * MIB)}
-    works |= {"moe-q4_k_m": _work(2, 12 * MIB, "kquant"), "moe8-q4_k_m": _work(8, 48 * MIB, "kquant")}
+    works = _probe_works()
     truth = _speed()
     failing = {"q8_0", "moe8"}
 
@@ -784,11 +784,7 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
             out.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
         return out
 
-    monkeypatch.setattr(probe, "_time_runs", fake_time_runs)
-    monkeypatch.setattr(probe, "_work", lambda path, copies=(), level="none": works[Path(path).stem])
-    monkeypatch.setattr(probe.speed_cache, "cpu_cache_bytes", lambda: truth.cache_bytes)
-    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
-    paths = {name: Path(f"{name}.gguf") for name in works}
+    host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
     fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
     assert fitted.unmeasured == ["q8"]
     from gpusplit.devices.speed import rate_of
