@@ -44,7 +44,7 @@ DESCRIPTIONS = {
     "gpusplit.bench/3": "`gpusplit bench -o json` (an array of these) or `-o jsonl` / `--output FILE` (one per line): "
     "one record per configuration and test, its noise (`mean_ts`, `interval_ts`, `outliers_ts`) and `contention`.",
     "gpusplit.catalog/1": "`gpusplit devices --catalog --json`: the built-in GPU catalog.",
-    "gpusplit.bench-compare/3": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per (configuration, test), the change, its 95 % interval and a verdict (faster, slower, the same within noise).",
+    "gpusplit.bench-compare/4": "`gpusplit bench --compare a.jsonl --compare b.jsonl -o json`: per (configuration, test), the change, its 95 % interval and a verdict (faster, slower, the same within noise); a side of several runs (benches appended to one file) is judged over its runs' means.",
     "gpusplit.trial/3": "`gpusplit tune --trials FILE`: one trial per line, appended as each ends (`--resume FILE` goes on from them).",
     "gpusplit.tune/3": "`gpusplit tune --json`: every trial (configuration, predicted and measured speed, the least headroom, status), the winner, and its `gpusplit.plan/2` document (what `--output` writes).",
 }
@@ -118,7 +118,7 @@ def main() -> int:
                 gpusplit("bench", "-p", "32", "-n", "8", "-r", "2", "--ctx", "256", "-o", "json", "--output", str(results))
             )[0],
             "gpusplit.catalog/1": json.loads(gpusplit("devices", "--catalog", "--json")),
-            "gpusplit.bench-compare/3": json.loads(
+            "gpusplit.bench-compare/4": json.loads(
                 gpusplit("bench", "--compare", str(results), "--compare", str(results), "-o", "json")
             ),
             "gpusplit.tune/3": json.loads(gpusplit("tune", "--json", "--budget", "10s", "--trials", str(trials))),

@@ -4,11 +4,13 @@ runs gpusplit for minutes; its lead runs it)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
+from records import bench_record
 from test_docs import PROVENANCE
 
 from gpusplit.base.contention import ENV
@@ -29,13 +31,26 @@ def test_spread_is_fastest_over_slowest_and_the_coefficient_of_variation():
     assert busy.spread([100.0]) is None
 
 
-def test_twenty_gate_pairs_of_ten_runs_go_consecutive_then_every_other_then_every_third():
-    pairs = busy.gate_pairs(10)
-    assert len(pairs) == 20 and len(set(pairs)) == 20
-    assert pairs[:9] == [(i, i + 1) for i in range(9)]
-    assert pairs[9:17] == [(i, i + 2) for i in range(8)]
-    assert pairs[17:] == [(0, 3), (1, 4), (2, 5)]
-    assert busy.gate_pairs(3) == [(0, 1), (1, 2), (0, 2)]  # fewer runs: every pair there is
+def test_twenty_gates_split_ten_runs_into_disjoint_halves_the_same_way_every_time():
+    splits = busy.gate_splits(10)
+    assert len(splits) == 20 and len(set(splits)) == 20
+    assert all(len(a) == len(b) == 5 and not set(a) & set(b) for a, b in splits)
+    assert splits == busy.gate_splits(10)  # a rerun judges the same splits
+    # four runs, two a side: A={0,1} has one B={2,3}, and so on: 6 ordered splits, all taken
+    assert sorted(busy.gate_splits(4, per_side=2)) == [
+        ((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)), ((1, 2), (0, 3)), ((1, 3), (0, 2)), ((2, 3), (0, 1))]  # fmt: skip
+
+
+def test_the_sweep_fires_only_where_every_run_of_b_is_slower(tmp_path):
+    files = []
+    for i, mean in enumerate([100.0, 100.0, 50.0, 50.0]):  # runs 3 and 4 at half the speed
+        samples = [mean * 0.99, mean, mean * 1.01]
+        path = tmp_path / f"run{i}.jsonl"
+        path.write_text(json.dumps(bench_record(test="tg4", samples_ts=samples, avg_ts=mean, repetitions=3)) + "\n")
+        files.append(path)
+    swept = busy.sweep(files, pcts=(5.0, 60.0), per_side=2)
+    # of the six splits only {1,2} -> {3,4} is slower beyond its noise (the mixed sides span 50..100)
+    assert swept == {"splits": 6, "fired": [{"pct": 5.0, "fired": 1}, {"pct": 60.0, "fired": 0}]}
 
 
 def test_contention_is_found_anywhere_and_absent_fields_say_so():
@@ -61,12 +76,12 @@ def test_a_record_without_the_new_fields_gets_its_mean_from_the_samples_and_not_
 
 
 def _gate(fired: bool) -> dict:
-    return {"pair": [1, 2], "rc": 4 if fired else 0, "fired": fired, "rows": []}
+    return {"a_runs": [1, 2], "b_runs": [3, 4], "rc": 4 if fired else 0, "fired": fired, "rows": []}
 
 
 def test_the_gates_verdict_needs_no_identical_gate_and_every_half_thread_gate_to_fire():
-    section = {"pct": 5.0, "threads": 2, "half_threads": 1}
-    half = {"full": {"rc": 0}, "half": {"rc": 0}}
+    section = {"pct": 10.0, "per_side": 5, "threads": 2, "half_threads": 1}
+    half = {"bench_exits": [0] * 10}
     good = dict(section, identical=[_gate(False)] * 20, half=[{**half, **_gate(True)}] * 3)
     assert busy.render_gates(good)[1].startswith("gates met: 0 of 20")
     one_fired = dict(good, identical=[_gate(True)] + [_gate(False)] * 19)

@@ -44,7 +44,7 @@ def test_run_and_bench_validate(cli, tiny_model, tmp_path):
     )
     valid(records, BENCH)
     compare = json.loads(cli("bench", "--compare", str(out), "--compare", str(out), "-o", "json").stdout)
-    valid(compare, SCHEMAS["gpusplit.bench-compare/3"])
+    valid(compare, SCHEMAS["gpusplit.bench-compare/4"])
 
 
 def test_docs_describe_every_schema_and_its_fields():

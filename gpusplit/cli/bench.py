@@ -71,7 +71,12 @@ Resume = Annotated[
     Optional[str], typer.Option("--resume", help="Skip the configurations already in this JSONL file, append the rest to it.")
 ]
 CompareFiles = Annotated[
-    Optional[List[str]], typer.Option("--compare", help="Compare two result files: --compare a.jsonl --compare b.jsonl.")
+    Optional[List[str]],
+    typer.Option(
+        "--compare",
+        help="Compare two result files: --compare a.jsonl --compare b.jsonl; a file with several runs of a row "
+        "(benches appended to it) is judged over its runs.",
+    ),
 ]
 FailSlower = Annotated[
     Optional[float],
@@ -82,7 +87,8 @@ FailSlower = Annotated[
         max=100,
         callback=finite,
         help="With --compare: exit 4 when a row of the second file is slower than the first's by more than PCT "
-        "percent beyond both runs' noise (95 % intervals of their repetitions); a row measured beside other work "
+        "percent beyond both sides' noise (95 % intervals over their runs, or one run's repetitions); a row measured "
+        "beside other work "
         "is judged too, and said to be.",
     ),
 ]
@@ -368,10 +374,11 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
         output.line(f"{files[1]} against {files[0]}")
         output.line()
         output.markdown_table(
-            ["configuration", "test", "a t/s", "b t/s", "change", "95 % interval", "b is", "measured"],
-            [[r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", f"{r['change_pct']:+.1f} %",
-              _interval_text(r), change_text(r), "busy" if r["contended"] else ""] for r in rows],
-            right=("a t/s", "b t/s", "change", "95 % interval"),
+            ["configuration", "test", "a t/s", "b t/s", "runs", "change", "95 % interval", "b is", "measured"],
+            [[r["config"], r["test"], f"{r['a_ts']:.2f}", f"{r['b_ts']:.2f}", f"{r['a_runs']}/{r['b_runs']}",
+              f"{r['change_pct']:+.1f} %", _interval_text(r), change_text(r), "busy" if r["contended"] else ""]
+             for r in rows],
+            right=("a t/s", "b t/s", "runs", "change", "95 % interval"),
         )  # fmt: skip
     busy = sum(1 for r in rows if r["contended"])
     if busy:
@@ -385,6 +392,13 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
     blind = sum(1 for r in rows if r["change_high_pct"] is None)
     if blind:
         output.warn(f"{blind} of {len(rows)} rows have one repetition: no noise to judge them by (bench -r 3 or more)")
+    single = result_files.single_runs(rows)
+    if single:
+        # one run's repetitions agree within a few percent where runs minutes apart differ by tens
+        output.warn(
+            f"{single} of {len(rows)} rows have one run on a side: their interval cannot see how far runs drift "
+            "apart, so the gate may fire on drift alone; append 3 or more benches (--output) to each file"
+        )
     slower = result_files.regressions(rows, fail_slower)
     for r in slower:
         # judged all the same: a gate that passed whenever the runner was busy would let a slowdown through

@@ -548,16 +548,20 @@ class CompareRow(Closed):
     b_ts: Speed
     ratio: Ratio | None
     change_pct: Percent
-    change_low_pct: Percent | None  # the change's 95 % interval (None: a side with one repetition)
+    change_low_pct: Percent | None  # the change's 95 % interval (None: a side of one run of one repetition)
     change_high_pct: Percent | None
     verdict: Literal["faster", "slower", "same"]  # "same": the intervals overlap
-    a_outliers: Count
+    a_runs: Count  # records of the row in the file; with 2 or more the interval is over the runs' means
+    b_runs: Count
+    a_outliers: Count  # repetitions set aside inside the runs
     b_outliers: Count
+    a_runs_aside: Count  # runs set aside (Tukey's fences over 4 runs or more)
+    b_runs_aside: Count
     contended: bool  # either side was measured while other work took CPU time it needed
 
 
 class CompareDoc(Closed):
-    schema: Literal["gpusplit.bench-compare/3"]
+    schema: Literal["gpusplit.bench-compare/4"]
     a: str
     b: str
     rows: list[CompareRow]
@@ -622,7 +626,7 @@ DOCUMENTS: dict[str, type[Struct]] = {
     "gpusplit.run/3": RunDoc,
     "gpusplit.bench/3": BenchRecord,
     "gpusplit.catalog/1": CatalogDoc,
-    "gpusplit.bench-compare/3": CompareDoc,
+    "gpusplit.bench-compare/4": CompareDoc,
     "gpusplit.tune/3": TuneDoc,
     "gpusplit.trial/3": TrialRecord,
 }

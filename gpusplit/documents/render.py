@@ -2,7 +2,7 @@
 
 `gpusplit.plan/2` plan_document, `gpusplit.run/3` run_document, `gpusplit.bench/3` bench_record,
 `gpusplit.devices/2` devices_document, `gpusplit.tune/3` tune_document, `gpusplit.inspect/1` inspect_document,
-`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/3` compare_document.
+`gpusplit.catalog/1` catalog_document, `gpusplit.bench-compare/4` compare_document.
 
 `schemas.py` holds their JSON Schemas, closed (`additionalProperties: false`), and a test checks each
 document against its schema: a field added here and not there fails. Pure: no printing, no engine.
@@ -45,13 +45,14 @@ if TYPE_CHECKING:
 # says no_repack (it said use_extra_bufts). The /1 documents are still read.
 # run/3, bench/3, tune/3 (trial/3), bench-compare/3: every measured figure carries its noise (its 95 %
 # interval, the outliers set aside) and what other work took of the CPUs while it was measured.
+# bench-compare/4: a side of several runs (records of one row) is judged over its runs' means.
 PLAN_SCHEMA = "gpusplit.plan/2"
 RUN_SCHEMA = "gpusplit.run/3"
 BENCH_SCHEMA = "gpusplit.bench/3"
 DEVICES_SCHEMA = "gpusplit.devices/2"
 INSPECT_SCHEMA = "gpusplit.inspect/1"
 CATALOG_SCHEMA = "gpusplit.catalog/1"
-COMPARE_SCHEMA = "gpusplit.bench-compare/3"
+COMPARE_SCHEMA = "gpusplit.bench-compare/4"
 TUNE_SCHEMA = "gpusplit.tune/3"
 
 COMPONENTS = ("weights", "kv", "compute", "output")

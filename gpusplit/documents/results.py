@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import msgspec
 from ..base import journal
 from ..base.contention import Contention
 from ..base.jsonio import head
-from ..base.stats import change, summarize
+from ..base.stats import Summary, change, summarize
 from ..jobs.runner import Recovery
 from ..jobs.tune import Trial, most_disturbed
 from ..planning.request import DEFAULT, Request
@@ -59,32 +60,71 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Per (configuration, test) present in both: b against a, from each side's repetitions (the
-    mean with outliers set aside, its 95 % interval: base/stats.py), whether b is faster, slower or
-    the same within their noise, and whether either side was measured beside other work."""
-    index = {(r["config_key"], r["test"]): r for r in a if r["status"] == "ok"}
-    for r in b:
-        other = index.get((r["config_key"], r["test"]))
-        if other is None or r["status"] != "ok" or not r["samples_ts"] or not other["samples_ts"]:
+    """Per (configuration, test) present in both: b against a, whether b is faster, slower or the
+    same within their noise, and whether either side was measured beside other work.
+
+    A side with one run (one record of the row) is the mean of its repetitions with their 95 %
+    interval. A side with several runs (benches appended to one file) is the mean of the runs'
+    means with the t-interval over runs: repetitions inside one run agree far more closely than
+    runs minutes apart (docs/busy.md: 3-8 % against 27-39 % on a VM), and only the runs show that
+    drift, as pyperf judges its processes, not the values inside one."""
+    index = _runs(a)
+    for key, new_runs in _runs(b).items():
+        base_runs = index.get(key)
+        if base_runs is None:
             continue
-        base, new = summarize(other["samples_ts"]), summarize(r["samples_ts"])
-        moved = change(base, new)
+        base, new = _side(base_runs), _side(new_runs)
+        moved = change(base.summary, new.summary)
         verdict = "same" if not moved.separated else "faster" if moved.pct > 0 else "slower"
         yield {
-            "config": r["config_key"],
-            "test": r["test"],
-            "a_ts": round(base.mean, 3),
-            "b_ts": round(new.mean, 3),
-            "ratio": round(new.mean / base.mean, 4) if base.mean else None,
+            "config": key[0],
+            "test": key[1],
+            "a_ts": round(base.summary.mean, 3),
+            "b_ts": round(new.summary.mean, 3),
+            "ratio": round(new.summary.mean / base.summary.mean, 4) if base.summary.mean else None,
             "change_pct": round(moved.pct, 2),
-            # the change's interval: None where one side has a single repetition (no noise known)
+            # the change's interval: None where a side has one run of one repetition (no noise known)
             "change_low_pct": _finite(moved.low_pct),
             "change_high_pct": _finite(moved.high_pct),
             "verdict": verdict,
-            "a_outliers": len(base.outliers),
-            "b_outliers": len(new.outliers),
-            "contended": is_contended(other) or is_contended(r),
+            "a_runs": len(base_runs),
+            "b_runs": len(new_runs),
+            "a_outliers": base.outliers,
+            "b_outliers": new.outliers,
+            "a_runs_aside": base.runs_aside,
+            "b_runs_aside": new.runs_aside,
+            "contended": any(is_contended(r) for r in (*base_runs, *new_runs)),
         }
+
+
+def _runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The measured records of each (configuration, test), in file order: one per run."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] == "ok" and r["samples_ts"]:
+            runs.setdefault((r["config_key"], r["test"]), []).append(r)
+    return runs
+
+
+@dataclass(frozen=True)
+class _Side:
+    summary: Summary
+    outliers: int  # repetitions set aside inside the runs
+    runs_aside: int  # whole runs set aside (4 runs or more)
+
+
+def _side(runs: list[dict[str, Any]]) -> _Side:
+    inside = [summarize(r["samples_ts"]) for r in runs]
+    aside = sum(len(s.outliers) for s in inside)
+    if len(inside) == 1:
+        return _Side(inside[0], aside, 0)
+    over_runs = summarize([s.mean for s in inside])
+    return _Side(over_runs, aside, len(over_runs.outliers))
+
+
+def single_runs(rows: Iterable[dict[str, Any]]) -> int:
+    """The compared rows with a side of one run, whose interval cannot see the drift between runs."""
+    return sum(1 for r in rows if min(r["a_runs"], r["b_runs"]) == 1)
 
 
 def is_contended(record: dict[str, Any]) -> bool:
