@@ -119,7 +119,15 @@ CpuBandwidth = Annotated[
     typer.Option("--cpu-bandwidth", metavar="RATE", help="Host memory bandwidth for speed predictions (default 60GB/s)."),
 ]
 Threads = Annotated[
-    Optional[int], typer.Option("--threads", "-t", metavar="N", min=1, max=1024, help="CPU threads (default: all cores).")
+    Optional[int],
+    typer.Option(
+        "--threads",
+        "-t",
+        metavar="N",
+        min=1,
+        max=1024,
+        help="CPU threads (default: $GPUSPLIT_THREADS, else every CPU this process may run on).",
+    ),
 ]
 Lora = Annotated[
     Optional[list[str]],

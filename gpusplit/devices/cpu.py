@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from ..base.errors import InputError
+
 CPUINFO_LIMIT = 1 << 20  # /proc/cpuinfo of a 512-thread machine is ~1 MiB; one processor's flags are enough
 # llama.cpp's names for the host's weight buffers: the mapped file and the CPU backend's copies
 AMX = "AMX"
@@ -40,9 +42,28 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     return name or platform.processor() or platform.machine() or "CPU"
 
 
+THREADS_ENV = "GPUSPLIT_THREADS"
+MAX_THREADS = 1024  # as --threads
+
+
 def default_threads() -> int:
-    """The CPU threads runs use unless told: every core."""
-    return os.cpu_count() or 1
+    """The CPU threads runs use unless told: $GPUSPLIT_THREADS, else every CPU this process may run
+    on (its affinity: what taskset or a container's cpuset leaves it, not the host's count: ggml's
+    threads busy-wait, and one more than there are CPUs waits a time slice at every barrier)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+            raise InputError(
+                "{env}={value}: not a thread count",
+                f"set it to a whole number from 1 to {MAX_THREADS}, or unset it",
+                env=THREADS_ENV,
+                value=value[:40],
+            )
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def repack_level(features: Iterable[str]) -> str:
