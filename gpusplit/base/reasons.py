@@ -66,6 +66,8 @@ CODES: dict[str, str] = {
     "contended": "a figure was measured while other processes or the hypervisor took CPU time it needed",
     "probe-contended": "the probe measured a device while other work took CPU time: its figures were not kept",
     "probe-remeasured": "probe models that other work disturbed were measured again, undisturbed",
+    "probe-twin": "a worker on this machine computing as one probed already (its CPU, threads and build): "
+    "that one's figures, its own link measured",
     # tune
     "prediction-only": "nothing can be measured: configurations ranked by prediction only",
     "within-noise": "the winner's lead is inside the spread of its measurements",

@@ -126,12 +126,17 @@ def _note_path(endpoint: str, folder: Path | None = None) -> Path:
     return (folder or _notes_folder()) / (re.sub(r"[^A-Za-z0-9._-]", "_", endpoint) + ".json")
 
 
-def write_worker_note(endpoint: str, devices: list[dict[str, str]], threads: int, folder: Path | None = None) -> Path:
-    """What a worker on this machine serves (devices: name, description, type cpu|gpu), for clients
-    on the same machine; `remove_worker_note` when it stops. A note whose process is gone is ignored."""
+def write_worker_note(
+    endpoint: str, devices: list[dict[str, str]], threads: int, folder: Path | None = None, build: str | None = None
+) -> Path:
+    """What a worker on this machine serves (devices: name, description, type cpu|gpu), with how
+    many threads and which llama.cpp build, for clients on the same machine; `remove_worker_note`
+    when it stops. A note whose process is gone is ignored."""
     path = _note_path(endpoint, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     note = {"endpoint": endpoint, "pid": os.getpid(), "threads": threads, "devices": devices}
+    if build is not None:
+        note["build"] = build
     write_whole(path, json.dumps(note).encode(), "worker_note")
     return path
 
@@ -153,6 +158,24 @@ def remove_worker_note(endpoint: str, folder: Path | None = None) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
+
+
+def same_cpu_service(endpoint: str, folder: Path | None = None) -> tuple[Any, ...] | None:
+    """What a live `gpusplit worker` on this machine serves, as a key two workers share only when
+    they compute alike: this machine's CPU (every device a CPU, by description), at the same thread
+    count, with the same llama.cpp build. None for anything else (a GPU, another machine, a worker
+    whose note does not say its build, llama.cpp's own rpc-server)."""
+    if not on_this_machine(endpoint):
+        return None
+    note = read_worker_note(endpoint, folder)
+    if note is None:
+        return None
+    devices, threads, build = note["devices"], note.get("threads"), note.get("build")
+    if not devices or not isinstance(threads, int) or not isinstance(build, str):
+        return None
+    if not all(isinstance(d, dict) and d.get("type") == "cpu" for d in devices):
+        return None
+    return (tuple(str(d.get("description", "")) for d in devices), threads, build)
 
 
 def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..devices.device import DEV_TYPE_CPU
 from ..devices.rpc import remove_worker_note, write_worker_note
-from . import EngineInputError
+from . import EngineInputError, engine_build_id
 from .registry import RawDevice, ggml, list_devices, rpc_library
 
 
@@ -115,7 +115,7 @@ def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int
     served = [
         {"name": d.name, "description": d.description, "type": "cpu" if d.type == DEV_TYPE_CPU else "gpu"} for d in plan.devices
     ]
-    write_worker_note(plan.endpoint, served, plan.threads)
+    write_worker_note(plan.endpoint, served, plan.threads, build=engine_build_id())
     if on_started is not None:
         on_started()
     try:

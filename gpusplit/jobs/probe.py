@@ -38,7 +38,7 @@ from ..devices import speed as speed_cache
 from ..devices.backends import backend
 from ..devices.cpu import default_threads
 from ..devices.inventory import attach_speeds, detect
-from ..devices.rpc import RPCError, link_rates, parse_endpoints, round_trips, serves_this_cpu
+from ..devices.rpc import RPCError, link_rates, parse_endpoints, round_trips, same_cpu_service, serves_this_cpu
 from ..devices.speed import COPIED, DeviceSpeed, GroupSpeed, speed_folder
 from ..engine import engine_build_id, require_engine
 from ..engine.inventory import engine_summary, registry_devices
@@ -837,15 +837,51 @@ def probe_group(
     )
 
 
+# Each device's timed runs: the small and rows models and the big ones twice, the four MoE ones once
+DEVICE_STEPS = 2 * len(SMALL) + 4 + 2 * len(LARGE) + 4
+
+
+def twins(probed: Sequence[Target]) -> dict[int, int]:
+    """Which targets compute exactly as an earlier one: index -> the earlier's index. Two `gpusplit
+    worker`s on this machine serving its CPU at the same threads with the same llama.cpp build run
+    the same kernels on the same cores; measured in full, two such workers differed 15-20 % in
+    generation from moment to moment here, as one worker does between two probes: noise, not two
+    devices, and measuring both made a probe of the CPU and two workers 163-179 s."""
+    first: dict[tuple[Any, ...], int] = {}
+    out: dict[int, int] = {}
+    for index, target in enumerate(probed):
+        key = same_cpu_service(target.rpc[0]) if len(target.rpc) == 1 and target.this_cpu else None
+        if key is None:
+            continue
+        if key in first:
+            out[index] = first[key]
+        else:
+            first[key] = index
+    return out
+
+
+def twin_speed(target: Target, twin: DeviceSpeed, twin_name: str) -> DeviceSpeed:
+    """A twin's figures (see `twins`): the other worker's compute and load figures, with its own
+    link measured (the round trip and each way's rate, a second or two)."""
+    raw: dict[str, Any] = {"twin": twin.identity}
+    rtt = _round_trip(target.rpc[0])
+    _, down = _link_rates(target.rpc[0], raw)
+    note = Reason("probe-twin", f"computes as {twin_name} (this CPU, the same threads and llama.cpp build): its "
+                  f"figures are {twin_name}'s, its link measured", {"twin": twin_name})  # fmt: skip
+    raw["notes"] = [*raw.get("notes", []), note.as_dict()]
+    return replace(twin, rtt_s=rtt, download_bytes_per_s=down, identity=target.identity, measured_at=speed_cache.now(), probe=raw)
+
+
 def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
     the host (the small and big ones twice, the CPU's copied ones once more plain), and one
-    tensor-parallel run over two devices or more; a run that other work disturbed adds its own
-    (on_more) as it is known."""
-    devices = len(inventory.devices)
+    tensor-parallel run over two devices or more; a twin of a device probed before it (`twins`)
+    runs none; a run that other work disturbed adds its own (on_more) as it is known."""
+    devices = len(inventory.devices) - len(twins(targets(inventory, 1, "")))
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
     plain = len(replace(targets(inventory, 1, "")[0], no_repack=no_repack).copied_classes)
-    return (2 * len(SMALL) + 4 + 2 * len(LARGE) + 4) * (devices + 1) + plain + (1 if devices >= 2 else 0) + local_gpus
+    group = 1 if len(inventory.devices) >= 2 else 0
+    return DEVICE_STEPS * (devices + 1) + plain + group + local_gpus
 
 
 def run_probe(
@@ -866,9 +902,18 @@ def run_probe(
     paths = probe_models(on_step, gpu=gpu)
     measured: dict[str, DeviceSpeed] = {}
     failed: list[Reason] = []
-    for target in probed:
+    twin_of = twins(probed)
+    for index, target in enumerate(probed):
+        twin = probed[twin_of[index]] if index in twin_of else None
         try:
-            speed = probe_device(target, paths, threads, on_step, on_more)
+            if twin is not None and twin.identity in measured:
+                if on_step is not None:
+                    on_step(f"{target.device.name}: its link (it computes as {twin.device.name})", False)
+                speed = twin_speed(target, measured[twin.identity], twin.device.name)
+            else:
+                if twin is not None and on_more is not None:
+                    on_more(DEVICE_STEPS)  # its twin could not be measured: this one is, in full
+                speed = probe_device(target, paths, threads, on_step, on_more)
         except ProbeContended as exc:
             failed.append(Reason("probe-contended", exc.message, {"device": exc.device}))  # nothing cached
             continue
