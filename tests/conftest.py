@@ -16,6 +16,10 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 # Tests hold on a busy machine (a CI runner's neighbours, other helpers' builds): measurements do
 # not watch other processes unless a test about that turns it on (GPUSPLIT_CONTENTION=watch).
 os.environ["GPUSPLIT_CONTENTION"] = "ignore"
+# One engine thread unless a test says otherwise: ggml's threads busy-wait at every barrier, so two
+# on two cores beside any other process wait out time slices (tests/test_run.py: 20 s idle, 49-55 s
+# beside a CPU hog at two threads; 22 s idle and 23 s beside the hog at one).
+os.environ.setdefault("GPUSPLIT_THREADS", "1")
 
 
 # ---------------------------------------------------------------------------------------------

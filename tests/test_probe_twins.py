@@ -83,7 +83,7 @@ def test_a_twin_gets_the_first_workers_figures_and_its_own_link(monkeypatch, tmp
     assert twin.identity == targets[2].identity and twin.rtt_s == 0.0002 and first.rtt_s == 0.5
     assert twin.download_bytes_per_s == 2e9
     (note,) = [n for n in inventory.notes if n.code == "probe-twin"]
-    assert note.text.startswith("RPC1: ") and "RPC0" in note.text
+    assert note.values == {"twin": "RPC0"}
     assert any("RPC1" in text and "RPC0" in text for text in steps) and more == []
 
 
