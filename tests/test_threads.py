@@ -15,7 +15,7 @@ def test_the_variable_sets_the_threads(monkeypatch):
     assert default_threads() == 3
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "1025", "9" * 50])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "1025", "9" * 50, "²", "\uff12"])
 def test_a_bad_value_is_named_with_the_fix(monkeypatch, value):
     monkeypatch.setenv(THREADS_ENV, value)
     with pytest.raises(InputError) as caught:

@@ -138,8 +138,12 @@ def test_the_best_few_are_measured_again_and_a_lead_inside_the_noise_goes_to_the
     101; the plan's own choice 100, 110, 95): the plan's own choice wins, and the margin and the
     spread are reported."""
     model, inventory = cpu_only
+    from gpusplit.devices.cpu import default_threads, usable_cpus
+
+    if usable_cpus() < 2:
+        pytest.skip("one CPU: tune has no thread count to move to")
     planned = seeds(gpusplit.plan(model, inventory, CTX))[0]
-    tuned = planned.with_(n_threads=1)
+    tuned = planned.with_(n_threads=2 if default_threads() == 1 else 1)  # a thread count the plan does not run
     measure = noisy_measure({key(planned): [100.0, 110.0, 95.0], key(tuned): [112.0, 96.0, 101.0]})
     result = tune(model, inventory, CTX, budget_s=60, measure=measure)
     assert measure.calls.count(key(planned)) == 1 + FINAL_ROUNDS and measure.calls.count(key(tuned)) == 1 + FINAL_ROUNDS
@@ -218,6 +222,9 @@ def test_neighbours_move_every_knob():
     assert {m.n_gpu_layers for m in moves} >= {9, 11} and {m.n_cpu_moe for m in moves} >= {2, 4}
     assert any(m.flash_attn for m in moves) and {m.n_ubatch for m in moves} >= {256, 1024}
     assert {m.n_threads for m in moves} >= {1, 2, 3} and 4 not in {m.n_threads for m in moves}  # 4 = all cores = unset
+    # GPUSPLIT_THREADS=1 (or a taskset of one CPU among four): unset means 1, so 4 is a move and 1 is not
+    threads = {m.n_threads for m in neighbours(best, n_devices=2, n_layer=32, cores=4, default_threads=1)}
+    assert threads >= {2, 3, 4} and 1 not in threads
 
 
 def test_one_load_measures_both_and_skips_the_prompt_when_clearly_slower(tiny_model):

@@ -22,7 +22,13 @@ def worker(
     device: Optional[List[str]] = typer.Option(
         None, "--device", "-d", help="Local device(s) to serve, by ggml name (CPU, CUDA0, ...). Default: every GPU, else the CPU."
     ),
-    threads: int = typer.Option(0, "--threads", "-t", min=0, help="CPU threads for computation (0: all cores)."),
+    threads: int = typer.Option(
+        0,
+        "--threads",
+        "-t",
+        min=0,
+        help="CPU threads for computation (0: $GPUSPLIT_THREADS, else every CPU this process may run on).",
+    ),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --host. The RPC protocol has no authentication or encryption."
     ),

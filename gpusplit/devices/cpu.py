@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -52,7 +53,7 @@ def default_threads() -> int:
     threads busy-wait, and one more than there are CPUs waits a time slice at every barrier)."""
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
-        if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+        if not re.fullmatch("[0-9]{1,5}", value) or not 1 <= int(value) <= MAX_THREADS:
             raise InputError(
                 "{env}={value}: not a thread count",
                 f"set it to a whole number from 1 to {MAX_THREADS}, or unset it",
@@ -60,6 +61,11 @@ def default_threads() -> int:
                 value=value[:40],
             )
         return int(value)
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity where the platform has one, else every CPU."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # no affinity on this platform

@@ -28,7 +28,7 @@ from ..base.errors import GpusplitError, InputError
 from ..base.reasons import Reason
 from ..base.stats import summarize
 from ..base.units import parse_duration
-from ..devices.cpu import default_threads
+from ..devices.cpu import default_threads, usable_cpus
 from ..devices.device import is_hypothetical
 from ..devices.inventory import Inventory
 from ..engine import require_engine
@@ -179,10 +179,13 @@ def host_copies(plan: Plan) -> bool:
     return bool(host.amx_bytes or host.repack_bytes)
 
 
-def neighbours(best: Request, n_devices: int, n_layer: int, cores: int, repack: bool = False) -> Iterator[Request]:
+def neighbours(
+    best: Request, n_devices: int, n_layer: int, cores: int, repack: bool = False, default_threads: int | None = None
+) -> Iterator[Request]:
     """Moves around the best request so far, each one field changed: shares, layers, flash
-    attention, batch, threads, and (`repack`: the host keeps copies of its weights) with and
-    without them."""
+    attention, batch, threads (1 to `cores`; a request without threads runs `default_threads`,
+    all cores unless told), and (`repack`: the host keeps copies of its weights) with and without
+    them."""
     if best.split_mode == "layer" and best.tensor_split and n_devices == 2:
         share = best.tensor_split[0] / (sum(best.tensor_split) or 1.0)
         for step in SHARE_STEPS:
@@ -200,7 +203,7 @@ def neighbours(best: Request, n_devices: int, n_layer: int, cores: int, repack: 
         if ubatch != best.n_ubatch:
             yield best.with_(n_ubatch=ubatch, n_batch=max(best.n_batch, ubatch))
     for threads in range(1, cores + 1):
-        if threads != (best.n_threads or cores):  # no threads given means all cores
+        if threads != (best.n_threads or default_threads or cores):
             yield best.with_(n_threads=threads)
     if repack:
         yield best.with_(no_repack=not best.no_repack)
@@ -229,8 +232,7 @@ class _Search:
         return time.monotonic() - self.started
 
     def moves(self, best: Trial, n_layer: int) -> list[Request]:
-        cores = os.cpu_count() or 1
-        around = neighbours(best.request, len(self.inventory.devices), n_layer, cores, self.repack)
+        around = neighbours(best.request, len(self.inventory.devices), n_layer, usable_cpus(), self.repack, default_threads())
         return [r for r in around if key(r) not in self.done]
 
     def out_of_time(self) -> bool:
