@@ -4,6 +4,8 @@ and two such workers took 163-179 s)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gpusplit.devices.device import Device
@@ -23,28 +25,44 @@ def test_only_cpu_workers_here_at_the_same_threads_and_build_share_a_service(tmp
     write_worker_note("127.0.0.1:5004", CPU, 1, notes, build="b2")  # another llama.cpp
     write_worker_note("127.0.0.1:5005", CPU, 1, notes)  # a note from before notes said their build
     write_worker_note("127.0.0.1:5006", [{"name": "CUDA0", "description": "H100", "type": "gpu"}], 1, notes, build="b1")
+    write_worker_note("127.0.0.1:5008", CPU, 1, notes, build="b1", weight_cache=True)  # loads from its cache
     write_worker_note("10.0.0.2:5007", CPU, 1, notes, build="b1")  # not this machine, whatever its note says
     key = same_cpu_service("127.0.0.1:5001", notes)
     assert key is not None and key == same_cpu_service("127.0.0.1:5002", notes)
     assert same_cpu_service("127.0.0.1:5003", notes) not in (None, key)
     assert same_cpu_service("127.0.0.1:5004", notes) not in (None, key)
+    assert same_cpu_service("127.0.0.1:5008", notes) not in (None, key)
     for endpoint in ("127.0.0.1:5005", "127.0.0.1:5006", "10.0.0.2:5007", "127.0.0.1:5999"):
         assert same_cpu_service(endpoint, notes) is None, endpoint
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_a_note_another_user_left_in_a_shared_cache_is_not_read(tmp_path):
+    notes = tmp_path / "workers"
+    path = write_worker_note("127.0.0.1:5001", CPU, 1, notes, build="b1")
+    assert same_cpu_service("127.0.0.1:5001", notes) is not None
+    os.chown(path, 12345, -1)
+    assert same_cpu_service("127.0.0.1:5001", notes) is None
+
+
+def _workers(monkeypatch, tmp_path, threads: tuple[int, ...]):
+    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path / "cache"))
+    host = host_device()
+    devices, endpoints = [], []
+    for index, count in enumerate(threads):
+        endpoint = f"127.0.0.1:{5101 + index}"
+        write_worker_note(endpoint, CPU, count, build="b1")
+        endpoints.append(endpoint)
+        devices.append(Device(f"RPC{index}", "AMD EPYC 7B13", "RPC", "gpu", host.total_bytes, host.free_bytes, index=index,
+                              endpoint=endpoint))  # fmt: skip
+    return Inventory(devices=devices, host=host), endpoints
 
 
 @pytest.fixture
 def three_workers(monkeypatch, tmp_path):
     """RPC0 and RPC1 twins (one thread each), RPC2 at two threads; the notes in the cache folder."""
-    monkeypatch.setenv("GPUSPLIT_CACHE_DIR", str(tmp_path / "cache"))
-    host = host_device()
-    devices, endpoints = [], []
-    for index, threads in enumerate((1, 1, 2)):
-        endpoint = f"127.0.0.1:{5101 + index}"
-        write_worker_note(endpoint, CPU, threads, build="b1")
-        endpoints.append(endpoint)
-        devices.append(Device(f"RPC{index}", "AMD EPYC 7B13", "RPC", "gpu", host.total_bytes, host.free_bytes, index=index,
-                              endpoint=endpoint))  # fmt: skip
-    yield Inventory(devices=devices, host=host)
+    inventory, endpoints = _workers(monkeypatch, tmp_path, (1, 1, 2))
+    yield inventory
     for endpoint in endpoints:
         remove_worker_note(endpoint)
 
@@ -99,3 +117,29 @@ def test_a_twin_adds_no_steps_to_the_progress(three_workers, monkeypatch):
     remove_worker_note("127.0.0.1:5102")
     write_worker_note("127.0.0.1:5102", CPU, 3, build="b1")  # RPC1 at three threads: a device of its own
     assert probe.step_count(three_workers) == with_twin + probe.DEVICE_STEPS
+
+
+def test_a_twin_of_a_failed_worker_is_the_next_one_measured(monkeypatch, tmp_path):
+    inventory, endpoints = _workers(monkeypatch, tmp_path, (1, 1, 1))
+    try:
+        probed, saved, more = _fake_probe(monkeypatch, failing={"RPC0"})
+        probe.run_probe(inventory, 2, "b1", tmp_path, None, False, more.append)
+    finally:
+        for endpoint in endpoints:
+            remove_worker_note(endpoint)
+    assert probed == ["CPU", "RPC1"] and more == [probe.DEVICE_STEPS]  # RPC2 computes as RPC1, measured in full
+    targets = probe.targets(inventory, 2, "b1")
+    assert saved[targets[3].identity].bandwidth == saved[targets[2].identity].bandwidth
+
+
+def test_the_twin_note_is_the_one_shown_whatever_else_the_link_said(monkeypatch, tmp_path, three_workers):
+    _fake_probe(monkeypatch)
+
+    def unmeasured(endpoint, raw):
+        raw.setdefault("notes", []).append({"code": "link-unmeasured", "text": "link rates not measured: refused"})
+        return None, None
+
+    monkeypatch.setattr(probe, "_link_rates", unmeasured)
+    inventory = probe.run_probe(three_workers, 2, "b1", tmp_path)
+    codes = [n.code for n in inventory.notes]  # one note per device: RPC1's is its twin's
+    assert "probe-twin" in codes and "link-unmeasured" not in codes

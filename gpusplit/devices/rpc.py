@@ -127,16 +127,22 @@ def _note_path(endpoint: str, folder: Path | None = None) -> Path:
 
 
 def write_worker_note(
-    endpoint: str, devices: list[dict[str, str]], threads: int, folder: Path | None = None, build: str | None = None
+    endpoint: str,
+    devices: list[dict[str, str]],
+    threads: int,
+    folder: Path | None = None,
+    build: str | None = None,
+    weight_cache: bool = False,
 ) -> Path:
     """What a worker on this machine serves (devices: name, description, type cpu|gpu), with how
-    many threads and which llama.cpp build, for clients on the same machine; `remove_worker_note`
-    when it stops. A note whose process is gone is ignored."""
+    many threads, which llama.cpp build and whether it keeps a weight cache, for clients on the
+    same machine; `remove_worker_note` when it stops. A note whose process is gone is ignored."""
     path = _note_path(endpoint, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    note = {"endpoint": endpoint, "pid": os.getpid(), "threads": threads, "devices": devices}
+    note: dict[str, Any] = {"endpoint": endpoint, "pid": os.getpid(), "threads": threads, "devices": devices}
     if build is not None:
         note["build"] = build
+        note["weight_cache"] = weight_cache
     write_whole(path, json.dumps(note).encode(), "worker_note")
     return path
 
@@ -145,6 +151,8 @@ def _read_note(path: Path) -> dict[str, Any]:
     """A note's JSON object: from a regular file only (a FIFO planted there cannot hang the
     reader), at most MAX_NOTE_BYTES read; OSError or ValueError otherwise."""
     with os.fdopen(open_regular_fd(path), "rb") as f:
+        if os.fstat(f.fileno()).st_uid != os.getuid():
+            raise ValueError(f"{path}: another user's note")  # a shared cache folder: not our workers
         note = json.loads(f.read(MAX_NOTE_BYTES))
     if not isinstance(note, dict):
         raise ValueError(f"{path}: not a worker note")
@@ -162,9 +170,10 @@ def remove_worker_note(endpoint: str, folder: Path | None = None) -> None:
 
 def same_cpu_service(endpoint: str, folder: Path | None = None) -> tuple[Any, ...] | None:
     """What a live `gpusplit worker` on this machine serves, as a key two workers share only when
-    they compute alike: this machine's CPU (every device a CPU, by description), at the same thread
-    count, with the same llama.cpp build. None for anything else (a GPU, another machine, a worker
-    whose note does not say its build, llama.cpp's own rpc-server)."""
+    they compute and load alike: this machine's CPU (every device a CPU, by description), at the
+    same thread count, with the same llama.cpp build, both with a weight cache or both without.
+    None for anything else (a GPU, another machine, a worker whose note does not say its build,
+    llama.cpp's own rpc-server)."""
     if not on_this_machine(endpoint):
         return None
     note = read_worker_note(endpoint, folder)
@@ -175,7 +184,7 @@ def same_cpu_service(endpoint: str, folder: Path | None = None) -> tuple[Any, ..
         return None
     if not all(isinstance(d, dict) and d.get("type") == "cpu" for d in devices):
         return None
-    return (tuple(str(d.get("description", "")) for d in devices), threads, build)
+    return (tuple(str(d.get("description", "")) for d in devices), threads, build, note.get("weight_cache") is True)
 
 
 def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:

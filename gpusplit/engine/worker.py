@@ -115,7 +115,7 @@ def serve(plan: WorkerPlan, on_started: Callable[[], None] | None = None) -> int
     served = [
         {"name": d.name, "description": d.description, "type": "cpu" if d.type == DEV_TYPE_CPU else "gpu"} for d in plan.devices
     ]
-    write_worker_note(plan.endpoint, served, plan.threads, build=engine_build_id())
+    write_worker_note(plan.endpoint, served, plan.threads, build=engine_build_id(), weight_cache=plan.cache_dir is not None)
     if on_started is not None:
         on_started()
     try:

@@ -427,8 +427,8 @@ def probe_device(
         if extra and on_more is not None:
             on_more(len(extra))  # disturbed runs beyond the second round step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
-    # A model disturbed in both rounds gets a last try: on this VM the hypervisor stole 6-8 % now
-    # and then, and a short model met such a moment twice in 2 of 3 probes of three devices.
+    # A model with no undisturbed run yet gets a last try: on this VM the hypervisor stole 6-8 %
+    # now and then, and a short model met such a moment twice in 2 of 3 probes of three devices.
     last = [_probe_run(target, paths, threads, name, again=True, full=True) for name in _settled(runs, timings)[1]]
     if last:
         if on_more is not None:
@@ -553,22 +553,18 @@ def _run_twice(target: Target) -> tuple[str, ...]:
 
 
 def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[Timing | None], list[str]]:
-    """The timings with each disturbed one dropped where its model ran again undisturbed; and the
-    models whose last run was disturbed too (their figures cannot be trusted)."""
+    """The timings with each disturbed one dropped where its model also ran undisturbed; and the
+    models every run of which was disturbed (their figures cannot be trusted)."""
     out = list(timings)
     disturbed: list[str] = []
     for name in dict.fromkeys(run.name for run in runs):
         mine = [i for i, run in enumerate(runs) if run.name == name and timings[i] is not None]
-        if not mine:
-            continue
-        last = timings[mine[-1]]
-        if last is not None and last.contended:
+        contended = [i for i in mine if (timed := timings[i]) is not None and timed.contended]
+        if mine and len(contended) == len(mine):
             disturbed.append(name)
             continue
-        for i in mine[:-1]:
-            timed = timings[i]
-            if timed is not None and timed.contended:
-                out[i] = None
+        for i in contended:
+            out[i] = None
     return out, disturbed
 
 
@@ -848,22 +844,21 @@ def probe_group(
 DEVICE_STEPS = 2 * len(SMALL) + 4 + 2 * len(LARGE) + 4
 
 
-def twins(probed: Sequence[Target]) -> dict[int, int]:
-    """Which targets compute exactly as an earlier one: index -> the earlier's index. Two `gpusplit
+def twins(probed: Sequence[Target]) -> dict[int, list[int]]:
+    """Which targets compute exactly as earlier ones: index -> those earlier indices. Two `gpusplit
     worker`s on this machine serving its CPU at the same threads with the same llama.cpp build run
     the same kernels on the same cores; measured in full, two such workers differed 15-20 % in
     generation from moment to moment here, as one worker does between two probes: noise, not two
     devices, and measuring both made a probe of the CPU and two workers 163-179 s."""
-    first: dict[tuple[Any, ...], int] = {}
-    out: dict[int, int] = {}
+    earlier: dict[tuple[Any, ...], list[int]] = {}
+    out: dict[int, list[int]] = {}
     for index, target in enumerate(probed):
         key = same_cpu_service(target.rpc[0]) if len(target.rpc) == 1 and target.this_cpu else None
         if key is None:
             continue
-        if key in first:
-            out[index] = first[key]
-        else:
-            first[key] = index
+        if key in earlier:
+            out[index] = list(earlier[key])
+        earlier.setdefault(key, []).append(index)
     return out
 
 
@@ -875,7 +870,7 @@ def twin_speed(target: Target, twin: DeviceSpeed, twin_name: str) -> DeviceSpeed
     _, down = _link_rates(target.rpc[0], raw)
     note = Reason("probe-twin", f"computes as {twin_name} (this CPU, the same threads and llama.cpp build): its "
                   f"figures are {twin_name}'s, its link measured", {"twin": twin_name})  # fmt: skip
-    raw["notes"] = [*raw.get("notes", []), note.as_dict()]
+    raw["notes"] = [note.as_dict(), *raw.get("notes", [])]  # first: the one the inventory shows
     return replace(twin, rtt_s=rtt, download_bytes_per_s=down, identity=target.identity, measured_at=speed_cache.now(), probe=raw)
 
 
@@ -911,15 +906,16 @@ def run_probe(
     failed: list[Reason] = []
     twin_of = twins(probed)
     for index, target in enumerate(probed):
-        twin = probed[twin_of[index]] if index in twin_of else None
+        # the first twin measured in this probe (one that failed or was disturbed left nothing)
+        twin = next((probed[i] for i in twin_of.get(index, []) if probed[i].identity in measured), None)
         try:
-            if twin is not None and twin.identity in measured:
+            if twin is not None:
                 if on_step is not None:
                     on_step(f"{target.device.name}: its link (it computes as {twin.device.name})", False)
                 speed = twin_speed(target, measured[twin.identity], twin.device.name)
             else:
-                if twin is not None and on_more is not None:
-                    on_more(DEVICE_STEPS)  # its twin could not be measured: this one is, in full
+                if index in twin_of and on_more is not None:
+                    on_more(DEVICE_STEPS)  # no twin of it could be measured: this one is, in full
                 speed = probe_device(target, paths, threads, on_step, on_more)
         except ProbeContended as exc:
             failed.append(Reason("probe-contended", exc.message, {"device": exc.device}))  # nothing cached
