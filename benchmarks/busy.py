@@ -167,8 +167,13 @@ def sweep(files: list[Path], pcts: tuple[float, ...] = SWEEP_PCTS, per_side: int
 
 
 def joined(files: list[Path], out: Path) -> Path:
-    """One side's file: its runs' records appended one after another, as benches append."""
-    out.write_bytes(b"".join(f.read_bytes() for f in files))
+    """One side's file: its runs' records appended one after another, as benches append (a line a
+    killed bench left cut short dropped: gpusplit forgives one only at the end of a file)."""
+    parts = []
+    for f in files:
+        data = f.read_bytes()
+        parts.append(data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1])
+    out.write_bytes(b"".join(parts))
     return out
 
 
@@ -415,8 +420,9 @@ def gates(ctx: Context) -> dict[str, Any]:
     if not measured:
         raise SystemExit("busy.py: the gates compare the noise section's runs: run it first (--only noise)")
     files = [ROOT / r["file"] for r in measured["runs"] if r["rc"] == 0 and (ROOT / r["file"]).is_file()]
+    per_side = min(RUNS_PER_SIDE, len(files) // 2)  # fewer where noise runs failed: said in the doc
     identical = []
-    for k, (a, b) in enumerate(gate_splits(len(files))):
+    for k, (a, b) in enumerate(gate_splits(len(files), per_side)):
         name = f"gate-{k + 1:02d}"
         side_a = joined([files[i] for i in a], ctx.scratch / f"{name}-a.jsonl")
         side_b = joined([files[i] for i in b], ctx.scratch / f"{name}-b.jsonl")
@@ -439,7 +445,8 @@ def gates(ctx: Context) -> dict[str, Any]:
         gate = compare(ctx, side_a, side_b, name)
         half.append({"bench_exits": ran, **gate})
         print(f"  half-thread gate {k + 1}: exit {gate['rc']}", file=sys.stderr, flush=True)
-    return {"pct": GATE_PCT, "per_side": RUNS_PER_SIDE, "identical": identical, "sweep": sweep(files),
+    return {"pct": GATE_PCT, "per_side": per_side, "identical": identical, "sweep": sweep(files, per_side=per_side),
+            "noise_runs": len(files), "half_per_side": RUNS_PER_SIDE,
             "threads": ctx.threads, "half_threads": ctx.half_threads, "half": half}  # fmt: skip
 
 
@@ -651,11 +658,11 @@ def render_gates(s: dict[str, Any]) -> tuple[list[str], str]:
         f"A's by more than {s['pct']:g} % even at the optimistic end of the change's 95 % interval. Each side is a file of "
         f"{per_side} benches appended one after another, as the README's CI job writes it: the interval is over the runs' "
         "means (bench-compare/4), because one run's repetitions agree within a few percent while runs minutes apart "
-        "differ by tens (section 1), and a gate judged on one run a side fired on that drift alone (5 of 20 identical "
-        "pairs at 5 %, the last version of this doc).",
+        "differ by tens (section 1), and a gate judged on one run a side fires on that drift alone.",
         "",
-        f"**Identical runs: {fired} of {len(ident)} gates fired** (target 0). A and B: disjoint halves of the ten runs "
-        "of section 1, drawn with a fixed seed; the twenty gates share runs, so the next table judges every split.",
+        f"**Identical runs: {fired} of {len(ident)} gates fired** (target 0). A and B: disjoint sets of {per_side} of the "
+        f"{s.get('noise_runs', 10)} runs of section 1 that ran, drawn with a fixed seed; the gates share runs, so the next "
+        "table judges every split.",
         "",
         "| A runs -> B runs | exit | fired | change % (interval) per test |",
         "| --- | ---: | --- | --- |",
@@ -667,7 +674,7 @@ def render_gates(s: dict[str, Any]) -> tuple[list[str], str]:
     if sw:
         lines += [
             "",
-            f"Every ordered split of the ten runs into two sides of {per_side} ({sw['splits']}), judged by the same code "
+            f"Every ordered split of those runs into two sides of {per_side} ({sw['splits']}), judged by the same code "
             "in-process: how many would fire at each `--fail-slower`.",
             "",
             "| --fail-slower | splits that fire |",
@@ -680,7 +687,7 @@ def render_gates(s: dict[str, Any]) -> tuple[list[str], str]:
     lines += [
         "",
         f"**Half the threads ({s['half_threads']} of {s['threads']}): {half_fired} of {len(half)} gates fired** (target: "
-        f"all). Each round: {per_side} full-thread benches interleaved with {per_side} at half the threads, the half "
+        f"all). Each round: {s.get('half_per_side', per_side)} full-thread benches interleaved with as many at half the threads, the half "
         "runs gated against the full ones.",
         "",
         "| round | bench exits | gate exit | fired | change % (interval) per test |",

@@ -122,3 +122,11 @@ def test_the_doc_opens_with_the_provenance_line_the_docs_check_reads():
 def test_spread_of_equal_means_is_zero_not_a_division_error():
     s = busy.spread([50.0, 50.0])
     assert s["spread_pct"] == 0.0 and s["cv_pct"] == 0.0 and not math.isnan(s["cv_pct"])
+
+
+def test_a_side_joins_its_runs_without_the_line_a_killed_bench_cut_short(tmp_path):
+    whole, killed = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    whole.write_text('{"run": 1}\n')
+    killed.write_text('{"run": 2}\n{"run": 2, "cut')  # a timeout killed it mid-line
+    side = busy.joined([killed, whole], tmp_path / "side.jsonl")
+    assert side.read_text() == '{"run": 2}\n{"run": 1}\n'

@@ -26,9 +26,10 @@ def _write_runs(path, test, run_means, rng):
     return str(path)
 
 
-def _write_line(test, samples):
+def _write_line(test, samples, **changes):
     mean = sum(samples) / len(samples)
-    return json.dumps(bench_record(test=test, samples_ts=samples, avg_ts=mean, repetitions=len(samples))) + "\n"
+    record = bench_record(test=test, samples_ts=samples, avg_ts=mean, repetitions=len(samples), **changes)
+    return json.dumps(record) + "\n"
 
 
 def test_a_change_is_named_only_beyond_the_noise(cli, tmp_path):
@@ -71,7 +72,8 @@ def test_one_repetition_has_no_noise_to_go_by(cli, tmp_path):
     result = cli("bench", "--compare", base, "--compare", new, "--json", "--fail-slower", "5")
     (row,) = json.loads(result.stdout)["rows"]
     assert row["verdict"] == "same" and row["change_low_pct"] is None and result.exit_code == 0
-    assert "1 of 1 rows have one repetition" in result.stderr
+    assert "1 of 1 rows have no interval to judge them by: one run of one repetition" in result.stderr
+    assert "one run on a side" not in result.stderr  # a row that cannot fire is not said to fire on drift
 
 
 def test_fail_slower_needs_a_comparison(cli, tmp_path):
@@ -111,3 +113,37 @@ def test_a_run_far_from_the_others_is_set_aside(cli, tmp_path):
     table = cli("bench", "--compare", base, "--compare", new).stdout
     (line,) = [line for line in table.splitlines() if "pp32" in line]
     assert "5/3" in line  # runs on each side
+
+
+def test_runs_of_different_models_in_one_file_are_refused_not_pooled(cli, tmp_path):
+    base = tmp_path / "a.jsonl"
+    other = {"name": "big", "path": "big.gguf", "architecture": "llama", "file_type": None, "total_bytes": 9, "params": 9}
+    base.write_text(_write_line("tg4", [10.0, 10.1, 9.9]) + _write_line("tg4", [5.0, 5.1, 4.9], model=other))
+    new = _write(tmp_path / "b.jsonl", {"tg4": [10.0, 10.1, 9.9]})
+    result = cli("bench", "--compare", str(base), "--compare", new, "--fail-slower", "5")
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert str(base) in line and "different setups" in line and "big" in line
+
+
+def test_a_row_that_fails_every_run_in_b_fails_the_gate(cli, tmp_path):
+    base = _write(tmp_path / "a.jsonl", {"tg4": [100.0, 101.0, 99.0], "pp32": [500.0, 505.0, 495.0]})
+    new = tmp_path / "b.jsonl"
+    failed = dict(status="failed", samples_ts=[], avg_ts=None, stddev_ts=None, mean_ts=None, interval_ts=None,
+                  error="llama.cpp crashed")  # fmt: skip
+    new.write_text(_write_line("pp32", [500.0, 505.0, 495.0]) + json.dumps(bench_record(test="tg4", **failed)) + "\n")
+    gate = cli("bench", "--compare", base, "--compare", str(new), "--fail-slower", "5")
+    assert gate.exit_code == 4
+    assert "failed runs left out of the comparison: 0 in" in gate.stderr
+    (lost,) = [line for line in gate.stderr.splitlines() if "failed every run" in line]
+    assert "tg4" in lost and str(new) in lost
+    assert cli("bench", "--compare", base, "--compare", str(new)).exit_code == 0  # said, but no gate asked for
+
+
+def test_two_runs_far_apart_are_too_few_to_judge_and_say_so(cli, tmp_path):
+    rng = random.Random(3)
+    base = _write_runs(tmp_path / "a.jsonl", "tg4", [100.0, 80.0], rng)  # t = 12.7 over two runs: 0 .. 200
+    new = _write_runs(tmp_path / "b.jsonl", "tg4", [50.0, 52.0], rng)
+    gate = cli("bench", "--compare", base, "--compare", new, "--fail-slower", "5")
+    assert gate.exit_code == 0
+    assert "1 of 1 rows have no interval to judge them by" in gate.stderr and "3 runs or more a side" in gate.stderr

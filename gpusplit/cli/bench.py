@@ -366,7 +366,8 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
     for name, records in zip(files, (a, b)):
         if not records:
             raise CLIError(f"{name}: no gpusplit bench records", "give files written by gpusplit bench --output")
-    rows = list(result_files.compare(a, b))
+    rows = list(result_files.compare(a, b, files[0], files[1]))
+    lost = result_files.lost(a, b)
     if fmt in ("json", "jsonl"):
         output.emit_json(render.compare_document(files[0], files[1], rows))
     else:
@@ -387,11 +388,20 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
             "they needed (marked busy): their changes may be the neighbours', not the code's; measure them again on "
             f"an idle machine, or set {contention.ENV}=ignore when benchmarking to accept it"
         )
+    failed = [result_files.failed_runs(records) for records in (a, b)]
+    if any(failed):
+        output.warn(f"failed runs left out of the comparison: {failed[0]} in {files[0]}, {failed[1]} in {files[1]}")
+    for config, test in lost:
+        # a configuration that no longer runs is the worst regression: the gate counts it
+        output.warn(f"{config} {test}: measured in {files[0]}, failed every run in {files[1]}")
     if fail_slower is None:
         return 0
     blind = sum(1 for r in rows if r["change_high_pct"] is None)
     if blind:
-        output.warn(f"{blind} of {len(rows)} rows have one repetition: no noise to judge them by (bench -r 3 or more)")
+        output.warn(
+            f"{blind} of {len(rows)} rows have no interval to judge them by: one run of one repetition, or too few "
+            "runs for how far apart they are (bench -r 3 or more, and 3 runs or more a side)"
+        )
     single = result_files.single_runs(rows)
     if single:
         # one run's repetitions agree within a few percent where runs minutes apart differ by tens
@@ -407,7 +417,7 @@ def _compare(files: list[str], fmt: str, fail_slower: float | None = None) -> in
             f"beyond the noise), over --fail-slower {fail_slower:g} %"
             + ("; measured beside other work (busy): confirm it on an idle machine" if r["contended"] else "")
         )
-    return EXIT_SLOWER if slower else 0
+    return EXIT_SLOWER if slower or lost else 0
 
 
 def _interval_text(row: dict[str, Any]) -> str:

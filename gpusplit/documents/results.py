@@ -15,6 +15,7 @@ import msgspec
 
 from ..base import journal
 from ..base.contention import Contention
+from ..base.errors import InputError
 from ..base.jsonio import head
 from ..base.stats import Summary, change, summarize
 from ..jobs.runner import Recovery
@@ -59,17 +60,18 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(r.get("config_key", ""), r.get("test", "")) for r in records}
 
 
-def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], a_name: str = "a", b_name: str = "b") -> Iterator[dict[str, Any]]:
     """Per (configuration, test) present in both: b against a, whether b is faster, slower or the
     same within their noise, and whether either side was measured beside other work.
 
     A side with one run (one record of the row) is the mean of its repetitions with their 95 %
     interval. A side with several runs (benches appended to one file) is the mean of the runs'
     means with the t-interval over runs: repetitions inside one run agree far more closely than
-    runs minutes apart (docs/busy.md: 3-8 % against 27-39 % on a VM), and only the runs show that
-    drift, as pyperf judges its processes, not the values inside one."""
-    index = _runs(a)
-    for key, new_runs in _runs(b).items():
+    runs minutes apart (docs/busy.md: 3-8 % against 20-36 % on a VM), and only the runs show that
+    drift, as pyperf judges its processes, not the values inside one. A row whose runs in one file
+    are of different models or thread counts is an InputError naming the file (`a_name`, `b_name`)."""
+    index = _runs(a, a_name)
+    for key, new_runs in _runs(b, b_name).items():
         base_runs = index.get(key)
         if base_runs is None:
             continue
@@ -97,13 +99,42 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Iterator[dict[s
         }
 
 
-def _runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The measured records of each (configuration, test), in file order: one per run."""
+def _runs(records: list[dict[str, Any]], name: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The measured records of each (configuration, test), in file order: one per run, all of one
+    setup (a configuration's key names neither the model nor the threads)."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         if r["status"] == "ok" and r["samples_ts"]:
             runs.setdefault((r["config_key"], r["test"]), []).append(r)
+    for (config, test), mine in runs.items():
+        setups = list(dict.fromkeys(_setup(r) for r in mine))
+        if len(setups) > 1:
+            raise InputError(
+                "{file}: {config} {test} holds runs of different setups ({first}; {second})",
+                "keep one model and thread count in each file, and compare files pairwise",
+                file=name, config=config, test=test, first=setups[0], second=setups[1],
+            )  # fmt: skip
     return runs
+
+
+def _setup(record: dict[str, Any]) -> str:
+    """What a run measured beyond its configuration's key: the model and the CPU threads."""
+    model = record.get("model") or {}
+    threads = (record.get("engine_params") or {}).get("n_threads")
+    return f"{model.get('name', '?')} ({model.get('total_bytes', '?')} bytes), {threads or 'default'} threads"
+
+
+def lost(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (configuration, test) rows a measured that b ran and never measured: every run failed."""
+    measured = {(r["config_key"], r["test"]) for r in a if r["status"] == "ok" and r["samples_ts"]}
+    done = {(r["config_key"], r["test"]) for r in b if r["status"] == "ok" and r["samples_ts"]}
+    tried = {(r["config_key"], r["test"]) for r in b}
+    rows = dict.fromkeys((r["config_key"], r["test"]) for r in a)
+    return [key for key in rows if key in measured and key in tried and key not in done]
+
+
+def failed_runs(records: list[dict[str, Any]]) -> int:
+    return sum(1 for r in records if r["status"] != "ok")
 
 
 @dataclass(frozen=True)
@@ -123,8 +154,9 @@ def _side(runs: list[dict[str, Any]]) -> _Side:
 
 
 def single_runs(rows: Iterable[dict[str, Any]]) -> int:
-    """The compared rows with a side of one run, whose interval cannot see the drift between runs."""
-    return sum(1 for r in rows if min(r["a_runs"], r["b_runs"]) == 1)
+    """The compared rows with an interval and a side of one run: the interval cannot see the drift
+    between runs."""
+    return sum(1 for r in rows if min(r["a_runs"], r["b_runs"]) == 1 and r["change_high_pct"] is not None)
 
 
 def is_contended(record: dict[str, Any]) -> bool:
