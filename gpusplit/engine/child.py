@@ -136,15 +136,6 @@ def run_task(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run one engine task in a child; returns (result, every log line)."""
     env = {**os.environ, "GGML_NO_BACKTRACE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gpusplit.engine.child", task],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        # Its own session: a Ctrl-C at the terminal reaches the CLI, which stops the child itself.
-        start_new_session=True,
-    )
     log: list[str] = []
     tail: deque[str] = deque(maxlen=LOG_TAIL)
 
@@ -158,13 +149,27 @@ def run_task(
                 on_log(line)
 
     reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    timer = threading.Timer(timeout, proc.kill) if timeout else None
-    if timer:
-        timer.start()
+    timer: threading.Timer | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpusplit.engine.child", task],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # Its own session: a Ctrl-C at the terminal reaches the CLI, which stops the child itself.
+        start_new_session=True,
+    )
+    # From here on a SIGTERM (raised as Interrupted) anywhere kills the child; and the timer never
+    # keeps this process alive: one left uncancelled kept a bench that had printed "terminated"
+    # alive 60 s more on a loaded runner.
     try:
+        reader.start()
+        if timeout:
+            timer = threading.Timer(timeout, proc.kill)
+            timer.daemon = True
+            timer.start()
         assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(json.dumps(request).encode())
@@ -191,7 +196,8 @@ def run_task(
     finally:
         if timer:
             timer.cancel()
-        reader.join(timeout=5)
+        if reader.ident is not None:  # started
+            reader.join(timeout=5)
     if error is not None:
         raise child_error(error, llama_reason(log))
     if result is None:
