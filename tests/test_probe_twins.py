@@ -10,8 +10,8 @@ import pytest
 
 from gpusplit.devices.device import Device
 from gpusplit.devices.inventory import Inventory, host_device
-from gpusplit.devices.rpc import remove_worker_note, same_cpu_service, write_worker_note
-from gpusplit.devices.speed import DeviceSpeed
+from gpusplit.devices.rpc import remove_worker_note, same_cpu_service, served_key, write_worker_note
+from gpusplit.devices.speed import DeviceSpeed, identity_of
 from gpusplit.jobs import probe
 
 CPU = [{"name": "CPU", "description": "AMD EPYC 7B13", "type": "cpu"}]
@@ -124,11 +124,11 @@ def test_a_twin_of_a_failed_worker_is_the_next_one_measured(monkeypatch, tmp_pat
     try:
         probed, saved, more = _fake_probe(monkeypatch, failing={"RPC0"})
         probe.run_probe(inventory, 2, "b1", tmp_path, None, False, more.append)
+        targets = probe.targets(inventory, 2, "b1")
     finally:
         for endpoint in endpoints:
             remove_worker_note(endpoint)
     assert probed == ["CPU", "RPC1"] and more == [probe.DEVICE_STEPS]  # RPC2 computes as RPC1, measured in full
-    targets = probe.targets(inventory, 2, "b1")
     assert saved[targets[3].identity].bandwidth == saved[targets[2].identity].bandwidth
 
 
@@ -143,3 +143,24 @@ def test_the_twin_note_is_the_one_shown_whatever_else_the_link_said(monkeypatch,
     inventory = probe.run_probe(three_workers, 2, "b1", tmp_path)
     codes = [n.code for n in inventory.notes]  # one note per device: RPC1's is its twin's
     assert "probe-twin" in codes and "link-unmeasured" not in codes
+
+
+def test_a_worker_restarted_with_other_threads_is_not_found_under_its_old_figures(monkeypatch, tmp_path):
+    inventory, endpoints = _workers(monkeypatch, tmp_path, (1,))
+    (worker,) = inventory.devices
+
+    def identity() -> str:
+        (target,) = probe.targets(inventory, 2, "b1")[1:]  # as the probe files it
+        looked_up = identity_of(worker, 2, "b1", served_key(worker.endpoint))  # as attach_speeds looks it up
+        assert target.identity == looked_up
+        return target.identity
+
+    try:
+        at_one = identity()
+        write_worker_note(endpoints[0], CPU, 2, build="b1")  # the same port, restarted with two threads
+        at_two = identity()
+        remove_worker_note(endpoints[0])
+        gone = identity()  # no note (llama.cpp's rpc-server): the endpoint alone
+    finally:
+        remove_worker_note(endpoints[0])
+    assert len({at_one, at_two, gone}) == 3

@@ -19,7 +19,7 @@ from . import speed as speeds
 from .cpu import REPACK, CpuBackend, cpu_name
 from .device import DEV_TYPE_NAMES, Device, NvmlInfo, normalise_pci_bus_id, pick_best_gpu
 from .nvml import NvmlReport, match_by_pci, query_nvml, resolve_cuda_visible
-from .rpc import WorkerInfo, probe
+from .rpc import WorkerInfo, probe, served_key
 from .speed import GroupSpeed
 
 
@@ -277,7 +277,7 @@ def attach_speeds(inventory: Inventory, threads: int, build: str, folder: Path) 
     a measured device's bandwidth is then the measured figure."""
 
     def with_speed(device: Device) -> Device:
-        found = speeds.load(folder, speeds.identity_of(device, threads, build))
+        found = speeds.load(folder, speeds.identity_of(device, threads, build, served_key(device.endpoint)))
         if not isinstance(found, speeds.DeviceSpeed):
             return device
         return device.with_(speed=found, bandwidth_bytes_per_s=found.bandwidth["float"], bandwidth_source="measured")

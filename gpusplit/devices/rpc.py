@@ -187,6 +187,16 @@ def same_cpu_service(endpoint: str, folder: Path | None = None) -> tuple[Any, ..
     return (tuple(str(d.get("description", "")) for d in devices), threads, build, note.get("weight_cache") is True)
 
 
+def served_key(endpoint: str | None) -> str:
+    """What a gpusplit worker on this machine says of how it computes, for its speed figures'
+    identity: one restarted on the same port with other threads or a weight cache is another
+    device, not its old figures. Empty for anything without a note."""
+    note = read_worker_note(endpoint) if endpoint and on_this_machine(endpoint) else None
+    if note is None or not isinstance(note.get("threads"), int):
+        return ""
+    return f"|threads={note['threads']}|weight_cache={note.get('weight_cache') is True}"
+
+
 def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:
     """The note of a live worker at `endpoint` on this machine, or None."""
     try:

@@ -170,15 +170,16 @@ def device_identity(kind: str, name: str, key: str, threads: int | None, build: 
     return f"v{SPEED_VERSION}|{kind}|{name}|{key}|threads={threads or '-'}|{build}"
 
 
-def identity_of(device: Any, threads: int | None, build: str) -> str:
+def identity_of(device: Any, threads: int | None, build: str, served: str = "") -> str:
     """The identity a device's measurement is filed under (`device` is a devices.device.Device;
-    the host CPU row is measured at the CPU thread count that runs use)."""
+    the host CPU row is measured at the CPU thread count that runs use; `served`: how a worker on
+    this machine computes, from its note: devices.rpc.served_key)."""
     if device.type == "cpu" or (device.backend == "CPU" and not device.endpoint):
         return device_identity("cpu", device.description.split(",")[0], "host", threads, build)
     # Not the device's name: RPC0/CUDA1 are positions in this run's list (the order of --rpc, of
     # CUDA_VISIBLE_DEVICES), and a worker probed second must be found again when used alone.
     if device.endpoint:
-        return device_identity("rpc", "", f"{device.endpoint}|{device.description}|{device.total_bytes}", None, build)
+        return device_identity("rpc", "", f"{device.endpoint}|{device.description}|{device.total_bytes}{served}", None, build)
     key = device.pci_bus_id or (device.nvml.uuid if device.nvml is not None else "") or device.description
     return device_identity(device.backend, device.description, key, None, build)
 

@@ -38,7 +38,15 @@ from ..devices import speed as speed_cache
 from ..devices.backends import backend
 from ..devices.cpu import default_threads
 from ..devices.inventory import attach_speeds, detect
-from ..devices.rpc import RPCError, link_rates, parse_endpoints, round_trips, same_cpu_service, serves_this_cpu
+from ..devices.rpc import (
+    RPCError,
+    link_rates,
+    parse_endpoints,
+    round_trips,
+    same_cpu_service,
+    served_key,
+    serves_this_cpu,
+)
 from ..devices.speed import COPIED, DeviceSpeed, GroupSpeed, speed_folder
 from ..engine import engine_build_id, require_engine
 from ..engine.inventory import engine_summary, registry_devices
@@ -267,7 +275,8 @@ def targets(inventory: Inventory, threads: int, build: str) -> list[Target]:
             # Only this worker registered: its devices come first in llama.cpp's list.
             k = sum(1 for other in inventory.devices[: d.index] if other.endpoint == d.endpoint)
             this_cpu = serves_this_cpu(d, inventory.host)
-            out.append(Target(d, speed_cache.identity_of(d, threads, build), rpc=(d.endpoint,), main_gpu=k, this_cpu=this_cpu))
+            identity = speed_cache.identity_of(d, threads, build, served_key(d.endpoint))
+            out.append(Target(d, identity, rpc=(d.endpoint,), main_gpu=k, this_cpu=this_cpu))
         else:
             local = [x for x in inventory.devices if not x.endpoint]
             out.append(Target(d, speed_cache.identity_of(d, threads, build), main_gpu=local.index(d)))
