@@ -9,12 +9,7 @@ from records import bench_record
 
 
 def _write(path, samples_by_test):
-    lines = []
-    for test, samples in samples_by_test.items():
-        mean = sum(samples) / len(samples)
-        record = bench_record(test=test, samples_ts=samples, avg_ts=mean, repetitions=len(samples))
-        lines.append(json.dumps(record) + "\n")
-    path.write_text("".join(lines))
+    path.write_text("".join(_write_line(test, samples) for test, samples in samples_by_test.items()))
     return str(path)
 
 

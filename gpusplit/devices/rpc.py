@@ -174,13 +174,11 @@ def same_cpu_service(endpoint: str, folder: Path | None = None) -> tuple[Any, ..
     same thread count, with the same llama.cpp build, both with a weight cache or both without.
     None for anything else (a GPU, another machine, a worker whose note does not say its build,
     llama.cpp's own rpc-server)."""
-    if not on_this_machine(endpoint):
-        return None
-    note = read_worker_note(endpoint, folder)
+    note = _computing_note(endpoint, folder)
     if note is None:
         return None
-    devices, threads, build = note["devices"], note.get("threads"), note.get("build")
-    if not devices or not isinstance(threads, int) or not isinstance(build, str):
+    devices, threads, build = note["devices"], note["threads"], note.get("build")
+    if not devices or not isinstance(build, str):
         return None
     if not all(isinstance(d, dict) and d.get("type") == "cpu" for d in devices):
         return None
@@ -191,10 +189,14 @@ def served_key(endpoint: str | None) -> str:
     """What a gpusplit worker on this machine says of how it computes, for its speed figures'
     identity: one restarted on the same port with other threads or a weight cache is another
     device, not its old figures. Empty for anything without a note."""
-    note = read_worker_note(endpoint) if endpoint and on_this_machine(endpoint) else None
-    if note is None or not isinstance(note.get("threads"), int):
-        return ""
-    return f"|threads={note['threads']}|weight_cache={note.get('weight_cache') is True}"
+    note = _computing_note(endpoint)
+    return "" if note is None else f"|threads={note['threads']}|weight_cache={note.get('weight_cache') is True}"
+
+
+def _computing_note(endpoint: str | None, folder: Path | None = None) -> dict | None:
+    """The note of a live worker on this machine that says its thread count, or None."""
+    note = read_worker_note(endpoint, folder) if endpoint and on_this_machine(endpoint) else None
+    return note if note is not None and isinstance(note.get("threads"), int) else None
 
 
 def read_worker_note(endpoint: str, folder: Path | None = None) -> dict | None:

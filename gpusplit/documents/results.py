@@ -104,7 +104,7 @@ def _runs(records: list[dict[str, Any]], name: str) -> dict[tuple[str, str], lis
     setup (a configuration's key names neither the model nor the threads)."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        if r["status"] == "ok" and r["samples_ts"]:
+        if _measured(r):
             runs.setdefault((r["config_key"], r["test"]), []).append(r)
     for (config, test), mine in runs.items():
         setups = list(dict.fromkeys(_setup(r) for r in mine))
@@ -126,11 +126,15 @@ def _setup(record: dict[str, Any]) -> str:
 
 def lost(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """The (configuration, test) rows a measured that b ran and never measured: every run failed."""
-    measured = {(r["config_key"], r["test"]) for r in a if r["status"] == "ok" and r["samples_ts"]}
-    done = {(r["config_key"], r["test"]) for r in b if r["status"] == "ok" and r["samples_ts"]}
+    measured = {(r["config_key"], r["test"]) for r in a if _measured(r)}
+    done = {(r["config_key"], r["test"]) for r in b if _measured(r)}
     tried = {(r["config_key"], r["test"]) for r in b}
     rows = dict.fromkeys((r["config_key"], r["test"]) for r in a)
     return [key for key in rows if key in measured and key in tried and key not in done]
+
+
+def _measured(record: dict[str, Any]) -> bool:
+    return record["status"] == "ok" and bool(record["samples_ts"])
 
 
 def failed_runs(records: list[dict[str, Any]]) -> int:

@@ -888,9 +888,10 @@ def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     the host (the small and big ones twice, the CPU's copied ones once more plain), and one
     tensor-parallel run over two devices or more; a twin of a device probed before it (`twins`)
     runs none; a run that other work disturbed adds its own (on_more) as it is known."""
-    devices = len(inventory.devices) - len(twins(targets(inventory, 1, "")))
+    probed = targets(inventory, 1, "")  # (reads each local worker's note: once)
+    devices = len(inventory.devices) - len(twins(probed))
     local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
-    plain = len(replace(targets(inventory, 1, "")[0], no_repack=no_repack).copied_classes)
+    plain = len(replace(probed[0], no_repack=no_repack).copied_classes)
     group = 1 if len(inventory.devices) >= 2 else 0
     return DEVICE_STEPS * (devices + 1) + plain + group + local_gpus
 
