@@ -692,20 +692,6 @@ def test_a_model_with_one_quiet_run_keeps_it_however_its_others_went(monkeypatch
     assert fitted.probe["l12"]["token_s"] == pytest.approx(quiet, rel=1e-3) and "again" not in fitted.probe["l12"]
 
 
-def test_a_quiet_second_round_does_not_stand_for_a_disturbed_batch(monkeypatch):
-    """The second round times generation alone: a model whose first run and its full run again
-    were disturbed has no quiet batch however quiet that round was, and gets its last try."""
-    from gpusplit.jobs import probe
-
-    works, truth = _probe_works(), _speed()
-    fake_time_runs, seen_runs = _disturbing(works, truth, "l12", (1, 3))  # the first and the full one again
-    host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
-    more: list[int] = []
-    fitted = probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2, None, more.append)
-    assert seen_runs["l12"] == 4 and more == [1, 1]
-    assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
-
-
 def test_a_device_disturbed_every_time_is_not_kept(monkeypatch, tmp_path):
     """A model disturbed in all three of its runs: the device's figures are not cached, and the
     inventory says what disturbed it by the code `probe-contended`; when it was the only device,
@@ -719,7 +705,7 @@ def test_a_device_disturbed_every_time_is_not_kept(monkeypatch, tmp_path):
     host, paths = _fake_cpu_probe(monkeypatch, works, truth, fake_time_runs)
     with pytest.raises(probe.ProbeContended, match="1.20 of 2 CPUs"):
         probe.probe_device(probe.Target(host, "id", on_cpu=True), paths, 2)
-    assert seen_runs["l12"] == 4  # three full runs, and its second round's generation
+    assert seen_runs["l12"] == 3
     monkeypatch.setattr(probe, "probe_models", lambda on_step=None, gpu=False: paths)
     saved = []
     monkeypatch.setattr(probe.speed_cache, "save", lambda *args: saved.append(args))

@@ -477,14 +477,13 @@ def probe_device(
         if on_more is not None:
             on_more(len(again))  # disturbed runs beyond the two rounds step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
-    # A model with no undisturbed full run yet gets a last try, its third: on this VM the hypervisor
-    # stole 6-8 % now and then, and a short model met such a moment twice in 2 of 3 probes of three
-    # devices.
-    full_runs = Counter(run.name for run in runs if run.prompt)
+    # A model with no undisturbed run yet gets a last try: on this VM the hypervisor stole 6-8 %
+    # now and then, and a short model met such a moment twice in 2 of 3 probes of three devices.
+    tries = Counter(run.name for run in runs)
     last = [
         _probe_run(target, paths, threads, name, again=True, full=True)
         for name in _settled(runs, timings)[1]
-        if full_runs[name] < 3
+        if tries[name] < 3  # (a small or big model disturbed in its three runs already has had them)
     ]
     if last:
         if on_more is not None:
@@ -623,14 +622,13 @@ def _run_twice(target: Target) -> tuple[str, ...]:
 
 def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[Timing | None], list[str]]:
     """The timings with each disturbed one dropped where its model also ran undisturbed; and the
-    disturbed models with no undisturbed full run (its prompt batch too: a second round times
-    generation alone), whose figures cannot be trusted."""
+    models every run of which was disturbed (their figures cannot be trusted)."""
     out = list(timings)
     disturbed: list[str] = []
     for name in dict.fromkeys(run.name for run in runs):
         mine = [i for i, run in enumerate(runs) if run.name == name and timings[i] is not None]
         contended = [i for i in mine if (timed := timings[i]) is not None and timed.contended]
-        if contended and not any(runs[i].prompt and i not in contended for i in mine):
+        if mine and len(contended) == len(mine):
             disturbed.append(name)
             continue
         for i in contended:
