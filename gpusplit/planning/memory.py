@@ -35,6 +35,12 @@ CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads quantized rows to this m
 
 # Gemma scales the token embeddings by sqrt(n_embd) on the host before the first block.
 SCALED_EMBEDDINGS = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
+# Post-attention and post-FFN norms: three residual-width tensors freed under the logits (traced on
+# gemma3; llama and qwen3 leave none).
+POST_NORM = frozenset({"gemma2", "gemma3", "gemma3n"})
+# KV cache types whose cache gets Hadamard rotation matrices among its graph inputs
+# (llama-kv-cache.cpp:321-337: the quantized types llama.cpp rotates before storing).
+ROTATED_KV = frozenset({"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"})
 
 
 # What a CUDA device holds beyond llama.cpp's buffers while it runs a model: the driver's context
@@ -382,6 +388,126 @@ def _copy_bytes(s: _Shape, settings: Settings) -> int:
     return s.cells * s.tokens * (2 if settings.flash_attn else 4) + per_token * s.tokens * 4
 
 
+# ---------------------------------------------------------------------------------------------
+# The compute inventory (attention models): llama.cpp's compute buffer, tensor by tensor. Its
+# worst case is one ubatch of t tokens with every logit output and the whole cache in view
+# (llama-context.cpp:629,670-674). The graph's inputs sit on the CPU and each device gets a copy of
+# those its blocks read; with pipeline parallelism each copy exists PIPELINE_COPIES times, flagged
+# as outputs, never freed (ggml-backend.cpp:1376-1439, 1571-1593), at the bottom of the buffer;
+# above them the allocator's peak is the largest set of activations alive at once. Traced byte by
+# byte (an eval callback recording every tensor's offset, the top one ending at llama.cpp's buffer
+# size) on the CPU and RPC workers: dense, tied, MoE, qwen3 and gemma3 models, f16 and quantized
+# KV, layer splits, partial offload and single devices, every one exact or one activation above.
+
+
+def _rotation_bytes(model: ModelInfo, settings: Settings) -> int:
+    """A cache's Hadamard matrices (f32): K's of the largest power of two from 64 dividing the head
+    width, V's of 64 (llama-kv-cache.cpp:1447-1486)."""
+    head = model.head_dim_k
+    if head % 64:
+        return 0
+    n = 64
+    while head % (2 * n) == 0:
+        n *= 2
+    return 4 * n * n * (settings.type_k in ROTATED_KV) + 4 * 64 * 64 * (settings.type_v in ROTATED_KV)
+
+
+def _cache_inputs(model: ModelInfo, s: _Shape, settings: Settings, cells: int) -> int:
+    """One KV cache's graph inputs: the K and V write indices (int64; without flash attention V is
+    stored transposed, an index per element), its mask (f32, f16 with flash attention) and its
+    rotation matrices."""
+    t = s.tokens
+    v_idxs = 8 * t if settings.flash_attn else 8 * t * s.hkv
+    mask = cells * t * (2 if settings.flash_attn else 4)
+    return 8 * t + v_idxs + mask + _rotation_bytes(model, settings)
+
+
+def _caches_read(model: ModelInfo, blocks: Sequence[int]) -> list[bool]:
+    """The caches these blocks read (False: the full-attention one, True: the sliding-window one)."""
+    if not blocks:
+        return []
+    if not any(model.swa_layers):
+        return [False]
+    return sorted({bool(model.swa_layers[il]) for il in blocks})
+
+
+def _cells_of(s: _Shape, sliding: bool) -> int:
+    return s.cells_swa if sliding else s.cells
+
+
+def _copy_inputs(model: ModelInfo, s: _Shape, settings: Settings, blocks: Sequence[int]) -> int:
+    """One copy of what a device running these blocks reads from the graph's inputs: the
+    activations, the positions, each cache's inputs, and the output ids with the last block."""
+    t = s.tokens
+    last = model.n_layer - 1 in blocks
+    caches = sum(_cache_inputs(model, s, settings, _cells_of(s, c)) for c in _caches_read(model, blocks))
+    return 4 * t * (s.e + 1 + last) + caches
+
+
+def _activations_peak(model: ModelInfo, s: _Shape, settings: Settings, blocks: Sequence[int], reuse_input: bool) -> int:
+    """The most activations alive at once in a block: attention's (the residual, the norm, Q and
+    its rope, the KQ scores soft-maxed in place; `reuse_input`: the first block writes over its
+    input, which an output-flagged pipeline copy forbids) or the FFN's (the residual, the
+    attention output's hole, gate, up and the GLU, which does not run in place; a MoE router's
+    small tensors pin one more)."""
+    t = s.tokens
+    if settings.flash_attn:
+        attention = 0
+    else:
+        cells = max(_cells_of(s, c) for c in _caches_read(model, blocks))
+        attention = (2 * s.e + 2 * s.hhd) * t * 4 + s.n_head * cells * t * 4 - (s.e * t * 4 if reuse_input else 0)
+    ffn = (s.e + max(s.e, s.hhd) + 3 * s.f_eff + (s.e if model.n_expert else 0)) * t * 4
+    return max(attention, ffn)
+
+
+def _logits(model: ModelInfo, s: _Shape) -> int:
+    """The output layer's peak: the final norm and every token's logits (over gemma's post-norms'
+    three freed residual-width tensors)."""
+    post = 3 * s.e * s.tokens * 4 if model.architecture in POST_NORM else 0
+    return post + (s.e + s.n_vocab) * s.tokens * 4
+
+
+def _inventory_device(
+    model: ModelInfo, s: _Shape, settings: Settings, blocks: Sequence[int], holds_output: bool, copies: int
+) -> int:
+    """A device's compute buffer by the inventory (its blocks, and the output layer where it holds it)."""
+    if not blocks:
+        # the output layer alone: its input activations (one per pipeline copy) and the logits
+        return _output_compute(s) + (copies * s.e * s.tokens * 4 if copies > 1 else 0)
+    inputs = _copy_inputs(model, s, settings, blocks)
+    reuse = copies == 1 or len(blocks) == 1
+    compute = copies * inputs + _activations_peak(model, s, settings, blocks, reuse)
+    if holds_output:
+        compute = max(compute, (copies * inputs if copies > 1 else 0) + _logits(model, s))
+    return compute
+
+
+def _inventory_host(
+    model: ModelInfo, s: _Shape, settings: Settings, host_blocks: Sequence[int], output: bool, copies: int
+) -> int:
+    """The CPU's compute buffer by the inventory: the graph's inputs (tokens, the embeddings
+    buffer llama.cpp allocates though a token batch never reads it, positions, output ids, every
+    cache's inputs) and its own blocks' activations, or without blocks a copy of the inputs per
+    pipeline copy and the embeddings it looks up."""
+    t = s.tokens
+    graph = 4 * t * (1 + s.e + 1 + 1) + sum(
+        _cache_inputs(model, s, settings, _cells_of(s, c)) for c in _caches_read(model, range(model.n_layer))
+    )
+    if host_blocks:
+        compute = graph + _activations_peak(model, s, settings, host_blocks, False)
+        if output:
+            compute = max(compute, 4 * t * (1 + s.e) + _logits(model, s))
+        return compute
+    compute = copies * graph + s.e * t * 4
+    return compute + (_output_compute(s) if output else 0)
+
+
+def _inventoried(model: ModelInfo) -> bool:
+    """Whether the inventory covers the model: attention models (MLA's latent cache and recurrent
+    layers were not traced; their estimate stays the fitted one)."""
+    return not model.is_mla and not any(model.is_recurrent(il) for il in range(model.n_layer))
+
+
 def _host_inputs(s: _Shape, settings: Settings) -> int:
     """The CPU's share when it runs no block: token embeddings and the graph inputs."""
     per_token = 2 * s.e + 5 + (0 if settings.flash_attn else 2 * s.hkv)
@@ -440,10 +566,15 @@ def plan_memory(
     copies = PIPELINE_COPIES if pipeline else 1
     blocks_on = {i: [il for il in devices[i].layers if il < model.n_layer] for i in range(n)}
     out_dev = layer_device[model.n_layer]
+    inventory = _inventoried(model) and not share
     for i, dev_mem in enumerate(devices):
-        if dev_mem.layers:
+        if not dev_mem.layers:
+            continue
+        if inventory:
+            dev_mem.compute_bytes = _inventory_device(model, s, settings, blocks_on[i], out_dev == i, copies)
+        else:
             dev_mem.compute_bytes = _device_compute(model, s, settings, blocks_on[i], out_dev == i, bool(share), pipeline, copies)
-    _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies)
+    _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies, inventory)
     _add_runtime(model, settings, devices, device_backends, blocks_on)
 
     notes = []
@@ -639,9 +770,10 @@ def _host_side_compute(
     out_dev: int | None,
     blocks_on: dict[int, list[int]],
     copies: int,
+    inventory: bool = False,
 ) -> None:
     """The host's compute buffer, and what a GPU's grows by when it runs the batches of the
-    CPU's blocks."""
+    CPU's blocks (`inventory`: by the compute inventory where the GPU does not)."""
     # llama.cpp's scheduler moves an op whose weights sit in host memory to the first GPU that
     # asks for it (offload_op: CUDA and the others with a host buffer type ask from 32 tokens on),
     # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
@@ -655,6 +787,9 @@ def _host_side_compute(
         # with blocks of its own, the GPU's buffer grew by one ubatch's K and V besides (measured)
         gpu.compute_bytes = max(gpu.compute_bytes, borrowed) + (2 * s.hkv * s.tokens * 4 if blocks_on[offload_to] else 0)
         host.compute_bytes = _host_inputs(s, settings)
+    elif inventory:
+        blocks = [il for il in host.layers if il < model.n_layer]
+        host.compute_bytes = _inventory_host(model, s, settings, blocks, out_dev is None, copies)
     elif host_blocks:
         host.compute_bytes = _layers_compute(s, settings)
         if out_dev is None:
