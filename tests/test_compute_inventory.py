@@ -2,7 +2,7 @@
 attention models is an inventory of llama.cpp's buffer, tensor by tensor. Checked against the
 bytes llama.cpp 0.3.36 itself allocated for these loads (its log's compute buffer sizes, traced on
 AMD EPYC with two loopback RPC workers, as in docs/accuracy.md): the
-plan may be above by one activation slot, never below. Each of these was planned 2-14 % under by
+plan may be above by one activation slot, never below. Each of these was planned 2.4-10.8 % under by
 the fitted estimate this replaced."""
 
 from __future__ import annotations
