@@ -127,47 +127,62 @@ class _Relay:
             self.threads.append(thread)
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        """Both directions in one loop: read what arrives, send each chunk once it is `delay` old."""
+        """Both directions in one loop that never blocks: read what arrives, and send each chunk
+        once it is `delay` old, as much of it as the socket takes. (It used a blocking sendall:
+        sending a 2 MiB echo, it waited for the echo server to read while the server waited for
+        it to read the echo, until the client's 10 s timeout.)"""
         pending: dict[socket.socket, deque[tuple[float, bytes]]] = {a: deque(), b: deque()}  # to send to key
+        due: dict[socket.socket, bytearray] = {a: bytearray(), b: bytearray()}  # old enough, not yet sent
         other = {a: b, b: a}
         selector = selectors.DefaultSelector()
         for sock in (a, b):
             sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-        open_ = {a, b}
+        open_ = {a, b}  # still sending to us
+
+        def watch(sock: socket.socket) -> None:
+            events = (selectors.EVENT_READ if sock in open_ else 0) | (selectors.EVENT_WRITE if due[sock] else 0)
+            registered = sock in selector.get_map()
+            if events and registered:
+                selector.modify(sock, events)
+            elif events:
+                selector.register(sock, events)
+            elif registered:
+                selector.unregister(sock)
+
         try:
-            while not self.stopped.is_set() and (open_ or any(pending.values())):
-                due = [q[0][0] for q in pending.values() if q]
-                wait = max(0.0, min(due) - time.monotonic()) if due else 0.2
-                for key, _ in selector.select(timeout=min(wait, 0.2)):
-                    sock = key.fileobj
-                    try:
-                        data = sock.recv(1 << 16)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        selector.unregister(sock)
-                        open_.discard(sock)
-                        if not open_:
-                            break
-                        continue
-                    pending[other[sock]].append((time.monotonic() + self.delay, data))
+            while not self.stopped.is_set():
                 now = time.monotonic()
                 for target, queue in pending.items():
                     while queue and queue[0][0] <= now:
-                        data = queue.popleft()[1]
-                        target.setblocking(True)
-                        target.settimeout(30)
-                        try:
-                            target.sendall(data)
-                        except OSError:
-                            queue.clear()
-                            open_.clear()
-                        target.setblocking(False)
-                if len(open_) < 2 and not any(pending.values()):
+                        due[target] += queue.popleft()[1]
+                if len(open_) < 2 and not any(pending.values()) and not any(due.values()):
                     break  # one side hung up and everything it sent is delivered
+                for sock in (a, b):
+                    watch(sock)
+                waiting = [q[0][0] for q in pending.values() if q]
+                wait = max(0.0, min(waiting) - now) if waiting else 0.2
+                for key, events in selector.select(timeout=min(wait, 0.2)):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if events & selectors.EVENT_WRITE:
+                        try:
+                            sent = sock.send(due[sock])
+                        except (BlockingIOError, InterruptedError):
+                            sent = 0
+                        except OSError:
+                            return  # that side is gone: so is the connection
+                        del due[sock][:sent]
+                    if events & selectors.EVENT_READ:
+                        try:
+                            data = sock.recv(1 << 16)
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        except OSError:
+                            data = b""
+                        if data:
+                            pending[other[sock]].append((time.monotonic() + self.delay, data))
+                        else:
+                            open_.discard(sock)
         finally:
             selector.close()
             for sock in (a, b):
