@@ -56,3 +56,37 @@ def test_the_compute_buffer_is_llama_cpps_or_one_slot_above(tmp_path_factory, na
     ff = max(model.n_ff) if model.n_ff else 0
     slot = max(model.n_embd, max(model.n_head) * model.head_dim_k, ff) * tokens * 4  # one activation
     assert actual <= planned <= actual + slot, f"{planned - actual:+,} bytes"
+
+
+def test_a_moe_models_wider_dense_layer_sets_the_ffns_peak():
+    """A MoE model's dense layers (and a shared expert) can be wider than its used experts
+    together (Llama-4 Maverick: 16,384 against 8,192): each block's own FFN counts."""
+    from types import SimpleNamespace
+
+    from gpusplit.planning.memory import _layer_ff
+
+    def tensor(name, shape):
+        return SimpleNamespace(name=name, shape=shape)
+
+    experts = SimpleNamespace(
+        tensors=[tensor("blk.0.ffn_up_exps.weight", (64, 96, 8)), tensor("blk.0.ffn_gate_inp.weight", (64, 8))]
+    )
+    dense = SimpleNamespace(tensors=[tensor("blk.1.ffn_up.weight", (64, 1024)), tensor("blk.1.ffn_norm.weight", (64,))])
+    shared = SimpleNamespace(tensors=[*experts.tensors, tensor("blk.2.ffn_up_shexp.weight", (64, 512))])
+    model = SimpleNamespace(blocks=[experts, dense, shared], n_expert_used=2, n_ff=(0, 1024, 0))
+    assert [_layer_ff(model, il) for il in range(3)] == [192, 1024, 512]
+
+
+def test_a_head_width_of_zero_plans_without_hanging(tmp_path):
+    """A malformed header's head width of 0 once looped forever sizing the rotation matrices."""
+    import threading
+
+    model = replace(_model(tmp_path, "dense-f16"), head_dim_k=0)
+    settings = Settings(n_ctx=512, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(plan_memory(model, [], [], [], settings, PLACEMENTS["cpu"])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert done and done[0].host.compute_bytes > 0

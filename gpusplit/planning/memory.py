@@ -314,6 +314,8 @@ class _Shape:
     f_eff: int
     n_head: int
     n_vocab: int
+    layer_ff: tuple[int, ...] = ()  # per block: its widest FFN activation (_layer_ff)
+    layer_moe: tuple[bool, ...] = ()  # per block: it routes tokens to experts
 
 
 def _shape(model: ModelInfo, settings: Settings) -> _Shape:
@@ -333,7 +335,27 @@ def _shape(model: ModelInfo, settings: Settings) -> _Shape:
         f_eff=f_eff,
         n_head=max(model.n_head),
         n_vocab=model.n_vocab,
+        layer_ff=tuple(_layer_ff(model, il) for il in range(model.n_layer)),
+        layer_moe=tuple(any("_exps" in t.name for t in block.tensors) for block in model.blocks[: model.n_layer]),
     )
+
+
+def _layer_ff(model: ModelInfo, il: int) -> int:
+    """The widest FFN activation of block il: its used experts' together, a shared expert's, or its
+    dense FFN's (a MoE model's dense layers are often wider than its experts: Llama-4 Maverick's
+    16,384 against 8,192)."""
+    widths = []
+    if il < len(model.blocks):
+        for t in model.blocks[il].tensors:
+            if len(t.shape) < 2:
+                continue
+            if "ffn_up_exps" in t.name or "ffn_gate_exps" in t.name:
+                widths.append(t.shape[1] * max(model.n_expert_used, 1))
+            elif "ffn_up" in t.name or "ffn_gate" in t.name:  # a dense FFN or a shared expert
+                widths.append(t.shape[1])
+    if widths:
+        return max(widths)
+    return model.n_ff[il] if il < len(model.n_ff) else 0
 
 
 def _expert_ff(model: ModelInfo) -> int:
@@ -404,8 +426,8 @@ def _rotation_bytes(model: ModelInfo, settings: Settings) -> int:
     """A cache's Hadamard matrices (f32): K's of the largest power of two from 64 dividing the head
     width, V's of 64 (llama-kv-cache.cpp:1447-1486)."""
     head = model.head_dim_k
-    if head % 64:
-        return 0
+    if head <= 0 or head % 64:
+        return 0  # (a head width of 0, from a malformed header, must not loop below)
     n = 64
     while head % (2 * n) == 0:
         n *= 2
@@ -456,7 +478,15 @@ def _activations_peak(model: ModelInfo, s: _Shape, settings: Settings, blocks: S
     else:
         cells = max(_cells_of(s, c) for c in _caches_read(model, blocks))
         attention = (2 * s.e + 2 * s.hhd) * t * 4 + s.n_head * cells * t * 4 - (s.e * t * 4 if reuse_input else 0)
-    ffn = (s.e + max(s.e, s.hhd) + 3 * s.f_eff + (s.e if model.n_expert else 0)) * t * 4
+    ffn = (
+        max(
+            (s.e + max(s.e, s.hhd) + 3 * s.layer_ff[il] + (s.e if s.layer_moe[il] else 0)) * t * 4
+            for il in blocks
+            if il < len(s.layer_ff)
+        )
+        if blocks
+        else 0
+    )
     return max(attention, ffn)
 
 
@@ -502,10 +532,19 @@ def _inventory_host(
     return compute + (_output_compute(s) if output else 0)
 
 
+# Graphs whose activations the inventory does not describe: gemma3n keeps four residual streams
+# (AltUp) and per-layer inputs that cross devices (models/gemma3n.cpp:111-126).
+UNINVENTORIED = frozenset({"gemma3n"})
+
+
 def _inventoried(model: ModelInfo) -> bool:
-    """Whether the inventory covers the model: attention models (MLA's latent cache and recurrent
-    layers were not traced; their estimate stays the fitted one)."""
-    return not model.is_mla and not any(model.is_recurrent(il) for il in range(model.n_layer))
+    """Whether the inventory covers the model: attention models (MLA's latent cache, recurrent
+    layers and UNINVENTORIED graphs were not traced; their estimate stays the fitted one)."""
+    return (
+        model.architecture not in UNINVENTORIED
+        and not model.is_mla
+        and not any(model.is_recurrent(il) for il in range(model.n_layer))
+    )
 
 
 def _host_inputs(s: _Shape, settings: Settings) -> int:
