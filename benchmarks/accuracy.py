@@ -361,6 +361,7 @@ def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
             f"| {mib(pc)}/{mib(mc)}/{mib(ac)} | {err:+.1f}% | {mib(planned_total)}/{mib(actual_total)} | {'yes' if total_ok else 'NO'} |"
         )
     n = len(rows)
+    worst_under = min(under, key=lambda u: u[0]) if under else None
     summary = [
         "",
         "## Summary",
@@ -370,7 +371,7 @@ def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
         f"- KV equal to llama.cpp's figure: {kv_exact}/{n}",
         f"- compute estimate within 10 %: {compute_ok}/{n}; worst {worst_compute[0]:+.1f}% ({_where(worst_compute[1])})",
         f"- compute estimate under llama.cpp's by more than 2 %: {len(under)}/{n}"
-        + (f"; worst {min(under, key=lambda u: u[0])[0]:+.1f}% ({_where(min(under, key=lambda u: u[0])[1])})" if under else ""),
+        + (f"; worst {worst_under[0]:+.1f}% ({_where(worst_under[1])})" if worst_under else ""),
         f"- total within 2 % or 4 MiB: {totals_ok}/{n}; worst {worst_total[0]:+.1f}% ({_where(worst_total[1])})",
         "- the dry-run (`--measure`) column is llama.cpp's own reservation; with several devices and "
         "pipeline parallelism the real load can differ from it by a few MiB.",

@@ -63,7 +63,7 @@ def test_a_moe_models_wider_dense_layer_sets_the_ffns_peak():
     together (Llama-4 Maverick: 16,384 against 8,192): each block's own FFN counts."""
     from types import SimpleNamespace
 
-    from gpusplit.planning.memory import _layer_ff
+    from gpusplit.planning.memory import _layer_ffn
 
     def tensor(name, shape):
         return SimpleNamespace(name=name, shape=shape)
@@ -74,7 +74,7 @@ def test_a_moe_models_wider_dense_layer_sets_the_ffns_peak():
     dense = SimpleNamespace(tensors=[tensor("blk.1.ffn_up.weight", (64, 1024)), tensor("blk.1.ffn_norm.weight", (64,))])
     shared = SimpleNamespace(tensors=[*experts.tensors, tensor("blk.2.ffn_up_shexp.weight", (64, 512))])
     model = SimpleNamespace(blocks=[experts, dense, shared], n_expert_used=2, n_ff=(0, 1024, 0))
-    assert [_layer_ff(model, il) for il in range(3)] == [192, 1024, 512]
+    assert [_layer_ffn(model, il) for il in range(3)] == [(192, True), (1024, False), (512, True)]
 
 
 def test_a_head_width_of_zero_plans_without_hanging(tmp_path):

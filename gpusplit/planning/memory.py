@@ -314,8 +314,7 @@ class _Shape:
     f_eff: int
     n_head: int
     n_vocab: int
-    layer_ff: tuple[int, ...] = ()  # per block: its widest FFN activation (_layer_ff)
-    layer_moe: tuple[bool, ...] = ()  # per block: it routes tokens to experts
+    layer_ffn: tuple[tuple[int, bool], ...] = ()  # per block: its widest FFN activation, and whether it routes (_layer_ffn)
 
 
 def _shape(model: ModelInfo, settings: Settings) -> _Shape:
@@ -335,27 +334,28 @@ def _shape(model: ModelInfo, settings: Settings) -> _Shape:
         f_eff=f_eff,
         n_head=max(model.n_head),
         n_vocab=model.n_vocab,
-        layer_ff=tuple(_layer_ff(model, il) for il in range(model.n_layer)),
-        layer_moe=tuple(any("_exps" in t.name for t in block.tensors) for block in model.blocks[: model.n_layer]),
+        layer_ffn=tuple(_layer_ffn(model, il) for il in range(model.n_layer)),
     )
 
 
-def _layer_ff(model: ModelInfo, il: int) -> int:
-    """The widest FFN activation of block il: its used experts' together, a shared expert's, or its
+def _layer_ffn(model: ModelInfo, il: int) -> tuple[int, bool]:
+    """Block il's widest FFN activation: its used experts' together, a shared expert's, or its
     dense FFN's (a MoE model's dense layers are often wider than its experts: Llama-4 Maverick's
-    16,384 against 8,192)."""
+    16,384 against 8,192); and whether it routes tokens to experts."""
     widths = []
+    routed = False
     if il < len(model.blocks):
         for t in model.blocks[il].tensors:
             if len(t.shape) < 2:
                 continue
             if "ffn_up_exps" in t.name or "ffn_gate_exps" in t.name:
                 widths.append(t.shape[1] * max(model.n_expert_used, 1))
+                routed = True
             elif "ffn_up" in t.name or "ffn_gate" in t.name:  # a dense FFN or a shared expert
                 widths.append(t.shape[1])
     if widths:
-        return max(widths)
-    return model.n_ff[il] if il < len(model.n_ff) else 0
+        return max(widths), routed
+    return (model.n_ff[il] if il < len(model.n_ff) else 0), routed
 
 
 def _expert_ff(model: ModelInfo) -> int:
@@ -478,14 +478,9 @@ def _activations_peak(model: ModelInfo, s: _Shape, settings: Settings, blocks: S
     else:
         cells = max(_cells_of(s, c) for c in _caches_read(model, blocks))
         attention = (2 * s.e + 2 * s.hhd) * t * 4 + s.n_head * cells * t * 4 - (s.e * t * 4 if reuse_input else 0)
-    ffn = (
-        max(
-            (s.e + max(s.e, s.hhd) + 3 * s.layer_ff[il] + (s.e if s.layer_moe[il] else 0)) * t * 4
-            for il in blocks
-            if il < len(s.layer_ff)
-        )
-        if blocks
-        else 0
+    ffn = max(
+        (s.e + max(s.e, s.hhd) + 3 * width + (s.e if routed else 0)) * t * 4
+        for width, routed in (s.layer_ffn[il] for il in blocks)
     )
     return max(attention, ffn)
 
