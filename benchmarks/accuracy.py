@@ -383,10 +383,12 @@ def write_report(rows: list[dict], out: Path, copies: list[dict]) -> None:
         "(see the next section).",
         "- `deepseek2-mla` keeps one K-only cache of the latent (kv_lora_rank + rope dims), no V; "
         "`mamba2` keeps a recurrent state (R and S, f32, one cell per sequence) and no KV. Both exact. "
-        "Their compute buffers are estimated with the attention model: off on MLA by up to 57 % on "
-        "a device holding only the output layer (+2 MiB), and on Mamba-2 by up to 3x (the SSM scan's "
-        "buffers are not modelled; `plan` warns and `plan --measure` asks llama.cpp). These are the "
-        "rows whose totals miss.",
+        "MLA's compute buffers are the fitted attention estimate (over by up to 14 % on a host holding "
+        "only the inputs); Mamba-2's are an upper bound, every tensor a block creates with none reused "
+        "(its own allocator's peaks fall among freed SSM tensors, and a split copies views of the input "
+        "projection across devices): 1.7-2.7x llama.cpp's on the devices running blocks, the inputs of a "
+        "host feeding devices exact. The plan says which (`compute-sizing`). These are the rows whose "
+        "compute is far above and whose totals miss.",
         "- companion files: `dense-Q4_K_M+lora` loads a LoRA adapter (attn_q, attn_v, ffn_down of every "
         "block): llama.cpp puts each lora_a/lora_b pair in the buffer of the tensor it adapts (plain CPU "
         "where that tensor is repacked; src/llama-adapter.cpp), so its bytes follow the layers. `moe-Q4_K_M "

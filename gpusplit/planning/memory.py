@@ -314,6 +314,8 @@ class _Shape:
     f_eff: int
     n_head: int
     n_vocab: int
+    n_expert_used: int = 1
+    hkv_v: int = 0  # V's width per token (its heads' value width: V's write indices without flash attention)
     layer_ffn: tuple[tuple[int, bool], ...] = ()  # per block: its widest FFN activation, and whether it routes (_layer_ffn)
 
 
@@ -334,6 +336,8 @@ def _shape(model: ModelInfo, settings: Settings) -> _Shape:
         f_eff=f_eff,
         n_head=max(model.n_head),
         n_vocab=model.n_vocab,
+        n_expert_used=max(model.n_expert_used, 1),
+        hkv_v=max(model.n_head_kv) * (model.head_dim_v or model.head_dim_k),
         layer_ffn=tuple(_layer_ffn(model, il) for il in range(model.n_layer)),
     )
 
@@ -439,7 +443,7 @@ def _cache_inputs(model: ModelInfo, s: _Shape, settings: Settings, cells: int) -
     stored transposed, an index per element), its mask (f32, f16 with flash attention) and its
     rotation matrices."""
     t = s.tokens
-    v_idxs = 8 * t if settings.flash_attn else 8 * t * s.hkv
+    v_idxs = 8 * t if settings.flash_attn else 8 * t * s.hkv_v
     mask = cells * t * (2 if settings.flash_attn else 4)
     return 8 * t + v_idxs + mask + _rotation_bytes(model, settings)
 
@@ -479,10 +483,22 @@ def _activations_peak(model: ModelInfo, s: _Shape, settings: Settings, blocks: S
         cells = max(_cells_of(s, c) for c in _caches_read(model, blocks))
         attention = (2 * s.e + 2 * s.hhd) * t * 4 + s.n_head * cells * t * 4 - (s.e * t * 4 if reuse_input else 0)
     ffn = max(
-        (s.e + max(s.e, s.hhd) + 3 * width + (s.e if routed else 0)) * t * 4
+        (s.e + max(s.e, s.hhd) + _ffn_slots(s, width, routed) + (s.e if routed else 0)) * t * 4
         for width, routed in (s.layer_ffn[il] for il in blocks)
     )
     return max(attention, ffn)
+
+
+def _ffn_slots(s: _Shape, width: int, routed: bool) -> int:
+    """An FFN's own activations at their peak, floats per token: gate, up and the GLU together;
+    routed, also the experts' outputs (n_embd each, weighted in place) beside the GLU that feeds
+    them, then beside the sum they add into. Those are the larger where n_embd is over twice an
+    expert's width (Qwen3-30B-A3B: 8 x 2,048 against 8 x 768; traced on a generated 512-wide model
+    with 4 of 8 experts of 64 used: llama.cpp's buffer 29 % above three GLU widths)."""
+    if not routed:
+        return 3 * width
+    outputs = s.e * s.n_expert_used
+    return max(3 * width, width + outputs, outputs + s.e)
 
 
 def _logits(model: ModelInfo, s: _Shape) -> int:
@@ -525,6 +541,95 @@ def _inventory_host(
         return compute
     compute = copies * graph + s.e * t * 4
     return compute + (_output_compute(s) if output else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mamba-2 blocks (models/mamba-base.cpp, build_mamba2_layer): not inventoried but bounded. Their
+# graph crosses devices in places the attention inventory does not (a split copies views of the
+# input projection between devices) and its allocator peaks fall among freed SSM tensors; traced
+# here (CPU, single worker, layer splits): the bound below was 1.7-2.2x llama.cpp's buffer, never
+# under it.
+BOUNDED = frozenset({"mamba2"})
+
+
+def _bounded(model: ModelInfo) -> bool:
+    """Whether the Mamba-2 bound sizes the model's compute buffers: every block recurrent, each a
+    Mamba-2 one."""
+    return model.architecture in BOUNDED and all(model.is_recurrent(il) for il in range(model.n_layer))
+
+
+@dataclass(frozen=True)
+class _SSMWidths:
+    """A Mamba-2 block's widths, from its tensors: the input projection (z, xBC and dt), the
+    convolution's kernel and channels, the SSM's inner width and heads."""
+
+    projection: int
+    d_conv: int
+    conv_dim: int
+    d_inner: int
+    heads: int
+
+
+def _ssm_widths(model: ModelInfo) -> _SSMWidths:
+    """The widest of every block's Mamba-2 widths (a block lacking a tensor counts zero for it)."""
+    widths = {"ssm_in": 0, "d_conv": 0, "conv_dim": 0, "ssm_out": 0, "ssm_a": 0}
+    for block in model.blocks:
+        for t in block.tensors:
+            if t.name.endswith("ssm_in.weight") and len(t.shape) >= 2:
+                widths["ssm_in"] = max(widths["ssm_in"], t.shape[1])
+            elif t.name.endswith("ssm_conv1d.weight") and len(t.shape) >= 2:
+                widths["d_conv"] = max(widths["d_conv"], t.shape[0])
+                widths["conv_dim"] = max(widths["conv_dim"], t.shape[1])
+            elif t.name.endswith("ssm_out.weight") and t.shape:
+                widths["ssm_out"] = max(widths["ssm_out"], t.shape[0])
+            elif t.name.endswith("ssm_a") and t.shape:
+                widths["ssm_a"] = max(widths["ssm_a"], max(t.shape))
+    return _SSMWidths(widths["ssm_in"], widths["d_conv"], widths["conv_dim"], widths["ssm_out"], widths["ssm_a"])
+
+
+def _ssm_block_bound(model: ModelInfo, s: _Shape, settings: Settings) -> int:
+    """Every tensor one Mamba-2 block creates, none reused but where ggml runs in place (the
+    convolution's bias and SiLU): the norm and its weight, the input projection, the convolution's
+    input (its state's d_conv - 1 columns before the batch) and output, dt, the scan's output and
+    final states, x * D and its sum, z and the gate, the grouped norm and its weight, the output
+    projection, the residual; and the states gathered for each sequence."""
+    w = _ssm_widths(model)
+    t, seqs = s.tokens, max(settings.n_parallel, 1)
+    per_token = 4 * s.e + w.projection + w.conv_dim + 2 * w.heads + 7 * w.d_inner
+    conv_input = max(w.d_conv - 1, 0) * w.conv_dim * seqs + t * w.conv_dim
+    states = (model.n_embd_r + 2 * model.n_embd_s) * seqs
+    return 4 * (per_token * t + conv_input + states)
+
+
+def _ssm_copy_inputs(s: _Shape, spread: bool, last: bool, w: _SSMWidths) -> int:
+    """One copy of what a device running Mamba-2 blocks receives: the activations, the state-copy
+    index (one int, aligned), the output ids with the last block; over several devices also a view
+    of the input projection and a contiguous copy of z (llama.cpp's scheduler moved both across in
+    the traced splits)."""
+    per_token = s.e + last + (w.projection + w.d_inner if spread else 0)
+    return 4 * s.tokens * per_token + 32
+
+
+def _ssm_device(
+    model: ModelInfo, s: _Shape, settings: Settings, blocks: Sequence[int], holds_output: bool, copies: int, spread: bool
+) -> int:
+    """A device's compute buffer by the Mamba-2 bound."""
+    if not blocks:
+        return _output_compute(s) + (copies * s.e * s.tokens * 4 if copies > 1 else 0)
+    inputs = _ssm_copy_inputs(s, spread, model.n_layer - 1 in blocks, _ssm_widths(model))
+    peak = _ssm_block_bound(model, s, settings)
+    return copies * inputs + max(peak, _logits(model, s) if holds_output else 0)
+
+
+def _ssm_host(model: ModelInfo, s: _Shape, settings: Settings, host_blocks: Sequence[int], output: bool, copies: int) -> int:
+    """The CPU's compute buffer for a Mamba-2 model: the graph's inputs (tokens, the unused
+    embeddings input, the state-copy index, output ids; traced equal) with its blocks' bound, or
+    without blocks a copy of the inputs per pipeline copy and the embeddings it looks up."""
+    t = s.tokens
+    graph = 4 * t * (1 + s.e + 1) + 32
+    if host_blocks:
+        return graph + max(_ssm_block_bound(model, s, settings), _logits(model, s) if output else 0)
+    return copies * graph + s.e * t * 4 + (_output_compute(s) if output else 0)
 
 
 # Graphs whose activations the inventory does not describe: gemma3n keeps four residual streams
@@ -601,17 +706,30 @@ def plan_memory(
     blocks_on = {i: [il for il in devices[i].layers if il < model.n_layer] for i in range(n)}
     out_dev = layer_device[model.n_layer]
     inventory = _inventoried(model) and not share
+    bounded = _bounded(model) and not share
     for i, dev_mem in enumerate(devices):
         if not dev_mem.layers:
             continue
         if inventory:
             dev_mem.compute_bytes = _inventory_device(model, s, settings, blocks_on[i], out_dev == i, copies)
+        elif bounded:
+            spread = len({d for d in layer_device if d is not None}) > 1 or any(d is None for d in layer_device)
+            dev_mem.compute_bytes = _ssm_device(model, s, settings, blocks_on[i], out_dev == i, copies, spread)
         else:
             dev_mem.compute_bytes = _device_compute(model, s, settings, blocks_on[i], out_dev == i, bool(share), pipeline, copies)
-    _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies, inventory)
+    if bounded:
+        host_blocks = [il for il in host.layers if il < model.n_layer]
+        host.compute_bytes = _ssm_host(model, s, settings, host_blocks, out_dev is None, copies)
+        offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
+        if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
+            # a GPU runs the batches of the CPU's blocks (see _host_side_compute): room for one more
+            gpu = devices[offload_to]
+            gpu.compute_bytes += _ssm_block_bound(model, s, settings)
+    else:
+        _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies, inventory)
     _add_runtime(model, settings, devices, device_backends, blocks_on)
 
-    notes = []
+    notes = [_compute_sizing(model, "inventory" if inventory else "bound" if bounded else "estimate", devices, host)]
     if pipeline:
         notes.append(
             Reason("pipeline-parallel", f"pipeline parallelism: llama.cpp keeps {PIPELINE_COPIES} copies of each device's inputs")
@@ -628,6 +746,29 @@ def plan_memory(
         host_layer_weights_bytes=host_weights.layer_bytes,
         host_copied=frozenset(host_weights.copied_names),
     )
+
+
+def _compute_sizing(model: ModelInfo, rule: str, devices: list[DeviceMemory], host: DeviceMemory) -> Reason:
+    """How the compute buffers were sized, and so what the headroom keeps for them: nothing beyond
+    llama.cpp's figure (the inventory), a bound's excess, or an estimate's uncertainty."""
+    planned = sum(d.compute_bytes for d in [*devices, host])
+    if rule == "inventory":
+        text = (
+            "compute buffers: llama.cpp's allocation tensor by tensor (traced equal on the CPU and RPC workers, "
+            "or above by one activation); nothing more is kept for them"
+        )
+    elif rule == "bound":
+        text = (
+            f"compute buffers: an upper bound for {model.architecture} blocks (every tensor a block creates, none "
+            f"reused), {planned / MIB:.1f} MiB in all: llama.cpp allocated 37-58 % of the bound on the traced loads, "
+            "so the rest is headroom kept for it"
+        )
+    else:
+        text = (
+            "compute buffers: a fit made on other graphs (this one was not traced), which can be under llama.cpp's "
+            "figure: plan --measure asks llama.cpp itself"
+        )
+    return Reason("compute-sizing", text, {"rule": rule, "compute_bytes": planned})
 
 
 def _active_devices(placement: Placement, n_devices: int) -> list[int]:

@@ -151,6 +151,12 @@ class Plan:
         )  # fmt: skip
 
 
+def _compute_rule(candidate: Candidate) -> str:
+    """How a candidate's compute buffers were sized (memory.py's compute-sizing note)."""
+    note = next((n for n in candidate.memory.notes if n.code == "compute-sizing"), None)
+    return str(note.values.get("rule", "estimate")) if note is not None else "estimate"
+
+
 def reserves_for(devices: list[Device], reserve: tuple[int, ...] | None) -> list[int]:
     if reserve is not None:
         return list(reserve)
@@ -596,12 +602,12 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, inputs: Pla
             "(sliding, chunked, latent or recurrent memory); the KV cache is sized as plain attention on every layer "
             "with KV heads and may be off: measuring the plan (plan --measure) asks llama.cpp itself",
         ))  # fmt: skip
-    elif model.memory_rules in ("recurrent", "hybrid"):
+    elif model.memory_rules in ("recurrent", "hybrid") and _compute_rule(best) == "estimate":
         warnings.append(Reason(
             "compute-estimated",
             f"architecture {model.architecture!r}: its recurrent state is sized by llama.cpp's rules, but compute "
-            "buffers are estimated as for attention layers (up to 3x off on a generated Mamba-2): measuring the plan "
-            "(plan --measure) asks llama.cpp itself",
+            "buffers are estimated as for attention layers (llama.cpp's were up to 2.3x that estimate on a generated "
+            "Mamba-2, which now has its own bound): measuring the plan (plan --measure) asks llama.cpp itself",
         ))  # fmt: skip
     if not model.complete:
         warnings.append(Reason(
