@@ -24,6 +24,47 @@ def test_proc_stat_counts_busy_and_steal_apart():
     assert contention.parse_stat("cpu 1 2 3 4\n") == (6 / tick, 0.0)  # an old kernel without steal
 
 
+def test_a_process_held_to_some_cpus_counts_only_their_lines():
+    """taskset, a container's cpuset or a CI runner's slice: the CPUs the measurement may use are
+    its machine. A neighbour on the others does not slow it; one on its own must not be diluted
+    over the machine's (a hog on the one CPU of 64 this process had read as 0.9 of 64 busy)."""
+    text = (
+        "cpu  1000 0 0 9000 0 0 0 70 0 0\n"
+        "cpu0 600 0 0 4000 0 0 0 50 0 0\n"
+        "cpu1 300 0 100 4000 0 0 0 20 0 0\n"
+        "cpu2 100 0 0 1000 0 0 0 0 0 0\n"
+        "intr 12345 1 2 3\n"
+    )
+    tick = contention._TICK
+    assert contention.parse_stat(text, frozenset({1})) == (pytest.approx(400 / tick), pytest.approx(20 / tick))
+    assert contention.parse_stat(text, frozenset({0, 2})) == (pytest.approx(700 / tick), pytest.approx(50 / tick))
+    assert contention.parse_stat(text, frozenset({1, 7})) is None  # a CPU with no line: not this way
+    assert not Contention(1.0, 0.9, 0.0, 64, 1).contended  # the machine's size hid it
+    assert Contention(1.0, 0.9, 0.0, 1, 1).contended  # the usable CPUs' size shows it
+
+
+def test_the_meter_counts_the_cpus_this_process_may_use(monkeypatch):
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    first = min(os.sched_getaffinity(0))
+    monkeypatch.setenv(contention.ENV, "watch")  # the suite runs with it off (tests/conftest.py)
+    monkeypatch.setattr(contention.psutil, "cpu_count", lambda logical=True: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {first})
+    assert contention.usable_cpus() == frozenset({first}) and contention.cpu_count() == 1
+    meter = contention.Meter(threads=1)
+    if not meter.available:
+        pytest.skip("no /proc/stat here")
+    assert meter.cpus == frozenset({first}) and meter.cpu_count == 1
+    before = meter.sample()
+    seen = meter.since(before)
+    assert seen is not None and seen.cpus == 1
+    # all of the machine's CPUs usable: the first line, and the machine's count
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert contention.usable_cpus() is None and contention.Meter().cpus is None
+
+
 def test_others_are_the_busy_time_less_the_measured_processes():
     before = CpuSample(at=10.0, busy_s=100.0, steal_s=5.0, ours_s=20.0)
     after = CpuSample(at=12.0, busy_s=104.0, steal_s=5.2, ours_s=23.0)  # 2 s: 4 CPU-s busy, 3 of them ours

@@ -4,7 +4,10 @@ hypervisor's steal, and the CPU's clock where it can be read.
 A shared runner or VM gives no warning when another job takes its cores: one bench here read a
 prompt 14.5x below its prediction with a build running beside it. Linux's /proc/stat counts every
 CPU's busy time; less what the measured processes took themselves (psutil, per process), the rest
-is other work. Steal is time the hypervisor gave this VM's CPUs to another guest.
+is other work. Steal is time the hypervisor gave this VM's CPUs to another guest. Where this
+process may run on only some of the machine's CPUs (taskset, a container's cpuset, a CI runner's
+slice), only those CPUs' lines count, and their number is the machine's size: a neighbour on CPUs
+the measurement cannot use does not slow it, and one on its own CPUs must not hide among the rest.
 
 The rule (the README repeats it; the engine applies it to each repetition of a test as well as to
 the whole test): a measurement is *contended* when other processes kept more than
@@ -34,7 +37,8 @@ MIN_OTHERS_S = 0.05
 # are known and accepted): figures are neither marked nor refused by the probe
 ENV = "GPUSPLIT_CONTENTION"
 _PROC_STAT = Path("/proc/stat")
-_STAT_BYTES = 4096  # the first line ("cpu ...") is all that is read
+_STAT_BYTES = 4096  # the first line ("cpu ...") is all that is read, for the whole machine
+_STAT_CPU_BYTES = 1 << 20  # with per-CPU lines (about 100 bytes each, before the long intr line)
 try:
     _TICK = float(os.sysconf("SC_CLK_TCK"))
 except (AttributeError, ValueError, OSError):  # not a POSIX system: nothing is read anyway
@@ -61,13 +65,30 @@ class CpuSample:
     ours_s: float  # the measured processes' own CPU time (user + system, all their threads)
 
 
-def parse_stat(text: str) -> tuple[float, float] | None:
-    """(busy seconds, steal seconds) from /proc/stat's first line; None where it is not there."""
-    first = text.split("\n", 1)[0].split()
-    if len(first) < 5 or first[0] != "cpu":
+def parse_stat(text: str, cpus: frozenset[int] | None = None) -> tuple[float, float] | None:
+    """(busy seconds, steal seconds) from /proc/stat: its first line (all CPUs), or with `cpus` the
+    sum of those CPUs' own lines; None where a line is not there."""
+    if cpus is None:
+        return _parse_cpu_line(text.split("\n", 1)[0].split(), "cpu")
+    busy = steal = 0.0
+    found = 0
+    for line in text.split("\n"):
+        words = line.split()
+        if not words or not words[0].startswith("cpu") or not words[0][3:].isdecimal():
+            continue
+        if int(words[0][3:]) in cpus:
+            parsed = _parse_cpu_line(words, words[0])
+            if parsed is None:
+                return None
+            busy, steal, found = busy + parsed[0], steal + parsed[1], found + 1
+    return (busy, steal) if found == len(cpus) else None
+
+
+def _parse_cpu_line(words: list[str], name: str) -> tuple[float, float] | None:
+    if len(words) < 5 or words[0] != name:
         return None
     try:
-        ticks = [int(v) for v in first[1:]]
+        ticks = [int(v) for v in words[1:]]
     except ValueError:
         return None
     ticks += [0] * (8 - len(ticks))
@@ -75,12 +96,29 @@ def parse_stat(text: str) -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
 
 
-def _read_stat() -> tuple[float, float] | None:
+def usable_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on where they are fewer than the machine's (None: all of
+    them, or the system cannot say)."""
+    try:
+        allowed = frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return allowed if allowed and len(allowed) < (psutil.cpu_count() or 0) else None
+
+
+def cpu_count() -> int:
+    """How many CPUs a measurement here can use: this process's affinity, else the machine's."""
+    allowed = usable_cpus()
+    return len(allowed) if allowed is not None else psutil.cpu_count() or 1
+
+
+def _read_stat(cpus: frozenset[int] | None = None) -> tuple[float, float] | None:
     try:
         with _PROC_STAT.open("rb") as f:  # a kernel file: one bounded read
-            return parse_stat(f.read(_STAT_BYTES).decode("ascii", "replace"))
+            text = f.read(_STAT_BYTES if cpus is None else _STAT_CPU_BYTES).decode("ascii", "replace")
     except OSError:
         return None
+    return parse_stat(text, cpus)
 
 
 def _cpu_seconds(processes: Iterable[psutil.Process]) -> float:
@@ -107,10 +145,14 @@ class Meter:
             except (psutil.Error, OSError):
                 continue
         self.threads = threads
-        self.available = os.environ.get(ENV, "").strip().lower() != "ignore" and _read_stat() is not None
+        self.cpus = usable_cpus()
+        if self.cpus is not None and _read_stat(self.cpus) is None:
+            self.cpus = None  # no per-CPU lines (a container's own /proc/stat): the machine's
+        self.cpu_count = len(self.cpus) if self.cpus is not None else psutil.cpu_count() or 1
+        self.available = os.environ.get(ENV, "").strip().lower() != "ignore" and _read_stat(self.cpus) is not None
 
     def sample(self) -> CpuSample | None:
-        stat = _read_stat() if self.available else None
+        stat = _read_stat(self.cpus) if self.available else None
         if stat is None:
             return None
         return CpuSample(time.monotonic(), stat[0], stat[1], _cpu_seconds(self.processes))
@@ -118,7 +160,7 @@ class Meter:
     def since(self, before: CpuSample | None) -> Contention | None:
         """The contention from `before` to now (None where nothing is watched)."""
         after = self.sample()
-        return None if before is None or after is None else between(before, after, self.threads)
+        return None if before is None or after is None else between(before, after, self.threads, cpus=self.cpu_count)
 
 
 def cpu_mhz() -> float | None:
@@ -207,11 +249,13 @@ class Contention:
         )
 
 
-def between(before: CpuSample, after: CpuSample, threads: int, mhz: float | None = None) -> Contention:
-    """The contention from `before` to `after`, a measurement keeping `threads` CPUs busy."""
+def between(before: CpuSample, after: CpuSample, threads: int, mhz: float | None = None, cpus: int | None = None) -> Contention:
+    """The contention from `before` to `after`, a measurement keeping `threads` of `cpus` CPUs
+    (default: those this process may use) busy."""
     seconds = max(after.at - before.at, 0.0)
     others = (after.busy_s - before.busy_s) - (after.ours_s - before.ours_s)
-    return Contention(seconds, max(others, 0.0), max(after.steal_s - before.steal_s, 0.0), psutil.cpu_count() or 1, threads, mhz)
+    steal = max(after.steal_s - before.steal_s, 0.0)
+    return Contention(seconds, max(others, 0.0), steal, cpus or cpu_count(), threads, mhz)
 
 
 WORKER_COMMANDS = (("gpusplit", "worker"), ("rpc-server",), ("ggml-rpc-server",))

@@ -479,7 +479,7 @@ def _meter(params: EngineParams) -> contention.Meter:
     """Contention around each timed run: this child, its parent, and the RPC workers on this
     machine are the measurement; any other process's CPU time is a neighbour's."""
     workers = contention.worker_pids()
-    cpus = os.cpu_count() or 1
+    cpus = contention.cpu_count()  # the CPUs this child may run on, not the machine's
     # local workers keep their own threads busy: no CPU is spare then
     threads = cpus if workers else min(max(int(params.n_threads or cpus), 1), cpus)
     return contention.Meter({os.getppid(), *workers}, threads)
