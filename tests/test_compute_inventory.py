@@ -138,3 +138,19 @@ def test_vs_write_indices_follow_vs_head_width(tmp_path):
     before = _cache_inputs(model, _shape(model, settings), settings, 512)
     grown = _cache_inputs(wider, _shape(wider, settings), settings, 512) - before
     assert grown == 8 * 512 * max(model.n_head_kv) * model.head_dim_k
+
+
+# (context, sequences, flash attention, llama.cpp's CPU compute buffer as it logged it, MiB)
+SLOTS = [(1024, 4, False, 7.26), (2048, 4, True, 5.01), (2048, 2, False, 20.76)]
+
+
+@pytest.mark.parametrize(("ctx", "slots", "flash_attn", "logged_mib"), SLOTS)
+def test_several_sequences_attend_to_their_own_streams(tmp_path_factory, ctx, slots, flash_attn, logged_mib):
+    """-np N without a unified cache: llama.cpp reserves a ubatch spread over the N streams, each
+    attending to its own cells, so masks and scores span one stream (the planner had them span all:
+    20.76 MiB planned for the first load, 2.9x llama.cpp's). Loaded on AMD EPYC, dense-f16 on the
+    CPU; llama.cpp logs MiB to two decimals."""
+    model = _model(tmp_path_factory.getbasetemp(), "dense-f16")
+    settings = Settings(n_ctx=ctx, n_parallel=slots, flash_attn=flash_attn)
+    planned = plan_memory(model, [], [], [], settings, PLACEMENTS["cpu"]).host.compute_bytes
+    assert round(planned / 2**20, 2) == logged_mib

@@ -320,7 +320,12 @@ class _Shape:
 
 
 def _shape(model: ModelInfo, settings: Settings) -> _Shape:
+    # A worst-case ubatch spreads over every sequence's stream (llama-context.cpp reserves with
+    # n_seqs = n_seq_max, the cache not unified): each attends to its own stream's cells, so masks
+    # and scores span one stream's cells, not all of them (measured with -np 4: 2.9x over before)
     base, swa = kv_cells(model, settings)
+    streams = max(settings.n_parallel, 1)
+    base, swa = base // streams, swa // streams
     f_eff = max(model.n_ff) if model.n_ff else 0
     if model.n_expert:
         expert_ff = _expert_ff(model)
