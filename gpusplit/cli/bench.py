@@ -55,6 +55,17 @@ NGen = Annotated[Optional[List[int]], typer.Option("--n-gen", "-n", min=0, help=
 Depth = Annotated[
     Optional[List[int]], typer.Option("--depth", "-d", min=0, help="Run the tests after this many tokens of context (default 0).")
 ]
+Parallel = Annotated[
+    Optional[List[int]],
+    typer.Option(
+        "--parallel",
+        "-np",
+        min=1,
+        max=256,
+        help="Generation tests with N sequences decoded together (repeatable: 1, 2, 4, 8), as llama-server's busy "
+        "slots and llama-batched-bench: each after its own --depth tokens of prompt, t/s all of them together.",
+    ),
+]
 Repetitions = Annotated[
     int, typer.Option("--repetitions", "-r", min=1, max=1000, help="Repetitions per test, after one warm-up.")
 ]
@@ -111,6 +122,7 @@ def bench(
     n_prompt: NPrompt = None,
     n_gen: NGen = None,
     depth: Depth = None,
+    parallel: Parallel = None,
     repetitions: Repetitions = 5,
     threads: Threads = None,
     no_repack: NoRepack = False,
@@ -148,7 +160,7 @@ def bench(
         doc.engine_params.model_path if doc is not None else resolve_model(model),
         request_from(threads=threads, no_repack=no_repack),
         matrix=matrix,
-        tests=api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0])),
+        tests=api.Tests(tuple(n_prompt or [512]), tuple(n_gen or [128]), tuple(depth or [0]), tuple(parallel or [1])),
         rpc=tuple(rpc or ()),
         timeout=timeout,
         repetitions=repetitions,

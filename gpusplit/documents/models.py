@@ -539,6 +539,10 @@ class BenchRecord(Closed):
     no_repack: bool = False
     recovery: RecoveryDoc | None = None
     predicted_parts: PredictedParts | None = None
+    # generation of several sequences decoded together (bench --parallel): how many; samples_ts and
+    # the means are all of theirs together, per_user_ts each one's share
+    parallel: Annotated[int, Meta(ge=1, le=256)] = 1
+    per_user_ts: Speed | None = None
 
 
 class CompareRow(Closed):

@@ -32,7 +32,7 @@ from ..jobs.tune import TuneResult
 from ..planning.cpu_buffers import AMX, MAPPED, REPACK
 from ..planning.launch import draft_layers, engine_params, llama_server_args, worker_commands
 from ..planning.planner import Plan
-from ..planning.predict import prompt_tokens_per_s
+from ..planning.predict import parallel_tokens_per_s, prompt_tokens_per_s
 from ..sources import python_downloads
 
 if TYPE_CHECKING:
@@ -596,7 +596,10 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
     doc = plan_doc if plan_doc is not None or row.plan is None else plan_document(row.plan)
     if doc is not None:
         pred = doc["predicted"]
-        if test.depth and row.plan is not None:  # the plan's figures are at depth 0
+        if test.kind == "tg" and test.parallel > 1 and row.plan is not None:
+            # sequences decoded together, each at its depth (the plan's figures are one at depth 0)
+            predicted = parallel_tokens_per_s(row.plan.prediction_at(test.depth), test.parallel)
+        elif test.depth and row.plan is not None:  # the plan's figures are at depth 0
             deep = row.plan.prediction_at(test.depth)
             predicted = (
                 deep.tg_tokens_per_s
@@ -633,12 +636,15 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
         "test_kind": test.kind,
         "n_tokens": test.n,
         "depth": test.depth,
+        "parallel": test.parallel,
         "repetitions": row.repetitions,
         "samples_ts": rounded,
         "avg_ts": None if not ok else round(avg, 3),
         "stddev_ts": None if not ok else round(sd, 3),
         **noise_fields(rounded if ok else None),
         "contention": contention_document(row.contention),
+        # each sequence's share where several were decoded together (llama-server: what a user gets)
+        "per_user_ts": None if not ok or test.parallel <= 1 else round(avg / test.parallel, 3),
         "predicted_ts": None if predicted is None else round(predicted, 3),
         "predicted_basis": basis,
         "prediction_error_pct": error_pct(predicted, avg) if ok else None,

@@ -495,14 +495,17 @@ class _BenchRuns:
         self.n_vocab = self.lib.llama_vocab_n_tokens(self.lib.llama_model_get_vocab(loaded.model))
         self.memory = self.lib.llama_get_memory(loaded.ctx)
         self.rng = random.Random(0)
-        self.filled_depth = 0  # the context the cache holds now, ahead of the timed tokens
+        self.filled_depth: int | tuple[str, int, int] = 0  # what the cache holds now, ahead of the timed tokens
 
     def decode(self, tokens: list[int]) -> None:
         failure = "llama.cpp failed to decode a batch (context too small for the test?)"
         _decode_batches(self.lib, self.loaded.ctx, tokens, self.n_batch, failure)
 
     def one_run(self, test: dict[str, Any], limit_s: float | None = None) -> float:
-        """One run of the test: its tokens per second."""
+        """One run of the test: its tokens per second (with "parallel" N > 1 sequences, all of
+        them together: llama-batched-bench's S_TG)."""
+        if int(test.get("parallel") or 1) > 1:
+            return self._parallel_run(test, int(test["parallel"]), limit_s)
         lib, ctx = self.lib, self.loaded.ctx
         depth = int(test.get("depth") or 0)
         if depth and self.filled_depth == depth:
@@ -530,6 +533,52 @@ class _BenchRuns:
                     break
         lib.llama_synchronize(ctx)
         return int(test["n"]) / (time.perf_counter() - started)
+
+    def _parallel_run(self, test: dict[str, Any], n_seq: int, limit_s: float | None) -> float:
+        """N sequences decoded together, as llama-server's slots and llama-batched-bench: each
+        after its own `depth` tokens of prompt (decoded first, untimed), then `n` steps of one
+        batch holding a token of every sequence, each step waiting for the last. Its tokens per
+        second are all the sequences' together."""
+        lib, ctx = self.lib, self.loaded.ctx
+        depth, steps = int(test.get("depth") or 0), int(test["n"])
+        key = ("parallel", n_seq, depth)
+        if depth and self.filled_depth == key:
+            lib.llama_memory_seq_rm(self.memory, -1, depth, -1)  # every sequence keeps its prompt
+        else:
+            lib.llama_memory_clear(self.memory, True)
+            for seq in range(n_seq):
+                prompt = [self.rng.randrange(self.n_vocab) for _ in range(depth)]
+                for start in range(0, depth, self.n_batch):
+                    chunk = prompt[start : start + self.n_batch]
+                    self._decode_items([(token, start + i, seq, False) for i, token in enumerate(chunk)])
+        self.filled_depth = key
+        lib.llama_synchronize(ctx)
+        started = time.perf_counter()
+        done = 0
+        for step in range(steps):
+            self._decode_items([(self.rng.randrange(self.n_vocab), depth + step, seq, True) for seq in range(n_seq)])
+            lib.llama_synchronize(ctx)
+            done += 1
+            if limit_s is not None and time.perf_counter() - started >= limit_s:
+                break
+        return n_seq * done / (time.perf_counter() - started)
+
+    def _decode_items(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """One batch of (token, position, sequence, logits) entries."""
+        lib = self.lib
+        batch = lib.llama_batch_init(len(items), 0, 1)
+        try:
+            for i, (token, pos, seq, logits) in enumerate(items):
+                batch.token[i] = token
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = logits
+            batch.n_tokens = len(items)
+            if lib.llama_decode(self.loaded.ctx, batch) != 0:
+                raise EngineError("llama.cpp failed to decode a batch of parallel sequences (context too small for the test?)")
+        finally:
+            lib.llama_batch_free(batch)
 
 
 def _sample_seconds(lib: Any, loaded: Loaded, reps: int) -> float:

@@ -103,7 +103,8 @@ class _Job:
     repetitions: int
     config_timeout: float
     common: _Common
-    needed_ctx: int = field(default=0)
+    needed_ctx: int = field(default=0)  # KV cells each sequence of the tests needs
+    slots: int = 1  # sequences the tests decode together at most
 
 
 def bench(
@@ -131,17 +132,18 @@ def bench(
     is measured again without them, its rows marked with the `recovery`, and so are the later ones.
     """
     chosen = tests.tests()
-    needed = max(t.n + t.depth for t in chosen)
+    needed = max(t.cells for t in chosen)
+    slots = max(t.parallel for t in chosen)  # sequences decoded together: the configuration's slots
     configs = matrix.configs()
     for config in configs:
-        config.request(request, needed)  # every configuration's values checked before anything runs
+        config.request(request, needed, slots)  # every configuration's values checked before anything runs
     endpoints = parse_endpoints(list(rpc))
     info = read_model(model)
     require_complete(info, "be benchmarked")
     require_engine()
     inventory = detect_devices(rpc=endpoints, timeout=timeout, threads=request.n_threads)
     common = _Common(info, tuple(inventory.devices), repetitions)
-    job = _Job(endpoints, timeout, repetitions, config_timeout, common, needed)
+    job = _Job(endpoints, timeout, repetitions, config_timeout, common, needed, slots)
     if saved_plan is not None:
         saved_plan = without_repack(saved_plan) if request.no_repack else saved_plan
         configs = [_saved_plan_config(saved_plan)]
@@ -155,8 +157,8 @@ def bench(
         if saved_plan is not None:
             rows = _bench_saved_plan(saved_plan, config, pending, job)
         else:
-            rows = _bench_config(config.request(request.with_(no_repack=request.no_repack or carried is not None), needed), config,
-                                 pending, job)  # fmt: skip
+            rows = _bench_config(config.request(request.with_(no_repack=request.no_repack or carried is not None), needed, slots),
+                                 config, pending, job)  # fmt: skip
         for row in rows:
             if carried is not None and row.recovery is None and row.no_repack:
                 row = replace(row, recovery=carried)  # run with --no-repack because an earlier configuration crashed
@@ -179,6 +181,14 @@ def _bench_saved_plan(saved: Plan, config: Config, tests: list[Test], job: _Job)
     if job.needed_ctx > n_ctx:
         error = (
             f"the plan's context ({n_ctx}) is shorter than the tests need ({job.needed_ctx}); test less or plan a longer context"
+        )
+        return _rows(config, tests, job.common, saved, error=error)
+    slots = saved.best.settings.n_parallel
+    if job.slots > slots or job.needed_ctx > saved.best.settings.n_ctx_seq:
+        error = (
+            f"the plan has {slots} sequence slot(s) of {saved.best.settings.n_ctx_seq} cells; the tests decode {job.slots} "
+            f"together, {job.needed_ctx} cells each: plan with --parallel {job.slots} and a context of at least "
+            f"{job.slots * job.needed_ctx}, or test fewer"
         )
         return _rows(config, tests, job.common, saved, error=error)
     return _bench_planned(saved, config, tests, job)

@@ -158,6 +158,25 @@ def prompt_tokens_per_s(batch_fixed_s: float, batch_token_s: float, tg_tokens_pe
     return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
 
 
+def parallel_tokens_per_s(prediction: Prediction, n_seq: int) -> float | None:
+    """Generation of `n_seq` sequences decoded together (llama-server's busy slots,
+    llama-batched-bench's S_TG): all of their tokens per second. A step holds one token of each. It
+    costs one sequence's token (its fixed costs, the weights read once, its KV cache), each other
+    sequence's KV cache read, and compute beyond what hides under the weights' read: the step's
+    tokens at a prompt batch's cost per token (batch_token_s), less the weights' read time, where
+    that is more. The prediction at the sequences' depth (Plan.prediction_at) carries their KV."""
+    if not prediction.tg_tokens_per_s:
+        return None
+    if n_seq <= 1:
+        return prediction.tg_tokens_per_s
+    devices = (prediction.parts.get("devices") or {}).values()
+    kv_s = sum(part.get("kv", 0.0) for part in devices)
+    weights_s = sum(part.get("weights", 0.0) + part.get("output", 0.0) for part in devices)
+    compute_s = max(n_seq * prediction.batch_token_s - weights_s, 0.0)
+    step_s = 1 / prediction.tg_tokens_per_s + (n_seq - 1) * kv_s + compute_s
+    return n_seq / step_s
+
+
 def assumed_speed(device: Device, cpu_bandwidth: float = DEFAULT_CPU_BANDWIDTH) -> DeviceSpeed:
     """Figures for a device that was not probed: its catalog (or NVML) bandwidth with a GPU's
     typical overheads, or, for a CPU or an unmeasured RPC worker, a CPU's."""
