@@ -59,6 +59,7 @@ EVERY_FIELD = {
     "n_batch": 1024,
     "n_ubatch": 256,
     "n_parallel": 2,
+    "users": 3,
     "type_k": "q8_0",
     "type_v": "q8_0",
     "flash_attn": True,

@@ -68,6 +68,17 @@ Ctx = Annotated[
 Batch = Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, max=1 << 20, help="Logical batch size (n_batch).")]
 Ubatch = Annotated[int, typer.Option("--ubatch", "-ub", metavar="N", min=1, max=1 << 20, help="Physical batch size (n_ubatch).")]
 Parallel = Annotated[int, typer.Option("--parallel", "-np", metavar="N", min=1, max=256, help="Parallel sequences (n_seq_max).")]
+Users = Annotated[
+    Optional[int],
+    typer.Option(
+        "--users",
+        metavar="N",
+        min=1,
+        max=256,
+        help="Plan a server for N users decoding together: N slots, candidates ranked by all users' generation, "
+        "and replicas (one llama-server per device that holds the model) weighed against one server.",
+    ),
+]
 KvType = Annotated[
     Optional[str], typer.Option("--kv-type", metavar="TYPE", help="KV cache type for K and V: f16, q8_0, q4_0, ...")
 ]
@@ -231,6 +242,7 @@ def request_from(
     batch: int = 512,
     ubatch: int = 512,
     parallel: int = 1,
+    users: int | None = None,
     kv_type: str | None = None,
     kv_type_k: str | None = None,
     kv_type_v: str | None = None,
@@ -260,6 +272,7 @@ def request_from(
         n_batch=batch,
         n_ubatch=ubatch,
         n_parallel=parallel,
+        users=users,
         type_k=api.kv_type(kv_type_k, "type_k") if kv_type_k is not None else both,
         type_v=api.kv_type(kv_type_v, "type_v") if kv_type_v is not None else both,
         flash_attn=flash_attn,

@@ -43,13 +43,14 @@ from .options import (
     Threads,
     Timeout,
     Ubatch,
+    Users,
     plan_from,
     request_from,
 )  # fmt: skip
 
 if TYPE_CHECKING:
     from ..documents import models, render
-    from ..documents.models import DraftDoc, PlanDoc, PlanHost, Predicted, WorkerCommand
+    from ..documents.models import DraftDoc, PlanDoc, PlanHost, Predicted, ServerDoc, ServingDoc, WorkerCommand
 else:
     models, render = lazy_module("gpusplit.documents.models"), lazy_module("gpusplit.documents.render")
 
@@ -64,6 +65,7 @@ def plan(
     batch: Batch = 512,
     ubatch: Ubatch = 512,
     parallel: Parallel = 1,
+    users: Users = None,
     kv_type: KvType = None,
     kv_type_k: KvTypeK = None,
     kv_type_v: KvTypeV = None,
@@ -94,7 +96,7 @@ def plan(
 ) -> int:
     """Plan how to split a model over the devices: memory per device, strategy, context, flags."""
     request = request_from(
-        ctx=ctx, batch=batch, ubatch=ubatch, parallel=parallel, kv_type=kv_type, kv_type_k=kv_type_k, kv_type_v=kv_type_v,
+        ctx=ctx, batch=batch, ubatch=ubatch, parallel=parallel, users=users, kv_type=kv_type, kv_type_k=kv_type_k, kv_type_v=kv_type_v,
         flash_attn=flash_attn, swa_full=swa_full, ngl=ngl, mode=mode, split=split, main_gpu=main_gpu, n_cpu_moe=n_cpu_moe,
         spread=spread, reserve=reserve, cpu_bandwidth=cpu_bandwidth, allow_ctx_overflow=allow_ctx_overflow, lora=lora,
         draft=draft, ngl_draft=ngl_draft, mmproj=mmproj, no_repack=no_repack, threads=threads,
@@ -125,6 +127,8 @@ def print_plan(doc: PlanDoc) -> None:
     if doc.workers:
         _print_workers(doc, doc.workers)
     _print_launch(doc)
+    if doc.serving is not None:
+        _print_serving(doc.serving)
     if doc.alternatives:
         output.print_table(
             "alternatives",
@@ -233,6 +237,36 @@ def _print_launch(doc: PlanDoc) -> None:
     call = "llama_cpp.Llama.from_pretrained(" if kwargs.repo_id is not None else "llama_cpp.Llama("
     given = ((name, getattr(kwargs, name)) for name in kwargs.__struct_fields__)
     output.line("  " + call + ", ".join(f"{name}={value!r}" for name, value in given if value is not None) + ")")
+
+
+def _print_serving(serving: ServingDoc) -> None:
+    """N users: what they get from the plan's server, and from replicas; which wins; the commands."""
+
+    def speeds(server: ServerDoc) -> str:
+        if not server.tokens_per_s:
+            return "speed unknown"
+        first = f", first token in {server.first_token_s:.2f} s" if server.first_token_s else ""
+        return (
+            f"{server.tokens_per_s:,.1f} tokens/s together, {server.per_user_tokens_per_s or 0:,.1f} each ({server.users} "
+            f"of {server.slots} slots){first}"
+        )
+
+    output.line(
+        f"serving {serving.users} users (each at {serving.depth:,} tokens of context; a newcomer's prompt {serving.prompt_tokens} tokens):"
+    )
+    output.line(f"  one server on {', '.join(serving.server.devices)}: {speeds(serving.server)}")
+    if not serving.replicas:
+        output.line("  replicas: fewer than two devices hold the model alone")
+        return
+    together = serving.replicas_tokens_per_s
+    output.line(f"  {len(serving.replicas)} replicas, users dealt round robin: {together or 0:,.1f} tokens/s together")
+    for replica in serving.replicas:
+        output.line(f"    {', '.join(replica.devices)}: {speeds(replica)}")
+    better = "replicas" if serving.winner == "replicas" else "one server"
+    output.line(f"  {better} serve them faster" + (f", by {serving.ratio:.2f}x" if serving.ratio else ""))
+    output.line("  the replicas' servers (a balancer in front, round robin):")
+    for replica in serving.replicas:
+        output.line("    " + shlex.join(["llama-server", *replica.command]))
 
 
 def predicted_text(pred: Predicted, n_ubatch: int) -> str:

@@ -362,6 +362,31 @@ class WorkerCommand(Closed):
     llama_cpp: list[str]
 
 
+class ServerDoc(Closed):
+    """One llama-server serving users (planning/serving.py's Server)."""
+
+    devices: Annotated[list[str], Meta(max_length=64)]
+    slots: Count
+    users: Count
+    tokens_per_s: Speed | None  # all its users' generation together
+    per_user_tokens_per_s: Speed | None
+    first_token_s: Annotated[float, Meta(ge=0, le=1e9)] | None  # a newcomer's prompt beside the others
+    command: list[str]  # llama-server's flags
+
+
+class ServingDoc(Closed):
+    """Several users (plan --users N): the plan's one server against replicas (one per device)."""
+
+    users: Count
+    depth: Annotated[int, Meta(ge=0, le=INT32_MAX)]
+    prompt_tokens: Count
+    server: ServerDoc
+    replicas: Annotated[list[ServerDoc], Meta(max_length=64)]
+    replicas_tokens_per_s: Speed | None
+    winner: Literal["one-server", "replicas"]
+    ratio: Annotated[float, Meta(ge=1, le=1e9)] | None
+
+
 class PlanDoc(Closed):
     schema: Literal["gpusplit.plan/2"]
     model: PlanModel
@@ -391,6 +416,7 @@ class PlanDoc(Closed):
     alternatives: list[Alternative]
     draft: DraftDoc | None = None
     workers: list[WorkerCommand] | None = None
+    serving: ServingDoc | None = None  # plan --users N
 
 
 # --------------------------------------------------------------------------------------------- run

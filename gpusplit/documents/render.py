@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..jobs.tune import Trial
     from ..planning.memory import DeviceMemory
     from ..planning.planner import Candidate
+    from ..planning.serving import Server, Serving
 
 # /2: reasons, warnings and notes are {"code", "text"}; a plan carries its request; engine_params
 # says no_repack (it said use_extra_bufts). The /1 documents are still read.
@@ -321,7 +322,36 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "request": plan.request.as_dict(),
         "alternatives": [_alternative(c) for c in plan.alternatives],
         **({"draft": draft} if draft is not None else {}),
+        **({"serving": _serving_document(plan.serving)} if plan.serving is not None else {}),
     }
+
+
+def _serving_document(serving: Serving) -> dict[str, Any]:
+    def server(s: Server) -> dict[str, Any]:
+        return {
+            "devices": list(s.devices),
+            "slots": s.slots,
+            "users": s.users,
+            "tokens_per_s": _rounded(s.tokens_per_s, 3),
+            "per_user_tokens_per_s": _rounded(s.per_user_tokens_per_s, 3),
+            "first_token_s": _rounded(s.first_token_s, 4),
+            "command": list(s.command),
+        }
+
+    return {
+        "users": serving.users,
+        "depth": serving.depth,
+        "prompt_tokens": serving.prompt_tokens,
+        "server": server(serving.server),
+        "replicas": [server(r) for r in serving.replicas],
+        "replicas_tokens_per_s": _rounded(serving.replicas_tokens_per_s, 3),
+        "winner": serving.winner,
+        "ratio": _rounded(serving.ratio, 4),
+    }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _model_document(model: ModelInfo) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from .memory import (
     offloaded_layers,
     plan_memory,
 )
-from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, predict
+from .predict import DEFAULT_CPU_BANDWIDTH, Prediction, parallel_tokens_per_s, predict
 from .refusals import TENSOR_UNSUPPORTED, refusals
 from .request import DEFAULT, Request, SplitMode
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ..devices.speed import GroupSpeed
     from ..gguf.adapter import AdapterInfo, ProjectorInfo
     from ..gguf.model import ModelInfo
+    from .serving import Serving
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
@@ -132,6 +133,7 @@ class Plan:
     compute_source: str = "estimate"  # or "measured" (llama.cpp's dry run)
     warnings: list[Reason] = field(default_factory=list)  # for stderr: a truncated file, a --spread that cannot spread
     draft: MemoryPlan | None = None  # the draft model's bytes per device (--draft), counted in best.fits
+    serving: Serving | None = None  # several users (Request.users): one server against replicas
 
     @property
     def request(self) -> Request:
@@ -539,6 +541,34 @@ def rank(cands: list[Candidate], devices: list[Device] | tuple[Device, ...] = ()
     return ranked
 
 
+def users_depth(settings: Settings) -> int:
+    """The context each user is taken to be at when several decode together: half their slot."""
+    return settings.n_ctx_seq // 2
+
+
+def users_tokens_per_s(
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, c: Candidate, users: int
+) -> float | None:
+    """All `users`' generation together on a candidate (one server, `users` busy slots, each at
+    users_depth): parallel_tokens_per_s over its prediction at that depth."""
+    deep = predict(
+        model, c.memory, c.settings, devices, host, c.placement.n_cpu_moe, inputs.tensor_group, inputs.cpu_bandwidth,
+        depth=users_depth(c.settings),
+    )  # fmt: skip
+    return parallel_tokens_per_s(deep, users)
+
+
+def _rank_for_users(
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, ranked: list[Candidate], users: int
+) -> list[Candidate]:
+    """With several users the objective is all of their generation together: fitting candidates by
+    that, ties kept in rank's order (its preferences for the simpler plan)."""
+    speeds = {id(c): users_tokens_per_s(model, devices, host, inputs, c, users) for c in ranked}
+    if not all(speeds[id(c)] for c in ranked if c.fits):
+        return ranked  # an unknown speed compares with nothing: rank's order stands
+    return sorted(ranked, key=lambda c: (not c.fits, -round(speeds[id(c)] or 0.0, 1)))
+
+
 def _only_workers_serving_this_cpu(c: Candidate, devices: list[Device] | tuple[Device, ...], host: Device) -> bool:
     used = [m.index for m in c.memory.devices if m.index is not None and m.weights_bytes]
     return bool(used) and all(serves_this_cpu(devices[i], host) for i in used)
@@ -585,6 +615,8 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, inputs: Pla
         return _plan_with_draft(model, devices, host, inputs)
     validate(model, devices, inputs)
     cands = rank(candidates(model, devices, host, inputs), devices, host)
+    if (inputs.request.users or 1) > 1:
+        cands = _rank_for_users(model, devices, host, inputs, cands, inputs.request.users or 1)
     best = cands[0]
     refused = refusals(model, best.settings, replace(best.placement, split_mode=best.llama_mode), len(devices), inputs.adapters)
     if refused:

@@ -26,6 +26,7 @@ from .planner import DraftRequest, Plan, PlanInputs, make_plan
 from .predict import DEFAULT_CPU_BANDWIDTH
 from .refusals import require_device_count
 from .request import DEFAULT, Request
+from .serving import serving
 
 DEFAULT_CTX = 4096
 T = TypeVar("T")
@@ -80,6 +81,7 @@ def plan(model: ModelInfo | str | os.PathLike[str], devices: Inventory | None = 
     note = host_copies_note(result.best.memory.host, cpu, request.no_repack)
     if note:
         result.reasons.append(note)
+    result.serving = serving(result)
     return result
 
 
@@ -143,7 +145,7 @@ def resolve(model: ModelInfo, inventory: Inventory, request: Request, cpu: CpuBa
         n_ctx=n_ctx,
         n_batch=request.n_batch,
         n_ubatch=request.n_ubatch,
-        n_parallel=request.n_parallel,
+        n_parallel=max(request.n_parallel, request.users or 1),
         type_k=type_k,
         type_v=type_v,
         flash_attn=request.flash_attn,

@@ -57,6 +57,9 @@ class Request:
     n_batch: Count = 512
     n_ubatch: Count = 512
     n_parallel: Annotated[int, Meta(ge=1, le=MAX_SEQUENCES)] = 1
+    # users decoding together (a server's busy slots): at least that many slots, candidates ranked by
+    # all users' generation together, and replicas (one server per device) weighed against one
+    users: Annotated[int, Meta(ge=1, le=MAX_SEQUENCES)] | None = None
     type_k: KvType | None = None
     type_v: KvType | None = None
     flash_attn: bool = False

@@ -1,0 +1,162 @@
+"""Serving several users (issue 38): what N users decoding together get from the plan's server,
+and from replicas, one server per device that holds the model alone, the users spread over them.
+
+A server with N busy slots decodes one token of each per step (parallel_tokens_per_s); a user
+arriving meanwhile waits for its prompt to go through in a batch beside the others' tokens (its
+time to first token). Replicas share nothing but the host: each is its own llama-server with its
+own device and N/k slots, behind a balancer that deals users round robin. Pure functions over a
+Plan: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ..engine.params import EngineParams
+from .launch import llama_server_args
+from .memory import Placement
+from .planner import Candidate, evaluate, users_depth
+from .predict import parallel_tokens_per_s, predict, prompt_tokens_per_s
+
+if TYPE_CHECKING:
+    from .planner import Plan
+
+FIRST_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Server:
+    """One llama-server: the devices its model is on, its slots, the users it gets, what they get
+    together and each, and the command that starts it."""
+
+    devices: tuple[str, ...]
+    slots: int
+    users: int
+    tokens_per_s: float | None  # all its users' generation together
+    per_user_tokens_per_s: float | None
+    first_token_s: float | None  # a user arriving while the others decode: its prompt's batch
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """N users on the plan's one server, and on replicas where two or more devices each hold the
+    model alone; which serves them faster together, and by how much."""
+
+    users: int
+    depth: int  # the context each user is taken to be at: half a slot
+    prompt_tokens: int  # a newly arriving user's prompt
+    server: Server
+    replicas: tuple[Server, ...]  # empty: fewer than two devices hold the model alone
+
+    @property
+    def replicas_tokens_per_s(self) -> float | None:
+        speeds = [r.tokens_per_s for r in self.replicas]
+        return sum(s for s in speeds if s) if self.replicas and all(speeds) else None
+
+    @property
+    def winner(self) -> str:
+        """ "replicas" where they are predicted faster for all users together, else "one-server"."""
+        together = self.replicas_tokens_per_s
+        return "replicas" if together and self.server.tokens_per_s and together > self.server.tokens_per_s else "one-server"
+
+    @property
+    def ratio(self) -> float | None:
+        """The winner's speed over the other's (None where there is nothing to weigh)."""
+        together, one = self.replicas_tokens_per_s, self.server.tokens_per_s
+        if not together or not one:
+            return None
+        return max(together, one) / min(together, one)
+
+
+def serving(plan: Plan) -> Serving | None:
+    """The plan's serving figures where it was asked for several users (Request.users)."""
+    users = plan.request.users or 1
+    if users <= 1:
+        return None
+    best = plan.best
+    depth = users_depth(best.settings)
+    prompt = max(min(best.settings.n_ubatch, depth), 1)
+    names = tuple(m.name for m in best.memory.devices if m.planned_bytes) or ("CPU",)
+    server = _server(plan, best, users, users, prompt, names, (*llama_server_args(plan), "--port", str(FIRST_PORT)))
+    return Serving(users, depth, prompt, server, _replicas(plan, users, prompt))
+
+
+def _server(
+    plan: Plan, c: Candidate, slots: int, users: int, prompt: int, devices: tuple[str, ...], command: tuple[str, ...]
+) -> Server:
+    inputs = plan.inputs
+    deep = predict(
+        plan.model, c.memory, c.settings, plan.devices, plan.host, c.placement.n_cpu_moe, inputs.tensor_group,
+        inputs.cpu_bandwidth, depth=users_depth(c.settings),
+    )  # fmt: skip
+    together = parallel_tokens_per_s(deep, users)
+    # the newcomer's prompt goes in one batch beside the others' tokens (continuous batching)
+    batch = prompt + users - 1
+    batch_tps = prompt_tokens_per_s(deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, batch)
+    return Server(
+        devices, slots, users, together, together / users if together else None, batch / batch_tps if batch_tps else None, command
+    )
+
+
+def _replicas(plan: Plan, users: int, prompt: int) -> tuple[Server, ...]:
+    """One server per device (a GPU, or an RPC worker) that holds the model alone with its share of
+    the slots and the same context per slot; none where fewer than two do."""
+    settings = plan.best.settings
+    eligible = [i for i, d in enumerate(plan.devices) if d.is_gpu or d.endpoint]
+    k = min(len(eligible), users)
+    if k < 2:
+        return ()
+    per_slot = settings.n_ctx_seq
+    fitted: list[tuple[int, Candidate]] = []
+    for i in eligible:
+        slots = -(-users // k)
+        own = replace(settings, n_parallel=slots, n_ctx=per_slot * slots)
+        c = evaluate(
+            plan.model,
+            plan.devices,
+            plan.host,
+            replace(plan.inputs, settings=own),
+            Placement("none", -1, (), i),
+            "single-gpu",
+            own,
+        )
+        if c.fits:
+            fitted.append((i, c))
+    k = min(len(fitted), users)
+    if k < 2:
+        return ()
+    servers = []
+    for rank, (i, c) in enumerate(fitted[:k]):
+        mine = users // k + (1 if rank < users % k else 0)  # round robin
+        servers.append(
+            _server(plan, c, c.settings.n_parallel, mine, prompt, (plan.devices[i].name,), _replica_command(plan, c, i, rank))
+        )
+    return tuple(servers)
+
+
+def _replica_command(plan: Plan, c: Candidate, index: int, rank: int) -> tuple[str, ...]:
+    """llama-server on device `index` alone: a worker by its endpoint, a GPU by --device."""
+    device = plan.devices[index]
+    s = c.settings
+    params = EngineParams(
+        model_path=plan.model.path,
+        model_url=plan.model.source_url,
+        rpc=(device.endpoint,) if device.endpoint else (),
+        n_gpu_layers=plan.model.n_layer + 1,
+        split_mode="none",
+        main_gpu=0,
+        n_ctx=s.n_ctx,
+        n_batch=s.n_batch,
+        n_ubatch=s.n_ubatch,
+        n_seq_max=s.n_parallel,
+        type_k=s.type_k,
+        type_v=s.type_v,
+        flash_attn=s.flash_attn,
+        swa_full=s.swa_full,
+        no_repack=s.no_repack,
+        n_threads=plan.request.n_threads,
+    )
+    select = [] if device.endpoint else ["--device", device.name]
+    return (*params.cli_flags(), *select, "--port", str(FIRST_PORT + 1 + rank))
