@@ -274,9 +274,11 @@ def tune(
     resume: bool = False,
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    min_user_tps: float | None = None,
 ) -> TuneResult:
     """The fastest configuration that fits, found by measurement within `budget` seconds
-    (`objective`: tg, pp or mixed), every move the `request` with one field changed; its `.plan`
+    (`objective`: tg, pp or mixed; with `request.users` N, the generation of N users together, each
+    at least `min_user_tps` tokens/s), every move the `request` with one field changed; its `.plan`
     is the winner (jobs/tune.py). Each trial is appended to `trials_file` (JSONL) as it ends; with
     `resume` the trials already there are not run again."""
     request = request or DEFAULT
@@ -292,7 +294,7 @@ def tune(
             on_trial(trial)
 
     return tune_model(model, devices, request, objective=objective, budget=budget, previous=previous, on_trial=record,
-                      should_stop=should_stop)  # fmt: skip
+                      should_stop=should_stop, min_user_tps=min_user_tps)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -253,3 +253,40 @@ def test_without_the_engine_tune_of_real_devices_says_so_once(cli, tiny_model, m
     (line,) = result.stderr.strip().splitlines()
     assert "engine" in line and "not installed" in line and "pip install" in line
     assert cli("tune", str(tiny_model("dense-f16")), "--gpu", "8GiB", "--budget", "5s").exit_code == 0
+
+
+def test_users_tune_their_generation_together_each_above_the_floor(cpu_only, monkeypatch):
+    """tune --users N --min-user-tps F (issue 38 item 4): each trial measures N sequences decoded
+    together; a configuration whose users get less than F each is not a winner, and where none
+    reaches F the result says so (code user-floor) and keeps the plan's own choice."""
+    model, inventory = cpu_only
+    four = Request(n_ctx=1024, users=4)
+    # the fake's generation: 100 + 10 a thread + 5 with flash attention, for all four together
+    result = tune(model, inventory, four, budget_s=60, measure=fake_measure(), min_user_tps=28)
+    assert all(t.request.users == 4 for t in result.trials) and result.plan.settings.n_parallel == 4
+    under = [t for t in result.trials if t.status == "skipped"]
+    assert under and all((t.measured_tg or 0) / 4 < 28 and "under the floor of 28" in (t.error or "") for t in under)
+    assert result.best is not None and result.best.measured_tg / 4 >= 28
+    none = tune(model, inventory, four, budget_s=60, measure=fake_measure(), min_user_tps=1000)
+    assert none.best is None and "user-floor" in codes(none.notes)
+    with pytest.raises(gpusplit.InputError, match="min_user_tps"):
+        tune(model, inventory, CTX, budget_s=60, measure=fake_measure(), min_user_tps=10)  # one user: no floor to keep
+    with pytest.raises(gpusplit.InputError, match="objective tg"):
+        tune(model, inventory, four, objective="pp", budget_s=60, measure=fake_measure())
+
+
+def test_a_users_trial_decodes_all_of_them_together(tiny_model, monkeypatch):
+    from gpusplit.jobs import tune as tune_job
+    from gpusplit.jobs.runner import BenchOutcome
+
+    seen = []
+
+    def bench_config(plan, params, tests, repetitions, **kwargs):
+        seen.append((params.n_seq_max, tests))
+        return BenchOutcome({"tg": [400.0, 410.0, 405.0]}, {}, {})
+
+    monkeypatch.setattr(tune_job, "bench_config", bench_config)
+    plan = gpusplit.plan(tiny_model("dense-f16"), None, Request(n_ctx=1024, users=4))
+    measured = tune_job.measure_config(plan, best_tg=None)
+    ((n_seq_max, tests),) = seen
+    assert n_seq_max == 4 and tests[0]["parallel"] == 4 and measured.tg == 405.0

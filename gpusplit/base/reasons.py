@@ -39,6 +39,7 @@ CODES: dict[str, str] = {
     "draft-model": "the draft model's bytes beside the model",
     "projector": "the multimodal projector's place and bytes",
     "pipeline-parallel": "llama.cpp keeps several copies of each device's inputs (pipeline parallelism)",
+    "user-floor": "tune --users: no configuration gave each user the --min-user-tps floor",
     "compute-sizing": "how the compute buffers were sized: llama.cpp's allocation (inventory), an upper bound, or a fit",
     # what llama_cpp.Llama() cannot take
     "python-n-cpu-moe": "llama_cpp.Llama() takes no --n-cpu-moe (gpusplit run applies it itself)",

@@ -25,6 +25,8 @@ from .options import (
     Ram,
     Rpc,
     Timeout,
+    Users,
+    finite,
     local_model,
     read_model,
     request_from,
@@ -65,6 +67,17 @@ def tune(
         Optional[str], typer.Option("--resume", metavar="FILE", help="Go on from FILE's trials (and append to it).")
     ] = None,
     no_repack: NoRepack = False,
+    users: Users = None,
+    min_user_tps: Annotated[
+        Optional[float],
+        typer.Option(
+            "--min-user-tps",
+            metavar="T/S",
+            min=0,
+            callback=finite,
+            help="With --users: the least generation each user must get; a faster configuration that gives less is not chosen.",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema gpusplit.tune/3).")] = False,
 ) -> int:
     """Search splits, offload, batch, flash attention and threads for the fastest configuration that fits."""
@@ -77,7 +90,7 @@ def tune(
         )
     seconds = api.parse_duration(budget, "budget")
     request = request_from(
-        ctx=ctx, kv_type=kv_type, flash_attn=flash_attn, allow_ctx_overflow=ctx is not None, no_repack=no_repack
+        ctx=ctx, kv_type=kv_type, flash_attn=flash_attn, allow_ctx_overflow=ctx is not None, no_repack=no_repack, users=users
     )
     location = local_model(resolve_model(model), "tune")
     info = read_model(location)
@@ -94,7 +107,7 @@ def tune(
     # Ctrl-C ends the search inside api.tune, which returns the best so far (stopped: interrupted).
     result = api.tune(
         info, inventory, request, objective=objective, budget=seconds or 0.0, trials_file=resume or trials,
-        resume=bool(resume), on_trial=on_trial,
+        resume=bool(resume), on_trial=on_trial, min_user_tps=min_user_tps,
     )  # fmt: skip
     doc = render.tune_document(result, objective, seconds or 0.0)
     if output_file:

@@ -114,6 +114,7 @@ class Trial:
     pp_interval: tuple[float, float] | None = None
     # what other work took of the CPUs while it was timed (a finalist: the most disturbed of its measurements)
     contention: Contention | None = None
+    below_floor: bool = False  # several users: one's share under the floor (min_user_tps), so no winner
 
     @property
     def key(self) -> str:
@@ -226,6 +227,15 @@ class _Search:
     avoid_repack: bool = False  # llama.cpp crashed with the extra buffer types on: every later trial goes without
     repack: bool = False  # with and without the host's copies are both worth a trial
     seen: list[Contention | None] = field(default_factory=list)  # every measurement's, final rounds' too
+    users: int = 1  # users decoding together: the generation measured and scored is all of theirs
+    min_user_tps: float | None = None  # the least each of them must get (a configuration under it is not a winner)
+
+    def score(self, tg: float | None, pp: float | None) -> float | None:
+        """A measurement's score by the objective; with several users their generation together,
+        None where one user's share falls under the floor."""
+        if self.users > 1 and tg and self.min_user_tps and tg / self.users < self.min_user_tps:
+            return None
+        return score(self.objective, tg, pp)
 
     @property
     def elapsed(self) -> float:
@@ -262,9 +272,12 @@ def tune(
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     measure: Measure | None = None,
+    min_user_tps: float | None = None,
 ) -> TuneResult:
     """Search for the configuration with the best `objective` (tg, pp or mixed) within `budget_s`,
-    starting from `request` (what the user fixed: context, KV types, ...).
+    starting from `request` (what the user fixed: context, KV types, ...). With `request.users` N
+    the objective is the generation of N users decoding together, each getting at least
+    `min_user_tps` tokens/s where given.
 
     `previous` trials (a resumed log) are not run again; `on_trial` gets each new one as it ends;
     `should_stop()` ends the search early (Ctrl-C), always with the best so far. `measure(plan,
@@ -278,10 +291,21 @@ def tune(
         )
     if not budget_s > 0:
         raise InputError("{p.budget} {value:g} s must be positive", "e.g. 120s", parameter="budget", value=budget_s)
+    users = request.users or 1
+    if users > 1 and objective != "tg":
+        raise InputError(
+            "{p.users} tunes the generation of several users together", "use the objective tg with it", parameter="users"
+        )
+    if min_user_tps is not None and (users <= 1 or not min_user_tps > 0):
+        raise InputError(
+            "{p.min_user_tps} is a floor for each of several users", "give a positive floor with users of 2 or more",
+            parameter="min_user_tps",
+        )  # fmt: skip
     measured = not is_hypothetical(inventory.devices)
     if measured and measure is None:
         require_engine()  # the trials run in the engine: said once, before the search, not once per failed trial
-    search = _Search(model, inventory, objective, budget_s, measure or measure_config, measured)
+    search = _Search(model, inventory, objective, budget_s, measure or measure_config, measured, users=users,
+                     min_user_tps=min_user_tps)  # fmt: skip
     for t in previous:
         search.done[t.key] = t
     search.trials = list(search.done.values())
@@ -309,6 +333,13 @@ def tune(
     busy = contended_warning(search.seen, "trial")
     if busy is not None:
         result.notes.append(busy)
+    if result.best is None and min_user_tps and any(t.below_floor for t in search.trials):
+        result.notes.append(Reason(
+            "user-floor",
+            f"no configuration tried gave each of {users} users {min_user_tps:g} tokens/s: the plan's own choice is "
+            "kept; fewer users a server (replicas: plan --users), a lower floor, or faster devices",
+            {"users": users, "min_user_tps": min_user_tps},
+        ))  # fmt: skip
     if result.best is not None:
         result.plan = make_plan(model, inventory, result.best.request)
     result.elapsed_s = search.elapsed
@@ -343,6 +374,8 @@ def _search(
             best = _best(search.trials)
             if best is not None and best.key == trial.key:
                 queue = search.moves(best, n_layer) + queue  # a new best: its neighbourhood goes first
+            elif best is None and trial.below_floor:
+                queue = search.moves(trial, n_layer) + queue  # none above the users' floor yet: around it
     except BaseException as exc:
         # Ctrl-C (KeyboardInterrupt, or the CLI's own interrupt): stop with the best so far.
         if isinstance(exc, (Exception, SystemExit)):
@@ -402,7 +435,7 @@ def _measure_again(finalists: list[Trial], search: _Search, on_trial: Callable[[
             except GpusplitError:
                 continue
             search.seen.append(again.contention)
-            value = score(search.objective, again.tg, again.pp)
+            value = search.score(again.tg, again.pp)
             if value is None:
                 continue
             t.samples.append(value)
@@ -435,13 +468,17 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
     c = plan.best
     trial.strategy, trial.fits = c.strategy, c.fits
     trial.predicted_tg, trial.predicted_pp = c.prediction.tg_tokens_per_s, c.prediction.pp_tokens_per_s
+    if plan.serving is not None:  # several users: all of their generation together
+        trial.predicted_tg = plan.serving.server.tokens_per_s
     used = [h for h, m in zip(c.headroom, c.memory.devices) if m.planned_bytes]
     trial.min_headroom_bytes = min([*used, c.host_headroom])
     if not c.fits:
         trial.status, trial.error = "skipped", "does not fit"
         return trial
     if not search.measured:
-        trial.score = score(search.objective, trial.predicted_tg, trial.predicted_pp)
+        trial.score = search.score(trial.predicted_tg, trial.predicted_pp)
+        if trial.score is None and search.users > 1 and trial.predicted_tg:
+            trial.status, trial.error, trial.below_floor = "skipped", _under_floor(search, trial.predicted_tg), True
         return trial
     best_tg = best.measured_tg if best is not None and search.objective != "pp" else None
     try:
@@ -455,12 +492,19 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
     except GpusplitError as exc:  # a dead worker, llama.cpp refusing: recorded, never the end
         trial.status, trial.error = "failed", exc.message
     else:
-        trial.score = score(search.objective, trial.measured_tg, trial.measured_pp)
+        trial.score = search.score(trial.measured_tg, trial.measured_pp)
         trial.samples = [trial.score] if trial.score is not None else []
-        if trial.score is None:
+        if trial.score is None and search.users > 1 and trial.measured_tg:
+            trial.status, trial.error, trial.below_floor = "skipped", _under_floor(search, trial.measured_tg), True
+        elif trial.score is None:
             trial.status, trial.error = "skipped", "clearly slower than the best (generation)"
     trial.seconds = round(time.monotonic() - started, 3)
     return trial
+
+
+def _under_floor(search: _Search, together: float | None) -> str:
+    each = (together or 0.0) / search.users
+    return f"each of {search.users} users {each:.1f} tokens/s, under the floor of {search.min_user_tps:g}"
 
 
 def measurement(value: tuple[float | None, float | None, Recovery | None] | Measurement) -> Measurement:
@@ -491,7 +535,9 @@ def measure_config(plan: Plan, best_tg: float | None, limit_s: float = 300.0) ->
     CPU's extra buffer types on and the trial was measured without them."""
     # llama.cpp's own default (4 threads) oversubscribes a small machine: the CPU's cores, as run does.
     params = engine_params(plan).with_(n_threads=plan.request.n_threads or default_threads())
-    tg_test = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
+    tg_test: dict[str, object] = {"name": "tg", "kind": "tg", "n": TG_TOKENS, "depth": 0}
+    if (plan.request.users or 1) > 1:  # every user's token in each step, all of them together
+        tg_test["parallel"] = plan.request.users
     pp_test = {"name": "pp", "kind": "pp", "n": PP_TOKENS, "depth": 0}
     # One load for both tests: the prompt test is skipped in the child when generation is clearly
     # worse than the best so far (it used to load the model a second time for it).
@@ -519,9 +565,11 @@ def tune_model(
     previous: Iterable[Trial] = (),
     on_trial: Callable[[Trial], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    min_user_tps: float | None = None,
 ) -> TuneResult:
     """The fastest configuration that fits, found by measurement within `budget` seconds
-    (`objective`: tg, pp or mixed); returns a TuneResult whose `.plan` is the winner.
+    (`objective`: tg, pp or mixed; with `request.users`, those users' generation together, each at
+    least `min_user_tps`); returns a TuneResult whose `.plan` is the winner.
 
     Seeded by `plan(model, devices, request)`; never runs a configuration that does not fit.
     `previous` trials (a resumed log) are not run again. Hypothetical devices are ranked by
@@ -531,4 +579,4 @@ def tune_model(
     inventory = devices if devices is not None else detect_devices(threads=request.n_threads)
     seconds = parse_duration(budget, "budget") or 0.0
     return tune(info, inventory, request, objective=objective, budget_s=seconds, previous=previous, on_trial=on_trial,
-                should_stop=should_stop)  # fmt: skip
+                should_stop=should_stop, min_user_tps=min_user_tps)  # fmt: skip
