@@ -242,3 +242,27 @@ def test_probed_devices_are_drawn_by_weight_class(cli, tmp_path):
     unprobed.write_text(json.dumps(plain))
     result, page = _report(cli, tmp_path, unprobed)
     assert page.count("<svg") == 0 and "No device here was probed" in page
+
+
+def test_a_bench_at_several_parallel_counts_charts_users_together_and_each(cli, tmp_path):
+    """bench --parallel 1/2/4 (issue 38 item 5): generation against the sequences decoded together,
+    all of them and each one's share, measured and predicted, in a chart and a table; a count
+    measured once alone draws no line."""
+    from records import bench_record
+
+    rows = [
+        bench_record(test=f"tg4 x{n}" if n > 1 else "tg4", parallel=n, samples_ts=[together], avg_ts=together,
+                     predicted_ts=predicted)
+        for n, together, predicted in ((1, 100.0, 110.0), (2, 180.0, 200.0), (4, 300.0, 320.0))
+    ]  # fmt: skip
+    rows.append(bench_record(config_key="mode=layer", test="tg4 x8", parallel=8, samples_ts=[50.0], avg_ts=50.0))
+    path = tmp_path / "bench.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result, page = _report(cli, tmp_path, path)
+    assert result.exit_code == 0, result.stderr
+    section = page[page.index("Serving several users") :]
+    assert section.count("<svg") == 1
+    for together, each in (("100.00", "100.00"), ("180.00", "90.00"), ("300.00", "75.00")):
+        assert f"<td class=num>{together}</td><td class=num>{each}</td>" in section
+    assert "<td class=num>80.00</td>" in section  # predicted each at 4: 320 / 4
+    assert "mode=layer" not in section  # one count alone: no line

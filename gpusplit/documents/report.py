@@ -440,7 +440,63 @@ def bench_section(sources: list[Source], charts: _Charts) -> str:
             parts.append(
                 f"<p class=fail>{esc(f)}: {esc(r.get('config_key'))} {esc(r.get('test'))} failed: {esc(r.get('error'), 400)}</p>"
             )
+    parts.append(users_section(rows, charts))
     return "\n".join(parts)
+
+
+def _parallel(record: dict[str, Any]) -> int:
+    value = record.get("parallel", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
+def users_section(rows: list[tuple[str, str, dict[str, Any]]], charts: _Charts) -> str:
+    """Generation against the number of sequences decoded together (bench --parallel): all of them
+    together and each one's share, measured and predicted, one line per (file, configuration,
+    test length and depth) measured at two or more counts. Empty where there is none."""
+    groups: dict[tuple[str, str, Any, Any], list[dict[str, Any]]] = {}
+    for f, _, r in rows:
+        if r.get("test_kind") == "tg" and r.get("status") == "ok" and r.get("mean_ts"):
+            groups.setdefault((f, clean(r.get("config_key", "?"), 60), r.get("n_tokens"), r.get("depth")), []).append(r)
+    lines = {k: sorted(v, key=_parallel) for k, v in groups.items() if len({_parallel(r) for r in v}) >= 2}
+    if not lines:
+        return ""
+    fig = charts.figure(8.5, 3.8 + 0.18 * len(lines))
+    together, each = fig.subplots(1, 2)
+    for index, ((f, config, n, depth), records) in enumerate(lines.items()):
+        color = PALETTE[index % len(PALETTE)]
+        counts = [_parallel(r) for r in records]
+        label = clean(f"{Path(f).name} · {config} · tg{n}" + (f" @ d{depth}" if depth else ""), 80)
+        together.plot(counts, [r["mean_ts"] for r in records], marker="o", color=color, label=label)
+        each.plot(counts, [r["mean_ts"] / c for r, c in zip(records, counts)], marker="o", color=color)
+        predicted = [(c, r["predicted_ts"]) for r, c in zip(records, counts) if r.get("predicted_ts")]
+        if predicted:
+            xs, ys = zip(*predicted)
+            together.plot(xs, ys, linestyle="--", marker="D", markersize=4, color=color)
+            each.plot(xs, [y / x for x, y in zip(xs, ys)], linestyle="--", marker="D", markersize=4, color=color)
+    counts = sorted({_parallel(r) for records in lines.values() for r in records})
+    for ax, title in ((together, "All sequences together"), (each, "Each sequence (a user)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(counts, [str(c) for c in counts])  # plain numbers: the SVG shows no mathtext
+        ax.minorticks_off()
+        ax.set_xlabel("sequences decoded together")
+        ax.set_ylabel("tokens/s")
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+    fig.legend(*together.get_legend_handles_labels(), loc="outside lower center", fontsize=7)
+    table = _table(
+        ["file", "configuration", "test", "sequences", "together t/s", "each t/s", "predicted together", "predicted each"],
+        (
+            (f, config, r.get("test", "?"), _parallel(r), _num(r["mean_ts"]), _num(r["mean_ts"] / _parallel(r)),
+             _num(r.get("predicted_ts")), _num(r["predicted_ts"] / _parallel(r) if r.get("predicted_ts") else None))
+            for (f, config, _, _), records in lines.items()
+            for r in records
+        ),
+        right=(3, 4, 5, 6, 7),
+    )  # fmt: skip
+    return (
+        "<h3>Serving several users</h3><p>Generation with N sequences decoded together (bench --parallel): solid, "
+        "measured; dashed with ◆, predicted.</p>" + charts.svg(fig) + table
+    )
 
 
 def tune_section(source: Source, charts: _Charts) -> str:
