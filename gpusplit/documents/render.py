@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..jobs.tune import Trial
     from ..planning.memory import DeviceMemory
     from ..planning.planner import Candidate
-    from ..planning.serving import Server, Serving
+    from ..planning.servers import Server, Serving
 
 # /2: reasons, warnings and notes are {"code", "text"}; a plan carries its request; engine_params
 # says no_repack (it said use_extra_bufts). The /1 documents are still read.

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..devices.speed import GroupSpeed
     from ..gguf.adapter import AdapterInfo, ProjectorInfo
     from ..gguf.model import ModelInfo
-    from .serving import Serving
+    from .servers import Serving
 
 DEFAULT_RESERVE = 512 * MIB
 FAST_LINK = 100e9  # bytes/s: NVLink-class links make row/tensor parallelism worth considering
