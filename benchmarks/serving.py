@@ -171,13 +171,13 @@ def batched_bench(binary: str, name: str, path: Path, counts: tuple[int, ...]) -
            "-npl", ",".join(map(str, counts)), "-t", "2", "--output-format", "jsonl"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     out = []
-    for line in done.stdout.splitlines():
+    for line in (done.stdout + "\n" + done.stderr).splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and "s_tg" in row:
-            out.append({"model": name, "n": row.get("pl"), "s_tg": row.get("s_tg"), "command": shlex.join(cmd)})
+        if isinstance(row, dict) and "speed_tg" in row:  # its jsonl: S_TG is speed_tg (tools/batched-bench)
+            out.append({"model": name, "n": row.get("pl"), "s_tg": row.get("speed_tg"), "command": shlex.join(cmd)})
     return out
 
 
