@@ -168,7 +168,7 @@ def batched_bench(binary: str, name: str, path: Path, counts: tuple[int, ...]) -
     """llama.cpp's own llama-batched-bench on the CPU: S_TG (all sequences' generation) at each N."""
     ctx = max(counts) * 256 * ((DEPTH + TG + 255) // 256)
     cmd = [binary, "-m", str(path), "-c", str(ctx), "-b", "512", "-ub", "512", "-npp", str(DEPTH), "-ntg", str(TG),
-           "-npl", ",".join(map(str, counts)), "-t", "2", "--output-format", "jsonl"]  # fmt: skip
+           "-npl", ",".join(map(str, counts)), "-t", "2", "-fa", "off", "--output-format", "jsonl"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     out = []
     for line in (done.stdout + "\n" + done.stderr).splitlines():
