@@ -491,9 +491,18 @@ def _parts(parts: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def predicted_pp(predicted: Mapping[str, Any], n_tokens: int) -> float | None:
-    """Prompt tokens/s a plan document's `predicted` gives a prompt of n_tokens (one batch)."""
-    return prompt_tokens_per_s(predicted["batch_fixed_s"], predicted["batch_token_s"], predicted.get("tg_tokens_per_s"), n_tokens)
+def predicted_pp(predicted: Mapping[str, Any], n_tokens: int, ubatch: int = 512) -> float | None:
+    """Prompt tokens/s a plan document's `predicted` gives a prompt of n_tokens (one batch; its
+    fixed cost fitted for a batch of `ubatch`)."""
+    return prompt_tokens_per_s(
+        predicted["batch_fixed_s"], predicted["batch_token_s"], predicted.get("tg_tokens_per_s"), n_tokens, ubatch
+    )
+
+
+def _ubatch(plan_doc: Mapping[str, Any]) -> int:
+    """The batch a plan document's prompt figures are for: its micro-batch, or its context if smaller."""
+    settings = plan_doc["settings"]
+    return max(min(int(settings["n_ubatch"]), int(settings["n_ctx"])), 1)
 
 
 def error_pct(predicted: float | None, measured: float | None) -> float | None:
@@ -557,7 +566,7 @@ def run_document(result: RunResult) -> dict[str, Any]:
         row["nvml_used_delta_bytes"] = result.nvml_used_delta.get(row["name"])
     t = result.timings
     predicted = plan_doc["predicted"]
-    pp = predicted_pp(predicted, t.prompt_tokens)
+    pp = predicted_pp(predicted, t.prompt_tokens, _ubatch(plan_doc))
     tg = predicted["tg_tokens_per_s"]
     # run samples each token (greedily, over the vocabulary) besides decoding it
     gen = 1 / (1 / tg + (predicted.get("sample_s") or 0.0)) if tg else None
@@ -634,10 +643,10 @@ def bench_record(row: BenchRow, plan_doc: dict[str, Any] | None = None) -> dict[
             predicted = (
                 deep.tg_tokens_per_s
                 if test.kind == "tg"
-                else prompt_tokens_per_s(deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, test.n)
+                else prompt_tokens_per_s(deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, test.n, _ubatch(doc))
             )
         else:
-            predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n)
+            predicted = pred["tg_tokens_per_s"] if test.kind == "tg" else predicted_pp(pred, test.n, _ubatch(doc))
         basis = pred["basis"]
         backends = sorted({d["backend"] for d in doc["devices"] if d["planned_bytes"]})
         backend = ",".join(backends) if backends else "CPU"

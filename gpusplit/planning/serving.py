@@ -50,7 +50,9 @@ def _server(
     together = parallel_tokens_per_s(deep, users)
     # the newcomer's prompt goes in one batch beside the others' tokens (continuous batching)
     batch = prompt + users - 1
-    batch_tps = prompt_tokens_per_s(deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, batch)
+    batch_tps = prompt_tokens_per_s(
+        deep.batch_fixed_s, deep.batch_token_s, deep.tg_tokens_per_s, batch, min(c.settings.n_ubatch, c.settings.n_ctx_total)
+    )
     return Server(
         devices, slots, users, together, together / users if together else None, batch / batch_tps if batch_tps else None, command
     )
