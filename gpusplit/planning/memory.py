@@ -155,6 +155,7 @@ class MemoryPlan:
     notes: list[Reason] = field(default_factory=list)
     host_layer_weights_bytes: int = 0  # weights of blocks or the output layer left on the CPU (offload, --n-cpu-moe)
     host_copied: frozenset[str] = frozenset()  # host weights copied into AMX / CPU_REPACK (they run other kernels)
+    compute_rule: str = "estimate"  # how the compute buffers were sized: inventory | bound | estimate
 
     @property
     def all_on_gpu(self) -> bool:
@@ -518,14 +519,19 @@ def _inventory_device(
 ) -> int:
     """A device's compute buffer by the inventory (its blocks, and the output layer where it holds it)."""
     if not blocks:
-        # the output layer alone: its input activations (one per pipeline copy) and the logits
-        return _output_compute(s) + (copies * s.e * s.tokens * 4 if copies > 1 else 0)
+        return _output_alone(s, copies)
     inputs = _copy_inputs(model, s, settings, blocks)
     reuse = copies == 1 or len(blocks) == 1
     compute = copies * inputs + _activations_peak(model, s, settings, blocks, reuse)
     if holds_output:
         compute = max(compute, (copies * inputs if copies > 1 else 0) + _logits(model, s))
     return compute
+
+
+def _output_alone(s: _Shape, copies: int) -> int:
+    """A device holding the output layer and no block: its input activations (one per pipeline
+    copy) and the logits."""
+    return _output_compute(s) + (copies * s.e * s.tokens * 4 if copies > 1 else 0)
 
 
 def _inventory_host(
@@ -592,13 +598,12 @@ def _ssm_widths(model: ModelInfo) -> _SSMWidths:
     return _SSMWidths(widths["ssm_in"], widths["d_conv"], widths["conv_dim"], widths["ssm_out"], widths["ssm_a"])
 
 
-def _ssm_block_bound(model: ModelInfo, s: _Shape, settings: Settings) -> int:
+def _ssm_block_bound(model: ModelInfo, s: _Shape, settings: Settings, w: _SSMWidths) -> int:
     """Every tensor one Mamba-2 block creates, none reused but where ggml runs in place (the
     convolution's bias and SiLU): the norm and its weight, the input projection, the convolution's
     input (its state's d_conv - 1 columns before the batch) and output, dt, the scan's output and
     final states, x * D and its sum, z and the gate, the grouped norm and its weight, the output
     projection, the residual; and the states gathered for each sequence."""
-    w = _ssm_widths(model)
     t, seqs = s.tokens, max(settings.n_parallel, 1)
     per_token = 4 * s.e + w.projection + w.conv_dim + 2 * w.heads + 7 * w.d_inner
     conv_input = max(w.d_conv - 1, 0) * w.conv_dim * seqs + t * w.conv_dim
@@ -616,25 +621,50 @@ def _ssm_copy_inputs(s: _Shape, spread: bool, last: bool, w: _SSMWidths) -> int:
 
 
 def _ssm_device(
-    model: ModelInfo, s: _Shape, settings: Settings, blocks: Sequence[int], holds_output: bool, copies: int, spread: bool
+    model: ModelInfo, s: _Shape, w: _SSMWidths, bound: int, blocks: Sequence[int], holds_output: bool, copies: int, spread: bool
 ) -> int:
-    """A device's compute buffer by the Mamba-2 bound."""
+    """A device's compute buffer by the Mamba-2 bound (`bound`: _ssm_block_bound's)."""
     if not blocks:
-        return _output_compute(s) + (copies * s.e * s.tokens * 4 if copies > 1 else 0)
-    inputs = _ssm_copy_inputs(s, spread, model.n_layer - 1 in blocks, _ssm_widths(model))
-    peak = _ssm_block_bound(model, s, settings)
-    return copies * inputs + max(peak, _logits(model, s) if holds_output else 0)
+        return _output_alone(s, copies)
+    inputs = _ssm_copy_inputs(s, spread, model.n_layer - 1 in blocks, w)
+    return copies * inputs + max(bound, _logits(model, s) if holds_output else 0)
 
 
-def _ssm_host(model: ModelInfo, s: _Shape, settings: Settings, host_blocks: Sequence[int], output: bool, copies: int) -> int:
+def _ssm_host(model: ModelInfo, s: _Shape, bound: int, host_blocks: Sequence[int], output: bool, copies: int) -> int:
     """The CPU's compute buffer for a Mamba-2 model: the graph's inputs (tokens, the unused
     embeddings input, the state-copy index, output ids; traced equal) with its blocks' bound, or
     without blocks a copy of the inputs per pipeline copy and the embeddings it looks up."""
     t = s.tokens
     graph = 4 * t * (1 + s.e + 1) + 32
     if host_blocks:
-        return graph + max(_ssm_block_bound(model, s, settings), _logits(model, s) if output else 0)
+        return graph + max(bound, _logits(model, s) if output else 0)
     return copies * graph + s.e * t * 4 + (_output_compute(s) if output else 0)
+
+
+def _ssm_compute(
+    model: ModelInfo,
+    s: _Shape,
+    settings: Settings,
+    devices: list[DeviceMemory],
+    host: DeviceMemory,
+    layer_device: Sequence[int | None],
+    blocks_on: dict[int, list[int]],
+    offload_to: int | None,
+    copies: int,
+) -> None:
+    """Every compute buffer of a Mamba-2 load by the bound: the devices', the host's, and room for
+    one more block on a GPU that runs the batches of the CPU's blocks (see _host_side_compute)."""
+    w = _ssm_widths(model)
+    bound = _ssm_block_bound(model, s, settings, w)
+    out_dev = layer_device[model.n_layer]
+    spread = len({d for d in layer_device if d is not None}) > 1 or any(d is None for d in layer_device)
+    for i, dev_mem in enumerate(devices):
+        if dev_mem.layers:
+            dev_mem.compute_bytes = _ssm_device(model, s, w, bound, blocks_on[i], out_dev == i, copies, spread)
+    host_blocks = [il for il in host.layers if il < model.n_layer]
+    host.compute_bytes = _ssm_host(model, s, bound, host_blocks, out_dev is None, copies)
+    if host_blocks and offload_to is not None:
+        devices[offload_to].compute_bytes += bound
 
 
 # Graphs whose activations the inventory does not describe: gemma3n keeps four residual streams
@@ -710,31 +740,24 @@ def plan_memory(
     copies = PIPELINE_COPIES if pipeline else 1
     blocks_on = {i: [il for il in devices[i].layers if il < model.n_layer] for i in range(n)}
     out_dev = layer_device[model.n_layer]
-    inventory = _inventoried(model) and not share
-    bounded = _bounded(model) and not share
-    for i, dev_mem in enumerate(devices):
-        if not dev_mem.layers:
-            continue
-        if inventory:
-            dev_mem.compute_bytes = _inventory_device(model, s, settings, blocks_on[i], out_dev == i, copies)
-        elif bounded:
-            spread = len({d for d in layer_device if d is not None}) > 1 or any(d is None for d in layer_device)
-            dev_mem.compute_bytes = _ssm_device(model, s, settings, blocks_on[i], out_dev == i, copies, spread)
-        else:
-            dev_mem.compute_bytes = _device_compute(model, s, settings, blocks_on[i], out_dev == i, bool(share), pipeline, copies)
-    if bounded:
-        host_blocks = [il for il in host.layers if il < model.n_layer]
-        host.compute_bytes = _ssm_host(model, s, settings, host_blocks, out_dev is None, copies)
-        offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
-        if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
-            # a GPU runs the batches of the CPU's blocks (see _host_side_compute): room for one more
-            gpu = devices[offload_to]
-            gpu.compute_bytes += _ssm_block_bound(model, s, settings)
+    rule = "inventory" if _inventoried(model) and not share else "bound" if _bounded(model) and not share else "estimate"
+    offload_to = _offload_target(s, active, device_backends)
+    if rule == "bound":
+        _ssm_compute(model, s, settings, devices, host, layer_device, blocks_on, offload_to, copies)
     else:
-        _host_side_compute(model, s, settings, devices, host, active, device_backends, out_dev, blocks_on, copies, inventory)
+        for i, dev_mem in enumerate(devices):
+            if not dev_mem.layers:
+                continue
+            if rule == "inventory":
+                dev_mem.compute_bytes = _inventory_device(model, s, settings, blocks_on[i], out_dev == i, copies)
+            else:
+                dev_mem.compute_bytes = _device_compute(
+                    model, s, settings, blocks_on[i], out_dev == i, bool(share), pipeline, copies
+                )
+        _host_side_compute(model, s, settings, devices, host, offload_to, out_dev, blocks_on, copies, rule == "inventory")
     _add_runtime(model, settings, devices, device_backends, blocks_on)
 
-    notes = [_compute_sizing(model, "inventory" if inventory else "bound" if bounded else "estimate", devices, host)]
+    notes = [_compute_sizing(model, rule, devices, host)]
     if pipeline:
         notes.append(
             Reason("pipeline-parallel", f"pipeline parallelism: llama.cpp keeps {PIPELINE_COPIES} copies of each device's inputs")
@@ -750,6 +773,7 @@ def plan_memory(
         notes=notes,
         host_layer_weights_bytes=host_weights.layer_bytes,
         host_copied=frozenset(host_weights.copied_names),
+        compute_rule=rule,
     )
 
 
@@ -945,8 +969,7 @@ def _host_side_compute(
     settings: Settings,
     devices: list[DeviceMemory],
     host: DeviceMemory,
-    active: Sequence[int],
-    device_backends: Sequence[str],
+    offload_to: int | None,
     out_dev: int | None,
     blocks_on: dict[int, list[int]],
     copies: int,
@@ -959,9 +982,8 @@ def _host_side_compute(
     # so the worst-case batch of the CPU's blocks runs there: measured on an H200 with 17 of 32
     # Llama-8B blocks on the CPU, the CPU kept only its inputs (as with every block offloaded) and
     # the GPU's buffer grew by the K and V of one ubatch.
-    offload_to = next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
     host_blocks = any(il < model.n_layer for il in host.layers)
-    if host_blocks and offload_to is not None and s.tokens >= OP_OFFLOAD_MIN_BATCH:
+    if host_blocks and offload_to is not None:
         gpu = devices[offload_to]
         borrowed = _borrowed_compute(model, s, settings, out_dev)
         # with blocks of its own, the GPU's buffer grew by one ubatch's K and V besides (measured)
@@ -978,6 +1000,14 @@ def _host_side_compute(
         host.compute_bytes = _host_inputs(s, settings) + _output_compute(s)
     else:
         host.compute_bytes = _feeding_host_compute(model, s, settings, copies)
+
+
+def _offload_target(s: _Shape, active: Sequence[int], device_backends: Sequence[str]) -> int | None:
+    """The GPU that runs the worst-case batch of blocks left on the CPU (llama.cpp's offload_op:
+    the first with a host buffer type, from OP_OFFLOAD_MIN_BATCH tokens); None where none does."""
+    if s.tokens < OP_OFFLOAD_MIN_BATCH:
+        return None
+    return next((i for i in active if backend_of(device_backends[i]).host_buffer), None)
 
 
 def _borrowed_compute(model: ModelInfo, s: _Shape, settings: Settings, out_dev: int | None) -> int:

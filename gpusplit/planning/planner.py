@@ -153,12 +153,6 @@ class Plan:
         )  # fmt: skip
 
 
-def _compute_rule(candidate: Candidate) -> str:
-    """How a candidate's compute buffers were sized (memory.py's compute-sizing note)."""
-    note = next((n for n in candidate.memory.notes if n.code == "compute-sizing"), None)
-    return str(note.values.get("rule", "estimate")) if note is not None else "estimate"
-
-
 def reserves_for(devices: list[Device], reserve: tuple[int, ...] | None) -> list[int]:
     if reserve is not None:
         return list(reserve)
@@ -634,7 +628,7 @@ def make_plan(model: ModelInfo, devices: list[Device], host: Device, inputs: Pla
             "(sliding, chunked, latent or recurrent memory); the KV cache is sized as plain attention on every layer "
             "with KV heads and may be off: measuring the plan (plan --measure) asks llama.cpp itself",
         ))  # fmt: skip
-    elif model.memory_rules in ("recurrent", "hybrid") and _compute_rule(best) == "estimate":
+    elif model.memory_rules in ("recurrent", "hybrid") and best.memory.compute_rule == "estimate":
         warnings.append(Reason(
             "compute-estimated",
             f"architecture {model.architecture!r}: its recurrent state is sized by llama.cpp's rules, but compute "
