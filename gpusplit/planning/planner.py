@@ -143,14 +143,19 @@ class Plan:
     def prediction_at(self, depth: int) -> Prediction:
         """The best candidate's speeds after `depth` tokens of context: a deeper context is more
         KV cache to read per token and more attention scores per prompt token (llama-bench's -d)."""
-        best = self.best
-        if depth <= 0:
-            return best.prediction
-        inputs = self.inputs
-        return predict(
-            self.model, best.memory, best.settings, self.devices, self.host, best.placement.n_cpu_moe,
-            inputs.tensor_group, inputs.cpu_bandwidth, depth=depth,
-        )  # fmt: skip
+        return prediction_at(self.model, self.devices, self.host, self.inputs, self.best, depth)
+
+
+def prediction_at(
+    model: ModelInfo, devices: list[Device], host: Device, inputs: PlanInputs, c: Candidate, depth: int
+) -> Prediction:
+    """A candidate's speeds after `depth` tokens of context (its own prediction at depth 0)."""
+    if depth <= 0:
+        return c.prediction
+    return predict(
+        model, c.memory, c.settings, devices, host, c.placement.n_cpu_moe, inputs.tensor_group, inputs.cpu_bandwidth,
+        depth=depth,
+    )  # fmt: skip
 
 
 def reserves_for(devices: list[Device], reserve: tuple[int, ...] | None) -> list[int]:
@@ -545,11 +550,7 @@ def users_tokens_per_s(
 ) -> float | None:
     """All `users`' generation together on a candidate (one server, `users` busy slots, each at
     users_depth): parallel_tokens_per_s over its prediction at that depth."""
-    deep = predict(
-        model, c.memory, c.settings, devices, host, c.placement.n_cpu_moe, inputs.tensor_group, inputs.cpu_bandwidth,
-        depth=users_depth(c.settings),
-    )  # fmt: skip
-    return parallel_tokens_per_s(deep, users)
+    return parallel_tokens_per_s(prediction_at(model, devices, host, inputs, c, users_depth(c.settings)), users)
 
 
 def _rank_for_users(

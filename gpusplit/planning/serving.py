@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..engine.params import EngineParams
-from .launch import llama_server_args
+from .launch import engine_params, llama_server_args
 from .memory import Placement
-from .planner import Candidate, evaluate, users_depth
-from .predict import parallel_tokens_per_s, predict, prompt_tokens_per_s
+from .planner import Candidate, evaluate, prediction_at, users_depth
+from .predict import parallel_tokens_per_s, prompt_tokens_per_s
 from .servers import Server, Serving
 
 if TYPE_CHECKING:
@@ -42,11 +41,7 @@ def serving(plan: Plan) -> Serving | None:
 def _server(
     plan: Plan, c: Candidate, slots: int, users: int, prompt: int, devices: tuple[str, ...], command: tuple[str, ...]
 ) -> Server:
-    inputs = plan.inputs
-    deep = predict(
-        plan.model, c.memory, c.settings, plan.devices, plan.host, c.placement.n_cpu_moe, inputs.tensor_group,
-        inputs.cpu_bandwidth, depth=users_depth(c.settings),
-    )  # fmt: skip
+    deep = prediction_at(plan.model, plan.devices, plan.host, plan.inputs, c, users_depth(c.settings))
     together = parallel_tokens_per_s(deep, users)
     # the newcomer's prompt goes in one batch beside the others' tokens (continuous batching)
     batch = prompt + users - 1
@@ -66,11 +61,10 @@ def _replicas(plan: Plan, users: int, prompt: int) -> tuple[Server, ...]:
     k = min(len(eligible), users)
     if k < 2:
         return ()
-    per_slot = settings.n_ctx_seq
+    slots = -(-users // k)
+    own = replace(settings, n_parallel=slots, n_ctx=settings.n_ctx_seq * slots)  # the same context a slot
     fitted: list[tuple[int, Candidate]] = []
     for i in eligible:
-        slots = -(-users // k)
-        own = replace(settings, n_parallel=slots, n_ctx=per_slot * slots)
         c = evaluate(
             plan.model,
             plan.devices,
@@ -95,26 +89,9 @@ def _replicas(plan: Plan, users: int, prompt: int) -> tuple[Server, ...]:
 
 
 def _replica_command(plan: Plan, c: Candidate, index: int, rank: int) -> tuple[str, ...]:
-    """llama-server on device `index` alone: a worker by its endpoint, a GPU by --device."""
+    """llama-server on device `index` alone: the replica's own load (engine_params), with only its
+    worker's endpoint, or a GPU chosen by --device; either is then the process's first device."""
     device = plan.devices[index]
-    s = c.settings
-    params = EngineParams(
-        model_path=plan.model.path,
-        model_url=plan.model.source_url,
-        rpc=(device.endpoint,) if device.endpoint else (),
-        n_gpu_layers=plan.model.n_layer + 1,
-        split_mode="none",
-        main_gpu=0,
-        n_ctx=s.n_ctx,
-        n_batch=s.n_batch,
-        n_ubatch=s.n_ubatch,
-        n_seq_max=s.n_parallel,
-        type_k=s.type_k,
-        type_v=s.type_v,
-        flash_attn=s.flash_attn,
-        swa_full=s.swa_full,
-        no_repack=s.no_repack,
-        n_threads=plan.request.n_threads,
-    )
+    params = engine_params(plan, c).with_(rpc=(device.endpoint,) if device.endpoint else (), main_gpu=0)
     select = [] if device.endpoint else ["--device", device.name]
     return (*params.cli_flags(), *select, "--port", str(FIRST_PORT + 1 + rank))
