@@ -65,11 +65,11 @@ def default_threads() -> int:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity where the platform has one, else every CPU."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
+    """The CPUs this process may run on: its affinity where the platform has one, else every CPU
+    (the count contention measures against too; psutil only when asked)."""
+    from ..base.contention import cpu_count
+
+    return cpu_count()
 
 
 def repack_level(features: Iterable[str]) -> str:

@@ -332,9 +332,9 @@ def _serving_document(serving: Serving) -> dict[str, Any]:
             "devices": list(s.devices),
             "slots": s.slots,
             "users": s.users,
-            "tokens_per_s": _rounded(s.tokens_per_s, 3),
-            "per_user_tokens_per_s": _rounded(s.per_user_tokens_per_s, 3),
-            "first_token_s": _rounded(s.first_token_s, 4),
+            "tokens_per_s": _round(s.tokens_per_s, 3),
+            "per_user_tokens_per_s": _round(s.per_user_tokens_per_s, 3),
+            "first_token_s": _round(s.first_token_s, 4),
             "command": list(s.command),
         }
 
@@ -344,14 +344,10 @@ def _serving_document(serving: Serving) -> dict[str, Any]:
         "prompt_tokens": serving.prompt_tokens,
         "server": server(serving.server),
         "replicas": [server(r) for r in serving.replicas],
-        "replicas_tokens_per_s": _rounded(serving.replicas_tokens_per_s, 3),
+        "replicas_tokens_per_s": _round(serving.replicas_tokens_per_s, 3),
         "winner": serving.winner,
-        "ratio": _rounded(serving.ratio, 4),
+        "ratio": _round(serving.ratio, 4),
     }
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def _model_document(model: ModelInfo) -> dict[str, Any]:
