@@ -108,8 +108,10 @@ def usable_cpus() -> frozenset[int] | None:
 
 def cpu_count() -> int:
     """How many CPUs a measurement here can use: this process's affinity, else the machine's."""
-    allowed = usable_cpus()
-    return len(allowed) if allowed is not None else psutil.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return psutil.cpu_count() or 1
 
 
 def _read_stat(cpus: frozenset[int] | None = None) -> tuple[float, float] | None:
