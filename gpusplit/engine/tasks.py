@@ -508,16 +508,7 @@ class _BenchRuns:
             return self._parallel_run(test, int(test["parallel"]), limit_s)
         lib, ctx = self.lib, self.loaded.ctx
         depth = int(test.get("depth") or 0)
-        if depth and self.filled_depth == depth:
-            # The context is filled once per test, as llama-bench reuses it: the last run's tokens
-            # go, the depth's stay (refilling 1536 tokens took several times the timed batch).
-            lib.llama_memory_seq_rm(self.memory, -1, depth, -1)
-        else:
-            lib.llama_memory_clear(self.memory, True)
-            if depth:
-                self.decode([self.rng.randrange(self.n_vocab) for _ in range(depth)])
-            self.filled_depth = depth
-        lib.llama_synchronize(ctx)
+        self._context(depth, depth, lambda: self.decode([self.rng.randrange(self.n_vocab) for _ in range(depth)]))
         tokens = [self.rng.randrange(self.n_vocab) for _ in range(int(test["n"]))]
         started = time.perf_counter()
         if test["kind"] == "pp":
@@ -534,6 +525,20 @@ class _BenchRuns:
         lib.llama_synchronize(ctx)
         return int(test["n"]) / (time.perf_counter() - started)
 
+    def _context(self, key: int | tuple[str, int, int], depth: int, fill: Callable[[], None]) -> None:
+        """The cache as a test's run needs it: `depth` tokens of context (every sequence's), filled
+        once per test as llama-bench reuses it (the last run's tokens go, the depth's stay:
+        refilling 1536 tokens took several times the timed batch), or cleared and filled anew."""
+        lib = self.lib
+        if depth and self.filled_depth == key:
+            lib.llama_memory_seq_rm(self.memory, -1, depth, -1)
+        else:
+            lib.llama_memory_clear(self.memory, True)
+            if depth:
+                fill()
+            self.filled_depth = key
+        lib.llama_synchronize(self.loaded.ctx)
+
     def _parallel_run(self, test: dict[str, Any], n_seq: int, limit_s: float | None) -> float:
         """N sequences decoded together, as llama-server's slots and llama-batched-bench: each
         after its own `depth` tokens of prompt (decoded first, untimed), then `n` steps of one
@@ -541,18 +546,15 @@ class _BenchRuns:
         second are all the sequences' together."""
         lib, ctx = self.lib, self.loaded.ctx
         depth, steps = int(test.get("depth") or 0), int(test["n"])
-        key = ("parallel", n_seq, depth)
-        if depth and self.filled_depth == key:
-            lib.llama_memory_seq_rm(self.memory, -1, depth, -1)  # every sequence keeps its prompt
-        else:
-            lib.llama_memory_clear(self.memory, True)
+
+        def prompts() -> None:
             for seq in range(n_seq):
                 prompt = [self.rng.randrange(self.n_vocab) for _ in range(depth)]
                 for start in range(0, depth, self.n_batch):
                     chunk = prompt[start : start + self.n_batch]
                     self._decode_items([(token, start + i, seq, False) for i, token in enumerate(chunk)])
-        self.filled_depth = key
-        lib.llama_synchronize(ctx)
+
+        self._context(("parallel", n_seq, depth), depth, prompts)
         started = time.perf_counter()
         done = 0
         for step in range(steps):
