@@ -763,14 +763,21 @@ RENDERERS = {"noise": ("1. Noise: identical runs", render_noise), "gates": ("2. 
              "hog": ("3. Other work noticed", render_hog), "probe": ("4. The probe's time", render_probe)}  # fmt: skip
 
 
+def written_by(head: dict[str, Any]) -> str:
+    """A doc's provenance: the command, the commit, the machine (cpu_facts) and the date."""
+    machine = head["machine"]
+    return (
+        f"Written by `{head['command']}` at commit {head['commit']} on {machine['cpu']}, {machine['cores']} cores, "
+        f"amx_int8 {'yes' if machine['amx_int8'] else 'no'}, on {head['date']}"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     head = results["head"]
-    machine = head["machine"]
     lines = [
         "# A busy machine: noise, the regression gate, other work noticed, the probe's time",
         "",
-        f"Written by `{head['command']}` at commit {head['commit']} on {machine['cpu']}, {machine['cores']} cores, "
-        f"amx_int8 {'yes' if machine['amx_int8'] else 'no'}, on {head['date']} (model: {head['model']}).",
+        f"{written_by(head)} (model: {head['model']}).",
     ]
     if head.get("quick"):
         lines += [

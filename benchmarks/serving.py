@@ -186,13 +186,13 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
+    from busy import written_by
+
     head = results["head"]
-    m = head["machine"]
     lines = [
         "# Serving several users: N sequences decoded together, predicted and measured",
         "",
-        f"Written by `{head['command']}` at commit {head['commit']} on {m['cpu']}, {m['cores']} cores, amx_int8 "
-        f"{'yes' if m['amx_int8'] else 'no'}, on {head['date']}. Two loopback `gpusplit worker`s (A and B, one thread "
+        f"{written_by(head)}. Two loopback `gpusplit worker`s (A and B, one thread "
         f"each); every device probed first ({_num(results.get('probe_s'))} s). Models: real shapes and published "
         "quantizations, random weights (llama.cpp's own quantizer).",
         "",

@@ -478,7 +478,7 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
     if not search.measured:
         trial.score = search.score(trial.predicted_tg, trial.predicted_pp)
         if trial.score is None and search.users > 1 and trial.predicted_tg:
-            trial.status, trial.error, trial.below_floor = "skipped", _under_floor(search, trial.predicted_tg), True
+            _below_floor(search, trial, trial.predicted_tg)
         return trial
     best_tg = best.measured_tg if best is not None and search.objective != "pp" else None
     try:
@@ -495,16 +495,18 @@ def _run_trial(search: _Search, request: Request, best: Trial | None, limit_s: f
         trial.score = search.score(trial.measured_tg, trial.measured_pp)
         trial.samples = [trial.score] if trial.score is not None else []
         if trial.score is None and search.users > 1 and trial.measured_tg:
-            trial.status, trial.error, trial.below_floor = "skipped", _under_floor(search, trial.measured_tg), True
+            _below_floor(search, trial, trial.measured_tg)
         elif trial.score is None:
             trial.status, trial.error = "skipped", "clearly slower than the best (generation)"
     trial.seconds = round(time.monotonic() - started, 3)
     return trial
 
 
-def _under_floor(search: _Search, together: float | None) -> str:
-    each = (together or 0.0) / search.users
-    return f"each of {search.users} users {each:.1f} tokens/s, under the floor of {search.min_user_tps:g}"
+def _below_floor(search: _Search, trial: Trial, together: float) -> None:
+    """A trial whose users each got less than the floor: skipped, and said so."""
+    each = together / search.users
+    trial.status, trial.below_floor = "skipped", True
+    trial.error = f"each of {search.users} users {each:.1f} tokens/s, under the floor of {search.min_user_tps:g}"
 
 
 def measurement(value: tuple[float | None, float | None, Recovery | None] | Measurement) -> Measurement:
