@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,30 +91,50 @@ CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquan
               "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
 PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
-# on a busy machine a short one is mostly scheduling noise.
+# on a busy machine a short one is mostly scheduling noise (the rows models' 16 tokens: 100 ms and
+# more, each a 262,144-row output).
 TG_TOKENS = {
-    "l1": 256,
+    "l1": 128,
     "l12": 64,
     "wide2": 64,
-    "rows": 64,
-    "rows-q8_0": 64,
-    "moe": 64,
-    "moe8": 32,
-    "moe-q4_k_m": 64,
-    "moe8-q4_k_m": 32,
+    "rows": 16,
+    "rows-q8_0": 16,
+    # The MoE models' generation is fitted to nothing (their batches give the experts' factor):
+    # a short one, once (MOE_REPETITIONS), since the engine times generation first.
+    "moe": 8,
+    "moe8": 8,
+    "moe-q4_k_m": 8,
+    "moe8-q4_k_m": 8,
 }
-TG_TOKENS_LARGE = 24
-GROUP_TG_TOKENS = 32
+TG_TOKENS_LARGE = 16  # 100-200 ms a repetition on a one-thread CPU worker
+GROUP_TG_TOKENS = 16
 BATCH_TOKENS = 512
+# The quantized classes' prompt batch on a CPU (the host, a worker serving one): a quarter of the
+# float model's. Their batches, each after a warm-up batch of its size (a shorter warm-up left the
+# first timed batch up to 29 % slow here), were most of a one-thread worker's probe (21 of its 51 s);
+# a CPU's quantized matmul costs a token the same in a batch of 128 as of 512 (the fit prices the
+# attention that differs; measured here, AMD EPYC: 1-10 % less a token at 128, the fit's attention
+# accounting for 3-6 of it). A GPU's kernels fill up only on big batches: its classes stay at 512.
+QUANT_BATCH_TOKENS = 128
+# The MoE pairs' batches on a CPU: half of it, 64 tokens for each of 8 experts, 2 used (what the
+# expert factor is measured at; real MoE models at llama.cpp's 512-token micro-batch give each
+# expert 16 (DeepSeek-V3) to 128 (Mixtral); Qwen3-30B-A3B 32). A fifth of a worker's probe before.
+MOE_BATCH_TOKENS = 256
 # One model's prompt batch is timed again after this much context: what attention costs per score
 # (the probe's context is 2048 cells).
 DEEP_TOKENS = 1024
 REPETITIONS = 3
 PP_REPETITIONS = 1
-BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
+SMALL_PP_REPETITIONS = 2
+MOE_REPETITIONS = 1
+BIG_REPETITIONS = 2  # generation of the big models in their first round; one in the second (a moment)
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample can move several times over.
 SMALL_REPETITIONS = 5
+# ... but no more once they agree: a test stops after MIN_REPETITIONS once the 95 % interval of its
+# mean is within TIGHT_PCT of it.
+MIN_REPETITIONS = 3
+TIGHT_PCT = 3.0
 
 
 class ProbeError(GpusplitError):
@@ -254,6 +275,15 @@ class Target:
         GPU (on a small model a GPU's attention is lost in its fixed costs)."""
         return self.large["float"] if self.local_gpu or self.big else "wide2"
 
+    def batch_tokens(self, name: str) -> int:
+        """The prompt batch a probe model is timed on (see QUANT_BATCH_TOKENS, MOE_BATCH_TOKENS)."""
+        if self.local_gpu or self.big:
+            return BATCH_TOKENS
+        base = name.removesuffix(PLAIN)
+        if base in (MOE, MOE_DEEP, *MOE_QUANT):
+            return MOE_BATCH_TOKENS
+        return QUANT_BATCH_TOKENS if base in LARGE.values() and base != LARGE["float"] else BATCH_TOKENS
+
     @property
     def large(self) -> dict[str, str]:
         """The large probe models (weight class -> name) this device is timed on."""
@@ -312,15 +342,18 @@ class ProbeRun:
     deep: bool = False
     label: str = ""
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
+    batch_tokens: int = BATCH_TOKENS
 
     def tests(self) -> list[dict[str, Any]]:
-        tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
+        tg: dict[str, Any] = {"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}
+        if self.repetitions > MIN_REPETITIONS:
+            tg |= {"min_repetitions": MIN_REPETITIONS, "tight_pct": TIGHT_PCT}
+        tests = [tg]
+        batch = {"kind": "pp", "n": self.batch_tokens, "repetitions": self.pp_repetitions}
         if self.prompt:
-            tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": self.pp_repetitions})
+            tests.append({"name": "pp", **batch, "depth": 0})
         if self.prompt and self.deep:
-            tests.append(
-                {"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": self.pp_repetitions}
-            )
+            tests.append({"name": "pp_deep", **batch, "depth": DEEP_TOKENS})
         return tests
 
 
@@ -336,6 +369,7 @@ class Timing:
     no_repack: bool = False  # run with the extra buffer types off, after llama.cpp crashed with them
     sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
     contention: Contention | None = None  # what other work took while its tests ran
+    tg_reps: int = 0  # generation's repetitions (fewer than asked where they agreed: MIN_REPETITIONS)
 
     @property
     def contended(self) -> bool:
@@ -359,8 +393,8 @@ def _time_runs(
         [(r.params, r.tests(), r.repetitions, r.sample_reps) for r in runs], lambda i: started(i + 1), timeout=1800
     )
 
-    def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
-        return BATCH_TOKENS / statistics.median(samples[test]) if test in samples else None
+    def per_batch(run: ProbeRun, samples: dict[str, list[float]], test: str) -> float | None:
+        return run.batch_tokens / statistics.median(samples[test]) if test in samples else None
 
     recovery = next((o.recovery for o in outcomes if o.recovery is not None), None)
     if recovery is not None and notes is not None:
@@ -375,9 +409,9 @@ def _time_runs(
             if failures is not None:
                 failures.append(failure)
             continue
-        timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
-                              per_batch(o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
-                              total_contention(o.contention.values())))  # fmt: skip
+        timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(run, o.samples, "pp"), o.load_ms / 1000,
+                              per_batch(run, o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
+                              total_contention(o.contention.values()), len(o.samples["tg"])))  # fmt: skip
     return timings
 
 
@@ -416,11 +450,14 @@ def probe_device(
     on_step: Step | None = None,
     on_more: Callable[[int], None] | None = None,
 ) -> DeviceSpeed:
-    """Time every probe model wholly on the target and fit its figures. The small and big models
-    run twice (_second_round); a model whose run other work disturbed runs again in full
-    (`on_more(n)` says how many steps that adds beyond step_count's), and once more if that run
-    was disturbed too; a model disturbed every time raises ProbeContended: nothing is kept."""
-    runs = _probe_runs(target, paths, threads)
+    """Time every probe model wholly on the target and fit its figures. The small and big models'
+    generation runs twice (_run_twice); a model whose first run other work disturbed runs again in
+    full (`on_more(n)` says how many steps that adds beyond step_count's), and once more if that
+    run was disturbed too; a model disturbed every time raises ProbeContended: nothing is kept."""
+    first = _probe_runs(target, paths, threads)
+    # Both rounds in one engine child (a child's start and end cost a device about a second).
+    second = [_probe_run(target, paths, threads, name, again=True) for name in _run_twice(target)]
+    runs = first + second
     raw: dict[str, Any] = {}  # the timings as measured, kept with the figures (DeviceSpeed.probe)
     notes: list[Reason] = []
     failures: list[str] = []
@@ -430,15 +467,24 @@ def probe_device(
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
     timings = _time_runs(runs, on_step, notes, failures)
-    again = _second_round(target, runs, timings, paths, threads)
+    # A first run other work disturbed: in full again (its batch too), that run then dropped (_settled)
+    again = [
+        _probe_run(target, paths, threads, run.name, again=True, full=True)
+        for run, timed in zip(first, timings)
+        if timed is not None and timed.contended
+    ]
     if again:
-        extra = [run for run in again if run.name not in _run_twice(target)]
-        if extra and on_more is not None:
-            on_more(len(extra))  # disturbed runs beyond the second round step_count counts
+        if on_more is not None:
+            on_more(len(again))  # disturbed runs beyond the two rounds step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
     # A model with no undisturbed run yet gets a last try: on this VM the hypervisor stole 6-8 %
     # now and then, and a short model met such a moment twice in 2 of 3 probes of three devices.
-    last = [_probe_run(target, paths, threads, name, again=True, full=True) for name in _settled(runs, timings)[1]]
+    tries = Counter(run.name for run in runs)
+    last = [
+        _probe_run(target, paths, threads, name, again=True, full=True)
+        for name in _settled(runs, timings)[1]
+        if tries[name] < 3  # (a small or big model disturbed in its three runs already has had them)
+    ]
     if last:
         if on_more is not None:
             on_more(len(last))
@@ -506,59 +552,72 @@ def probe_device(
 def _probe_runs(target: Target, paths: dict[str, Path], threads: int) -> list[ProbeRun]:
     """Every probe model's first run on the target, in the order they are timed; `_second_round`
     says which run again."""
-    # Where the CPU copies a class's weights, its probe model runs once more with --no-repack: the
-    # plain kernels, for weights of that class it does not copy (a --no-repack plan, other shapes).
+    return [_probe_run(target, paths, threads, name) for name in _first_names(target)]
+
+
+def _first_names(target: Target) -> tuple[str, ...]:
+    """The probe models a target's first round times, in order. Where the CPU copies a class's
+    weights, its probe model runs once more with --no-repack: the plain kernels, for weights of that
+    class it does not copy (a --no-repack plan, other shapes)."""
     plain = tuple(target.large[cls] + PLAIN for cls in target.copied_classes)
-    names = (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, MOE, MOE_DEEP, *MOE_QUANT)
-    return [_probe_run(target, paths, threads, name) for name in names]
+    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, MOE, MOE_DEEP, *MOE_QUANT)
+
+
+def _device_steps(target: Target) -> int:
+    """The runs probe_device makes on the target when nothing disturbs them (a local GPU: one more,
+    its upload rate)."""
+    return len(_first_names(target)) + len(_run_twice(target)) + (1 if target.local_gpu else 0)
 
 
 def _probe_run(
     target: Target, paths: dict[str, Path], threads: int, name: str, again: bool = False, full: bool = False
 ) -> ProbeRun:
     """One probe model's run on the target: its first (`again` False), or its second: generation
-    alone for a big model unless `full` (the first was disturbed: everything again)."""
+    alone unless `full` (the first was disturbed: everything again). A second round is for the
+    figures that drift with the machine's moment, generation's (a prompt batch is compute, and
+    varied a percent or two between runs); it timed the small models' batches too until the probe
+    had to fit in a minute."""
     big = name in target.large.values()
-    prompt = full or not (again and big)
+    prompt = full or not again
     params = _params(target, paths[name.removesuffix(PLAIN)], threads)
     return ProbeRun(
         name,
         params.with_(no_repack=True) if name.endswith(PLAIN) else params,
         TG_TOKENS.get(name, TG_TOKENS_LARGE),
-        SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if big else REPETITIONS),
+        _repetitions(name, big, again and not full),
         # Prompt batches vary by a percent or two between runs (after the warm-up, which they
-        # need: a first batch ran 3-15 % slow here, and after a 64-token warm-up a Q4_K_M batch
-        # 21 % slow): three for the small models, one for the big and MoE ones (most of the
+        # need: a first batch ran 3-15 % slow here, and after a 32-token warm-up a Q4_K_M batch
+        # 29 % slow): two for the small models, one for the big and MoE ones (most of the
         # probe's time).
-        REPETITIONS if name in SMALL else PP_REPETITIONS,
+        SMALL_PP_REPETITIONS if name in SMALL else PP_REPETITIONS,
         prompt,
         prompt and name == target.attention_model,
         f"{target.device.name}: {name}" + (" again" if again else ""),
         # the host's sampling cost, from a 512- and a 262,144-token vocabulary
         SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
+        target.batch_tokens(name),
     )
 
 
-def _second_round(
-    target: Target, runs: list[ProbeRun], timings: list[Timing | None], paths: dict[str, Path], threads: int
-) -> list[ProbeRun]:
-    """The runs made again, after every first one. The small and rows models (their timings set the
-    fixed costs, which drift both ways between rounds: two_rounds takes their mean, or the faster
-    round past a spike) and the big models' generation (each weight class's memory rate; a remote
-    worker gets the big set, ~1 GB, uploaded twice: 8 s more over 1 GbE); and any run other work
-    disturbed, in full, its first run then dropped (_settled)."""
-    again = []
-    for run, timed in zip(runs, timings):
-        if timed is None:
-            continue  # failed: said already
-        if timed.contended or run.name in _run_twice(target):
-            again.append(_probe_run(target, paths, threads, run.name, again=True, full=timed.contended))
-    return again
+def _repetitions(name: str, big: bool, again: bool) -> int:
+    """Generation's repetitions for a probe model (see SMALL_REPETITIONS and the rest)."""
+    if name in (*SMALL, ROWS, ROWS_QUANT):
+        return SMALL_REPETITIONS
+    if name in (MOE, MOE_DEEP, *MOE_QUANT):
+        return MOE_REPETITIONS
+    if big:
+        return 1 if again else BIG_REPETITIONS
+    return REPETITIONS
 
 
 def _run_twice(target: Target) -> tuple[str, ...]:
-    """The models every probe of the target runs twice (see _second_round)."""
-    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values())
+    """The models whose generation every probe of the target times again, after every first run:
+    the small models (their timings set the fixed costs, which drift both ways between rounds:
+    two_rounds takes their mean, or the faster round past a spike) and the big ones (each weight
+    class's memory rate; a remote worker gets the big set, ~1 GB, uploaded twice: 8 s more over
+    1 GbE). Not the rows models: their 262,144-row outputs, loaded again, were a tenth of a worker's
+    probe, for a cost that is a fifth of a large-vocabulary model's token at most."""
+    return (*SMALL, *target.large.values())
 
 
 def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[Timing | None], list[str]]:
@@ -610,13 +669,13 @@ def _probe_points(
             less = _less_logits(paths[name.removesuffix(PLAIN)], down)
             token_s, batch_s = less(timed.token_s), less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
-            raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s)
+            raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s, timed.tg_reps, run.batch_tokens)
         else:
             less = _less_logits(paths[name.removesuffix(PLAIN)], down)
             token_s = less(timed.token_s)
             again_s = None if timed.batch_s is None else less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
-            raw[name]["again"] = _raw_times(timed.load_s, token_s, again_s, deep_s)
+            raw[name]["again"] = _raw_times(timed.load_s, token_s, again_s, deep_s, timed.tg_reps, run.batch_tokens)
             token_s = two_rounds(first.token_s, token_s)
             if again_s is None or again_s >= first.batch_s:  # the deep batch stays with its base's round
                 batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
@@ -625,7 +684,7 @@ def _probe_points(
         # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
         copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
         work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
-        points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
+        points[name] = ProbePoint(name, work, token_s, batch_s, run.batch_tokens)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
     return points
@@ -642,11 +701,16 @@ def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
     return lambda seconds: max(seconds - logits_s, 1e-6)
 
 
-def _raw_times(load_s: float, token_s: float, batch_s: float | None, deep_s: float | None) -> dict[str, float]:
-    """A round's timings as the raw record keeps them."""
-    record = {"token_s": round(token_s, 7), "load_s": round(load_s, 4)}
+def _raw_times(
+    load_s: float, token_s: float, batch_s: float | None, deep_s: float | None, tg_reps: int, batch_tokens: int
+) -> dict[str, float]:
+    """A round's timings as the raw record keeps them (with generation's repetitions, and the
+    batch's tokens where not BATCH_TOKENS)."""
+    record = {"token_s": round(token_s, 7), "load_s": round(load_s, 4), "tg_reps": tg_reps}
     if batch_s is not None:
         record["batch_s"] = round(batch_s, 6)
+        if batch_tokens != BATCH_TOKENS:
+            record["batch_tokens"] = batch_tokens
     if deep_s is not None:
         record["deep_batch_s"] = round(deep_s, 6)
     return record
@@ -720,12 +784,14 @@ def _load_figures(
     - the bytes sent as they are, at the rate the largest model with no tensor over 10 MiB loaded
       beside the smallest one (never served from a cache), and a fixed part (allocations and graph
       reservation, each a round trip, and the worker's own setup);
-    - a byte of a tensor over 10 MiB (offered by hash first, a round trip each), and what a
-      vocabulary adds (the host's tokenizer, the worker's logits buffers), from the big float model
-      and the 262,144-entry one: on a first load (the host hashes it, sends it, and a worker with a
-      weight cache hashes it again and writes it to disk: 6 ns a byte over an unshaped veth here,
-      where the link alone takes 1.5), and from the worker's cache where its later loads came from
-      there (the host's hash and the worker's disk read: 2.5 ns)."""
+    - a byte of a tensor over 10 MiB (offered by hash first, a round trip each) on a first load (the
+      host hashes it, sends it, and a worker with a weight cache hashes it again and writes it to
+      disk: 6 ns a byte over an unshaped veth here, where the link alone takes 1.5), and what a
+      vocabulary adds (the host's tokenizer, the worker's logits buffers), solved together from the
+      first loads of the big float model and the 262,144-entry one (loaded once: a second load of
+      it was a tenth of a worker's probe);
+    - a byte from the worker's cache where its later loads came from there (the host's hash and the
+      worker's disk read: 2.5 ns), from the float model's fastest load."""
     if "l1" not in loads or big_name not in loads:
         return LoadFit()
     sent = {name: _sent(paths[name]) for name in loads}
@@ -746,19 +812,23 @@ def _load_figures(
         """What a load took beyond its fixed part, its plain bytes and its hashed tensors' round trips."""
         return seconds - fixed - sent[name].plain / rate - sent[name].n_hashed * rtt
 
+    def first_beyond(name: str) -> float:
+        """What a model's first load took beyond its fixed part, plain bytes and round trips, less
+        its file's cold read."""
+        return beyond(name, first_loads.get(name, loads[name]) - cold * sent[name].total)
+
     vocab_l1 = _vocab(paths["l1"])
-    # the float model: its hashed bytes, its vocabulary beyond l1's, what its fastest load took beyond
-    a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, beyond(big_name, loads[big_name])
-    per_vocab, hashed = 0.0, r1 / a1
-    if ROWS in loads and sent[ROWS].hashed:
+    # the float model: its hashed bytes, its vocabulary beyond l1's, what its first load took beyond
+    a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, first_beyond(big_name)
+    per_vocab, first = 0.0, r1 / a1
+    if ROWS in first_loads and sent[ROWS].hashed:
         # two unknowns (a hashed byte, a vocabulary entry) from two models: solved together
-        a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, beyond(ROWS, loads[ROWS])
+        a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, first_beyond(ROWS)
         det = a1 * b2 - a2 * b1
         if det:
             per_vocab = max((a1 * r2 - a2 * r1) / det, 0.0)
-            hashed = (r1 - b1 * per_vocab) / a1
-    first_seconds = first_loads.get(big_name, loads[big_name]) - cold * sent[big_name].total
-    first = (beyond(big_name, first_seconds) - b1 * per_vocab) / a1
+            first = (r1 - b1 * per_vocab) / a1
+    hashed = (beyond(big_name, loads[big_name]) - b1 * per_vocab) / a1
     first, hashed = max(first, 0.0), max(hashed, 0.0)
     note = ""
     if first > CACHED_LOADS * hashed:
@@ -832,7 +902,8 @@ def probe_group(
     # Tensor parallelism's synchronisation is a cost per layer: a short generation shows it as well
     # as a long one, and over slow workers a long one would take most of the probe.
     label = f"tensor parallelism over {len(devices)} devices: l12"
-    (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, label=label)], on_step)
+    # One timed batch, as for the big models (3 took a fifth of a two-worker probe's group step).
+    (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, pp_repetitions=PP_REPETITIONS, label=label)], on_step)
     if timed is None:
         return None
     measured_token, measured_batch = timed.token_s, timed.batch_s or 0.0
@@ -847,10 +918,6 @@ def probe_group(
         identity=speed_cache.group_identity(members),
         measured_at=speed_cache.now(),
     )
-
-
-# Each device's timed runs: the small and rows models and the big ones twice, the four MoE ones once
-DEVICE_STEPS = 2 * len(SMALL) + 4 + 2 * len(LARGE) + 4
 
 
 def twins(probed: Sequence[Target]) -> dict[int, list[int]]:
@@ -885,15 +952,14 @@ def twin_speed(target: Target, twin: DeviceSpeed, twin_name: str) -> DeviceSpeed
 
 def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
-    the host (the small and big ones twice, the CPU's copied ones once more plain), and one
-    tensor-parallel run over two devices or more; a twin of a device probed before it (`twins`)
-    runs none; a run that other work disturbed adds its own (on_more) as it is known."""
+    the host (_device_steps: the small and big ones twice, the CPU's copied ones once more plain),
+    and one tensor-parallel run over two devices or more; a twin of a device probed before it
+    (`twins`) runs none; a run that other work disturbed adds its own (on_more) as it is known."""
     probed = targets(inventory, 1, "")  # (reads each local worker's note: once)
-    devices = len(inventory.devices) - len(twins(probed))
-    local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
-    plain = len(replace(probed[0], no_repack=no_repack).copied_classes)
+    probed[0] = replace(probed[0], no_repack=no_repack)
+    twin_of = twins(probed)
     group = 1 if len(inventory.devices) >= 2 else 0
-    return DEVICE_STEPS * (devices + 1) + plain + group + local_gpus
+    return sum(_device_steps(t) for i, t in enumerate(probed) if i not in twin_of) + group
 
 
 def run_probe(
@@ -925,7 +991,7 @@ def run_probe(
                 speed = twin_speed(target, measured[twin.identity], twin.device.name)
             else:
                 if index in twin_of and on_more is not None:
-                    on_more(DEVICE_STEPS)  # no twin of it could be measured: this one is, in full
+                    on_more(_device_steps(target))  # no twin of it could be measured: this one is, in full
                 speed = probe_device(target, paths, threads, on_step, on_more)
         except ProbeContended as exc:
             failed.append(Reason("probe-contended", exc.message, {"device": exc.device}))  # nothing cached
