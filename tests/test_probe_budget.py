@@ -4,6 +4,7 @@ its figure is tight, and a CPU times its quantized classes on 128-token batches 
 from __future__ import annotations
 
 from gpusplit.devices.device import Device
+from gpusplit.devices.speed import COPIED, DeviceSpeed
 from gpusplit.engine.tasks import _tight
 from gpusplit.jobs import probe
 
@@ -50,7 +51,65 @@ def test_a_second_round_samples_a_moment_and_a_disturbed_run_is_made_again_in_fu
     paths = {name: probe.model_folder() / f"{name}.gguf" for name in ("l12", "f16")}
     first, second = (probe._probe_run(target, paths, 2, "f16", again=again) for again in (False, True))
     redo = probe._probe_run(target, paths, 2, "f16", again=True, full=True)
-    assert (first.repetitions, second.repetitions, redo.repetitions) == (2, 1, 2)
+    assert (first.repetitions, second.repetitions, redo.repetitions) == (2, 2, 2)  # generation: both rounds alike
     assert first.prompt and not second.prompt and redo.prompt  # a batch is compute: timed once
     assert not probe._probe_run(target, paths, 2, "l12", again=True).prompt
     assert "rows" not in probe._run_twice(target) and "l12" in probe._run_twice(target)
+
+
+def _cpu_target(extra_buffers: tuple[str, ...] = ()) -> probe.Target:
+    host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
+    return probe.Target(host, "id", on_cpu=True, extra_buffers=extra_buffers, repack_level="avx2" if extra_buffers else "none")
+
+
+def test_the_q4_k_m_batch_on_a_cpu_is_timed_at_full_size_too_warmed_by_a_short_one():
+    target = _cpu_target()
+    paths = {name: probe.model_folder() / f"{name}.gguf" for name in ("q4_k_m", "q4_0", "f16")}
+    tests = {t["name"]: t for t in probe._probe_run(target, paths, 2, "q4_k_m").tests()}
+    assert tests["pp"]["n"] == probe.QUANT_BATCH_TOKENS
+    assert tests["pp_full"]["n"] == probe.BATCH_TOKENS and tests["pp_full"]["warm_up_n"] == probe.QUANT_BATCH_TOKENS
+    # a disturbed run made again in full times it again; a second round (generation) does not
+    assert "pp_full" in {t["name"] for t in probe._probe_run(target, paths, 2, "q4_k_m", again=True, full=True).tests()}
+    assert {t["name"] for t in probe._probe_run(target, paths, 2, "q4_k_m", again=True).tests()} == {"tg"}
+    # the other classes, and the float model already at full size, do not
+    assert "pp_full" not in {t["name"] for t in probe._probe_run(target, paths, 2, "q4_0").tests()}
+    assert "pp_full" not in {t["name"] for t in probe._probe_run(target, paths, 2, "f16").tests()}
+    gpu = Device("CUDA0", "GPU", "CUDA", "gpu", 2**34, 2**33, index=0, pci_bus_id="0000:01:00.0")
+    on_gpu = probe.Target(gpu, "id")
+    name = on_gpu.large["kquant"]
+    assert "pp_full" not in {t["name"] for t in probe._probe_run(on_gpu, {name: paths["q4_k_m"]}, 2, name).tests()}
+
+
+def _speed(flops: dict[str, float]) -> DeviceSpeed:
+    return DeviceSpeed(1e-3, 1e-4, {"float": 1e10}, 4e10, 2**25, 1e-3, 1e-4, flops)
+
+
+def test_classes_timed_on_short_batches_are_scaled_by_what_the_q4_k_m_model_ran_at_full_size():
+    target = _cpu_target()
+    short = _speed({"float": 100e9, "kquant": 80e9, "legacy": 60e9, "q8": 90e9})
+    full = _speed({"float": 100e9, "kquant": 72e9, "legacy": 61e9, "q8": 91e9})  # kquant 10 % slower at 512
+    raw: dict = {}
+    scaled = probe.scaled_to_full_batches(target, short, full, raw)
+    assert raw["full_batch_scale"] == 0.9
+    assert scaled.flops["kquant"] == 72e9
+    assert scaled.flops["legacy"] == 54e9 and scaled.flops["q8"] == 81e9  # scaled by the same, not taken from `full`
+    assert scaled.flops["float"] == 100e9  # timed at full size: as it was
+
+
+def test_where_the_cpu_copies_q4_k_m_the_copies_class_sets_the_ratio_and_plain_runs_are_scaled_too():
+    target = _cpu_target(("CPU_REPACK",))
+    classes = target.fit_classes()
+    assert classes.get("kquant" + COPIED) == "q4_k_m" and classes["kquant"] == "q4_k_m" + probe.PLAIN
+    short = _speed({"float": 100e9, "kquant" + COPIED: 120e9, "kquant": 80e9, "legacy": 60e9})
+    full = _speed({"float": 100e9, "kquant" + COPIED: 108e9, "kquant": 80e9, "legacy": 60e9})
+    scaled = probe.scaled_to_full_batches(target, short, full, {})
+    assert scaled.flops["kquant" + COPIED] == 108e9 and scaled.flops["kquant"] == 72e9
+
+
+def test_a_ratio_out_of_bounds_is_held_at_the_bound_and_no_full_batch_changes_nothing():
+    target = _cpu_target()
+    short = _speed({"float": 100e9, "kquant": 80e9, "legacy": 60e9})
+    raw: dict = {}
+    scaled = probe.scaled_to_full_batches(target, short, _speed({"float": 100e9, "kquant": 8e9, "legacy": 60e9}), raw)
+    assert raw["full_batch_scale"] == probe.FULL_BATCH_SCALE[0] and scaled.flops["legacy"] == 30e9
+    assert probe.scaled_to_full_batches(target, short, _speed({"float": 100e9}), {}) is short

@@ -91,14 +91,15 @@ CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquan
               "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
 PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
-# on a busy machine a short one is mostly scheduling noise (the rows models' 16 tokens: 100 ms and
-# more, each a 262,144-row output).
+# on a busy machine a short one is mostly scheduling noise. (Cut to 16 tokens for the rows and big
+# models and run once in the second round, the probe of the CPU and two workers was 46-57 s, but
+# every real-shaped model's generation came out predicted slow: median |error| 18 % against 6 %.)
 TG_TOKENS = {
     "l1": 128,
     "l12": 64,
     "wide2": 64,
-    "rows": 16,
-    "rows-q8_0": 16,
+    "rows": 64,
+    "rows-q8_0": 64,
     # The MoE models' generation is fitted to nothing (their batches give the experts' factor):
     # a short one, once (MOE_REPETITIONS), since the engine times generation first.
     "moe": 8,
@@ -106,8 +107,8 @@ TG_TOKENS = {
     "moe-q4_k_m": 8,
     "moe8-q4_k_m": 8,
 }
-TG_TOKENS_LARGE = 16  # 100-200 ms a repetition on a one-thread CPU worker
-GROUP_TG_TOKENS = 16
+TG_TOKENS_LARGE = 24
+GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
 # The quantized classes' prompt batch on a CPU (the host, a worker serving one): a quarter of the
 # float model's. Their batches, each after a warm-up batch of its size (a shorter warm-up left the
@@ -120,6 +121,11 @@ QUANT_BATCH_TOKENS = 128
 # expert factor is measured at; real MoE models at llama.cpp's 512-token micro-batch give each
 # expert 16 (DeepSeek-V3) to 128 (Mixtral); Qwen3-30B-A3B 32). A fifth of a worker's probe before.
 MOE_BATCH_TOKENS = 256
+# The Q4_K_M model's batch on a CPU is timed at BATCH_TOKENS too: every class timed on a shorter
+# batch is scaled by what that one ran slower a token at full size (here, AMD EPYC: 128-token batches
+# ran a quantized matmul about 9 % faster a token, and fitted as they were, CPU prompt predictions
+# came out 8-10 points faster). Within these bounds; a ratio outside them is a disturbed batch.
+FULL_BATCH_SCALE = (0.5, 1.5)
 # One model's prompt batch is timed again after this much context: what attention costs per score
 # (the probe's context is 2048 cells).
 DEEP_TOKENS = 1024
@@ -127,7 +133,7 @@ REPETITIONS = 3
 PP_REPETITIONS = 1
 SMALL_PP_REPETITIONS = 2
 MOE_REPETITIONS = 1
-BIG_REPETITIONS = 2  # generation of the big models in their first round; one in the second (a moment)
+BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample can move several times over.
 SMALL_REPETITIONS = 5
@@ -343,6 +349,7 @@ class ProbeRun:
     label: str = ""
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
     batch_tokens: int = BATCH_TOKENS
+    full_batch: bool = False  # the batch timed at BATCH_TOKENS too (FULL_BATCH_SCALE)
 
     def tests(self) -> list[dict[str, Any]]:
         tg: dict[str, Any] = {"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}
@@ -354,6 +361,9 @@ class ProbeRun:
             tests.append({"name": "pp", **batch, "depth": 0})
         if self.prompt and self.deep:
             tests.append({"name": "pp_deep", **batch, "depth": DEEP_TOKENS})
+        if self.prompt and self.full_batch:
+            # warmed up by a short batch: the one just timed has warmed the kernels already
+            tests.append({"name": "pp_full", **batch, "n": BATCH_TOKENS, "depth": 0, "warm_up_n": self.batch_tokens})
         return tests
 
 
@@ -370,6 +380,7 @@ class Timing:
     sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
     contention: Contention | None = None  # what other work took while its tests ran
     tg_reps: int = 0  # generation's repetitions (fewer than asked where they agreed: MIN_REPETITIONS)
+    full_batch_s: float | None = None  # the batch at BATCH_TOKENS (ProbeRun.full_batch)
 
     @property
     def contended(self) -> bool:
@@ -394,7 +405,8 @@ def _time_runs(
     )
 
     def per_batch(run: ProbeRun, samples: dict[str, list[float]], test: str) -> float | None:
-        return run.batch_tokens / statistics.median(samples[test]) if test in samples else None
+        tokens = BATCH_TOKENS if test == "pp_full" else run.batch_tokens
+        return tokens / statistics.median(samples[test]) if test in samples else None
 
     recovery = next((o.recovery for o in outcomes if o.recovery is not None), None)
     if recovery is not None and notes is not None:
@@ -411,7 +423,8 @@ def _time_runs(
             continue
         timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(run, o.samples, "pp"), o.load_ms / 1000,
                               per_batch(run, o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
-                              total_contention(o.contention.values()), len(o.samples["tg"])))  # fmt: skip
+                              total_contention(o.contention.values()), len(o.samples["tg"]),
+                              per_batch(run, o.samples, "pp_full")))  # fmt: skip
     return timings
 
 
@@ -509,17 +522,15 @@ def probe_device(
     if notes:
         raw["notes"] = raw.get("notes", []) + [n.as_dict() for n in notes]
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
-    fitted = fit_speed(
-        points,
-        cache,
-        SMALL,
-        target.fit_classes(),
-        MOE,
-        MOE_DEEP,
-        MOE_QUANT,
-        (target.attention_model, DEEP),
-        {"float": ROWS, "quant": ROWS_QUANT},
-    )
+
+    def fit(at: dict[str, ProbePoint]) -> DeviceSpeed:
+        return fit_speed(at, cache, SMALL, target.fit_classes(), MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP),
+                         {"float": ROWS, "quant": ROWS_QUANT})  # fmt: skip
+
+    fitted = fit(points)
+    full = _full_batch_point(runs, timings, points, paths, down)
+    if full is not None:
+        fitted = scaled_to_full_batches(target, fitted, fit({**points, full.name: full}), raw)
     rate = None
     loaded = LoadFit()
     if target.rpc:
@@ -584,7 +595,7 @@ def _probe_run(
         name,
         params.with_(no_repack=True) if name.endswith(PLAIN) else params,
         TG_TOKENS.get(name, TG_TOKENS_LARGE),
-        _repetitions(name, big, again and not full),
+        _repetitions(name, big),
         # Prompt batches vary by a percent or two between runs (after the warm-up, which they
         # need: a first batch ran 3-15 % slow here, and after a 32-token warm-up a Q4_K_M batch
         # 29 % slow): two for the small models, one for the big and MoE ones (most of the
@@ -596,18 +607,17 @@ def _probe_run(
         # the host's sampling cost, from a 512- and a 262,144-token vocabulary
         SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
         target.batch_tokens(name),
+        prompt and name == target.large["kquant"] and target.batch_tokens(name) < BATCH_TOKENS,
     )
 
 
-def _repetitions(name: str, big: bool, again: bool) -> int:
+def _repetitions(name: str, big: bool) -> int:
     """Generation's repetitions for a probe model (see SMALL_REPETITIONS and the rest)."""
     if name in (*SMALL, ROWS, ROWS_QUANT):
         return SMALL_REPETITIONS
     if name in (MOE, MOE_DEEP, *MOE_QUANT):
         return MOE_REPETITIONS
-    if big:
-        return 1 if again else BIG_REPETITIONS
-    return REPETITIONS
+    return BIG_REPETITIONS if big else REPETITIONS
 
 
 def _run_twice(target: Target) -> tuple[str, ...]:
@@ -670,6 +680,8 @@ def _probe_points(
             token_s, batch_s = less(timed.token_s), less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
             raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s, timed.tg_reps, run.batch_tokens)
+            if timed.full_batch_s is not None:
+                raw[name]["full_batch_s"] = round(less(timed.full_batch_s), 6)
         else:
             less = _less_logits(paths[name.removesuffix(PLAIN)], down)
             token_s = less(timed.token_s)
@@ -688,6 +700,37 @@ def _probe_points(
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
     return points
+
+
+def _full_batch_point(
+    runs: list[ProbeRun], timings: list[Timing | None], points: dict[str, ProbePoint], paths: dict[str, Path],
+    down: float | None,
+) -> ProbePoint | None:  # fmt: skip
+    """The point of the model timed at BATCH_TOKENS besides its short batch (ProbeRun.full_batch), at
+    that size; None where none was (or it failed)."""
+    for run, timed in zip(runs, timings):
+        if run.full_batch and timed is not None and timed.full_batch_s is not None and run.name in points:
+            seconds = _less_logits(paths[run.name.removesuffix(PLAIN)], down)(timed.full_batch_s)
+            return replace(points[run.name], batch_s=seconds, batch_tokens=BATCH_TOKENS)
+    return None
+
+
+def scaled_to_full_batches(target: Target, short: DeviceSpeed, full: DeviceSpeed, raw: dict[str, Any]) -> DeviceSpeed:
+    """`short`'s figures with each class timed on a shorter batch than BATCH_TOKENS scaled by what the
+    class timed at both sizes ran at full size against its short batch (`full`: the figures fitted
+    with that model's full batch); the ratio goes into `raw` ("full_batch_scale")."""
+    classes = target.fit_classes()
+    both = next((cls for cls, name in classes.items() if name == target.large["kquant"]), None)
+    if both is None or not short.flops.get(both) or not full.flops.get(both):
+        return short
+    low, high = FULL_BATCH_SCALE
+    ratio = min(max(full.flops[both] / short.flops[both], low), high)
+    raw["full_batch_scale"] = round(ratio, 4)
+    flops = dict(short.flops)
+    for cls, name in classes.items():
+        if cls in flops and target.batch_tokens(name) < BATCH_TOKENS:
+            flops[cls] *= ratio
+    return replace(short, flops=flops)
 
 
 def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
