@@ -113,3 +113,11 @@ def test_a_ratio_out_of_bounds_is_held_at_the_bound_and_no_full_batch_changes_no
     scaled = probe.scaled_to_full_batches(target, short, _speed({"float": 100e9, "kquant": 8e9, "legacy": 60e9}), raw)
     assert raw["full_batch_scale"] == probe.FULL_BATCH_SCALE[0] and scaled.flops["legacy"] == 30e9
     assert probe.scaled_to_full_batches(target, short, _speed({"float": 100e9}), {}) is short
+
+
+def test_the_model_timed_at_two_sizes_times_each_batch_twice():
+    target = _cpu_target()
+    paths = {name: probe.model_folder() / f"{name}.gguf" for name in ("q4_k_m", "q4_0")}
+    tests = {t["name"]: t for t in probe._probe_run(target, paths, 2, "q4_k_m").tests()}
+    assert tests["pp"]["repetitions"] == tests["pp_full"]["repetitions"] == 2
+    assert probe._probe_run(target, paths, 2, "q4_0").tests()[1]["repetitions"] == 1

@@ -590,6 +590,7 @@ def _probe_run(
     had to fit in a minute."""
     big = name in target.large.values()
     prompt = full or not again
+    full_batch = prompt and name == target.large["kquant"] and target.batch_tokens(name) < BATCH_TOKENS
     params = _params(target, paths[name.removesuffix(PLAIN)], threads)
     return ProbeRun(
         name,
@@ -599,15 +600,16 @@ def _probe_run(
         # Prompt batches vary by a percent or two between runs (after the warm-up, which they
         # need: a first batch ran 3-15 % slow here, and after a 32-token warm-up a Q4_K_M batch
         # 29 % slow): two for the small models, one for the big and MoE ones (most of the
-        # probe's time).
-        SMALL_PP_REPETITIONS if name in SMALL else PP_REPETITIONS,
+        # probe's time); two for the model timed at two sizes, whose ratio scales every class
+        # timed short (one of each read 0.88 and 1.16 in two probes minutes apart here).
+        SMALL_PP_REPETITIONS if name in SMALL or full_batch else PP_REPETITIONS,
         prompt,
         prompt and name == target.attention_model,
         f"{target.device.name}: {name}" + (" again" if again else ""),
         # the host's sampling cost, from a 512- and a 262,144-token vocabulary
         SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
         target.batch_tokens(name),
-        prompt and name == target.large["kquant"] and target.batch_tokens(name) < BATCH_TOKENS,
+        full_batch,
     )
 
 
