@@ -571,7 +571,7 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
         for run in runs:
             on_step(run.label, True)
             rounds[run.name] = rounds.get(run.name, 0) + 1
-            work = works[run.name]
+            work = works[run.name.removesuffix(":parallel")]
             token = truth.token_overhead_s + token_seconds(truth, work)
             if run.name in ("l1", "f16") and rounds[run.name] == 1:
                 token *= 3  # busy
@@ -615,8 +615,8 @@ def test_a_disturbed_run_is_made_again_and_only_the_quiet_one_counts(monkeypatch
             on_step(run.label, True)
             shown.append(run)
             rounds[run.name] = rounds.get(run.name, 0) + 1
-            token = truth.token_overhead_s + token_seconds(truth, works[run.name])
-            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name], run.batch_tokens)
+            token = truth.token_overhead_s + token_seconds(truth, works[run.name.removesuffix(":parallel")])
+            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name.removesuffix(":parallel")], run.batch_tokens)
             seen = None
             if run.name in ("l1", "moe8") and rounds[run.name] == 1:
                 token, batch, seen = token * 3, batch * 3, _contended()
@@ -653,8 +653,8 @@ def _disturbing(works, truth, model: str, disturbed: range):
         out = []
         for run in runs:
             seen_runs[run.name] = seen_runs.get(run.name, 0) + 1
-            token = truth.token_overhead_s + token_seconds(truth, works[run.name])
-            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name], run.batch_tokens)
+            token = truth.token_overhead_s + token_seconds(truth, works[run.name.removesuffix(":parallel")])
+            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name.removesuffix(":parallel")], run.batch_tokens)
             seen = None
             if run.name == model and seen_runs[run.name] in disturbed:
                 token, batch, seen = token * 3, batch * 3, _contended(1.2)
@@ -744,7 +744,7 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     def fake_time_runs(runs, on_step=None, notes=None, failures=None):
         out = []
         for run in runs:
-            work, logits, s = works[run.name], vocab[run.name] * 4 / down, sent[run.name]
+            work, logits, s = works[run.name.removesuffix(":parallel")], vocab[run.name] * 4 / down, sent[run.name]
             token = rtt + truth.token_overhead_s + token_seconds(truth, work) + logits
             batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, run.batch_tokens) + logits
             if worker["held"] or (worker["caches"] and run.name in seen):
@@ -823,7 +823,7 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
                 failures.append(failure)
                 out.append(None)
                 continue
-            work = works[run.name]
+            work = works[run.name.removesuffix(":parallel")]
             token = truth.token_overhead_s + token_seconds(truth, work)
             batch = truth.batch_overhead_s + batch_seconds(truth, work, run.batch_tokens)
             out.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))

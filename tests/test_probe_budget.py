@@ -3,6 +3,10 @@ its figure is tight, and a CPU times its quantized classes on 128-token batches 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from gpusplit.devices.device import Device
 from gpusplit.devices.speed import COPIED, DeviceSpeed
 from gpusplit.engine.tasks import _tight
@@ -121,3 +125,36 @@ def test_the_model_timed_at_two_sizes_times_each_batch_twice():
     tests = {t["name"]: t for t in probe._probe_run(target, paths, 2, "q4_k_m").tests()}
     assert tests["pp"]["repetitions"] == tests["pp_full"]["repetitions"] == 2
     assert probe._probe_run(target, paths, 2, "q4_0").tests()[1]["repetitions"] == 1
+
+
+def test_the_q4_k_m_model_is_loaded_once_more_for_sequences_decoded_together():
+    target = _cpu_target()
+    name = "q4_k_m" + probe.PARALLEL
+    assert name in probe._first_names(target)
+    run = probe._probe_run(target, {"q4_k_m": probe.model_folder() / "q4_k_m.gguf"}, 2, name)
+    assert run.params.n_seq_max == max(probe.PARALLEL_SEQS) and not run.prompt
+    tests = {t["name"]: t for t in run.tests()}
+    assert set(tests) == {"tg", "tg_par4", "tg_par8"}  # one sequence's tokens beside them: the same moment
+    assert tests["tg_par8"]["parallel"] == 8 and tests["tg_par4"]["n"] == probe.PARALLEL_STEPS
+
+
+def test_what_a_sequence_adds_is_a_share_of_the_tokens_compute_less_each_ones_logits(monkeypatch):
+    target = _cpu_target()
+    monkeypatch.setattr(probe, "_work", lambda *args, **kwargs: None)
+    monkeypatch.setattr(probe, "token_parts", lambda *args: {"weights": 0.006, "output": 0.001, "rows": 0.001, "kv": 0.0})
+    monkeypatch.setattr(probe, "_vocab", lambda path: 1000)
+    name = "q4_k_m" + probe.PARALLEL
+    run = probe._probe_run(target, {"q4_k_m": Path("q4_k_m.gguf")}, 2, name)
+    timed = probe.Timing(0.010, None, 0.1, parallel_step_s={4: 0.034, 8: 0.054})
+    raw: dict = {}
+    fitted = _speed({"float": 1e11})
+    share = probe._seq_extra_share(target, [run], [timed], fitted, {"q4_k_m": Path("q4_k_m.gguf")}, None, raw)
+    assert share == pytest.approx(((0.034 - 0.010) / (3 * 0.008), (0.054 - 0.034) / (4 * 0.008)))
+    assert raw["parallel"]["share"] == [1.0, 0.625]
+    # over a link each sequence's logits come back: 4,000 bytes at 1 MB/s, 4 ms each, not the step's compute
+    worker = probe._seq_extra_share(target, [run], [timed], fitted, {"q4_k_m": Path("q4_k_m.gguf")}, 1e6, {})
+    assert worker == pytest.approx(((0.034 - 0.016 - 0.006) / (3 * 0.008), (0.054 - 0.032 - 0.018) / (4 * 0.008)))
+    # a parallel run that failed, or timed one count only: not measured
+    assert probe._seq_extra_share(target, [run], [None], fitted, {}, None, {}) is None
+    half = probe.Timing(0.010, None, 0.1, parallel_step_s={4: 0.034})
+    assert probe._seq_extra_share(target, [run], [half], fitted, {}, None, {}) is None

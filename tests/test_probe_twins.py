@@ -15,8 +15,9 @@ from gpusplit.devices.speed import DeviceSpeed, identity_of
 from gpusplit.jobs import probe
 
 CPU = [{"name": "CPU", "description": "AMD EPYC 7B13", "type": "cpu"}]
-# A worker's runs: 18 probe models, then the 3 small and the 9 big ones again
-WORKER_STEPS = 18 + 12
+# A worker's runs: 18 probe models and the Q4_K_M one loaded for sequences together, then the 3
+# small and the 9 big ones again
+WORKER_STEPS = 19 + 12
 
 
 def test_only_cpu_workers_here_at_the_same_threads_and_build_share_a_service(tmp_path):

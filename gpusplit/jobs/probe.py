@@ -25,7 +25,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,17 @@ from ..gguf.types import type_by_name
 from ..planning.cpu_buffers import host_copy
 from ..planning.launch import engine_params
 from ..planning.memory import Placement, Settings, plan_memory
-from ..planning.predict import CACHE_READ_BYTES_PER_S, ProbePoint, Work, fit_speed, offered_by_hash, placement_work, predict
+from ..planning.predict import (
+    CACHE_READ_BYTES_PER_S,
+    SEQ_EXTRA_AT,
+    ProbePoint,
+    Work,
+    fit_speed,
+    offered_by_hash,
+    placement_work,
+    predict,
+    token_parts,
+)
 from ..planning.prepare import plan as make_plan
 from ..planning.refusals import TENSOR_UNSUPPORTED
 from ..planning.request import Request
@@ -90,6 +100,12 @@ QUANTIZE = {"q8_0": 7, "q6_k": 18, "q5_k_m": 17, "q4_k_m": 15, "q4_0": 2, "q4_1"
 CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquant": "Q4_K", "legacy": "Q4_0",
               "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
 PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
+# The Q4_K_M model loaded for sequences decoded together (a server's busy slots): what each one
+# beyond the first adds to a step (DeviceSpeed.seq_extra_share), timed at these counts.
+PARALLEL = ":parallel"
+PARALLEL_SEQS = SEQ_EXTRA_AT
+PARALLEL_STEPS = 8  # steps per timed run: 64 tokens at 8 sequences
+PARALLEL_REPETITIONS = 2
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
 # on a busy machine a short one is mostly scheduling noise. (Cut to 16 tokens for the rows and big
 # models and run once in the second round, the probe of the CPU and two workers was 46-57 s, but
@@ -285,7 +301,7 @@ class Target:
         """The prompt batch a probe model is timed on (see QUANT_BATCH_TOKENS, MOE_BATCH_TOKENS)."""
         if self.local_gpu or self.big:
             return BATCH_TOKENS
-        base = name.removesuffix(PLAIN)
+        base = base_name(name)
         if base in (MOE, MOE_DEEP, *MOE_QUANT):
             return MOE_BATCH_TOKENS
         return QUANT_BATCH_TOKENS if base in LARGE.values() and base != LARGE["float"] else BATCH_TOKENS
@@ -350,6 +366,7 @@ class ProbeRun:
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
     batch_tokens: int = BATCH_TOKENS
     full_batch: bool = False  # the batch timed at BATCH_TOKENS too (FULL_BATCH_SCALE)
+    parallel: tuple[int, ...] = ()  # generation of this many sequences together, each count a test
 
     def tests(self) -> list[dict[str, Any]]:
         tg: dict[str, Any] = {"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}
@@ -361,6 +378,8 @@ class ProbeRun:
             tests.append({"name": "pp", **batch, "depth": 0})
         if self.prompt and self.deep:
             tests.append({"name": "pp_deep", **batch, "depth": DEEP_TOKENS})
+        for n_seq in self.parallel:
+            tests.append({"name": f"tg_par{n_seq}", "kind": "tg", "n": PARALLEL_STEPS, "depth": 0, "parallel": n_seq})
         if self.prompt and self.full_batch:
             # warmed up by a short batch: the one just timed has warmed the kernels already
             tests.append({"name": "pp_full", **batch, "n": BATCH_TOKENS, "depth": 0, "warm_up_n": self.batch_tokens})
@@ -381,6 +400,7 @@ class Timing:
     contention: Contention | None = None  # what other work took while its tests ran
     tg_reps: int = 0  # generation's repetitions (fewer than asked where they agreed: MIN_REPETITIONS)
     full_batch_s: float | None = None  # the batch at BATCH_TOKENS (ProbeRun.full_batch)
+    parallel_step_s: dict[int, float] = field(default_factory=dict)  # sequences -> seconds a step (ProbeRun.parallel)
 
     @property
     def contended(self) -> bool:
@@ -424,7 +444,9 @@ def _time_runs(
         timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(run, o.samples, "pp"), o.load_ms / 1000,
                               per_batch(run, o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
                               total_contention(o.contention.values()), len(o.samples["tg"]),
-                              per_batch(run, o.samples, "pp_full")))  # fmt: skip
+                              per_batch(run, o.samples, "pp_full"),
+                              {n: n / statistics.median(o.samples[f"tg_par{n}"]) for n in run.parallel
+                               if o.samples.get(f"tg_par{n}")}))  # fmt: skip
     return timings
 
 
@@ -531,6 +553,7 @@ def probe_device(
     full = _full_batch_point(runs, timings, points, paths, down)
     if full is not None:
         fitted = scaled_to_full_batches(target, fitted, fit({**points, full.name: full}), raw)
+    fitted = replace(fitted, seq_extra_share=_seq_extra_share(target, runs, timings, fitted, paths, down, raw))
     rate = None
     loaded = LoadFit()
     if target.rpc:
@@ -571,7 +594,8 @@ def _first_names(target: Target) -> tuple[str, ...]:
     weights, its probe model runs once more with --no-repack: the plain kernels, for weights of that
     class it does not copy (a --no-repack plan, other shapes)."""
     plain = tuple(target.large[cls] + PLAIN for cls in target.copied_classes)
-    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, MOE, MOE_DEEP, *MOE_QUANT)
+    parallel = target.large["kquant"] + PARALLEL
+    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, parallel, MOE, MOE_DEEP, *MOE_QUANT)
 
 
 def _device_steps(target: Target) -> int:
@@ -588,10 +612,12 @@ def _probe_run(
     figures that drift with the machine's moment, generation's (a prompt batch is compute, and
     varied a percent or two between runs); it timed the small models' batches too until the probe
     had to fit in a minute."""
+    if name.endswith(PARALLEL):
+        return _parallel_run(target, paths, threads, name, again)
     big = name in target.large.values()
     prompt = full or not again
     full_batch = prompt and name == target.large["kquant"] and target.batch_tokens(name) < BATCH_TOKENS
-    params = _params(target, paths[name.removesuffix(PLAIN)], threads)
+    params = _params(target, paths[base_name(name)], threads)
     return ProbeRun(
         name,
         params.with_(no_repack=True) if name.endswith(PLAIN) else params,
@@ -611,6 +637,21 @@ def _probe_run(
         target.batch_tokens(name),
         full_batch,
     )
+
+
+def _parallel_run(target: Target, paths: dict[str, Path], threads: int, name: str, again: bool) -> ProbeRun:
+    """The Q4_K_M model loaded for PARALLEL_SEQS sequences: a short generation of one, then steps of
+    each count decoded together (seq_extra_share). Its own load: with that many sequences each holds
+    a share of the context's cells, too few for the model's prompt batches."""
+    params = _params(target, paths[base_name(name)], threads).with_(n_seq_max=max(PARALLEL_SEQS))
+    label = f"{target.device.name}: {base_name(name)}, {' and '.join(map(str, PARALLEL_SEQS))} sequences together"
+    return ProbeRun(name, params, PARALLEL_STEPS, PARALLEL_REPETITIONS, prompt=False, label=label + (" again" if again else ""),
+                    batch_tokens=target.batch_tokens(name), parallel=PARALLEL_SEQS)  # fmt: skip
+
+
+def base_name(name: str) -> str:
+    """The probe model a run's name loads (without :plain or :parallel)."""
+    return name.removesuffix(PLAIN).removesuffix(PARALLEL)
 
 
 def _repetitions(name: str, big: bool) -> int:
@@ -674,18 +715,20 @@ def _probe_points(
     for run, timed in zip(runs, timings):
         if timed is None:
             continue  # failed: its class stays unmeasured
+        if run.parallel:
+            continue  # sequences together: seq_extra_share's
         name, first = run.name, points.get(run.name)
         if first is None:
             if timed.batch_s is None:
                 continue  # only its second round ran (generation alone): its class stays unmeasured
-            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
+            less = _less_logits(paths[base_name(name)], down)
             token_s, batch_s = less(timed.token_s), less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
             raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s, timed.tg_reps, run.batch_tokens)
             if timed.full_batch_s is not None:
                 raw[name]["full_batch_s"] = round(less(timed.full_batch_s), 6)
         else:
-            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
+            less = _less_logits(paths[base_name(name)], down)
             token_s = less(timed.token_s)
             again_s = None if timed.batch_s is None else less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
@@ -697,7 +740,7 @@ def _probe_points(
                 batch_s = again_s
         # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
         copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
-        work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
+        work = _work(paths[base_name(name)], copies, target.repack_level)
         points[name] = ProbePoint(name, work, token_s, batch_s, run.batch_tokens)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
@@ -712,7 +755,7 @@ def _full_batch_point(
     that size; None where none was (or it failed)."""
     for run, timed in zip(runs, timings):
         if run.full_batch and timed is not None and timed.full_batch_s is not None and run.name in points:
-            seconds = _less_logits(paths[run.name.removesuffix(PLAIN)], down)(timed.full_batch_s)
+            seconds = _less_logits(paths[base_name(run.name)], down)(timed.full_batch_s)
             return replace(points[run.name], batch_s=seconds, batch_tokens=BATCH_TOKENS)
     return None
 
@@ -735,6 +778,42 @@ def scaled_to_full_batches(target: Target, short: DeviceSpeed, full: DeviceSpeed
     return replace(short, flops=flops)
 
 
+def _seq_extra_share(
+    target: Target, runs: list[ProbeRun], timings: list[Timing | None], fitted: DeviceSpeed, paths: dict[str, Path],
+    down: float | None, raw: dict[str, Any],
+) -> tuple[float, float] | None:  # fmt: skip
+    """What each sequence decoded together beyond the first adds to a step, as a share of one
+    token's weights, output and rows time (token_parts under the fitted figures): from the 2nd to the
+    4th, and beyond the 4th, from the parallel run's steps against its own single-sequence tokens.
+    None where that run failed. (A CPU computes each sequence's dot products in turn: on this 2-core
+    EPYC a second sequence added nearly a whole token, where a GPU reading its weights once adds
+    little.)"""
+    low, high = PARALLEL_SEQS
+    for run, timed in zip(runs, timings):
+        if not run.parallel or timed is None or set(timed.parallel_step_s) != {low, high}:
+            continue
+        path = paths[base_name(run.name)]
+        logits_s = _logits_seconds(path, down)  # each sequence's logits come back over the link
+        one = timed.token_s - logits_s
+        steps = {n: seconds - n * logits_s for n, seconds in timed.parallel_step_s.items()}
+        copies = target.extra_buffers if target.on_cpu and not run.params.no_repack and not timed.no_repack else ()
+        parts = token_parts(fitted, _work(path, copies, target.repack_level))
+        per_token = parts["weights"] + parts["output"] + parts["rows"]
+        if per_token <= 0:
+            return None
+        to_low = max((steps[low] - one) / ((low - 1) * per_token), 0.0)
+        beyond = max((steps[high] - steps[low]) / ((high - low) * per_token), 0.0)
+        raw["parallel"] = {"token_s": round(one, 7), **{f"step{n}_s": round(t, 7) for n, t in steps.items()},
+                           "share": [round(to_low, 4), round(beyond, 4)]}  # fmt: skip
+        return to_low, beyond
+    return None
+
+
+def _logits_seconds(path: Path, down: float | None) -> float:
+    """A token's logits over a link of `down` bytes per second (0 where there is none)."""
+    return _vocab(path) * 4 / down if down else 0.0
+
+
 def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
     """A timing less the logits a worker sends back over the link, at `down` bytes per second (None:
     not a worker, the timing as it is): each token's (a batch's: its last token's), bytes the
@@ -742,7 +821,7 @@ def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
     took 88 ms over 100 Mbit/s, and read as 5x the rows' cost)."""
     if not down:
         return lambda seconds: seconds
-    logits_s = _vocab(path) * 4 / down
+    logits_s = _logits_seconds(path, down)
     return lambda seconds: max(seconds - logits_s, 1e-6)
 
 
