@@ -5,15 +5,13 @@ each; its rows give all of their tokens per second and each one's share."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
 from gpusplit.base.errors import InputError
-from gpusplit.devices.speed import DeviceSpeed
 from gpusplit.jobs.matrix import Config
 from gpusplit.jobs.matrix import Tests as BenchTests
-from gpusplit.planning.predict import Prediction, _seq_extra, parallel_tokens_per_s
+from gpusplit.planning.predict import Prediction, parallel_tokens_per_s
 from gpusplit.planning.request import Request
 
 
@@ -47,40 +45,6 @@ def test_sequences_decoded_together_share_the_weights_read_and_pay_their_own_cac
     speeds = [parallel_tokens_per_s(memory_bound, n) or 0.0 for n in (1, 2, 4, 8)]
     assert speeds == sorted(speeds) and speeds[3] / 8 < speeds[0]
     assert parallel_tokens_per_s(Prediction(None, None, 0, None, "CPU", ()), 4) is None  # no generation predicted
-
-
-def test_a_device_that_measured_what_a_sequence_adds_is_priced_by_it():
-    # A CPU-like step: 10 ms a token, 8 of them weights; the probe saw each of the 2nd to 4th
-    # sequences add 0.9 of that compute and each one beyond 0.5 (its kernels change past 4 tokens)
-    cpu = replace(_prediction(100.0, kv_s=0.0005, weights_s=0.008, batch_token_s=0.0005), seq_extra_s=(0.0077, 0.0045))
-    assert parallel_tokens_per_s(cpu, 1) == 100.0
-    assert parallel_tokens_per_s(cpu, 2) == pytest.approx(2 / (0.010 + 0.0077))
-    assert parallel_tokens_per_s(cpu, 8) == pytest.approx(8 / (0.010 + 3 * 0.0077 + 4 * 0.0045))
-    # far below what the prompt-batch pricing alone says (the weights read once, the rest hidden)
-    assert parallel_tokens_per_s(cpu, 8) < 0.5 * (parallel_tokens_per_s(replace(cpu, seq_extra_s=None), 8) or 0.0)
-    # a measured share never prices a step under the caches and compute it must still pay
-    tiny = replace(cpu, seq_extra_s=(0.0, 0.0))
-    assert parallel_tokens_per_s(tiny, 8) == parallel_tokens_per_s(replace(cpu, seq_extra_s=None), 8)
-
-
-def _speed(share: tuple[float, float] | None) -> DeviceSpeed:
-    return DeviceSpeed(1e-4, 1e-5, {"float": 1e10}, 4e10, 0, 1e-3, 1e-4, {"float": 1e11}, seq_extra_share=share)
-
-
-def test_each_devices_share_of_the_extra_sequence_is_its_own_measured_fraction_of_its_compute():
-    parts = {
-        0: {"weights": 0.004, "output": 0.001, "rows": 0.001, "kv": 0.0002, "layers": 0.0005},
-        1: {"weights": 0.002, "output": 0.0, "rows": 0.0, "kv": 0.0001, "layers": 0.0005},
-        None: {"weights": 0.00001, "output": 0.0, "rows": 0.0, "kv": 0.0, "layers": 0.0},  # the host: input rows only
-    }
-    speeds = {0: _speed((0.8, 0.5)), 1: _speed((0.1, 0.1)), None: _speed(None)}
-    to_split, beyond = _seq_extra(parts, speeds, concurrent=False)  # type: ignore[misc]
-    assert to_split == pytest.approx(0.8 * 0.006 + 0.0002 + 0.1 * 0.002 + 0.0001)  # layers in turn: summed
-    assert beyond == pytest.approx(0.5 * 0.006 + 0.0002 + 0.1 * 0.002 + 0.0001)
-    together = _seq_extra(parts, speeds, concurrent=True)  # a tensor-parallel group: the slowest
-    assert together == pytest.approx((0.8 * 0.006 + 0.0002, 0.5 * 0.006 + 0.0002))
-    # a device doing real work with no such figure: no measured pricing at all
-    assert _seq_extra(parts, {**speeds, 1: _speed(None)}, concurrent=False) is None
 
 
 llama = pytest.importorskip("llama_cpp", reason="the 'llama' extra (llama-cpp-python) is not installed")

@@ -451,7 +451,8 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     """The CPU at the run's threads, each local GPU by its index among local GPUs, each worker's
     k-th device by k (only that worker is registered when it is probed)."""
     from gpusplit.devices.inventory import EngineInfo, Inventory
-    from gpusplit.jobs.probe import step_count, targets
+    from gpusplit.jobs.probe import LARGE as LARGE_PROBE
+    from gpusplit.jobs.probe import SMALL, step_count, targets
 
     host = Device("CPU", "CPU", "CPU", "cpu", 2**34, 2**33, source="host")
     devices = [
@@ -472,16 +473,16 @@ def test_probe_targets_place_the_model_wholly_on_each_device():
     # Local GPUs are timed on the 1.75 GB set (a GPU reads 195 MB faster than its fixed costs per
     # token); the CPU and RPC workers on the 195 MB one.
     assert [t.large["float"] for t in found] == ["f16", "f16", "f16", "gpu-f16", "gpu-f16"]
-    # each device: 3 small and 9 big models twice, 2 rows and 4 MoE models once; a local GPU one
-    # more run (its upload rate); and the tensor-parallel run
-    assert step_count(Inventory(devices=[], host=host)) == 30
-    assert step_count(Inventory(devices=devices, host=host)) == 30 + 30 + 30 + 31 + 31 + 1
+    assert (
+        step_count(Inventory(devices=devices, host=host)) == (2 * len(SMALL) + 4 + 2 * len(LARGE_PROBE) + 4) * 5 + 1 + 2
+    )  # + the tensor-parallel run, each local GPU's upload
+    assert step_count(Inventory(devices=[], host=host)) == 32  # 3 small, 2 rows and 9 big models twice, 4 MoE
     # A CPU that copies some classes' weights (CPU_REPACK, AMX) times those models once more, plain.
     repack = Inventory(devices=[], host=host, engine=EngineInfo(True, cpu_extra_buffers=("CPU_REPACK",), cpu_repack="avx512"))
     (cpu,) = targets(repack, 2, "b")
     assert cpu.copied_classes == ("kquant", "legacy")  # Q4_K and Q4_0 on x86
     assert cpu.fit_classes()["legacy"] == "q4_0:plain" and cpu.fit_classes()["legacy+copy"] == "q4_0"
-    assert step_count(repack) == 32 and step_count(repack, no_repack=True) == 30
+    assert step_count(repack) == 34 and step_count(repack, no_repack=True) == 32
     amx = Inventory(devices=[], host=host, engine=EngineInfo(True, cpu_extra_buffers=("AMX", "CPU_REPACK"), cpu_repack="avx512"))
     assert "q5_0" not in targets(amx, 2, "b")[0].copied_classes  # no AMX kernel, not repacked on x86
     assert len(targets(amx, 2, "b")[0].copied_classes) == 8
@@ -571,11 +572,11 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
         for run in runs:
             on_step(run.label, True)
             rounds[run.name] = rounds.get(run.name, 0) + 1
-            work = works[run.name.removesuffix(":parallel")]
+            work = works[run.name]
             token = truth.token_overhead_s + token_seconds(truth, work)
             if run.name in ("l1", "f16") and rounds[run.name] == 1:
                 token *= 3  # busy
-            batch = truth.batch_overhead_s + batch_seconds(truth, work, run.batch_tokens)
+            batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
             timings.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
         return timings
 
@@ -585,12 +586,8 @@ def test_the_small_and_big_models_count_at_their_faster_round(monkeypatch):
     assert rounds["l1"] == 2 and rounds["f16"] == 2 and rounds["moe8"] == 1
     assert len(steps) == probe.step_count(Inventory(devices=[], host=host)) and "CPU: f16 again" in steps
     assert fitted.probe["l1"]["again"]["token_s"] < fitted.probe["l1"]["token_s"] / 2
-    assert "batch_s" not in fitted.probe["f16"]["again"]  # the second round: generation only
-    assert "batch_s" not in fitted.probe["l12"]["again"] and "batch_s" in fitted.probe["l12"]
+    assert "batch_s" not in fitted.probe["f16"]["again"]  # the big models' second round: generation only
     assert fitted.bandwidth["float"] == pytest.approx(truth.bandwidth["float"], rel=0.05)
-    # the quantized classes' batches, timed at 128 tokens on a CPU, fitted as 128-token batches
-    assert fitted.probe["q4_k_m"]["batch_tokens"] == 128 and "batch_tokens" not in fitted.probe["f16"]
-    assert fitted.flops["kquant"] == pytest.approx(truth.flops["kquant"], rel=0.05)
     assert fitted.token_overhead_s == pytest.approx(truth.token_overhead_s, rel=0.05)
     assert fitted.layer_overhead_s == pytest.approx(truth.layer_overhead_s, rel=0.05)
 
@@ -615,8 +612,8 @@ def test_a_disturbed_run_is_made_again_and_only_the_quiet_one_counts(monkeypatch
             on_step(run.label, True)
             shown.append(run)
             rounds[run.name] = rounds.get(run.name, 0) + 1
-            token = truth.token_overhead_s + token_seconds(truth, works[run.name.removesuffix(":parallel")])
-            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name.removesuffix(":parallel")], run.batch_tokens)
+            token = truth.token_overhead_s + token_seconds(truth, works[run.name])
+            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name], 512)
             seen = None
             if run.name in ("l1", "moe8") and rounds[run.name] == 1:
                 token, batch, seen = token * 3, batch * 3, _contended()
@@ -630,9 +627,8 @@ def test_a_disturbed_run_is_made_again_and_only_the_quiet_one_counts(monkeypatch
     fitted = probe.probe_device(
         probe.Target(host, "id", on_cpu=True), paths, 2, lambda text, measured: steps.append(text), more.append
     )
-    # l1: its two rounds and the disturbed first again in full; moe8: its one round and that again
-    assert rounds["l1"] == 3 and rounds["moe8"] == 2 and rounds["moe"] == 1
-    assert more == [2] and len(steps) == probe.step_count(Inventory(devices=[], host=host)) + 2
+    assert rounds["l1"] == 2 and rounds["moe8"] == 2 and rounds["moe"] == 1
+    assert more == [1] and len(steps) == probe.step_count(Inventory(devices=[], host=host)) + 1
     assert [run.prompt for run in shown if run.name == "moe8"] == [True, True]  # all its tests again
     # the disturbed runs dropped: the quiet ones' figures, not a mean with a run three times slower
     assert fitted.probe["l1"]["token_s"] == pytest.approx(truth.token_overhead_s + token_seconds(truth, works["l1"]), rel=1e-3)
@@ -653,8 +649,8 @@ def _disturbing(works, truth, model: str, disturbed: range):
         out = []
         for run in runs:
             seen_runs[run.name] = seen_runs.get(run.name, 0) + 1
-            token = truth.token_overhead_s + token_seconds(truth, works[run.name.removesuffix(":parallel")])
-            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name.removesuffix(":parallel")], run.batch_tokens)
+            token = truth.token_overhead_s + token_seconds(truth, works[run.name])
+            batch = truth.batch_overhead_s + batch_seconds(truth, works[run.name], 512)
             seen = None
             if run.name == model and seen_runs[run.name] in disturbed:
                 token, batch, seen = token * 3, batch * 3, _contended(1.2)
@@ -744,9 +740,9 @@ def test_a_worker_over_a_slow_link_is_fitted_without_its_logits_and_with_its_loa
     def fake_time_runs(runs, on_step=None, notes=None, failures=None):
         out = []
         for run in runs:
-            work, logits, s = works[run.name.removesuffix(":parallel")], vocab[run.name] * 4 / down, sent[run.name]
+            work, logits, s = works[run.name], vocab[run.name] * 4 / down, sent[run.name]
             token = rtt + truth.token_overhead_s + token_seconds(truth, work) + logits
-            batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, run.batch_tokens) + logits
+            batch = rtt + truth.batch_overhead_s + batch_seconds(truth, work, 512) + logits
             if worker["held"] or (worker["caches"] and run.name in seen):
                 hashed = host_hash + read  # from the worker's cache
             else:
@@ -823,9 +819,9 @@ def test_the_probe_measures_a_device_from_what_ran(monkeypatch):
                 failures.append(failure)
                 out.append(None)
                 continue
-            work = works[run.name.removesuffix(":parallel")]
+            work = works[run.name]
             token = truth.token_overhead_s + token_seconds(truth, work)
-            batch = truth.batch_overhead_s + batch_seconds(truth, work, run.batch_tokens)
+            batch = truth.batch_overhead_s + batch_seconds(truth, work, 512)
             out.append(probe.Timing(token, batch if run.prompt else None, 0.01, batch * 1.5 if run.deep else None))
         return out
 

@@ -15,9 +15,6 @@ from gpusplit.devices.speed import DeviceSpeed, identity_of
 from gpusplit.jobs import probe
 
 CPU = [{"name": "CPU", "description": "AMD EPYC 7B13", "type": "cpu"}]
-# A worker's runs: 18 probe models and the Q4_K_M one loaded for sequences together, then the 3
-# small and the 9 big ones again
-WORKER_STEPS = 19 + 12
 
 
 def test_only_cpu_workers_here_at_the_same_threads_and_build_share_a_service(tmp_path):
@@ -111,7 +108,7 @@ def test_a_twin_gets_the_first_workers_figures_and_its_own_link(monkeypatch, tmp
 def test_a_twin_whose_first_failed_is_measured_in_full(monkeypatch, tmp_path, three_workers):
     probed, _, more = _fake_probe(monkeypatch, failing={"RPC0"})
     inventory = probe.run_probe(three_workers, 2, "b1", tmp_path, None, False, more.append)
-    assert probed == ["CPU", "RPC1", "RPC2"] and more == [WORKER_STEPS]
+    assert probed == ["CPU", "RPC1", "RPC2"] and more == [probe.DEVICE_STEPS]
     assert not [n for n in inventory.notes if n.code == "probe-twin"]
 
 
@@ -119,7 +116,7 @@ def test_a_twin_adds_no_steps_to_the_progress(three_workers, monkeypatch):
     with_twin = probe.step_count(three_workers)
     remove_worker_note("127.0.0.1:5102")
     write_worker_note("127.0.0.1:5102", CPU, 3, build="b1")  # RPC1 at three threads: a device of its own
-    assert probe.step_count(three_workers) == with_twin + WORKER_STEPS
+    assert probe.step_count(three_workers) == with_twin + probe.DEVICE_STEPS
 
 
 def test_a_twin_of_a_failed_worker_is_the_next_one_measured(monkeypatch, tmp_path):
@@ -131,7 +128,7 @@ def test_a_twin_of_a_failed_worker_is_the_next_one_measured(monkeypatch, tmp_pat
     finally:
         for endpoint in endpoints:
             remove_worker_note(endpoint)
-    assert probed == ["CPU", "RPC1"] and more == [WORKER_STEPS]  # RPC2 computes as RPC1, measured in full
+    assert probed == ["CPU", "RPC1"] and more == [probe.DEVICE_STEPS]  # RPC2 computes as RPC1, measured in full
     assert saved[targets[3].identity].bandwidth == saved[targets[2].identity].bandwidth
 
 

@@ -107,11 +107,6 @@ class DeviceSpeed:
     # Each matrix row a token multiplies, besides its bytes (a dot product's fixed cost: narrow rows
     # and large vocabularies feel it), for float and quantized rows ("float", "quant").
     row_overhead_s: dict[Literal["float", "quant"], Seconds] = field(default_factory=dict)
-    # Sequences decoded together (a server's busy slots): what each one beyond the first adds to a
-    # decode step, as a share of a token's weights, output and rows time, from the 2nd to the 4th
-    # and beyond the 4th (the Q4_K_M probe model decoding 4 and 8 sequences at once). None: not
-    # measured (the extra tokens are then priced at a prompt batch's cost a token).
-    seq_extra_share: tuple[Annotated[float, Meta(ge=0, le=1e6)], Annotated[float, Meta(ge=0, le=1e6)]] | None = None
     # The host's greedy sample of a generated token (`run`, a server): a fixed part and one per
     # vocabulary entry (the sampler's candidate array); 0 where not measured.
     sample_fixed_s: Seconds = 0.0

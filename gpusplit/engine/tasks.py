@@ -20,7 +20,6 @@ from typing import Any
 
 from ..base import contention
 from ..base.search import largest_fitting
-from ..base.stats import summarize
 from . import EngineError, EngineInputError
 from .logparse import extra_weight_buffers, parse_buffers, spread_group
 from .params import LLAMA_MAX_DEVICES, SPLIT_MODES, EngineParams, ggml_type_id
@@ -439,21 +438,16 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
     meter = _meter(params)
     results = []
     for test in request["tests"]:  # [{"name": "pp512", "kind": "pp", "n": 512, "depth": 0}, ...]
-        # warm-up: the test itself, or for a prompt test with "warm_up_n" a batch of that many tokens
-        warm_up = {**test, "n": int(test["warm_up_n"])} if test.get("warm_up_n") else test
-        bench.one_run(warm_up, None if test["kind"] == "pp" else WARM_UP_S)
+        bench.one_run(test, None if test["kind"] == "pp" else WARM_UP_S)  # warm-up
         samples: list[float] = []
         seen: list[contention.Contention] = []
-        most = int(test.get("repetitions") or reps)
-        for rep in range(most):
+        for rep in range(int(test.get("repetitions") or reps)):
             before = meter.sample()
             samples.append(bench.one_run(test))
             disturbance = meter.since(before)
             if disturbance is not None:
                 seen.append(disturbance)
             emit({"event": "rep", "test": test["name"], "rep": rep + 1})
-            if _tight(test, samples, most):
-                break
         result: dict[str, Any] = {"test": test["name"], "samples_ts": samples}
         # the whole test's, unless one repetition was disturbed: then that one's (a hog of three
         # seconds in a ten-second test averaged to 0.23 CPUs, under the rule's quarter)
@@ -473,17 +467,6 @@ def task_bench(request: dict[str, Any], emit: Emit) -> dict[str, Any]:
         out["sample_s"] = _sample_seconds(loaded.lib, loaded, int(request["sample_reps"]))
     loaded.close()
     return out
-
-
-def _tight(test: dict[str, Any], samples: list[float], most: int) -> bool:
-    """Whether a test with "min_repetitions" and "tight_pct" has run enough: at least that many,
-    with its mean's 95 % interval within that percentage of it (the probe: no repetition more
-    than a figure needs)."""
-    enough = test.get("min_repetitions")
-    if enough is None or len(samples) < int(enough) or len(samples) >= most:
-        return False
-    half = summarize(samples).half_width_pct
-    return half is not None and half <= float(test["tight_pct"])
 
 
 def replace_mhz(measured: contention.Contention) -> contention.Contention:

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,17 +57,7 @@ from ..gguf.types import type_by_name
 from ..planning.cpu_buffers import host_copy
 from ..planning.launch import engine_params
 from ..planning.memory import Placement, Settings, plan_memory
-from ..planning.predict import (
-    CACHE_READ_BYTES_PER_S,
-    SEQ_EXTRA_AT,
-    ProbePoint,
-    Work,
-    fit_speed,
-    offered_by_hash,
-    placement_work,
-    predict,
-    token_parts,
-)
+from ..planning.predict import CACHE_READ_BYTES_PER_S, ProbePoint, Work, fit_speed, offered_by_hash, placement_work, predict
 from ..planning.prepare import plan as make_plan
 from ..planning.refusals import TENSOR_UNSUPPORTED
 from ..planning.request import Request
@@ -100,63 +89,31 @@ QUANTIZE = {"q8_0": 7, "q6_k": 18, "q5_k_m": 17, "q4_k_m": 15, "q4_0": 2, "q4_1"
 CLASS_TYPE = {"float": "F16", "q8": "Q8_0", "q6k": "Q6_K", "q5k": "Q5_K", "kquant": "Q4_K", "legacy": "Q4_0",
               "q4_1": "Q4_1", "q5_0": "Q5_0", "iq4": "IQ4_XS"}  # fmt: skip
 PLAIN = ":plain"  # a probe model run with --no-repack: its class's plain kernels where the CPU copies it
-# The Q4_K_M model loaded for sequences decoded together (a server's busy slots): what each one
-# beyond the first adds to a step (DeviceSpeed.seq_extra_share), timed at these counts.
-PARALLEL = ":parallel"
-PARALLEL_SEQS = SEQ_EXTRA_AT
-PARALLEL_STEPS = 8  # steps per timed run: 64 tokens at 8 sequences
-PARALLEL_REPETITIONS = 2
 # Tokens per generation test: enough that one repetition takes tens of milliseconds or more, since
-# on a busy machine a short one is mostly scheduling noise. (Cut to 16 tokens for the rows and big
-# models and run once in the second round, the probe of the CPU and two workers was 46-57 s, but
-# every real-shaped model's generation came out predicted slow: median |error| 18 % against 6 %.)
+# on a busy machine a short one is mostly scheduling noise.
 TG_TOKENS = {
-    "l1": 128,
+    "l1": 256,
     "l12": 64,
     "wide2": 64,
     "rows": 64,
     "rows-q8_0": 64,
-    # The MoE models' generation is fitted to nothing (their batches give the experts' factor):
-    # a short one, once (MOE_REPETITIONS), since the engine times generation first.
-    "moe": 8,
-    "moe8": 8,
-    "moe-q4_k_m": 8,
-    "moe8-q4_k_m": 8,
+    "moe": 64,
+    "moe8": 32,
+    "moe-q4_k_m": 64,
+    "moe8-q4_k_m": 32,
 }
 TG_TOKENS_LARGE = 24
 GROUP_TG_TOKENS = 32
 BATCH_TOKENS = 512
-# The quantized classes' prompt batch on a CPU (the host, a worker serving one): a quarter of the
-# float model's. Their batches, each after a warm-up batch of its size (a shorter warm-up left the
-# first timed batch up to 29 % slow here), were most of a one-thread worker's probe (21 of its 51 s);
-# a CPU's quantized matmul costs a token the same in a batch of 128 as of 512 (the fit prices the
-# attention that differs; measured here, AMD EPYC: 1-10 % less a token at 128, the fit's attention
-# accounting for 3-6 of it). A GPU's kernels fill up only on big batches: its classes stay at 512.
-QUANT_BATCH_TOKENS = 128
-# The MoE pairs' batches on a CPU: half of it, 64 tokens for each of 8 experts, 2 used (what the
-# expert factor is measured at; real MoE models at llama.cpp's 512-token micro-batch give each
-# expert 16 (DeepSeek-V3) to 128 (Mixtral); Qwen3-30B-A3B 32). A fifth of a worker's probe before.
-MOE_BATCH_TOKENS = 256
-# The Q4_K_M model's batch on a CPU is timed at BATCH_TOKENS too: every class timed on a shorter
-# batch is scaled by what that one ran slower a token at full size (here, AMD EPYC: 128-token batches
-# ran a quantized matmul about 9 % faster a token, and fitted as they were, CPU prompt predictions
-# came out 8-10 points faster). Within these bounds; a ratio outside them is a disturbed batch.
-FULL_BATCH_SCALE = (0.5, 1.5)
 # One model's prompt batch is timed again after this much context: what attention costs per score
 # (the probe's context is 2048 cells).
 DEEP_TOKENS = 1024
 REPETITIONS = 3
 PP_REPETITIONS = 1
-SMALL_PP_REPETITIONS = 2
-MOE_REPETITIONS = 1
 BIG_REPETITIONS = 2  # generation of the big models, in each of its two rounds
 # The small models, timed in a fraction of a second, get more: their per-layer costs come from the
 # difference of two of them, which one slow sample can move several times over.
 SMALL_REPETITIONS = 5
-# ... but no more once they agree: a test stops after MIN_REPETITIONS once the 95 % interval of its
-# mean is within TIGHT_PCT of it.
-MIN_REPETITIONS = 3
-TIGHT_PCT = 3.0
 
 
 class ProbeError(GpusplitError):
@@ -297,15 +254,6 @@ class Target:
         GPU (on a small model a GPU's attention is lost in its fixed costs)."""
         return self.large["float"] if self.local_gpu or self.big else "wide2"
 
-    def batch_tokens(self, name: str) -> int:
-        """The prompt batch a probe model is timed on (see QUANT_BATCH_TOKENS, MOE_BATCH_TOKENS)."""
-        if self.local_gpu or self.big:
-            return BATCH_TOKENS
-        base = base_name(name)
-        if base in (MOE, MOE_DEEP, *MOE_QUANT):
-            return MOE_BATCH_TOKENS
-        return QUANT_BATCH_TOKENS if base in LARGE.values() and base != LARGE["float"] else BATCH_TOKENS
-
     @property
     def large(self) -> dict[str, str]:
         """The large probe models (weight class -> name) this device is timed on."""
@@ -364,25 +312,15 @@ class ProbeRun:
     deep: bool = False
     label: str = ""
     sample_reps: int = 0  # greedy samples timed after the tests (the host CPU: what `run` adds a token)
-    batch_tokens: int = BATCH_TOKENS
-    full_batch: bool = False  # the batch timed at BATCH_TOKENS too (FULL_BATCH_SCALE)
-    parallel: tuple[int, ...] = ()  # generation of this many sequences together, each count a test
 
     def tests(self) -> list[dict[str, Any]]:
-        tg: dict[str, Any] = {"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}
-        if self.repetitions > MIN_REPETITIONS:
-            tg |= {"min_repetitions": MIN_REPETITIONS, "tight_pct": TIGHT_PCT}
-        tests = [tg]
-        batch = {"kind": "pp", "n": self.batch_tokens, "repetitions": self.pp_repetitions}
+        tests = [{"name": "tg", "kind": "tg", "n": self.tg_tokens, "depth": 0}]
         if self.prompt:
-            tests.append({"name": "pp", **batch, "depth": 0})
+            tests.append({"name": "pp", "kind": "pp", "n": BATCH_TOKENS, "depth": 0, "repetitions": self.pp_repetitions})
         if self.prompt and self.deep:
-            tests.append({"name": "pp_deep", **batch, "depth": DEEP_TOKENS})
-        for n_seq in self.parallel:
-            tests.append({"name": f"tg_par{n_seq}", "kind": "tg", "n": PARALLEL_STEPS, "depth": 0, "parallel": n_seq})
-        if self.prompt and self.full_batch:
-            # warmed up by a short batch: the one just timed has warmed the kernels already
-            tests.append({"name": "pp_full", **batch, "n": BATCH_TOKENS, "depth": 0, "warm_up_n": self.batch_tokens})
+            tests.append(
+                {"name": "pp_deep", "kind": "pp", "n": BATCH_TOKENS, "depth": DEEP_TOKENS, "repetitions": self.pp_repetitions}
+            )
         return tests
 
 
@@ -398,9 +336,6 @@ class Timing:
     no_repack: bool = False  # run with the extra buffer types off, after llama.cpp crashed with them
     sample_s: float | None = None  # a greedy sample over the vocabulary (where asked)
     contention: Contention | None = None  # what other work took while its tests ran
-    tg_reps: int = 0  # generation's repetitions (fewer than asked where they agreed: MIN_REPETITIONS)
-    full_batch_s: float | None = None  # the batch at BATCH_TOKENS (ProbeRun.full_batch)
-    parallel_step_s: dict[int, float] = field(default_factory=dict)  # sequences -> seconds a step (ProbeRun.parallel)
 
     @property
     def contended(self) -> bool:
@@ -424,9 +359,8 @@ def _time_runs(
         [(r.params, r.tests(), r.repetitions, r.sample_reps) for r in runs], lambda i: started(i + 1), timeout=1800
     )
 
-    def per_batch(run: ProbeRun, samples: dict[str, list[float]], test: str) -> float | None:
-        tokens = BATCH_TOKENS if test == "pp_full" else run.batch_tokens
-        return tokens / statistics.median(samples[test]) if test in samples else None
+    def per_batch(samples: dict[str, list[float]], test: str) -> float | None:
+        return BATCH_TOKENS / statistics.median(samples[test]) if test in samples else None
 
     recovery = next((o.recovery for o in outcomes if o.recovery is not None), None)
     if recovery is not None and notes is not None:
@@ -441,12 +375,9 @@ def _time_runs(
             if failures is not None:
                 failures.append(failure)
             continue
-        timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(run, o.samples, "pp"), o.load_ms / 1000,
-                              per_batch(run, o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
-                              total_contention(o.contention.values()), len(o.samples["tg"]),
-                              per_batch(run, o.samples, "pp_full"),
-                              {n: n / statistics.median(o.samples[f"tg_par{n}"]) for n in run.parallel
-                               if o.samples.get(f"tg_par{n}")}))  # fmt: skip
+        timings.append(Timing(1.0 / statistics.median(o.samples["tg"]), per_batch(o.samples, "pp"), o.load_ms / 1000,
+                              per_batch(o.samples, "pp_deep"), o.recovery is not None, o.sample_s,
+                              total_contention(o.contention.values())))  # fmt: skip
     return timings
 
 
@@ -485,14 +416,11 @@ def probe_device(
     on_step: Step | None = None,
     on_more: Callable[[int], None] | None = None,
 ) -> DeviceSpeed:
-    """Time every probe model wholly on the target and fit its figures. The small and big models'
-    generation runs twice (_run_twice); a model whose first run other work disturbed runs again in
-    full (`on_more(n)` says how many steps that adds beyond step_count's), and once more if that
-    run was disturbed too; a model disturbed every time raises ProbeContended: nothing is kept."""
-    first = _probe_runs(target, paths, threads)
-    # Both rounds in one engine child (a child's start and end cost a device about a second).
-    second = [_probe_run(target, paths, threads, name, again=True) for name in _run_twice(target)]
-    runs = first + second
+    """Time every probe model wholly on the target and fit its figures. The small and big models
+    run twice (_second_round); a model whose run other work disturbed runs again in full
+    (`on_more(n)` says how many steps that adds beyond step_count's), and once more if that run
+    was disturbed too; a model disturbed every time raises ProbeContended: nothing is kept."""
+    runs = _probe_runs(target, paths, threads)
     raw: dict[str, Any] = {}  # the timings as measured, kept with the figures (DeviceSpeed.probe)
     notes: list[Reason] = []
     failures: list[str] = []
@@ -502,24 +430,15 @@ def probe_device(
         rtt = _round_trip(target.rpc[0])
         up, down = _link_rates(target.rpc[0], raw)
     timings = _time_runs(runs, on_step, notes, failures)
-    # A first run other work disturbed: in full again (its batch too), that run then dropped (_settled)
-    again = [
-        _probe_run(target, paths, threads, run.name, again=True, full=True)
-        for run, timed in zip(first, timings)
-        if timed is not None and timed.contended
-    ]
+    again = _second_round(target, runs, timings, paths, threads)
     if again:
-        if on_more is not None:
-            on_more(len(again))  # disturbed runs beyond the two rounds step_count counts
+        extra = [run for run in again if run.name not in _run_twice(target)]
+        if extra and on_more is not None:
+            on_more(len(extra))  # disturbed runs beyond the second round step_count counts
         runs, timings = runs + again, timings + _time_runs(again, on_step, notes, failures)
     # A model with no undisturbed run yet gets a last try: on this VM the hypervisor stole 6-8 %
     # now and then, and a short model met such a moment twice in 2 of 3 probes of three devices.
-    tries = Counter(run.name for run in runs)
-    last = [
-        _probe_run(target, paths, threads, name, again=True, full=True)
-        for name in _settled(runs, timings)[1]
-        if tries[name] < 3  # (a small or big model disturbed in its three runs already has had them)
-    ]
+    last = [_probe_run(target, paths, threads, name, again=True, full=True) for name in _settled(runs, timings)[1]]
     if last:
         if on_more is not None:
             on_more(len(last))
@@ -544,16 +463,17 @@ def probe_device(
     if notes:
         raw["notes"] = raw.get("notes", []) + [n.as_dict() for n in notes]
     cache = speed_cache.cpu_cache_bytes() if target.on_cpu or target.this_cpu else 0
-
-    def fit(at: dict[str, ProbePoint]) -> DeviceSpeed:
-        return fit_speed(at, cache, SMALL, target.fit_classes(), MOE, MOE_DEEP, MOE_QUANT, (target.attention_model, DEEP),
-                         {"float": ROWS, "quant": ROWS_QUANT})  # fmt: skip
-
-    fitted = fit(points)
-    full = _full_batch_point(runs, timings, points, paths, down)
-    if full is not None:
-        fitted = scaled_to_full_batches(target, fitted, fit({**points, full.name: full}), raw)
-    fitted = replace(fitted, seq_extra_share=_seq_extra_share(target, runs, timings, fitted, paths, down, raw))
+    fitted = fit_speed(
+        points,
+        cache,
+        SMALL,
+        target.fit_classes(),
+        MOE,
+        MOE_DEEP,
+        MOE_QUANT,
+        (target.attention_model, DEEP),
+        {"float": ROWS, "quant": ROWS_QUANT},
+    )
     rate = None
     loaded = LoadFit()
     if target.rpc:
@@ -586,91 +506,59 @@ def probe_device(
 def _probe_runs(target: Target, paths: dict[str, Path], threads: int) -> list[ProbeRun]:
     """Every probe model's first run on the target, in the order they are timed; `_second_round`
     says which run again."""
-    return [_probe_run(target, paths, threads, name) for name in _first_names(target)]
-
-
-def _first_names(target: Target) -> tuple[str, ...]:
-    """The probe models a target's first round times, in order. Where the CPU copies a class's
-    weights, its probe model runs once more with --no-repack: the plain kernels, for weights of that
-    class it does not copy (a --no-repack plan, other shapes)."""
+    # Where the CPU copies a class's weights, its probe model runs once more with --no-repack: the
+    # plain kernels, for weights of that class it does not copy (a --no-repack plan, other shapes).
     plain = tuple(target.large[cls] + PLAIN for cls in target.copied_classes)
-    parallel = target.large["kquant"] + PARALLEL
-    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, parallel, MOE, MOE_DEEP, *MOE_QUANT)
-
-
-def _device_steps(target: Target) -> int:
-    """The runs probe_device makes on the target when nothing disturbs them (a local GPU: one more,
-    its upload rate)."""
-    return len(_first_names(target)) + len(_run_twice(target)) + (1 if target.local_gpu else 0)
+    names = (*SMALL, ROWS, ROWS_QUANT, *target.large.values(), *plain, MOE, MOE_DEEP, *MOE_QUANT)
+    return [_probe_run(target, paths, threads, name) for name in names]
 
 
 def _probe_run(
     target: Target, paths: dict[str, Path], threads: int, name: str, again: bool = False, full: bool = False
 ) -> ProbeRun:
     """One probe model's run on the target: its first (`again` False), or its second: generation
-    alone unless `full` (the first was disturbed: everything again). A second round is for the
-    figures that drift with the machine's moment, generation's (a prompt batch is compute, and
-    varied a percent or two between runs); it timed the small models' batches too until the probe
-    had to fit in a minute."""
-    if name.endswith(PARALLEL):
-        return _parallel_run(target, paths, threads, name, again)
+    alone for a big model unless `full` (the first was disturbed: everything again)."""
     big = name in target.large.values()
-    prompt = full or not again
-    full_batch = prompt and name == target.large["kquant"] and target.batch_tokens(name) < BATCH_TOKENS
-    params = _params(target, paths[base_name(name)], threads)
+    prompt = full or not (again and big)
+    params = _params(target, paths[name.removesuffix(PLAIN)], threads)
     return ProbeRun(
         name,
         params.with_(no_repack=True) if name.endswith(PLAIN) else params,
         TG_TOKENS.get(name, TG_TOKENS_LARGE),
-        _repetitions(name, big),
+        SMALL_REPETITIONS if name in (*SMALL, ROWS, ROWS_QUANT) else (BIG_REPETITIONS if big else REPETITIONS),
         # Prompt batches vary by a percent or two between runs (after the warm-up, which they
-        # need: a first batch ran 3-15 % slow here, and after a 32-token warm-up a Q4_K_M batch
-        # 29 % slow): two for the small models, one for the big and MoE ones (most of the
-        # probe's time); two for the model timed at two sizes, whose ratio scales every class
-        # timed short (one of each read 0.88 and 1.16 in two probes minutes apart here).
-        SMALL_PP_REPETITIONS if name in SMALL or full_batch else PP_REPETITIONS,
+        # need: a first batch ran 3-15 % slow here, and after a 64-token warm-up a Q4_K_M batch
+        # 21 % slow): three for the small models, one for the big and MoE ones (most of the
+        # probe's time).
+        REPETITIONS if name in SMALL else PP_REPETITIONS,
         prompt,
         prompt and name == target.attention_model,
         f"{target.device.name}: {name}" + (" again" if again else ""),
         # the host's sampling cost, from a 512- and a 262,144-token vocabulary
         SAMPLE_REPS if target.on_cpu and not again and name in ("l1", ROWS) else 0,
-        target.batch_tokens(name),
-        full_batch,
     )
 
 
-def _parallel_run(target: Target, paths: dict[str, Path], threads: int, name: str, again: bool) -> ProbeRun:
-    """The Q4_K_M model loaded for PARALLEL_SEQS sequences: a short generation of one, then steps of
-    each count decoded together (seq_extra_share). Its own load: with that many sequences each holds
-    a share of the context's cells, too few for the model's prompt batches."""
-    params = _params(target, paths[base_name(name)], threads).with_(n_seq_max=max(PARALLEL_SEQS))
-    label = f"{target.device.name}: {base_name(name)}, {' and '.join(map(str, PARALLEL_SEQS))} sequences together"
-    return ProbeRun(name, params, PARALLEL_STEPS, PARALLEL_REPETITIONS, prompt=False, label=label + (" again" if again else ""),
-                    batch_tokens=target.batch_tokens(name), parallel=PARALLEL_SEQS)  # fmt: skip
-
-
-def base_name(name: str) -> str:
-    """The probe model a run's name loads (without :plain or :parallel)."""
-    return name.removesuffix(PLAIN).removesuffix(PARALLEL)
-
-
-def _repetitions(name: str, big: bool) -> int:
-    """Generation's repetitions for a probe model (see SMALL_REPETITIONS and the rest)."""
-    if name in (*SMALL, ROWS, ROWS_QUANT):
-        return SMALL_REPETITIONS
-    if name in (MOE, MOE_DEEP, *MOE_QUANT):
-        return MOE_REPETITIONS
-    return BIG_REPETITIONS if big else REPETITIONS
+def _second_round(
+    target: Target, runs: list[ProbeRun], timings: list[Timing | None], paths: dict[str, Path], threads: int
+) -> list[ProbeRun]:
+    """The runs made again, after every first one. The small and rows models (their timings set the
+    fixed costs, which drift both ways between rounds: two_rounds takes their mean, or the faster
+    round past a spike) and the big models' generation (each weight class's memory rate; a remote
+    worker gets the big set, ~1 GB, uploaded twice: 8 s more over 1 GbE); and any run other work
+    disturbed, in full, its first run then dropped (_settled)."""
+    again = []
+    for run, timed in zip(runs, timings):
+        if timed is None:
+            continue  # failed: said already
+        if timed.contended or run.name in _run_twice(target):
+            again.append(_probe_run(target, paths, threads, run.name, again=True, full=timed.contended))
+    return again
 
 
 def _run_twice(target: Target) -> tuple[str, ...]:
-    """The models whose generation every probe of the target times again, after every first run:
-    the small models (their timings set the fixed costs, which drift both ways between rounds:
-    two_rounds takes their mean, or the faster round past a spike) and the big ones (each weight
-    class's memory rate; a remote worker gets the big set, ~1 GB, uploaded twice: 8 s more over
-    1 GbE). Not the rows models: their 262,144-row outputs, loaded again, were a tenth of a worker's
-    probe, for a cost that is a fifth of a large-vocabulary model's token at most."""
-    return (*SMALL, *target.large.values())
+    """The models every probe of the target runs twice (see _second_round)."""
+    return (*SMALL, ROWS, ROWS_QUANT, *target.large.values())
 
 
 def _settled(runs: list[ProbeRun], timings: list[Timing | None]) -> tuple[list[Timing | None], list[str]]:
@@ -715,24 +603,20 @@ def _probe_points(
     for run, timed in zip(runs, timings):
         if timed is None:
             continue  # failed: its class stays unmeasured
-        if run.parallel:
-            continue  # sequences together: seq_extra_share's
         name, first = run.name, points.get(run.name)
         if first is None:
             if timed.batch_s is None:
                 continue  # only its second round ran (generation alone): its class stays unmeasured
-            less = _less_logits(paths[base_name(name)], down)
+            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
             token_s, batch_s = less(timed.token_s), less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
-            raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s, timed.tg_reps, run.batch_tokens)
-            if timed.full_batch_s is not None:
-                raw[name]["full_batch_s"] = round(less(timed.full_batch_s), 6)
+            raw[name] = _raw_times(timed.load_s, token_s, batch_s, deep_s)
         else:
-            less = _less_logits(paths[base_name(name)], down)
+            less = _less_logits(paths[name.removesuffix(PLAIN)], down)
             token_s = less(timed.token_s)
             again_s = None if timed.batch_s is None else less(timed.batch_s)
             deep_s = None if timed.deep_batch_s is None else less(timed.deep_batch_s)
-            raw[name]["again"] = _raw_times(timed.load_s, token_s, again_s, deep_s, timed.tg_reps, run.batch_tokens)
+            raw[name]["again"] = _raw_times(timed.load_s, token_s, again_s, deep_s)
             token_s = two_rounds(first.token_s, token_s)
             if again_s is None or again_s >= first.batch_s:  # the deep batch stays with its base's round
                 batch_s, deep_s = first.batch_s, (points[DEEP].batch_s if run.deep else None)
@@ -740,78 +624,11 @@ def _probe_points(
                 batch_s = again_s
         # the copies' classes where llama.cpp copied them (not after a crash made the rest run plain)
         copies = target.extra_buffers if not run.params.no_repack and not timed.no_repack and target.on_cpu else ()
-        work = _work(paths[base_name(name)], copies, target.repack_level)
-        points[name] = ProbePoint(name, work, token_s, batch_s, run.batch_tokens)
+        work = _work(paths[name.removesuffix(PLAIN)], copies, target.repack_level)
+        points[name] = ProbePoint(name, work, token_s, batch_s, BATCH_TOKENS)
         if deep_s is not None:
             points[DEEP] = replace(points[name], name=DEEP, batch_s=deep_s, depth=DEEP_TOKENS)
     return points
-
-
-def _full_batch_point(
-    runs: list[ProbeRun], timings: list[Timing | None], points: dict[str, ProbePoint], paths: dict[str, Path],
-    down: float | None,
-) -> ProbePoint | None:  # fmt: skip
-    """The point of the model timed at BATCH_TOKENS besides its short batch (ProbeRun.full_batch), at
-    that size; None where none was (or it failed)."""
-    for run, timed in zip(runs, timings):
-        if run.full_batch and timed is not None and timed.full_batch_s is not None and run.name in points:
-            seconds = _less_logits(paths[base_name(run.name)], down)(timed.full_batch_s)
-            return replace(points[run.name], batch_s=seconds, batch_tokens=BATCH_TOKENS)
-    return None
-
-
-def scaled_to_full_batches(target: Target, short: DeviceSpeed, full: DeviceSpeed, raw: dict[str, Any]) -> DeviceSpeed:
-    """`short`'s figures with each class timed on a shorter batch than BATCH_TOKENS scaled by what the
-    class timed at both sizes ran at full size against its short batch (`full`: the figures fitted
-    with that model's full batch); the ratio goes into `raw` ("full_batch_scale")."""
-    classes = target.fit_classes()
-    both = next((cls for cls, name in classes.items() if name == target.large["kquant"]), None)
-    if both is None or not short.flops.get(both) or not full.flops.get(both):
-        return short
-    low, high = FULL_BATCH_SCALE
-    ratio = min(max(full.flops[both] / short.flops[both], low), high)
-    raw["full_batch_scale"] = round(ratio, 4)
-    flops = dict(short.flops)
-    for cls, name in classes.items():
-        if cls in flops and target.batch_tokens(name) < BATCH_TOKENS:
-            flops[cls] *= ratio
-    return replace(short, flops=flops)
-
-
-def _seq_extra_share(
-    target: Target, runs: list[ProbeRun], timings: list[Timing | None], fitted: DeviceSpeed, paths: dict[str, Path],
-    down: float | None, raw: dict[str, Any],
-) -> tuple[float, float] | None:  # fmt: skip
-    """What each sequence decoded together beyond the first adds to a step, as a share of one
-    token's weights, output and rows time (token_parts under the fitted figures): from the 2nd to the
-    4th, and beyond the 4th, from the parallel run's steps against its own single-sequence tokens.
-    None where that run failed. (A CPU computes each sequence's dot products in turn: on this 2-core
-    EPYC a second sequence added nearly a whole token, where a GPU reading its weights once adds
-    little.)"""
-    low, high = PARALLEL_SEQS
-    for run, timed in zip(runs, timings):
-        if not run.parallel or timed is None or set(timed.parallel_step_s) != {low, high}:
-            continue
-        path = paths[base_name(run.name)]
-        logits_s = _logits_seconds(path, down)  # each sequence's logits come back over the link
-        one = timed.token_s - logits_s
-        steps = {n: seconds - n * logits_s for n, seconds in timed.parallel_step_s.items()}
-        copies = target.extra_buffers if target.on_cpu and not run.params.no_repack and not timed.no_repack else ()
-        parts = token_parts(fitted, _work(path, copies, target.repack_level))
-        per_token = parts["weights"] + parts["output"] + parts["rows"]
-        if per_token <= 0:
-            return None
-        to_low = max((steps[low] - one) / ((low - 1) * per_token), 0.0)
-        beyond = max((steps[high] - steps[low]) / ((high - low) * per_token), 0.0)
-        raw["parallel"] = {"token_s": round(one, 7), **{f"step{n}_s": round(t, 7) for n, t in steps.items()},
-                           "share": [round(to_low, 4), round(beyond, 4)]}  # fmt: skip
-        return to_low, beyond
-    return None
-
-
-def _logits_seconds(path: Path, down: float | None) -> float:
-    """A token's logits over a link of `down` bytes per second (0 where there is none)."""
-    return _vocab(path) * 4 / down if down else 0.0
 
 
 def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
@@ -821,20 +638,15 @@ def _less_logits(path: Path, down: float | None) -> Callable[[float], float]:
     took 88 ms over 100 Mbit/s, and read as 5x the rows' cost)."""
     if not down:
         return lambda seconds: seconds
-    logits_s = _logits_seconds(path, down)
+    logits_s = _vocab(path) * 4 / down
     return lambda seconds: max(seconds - logits_s, 1e-6)
 
 
-def _raw_times(
-    load_s: float, token_s: float, batch_s: float | None, deep_s: float | None, tg_reps: int, batch_tokens: int
-) -> dict[str, float]:
-    """A round's timings as the raw record keeps them (with generation's repetitions, and the
-    batch's tokens where not BATCH_TOKENS)."""
-    record = {"token_s": round(token_s, 7), "load_s": round(load_s, 4), "tg_reps": tg_reps}
+def _raw_times(load_s: float, token_s: float, batch_s: float | None, deep_s: float | None) -> dict[str, float]:
+    """A round's timings as the raw record keeps them."""
+    record = {"token_s": round(token_s, 7), "load_s": round(load_s, 4)}
     if batch_s is not None:
         record["batch_s"] = round(batch_s, 6)
-        if batch_tokens != BATCH_TOKENS:
-            record["batch_tokens"] = batch_tokens
     if deep_s is not None:
         record["deep_batch_s"] = round(deep_s, 6)
     return record
@@ -908,14 +720,12 @@ def _load_figures(
     - the bytes sent as they are, at the rate the largest model with no tensor over 10 MiB loaded
       beside the smallest one (never served from a cache), and a fixed part (allocations and graph
       reservation, each a round trip, and the worker's own setup);
-    - a byte of a tensor over 10 MiB (offered by hash first, a round trip each) on a first load (the
-      host hashes it, sends it, and a worker with a weight cache hashes it again and writes it to
-      disk: 6 ns a byte over an unshaped veth here, where the link alone takes 1.5), and what a
-      vocabulary adds (the host's tokenizer, the worker's logits buffers), solved together from the
-      first loads of the big float model and the 262,144-entry one (loaded once: a second load of
-      it was a tenth of a worker's probe);
-    - a byte from the worker's cache where its later loads came from there (the host's hash and the
-      worker's disk read: 2.5 ns), from the float model's fastest load."""
+    - a byte of a tensor over 10 MiB (offered by hash first, a round trip each), and what a
+      vocabulary adds (the host's tokenizer, the worker's logits buffers), from the big float model
+      and the 262,144-entry one: on a first load (the host hashes it, sends it, and a worker with a
+      weight cache hashes it again and writes it to disk: 6 ns a byte over an unshaped veth here,
+      where the link alone takes 1.5), and from the worker's cache where its later loads came from
+      there (the host's hash and the worker's disk read: 2.5 ns)."""
     if "l1" not in loads or big_name not in loads:
         return LoadFit()
     sent = {name: _sent(paths[name]) for name in loads}
@@ -936,23 +746,19 @@ def _load_figures(
         """What a load took beyond its fixed part, its plain bytes and its hashed tensors' round trips."""
         return seconds - fixed - sent[name].plain / rate - sent[name].n_hashed * rtt
 
-    def first_beyond(name: str) -> float:
-        """What a model's first load took beyond its fixed part, plain bytes and round trips, less
-        its file's cold read."""
-        return beyond(name, first_loads.get(name, loads[name]) - cold * sent[name].total)
-
     vocab_l1 = _vocab(paths["l1"])
-    # the float model: its hashed bytes, its vocabulary beyond l1's, what its first load took beyond
-    a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, first_beyond(big_name)
-    per_vocab, first = 0.0, r1 / a1
-    if ROWS in first_loads and sent[ROWS].hashed:
+    # the float model: its hashed bytes, its vocabulary beyond l1's, what its fastest load took beyond
+    a1, b1, r1 = sent[big_name].hashed, _vocab(paths[big_name]) - vocab_l1, beyond(big_name, loads[big_name])
+    per_vocab, hashed = 0.0, r1 / a1
+    if ROWS in loads and sent[ROWS].hashed:
         # two unknowns (a hashed byte, a vocabulary entry) from two models: solved together
-        a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, first_beyond(ROWS)
+        a2, b2, r2 = sent[ROWS].hashed, _vocab(paths[ROWS]) - vocab_l1, beyond(ROWS, loads[ROWS])
         det = a1 * b2 - a2 * b1
         if det:
             per_vocab = max((a1 * r2 - a2 * r1) / det, 0.0)
-            first = (r1 - b1 * per_vocab) / a1
-    hashed = (beyond(big_name, loads[big_name]) - b1 * per_vocab) / a1
+            hashed = (r1 - b1 * per_vocab) / a1
+    first_seconds = first_loads.get(big_name, loads[big_name]) - cold * sent[big_name].total
+    first = (beyond(big_name, first_seconds) - b1 * per_vocab) / a1
     first, hashed = max(first, 0.0), max(hashed, 0.0)
     note = ""
     if first > CACHED_LOADS * hashed:
@@ -1026,8 +832,7 @@ def probe_group(
     # Tensor parallelism's synchronisation is a cost per layer: a short generation shows it as well
     # as a long one, and over slow workers a long one would take most of the probe.
     label = f"tensor parallelism over {len(devices)} devices: l12"
-    # One timed batch, as for the big models (3 took a fifth of a two-worker probe's group step).
-    (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, pp_repetitions=PP_REPETITIONS, label=label)], on_step)
+    (timed,) = _time_runs([ProbeRun("l12", params, GROUP_TG_TOKENS, label=label)], on_step)
     if timed is None:
         return None
     measured_token, measured_batch = timed.token_s, timed.batch_s or 0.0
@@ -1042,6 +847,10 @@ def probe_group(
         identity=speed_cache.group_identity(members),
         measured_at=speed_cache.now(),
     )
+
+
+# Each device's timed runs: the small and rows models and the big ones twice, the four MoE ones once
+DEVICE_STEPS = 2 * len(SMALL) + 4 + 2 * len(LARGE) + 4
 
 
 def twins(probed: Sequence[Target]) -> dict[int, list[int]]:
@@ -1076,14 +885,15 @@ def twin_speed(target: Target, twin: DeviceSpeed, twin_name: str) -> DeviceSpeed
 
 def step_count(inventory: Inventory, no_repack: bool = False) -> int:
     """How many steps run_probe reports (for a progress bar): every probe model on each device and
-    the host (_device_steps: the small and big ones twice, the CPU's copied ones once more plain),
-    and one tensor-parallel run over two devices or more; a twin of a device probed before it
-    (`twins`) runs none; a run that other work disturbed adds its own (on_more) as it is known."""
+    the host (the small and big ones twice, the CPU's copied ones once more plain), and one
+    tensor-parallel run over two devices or more; a twin of a device probed before it (`twins`)
+    runs none; a run that other work disturbed adds its own (on_more) as it is known."""
     probed = targets(inventory, 1, "")  # (reads each local worker's note: once)
-    probed[0] = replace(probed[0], no_repack=no_repack)
-    twin_of = twins(probed)
+    devices = len(inventory.devices) - len(twins(probed))
+    local_gpus = sum(1 for d in inventory.devices if not d.endpoint and backend(d.backend).gpu)
+    plain = len(replace(probed[0], no_repack=no_repack).copied_classes)
     group = 1 if len(inventory.devices) >= 2 else 0
-    return sum(_device_steps(t) for i, t in enumerate(probed) if i not in twin_of) + group
+    return DEVICE_STEPS * (devices + 1) + plain + group + local_gpus
 
 
 def run_probe(
@@ -1115,7 +925,7 @@ def run_probe(
                 speed = twin_speed(target, measured[twin.identity], twin.device.name)
             else:
                 if index in twin_of and on_more is not None:
-                    on_more(_device_steps(target))  # no twin of it could be measured: this one is, in full
+                    on_more(DEVICE_STEPS)  # no twin of it could be measured: this one is, in full
                 speed = probe_device(target, paths, threads, on_step, on_more)
         except ProbeContended as exc:
             failed.append(Reason("probe-contended", exc.message, {"device": exc.device}))  # nothing cached

@@ -75,10 +75,6 @@ class Prediction:
     sample_s: float = 0.0
     # Where a token's predicted seconds go: what to look at when it misses.
     parts: TokenParts = field(default_factory=TokenParts)
-    # Sequences decoded together: the seconds each one beyond the first adds to a step, from the 2nd
-    # to the SEQ_EXTRA_AT[0]th and beyond it (DeviceSpeed.seq_extra_share on every device's token);
-    # None where a device doing much of the work has no such figure (parallel_tokens_per_s).
-    seq_extra_s: tuple[float, float] | None = None
     # Loading: the bytes llama.cpp sends each RPC worker (the weights it holds; its KV cache and
     # compute buffers are allocated there, not sent) and the seconds that takes over its link.
     load: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -169,24 +165,13 @@ def prompt_tokens_per_s(
     return n_tokens / seconds if seconds > 0 and n_tokens > 0 else None
 
 
-# The sequence counts the probe decodes together (DeviceSpeed.seq_extra_share): the first splits
-# the sequences' extra cost into two slopes (a CPU's kernels change past a few tokens a batch).
-SEQ_EXTRA_AT = (4, 8)
-# A device whose token share is under this, with no seq_extra_share (the host holding only the
-# input rows, say), does not stop the others' figures from counting.
-SEQ_EXTRA_MINOR = 0.05
-
-
 def parallel_tokens_per_s(prediction: Prediction, n_seq: int) -> float | None:
     """Generation of `n_seq` sequences decoded together (llama-server's busy slots,
     llama-batched-bench's S_TG): all of their tokens per second. A step holds one token of each. It
-    costs one sequence's token (its fixed costs, the weights read once, its KV cache), and each
-    other sequence what the probe measured one adds (seq_extra_s: on a CPU nearly a token's
-    compute again) with its KV cache; at least each other sequence's KV cache read and compute
-    beyond what hides under the weights' read: the step's tokens at a prompt batch's cost per token
-    (batch_token_s), less the weights' read time, where that is more (all a device with no such
-    measurement is priced at: on a 2-core EPYC that predicted 50-215 % fast). The prediction at the
-    sequences' depth (Plan.prediction_at) carries their KV."""
+    costs one sequence's token (its fixed costs, the weights read once, its KV cache), each other
+    sequence's KV cache read, and compute beyond what hides under the weights' read: the step's
+    tokens at a prompt batch's cost per token (batch_token_s), less the weights' read time, where
+    that is more. The prediction at the sequences' depth (Plan.prediction_at) carries their KV."""
     if not prediction.tg_tokens_per_s:
         return None
     if n_seq <= 1:
@@ -196,11 +181,6 @@ def parallel_tokens_per_s(prediction: Prediction, n_seq: int) -> float | None:
     weights_s = sum(part.get("weights", 0.0) + part.get("output", 0.0) for part in devices)
     compute_s = max(n_seq * prediction.batch_token_s - weights_s, 0.0)
     step_s = 1 / prediction.tg_tokens_per_s + (n_seq - 1) * kv_s + compute_s
-    if prediction.seq_extra_s is not None:
-        to_split, beyond = prediction.seq_extra_s
-        split = SEQ_EXTRA_AT[0]
-        measured_s = 1 / prediction.tg_tokens_per_s + (min(n_seq, split) - 1) * to_split + max(n_seq - split, 0) * beyond
-        step_s = max(step_s, measured_s)
     return n_seq / step_s
 
 
@@ -747,7 +727,6 @@ def predict(
         sample_s=host_speed.sample_fixed_s + model.n_vocab * host_speed.sample_per_vocab_s,
         load=load,
         load_cached=load_cached,
-        seq_extra_s=_seq_extra(parts, speeds, bool(memory.split_shares)),
         parts={
             "fixed": fixed,
             "links": hops,
@@ -755,29 +734,6 @@ def predict(
             "devices": {("CPU" if i is None else devices[i].name): p for i, p in parts.items() if sum(p.values())},
         },
     )
-
-
-def _seq_extra(
-    parts: dict[int | None, dict[str, float]], speeds: dict[int | None, DeviceSpeed], concurrent: bool
-) -> tuple[float, float] | None:
-    """Prediction.seq_extra_s: per device its share of its token's weights, output and rows, and its
-    KV cache, summed over devices working in turn (max over a tensor-parallel group's, which work at
-    once); None where a device with SEQ_EXTRA_MINOR or more of that work was not measured so."""
-    compute = {i: p.get("weights", 0.0) + p.get("output", 0.0) + p.get("rows", 0.0) for i, p in parts.items()}
-    total = sum(compute.values())
-    extras = []
-    for i, part in parts.items():
-        share = speeds[i].seq_extra_share
-        if share is None:
-            if total and compute[i] >= SEQ_EXTRA_MINOR * total:
-                return None
-            continue
-        kv = part.get("kv", 0.0)
-        extras.append((share[0] * compute[i] + kv, share[1] * compute[i] + kv))
-    if not extras:
-        return None
-    combine = max if concurrent else sum
-    return combine(e[0] for e in extras), combine(e[1] for e in extras)
 
 
 def _speeds(devices: list[Device], host: Device, cpu_bandwidth: float) -> dict[int | None, DeviceSpeed]:
